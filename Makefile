@@ -1,0 +1,47 @@
+# Every target bootstraps what it needs: a fresh machine needs only Python >= 3.10.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: venv test lint unit contract e2e e2e-postgres demo bench bench-quick clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --locked --python $(PYTHON)
+	touch $@
+
+venv: $(VENV)/.synced
+
+lint: venv
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/mypy
+
+# The README's test command: lint, types, unit, contract (moto + localbatch) and end-to-end on SQLite.
+test: venv lint
+	$(VENV)/bin/pytest
+
+unit: venv
+	$(VENV)/bin/pytest tests -m "not contract and not e2e"
+
+contract: venv
+	$(VENV)/bin/pytest tests -m contract
+
+e2e: venv
+	$(VENV)/bin/pytest tests -m e2e
+
+# CI runs the end-to-end suite a second time on PostgreSQL.
+E2E_POSTGRES_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/postgres
+e2e-postgres: venv
+	AIRFLOW_AWS_BATCH_E2E_DB="$(E2E_POSTGRES_URL)" $(VENV)/bin/pytest tests -m e2e
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache
