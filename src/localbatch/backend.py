@@ -364,6 +364,11 @@ class BatchBackend:
         container = p.get("containerProperties")
         if not container or not container.get("image"):
             raise ClientException("containerProperties.image must be provided for a container job definition")
+        # AWS echoes these lists back empty when they were not given.
+        container = {
+            **{k: [] for k in ("environment", "mountPoints", "secrets", "ulimits", "volumes")},
+            **container,
+        }
         revisions = [
             int(d["revision"]) for d in self.job_definitions.values() if d["jobDefinitionName"] == name
         ]
