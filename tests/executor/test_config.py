@@ -8,6 +8,7 @@ import tempfile
 # Airflow reads AIRFLOW_HOME at import; keep it off the user's ~/airflow.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -441,3 +442,14 @@ def test_region_from_option_or_connection(
 def test_option_table_covers_every_model_field() -> None:
     assert set(ExecutorConfig.model_fields) <= set(OPTION_NAMES)
     assert {spec.name for spec in OPTIONS} - set(ExecutorConfig.model_fields) == {"aws_conn_id"}
+
+
+@pytest.mark.parametrize(
+    "spec", [pytest.param(spec, id=spec.name) for spec in OPTIONS if spec.name != "aws_conn_id"]
+)
+def test_readme_table_documents_every_option_and_default(spec: Any) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    row = next((line for line in readme.splitlines() if line.startswith(f"| `{spec.name}` |")), None)
+    assert row is not None, f"README has no row for {spec.name}"
+    if spec.default is not None:
+        assert f"`{spec.default}`" in row
