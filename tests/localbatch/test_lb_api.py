@@ -178,7 +178,10 @@ def test_setup_is_idempotent(server: Server) -> None:
 
 def test_sts_get_caller_identity_answers_for_credential_checks(server: Server) -> None:
     identity = server.client("sts").get_caller_identity()
-    assert (identity["Account"], identity["Arn"]) == ("123456789012", "arn:aws:iam::123456789012:user/localbatch")
+    assert (identity["Account"], identity["Arn"]) == (
+        "123456789012",
+        "arn:aws:iam::123456789012:user/localbatch",
+    )
 
 
 def test_submit_payload_over_30_kib_is_rejected(batch: Any, env: Env) -> None:
@@ -190,4 +193,7 @@ def test_submit_payload_over_30_kib_is_rejected(batch: Any, env: Env) -> None:
 
 def test_container_overrides_over_8192_characters_fail_the_job(batch: Any, env: Env) -> None:
     job = wait_status(batch, run(batch, env, ["echo", "x" * 9000]))
-    assert (job["status"], job["statusReason"]) == ("FAILED", "Container Overrides length must be at most 8192")
+    assert (job["status"], job["statusReason"]) == (
+        "FAILED",
+        "Container Overrides length must be at most 8192",
+    )
