@@ -144,6 +144,11 @@ def create_app(service: LocalBatch) -> FastAPI:
     async def get_stats() -> Response:
         return _json(200, {"operations": service.stats.as_dict()})
 
+    @app.delete(f"{ADMIN_PREFIX}/stats")
+    async def reset_stats() -> Response:
+        service.stats.operations.clear()
+        return _json(200, {"operations": {}})
+
     @app.get(f"{ADMIN_PREFIX}/health")
     async def health() -> Response:
         return _json(
