@@ -305,7 +305,8 @@ class Runner:
         used = self.used.setdefault(ce_name, [0.0, 0.0])
         used[0] += job.vcpus
         used[1] += job.memory_mib
-        backend.set_status(job, JobStatus.STARTING, None)
+        job.status_reason = None  # a RUNNABLE reason (capacity, earlier attempt) no longer applies
+        backend.set_status(job, JobStatus.STARTING)
         fault = self.faults.start_fault(job.job_name)
         command = list(job.container.get("command") or [])
         if job.overrides_too_long:
