@@ -61,6 +61,7 @@ class Zygote:
     ready: bool = False
     failed: dict[str, str] = field(default_factory=dict)
     next_id: int = 0
+    forked: int = 0
     waiting: dict[int, str] = field(default_factory=dict)  # request id -> job id, not forked yet
     children: dict[int, str] = field(default_factory=dict)  # pid -> job id
     outbox: collections.deque[tuple[bytes, int]] = field(default_factory=collections.deque)
@@ -217,6 +218,7 @@ class WarmPool:
             elif "pid" in message:
                 job_id = zygote.waiting.pop(int(message["id"]))
                 zygote.children[int(message["pid"])] = job_id
+                zygote.forked += 1
                 self.callbacks.started(job_id, int(message["pid"]))
             elif "error" in message:
                 job_id = zygote.waiting.pop(int(message["id"]))
@@ -287,6 +289,7 @@ class WarmPool:
                     "failed": z.failed,
                     "running": len(z.children),
                     "waiting": len(z.waiting),
+                    "forked": z.forked,
                 }
                 for z in self.zygotes.values()
             ],
