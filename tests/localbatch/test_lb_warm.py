@@ -150,7 +150,7 @@ def test_timeout_sigterm_then_sigkill(wbatch: Any, wenv: Env, path: str) -> None
         pytest.param(["python", "-m", "lb_probe_state"], None, id="module-not-preloaded-is-cold"),
     ],
 )
-def test_which_commands_run_warm(
+def test_which_commands_run_warm(  # noqa: PLR0917 (pytest passes parameters by name)
     wbatch: Any, wlogs: Any, wenv: Env, warm_server: Server, command: list[str], path: str | None
 ) -> None:
     forks_before = _zygote_forks(warm_server)

@@ -15,7 +15,7 @@ import lb_probe_state
 
 def main() -> None:
     action = sys.argv[1]
-    warm = lb_probe_state.IMPORTED_BY != os.getpid()
+    warm = os.getpid() != lb_probe_state.IMPORTED_BY
     print(f"path={'warm' if warm else 'cold'}", flush=True)
     if action == "report":
         names = ("FROM_JD", "OVERRIDDEN", "AWS_BATCH_JOB_ID", "LB_TEST_PASSED", "LB_TEST_HIDDEN")
