@@ -185,3 +185,18 @@ def test_a_dead_zygote_fails_its_running_jobs_and_is_replaced(
     again = wait_status(wbatch, run(wbatch, wenv, [*PATHS["warm"], "exit", "0"]), timeout=30)
     assert (again["status"], _lines(wlogs, again)[0]) == ("SUCCEEDED", "path=warm")
     assert zygote not in _zygote_pids(warm_server)
+
+
+def test_jobs_queued_while_the_zygote_imports_all_run_warm(wbatch: Any, wlogs: Any) -> None:
+    # A new environment gets a new zygote, slow to import; 40 x 8 KiB requests overflow the socket
+    # buffer meanwhile, so the rest wait in localbatch until the zygote reads.
+    env = make_env(wbatch, max_vcpus=64)
+    slow = [{"name": "LB_PROBE_IMPORT_DELAY", "value": "1"}]
+    big = "x" * 8000
+    ids = [
+        run(wbatch, env, [*PATHS["warm"], "exit", "0", big], containerOverrides={"environment": slow})
+        for _ in range(40)
+    ]
+    jobs = [wait_status(wbatch, job_id, timeout=60) for job_id in ids]
+    assert {job["status"] for job in jobs} == {"SUCCEEDED"}
+    assert {_lines(wlogs, job)[0] for job in jobs} == {"path=warm"}
