@@ -42,9 +42,6 @@ def _become_job(request: dict[str, Any], out_fd: int) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    # Its own session and process group, as a subprocess started by localbatch gets: TerminateJob,
-    # timeouts and host-lost faults signal the group.
-    os.setsid()
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
@@ -119,19 +116,31 @@ def serve(sock: socket.socket, modules: list[str]) -> tuple[dict[str, Any], int]
                 os.close(out_fd)
                 _send(sock, {"id": request["id"], "error": failed[request["module"]]})
                 continue
+            session_r, session_w = os.pipe()
             try:
                 pid = os.fork()
             except OSError as error:
-                os.close(out_fd)
+                for fd in (out_fd, session_r, session_w):
+                    os.close(fd)
                 _send(sock, {"id": request["id"], "error": f"fork failed: {error}"})
                 continue
             if pid == 0:
+                # Its own session and process group, as a subprocess started by localbatch gets:
+                # TerminateJob, timeouts and host-lost faults signal the group.
+                os.setsid()
+                os.close(session_r)
+                os.close(session_w)
                 selector.close()
                 signal.set_wakeup_fd(-1)
                 os.close(wakeup_r)
                 os.close(wakeup_w)
                 return request, out_fd
             os.close(out_fd)
+            # The pid is reported once the child leads its process group (end of file: it closed
+            # the pipe), so a signal sent to the group right away cannot miss it.
+            os.close(session_w)
+            os.read(session_r, 1)
+            os.close(session_r)
             _send(sock, {"id": request["id"], "pid": pid})
         _reap(sock)
 

@@ -200,3 +200,16 @@ def test_jobs_queued_while_the_zygote_imports_all_run_warm(wbatch: Any, wlogs: A
     jobs = [wait_status(wbatch, job_id, timeout=60) for job_id in ids]
     assert {job["status"] for job in jobs} == {"SUCCEEDED"}
     assert {_lines(wlogs, job)[0] for job in jobs} == {"path=warm"}
+
+
+def test_terminate_while_the_zygote_imports(wbatch: Any, wenv: Env) -> None:
+    slow = [{"name": "LB_PROBE_IMPORT_DELAY", "value": "1.5"}]
+    job_id = run(wbatch, wenv, [*PATHS["warm"], "sleep"], containerOverrides={"environment": slow})
+    assert wait_status(wbatch, job_id, "STARTING")["status"] == "STARTING"
+    wbatch.terminate_job(jobId=job_id, reason="stopped while starting")
+    job = wait_status(wbatch, job_id, timeout=30)
+    assert (job["status"], job["statusReason"], job["container"]["exitCode"]) == (
+        "FAILED",
+        "stopped while starting",
+        143,
+    )
