@@ -66,7 +66,12 @@ def _conf(option: str, fallback: str | None = None) -> str | None:
 
 
 def _conn_id(args: argparse.Namespace) -> str:
-    return str(args.conn_id or _conf("conn_id", "aws_default"))
+    # Same rule as the executor's config: aws_conn_id (the amazon provider's spelling in its docs)
+    # counts only while conn_id is left at its default.
+    conn_id = args.conn_id or _conf("conn_id", "aws_default")
+    if conn_id == "aws_default":
+        conn_id = _conf("aws_conn_id", conn_id)
+    return str(conn_id)
 
 
 def _region(args: argparse.Namespace) -> str | None:
@@ -158,124 +163,156 @@ def _environment_of(job_definition: dict[str, Any], submit_job_kwargs: dict[str,
     return env
 
 
-def batch_lines(
-    client: BatchClient, job_queue: str | None, job_definition: str | None
-) -> tuple[list[CheckLine], dict[str, Any] | None]:
-    """Queue, compute environments and job definition lines, plus the job definition found."""
-    lines: list[CheckLine] = []
-    if not job_queue:
-        lines.append(CheckLine("FAIL", "job queue", f"not configured: set [{SECTION}] job_queue"))
-    else:
-        queues = client.describe_job_queues(jobQueues=[job_queue])["jobQueues"]
-        if not queues:
-            lines.append(CheckLine("FAIL", "job queue", f"job queue {job_queue!r} not found"))
-        else:
-            queue = queues[0]
-            state, status = queue.get("state"), queue.get("status")
-            ok = state == "ENABLED" and status == "VALID"
-            detail = f"{job_queue}: state {state}, status {status}"
-            if queue.get("statusReason") and not ok:
-                detail += f" ({queue['statusReason']})"
-            lines.append(CheckLine("OK" if ok else "FAIL", "job queue", detail))
-            arns = [ce["computeEnvironment"] for ce in queue.get("computeEnvironmentOrder", [])]
-            if not arns:
-                lines.append(CheckLine("FAIL", "compute environment", f"{job_queue} has none attached"))
-            else:
-                envs = client.describe_compute_environments(computeEnvironments=arns)["computeEnvironments"]
-                found = {ce["computeEnvironmentArn"] for ce in envs} | {
-                    ce["computeEnvironmentName"] for ce in envs
-                }
-                for missing in (a for a in arns if a not in found):
-                    lines.append(CheckLine("FAIL", "compute environment", f"{missing} not found"))
-                for ce in envs:
-                    resources: dict[str, Any] = dict(ce.get("computeResources") or {})
-                    ok = ce.get("state") == "ENABLED" and ce.get("status") == "VALID"
-                    detail = (
-                        f"{ce['computeEnvironmentName']}: {resources.get('type', ce.get('type'))}, "
-                        f"state {ce.get('state')}, status {ce.get('status')}, "
-                        f"maxvCpus {resources.get('maxvCpus')}"
-                    )
-                    if not ok and ce.get("statusReason"):
-                        detail += f" ({ce['statusReason']})"
-                    if ok and resources and int(resources.get("maxvCpus", 1)) == 0:
-                        ok, detail = False, detail + " (maxvCpus 0: no job can ever start)"
-                    lines.append(CheckLine("OK" if ok else "FAIL", "compute environment", detail))
+def queue_lines(client: BatchClient, job_queue: str, label: str = "job queue") -> list[CheckLine]:
+    """The queue's state and that of every compute environment it feeds."""
+    queues = client.describe_job_queues(jobQueues=[job_queue])["jobQueues"]
+    if not queues:
+        return [CheckLine("FAIL", label, f"job queue {job_queue!r} not found")]
+    queue = queues[0]
+    state, status = queue.get("state"), queue.get("status")
+    ok = state == "ENABLED" and status == "VALID"
+    detail = f"{job_queue}: state {state}, status {status}"
+    if queue.get("statusReason") and not ok:
+        detail += f" ({queue['statusReason']})"
+    lines = [CheckLine("OK" if ok else "FAIL", label, detail)]
+    arns = [ce["computeEnvironment"] for ce in queue.get("computeEnvironmentOrder", [])]
+    if not arns:
+        return [*lines, CheckLine("FAIL", "compute environment", f"{job_queue} has none attached")]
+    envs = client.describe_compute_environments(computeEnvironments=arns)["computeEnvironments"]
+    found = {ce["computeEnvironmentArn"] for ce in envs} | {ce["computeEnvironmentName"] for ce in envs}
+    for missing in (a for a in arns if a not in found):
+        lines.append(CheckLine("FAIL", "compute environment", f"{missing} not found"))
+    for ce in envs:
+        resources: dict[str, Any] = dict(ce.get("computeResources") or {})
+        ok = ce.get("state") == "ENABLED" and ce.get("status") == "VALID"
+        detail = (
+            f"{ce['computeEnvironmentName']}: {resources.get('type', ce.get('type'))}, "
+            f"state {ce.get('state')}, status {ce.get('status')}, "
+            f"maxvCpus {resources.get('maxvCpus')}"
+        )
+        if not ok and ce.get("statusReason"):
+            detail += f" ({ce['statusReason']})"
+        if ok and resources and int(resources.get("maxvCpus", 1)) == 0:
+            ok, detail = False, detail + " (maxvCpus 0: no job can ever start)"
+        lines.append(CheckLine("OK" if ok else "FAIL", "compute environment", detail))
+    return lines
 
-    found_definition: dict[str, Any] | None = None
-    if not job_definition:
-        lines.append(CheckLine("FAIL", "job definition", f"not configured: set [{SECTION}] job_definition"))
+
+def job_definition_lines(
+    client: BatchClient, job_definition: str
+) -> tuple[list[CheckLine], dict[str, Any] | None]:
+    """The job definition's line, and the ACTIVE revision jobs would use (None if there is none)."""
+    name, _, revision = job_definition.partition(":")
+    if job_definition.startswith("arn:"):
+        response = client.describe_job_definitions(jobDefinitions=[job_definition])
     else:
-        name, _, revision = job_definition.partition(":")
-        if job_definition.startswith("arn:"):
-            response = client.describe_job_definitions(jobDefinitions=[job_definition])
-        else:
-            response = client.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")
-        definitions = [d for d in response["jobDefinitions"] if d.get("status") == "ACTIVE"]
-        if revision and not job_definition.startswith("arn:"):
-            definitions = [d for d in definitions if str(d.get("revision")) == revision]
-        if not definitions:
-            lines.append(CheckLine("FAIL", "job definition", f"no ACTIVE job definition {job_definition!r}"))
-        else:
-            latest = max(definitions, key=lambda d: int(d.get("revision", 0)))
-            found_definition = dict(latest)
-            container: dict[str, Any] = dict(found_definition.get("containerProperties") or {})
-            lines.append(
-                CheckLine(
-                    "OK",
-                    "job definition",
-                    f"{found_definition['jobDefinitionName']}:{found_definition.get('revision')} "
-                    f"image {container.get('image', '?')}, "
-                    f"platform {','.join(found_definition.get('platformCapabilities') or ['EC2'])}",
-                )
-            )
-    return lines, found_definition
+        response = client.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")
+    definitions = [d for d in response["jobDefinitions"] if d.get("status") == "ACTIVE"]
+    if revision and not job_definition.startswith("arn:"):
+        definitions = [d for d in definitions if str(d.get("revision")) == revision]
+    if not definitions:
+        return [CheckLine("FAIL", "job definition", f"no ACTIVE job definition {job_definition!r}")], None
+    latest = max(definitions, key=lambda d: int(d.get("revision", 0)))
+    found: dict[str, Any] = dict(latest)
+    container: dict[str, Any] = dict(found.get("containerProperties") or {})
+    if found.get("type") != "container" or not container:
+        detail = f"{job_definition}: type {found.get('type')}; the executor needs a container job definition"
+        return [CheckLine("FAIL", "job definition", detail)], None
+    platform = ",".join(found.get("platformCapabilities") or ["EC2"])
+    image = container.get("image", "?")
+    detail = f"{found['jobDefinitionName']}:{found.get('revision')}, image {image}, {platform}"
+    return [CheckLine("OK", "job definition", detail)], found
+
+
+@dataclass(frozen=True)
+class _Target:
+    conn_id: str
+    region: str | None
+    job_queues: tuple[str, ...]
+    job_definition: str | None
+    submit_job_kwargs: dict[str, Any]
+
+
+def _target(args: argparse.Namespace) -> tuple[_Target, list[CheckLine]]:
+    """What to check: the executor's validated config, with the command line's overrides on top."""
+    from airflow_aws_batch.config import ConfigError, load_config
+
+    lines: list[CheckLine] = []
+    try:
+        config = load_config()
+    except ConfigError as err:
+        for problem in err.problems:
+            # The command line can supply what the section lacks.
+            supplied = {"job_queue": args.job_queue, "job_definition": args.job_definition}
+            if problem.found is None and supplied.get(problem.option):
+                continue
+            lines.append(CheckLine("FAIL", "config", str(problem)))
+        queue = args.job_queue or _conf("job_queue")
+        return (
+            _Target(
+                conn_id=_conn_id(args),
+                region=_region(args),
+                job_queues=(queue,) if queue else (),
+                job_definition=args.job_definition or _conf("job_definition"),
+                submit_job_kwargs={},
+            ),
+            lines,
+        )
+    queues = [args.job_queue or config.job_queue]
+    queues += [q for q in config.queue_map.values() if q not in queues]
+    return (
+        _Target(
+            conn_id=args.conn_id or config.conn_id,
+            region=args.region or config.region_name,
+            job_queues=tuple(queues),
+            job_definition=args.job_definition or config.job_definition,
+            submit_job_kwargs=dict(config.submit_job_kwargs),
+        ),
+        lines,
+    )
 
 
 def run_check(args: argparse.Namespace) -> list[CheckLine]:
-    """Collect every check line; never raises for AWS errors (they become FAIL lines)."""
+    """Collect every check line; AWS errors become FAIL lines rather than exceptions."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    lines: list[CheckLine] = []
-    conn_id = _conn_id(args)
-    region = _region(args)
+    target, lines = _target(args)
+    region = target.region
     try:
-        hook = _hook("batch", conn_id, region)
+        hook = _hook("batch", target.conn_id, region)
         session = hook.get_session(region_name=region)
         credentials = session.get_credentials()
         region = region or session.region_name or hook.conn_region_name
     except Exception as err:  # the hook raises many kinds for a bad connection
-        return [CheckLine("FAIL", "credentials", f"connection {conn_id!r}: {err}")]
+        return [*lines, CheckLine("FAIL", "credentials", f"connection {target.conn_id!r}: {err}")]
     if credentials is None:
-        lines.append(CheckLine("FAIL", "credentials", f"none found for connection {conn_id!r}"))
+        lines.append(CheckLine("FAIL", "credentials", f"none found for connection {target.conn_id!r}"))
     else:
-        lines.append(
-            CheckLine(
-                "OK", "credentials", f"connection {conn_id!r}, source {getattr(credentials, 'method', '?')}"
-            )
-        )
+        source = getattr(credentials, "method", "?")
+        lines.append(CheckLine("OK", "credentials", f"connection {target.conn_id!r}, source {source}"))
     if not region:
-        lines.append(CheckLine("FAIL", "region", f"not configured: set [{SECTION}] region_name"))
-        return lines
+        detail = f"none: set [{SECTION}] region_name or region_name in the connection's extra"
+        return [*lines, CheckLine("FAIL", "region", detail)]
     lines.append(CheckLine("OK", "region", region))
 
-    job_queue = args.job_queue or _conf("job_queue")
-    job_definition = args.job_definition or _conf("job_definition")
+    definition: dict[str, Any] | None = None
     try:
         client = hook.get_client_type(region_name=region)
-        batch, definition = batch_lines(client, job_queue, job_definition)
+        if not target.job_queues:
+            lines.append(CheckLine("FAIL", "job queue", f"not configured: set [{SECTION}] job_queue"))
+        for i, queue in enumerate(target.job_queues):
+            lines.extend(queue_lines(client, queue, "job queue" if i == 0 else "job queue (queue_map)"))
+        if not target.job_definition:
+            detail = f"not configured: set [{SECTION}] job_definition"
+            lines.append(CheckLine("FAIL", "job definition", detail))
+        else:
+            found, definition = job_definition_lines(client, target.job_definition)
+            lines.extend(found)
     except (ClientError, BotoCoreError) as err:
         return [*lines, CheckLine("FAIL", "batch API", f"{type(err).__name__}: {err}")]
-    lines.extend(batch)
 
-    try:
-        submit_kwargs = json.loads(_conf("submit_job_kwargs", "{}") or "{}")
-    except ValueError as err:
-        lines.append(
-            CheckLine("FAIL", "submit_job_kwargs", f"[{SECTION}] submit_job_kwargs is not JSON: {err}")
-        )
-        submit_kwargs = {}
     if definition is not None:
-        environment = _environment_of(definition, submit_kwargs if isinstance(submit_kwargs, dict) else {})
+        environment = _environment_of(definition, target.submit_job_kwargs)
         lines.extend(task_environment_lines(environment))
         lines.append(execution_api_line(environment.get(EXECUTION_API_ENV)))
     return lines
