@@ -318,8 +318,16 @@ def run_check(args: argparse.Namespace) -> list[CheckLine]:
     return lines
 
 
+def _quiet_botocore() -> None:
+    # Airflow's logging prints botocore's INFO lines ("Found credentials ...") between report lines.
+    import logging
+
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+
+
 def check_command(args: argparse.Namespace, out: TextIO | None = None) -> None:
     out = out or sys.stdout
+    _quiet_botocore()
     lines = run_check(args)
     for line in lines:
         print(line.render(), file=out)
@@ -378,6 +386,8 @@ def render_command(args: argparse.Namespace) -> None:
 
 
 def provision_command(args: argparse.Namespace) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from airflow_aws_batch.provision import ProvisionError, deploy_stack
 
     try:
@@ -385,6 +395,7 @@ def provision_command(args: argparse.Namespace) -> None:
     except TemplateError as err:
         raise SystemExit(f"airflow aws-batch provision: {err}") from None
     body = dump_template(build_template(options), "json")
+    _quiet_botocore()
     client = _hook("cloudformation", _conn_id(args), _region(args)).get_client_type(region_name=_region(args))
     parameters = {"SubnetIds": args.subnets, "SecurityGroupIds": args.security_groups}
     print(f"Deploying stack {args.stack_name} ({options.compute}) ...", file=sys.stderr)
@@ -394,6 +405,8 @@ def provision_command(args: argparse.Namespace) -> None:
         )
     except ProvisionError as err:
         raise SystemExit(f"airflow aws-batch provision: {err}") from None
+    except (ClientError, BotoCoreError) as err:
+        raise SystemExit(f"airflow aws-batch provision: CloudFormation refused: {err}") from None
     print(f"Stack {result.stack_name}: {result.action} ({result.status})")
     for key, value in sorted(result.outputs.items()):
         print(f"  {key}: {value}")

@@ -54,7 +54,7 @@ class TemplateOptions:
     job_definition: str = "airflow-task"
     compute_environment: str = "airflow-compute"
     compute: ComputeType = "fargate"
-    image: str = "apache/airflow:3.3.2-python3.11"
+    image: str = "my-airflow-image:latest"
     execution_api_url: str = "http://airflow-api.internal:8080/execution/"
     vcpus: float = 1.0
     memory_mib: int = 2048
