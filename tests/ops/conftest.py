@@ -26,8 +26,8 @@ def _start_printing_url(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         for line in log.read_text(errors="replace").splitlines():
-            if line.startswith("listening on "):
-                return proc, line.removeprefix("listening on ").strip()
+            if "listening on " in line:
+                return proc, line.split("listening on ", 1)[1].strip()
         time.sleep(0.1)
     _stop(proc)
     raise RuntimeError(f"{cmd[:3]} did not report its URL; output: {log.read_text(errors='replace')[-2000:]}")
@@ -106,6 +106,19 @@ def _run_airflow(args: list[str], env: Mapping[str, str]) -> subprocess.Complete
     return subprocess.run(
         [AIRFLOW, "aws-batch", *args], env=dict(env), capture_output=True, text=True, timeout=180, check=False
     )
+
+
+@pytest.fixture(scope="module")
+def localbatch_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A localbatch service in its own process (module-scoped: each module gets a fresh store)."""
+    data = tmp_path_factory.mktemp("localbatch")
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(data)}
+    cmd = [str(Path(sys.executable).parent / "localbatch"), "serve", "--port", "0", "--data-dir", str(data)]
+    proc, url = _start_printing_url(cmd, env, data / "serve.log")
+    try:
+        yield url
+    finally:
+        _stop(proc)
 
 
 # Helpers as fixtures: test modules never import conftest (its package name depends on the layout).
