@@ -153,6 +153,12 @@ def execution_api_line(url: str | None, timeout: float = 5.0) -> CheckLine:
 
 
 def _environment_of(job_definition: dict[str, Any], submit_job_kwargs: dict[str, Any]) -> dict[str, str]:
+    """Job definition environment, then submit_job_kwargs' overrides, then what the executor adds.
+
+    A task's executor_config can add more; that is per task and not known here.
+    """
+    from airflow_aws_batch.submit import EXECUTOR_CONTAINER_ENV
+
     env: dict[str, str] = {}
     container = job_definition.get("containerProperties") or {}
     for pair in container.get("environment", []):
@@ -160,6 +166,7 @@ def _environment_of(job_definition: dict[str, Any], submit_job_kwargs: dict[str,
     overrides = (submit_job_kwargs.get("containerOverrides") or {}).get("environment", [])
     for pair in overrides:
         env[str(pair.get("name"))] = str(pair.get("value", ""))
+    env[EXECUTOR_CONTAINER_ENV] = "true"
     return env
 
 
