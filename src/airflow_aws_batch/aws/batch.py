@@ -244,6 +244,11 @@ class BatchApi:
                 self._logs = self._logs_factory()
             return self._logs
 
+    @property
+    def region_name(self) -> str:
+        """The region the Batch client talks to (builds the client; no network call)."""
+        return str(self._client("batch").meta.region_name)
+
     def reset_clients(self) -> None:
         with self._lock:
             self._batch = None
