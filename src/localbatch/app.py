@@ -1,0 +1,173 @@
+"""HTTP layer: FastAPI routes for the Batch and Logs APIs on one port, plus the admin endpoints.
+
+Routes only translate HTTP to a parsed request (protocol.py), apply the configured faults, call the
+backend and serialise the answer. Everything else lives below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from pydantic import ValidationError
+
+from localbatch import protocol
+from localbatch.backend import BatchBackend
+from localbatch.errors import (
+    LogsInvalidParameter,
+    LogsServiceUnavailable,
+    LogsThrottling,
+    ServerException,
+    ServiceError,
+    TooManyRequestsException,
+)
+from localbatch.faults import FaultConfig, Faults, Stats
+from localbatch.logs import LogsBackend
+from localbatch.runner import Runner
+from localbatch.store import Store
+
+ADMIN_PREFIX = "/_localbatch"
+log = logging.getLogger("localbatch")
+
+
+@dataclass
+class Settings:
+    data_dir: Path
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    pass_env: list[str] = field(default_factory=list)
+    kill_grace_seconds: float = 30.0
+
+
+class LocalBatch:
+    """The service: store, backends, runner and fault state, started and stopped together."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = Store(settings.data_dir)
+        self.faults = Faults(settings.faults)
+        self.stats = Stats()
+        self.batch = BatchBackend(self.store, self.faults)
+        self.logs = LogsBackend(self.store)
+        self.runner = Runner(
+            self.batch,
+            self.logs,
+            self.faults,
+            settings.data_dir,
+            pass_env=settings.pass_env,
+            kill_grace_seconds=settings.kill_grace_seconds,
+        )
+
+    async def start(self) -> None:
+        await self.runner.start()
+
+    async def stop(self) -> None:
+        await self.runner.stop()
+        self.store.close()
+
+    def replace_faults(self, config: FaultConfig) -> None:
+        self.faults.replace(config)
+        self.runner.release_holds()
+
+    async def apply_faults(self, service: str, operation: str) -> None:
+        """Added latency, quotas and random server errors, in the order a caller would meet them."""
+        stats = self.stats.get(operation)
+        config = self.faults.config
+        if config.latency_ms > 0:
+            await asyncio.sleep(config.latency_ms / 1000)
+        if not self.faults.allow(operation):
+            stats.throttled += 1
+            if service == "logs":
+                raise LogsThrottling("Rate exceeded")
+            raise TooManyRequestsException("Too Many Requests")
+        if self.faults.server_error():
+            stats.server_errors += 1
+            if service == "logs":
+                raise LogsServiceUnavailable("The service cannot complete the request (injected fault).")
+            raise ServerException("Internal server error (injected fault)")
+
+    def call(
+        self, headers: dict[str, str], method: str, raw_path: str, query: str, body: bytes
+    ) -> dict[str, Any]:
+        if "x-amz-target" in headers:
+            parsed = protocol.parse_logs(headers, body)
+            return self.logs.dispatch(parsed.operation, parsed.params, parsed.region)
+        batch_request = protocol.parse_batch(method, raw_path, query, headers, body)
+        assert batch_request is not None
+        return self.batch.dispatch(batch_request.operation, batch_request.params, batch_request.region)
+
+
+def _error(error: ServiceError, service: str) -> Response:
+    status, headers, payload = protocol.error_body(error, service)
+    return Response(payload, status_code=status, headers=headers)
+
+
+def _json(
+    status: int, payload: Any, headers: dict[str, str] | None = None, media: str = "application/json"
+) -> Response:
+    return Response(json.dumps(payload).encode(), status_code=status, headers=headers, media_type=media)
+
+
+def create_app(service: LocalBatch) -> FastAPI:
+    app = FastAPI(title="localbatch", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get(f"{ADMIN_PREFIX}/faults")
+    async def get_faults() -> Response:
+        return _json(200, service.faults.config.model_dump())
+
+    @app.put(f"{ADMIN_PREFIX}/faults")
+    async def put_faults(request: Request) -> Response:
+        try:
+            config = FaultConfig.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return _json(400, {"message": "invalid fault config", "errors": json.loads(exc.json())})
+        service.replace_faults(config)
+        return _json(200, config.model_dump())
+
+    @app.get(f"{ADMIN_PREFIX}/stats")
+    async def get_stats() -> Response:
+        return _json(200, {"operations": service.stats.as_dict()})
+
+    @app.get(f"{ADMIN_PREFIX}/health")
+    async def health() -> Response:
+        return _json(
+            200, {"status": "ok", "jobs": len(service.batch.jobs), "running": len(service.runner.procs)}
+        )
+
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE"])
+    async def aws(request: Request) -> Response:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        raw_path = (request.scope.get("raw_path", b"").decode() or request.url.path).split("?")[0]
+        service_name = "logs" if "x-amz-target" in headers else "batch"
+        if service_name == "logs":
+            operation = protocol.logs_operation(headers)
+            if operation is None:
+                error = LogsInvalidParameter(f"Unknown operation {headers['x-amz-target']!r}")
+                return _error(error, service_name)
+        else:
+            operation = protocol.batch_operation(request.method, raw_path)
+            if operation is None:
+                return _json(404, {"message": f"No AWS operation at {request.method} {raw_path}"})
+        stats = service.stats.get(operation)
+        stats.requests += 1
+        try:
+            await service.apply_faults(service_name, operation)
+            body = await request.body()
+            result = service.call(headers, request.method, raw_path, request.url.query, body)
+        except ServiceError as error:
+            if error.status < 500 and not isinstance(error, (TooManyRequestsException, LogsThrottling)):
+                stats.client_errors += 1
+            return _error(error, service_name)
+        except Exception as exc:  # a bug must still reach the client in AWS's shape, and our log
+            log.exception("%s failed", operation)
+            stats.server_errors += 1
+            unavailable = LogsServiceUnavailable if service_name == "logs" else ServerException
+            return _error(unavailable(f"localbatch failed: {exc!r}"), service_name)
+        media = "application/x-amz-json-1.1" if service_name == "logs" else "application/json"
+        return _json(200, result, media=media)
+
+    return app
