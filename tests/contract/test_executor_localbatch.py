@@ -10,7 +10,6 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -52,8 +51,10 @@ def localbatch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBatch]
     data = tmp_path_factory.mktemp("localbatch")
     ready = data / "ready"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "localbatch", "serve", "--host", "127.0.0.1", "--port", "0"]
-        + ["--data-dir", str(data / "store"), "--ready-file", str(ready), "--kill-grace-seconds", "1"],
+        [
+            *(sys.executable, "-m", "localbatch", "serve", "--host", "127.0.0.1", "--port", "0"),
+            *("--data-dir", str(data / "store"), "--ready-file", str(ready), "--kill-grace-seconds", "1"),
+        ],
         stdout=subprocess.DEVNULL,
         start_new_session=True,
     )
@@ -65,8 +66,10 @@ def localbatch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBatch]
             time.sleep(0.1)
         url = ready.read_text().strip()
         subprocess.run(
-            [sys.executable, "-m", "localbatch", "setup", "--endpoint-url", url]
-            + ["--job-queue", QUEUE, "--job-definition", DEFINITION, "--compute-environment", "exec-ce"],
+            [
+                *(sys.executable, "-m", "localbatch", "setup", "--endpoint-url", url),
+                *("--job-queue", QUEUE, "--job-definition", DEFINITION, "--compute-environment", "exec-ce"),
+            ],
             check=True,
             capture_output=True,
             timeout=60,
