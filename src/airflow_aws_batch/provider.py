@@ -57,10 +57,8 @@ def get_cli_commands() -> list[Any]:
     try:
         executor_module = importlib.import_module("airflow_aws_batch.executor")
     except ModuleNotFoundError as err:
-        # The executor module arrives on another branch; until then register the commands directly.
+        # The executor module arrives on another branch; until then there is nothing to register.
         if err.name == "airflow_aws_batch.executor":
-            from airflow_aws_batch.cli import get_cli_commands as ops_commands
-
-            return ops_commands()
+            return []
         raise
     return list(executor_module.AwsBatchExecutor.get_cli_commands())
