@@ -18,7 +18,7 @@ import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from typing import Any, Literal, TextIO
 
 from airflow_aws_batch.cloudformation import (
     COMPUTE_TYPES,
@@ -28,9 +28,6 @@ from airflow_aws_batch.cloudformation import (
     build_template,
     dump_template,
 )
-
-if TYPE_CHECKING:
-    from mypy_boto3_batch import BatchClient
 
 SECTION = "aws_batch_executor"
 DEFAULT_STACK = "airflow-aws-batch"
@@ -152,17 +149,14 @@ def execution_api_line(url: str | None, timeout: float = 5.0) -> CheckLine:
     return line
 
 
-def _environment_of(job_definition: dict[str, Any], submit_job_kwargs: dict[str, Any]) -> dict[str, str]:
+def _environment_of(definition_env: dict[str, str], submit_job_kwargs: dict[str, Any]) -> dict[str, str]:
     """Job definition environment, then submit_job_kwargs' overrides, then what the executor adds.
 
     A task's executor_config can add more; that is per task and not known here.
     """
     from airflow_aws_batch.submit import EXECUTOR_CONTAINER_ENV
 
-    env: dict[str, str] = {}
-    container = job_definition.get("containerProperties") or {}
-    for pair in container.get("environment", []):
-        env[str(pair.get("name"))] = str(pair.get("value", ""))
+    env = dict(definition_env)
     overrides = (submit_job_kwargs.get("containerOverrides") or {}).get("environment", [])
     for pair in overrides:
         env[str(pair.get("name"))] = str(pair.get("value", ""))
@@ -170,158 +164,89 @@ def _environment_of(job_definition: dict[str, Any], submit_job_kwargs: dict[str,
     return env
 
 
-def queue_lines(client: BatchClient, job_queue: str, label: str = "job queue") -> list[CheckLine]:
-    """The queue's state and that of every compute environment it feeds."""
-    queues = client.describe_job_queues(jobQueues=[job_queue])["jobQueues"]
-    if not queues:
-        return [CheckLine("FAIL", label, f"job queue {job_queue!r} not found")]
-    queue = queues[0]
-    state, status = queue.get("state"), queue.get("status")
-    ok = state == "ENABLED" and status == "VALID"
-    detail = f"{job_queue}: state {state}, status {status}"
-    if queue.get("statusReason") and not ok:
-        detail += f" ({queue['statusReason']})"
-    lines = [CheckLine("OK" if ok else "FAIL", label, detail)]
-    arns = [ce["computeEnvironment"] for ce in queue.get("computeEnvironmentOrder", [])]
-    if not arns:
-        return [*lines, CheckLine("FAIL", "compute environment", f"{job_queue} has none attached")]
-    envs = client.describe_compute_environments(computeEnvironments=arns)["computeEnvironments"]
-    found = {ce["computeEnvironmentArn"] for ce in envs} | {ce["computeEnvironmentName"] for ce in envs}
-    for missing in (a for a in arns if a not in found):
-        lines.append(CheckLine("FAIL", "compute environment", f"{missing} not found"))
-    for ce in envs:
-        resources: dict[str, Any] = dict(ce.get("computeResources") or {})
-        ok = ce.get("state") == "ENABLED" and ce.get("status") == "VALID"
-        detail = (
-            f"{ce['computeEnvironmentName']}: {resources.get('type', ce.get('type'))}, "
-            f"state {ce.get('state')}, status {ce.get('status')}, "
-            f"maxvCpus {resources.get('maxvCpus')}"
-        )
-        if not ok and ce.get("statusReason"):
-            detail += f" ({ce['statusReason']})"
-        if ok and resources and int(resources.get("maxvCpus", 1)) == 0:
-            ok, detail = False, detail + " (maxvCpus 0: no job can ever start)"
-        lines.append(CheckLine("OK" if ok else "FAIL", "compute environment", detail))
-    return lines
+def _label(name: str) -> str:
+    """health.py's item names as report labels: ``compute_env:NAME`` -> ``compute environment``."""
+    kind, _, which = name.partition(":")
+    labels = {
+        "credentials": "batch API",
+        "job_queue": "job queue",
+        "compute_env": "compute environment",
+        "compute_environments": "compute environment",
+        "queue_map": f"queue_map {which}",
+        "job_definition": "job definition",
+    }
+    return labels.get(kind, name.replace("_", " "))
 
 
-def job_definition_lines(
-    client: BatchClient, job_definition: str
-) -> tuple[list[CheckLine], dict[str, Any] | None]:
-    """The job definition's line, and the ACTIVE revision jobs would use (None if there is none)."""
-    name, _, revision = job_definition.partition(":")
-    if job_definition.startswith("arn:"):
-        response = client.describe_job_definitions(jobDefinitions=[job_definition])
-    else:
-        response = client.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")
-    definitions = [d for d in response["jobDefinitions"] if d.get("status") == "ACTIVE"]
-    if revision and not job_definition.startswith("arn:"):
-        definitions = [d for d in definitions if str(d.get("revision")) == revision]
-    if not definitions:
-        return [CheckLine("FAIL", "job definition", f"no ACTIVE job definition {job_definition!r}")], None
-    latest = max(definitions, key=lambda d: int(d.get("revision", 0)))
-    found: dict[str, Any] = dict(latest)
-    container: dict[str, Any] = dict(found.get("containerProperties") or {})
-    if found.get("type") != "container" or not container:
-        detail = f"{job_definition}: type {found.get('type')}; the executor needs a container job definition"
-        return [CheckLine("FAIL", "job definition", detail)], None
-    platform = ",".join(found.get("platformCapabilities") or ["EC2"])
-    image = container.get("image", "?")
-    detail = f"{found['jobDefinitionName']}:{found.get('revision')}, image {image}, {platform}"
-    return [CheckLine("OK", "job definition", detail)], found
+def _load_config(args: argparse.Namespace) -> tuple[Any, list[CheckLine]]:
+    """The executor's config as it would start, with the command line's overrides; or FAIL lines."""
+    from airflow.configuration import conf
 
+    from airflow_aws_batch.config import ConfigError, parse_options
+    from airflow_aws_batch.options import OPTION_NAMES
 
-@dataclass(frozen=True)
-class _Target:
-    conn_id: str
-    region: str | None
-    job_queues: tuple[str, ...]
-    job_definition: str | None
-    submit_job_kwargs: dict[str, Any]
-
-
-def _target(args: argparse.Namespace) -> tuple[_Target, list[CheckLine]]:
-    """What to check: the executor's validated config, with the command line's overrides on top."""
-    from airflow_aws_batch.config import ConfigError, load_config
-
-    lines: list[CheckLine] = []
+    raw: dict[str, str | None] = {}
+    for name in OPTION_NAMES:
+        value = conf.get(SECTION, name, fallback=None)
+        raw[name] = str(value).strip() or None if value is not None else None
+    overrides = {
+        "job_queue": args.job_queue,
+        "job_definition": args.job_definition,
+        "conn_id": args.conn_id,
+        "region_name": args.region,
+    }
+    raw.update({k: v for k, v in overrides.items() if v})
     try:
-        config = load_config()
+        return parse_options(raw), []
     except ConfigError as err:
-        for problem in err.problems:
-            # The command line can supply what the section lacks.
-            supplied = {"job_queue": args.job_queue, "job_definition": args.job_definition}
-            if problem.found is None and supplied.get(problem.option):
-                continue
-            lines.append(CheckLine("FAIL", "config", str(problem)))
-        queue = args.job_queue or _conf("job_queue")
-        return (
-            _Target(
-                conn_id=_conn_id(args),
-                region=_region(args),
-                job_queues=(queue,) if queue else (),
-                job_definition=args.job_definition or _conf("job_definition"),
-                submit_job_kwargs={},
-            ),
-            lines,
-        )
-    queues = [args.job_queue or config.job_queue]
-    queues += [q for q in config.queue_map.values() if q not in queues]
-    return (
-        _Target(
-            conn_id=args.conn_id or config.conn_id,
-            region=args.region or config.region_name,
-            job_queues=tuple(queues),
-            job_definition=args.job_definition or config.job_definition,
-            submit_job_kwargs=dict(config.submit_job_kwargs),
-        ),
-        lines,
-    )
+        return None, [CheckLine("FAIL", "config", str(problem)) for problem in err.problems]
 
 
 def run_check(args: argparse.Namespace) -> list[CheckLine]:
-    """Collect every check line; AWS errors become FAIL lines rather than exceptions."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    """Collect every check line; AWS errors become FAIL lines rather than exceptions.
 
-    target, lines = _target(args)
-    region = target.region
+    The queue, compute environment and job definition items are the executor's own start-up
+    checks (:func:`airflow_aws_batch.health.run_checks`); this adds credentials, region, the task
+    environment and the execution API.
+    """
+    from airflow_aws_batch.aws.batch import BatchApi, BatchApiError
+    from airflow_aws_batch.health import run_checks
+
+    config, lines = _load_config(args)
+    if config is None:
+        return lines
     try:
-        hook = _hook("batch", target.conn_id, region)
-        session = hook.get_session(region_name=region)
-        credentials = session.get_credentials()
-        region = region or session.region_name or hook.conn_region_name
+        hook = _hook("batch", config.conn_id, config.region_name)
+        region = config.region_name or hook.conn_region_name
+        credentials = hook.get_session(region_name=region).get_credentials()
     except Exception as err:  # the hook raises many kinds for a bad connection
-        return [*lines, CheckLine("FAIL", "credentials", f"connection {target.conn_id!r}: {err}")]
+        return [CheckLine("FAIL", "credentials", f"connection {config.conn_id!r}: {err}")]
     if credentials is None:
-        lines.append(CheckLine("FAIL", "credentials", f"none found for connection {target.conn_id!r}"))
-    else:
-        source = getattr(credentials, "method", "?")
-        lines.append(CheckLine("OK", "credentials", f"connection {target.conn_id!r}, source {source}"))
+        return [CheckLine("FAIL", "credentials", f"none found for connection {config.conn_id!r}")]
+    source = getattr(credentials, "method", "?")
+    lines.append(CheckLine("OK", "credentials", f"connection {config.conn_id!r}, source {source}"))
     if not region:
         detail = f"none: set [{SECTION}] region_name or region_name in the connection's extra"
         return [*lines, CheckLine("FAIL", "region", detail)]
     lines.append(CheckLine("OK", "region", region))
 
-    definition: dict[str, Any] | None = None
-    try:
-        client = hook.get_client_type(region_name=region)
-        if not target.job_queues:
-            lines.append(CheckLine("FAIL", "job queue", f"not configured: set [{SECTION}] job_queue"))
-        for i, queue in enumerate(target.job_queues):
-            lines.extend(queue_lines(client, queue, "job queue" if i == 0 else "job queue (queue_map)"))
-        if not target.job_definition:
-            detail = f"not configured: set [{SECTION}] job_definition"
-            lines.append(CheckLine("FAIL", "job definition", detail))
-        else:
-            found, definition = job_definition_lines(client, target.job_definition)
-            lines.extend(found)
-    except (ClientError, BotoCoreError) as err:
-        return [*lines, CheckLine("FAIL", "batch API", f"{type(err).__name__}: {err}")]
+    client = hook.get_client_type(region_name=region)
+    items = run_checks(client, config)
+    for item in items:
+        status: Status = "OK" if item.ok else ("FAIL" if item.fatal else "WARN")
+        lines.append(CheckLine(status, _label(item.name), item.detail))
+    if not all(item.ok for item in items if item.name == "job_definition") or not any(
+        item.name == "job_definition" for item in items
+    ):
+        return lines
 
-    if definition is not None:
-        environment = _environment_of(definition, target.submit_job_kwargs)
-        lines.extend(task_environment_lines(environment))
-        lines.append(execution_api_line(environment.get(EXECUTION_API_ENV)))
+    try:
+        definition = BatchApi(lambda: client).describe_job_definition(config.job_definition)
+    except BatchApiError as err:
+        return [*lines, CheckLine("FAIL", "task environment", f"DescribeJobDefinitions failed: {err}")]
+    environment = _environment_of(definition.environment if definition else {}, config.submit_job_kwargs)
+    lines.extend(task_environment_lines(environment))
+    lines.append(execution_api_line(environment.get(EXECUTION_API_ENV)))
     return lines
 
 

@@ -40,12 +40,12 @@ def localbatch_resources(localbatch_url: str, execution_api_url: str) -> str:
     ("job_queue", "returncode", "expected"),
     [
         pytest.param(
-            "airflow-jobs", 0, ("OK", "job queue", "airflow-jobs: state ENABLED"), id="set-up-queue"
+            "airflow-jobs", 0, ("OK", "job queue", "'airflow-jobs' is ENABLED/VALID"), id="set-up-queue"
         ),
         pytest.param(
             "queue-that-is-not-there",
             1,
-            ("FAIL", "job queue", "'queue-that-is-not-there' not found"),
+            ("FAIL", "job queue", "'queue-that-is-not-there' does not exist"),
             id="missing-queue",
         ),
     ],

@@ -119,7 +119,7 @@ def test_check_passes_after_provision(provisioned: dict[str, Any], run_airflow: 
             None, {"job_definition": "no-such-definition"}, "no-such-definition", id="missing-definition"
         ),
         pytest.param(None, {"job_queue": "no-such-queue"}, "no-such-queue", id="missing-queue"),
-        pytest.param("disabled-queue", {"job_queue": "disabled-jobs"}, "state DISABLED", id="disabled-queue"),
+        pytest.param("disabled-queue", {"job_queue": "disabled-jobs"}, "DISABLED/VALID", id="disabled-queue"),
         pytest.param(
             "no-api-env",
             {"job_definition": "bare-task"},
