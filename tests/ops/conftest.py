@@ -58,14 +58,16 @@ def _wait_healthy(url: str, timeout: float = 90.0) -> None:
 
 
 @pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's server in its own process (see moto_server.py for why not a thread)."""
+    home = tmp_path_factory.mktemp("moto")
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home)}
+    script = str(Path(__file__).with_name("moto_server.py"))
+    proc, url = _start_printing_url([sys.executable, script], env, home / "server.log")
+    try:
+        yield url
+    finally:
+        _stop(proc)
 
 
 @pytest.fixture(scope="session")
