@@ -285,6 +285,34 @@ def _container_properties(options: TemplateOptions) -> dict[str, Any]:
     return props
 
 
+def _hints(options: TemplateOptions) -> dict[str, Any]:
+    """Settings that live outside this stack but must agree with it; shown to whoever reads the template."""
+    logging_hint = (
+        f"The API server must read task logs from {options.remote_log_folder}: set the same "
+        "[logging] remote_logging and remote_base_log_folder there."
+        if options.remote_log_folder
+        else "No remote logging: task logs vanish with their containers. Re-render with "
+        "--remote-log-folder s3://... or cloudwatch://... and set the same on the API server."
+    )
+    return {
+        "TaskEnvironment": sorted(task_environment(options)),
+        "SameOnSchedulerAndApiServer": [
+            "[api_auth] jwt_secret (or jwt_private_key_path on the scheduler and trusted_jwks_url "
+            "on the API server)",
+            "[api_auth] jwt_issuer",
+            "[api_auth] jwt_audience",
+            "[execution_api] jwt_audience",
+        ],
+        "NotForTasks": "The job definition carries no database URL, JWT secret or Fernet key: "
+        "Airflow 3 tasks only talk to the execution API.",
+        "RemoteLogging": logging_hint,
+        "ExecutorSettings": {
+            "[aws_batch_executor] job_queue": options.job_queue,
+            "[aws_batch_executor] job_definition": options.job_definition,
+        },
+    }
+
+
 def build_template(options: TemplateOptions) -> dict[str, Any]:
     """Return the CloudFormation template (a JSON-compatible dict) for ``options``."""
     resources: dict[str, Any] = {
@@ -389,6 +417,7 @@ def build_template(options: TemplateOptions) -> dict[str, Any]:
             f"AWS Batch resources for airflow-aws-batch ({options.compute}): compute environment, job queue "
             "and job definition for Airflow 3 tasks, with their roles and log group."
         ),
+        "Metadata": {"AirflowAwsBatch": _hints(options)},
         "Parameters": {
             "Image": {
                 "Type": "String",

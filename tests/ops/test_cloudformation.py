@@ -195,3 +195,20 @@ def test_execution_role_pulls_only_its_repository(image: str, pull_resource: str
 def test_bad_options_are_refused_by_name(options: dict[str, Any], names: str) -> None:
     with pytest.raises(TemplateError, match=names):
         TemplateOptions(**options)
+
+
+@pytest.mark.parametrize(
+    ("remote_log_folder", "logging_fragment"),
+    [
+        pytest.param("", "No remote logging", id="no-remote-logging"),
+        pytest.param("s3://logs/airflow", "s3://logs/airflow", id="s3-remote-logging"),
+    ],
+)
+def test_template_carries_the_settings_that_must_agree(remote_log_folder: str, logging_fragment: str) -> None:
+    hints = build_template(TemplateOptions(job_queue="q", remote_log_folder=remote_log_folder))["Metadata"][
+        "AirflowAwsBatch"
+    ]
+    assert "[api_auth] jwt_issuer" in hints["SameOnSchedulerAndApiServer"]
+    assert "AIRFLOW__CORE__EXECUTION_API_SERVER_URL" in hints["TaskEnvironment"]
+    assert logging_fragment in hints["RemoteLogging"]
+    assert hints["ExecutorSettings"]["[aws_batch_executor] job_queue"] == "q"
