@@ -391,7 +391,7 @@ def test_a_full_valid_submit_job_kwargs_is_accepted(env: Any) -> None:
 def test_amazon_provider_command_placeholder_is_accepted(env: Any, placeholder: str) -> None:
     # The Amazon provider's executor demands an empty/null command placeholder in submit_job_kwargs;
     # the same setting must work here unchanged, and the placeholder must not reach the request.
-    kwargs = '{"containerOverrides": {"command": %s, "vcpus": 2}}' % placeholder
+    kwargs = '{"containerOverrides": {"command": ' + placeholder + ', "vcpus": 2}}'
     env(**REQUIRED, submit_job_kwargs=kwargs)
     assert load_config(conf).base_request()["containerOverrides"] == {"vcpus": 2}
 
