@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import yaml  # type: ignore[import-untyped]
+import yaml
 
 ComputeType = Literal["ec2", "spot", "fargate", "fargate-spot"]
 COMPUTE_TYPES: tuple[ComputeType, ...] = ("ec2", "spot", "fargate", "fargate-spot")
