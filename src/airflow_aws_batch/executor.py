@@ -163,9 +163,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         # log_task_event builds ORM Log rows; the first one configures every SQLAlchemy mapper
         # (about a second). The scheduler has done this already; other hosts of the executor may not.
         try:
-            from sqlalchemy.orm import configure_mappers
-
             from airflow.models import import_all_models
+            from sqlalchemy.orm import configure_mappers
 
             import_all_models()
             configure_mappers()
