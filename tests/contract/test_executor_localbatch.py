@@ -222,3 +222,34 @@ def test_get_task_log_never_raises(executor: FastExecutor) -> None:
     messages, lines = executor.get_task_log(Nothing(), 1)
     assert lines == []
     assert "No AWS Batch job found" in messages[0]
+
+
+def test_server_errors_are_retried_after_a_lookup_without_duplicates(
+    localbatch: LocalBatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    faults = held("flaky")
+    faults.update(error_rate=0.3, seed=7)
+    localbatch.set_faults(faults)
+    configure(
+        monkeypatch, localbatch.url, job_queue=QUEUE, job_definition=DEFINITION, max_submit_job_attempts="10"
+    )
+    executor = FastExecutor(parallelism=64)
+    executor.start()
+    try:
+        rec = Recorder(executor)
+        work = [task_workload(f"flaky_{i}") for i in range(15)]
+        for w in work:
+            executor.queue_workload(w, session=None)  # type: ignore[arg-type]
+        rec.until(lambda: all(rec.states(w.key) for w in work), timeout=90, what="a job for every task")
+        assert all(rec.states(w.key) == ["running"] for w in work), rec.events
+        events = [e for w in work for e in rec.task_events(w.key)]
+        assert any("aws_batch_submit_ambiguous" in e for e in events), "no 5xx was injected on SubmitJob"
+        localbatch.set_faults({})
+        listed = localbatch.batch().list_jobs(
+            jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": ["airflow-dag-flaky_*"]}]
+        )
+        names = sorted(j["jobName"] for j in listed["jobSummaryList"])
+        assert names == sorted(f"airflow-dag-flaky_{i}" for i in range(15))
+    finally:
+        executor.terminate()
+        localbatch.set_faults({})
