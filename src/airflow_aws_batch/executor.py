@@ -10,6 +10,7 @@ deployments, and connection-test workloads.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import time
@@ -34,6 +35,7 @@ from airflow_aws_batch.core.state import (
     Track,
     Untrack,
 )
+from airflow_aws_batch.logs import write_failure_log
 from airflow_aws_batch.runtime import JobsMissing, JobsSeen, Runtime, SubmitDone
 from airflow_aws_batch.submit import (
     ExecConfigError,
@@ -226,7 +228,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 self.fail(key, message)
                 continue
             self.running.add(key)
-            self.core.add(key, request)
+            log_path = getattr(workload, "log_path", None)
+            self.core.add(key, request, log_path=str(log_path) if log_path else None)
 
     def _build_request(self, workload: Any) -> dict[str, Any]:
         from airflow.executors import workloads
@@ -324,6 +327,11 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 self.success(key, report.job_id)
             elif isinstance(report, Fail):
                 self.fail(key, report.reason)
+                if report.job_id and report.log_path and self._runtime is not None:
+                    chore = functools.partial(
+                        write_failure_log, self.api, report.job_id, report.log_path, report.reason
+                    )
+                    self._runtime.run_later(chore)
             elif isinstance(report, TaskEvent):
                 self.log_task_event(event=report.event, extra=report.extra, ti_key=key)
 
