@@ -15,7 +15,7 @@ import logging
 import queue
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow.executors.base_executor import BaseExecutor
 
@@ -44,9 +44,6 @@ from airflow_aws_batch.submit import (
     workload_command,
 )
 
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
 log = logging.getLogger(__name__)
 
 METRIC_PREFIX = "aws_batch_executor"
@@ -72,7 +69,6 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
     """Runs each Airflow task as its own AWS Batch job; see the README for the options."""
 
     supports_callbacks = True
-    supports_ad_hoc_ti_run = True
     #: Delay between submit attempts (class attribute so tests and subclasses can shorten it).
     backoff = BackoffPolicy()
     #: Seconds between polling cycles (each cycle stays within ``status_calls_per_second``).
@@ -199,9 +195,6 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         return self._core
 
     # ------------------------------------------------------------ queueing
-    def queue_workload(self, workload: Any, session: Session | None = None) -> None:
-        super().queue_workload(workload, session)
-
     def _process_workloads(self, workload_items: Sequence[Any]) -> None:
         from airflow.executors import workloads
 
