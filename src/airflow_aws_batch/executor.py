@@ -82,7 +82,6 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         self._status_api: BatchApi | None = None
         self._core: Core | None = None
         self._runtime: Runtime | None = None
-        self._throttled: queue.SimpleQueue[str] = queue.SimpleQueue()
 
     # ------------------------------------------------------------ wiring
     @property
@@ -130,9 +129,6 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         except Exception:
             log.debug("metrics failed", exc_info=True)
 
-    def _on_throttled(self, operation: str) -> None:
-        self._throttled.put(operation)
-
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
         try:
@@ -175,7 +171,6 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             status_calls_per_second=config.status_calls_per_second,
             submit_threads=SUBMIT_THREADS,
             poll_interval_s=self.poll_interval_s,
-            on_throttled=self._on_throttled,
         )
         self._runtime = runtime
         runtime.start()
@@ -329,22 +324,13 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 self.log_task_event(event=report.event, extra=report.extra, ti_key=key)
 
     def _emit_metrics_now(self) -> None:
-        throttled = 0
-        while True:
-            try:
-                self._throttled.get_nowait()
-                throttled += 1
-            except queue.Empty:
-                break
         if self._core is None:
             return
         counts = self._core.counts()
         try:
             stats = _stats()
-            if throttled:
-                stats.incr(f"{METRIC_PREFIX}.throttled_submits", throttled)
             stats.gauge(f"{METRIC_PREFIX}.pending", counts.pending + counts.submitting)
-            stats.gauge(f"{METRIC_PREFIX}.submitted", counts.submitted)
+            stats.gauge(f"{METRIC_PREFIX}.queued_in_batch", counts.submitted)
             stats.gauge(f"{METRIC_PREFIX}.running", counts.running)
         except Exception:
             log.debug("metrics failed", exc_info=True)
