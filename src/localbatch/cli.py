@@ -54,6 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--pass-env", action="append", default=[], metavar="NAME", help="pass this variable on to jobs"
     )
     serve.add_argument(
+        "--preload",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE once in a warm interpreter and fork `python -m MODULE ...` jobs from it",
+    )
+    serve.add_argument(
+        "--simulate-seconds",
+        type=float,
+        metavar="S",
+        help="simulated execution: jobs start no process, run S seconds and exit 0 (fault 'simulate')",
+    )
+    serve.add_argument(
         "--kill-grace-seconds", type=float, default=30.0, help="SIGTERM to SIGKILL delay (AWS: 30)"
     )
 
@@ -87,6 +100,8 @@ def fault_config(args: argparse.Namespace) -> FaultConfig:
             data[key] = getattr(args, flag)
     if args.quota:
         data["quotas"] = {**data.get("quotas", {}), **dict(args.quota)}
+    if args.simulate_seconds is not None:
+        data["simulate"] = {**(data.get("simulate") or {}), "seconds": args.simulate_seconds}
     if args.hold_runnable_rate is not None:
         data["hold_runnable"] = {**data.get("hold_runnable", {}), "rate": args.hold_runnable_rate}
     return FaultConfig.model_validate(data)
@@ -102,19 +117,20 @@ async def _serve(args: argparse.Namespace) -> None:
         faults=fault_config(args),
         pass_env=args.pass_env,
         kill_grace_seconds=args.kill_grace_seconds,
+        preload=args.preload,
     )
-    service = LocalBatch(settings)
-    await service.start()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
     sock.listen(2048)
     port = sock.getsockname()[1]
+    service = LocalBatch(settings)
+    await service.start()
     config = uvicorn.Config(
         create_app(service), log_level="warning", access_log=False, lifespan="off", backlog=2048
     )
     server = uvicorn.Server(config)
-    # uvicorn's own signal handlers would not stop our runner; ours ask the server to exit.
+    # uvicorn captures SIGINT/SIGTERM only while it serves; these cover the moments around that.
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
@@ -145,8 +161,13 @@ def _serve_main(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "serve":
+        try:
+            fault_config(args)
+        except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+            parser.error(f"invalid fault configuration: {exc}")
         return _serve_main(args)
     from localbatch.setup import run_setup
 
