@@ -176,3 +176,49 @@ def test_start_refuses_bad_queue(
         FastExecutor().start()
     message = str(info.value)
     assert "us-east-1" in message and queue in message and expected in message
+
+
+def test_callback_workloads_run_as_jobs(executor: FastExecutor, moto_server: Moto) -> None:
+    import uuid
+
+    from airflow.executors import workloads
+    from airflow.executors.workloads.callback import CallbackDTO
+
+    callback = workloads.ExecuteCallback(
+        callback=CallbackDTO(
+            id=str(uuid.uuid4()), fetch_method="import_path", data={"path": "pkg.mod.notify"}
+        ),
+        dag_rel_path="dag.py",
+        token="token",
+        log_path=None,
+        bundle_info={"name": "dags", "version": None},
+    )
+    executor.queue_workload(callback, session=None)  # type: ignore[arg-type]
+    rec = Recorder(executor)
+    rec.until(lambda: "success" in rec.states(callback.key), what="the callback's success")
+    (job,) = moto_server.client("batch").describe_jobs(jobs=[rec.info(callback.key, "success")])["jobs"]
+    assert job["tags"]["callback_id"] == callback.callback.id
+    assert "execute_workload" in " ".join(job["container"]["command"])
+
+
+def test_sync_survives_a_broken_result(executor: FastExecutor) -> None:
+    from airflow_aws_batch.runtime import JobsSeen
+
+    assert executor._runtime is not None
+    executor._runtime.results.put(JobsSeen(views=None))  # type: ignore[arg-type]
+    executor.sync()  # iterating None raises inside; sync logs it and returns
+    rec = Recorder(executor)
+    w = task_workload("after_broken")
+    executor.queue_workload(w, session=None)  # type: ignore[arg-type]
+    rec.until(lambda: "success" in rec.states(w.key), what="the next task")
+
+
+def test_end_waits_for_running_jobs(executor: FastExecutor) -> None:
+    work = [task_workload(f"ending_{i}") for i in range(3)]
+    for w in work:
+        executor.queue_workload(w, session=None)  # type: ignore[arg-type]
+    executor.heartbeat()
+    executor.end(heartbeat_interval=0.1)
+    events = executor.get_event_buffer()
+    assert all(str(events[w.key][0]) == "success" for w in work), events
+    assert len(executor.core) == 0
