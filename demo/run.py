@@ -63,7 +63,8 @@ def show_progress(stack: Stack, run_id: str) -> dict[str, Any]:
     while True:
         stack.check_alive()
         run = stack.airflow.dag_run(DAG_ID, run_id)
-        counts = Counter(str(s or "not yet scheduled") for s in stack.airflow.task_states(DAG_ID, run_id).values())
+        states = stack.airflow.task_states(DAG_ID, run_id).values()
+        counts = Counter(str(state or "not yet scheduled") for state in states)
         line = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         if line != last:
             say(f"  {time.monotonic() - started:5.0f}s  run {run['state']}: {line}")
