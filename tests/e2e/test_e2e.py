@@ -162,12 +162,6 @@ def test_job_that_exited_before_airflow_saw_its_task_start_is_resubmitted(e2e: E
     assert [(t, status) for t, status, _ in _job_summary(jobs)] == [("1", "FAILED")] * 3, _job_summary(jobs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Airflow 3.3.2's FileTaskHandler._read asks the executor for logs (get_task_log) only while "
-    "the task instance is RUNNING; a task whose job failed before the task started never is, so the "
-    "REST task log shows only 'Could not read served logs'. Needs an executor-side change.",
-)
 def test_output_of_a_job_that_failed_before_its_task_started_is_in_the_task_log(e2e: E2E) -> None:
     e2e.need_batch()
     from .dags.e2e_boot_log import BOOT_MESSAGE
@@ -196,13 +190,14 @@ def test_scheduler_killed_while_tasks_run_is_restarted_and_adopts_them(e2e: E2E)
     except WaitTimeout as error:
         pytest.fail(f"{error}\nscheduler log:\n{stack.processes['scheduler'].tail(60)}")
     tis = stack.airflow.task_instances(dag_id, run_id)
-    assert run["state"] == "success"
+    events = _events_text(stack.airflow.event_logs(dag_id=dag_id, run_id=run_id))
+    assert run["state"] == "success", events
     assert sorted((ti_label(ti), ti["state"], ti["try_number"]) for ti in tis) == [
         ("after", "success", 1),
         ("sleeper[0]", "success", 1),
         ("sleeper[1]", "success", 1),
         ("sleeper[2]", "success", 1),
-    ]
+    ], events
     jobs = stack.batch.wait_final(dag_id, run_id=run_id)
     per_task = Counter((job["tags"]["task_id"], job["tags"]["map_index"], job["status"]) for job in jobs)
     assert per_task == {
