@@ -35,6 +35,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -216,13 +217,19 @@ class WarmPool:
                 if job_id is not None:
                     self.callbacks.exited(job_id, int(message["code"]))
             elif "pid" in message:
-                job_id = zygote.waiting.pop(int(message["id"]))
-                zygote.children[int(message["pid"])] = job_id
+                pid = int(message["pid"])
                 zygote.forked += 1
-                self.callbacks.started(job_id, int(message["pid"]))
+                job_id = zygote.waiting.pop(int(message["id"]), None)
+                if job_id is None:  # forgotten: no one would watch it
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(pid, signal.SIGKILL)
+                    continue
+                zygote.children[pid] = job_id
+                self.callbacks.started(job_id, pid)
             elif "error" in message:
-                job_id = zygote.waiting.pop(int(message["id"]))
-                self.callbacks.not_forked(job_id, str(message["error"]))
+                job_id = zygote.waiting.pop(int(message["id"]), None)
+                if job_id is not None:
+                    self.callbacks.not_forked(job_id, str(message["error"]))
             elif message.get("ready"):
                 zygote.ready = True
                 zygote.failed = dict(message.get("failed") or {})
