@@ -15,7 +15,7 @@ import logging
 import queue
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow.executors.base_executor import BaseExecutor
 
@@ -44,9 +44,6 @@ from airflow_aws_batch.submit import (
     workload_command,
 )
 
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
 log = logging.getLogger(__name__)
 
 METRIC_PREFIX = "aws_batch_executor"
@@ -72,7 +69,6 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
     """Runs each Airflow task as its own AWS Batch job; see the README for the options."""
 
     supports_callbacks = True
-    supports_ad_hoc_ti_run = True
     #: Delay between submit attempts (class attribute so tests and subclasses can shorten it).
     backoff = BackoffPolicy()
     #: Seconds between polling cycles (each cycle stays within ``status_calls_per_second``).
@@ -86,7 +82,6 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         self._status_api: BatchApi | None = None
         self._core: Core | None = None
         self._runtime: Runtime | None = None
-        self._throttled: queue.SimpleQueue[str] = queue.SimpleQueue()
 
     # ------------------------------------------------------------ wiring
     @property
@@ -134,9 +129,6 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         except Exception:
             log.debug("metrics failed", exc_info=True)
 
-    def _on_throttled(self, operation: str) -> None:
-        self._throttled.put(operation)
-
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
         try:
@@ -179,7 +171,6 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             status_calls_per_second=config.status_calls_per_second,
             submit_threads=SUBMIT_THREADS,
             poll_interval_s=self.poll_interval_s,
-            on_throttled=self._on_throttled,
         )
         self._runtime = runtime
         runtime.start()
@@ -199,9 +190,6 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         return self._core
 
     # ------------------------------------------------------------ queueing
-    def queue_workload(self, workload: Any, session: Session | None = None) -> None:
-        super().queue_workload(workload, session)
-
     def _process_workloads(self, workload_items: Sequence[Any]) -> None:
         from airflow.executors import workloads
 
@@ -336,22 +324,13 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 self.log_task_event(event=report.event, extra=report.extra, ti_key=key)
 
     def _emit_metrics_now(self) -> None:
-        throttled = 0
-        while True:
-            try:
-                self._throttled.get_nowait()
-                throttled += 1
-            except queue.Empty:
-                break
         if self._core is None:
             return
         counts = self._core.counts()
         try:
             stats = _stats()
-            if throttled:
-                stats.incr(f"{METRIC_PREFIX}.throttled_submits", throttled)
             stats.gauge(f"{METRIC_PREFIX}.pending", counts.pending + counts.submitting)
-            stats.gauge(f"{METRIC_PREFIX}.submitted", counts.submitted)
+            stats.gauge(f"{METRIC_PREFIX}.queued_in_batch", counts.submitted)
             stats.gauge(f"{METRIC_PREFIX}.running", counts.running)
         except Exception:
             log.debug("metrics failed", exc_info=True)

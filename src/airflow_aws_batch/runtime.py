@@ -284,6 +284,11 @@ class Runtime:
                     self._throttled(exc.operation)
                 log.info("DescribeJobs failed: %s", exc)
                 continue
+            for detail in details:
+                tracked = self._tracked.get(detail.job_id)
+                if tracked is not None and tracked[0] is None and detail.job_queue:
+                    # Adopted jobs arrive without a queue; learning it lets ListJobs cover them.
+                    self._tracked[detail.job_id] = (detail.job_queue, tracked[1])
             self._publish(chunk, [d.view() for d in details])
 
     def _list_running(self, queues: set[str | None]) -> set[str] | None:

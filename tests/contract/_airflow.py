@@ -99,7 +99,7 @@ class Recorder:
             if log.task_id == key.task_id
         ]
 
-    def until(self, done: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    def until(self, done: Callable[[], bool], timeout: float = 120.0, what: str = "") -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.beat()

@@ -222,3 +222,54 @@ def test_end_waits_for_running_jobs(executor: FastExecutor) -> None:
     events = executor.get_event_buffer()
     assert all(str(events[w.key][0]) == "success" for w in work), events
     assert len(executor.core) == 0
+
+
+class RecordingStats:
+    """A Stats backend that keeps what it is sent (Airflow's statsd client is not installed here)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def incr(self, stat: str, count: int = 1, **_: Any) -> None:
+        self.sent.append(("incr", stat))
+
+    def decr(self, stat: str, count: int = 1, **_: Any) -> None:
+        self.sent.append(("decr", stat))
+
+    def gauge(self, stat: str, value: float, **_: Any) -> None:
+        self.sent.append(("gauge", stat))
+
+    def timing(self, stat: str, dt: Any, **_: Any) -> None:
+        self.sent.append(("timing", stat))
+
+    def timer(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+
+def test_metrics_reach_airflow_stats(executor: FastExecutor) -> None:
+    from airflow._shared.observability.metrics import stats
+
+    recording = RecordingStats()
+    stats.initialize(factory=lambda: recording, export_legacy_names=False)  # type: ignore[arg-type,return-value]
+    try:
+        rec = Recorder(executor)
+        good = task_workload("measured")
+        bad = task_workload("measured_bad", executor_config={"jobQueue": "no-such-queue"})
+        executor.queue_workload(good, session=None)  # type: ignore[arg-type]
+        executor.queue_workload(bad, session=None)  # type: ignore[arg-type]
+        rec.until(lambda: "success" in rec.states(good.key) and "failed" in rec.states(bad.key), what="both")
+    finally:
+        from airflow._shared.observability.metrics.stats import NoStatsLogger
+
+        stats.initialize(factory=NoStatsLogger, export_legacy_names=False)
+    sent = set(recording.sent)
+    for expected in [
+        ("incr", "aws_batch_executor.submitted"),
+        ("incr", "aws_batch_executor.submit_failures"),
+        ("timing", "aws_batch_executor.api_latency.submit_job"),
+        ("timing", "aws_batch_executor.api_latency.describe_jobs"),
+        ("gauge", "aws_batch_executor.pending"),
+        ("gauge", "aws_batch_executor.queued_in_batch"),
+        ("gauge", "aws_batch_executor.running"),
+    ]:
+        assert expected in sent, (expected, sorted(sent))

@@ -105,3 +105,17 @@ def test_missing_job_reported_only_after_grace() -> None:
     now[0] += 61
     runtime.poll_once()
     assert drain(runtime) == ([], ["ghost"])
+
+
+def test_adopted_jobs_learn_their_queue_and_move_to_list_jobs() -> None:
+    jobs = {f"adopted-{i:04d}": "RUNNING" for i in range(300)}
+    fake = InMemoryBatch(jobs)
+    runtime = Runtime(fake, submit_rate=50, status_calls_per_second=1000)  # type: ignore[arg-type]
+    for job_id in jobs:
+        runtime.track(Track(job_id, None))  # adoption does not know the queue
+    runtime._drain_inbox()
+    runtime.poll_once()
+    drain(runtime)
+    fake.calls.clear()
+    runtime.poll_once()
+    assert (fake.calls["ListJobs"], fake.calls["DescribeJobs"]) == (1, 0)
