@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request, Response
 from pydantic import ValidationError
+from starlette.types import Receive, Scope, Send
 
 from localbatch import protocol
 from localbatch.backend import BatchBackend
@@ -115,6 +116,19 @@ class LocalBatch:
         return self.batch.dispatch(batch_request.operation, batch_request.params, batch_request.region)
 
 
+class _DroppedResponse(Response):
+    """Headers and the start of a body, then the connection closes (uvicorn closes it when the app
+    returns with the response incomplete, and logs that it did): the client sees a broken read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"4096")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b'{"jobArn": "arn:aws:batch:', "more_body": True})
+
+
 def _error(error: ServiceError, service: str) -> Response:
     status, headers, payload = protocol.error_body(error, service)
     return Response(payload, status_code=status, headers=headers)
@@ -209,6 +223,16 @@ def create_app(service: LocalBatch) -> FastAPI:
             if operation == "SubmitJob" and len(body) > MAX_SUBMIT_BYTES:
                 raise ClientException("SubmitJob request payload exceeds the 30 KiB limit")
             result = service.call(headers, request.method, raw_path, request.url.query, body)
+            if operation == "SubmitJob" and service.faults.lost_response(str(result["jobName"])):
+                # The job exists and runs; only the caller never learns its id.
+                stats.server_errors += 1
+                stats.lost_responses += 1
+                if service.faults.config.lost_response_mode == "drop":
+                    log.warning("Dropping the connection of a SubmitJob that created %s", result["jobId"])
+                    return _DroppedResponse()
+                raise ServerException(
+                    "Internal server error (injected fault: the job was created, the response lost)"
+                )
         except ServiceError as error:
             if error.status < 500 and not isinstance(error, (TooManyRequestsException, LogsThrottling)):
                 stats.client_errors += 1

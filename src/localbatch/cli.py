@@ -49,6 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--error-rate", type=float)
     serve.add_argument("--fail-before-start-rate", type=float)
     serve.add_argument("--host-lost-rate", type=float)
+    serve.add_argument(
+        "--lost-response-rate", type=float, help="SubmitJob creates the job, then loses the answer"
+    )
+    serve.add_argument(
+        "--lost-response-mode",
+        choices=["server_error", "drop"],
+        help="how an answer is lost: 500 ServerException (default) or a dropped connection",
+    )
     serve.add_argument("--hold-runnable-rate", type=float)
     serve.add_argument(
         "--pass-env", action="append", default=[], metavar="NAME", help="pass this variable on to jobs"
@@ -95,6 +103,8 @@ def fault_config(args: argparse.Namespace) -> FaultConfig:
         ("error_rate", "error_rate"),
         ("fail_before_start_rate", "fail_before_start_rate"),
         ("host_lost_rate", "host_lost_rate"),
+        ("lost_response_rate", "lost_response_rate"),
+        ("lost_response_mode", "lost_response_mode"),
     ):
         if getattr(args, flag) is not None:
             data[key] = getattr(args, flag)

@@ -1,9 +1,9 @@
 """Fault injection: the config schema, request quotas and the seeded choices made per job.
 
 Every random choice draws from generators seeded by `seed`, so the same sequence of requests and
-submissions sees the same faults. Request-level choices (5xx) and job-level choices (fail before
-start, host lost, held in RUNNABLE) use separate generators, so API traffic does not shift which
-jobs get a fault.
+submissions sees the same faults. Request-level choices (5xx), job-level choices (fail before
+start, host lost, held in RUNNABLE) and lost SubmitJob responses use separate generators, so API
+traffic does not shift which jobs get a fault, and turning one fault on does not shift the others.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class HoldRunnable(BaseModel):
 class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid")
     job_name_contains: str = Field(min_length=1)
-    fault: Literal["fail_before_start", "hold_runnable", "host_lost"]
+    fault: Literal["fail_before_start", "hold_runnable", "host_lost", "lost_response"]
     times: int | None = Field(default=None, ge=0)
     after_seconds: float = Field(default=1.0, ge=0.0)
     reason: str | None = None
@@ -62,6 +62,10 @@ class FaultConfig(BaseModel):
     error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     fail_before_start_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     host_lost_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    # SubmitJob creates the job, then loses the answer: "server_error" answers 500 ServerException,
+    # "drop" sends the headers and part of the body, then closes the connection.
+    lost_response_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    lost_response_mode: Literal["server_error", "drop"] = "server_error"
     hold_runnable: HoldRunnable = Field(default_factory=HoldRunnable)
     rules: list[Rule] = Field(default_factory=list)
     # Applies to attempts that start while it is set; null: jobs run their command.
@@ -123,6 +127,7 @@ class Faults:
         self._buckets = {op: TokenBucket(rate) for op, rate in config.quotas.items()}
         self._api_rng = random.Random(f"{config.seed}:api")
         self._job_rng = random.Random(f"{config.seed}:jobs")
+        self._lost_rng = random.Random(f"{config.seed}:lost")
         self._rule_uses = [0] * len(config.rules)
 
     def allow(self, operation: str) -> bool:
@@ -131,6 +136,13 @@ class Faults:
 
     def server_error(self) -> bool:
         return self.config.error_rate > 0 and self._api_rng.random() < self.config.error_rate
+
+    def lost_response(self, job_name: str) -> bool:
+        """Decided for each SubmitJob that created a job: whether its answer is replaced by a 500."""
+        if self._rule(job_name, "lost_response") is not None:
+            return True
+        rate = self.config.lost_response_rate
+        return rate > 0 and self._lost_rng.random() < rate
 
     def _rule(self, job_name: str, fault: str) -> Rule | None:
         for index, rule in enumerate(self.config.rules):
@@ -185,6 +197,8 @@ class OperationStats:
     throttled: int = 0
     server_errors: int = 0
     client_errors: int = 0
+    # SubmitJobs that created a job and answered 500 (also counted in server_errors).
+    lost_responses: int = 0
 
 
 class Stats:

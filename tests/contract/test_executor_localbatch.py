@@ -269,3 +269,69 @@ def test_server_errors_are_retried_after_a_lookup_without_duplicates(
     finally:
         executor.terminate()
         localbatch.set_faults({})
+
+
+@pytest.mark.parametrize(
+    ("prefix", "mode", "max_attempts"),
+    [
+        pytest.param("lost500", "server_error", "3", id="500-found-by-the-next-attempt"),
+        # The lost submit was the only attempt allowed: the task still succeeds, through a lookup only.
+        pytest.param("lastlost500", "server_error", "1", id="500-found-by-a-lookup-after-the-last-attempt"),
+        # The answer is cut off mid-body: botocore returns a 200 with no jobId instead of raising.
+        pytest.param("dropped", "drop", "3", id="dropped-connection-found-by-the-next-attempt"),
+    ],
+)
+def test_lost_submit_responses_run_each_task_exactly_once(
+    localbatch: LocalBatch, monkeypatch: pytest.MonkeyPatch, prefix: str, mode: str, max_attempts: str
+) -> None:
+    # Zero-padded ids: no task id is contained in another's, so each rule hits one task's first submit.
+    task_ids = [f"{prefix}_{i:02d}" for i in range(12)]
+    localbatch.set_faults(
+        {
+            "simulate": {"seconds": 0},
+            "lost_response_mode": mode,
+            "rules": [{"job_name_contains": t, "fault": "lost_response", "times": 1} for t in task_ids],
+        }
+    )
+    configure(
+        monkeypatch,
+        localbatch.url,
+        job_queue=QUEUE,
+        job_definition=DEFINITION,
+        max_submit_job_attempts=max_attempts,
+    )
+    executor = FastExecutor(parallelism=64)
+    executor.start()
+    try:
+        before = localbatch.stats()
+        rec = Recorder(executor)
+        work = [task_workload(t) for t in task_ids]
+        for w in work:
+            executor.queue_workload(w, session=None)  # type: ignore[arg-type]
+        rec.until(
+            lambda: all("success" in rec.states(w.key) or "failed" in rec.states(w.key) for w in work),
+            timeout=60,
+            what="every task to finish",
+        )
+        after = localbatch.stats()
+    finally:
+        executor.terminate()
+        localbatch.set_faults({})
+    lost = count(after, "SubmitJob", "lost_responses") - count(before, "SubmitJob", "lost_responses")
+    assert lost == len(work), "the first SubmitJob of every task must have lost its response"
+    submits = count(after, "SubmitJob", "requests") - count(before, "SubmitJob", "requests")
+    assert submits == len(work), "a job that was found must not be submitted again"
+    for w in work:
+        assert rec.states(w.key) == ["running", "success"], (rec.states(w.key), rec.task_events(w.key))
+        assert any("aws_batch_job_found" in e for e in rec.task_events(w.key)), rec.task_events(w.key)
+
+    batch = localbatch.batch()
+    listed = batch.list_jobs(
+        jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": [f"airflow-dag-{prefix}_*"]}]
+    )["jobSummaryList"]
+    jobs = batch.describe_jobs(jobs=[j["jobId"] for j in listed])["jobs"]
+    by_task = sorted((j["tags"]["task_id"], j["jobName"], j["status"]) for j in jobs)
+    assert by_task == [(t, f"airflow-dag-{t}", "SUCCEEDED") for t in task_ids]  # one job per task
+    # The job id Airflow recorded is that one job's, although SubmitJob never answered with it.
+    recorded = {rec.info(w.key, "running") for w in work}
+    assert recorded == {j["jobId"] for j in jobs}

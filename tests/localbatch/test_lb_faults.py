@@ -1,9 +1,10 @@
-"""Fault injection: latency, quotas (429), 5xx, fail-before-start, host loss, RUNNABLE holds, rules, seeds."""
+"""Fault injection: latency, quotas (429), 5xx, lost SubmitJob responses, job faults, rules, seeds."""
 
 from __future__ import annotations
 
 import re
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -187,3 +188,61 @@ def test_hold_runnable_rate(server: Server, batch: Any, env: Env) -> None:
     job = wait_for(lambda: describe(batch, job_id), lambda j: j["status"] == "RUNNABLE", what="RUNNABLE")
     assert job["statusReason"] == "CAPACITY:TEST - held"
     batch.cancel_job(jobId=job_id, reason="cleanup")
+
+
+@pytest.mark.parametrize(
+    ("faults", "lost"),
+    [
+        pytest.param(
+            {"rules": [{"job_name_contains": "lostresp", "fault": "lost_response", "times": 1}]},
+            [True, False],
+            id="rule-first-submit-only",
+        ),
+        pytest.param({"lost_response_rate": 1.0}, [True, True], id="rate-every-submit"),
+        pytest.param(
+            {"lost_response_rate": 1.0, "lost_response_mode": "drop"}, [True], id="dropped-connection"
+        ),
+    ],
+)
+def test_lost_response_creates_the_job_then_loses_the_answer(
+    server: Server, batch: Any, env: Env, faults: dict[str, Any], lost: list[bool]
+) -> None:
+    server.admin("PUT", "faults", faults)
+    before = server.admin("GET", "stats").json()["operations"].get("SubmitJob", {}).get("lost_responses", 0)
+    name = f"lostresp-{uuid.uuid4().hex[:8]}"
+    no_retry = server.client("batch", **NO_RETRY)
+    answered: list[str | None] = []
+    for _ in lost:
+        checked = len(server.shape_problems)
+        try:
+            response = no_retry.submit_job(
+                jobName=name,
+                jobQueue=env.queue,
+                jobDefinition=env.jd,
+                containerOverrides={"command": ["true"]},
+            )
+        except ClientError as error:
+            assert faults.get("lost_response_mode", "server_error") == "server_error"
+            assert error.response["Error"]["Code"] == "ServerException"
+            assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+            answered.append(None)
+        else:
+            # A connection cut mid-body: botocore does not enforce Content-Length, so it parses the
+            # stump as a 200 that carries no jobId rather than raising.
+            answered.append(response.get("jobId"))
+            if answered[-1] is None:
+                missing = [
+                    "SubmitJob.jobName: required member missing",
+                    "SubmitJob.jobId: required member missing",
+                ]
+                assert server.shape_problems[checked:] == missing
+                del server.shape_problems[checked:]  # the point of the fault, not a localbatch bug
+    assert [job_id is None for job_id in answered] == lost
+    listed = batch.list_jobs(jobQueue=env.queue, filters=[{"name": "JOB_NAME", "values": [name]}])
+    created = [j["jobId"] for j in listed["jobSummaryList"]]
+    # Every call created its job, answered or not, and each runs like any other.
+    assert len(created) == len(lost)
+    assert {job_id for job_id in answered if job_id} <= set(created)
+    assert [wait_status(batch, job_id)["status"] for job_id in created] == ["SUCCEEDED"] * len(lost)
+    after = server.admin("GET", "stats").json()["operations"]["SubmitJob"]["lost_responses"]
+    assert after - before == sum(lost)

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from localbatch.cli import build_parser, fault_config
 from localbatch.faults import FaultConfig, Faults, TokenBucket
 from localbatch.models import InvalidTransition, JobStatus, check_transition
 from localbatch.runner import retry_action
@@ -83,3 +84,32 @@ def test_rule_times_and_seeded_rates() -> None:
     assert [faults.start_fault(f"task{i}") for i in range(20)] == first
     kinds = [f.kind if f else None for f in first]
     assert kinds.count("host_lost") == 1 and "fail_before_start" in kinds
+
+
+def test_lost_responses_are_seeded_and_leave_the_other_faults_alone() -> None:
+    base = {"seed": 9, "fail_before_start_rate": 0.3}
+    lossy = FaultConfig.model_validate(
+        {
+            **base,
+            "lost_response_rate": 0.5,
+            "rules": [{"job_name_contains": "first", "fault": "lost_response", "times": 1}],
+        }
+    )
+    faults = Faults(lossy)
+    names = ["first-a", "first-b"] + [f"task{i}" for i in range(20)]
+    lost = [faults.lost_response(name) for name in names]
+    faults.replace(lossy)
+    assert [faults.lost_response(name) for name in names] == lost
+    # The rule takes the first match only; the rate picks some of the rest.
+    assert lost[0] is True and True in lost[2:] and False in lost[2:]
+    # Lost responses draw from their own generator: the job faults come out the same with them on.
+    starts = [faults.start_fault(f"task{i}") for i in range(20)]
+    plain = Faults(FaultConfig.model_validate(base))
+    assert [plain.start_fault(f"task{i}") for i in range(20)] == starts
+
+
+def test_lost_response_flags() -> None:
+    flags = ["--lost-response-rate", "0.25", "--lost-response-mode", "drop"]
+    config = fault_config(build_parser().parse_args(["serve", "--data-dir", "d", *flags]))
+    assert (config.lost_response_rate, config.lost_response_mode) == (0.25, "drop")
+    assert FaultConfig().lost_response_mode == "server_error"

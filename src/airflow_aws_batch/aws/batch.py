@@ -65,7 +65,7 @@ class ErrorKind(enum.Enum):
     CREDENTIALS = "credentials"
     #: 4xx: the request was refused and nothing happened (bad queue, bad parameters, access denied).
     CLIENT = "client"
-    #: 5xx, timeouts, dropped connections: the call may or may not have taken effect.
+    #: 5xx, timeouts, dropped connections, answers cut off: the call may or may not have taken effect.
     AMBIGUOUS = "ambiguous"
 
 
@@ -282,7 +282,19 @@ class BatchApi:
 
     # ------------------------------------------------------------ jobs
     def submit_job(self, request: dict[str, Any]) -> str:
-        return str(self._call("batch", "submit_job", **request)["jobId"])
+        response = self._call("batch", "submit_job", **request)
+        job_id = response.get("jobId")
+        if not job_id:
+            # botocore reads bodies without enforcing Content-Length, so a connection cut mid-answer
+            # parses as a 200 with no fields: the job may exist, which makes this ambiguous.
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            raise BatchApiError(
+                ErrorKind.AMBIGUOUS,
+                "IncompleteResponse",
+                f"SubmitJob answered HTTP {status} without a jobId (truncated response?)",
+                "submit_job",
+            )
+        return str(job_id)
 
     def describe_jobs(self, job_ids: Iterable[str]) -> list[JobDetail]:
         ids = list(job_ids)

@@ -13,9 +13,9 @@ Rules this module owns:
 * Throttling and expired credentials are not attempts: the workload just waits and tries again.
 * A job that started (RUNNING seen, or ``startedAt`` set) is never resubmitted: its FAILED status
   fails the task and Airflow's own retries decide what happens next. Adopted jobs count as started.
-* A SubmitJob that failed ambiguously (5xx, timeout, connection reset) may have created the job, so
-  the next attempt first looks the job up (by name, creation time and tags) and only submits when
-  nothing is found.
+* A SubmitJob that failed ambiguously (5xx, timeout, connection reset, an answer without a job id)
+  may have created the job, so the next attempt first looks the job up (by name, creation time and
+  tags) and only submits when nothing is found.
 
 Not supported here (on purpose): any clock but the injected one, any I/O, and any knowledge of
 Airflow types; workload keys are opaque hashables.
