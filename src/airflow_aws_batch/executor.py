@@ -24,6 +24,7 @@ from airflow_aws_batch.aws.clients import botocore_config, hook_client_factory
 from airflow_aws_batch.config import ConfigError, ExecutorConfig, load_config
 from airflow_aws_batch.core.state import (
     BackoffPolicy,
+    CheckStarted,
     Core,
     Fail,
     Report,
@@ -36,7 +37,8 @@ from airflow_aws_batch.core.state import (
     Untrack,
 )
 from airflow_aws_batch.logs import write_failure_log
-from airflow_aws_batch.runtime import JobsMissing, JobsSeen, Runtime, SubmitDone
+from airflow_aws_batch.runtime import JobsMissing, JobsSeen, Runtime, StartChecked, SubmitDone
+from airflow_aws_batch.started import airflow_saw_task_start
 from airflow_aws_batch.submit import (
     ExecConfigError,
     build_callback_submit_job_request,
@@ -171,6 +173,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             status_calls_per_second=config.status_calls_per_second,
             submit_threads=SUBMIT_THREADS,
             poll_interval_s=self.poll_interval_s,
+            start_checker=airflow_saw_task_start,
         )
         self._runtime = runtime
         runtime.start()
@@ -217,7 +220,15 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 continue
             self.running.add(key)
             log_path = getattr(workload, "log_path", None)
-            self.core.add(key, request, log_path=str(log_path) if log_path else None)
+            # Only a task instance can be checked for "did Airflow see it start"; callbacks cannot.
+            ti = workload.ti if isinstance(workload, workloads.ExecuteTask) else None
+            self.core.add(
+                key,
+                request,
+                log_path=str(log_path) if log_path else None,
+                ti_id=ti.id if ti is not None else None,
+                try_number=ti.try_number if ti is not None else 0,
+            )
 
     def _build_request(self, workload: Any) -> dict[str, Any]:
         from airflow.executors import workloads
@@ -284,6 +295,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             elif isinstance(result, JobsMissing):
                 for job_id in result.job_ids:
                     self._report(core.job_missing(job_id))
+            elif isinstance(result, StartChecked):
+                self._report(core.start_checked(result.key, result.seen))
 
     def _count_submit(self, result: SubmitDone) -> None:
         try:
@@ -305,6 +318,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 runtime.terminate(cmd)
             elif isinstance(cmd, Track | Untrack):
                 runtime.track(cmd)
+            elif isinstance(cmd, CheckStarted):
+                runtime.check_started(cmd)
 
     def _report(self, reports: list[Report]) -> None:
         for report in reports:
@@ -329,7 +344,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         counts = self._core.counts()
         try:
             stats = _stats()
-            stats.gauge(f"{METRIC_PREFIX}.pending", counts.pending + counts.submitting)
+            stats.gauge(f"{METRIC_PREFIX}.pending", counts.pending + counts.submitting + counts.checking)
             stats.gauge(f"{METRIC_PREFIX}.queued_in_batch", counts.submitted)
             stats.gauge(f"{METRIC_PREFIX}.running", counts.running)
         except Exception:

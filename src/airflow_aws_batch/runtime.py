@@ -1,5 +1,8 @@
 """The executor's I/O threads: submit workers, one poller, one terminator.
 
+The terminator thread also runs rare chores: copying a failed job's output into the task log, and
+asking Airflow's metadata DB whether it saw a task start (:class:`CheckStarted`).
+
 The scheduler thread never calls AWS: it puts commands on queues and reads results from one
 queue (:attr:`Runtime.results`). Every network call happens on a thread started here.
 
@@ -22,7 +25,15 @@ from typing import Any
 
 from airflow_aws_batch.aws.batch import DESCRIBE_MAX_IDS, BatchApi, BatchApiError, ErrorKind
 from airflow_aws_batch.core.ratelimit import TokenBucket
-from airflow_aws_batch.core.state import JobView, Submit, SubmitOutcome, Terminate, Track, Untrack
+from airflow_aws_batch.core.state import (
+    CheckStarted,
+    JobView,
+    Submit,
+    SubmitOutcome,
+    Terminate,
+    Track,
+    Untrack,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +64,18 @@ class JobsMissing:
     job_ids: list[str]
 
 
-Result = SubmitDone | JobsSeen | JobsMissing
+@dataclass(frozen=True, slots=True)
+class StartChecked:
+    """Answer to a :class:`CheckStarted`: True seen, False certainly not seen, None cannot tell."""
+
+    key: Any
+    seen: bool | None
+
+
+#: ``(ti_id, try_number) -> seen``; True, False, or None when it cannot tell. May do I/O; may raise.
+StartChecker = Callable[[str, int], "bool | None"]
+
+Result = SubmitDone | JobsSeen | JobsMissing | StartChecked
 
 
 class Runtime:
@@ -69,6 +91,7 @@ class Runtime:
         submit_threads: int = 8,
         poll_interval_s: float = 1.0,
         on_throttled: Callable[[str], None] | None = None,
+        start_checker: StartChecker | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # SubmitJob goes through ``submit_api`` (no botocore retries: it is not idempotent);
@@ -88,6 +111,7 @@ class Runtime:
         self._wake_poller = threading.Event()
         self._threads: list[threading.Thread] = []
         self._on_throttled = on_throttled
+        self._start_checker = start_checker
         self._clock = clock
         # Poller state, touched only by the poller thread.
         self._tracked: dict[str, tuple[str | None, float]] = {}
@@ -126,6 +150,22 @@ class Runtime:
     def run_later(self, chore: Callable[[], object]) -> None:
         """Run ``chore`` on the terminator thread (it may do I/O; exceptions are logged)."""
         self._terminate_q.put(chore)
+
+    def check_started(self, cmd: CheckStarted) -> None:
+        """Answer ``cmd`` with a :class:`StartChecked` result, asked on the terminator thread."""
+        self._terminate_q.put(lambda: self.results.put(StartChecked(cmd.key, self._ask_started(cmd))))
+
+    def _ask_started(self, cmd: CheckStarted) -> bool | None:
+        if self._start_checker is None:
+            return None
+        try:
+            return self._start_checker(cmd.ti_id, cmd.try_number)
+        except Exception:
+            # Not knowing is an answer: the core then fails the task rather than risk running it twice.
+            log.warning(
+                "Could not check whether Airflow saw task instance %s start", cmd.ti_id, exc_info=True
+            )
+            return None
 
     def track(self, cmd: Track | Untrack) -> None:
         self._poll_inbox.put(cmd)

@@ -8,6 +8,7 @@ import pytest
 
 from airflow_aws_batch.core import (
     BackoffPolicy,
+    CheckStarted,
     Core,
     Fail,
     JobView,
@@ -140,7 +141,8 @@ def test_failed_before_start_resubmits_with_backoff_then_fails() -> None:
         pytest.param(JobView("j1", "STARTING", started=True), id="startedAt-set"),
     ],
 )
-def test_never_resubmits_after_start(view_before_failure: JobView) -> None:
+def test_never_resubmits_after_start_without_a_task_instance(view_before_failure: JobView) -> None:
+    # No ti_id (a callback): whether Airflow saw it start cannot be checked.
     core, clock = make(max_attempts=5)
     core.add("k", request())
     submit_ok(core, "k", "j1")
@@ -158,6 +160,133 @@ def test_failure_straight_to_failed_with_started_at_is_not_resubmitted() -> None
     submit_ok(core, "k", "j1")
     reports = core.job_seen(JobView("j1", "FAILED", started=True, exit_code=1))
     assert isinstance(reports[-1], Fail)
+
+
+TI_ID = "0199f5d2-8a1e-7c3b-9e2d-4f6a8b0c1d2e"
+HOST_LOST = "Host EC2 (instance i-1) terminated."
+
+
+def failed_after_start(core: Core, job_id: str, view_before_failure: JobView | None = None) -> list[Any]:
+    """Submit the due attempt as ``job_id``, see it start, then FAIL; return the FAILED reports."""
+    submit_ok(core, "k", job_id)
+    core.commands()
+    core.job_seen(view_before_failure or JobView(job_id, "RUNNING"))
+    return core.job_seen(JobView(job_id, "FAILED", status_reason=HOST_LOST, exit_code=3))
+
+
+@pytest.mark.parametrize(
+    "view_before_failure",
+    [
+        pytest.param(None, id="running-seen"),
+        pytest.param(JobView("j1", "STARTING", started=True), id="startedAt-set"),
+    ],
+)
+def test_failed_after_start_asks_whether_airflow_saw_the_task_start(
+    view_before_failure: JobView | None,
+) -> None:
+    core, clock = make(max_attempts=3)
+    core.add("k", request(), ti_id=TI_ID, try_number=2)
+    assert failed_after_start(core, "j1", view_before_failure) == []
+    assert core.commands() == [Untrack("j1"), CheckStarted("k", TI_ID, 2)]
+    assert "k" in core and core.counts().checking == 1
+    clock.now += 1000
+    assert submits(core) == []  # nothing is resubmitted before the answer
+
+
+@pytest.mark.parametrize(
+    ("seen", "max_attempts", "expected"),
+    [
+        pytest.param(False, 3, "resubmit", id="not-seen-resubmits"),
+        pytest.param(True, 3, "seen", id="seen-fails"),
+        pytest.param(None, 3, "unknown", id="unknown-fails"),
+        pytest.param(False, 1, "exhausted", id="not-seen-no-attempts-left-fails"),
+    ],
+)
+def test_start_checked(seen: bool | None, max_attempts: int, expected: str) -> None:
+    core, clock = make(max_attempts=max_attempts)
+    core.add("k", request(), log_path="attempt=1.log", ti_id=TI_ID, try_number=1)
+    failed_after_start(core, "j1")
+    core.commands()
+    reports = core.start_checked("k", seen)
+    if expected == "resubmit":
+        (event,) = reports
+        assert isinstance(event, TaskEvent)
+        assert event.event == "aws_batch_job_failed_before_task_start"
+        assert HOST_LOST in event.extra and "attempt 2 of 3" in event.extra, event.extra
+        assert submits(core) == []  # backoff first
+        clock.now += BackoffPolicy(base_s=2, max_s=30).delay(1)
+        (cmd,) = submits(core)
+        assert cmd.request == request()
+        return
+    event, fail = reports
+    assert isinstance(event, TaskEvent) and isinstance(fail, Fail)
+    assert event.extra == fail.reason
+    assert (fail.job_id, fail.log_path) == ("j1", "attempt=1.log")
+    assert HOST_LOST in fail.reason
+    assert {
+        "seen": "Airflow saw the task start",
+        "unknown": "could not be established",
+        "exhausted": "Airflow never saw the task start; no submit attempts left (1 of 1)",
+    }[expected] in fail.reason, fail.reason
+    assert "k" not in core
+    clock.now += 1000
+    assert submits(core) == []
+
+
+def test_not_seen_resubmits_until_attempts_run_out_then_fails_with_the_last_reason() -> None:
+    core, clock = make(max_attempts=3)
+    core.add("k", request(), ti_id=TI_ID, try_number=1)
+    for attempt in (1, 2, 3):
+        failed_after_start(core, f"j{attempt}")
+        assert CheckStarted("k", TI_ID, 1) in core.commands()
+        reports = core.start_checked("k", False)
+        clock.now += 1000
+    fail = reports[-1]
+    assert isinstance(fail, Fail)
+    assert fail.job_id == "j3"
+    assert "no submit attempts left (3 of 3)" in fail.reason, fail.reason
+    assert "k" not in core
+
+
+def test_second_job_seen_started_after_a_resubmit_is_checked_again() -> None:
+    # The resubmitted job starts afresh: a FAILED before start is a plain retry, not a check.
+    core, clock = make(max_attempts=3)
+    core.add("k", request(), ti_id=TI_ID, try_number=1)
+    failed_after_start(core, "j1")
+    core.commands()
+    core.start_checked("k", False)
+    clock.now += 1000
+    submit_ok(core, "k", "j2")
+    (event,) = core.job_seen(JobView("j2", "FAILED", status_reason="Task failed to start"))
+    assert isinstance(event, TaskEvent) and event.event == "aws_batch_job_failed_before_start"
+    assert not any(isinstance(c, CheckStarted) for c in core.commands())
+
+
+@pytest.mark.parametrize(
+    "seen",
+    [pytest.param(False, id="not-seen"), pytest.param(True, id="seen"), pytest.param(None, id="unknown")],
+)
+def test_revoked_while_checking_stays_forgotten(seen: bool | None) -> None:
+    core, clock = make()
+    core.add("k", request(), ti_id=TI_ID, try_number=1)
+    failed_after_start(core, "j1")
+    core.commands()
+    core.revoke("k")
+    assert core.commands() == []  # the job already ended: nothing to terminate
+    assert core.start_checked("k", seen) == []
+    clock.now += 1000
+    assert submits(core) == []
+    assert "k" not in core
+
+
+def test_adopted_job_failed_after_start_is_not_checked() -> None:
+    core, _ = make()
+    core.adopt("k", "old")
+    core.commands()
+    core.job_seen(JobView("old", "RUNNING"))
+    reports = core.job_seen(JobView("old", "FAILED", status_reason=HOST_LOST))
+    assert isinstance(reports[-1], Fail)
+    assert not any(isinstance(c, CheckStarted) for c in core.commands())
 
 
 @pytest.mark.parametrize(

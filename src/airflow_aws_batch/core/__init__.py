@@ -1,11 +1,12 @@
 """Pure bookkeeping for the executor: no I/O, no threads, no Airflow imports.
 
-The executor feeds events in (workloads queued, submit outcomes, job statuses seen, revokes,
-adoptions) and gets commands (submit, terminate) and reports for Airflow back.
+The executor feeds events in (workloads queued, submit outcomes, job statuses seen, whether Airflow
+saw a task start, revokes, adoptions) and gets commands (submit, terminate) and reports for Airflow back.
 """
 
 from airflow_aws_batch.core.state import (
     BackoffPolicy,
+    CheckStarted,
     Core,
     Fail,
     JobView,
@@ -20,6 +21,7 @@ from airflow_aws_batch.core.state import (
 
 __all__ = [
     "BackoffPolicy",
+    "CheckStarted",
     "Core",
     "Fail",
     "JobView",

@@ -3,19 +3,27 @@
 Life of a workload::
 
     pending --(due)--> submitting --(ok)--> submitted --(RUNNING seen)--> running --> done
-       ^                  |  (failed / ambiguous, attempts left)    |
-       +------ backoff ---+-------------- FAILED before start ------+
+       ^                  |  (failed / ambiguous, attempts left)    |                 |
+       +------ backoff ---+-------------- FAILED before start ------+                 |
+       |                                                                              | FAILED after start
+       +---------------- Airflow never saw the task start <---- checking <------------+
 
 Rules this module owns:
 
-* Attempts are SubmitJob attempts counted per task: a submit error and a Batch job that FAILED
-  before it started both use one. After ``max_attempts`` the task fails with the last reason.
+* Attempts are SubmitJob attempts counted per task: a submit error, a Batch job that FAILED before
+  it started, and one that FAILED before Airflow saw its task start each use one. After
+  ``max_attempts`` the task fails with the last reason.
 * Throttling and expired credentials are not attempts: the workload just waits and tries again.
-* A job that started (RUNNING seen, or ``startedAt`` set) is never resubmitted: its FAILED status
-  fails the task and Airflow's own retries decide what happens next. Adopted jobs count as started.
+* A job that FAILED after it started in Batch (RUNNING seen, or ``startedAt`` set) may or may not
+  have started its task: a container whose entrypoint dies reaches RUNNING without the task ever
+  reaching Airflow. Such a workload moves to *checking* and the core emits :class:`CheckStarted`;
+  the runtime asks Airflow's metadata DB and answers with :meth:`Core.start_checked`. Only a
+  definite "Airflow never saw this try start" resubmits; "seen", "cannot tell", callbacks (no task
+  instance) and adopted jobs (no request to resubmit) fail the task, and Airflow's own retries
+  decide what happens next. A task Airflow saw start is never resubmitted.
 * A SubmitJob that failed ambiguously (5xx, timeout, connection reset, an answer without a job id)
-  may have created the job, so the next attempt first looks the job up (by name, creation time and
-  tags) and only submits when nothing is found.
+  may have created the job, so the next attempt first looks the job up (by name, creation time
+  and tags) and only submits when nothing is found.
 
 Not supported here (on purpose): any clock but the injected one, any I/O, and any knowledge of
 Airflow types; workload keys are opaque hashables.
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import enum
 import json
+import uuid
 import zlib
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -102,6 +111,18 @@ class Terminate:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckStarted:
+    """Find out whether Airflow saw task instance ``ti_id`` (try ``try_number``) start.
+
+    Answer with :meth:`Core.start_checked`: True (seen), False (certainly not seen), None (cannot tell).
+    """
+
+    key: Hashable
+    ti_id: str
+    try_number: int
+
+
+@dataclass(frozen=True, slots=True)
 class Track:
     job_id: str
     job_queue: str | None
@@ -112,7 +133,7 @@ class Untrack:
     job_id: str
 
 
-Command = Submit | Terminate | Track | Untrack
+Command = Submit | Terminate | Track | Untrack | CheckStarted
 
 
 # Reports for Airflow.
@@ -155,12 +176,15 @@ class Phase(enum.Enum):
     SUBMITTING = "submitting"
     SUBMITTED = "submitted"
     RUNNING = "running"
+    #: The job FAILED after it started in Batch; waiting to learn whether Airflow saw the task start.
+    CHECKING = "checking"
 
 
 class _Entry:
     # Slots and a compressed request: the benchmark holds thousands of these.
     __slots__ = (
         "attempts",
+        "failed_job_id",
         "job_id",
         "job_queue",
         "key",
@@ -174,6 +198,8 @@ class _Entry:
         "started",
         "status",
         "status_reason",
+        "ti_id",
+        "try_number",
     )
 
     def __init__(self, key: Hashable, request: bytes | None, job_queue: str | None) -> None:
@@ -191,6 +217,11 @@ class _Entry:
         self.lookup_after_ms: int | None = None
         self.last_reason = ""
         self.log_path: str | None = None
+        #: The task instance's id as 16 bytes (a UUID), None when Airflow's view cannot be checked.
+        self.ti_id: bytes | None = None
+        self.try_number = 0
+        #: The job whose failure is being checked (no longer tracked, so not in ``job_id``).
+        self.failed_job_id: str | None = None
 
 
 def _pack(request: dict[str, Any]) -> bytes:
@@ -208,6 +239,7 @@ class Counts:
     submitting: int = 0
     submitted: int = 0
     running: int = 0
+    checking: int = 0
     by_phase: dict[str, int] = field(default_factory=dict)
 
 
@@ -250,6 +282,8 @@ class Core:
                 counts.submitting += 1
             elif entry.phase is Phase.SUBMITTED:
                 counts.submitted += 1
+            elif entry.phase is Phase.CHECKING:
+                counts.checking += 1
             else:
                 counts.running += 1
         return counts
@@ -283,12 +317,27 @@ class Core:
         return out
 
     # ----------------------------------------------------------------- events
-    def add(self, key: Hashable, request: dict[str, Any], log_path: str | None = None) -> None:
-        """A workload to run. A key already tracked is ignored (Airflow re-queues only new try numbers)."""
+    def add(
+        self,
+        key: Hashable,
+        request: dict[str, Any],
+        log_path: str | None = None,
+        *,
+        ti_id: uuid.UUID | str | None = None,
+        try_number: int = 0,
+    ) -> None:
+        """A workload to run. A key already tracked is ignored (Airflow re-queues only new try numbers).
+
+        ``ti_id`` and ``try_number`` name the task instance try, so that a job which FAILED after it
+        started in Batch can be checked against Airflow; without them (callbacks) it never is.
+        """
         if key in self._entries:
             return
         entry = _Entry(key, _pack(request), request.get("jobQueue"))
         entry.log_path = log_path
+        if ti_id is not None:
+            entry.ti_id = (ti_id if isinstance(ti_id, uuid.UUID) else uuid.UUID(str(ti_id))).bytes
+            entry.try_number = try_number
         entry.next_at = self.clock()
         self._entries[key] = entry
 
@@ -397,7 +446,8 @@ class Core:
         entry.status_reason = view.status_reason
         if view.started or view.status == "RUNNING":
             entry.started = True
-            entry.request = None  # never resubmitted from now on
+            if entry.ti_id is None:
+                entry.request = None  # cannot be checked, so never resubmitted from now on
         if view.status in QUEUED_STATUSES:
             entry.phase = Phase.SUBMITTED
             if changed and view.status_reason:
@@ -415,26 +465,64 @@ class Core:
         self._by_job.pop(view.job_id, None)
         self._outbox.append(Untrack(view.job_id))
         entry.job_id = None
-        if entry.started or entry.request is None:
+        if entry.started:
+            if entry.ti_id is None or entry.request is None:
+                return self._fail(
+                    entry,
+                    f"{reason} after it started; Airflow's retries decide what happens next",
+                    job_id=view.job_id,
+                )
+            entry.phase = Phase.CHECKING
+            entry.failed_job_id = view.job_id
+            entry.last_reason = reason
+            self._outbox.append(CheckStarted(key, str(uuid.UUID(bytes=entry.ti_id)), entry.try_number))
+            return []
+        return self._retry_after_failure(entry, reason, view.job_id, "aws_batch_job_failed_before_start")
+
+    def start_checked(self, key: Hashable, seen: bool | None) -> list[Report]:
+        """Answer to :class:`CheckStarted`: did Airflow see the task start (None: cannot tell)?"""
+        entry = self._entries.get(key)
+        if entry is None or entry.phase is not Phase.CHECKING:
+            return []  # revoked (or the scheduler is shutting down) while the check ran
+        job_id, reason = entry.failed_job_id, entry.last_reason
+        entry.failed_job_id = None
+        if seen is not False:
+            why = (
+                "Airflow saw the task start, or no longer has it queued"
+                if seen
+                else "whether Airflow saw the task start could not be established"
+            )
             return self._fail(
                 entry,
-                f"{reason} after it started; Airflow's retries decide what happens next",
-                job_id=view.job_id,
+                f"{reason} after it started ({why}); Airflow's retries decide what happens next",
+                job_id=job_id,
             )
+        return self._retry_after_failure(
+            entry,
+            f"{reason}; it started in Batch, but Airflow never saw the task start",
+            job_id,
+            "aws_batch_job_failed_before_task_start",
+        )
+
+    def _retry_after_failure(
+        self, entry: _Entry, reason: str, job_id: str | None, event: str
+    ) -> list[Report]:
+        """The job failed and its task never started: resubmit after backoff, or fail when out of attempts."""
         entry.last_reason = reason
         if entry.attempts >= self.max_attempts:
             return self._fail(
                 entry,
                 f"{reason}; no submit attempts left ({entry.attempts} of {self.max_attempts})",
-                job_id=view.job_id,
+                job_id=job_id,
             )
         delay = self.backoff.delay(entry.attempts)
         entry.phase = Phase.PENDING
+        entry.started = False
         entry.next_at = self.clock() + delay
         return [
             TaskEvent(
-                key,
-                "aws_batch_job_failed_before_start",
+                entry.key,
+                event,
                 f"{reason}; resubmitting in {delay:.0f}s "
                 f"(attempt {entry.attempts + 1} of {self.max_attempts})",
             )

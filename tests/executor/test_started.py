@@ -1,0 +1,159 @@
+"""Did Airflow see a task start? Asked of a real Airflow metadata DB (SQLite, ``airflow db migrate``).
+
+The task instance is created by Airflow itself (``airflow dags trigger``); each case then puts it in
+the state the scheduler or the execution API would, and asks through the runtime's terminator thread,
+as the executor does.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_aws_batch.core.state import CheckStarted
+from airflow_aws_batch.runtime import Runtime, StartChecked, StartChecker
+from airflow_aws_batch.started import airflow_saw_task_start
+
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
+DAG_ID = "started_check"
+DAG_FILE = f'''
+import pendulum
+from airflow.sdk import dag, task
+
+
+@dag(dag_id="{DAG_ID}", schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False)
+def started_check():
+    @task
+    def work():
+        pass
+
+    work()
+
+
+started_check()
+'''
+
+
+@pytest.fixture(scope="module")
+def ti_id(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The id of a real task instance in a fresh SQLite metadata DB the ORM points at meanwhile."""
+    from airflow import settings
+
+    home = tmp_path_factory.mktemp("airflow-home")
+    dags = home / "dags"
+    dags.mkdir()
+    (dags / "started_check.py").write_text(DAG_FILE)
+    url = f"sqlite:///{home}/airflow.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(dags),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=url,
+    )
+    for command in (["db", "migrate"], ["dags", "reserialize"], ["dags", "trigger", DAG_ID, "-r", "run1"]):
+        result = subprocess.run(
+            [AIRFLOW, *command], env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-2000:])
+    previous = settings.SQL_ALCHEMY_CONN
+    settings.dispose_orm(do_log=False)
+    settings.SQL_ALCHEMY_CONN = url
+    settings.configure_orm()
+    try:
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            found = session.scalars(
+                select(TaskInstance.id).where(TaskInstance.dag_id == DAG_ID, TaskInstance.run_id == "run1")
+            ).all()
+        assert len(found) == 1, found
+        yield str(found[0])
+    finally:
+        settings.dispose_orm(do_log=False)
+        settings.SQL_ALCHEMY_CONN = previous
+        settings.configure_orm()
+
+
+def set_ti(ti_id: str, **values: Any) -> None:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import update
+
+    with create_session() as session:
+        session.execute(update(TaskInstance).where(TaskInstance.id == uuid.UUID(ti_id)).values(**values))
+
+
+def ask(checker: StartChecker | None, cmd: CheckStarted, timeout: float = 60.0) -> StartChecked:
+    """Ask through a started runtime (the terminator thread), as the executor does."""
+    runtime = Runtime(
+        object(), submit_rate=50, status_calls_per_second=5, submit_threads=1, start_checker=checker
+    )  # type: ignore[arg-type]
+    runtime.start()
+    try:
+        runtime.check_started(cmd)
+        deadline = time.monotonic() + timeout
+        while runtime.results.empty():
+            assert time.monotonic() < deadline, "no StartChecked result"
+            time.sleep(0.01)
+        result = runtime.results.get()
+        assert isinstance(result, StartChecked)
+        return result
+    finally:
+        runtime.stop()
+
+
+@pytest.mark.parametrize(
+    ("row", "asked_try", "expected"),
+    [
+        pytest.param({"state": "queued", "try_number": 1}, 1, False, id="queued-same-try-not-seen"),
+        pytest.param(
+            {"state": "running", "try_number": 1, "hostname": "ip-10-0-0-1", "pid": 7},
+            1,
+            True,
+            id="running-seen",
+        ),
+        pytest.param({"state": "success", "try_number": 1}, 1, True, id="success-seen"),
+        pytest.param({"state": "failed", "try_number": 1}, 1, True, id="failed-seen"),
+        pytest.param(
+            {"state": "queued", "try_number": 1, "next_method": "execute_complete"},
+            1,
+            True,
+            id="queued-to-resume-after-deferral-seen",
+        ),
+        pytest.param({"state": "queued", "try_number": 2}, 1, None, id="other-try-unknown"),
+    ],
+)
+def test_airflow_saw_task_start(
+    ti_id: str, row: dict[str, Any], asked_try: int, expected: bool | None
+) -> None:
+    set_ti(ti_id, **{"next_method": None, **row})
+    result = ask(airflow_saw_task_start, CheckStarted("key", ti_id, asked_try))
+    assert (result.key, result.seen) == ("key", expected)
+
+
+def test_unknown_task_instance_is_unknown(ti_id: str) -> None:
+    set_ti(ti_id, state="queued", try_number=1, next_method=None)
+    assert ask(airflow_saw_task_start, CheckStarted("k", str(uuid.uuid4()), 1)).seen is None
+
+
+def _broken_checker(ti_id: str, try_number: int) -> bool | None:
+    raise RuntimeError("metadata DB unreachable")
+
+
+@pytest.mark.parametrize(
+    "checker",
+    [pytest.param(_broken_checker, id="checker-raises"), pytest.param(None, id="no-checker")],
+)
+def test_a_check_that_cannot_answer_is_unknown(checker: StartChecker | None) -> None:
+    assert ask(checker, CheckStarted("k", str(uuid.uuid4()), 1)).seen is None
