@@ -84,6 +84,21 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         self._status_api: BatchApi | None = None
         self._core: Core | None = None
         self._runtime: Runtime | None = None
+        self._pinned_event_logs: list[Any] = []
+
+    def log_task_event(self, *, event: str, extra: str, ti_key: Any) -> None:
+        super().log_task_event(event=event, extra=extra, ti_key=ti_key)
+        # Airflow 3.3's scheduler saves these rows with bulk_save_objects over a generator that pops
+        # them off the deque, so nothing else holds the ORM objects: they are collected mid-save and
+        # the INSERT goes out without columns ("NOT NULL constraint failed: log.event"), losing the
+        # event. Hold a reference until the scheduler has drained the deque (see sync()).
+        if self._task_event_logs:
+            self._pinned_event_logs.append(self._task_event_logs[-1])
+
+    def _unpin_saved_event_logs(self) -> None:
+        if self._pinned_event_logs:
+            waiting = {id(row) for row in self._task_event_logs}
+            self._pinned_event_logs = [row for row in self._pinned_event_logs if id(row) in waiting]
 
     # ------------------------------------------------------------ wiring
     @property
@@ -262,6 +277,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
     def sync(self) -> None:
         # Runs on the scheduler thread: no network I/O, and nothing may escape.
         try:
+            self._unpin_saved_event_logs()
             self._apply_results()
             self._dispatch()
             self._emit_metrics_now()

@@ -157,3 +157,35 @@ def _broken_checker(ti_id: str, try_number: int) -> bool | None:
 )
 def test_a_check_that_cannot_answer_is_unknown(checker: StartChecker | None) -> None:
     assert ask(checker, CheckStarted("k", str(uuid.uuid4()), 1)).seen is None
+
+
+@pytest.mark.parametrize("count", [pytest.param(1, id="one-event"), pytest.param(3, id="three-events")])
+def test_task_events_survive_the_schedulers_save(ti_id: str, count: int) -> None:
+    """Events reach the log table through the scheduler's own save function.
+
+    Airflow 3.3.2 saves them with bulk_save_objects over a generator that pops the deque; unless the
+    executor holds the rows, they are collected mid-save and inserted without columns.
+    """
+    import gc
+
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+    from airflow.models import Log
+    from airflow.models.taskinstancekey import TaskInstanceKey
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    from airflow_aws_batch import AwsBatchExecutor
+
+    key = TaskInstanceKey(DAG_ID, f"events_{count}", "run1", 1, -1)
+    executor = AwsBatchExecutor()
+    for n in range(count):
+        executor.log_task_event(event=f"aws_batch_test_{n}", extra=f"extra {n}", ti_key=key)
+    gc.collect()
+    with create_session() as session:
+        SchedulerJobRunner._process_task_event_logs(executor._task_event_logs, session)
+    executor.sync()  # the next heartbeat lets go of the saved rows
+    assert executor._pinned_event_logs == []
+    with create_session() as session:
+        saved = session.scalars(select(Log.event).where(Log.task_id == key.task_id).order_by(Log.id)).all()
+        assert session.scalar(select(func.count()).select_from(Log).where(Log.event.is_(None))) == 0
+    assert list(saved) == [f"aws_batch_test_{n}" for n in range(count)]
