@@ -115,8 +115,14 @@ def test_bad_exec_config_fails_only_its_task_with_the_reason_in_the_event_log(e2
     run_id, _ = _finished_run(e2e, "e2e_bad_exec_config")
     jobs = e2e.stack.batch.wait_final("e2e_bad_exec_config", run_id=run_id)
     assert sorted(job["tags"]["task_id"] for job in jobs) == ["good"]
-    events = e2e.stack.airflow.event_logs(dag_id="e2e_bad_exec_config", task_id="bad", run_id=run_id)
-    assert "containerOverrides.cpus" in _events_text(events), _events_text(events)
+    events = _events_text(
+        e2e.stack.airflow.event_logs(dag_id="e2e_bad_exec_config", task_id="bad", run_id=run_id)
+    )
+    # The executor's own event carries the message (not only the scheduler's state-mismatch note).
+    assert (
+        "aws_batch_bad_executor_config: Bad executor_config, task not submitted: "
+        "executor_config.containerOverrides.cpus" in events
+    ), events
 
 
 def test_task_stuck_in_runnable_has_its_job_terminated(e2e: E2E) -> None:
@@ -158,8 +164,8 @@ def test_job_that_exited_before_airflow_saw_its_task_start_is_resubmitted(e2e: E
     events = _events_text(
         e2e.stack.airflow.event_logs(dag_id="e2e_boot_log", task_id="never_starts", run_id=run_id)
     )
-    # The executor's own per-resubmit events are not asserted: on SQLAlchemy 2.1 the scheduler drops
-    # executor task events whenever it flushes more than one at a time. The failure reason arrives.
+    # Each resubmit leaves the executor's own event, and the final reason says why it stopped.
+    assert events.count("aws_batch_job_failed_before_task_start:") == 2, events
     assert "Airflow never saw the task start; no submit attempts left (3 of 3)" in events, events
 
 
