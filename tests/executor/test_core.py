@@ -466,3 +466,83 @@ def test_submit_failure_report_has_no_job() -> None:
     fail = core.submit_result("k", SubmitOutcome.FAILED, reason="ClientException")[-1]
     assert isinstance(fail, Fail)
     assert (fail.job_id, fail.log_path) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("old_status", "expected_terminates"),
+    [
+        # A deferred task resuming, or a sensor in reschedule mode poking again: the old job ran
+        # the task and is ending; it is neither watched nor killed.
+        pytest.param("RUNNING", [], id="resumed-after-defer-old-job-running"),
+        pytest.param("FAILED-started", [], id="requeued-while-start-checked"),
+        # Not started yet: two jobs for one try must not both live.
+        pytest.param(
+            "RUNNABLE",
+            [Terminate("j1", "Task queued again by Airflow; job replaced")],
+            id="requeued-old-job-not-started-terminated",
+        ),
+    ],
+)
+def test_same_key_queued_again_replaces_the_old_workload(
+    old_status: str, expected_terminates: list[Terminate]
+) -> None:
+    core, _ = make()
+    core.add("k", request("old"), ti_id=TI_ID, try_number=1)
+    submit_ok(core, "k", "j1")
+    core.commands()
+    if old_status == "FAILED-started":
+        core.job_seen(JobView("j1", "RUNNING"))
+        core.job_seen(JobView("j1", "FAILED", status_reason=HOST_LOST))
+    else:
+        core.job_seen(JobView("j1", old_status))
+    core.commands()
+    core.add("k", request("new"), ti_id=TI_ID, try_number=1)
+    commands = core.commands()
+    assert [c for c in commands if isinstance(c, Terminate)] == expected_terminates
+    (cmd,) = [c for c in commands if isinstance(c, Submit)]
+    assert cmd.request == request("new")
+    # The old job's end is not the new workload's end.
+    assert core.job_seen(JobView("j1", "SUCCEEDED")) == []
+    assert core.start_checked("k", False) == []
+    assert core.submit_result("k", SubmitOutcome.OK, job_id="j2") == [RunningState("k", "j2")]
+    assert core.job_seen(JobView("j2", "SUCCEEDED")) == [Success("k", "j2")]
+
+
+@pytest.mark.parametrize(
+    ("old_outcome", "expected_terminates"),
+    [
+        pytest.param(SubmitOutcome.OK, ["j1"], id="old-submit-ok-terminated"),
+        pytest.param(SubmitOutcome.FAILED, [], id="old-submit-failed"),
+        pytest.param(SubmitOutcome.WAIT, [], id="old-submit-throttled"),
+    ],
+)
+def test_revoked_while_submitting_then_queued_again_submits_the_new_workload(
+    old_outcome: SubmitOutcome, expected_terminates: list[str]
+) -> None:
+    # Airflow revokes a task stuck in queued and reschedules it on the same try (same key), while
+    # the old SubmitJob waits for the rate limiter or is in flight.
+    core, _ = make()
+    core.add("k", request("old"))
+    submits(core)
+    core.revoke("k")
+    core.add("k", request("new"))
+    assert submits(core) == []  # one SubmitJob in flight per key
+    job_id = "j1" if old_outcome is SubmitOutcome.OK else None
+    assert core.submit_result("k", old_outcome, job_id=job_id) == []
+    commands = core.commands()
+    assert [c.job_id for c in commands if isinstance(c, Terminate)] == expected_terminates
+    (cmd,) = [c for c in commands if isinstance(c, Submit)]
+    assert cmd.request == request("new")
+    assert core.submit_result("k", SubmitOutcome.OK, job_id="j2") == [RunningState("k", "j2")]
+
+
+def test_revoked_again_before_the_old_submit_returns_submits_nothing() -> None:
+    core, _ = make()
+    core.add("k", request("old"))
+    submits(core)
+    core.revoke("k")
+    core.add("k", request("new"))
+    core.revoke("k")
+    core.submit_result("k", SubmitOutcome.OK, job_id="j1")
+    assert [c.job_id for c in core.commands() if isinstance(c, Terminate)] == ["j1"]
+    assert "k" not in core

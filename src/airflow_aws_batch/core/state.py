@@ -261,6 +261,8 @@ class Core:
         self._entries: dict[Hashable, _Entry] = {}
         self._by_job: dict[str, _Entry] = {}
         self._outbox: list[Command] = []
+        #: Workloads queued again while the old one's SubmitJob was in flight (see ``add``).
+        self._requeued: dict[Hashable, _Entry] = {}
 
     # ----------------------------------------------------------------- queries
     def __contains__(self, key: Hashable) -> bool:
@@ -326,19 +328,33 @@ class Core:
         ti_id: uuid.UUID | str | None = None,
         try_number: int = 0,
     ) -> None:
-        """A workload to run. A key already tracked is ignored (Airflow re-queues only new try numbers).
+        """A workload to run.
 
         ``ti_id`` and ``try_number`` name the task instance try, so that a job which FAILED after it
         started in Batch can be checked against Airflow; without them (callbacks) it never is.
+
+        A key already tracked is replaced: Airflow queues the same key (same try number) again when a
+        deferred task resumes, a sensor in reschedule mode pokes again, or a task revoked as stuck
+        in queued is rescheduled, often before Batch reports the old job's end. The old job is no
+        longer watched (its end is not this workload's end) and is terminated unless it started.
         """
-        if key in self._entries:
-            return
         entry = _Entry(key, _pack(request), request.get("jobQueue"))
         entry.log_path = log_path
         if ti_id is not None:
             entry.ti_id = (ti_id if isinstance(ti_id, uuid.UUID) else uuid.UUID(str(ti_id))).bytes
             entry.try_number = try_number
         entry.next_at = self.clock()
+        old = self._entries.get(key)
+        if old is not None:
+            if old.phase is Phase.SUBMITTING:
+                # The old workload's SubmitJob is in flight and its result carries only the key:
+                # the new workload waits for it (see submit_result), and the old job is terminated.
+                old.revoked = True
+                self._requeued[key] = entry
+                return
+            self._forget(old)
+            if old.job_id is not None and not old.started:
+                self._outbox.append(Terminate(old.job_id, "Task queued again by Airflow; job replaced"))
         self._entries[key] = entry
 
     def adopt(self, key: Hashable, job_id: str) -> None:
@@ -374,6 +390,10 @@ class Core:
             del self._entries[key]
             if outcome is SubmitOutcome.OK and job_id:
                 self._outbox.append(Terminate(job_id, "Task revoked by Airflow while its job was submitted"))
+            requeued = self._requeued.pop(key, None)
+            if requeued is not None:
+                requeued.next_at = self.clock()
+                self._entries[key] = requeued
             return []
         now = self.clock()
         if outcome is SubmitOutcome.OK:
@@ -544,6 +564,7 @@ class Core:
             return
         if entry.phase is Phase.SUBMITTING:
             entry.revoked = True  # the in-flight result will terminate the job
+            self._requeued.pop(key, None)
             return
         if entry.job_id is not None:
             self._outbox.append(Terminate(entry.job_id, reason))
@@ -555,6 +576,7 @@ class Core:
         self._entries.clear()
         self._by_job.clear()
         self._outbox.clear()
+        self._requeued.clear()
         return out
 
     # ----------------------------------------------------------------- helpers
