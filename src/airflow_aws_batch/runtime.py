@@ -205,7 +205,10 @@ class Runtime:
                 # Nothing was submitted: not an attempt, look again shortly.
                 return SubmitDone(cmd.key, SubmitOutcome.WAIT, reason=str(exc))
             if found:
-                return SubmitDone(cmd.key, SubmitOutcome.OK, job_id=found[0].job_id, found=True)
+                # Earlier attempts' jobs carry the same name and tags and may fall inside the window;
+                # the ambiguous call's job is the newest (listings come oldest first: ties go last).
+                newest = max(reversed(found), key=lambda job: job.created_at or 0)
+                return SubmitDone(cmd.key, SubmitOutcome.OK, job_id=newest.job_id, found=True)
             if cmd.lookup_only:
                 return SubmitDone(
                     cmd.key,

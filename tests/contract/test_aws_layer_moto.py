@@ -10,6 +10,8 @@ import pytest
 
 from airflow_aws_batch.aws import BatchApi, BatchApiError, ErrorKind
 from airflow_aws_batch.aws.batch import JobDetail
+from airflow_aws_batch.core.state import Submit, SubmitOutcome
+from airflow_aws_batch.runtime import Runtime
 
 from .conftest import BatchResources, Moto
 
@@ -76,6 +78,25 @@ def test_find_jobs_matches_name_time_and_tags(api: BatchApi, batch_resources: Ba
     found = api.find_jobs(batch_resources.job_queue, name, before, {"dag_id": "d", "try_number": "2"})
     assert [j.job_id for j in found] == [ours]
     assert api.find_jobs(batch_resources.job_queue, name, before, {"try_number": "9"}) == []
+
+
+def test_lookup_after_an_ambiguous_submit_takes_the_newest_job(
+    api: BatchApi, batch_resources: BatchResources
+) -> None:
+    # Attempt 1's job FAILED before start; attempt 2's SubmitJob timed out but created a job. Both
+    # carry the same name and tags: taking the older one would leave the newer one running untracked
+    # while attempt 3 submits yet another job for the same try.
+    name = f"contract-lookup-{uuid.uuid4().hex[:8]}"
+    before = int(time.time() * 1000) - 60_000
+    older = api.submit_job(request(batch_resources, name, try_number="1"))
+    time.sleep(0.01)  # distinct createdAt (milliseconds)
+    newer = api.submit_job(request(batch_resources, name, try_number="1"))
+    runtime = Runtime(api, submit_rate=50, status_calls_per_second=1000)
+    cmd = Submit(
+        "k", request(batch_resources, name, try_number="1"), lookup_after_ms=before, lookup_only=True
+    )
+    done = runtime._submit_one(cmd)
+    assert (done.outcome, done.job_id, done.found) == (SubmitOutcome.OK, newer, True), older
 
 
 def test_list_jobs_page(api: BatchApi, batch_resources: BatchResources) -> None:
