@@ -408,12 +408,23 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         """TerminateJob for every tracked job, then stop the threads."""
         if self._core is None:
             return
-        commands = self._core.terminate_all("Airflow scheduler terminated")
+        reason = "Airflow scheduler terminated"
+        commands = self._core.terminate_all(reason)
         runtime = self._runtime
         if runtime is not None:
             for cmd in commands:
                 runtime.terminate_now(cmd, tries=2)
         self._stop_runtime()
+        if runtime is not None:
+            # SubmitJobs that were on the wire finish while stop() joins the threads: their jobs
+            # exist, but the core forgot their tasks, so nothing else would terminate them.
+            while True:
+                try:
+                    result = runtime.results.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(result, SubmitDone) and result.job_id:
+                    runtime.terminate_now(Terminate(result.job_id, reason), tries=2)
 
     def _stop_runtime(self) -> None:
         if self._runtime is not None:

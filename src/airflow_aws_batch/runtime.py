@@ -216,6 +216,9 @@ class Runtime:
                     reason="no job was created by the last, ambiguous SubmitJob",
                 )
         self.submit_limiter.acquire()
+        if self._stop.is_set():
+            # Stopped while waiting for the limiter: a job created now would outlive terminate().
+            return SubmitDone(cmd.key, SubmitOutcome.WAIT, reason="executor stopping")
         sent_at_ms = int(time.time() * 1000)
         try:
             job_id = self.submit_api.submit_job(request)

@@ -335,3 +335,39 @@ def test_lost_submit_responses_run_each_task_exactly_once(
     # The job id Airflow recorded is that one job's, although SubmitJob never answered with it.
     recorded = {rec.info(w.key, "running") for w in work}
     assert recorded == {j["jobId"] for j in jobs}
+
+
+def test_terminate_with_submits_in_flight_leaves_no_live_job(
+    localbatch: LocalBatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Slow answers and a slow submit rate keep SubmitJobs on the wire or waiting on the rate limiter
+    # when the scheduler stops: none of them may create a job that outlives terminate().
+    localbatch.set_faults({**held("inflight"), "latency_ms": 500})
+    configure(monkeypatch, localbatch.url, job_queue=QUEUE, job_definition=DEFINITION, submit_rate="2")
+    executor = FastExecutor(parallelism=64)
+    executor.start()
+    try:
+        before = count(localbatch.stats(), "SubmitJob", "requests")
+        work = [task_workload(f"inflight_{i}") for i in range(5)]
+        for w in work:
+            executor.queue_workload(w, session=None)  # type: ignore[arg-type]
+        executor.heartbeat()  # dispatches every SubmitJob to the workers
+        deadline = time.monotonic() + 30
+        while count(localbatch.stats(), "SubmitJob", "requests") == before:
+            assert time.monotonic() < deadline, "no SubmitJob reached localbatch"
+            time.sleep(0.02)
+    finally:
+        executor.terminate()
+    batch = localbatch.batch()
+    live: list[str] = []
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        listed = batch.list_jobs(
+            jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": ["airflow-dag-inflight_*"]}]
+        )["jobSummaryList"]
+        live = sorted(f"{j['jobName']} {j['status']}" for j in listed if j["status"] != "FAILED")
+        if not live:
+            break
+        time.sleep(0.2)
+    localbatch.set_faults({})
+    assert live == [], "jobs submitted around terminate() were left running"
