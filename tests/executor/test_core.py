@@ -546,3 +546,18 @@ def test_revoked_again_before_the_old_submit_returns_submits_nothing() -> None:
     core.submit_result("k", SubmitOutcome.OK, job_id="j1")
     assert [c.job_id for c in core.commands() if isinstance(c, Terminate)] == ["j1"]
     assert "k" not in core
+
+
+@pytest.mark.parametrize(
+    "status",
+    [pytest.param("", id="missing-status"), pytest.param("CANCELLED", id="unexpected-status")],
+)
+def test_unknown_status_is_reported_once_and_the_job_still_watched(status: str) -> None:
+    core, _ = make()
+    core.add("k", request())
+    submit_ok(core, "k", "j1")
+    (event,) = core.job_seen(JobView("j1", status))
+    assert isinstance(event, TaskEvent) and event.event == "aws_batch_job_unknown_status"
+    assert "j1" in event.extra and "unknown status" in event.extra
+    assert core.job_seen(JobView("j1", status)) == []
+    assert core.job_seen(JobView("j1", "SUCCEEDED")) == [Success("k", "j1")]

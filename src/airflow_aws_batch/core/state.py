@@ -480,6 +480,11 @@ class Core:
             self._forget(entry)
             return [Success(key, view.job_id)]
         if view.status != "FAILED":
+            # Not a Batch job status: keep watching, but say so instead of waiting in silence.
+            if changed:
+                return [
+                    TaskEvent(key, "aws_batch_job_unknown_status", f"{view.reason()} (unknown status)")
+                ]
             return []
         reason = view.reason()
         self._by_job.pop(view.job_id, None)
