@@ -482,9 +482,7 @@ class Core:
         if view.status != "FAILED":
             # Not a Batch job status: keep watching, but say so instead of waiting in silence.
             if changed:
-                return [
-                    TaskEvent(key, "aws_batch_job_unknown_status", f"{view.reason()} (unknown status)")
-                ]
+                return [TaskEvent(key, "aws_batch_job_unknown_status", f"{view.reason()} (unknown status)")]
             return []
         reason = view.reason()
         self._by_job.pop(view.job_id, None)
