@@ -119,3 +119,38 @@ def test_adopted_jobs_learn_their_queue_and_move_to_list_jobs() -> None:
     fake.calls.clear()
     runtime.poll_once()
     assert (fake.calls["ListJobs"], fake.calls["DescribeJobs"]) == (1, 0)
+
+
+class MalformedBatchClient:
+    """A boto3 ``batch`` client stand-in whose DescribeJobs answer carries broken entries.
+
+    No real server answers like this; the stand-in exists to show one bad entry cannot stall polling.
+    """
+
+    def __init__(self, jobs: list[dict[str, Any]]) -> None:
+        self.jobs = jobs
+
+    def describe_jobs(self, jobs: list[str]) -> dict[str, Any]:
+        return {"jobs": self.jobs}
+
+
+@pytest.mark.parametrize(
+    "bad_entry",
+    [
+        pytest.param({"status": "RUNNING"}, id="no-jobId"),
+        pytest.param(
+            {"jobId": "bad", "status": "FAILED", "container": {"exitCode": "n/a"}}, id="bad-exitCode"
+        ),
+        pytest.param("not-an-object", id="not-an-object"),
+    ],
+)
+def test_a_malformed_describe_entry_does_not_stall_the_other_jobs(bad_entry: Any) -> None:
+    from airflow_aws_batch.aws.batch import BatchApi
+
+    client = MalformedBatchClient([bad_entry, {"jobId": "good", "status": "SUCCEEDED"}])
+    runtime = Runtime(BatchApi(lambda: client), submit_rate=50, status_calls_per_second=1000)
+    runtime.track(Track("good", "q"))
+    runtime._drain_inbox()
+    runtime.poll_once()
+    seen, _ = drain(runtime)
+    assert [(v.job_id, v.status) for v in seen] == [("good", "SUCCEEDED")]

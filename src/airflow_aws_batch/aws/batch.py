@@ -9,6 +9,7 @@ Not supported: array jobs, multi-node jobs and EKS jobs (only the container fiel
 from __future__ import annotations
 
 import enum
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -26,6 +27,8 @@ from botocore.exceptions import (
 )
 
 from airflow_aws_batch.core.state import JobView
+
+log = logging.getLogger(__name__)
 
 DESCRIBE_MAX_IDS = 100
 LIST_MAX_RESULTS = 1000
@@ -303,7 +306,15 @@ class BatchApi:
         if not ids:
             return []
         response = self._call("batch", "describe_jobs", jobs=ids)
-        return [JobDetail.parse(job) for job in response.get("jobs", [])]
+        details: list[JobDetail] = []
+        for raw in response.get("jobs") or []:
+            try:
+                details.append(JobDetail.parse(raw))
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                # One entry we cannot read must not hide the others (the poller would stall on it):
+                # skipped, its job is later reported unknown to DescribeJobs.
+                log.warning("DescribeJobs returned an entry that cannot be read (%r): %.500r", exc, raw)
+        return details
 
     def list_jobs_page(
         self, job_queue: str, status: str, next_token: str | None = None, max_results: int = LIST_MAX_RESULTS
