@@ -469,23 +469,17 @@ def test_submit_failure_report_has_no_job() -> None:
 
 
 @pytest.mark.parametrize(
-    ("old_status", "expected_terminates"),
+    "old_status",
     [
         # A deferred task resuming, or a sensor in reschedule mode poking again: the old job ran
         # the task and is ending; it is neither watched nor killed.
-        pytest.param("RUNNING", [], id="resumed-after-defer-old-job-running"),
-        pytest.param("FAILED-started", [], id="requeued-while-start-checked"),
-        # Not started yet: two jobs for one try must not both live.
-        pytest.param(
-            "RUNNABLE",
-            [Terminate("j1", "Task queued again by Airflow; job replaced")],
-            id="requeued-old-job-not-started-terminated",
-        ),
+        pytest.param("RUNNING", id="resumed-after-defer-old-job-running"),
+        pytest.param("FAILED-started", id="requeued-while-start-checked"),
+        # The task started and deferred between two polls: the poller never saw it RUNNING.
+        pytest.param("RUNNABLE", id="requeued-old-job-start-not-seen"),
     ],
 )
-def test_same_key_queued_again_replaces_the_old_workload(
-    old_status: str, expected_terminates: list[Terminate]
-) -> None:
+def test_same_key_queued_again_replaces_the_old_workload(old_status: str) -> None:
     core, _ = make()
     core.add("k", request("old"), ti_id=TI_ID, try_number=1)
     submit_ok(core, "k", "j1")
@@ -498,7 +492,7 @@ def test_same_key_queued_again_replaces_the_old_workload(
     core.commands()
     core.add("k", request("new"), ti_id=TI_ID, try_number=1)
     commands = core.commands()
-    assert [c for c in commands if isinstance(c, Terminate)] == expected_terminates
+    assert [c for c in commands if isinstance(c, Terminate)] == []
     (cmd,) = [c for c in commands if isinstance(c, Submit)]
     assert cmd.request == request("new")
     # The old job's end is not the new workload's end.

@@ -336,7 +336,7 @@ class Core:
         A key already tracked is replaced: Airflow queues the same key (same try number) again when a
         deferred task resumes, a sensor in reschedule mode pokes again, or a task revoked as stuck
         in queued is rescheduled, often before Batch reports the old job's end. The old job is no
-        longer watched (its end is not this workload's end) and is terminated unless it started.
+        longer watched: its end is not this workload's end.
         """
         entry = _Entry(key, _pack(request), request.get("jobQueue"))
         entry.log_path = log_path
@@ -352,9 +352,10 @@ class Core:
                 old.revoked = True
                 self._requeued[key] = entry
                 return
+            # Not terminated: Airflow re-queues a key only after its try ran (a revoked one is gone
+            # already), so the old job is ending, perhaps still shipping the task's logs; the poller
+            # may simply not have seen it start.
             self._forget(old)
-            if old.job_id is not None and not old.started:
-                self._outbox.append(Terminate(old.job_id, "Task queued again by Airflow; job replaced"))
         self._entries[key] = entry
 
     def adopt(self, key: Hashable, job_id: str) -> None:
