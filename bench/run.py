@@ -1,0 +1,301 @@
+"""``make bench`` / ``make bench-quick``: every scenario for both executors, one table, one JSON file.
+
+Each (scenario, executor) pair gets its own localbatch process started with identical flags and faults,
+and its own driver process (``bench.drive``), so neither executor's jobs, threads or memory touch the
+other's figures. The dag scenario runs real Airflow through ``devstack`` (``bench.dag``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench import scenarios
+from bench.service import JOB_DEFINITION, JOB_QUEUE, LocalBatch, localbatch
+from bench.table import render
+
+EXECUTOR_NAMES = ("ours", "theirs")
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def op_stats(stats: dict[str, Any], operation: str) -> dict[str, int]:
+    """Counters of one operation from ``GET /_localbatch/stats`` (zeros when it was never called)."""
+    operations = stats.get("operations", stats)
+    found = operations.get(operation) or {}
+    return {
+        "requests": int(found.get("requests", 0)),
+        "throttled": int(found.get("throttled", 0)),
+        "server_errors": int(found.get("server_errors", 0)),
+        "client_errors": int(found.get("client_errors", 0)),
+    }
+
+
+def delta(after: dict[str, Any], before: dict[str, Any], operation: str) -> dict[str, int]:
+    a, b = op_stats(after, operation), op_stats(before, operation)
+    return {key: a[key] - b[key] for key in a}
+
+
+def run_driver(params: dict[str, Any], work_dir: Path, timeout_s: float) -> dict[str, Any]:
+    params_file = work_dir / "params.json"
+    out_file = work_dir / "result.json"
+    params_file.write_text(json.dumps(params))
+    with (work_dir / "driver.log").open("wb") as driver_log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.drive", str(params_file), str(out_file)],
+            stdout=driver_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            return {
+                "error": f"driver did not finish within {timeout_s:.0f} s (log: {work_dir / 'driver.log'})"
+            }
+    if not out_file.exists():
+        return {
+            "error": f"driver exited {process.returncode} without a result (log: {work_dir / 'driver.log'})"
+        }
+    result: dict[str, Any] = json.loads(out_file.read_text())
+    return result
+
+
+def job_summaries(service: LocalBatch) -> list[dict[str, Any]]:
+    """Every job on the bench queue, any status (ListJobs without a status returns only RUNNING)."""
+    import boto3
+
+    client = boto3.client(
+        "batch",
+        endpoint_url=service.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    jobs: list[dict[str, Any]] = []
+    for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"):
+        for page in client.get_paginator("list_jobs").paginate(
+            jobQueue=JOB_QUEUE, jobStatus=status, PaginationConfig={"PageSize": 1000}
+        ):
+            jobs.extend(page["jobSummaryList"])
+    return jobs
+
+
+def _base_params(scenario: str, executor: str, service: LocalBatch) -> dict[str, Any]:
+    return {
+        "scenario": scenario,
+        "executor": executor,
+        "endpoint": service.url,
+        "job_queue": JOB_QUEUE,
+        "job_definition": JOB_DEFINITION,
+        "executor_options": scenarios.OURS_OPTIONS[scenario] if executor == "ours" else {},
+    }
+
+
+def run_burst(executor: str, sizes: scenarios.Sizes, work_dir: Path) -> dict[str, Any]:
+    n = sizes.burst_tasks
+    with localbatch(work_dir, scenarios.burst_faults(), max_vcpus=n) as service:
+        before = service.stats()
+        params = {**_base_params("burst", executor, service), "tasks": n, "timeout_s": 60 + n * 0.3}
+        result = run_driver(params, work_dir, timeout_s=params["timeout_s"] + 120)
+        after = service.stats()
+        service.set_faults({})
+        jobs = job_summaries(service)
+    if "error" in result:
+        return result
+    submit = delta(after, before, "SubmitJob")
+    created = sorted(job["createdAt"] / 1000 for job in jobs)
+    first_per_name: dict[str, float] = {}
+    for job in sorted(jobs, key=lambda j: j["createdAt"]):
+        first_per_name.setdefault(job["jobName"], job["createdAt"] / 1000)
+    submitted_s = (max(first_per_name.values()) - result["started_at"]) if first_per_name else None
+    return {
+        "tasks": n,
+        "submitted_tasks": len(first_per_name),
+        "submit_s": submitted_s,
+        "submit_per_s": (len(first_per_name) / submitted_s) if submitted_s else None,
+        "heartbeat_p50_ms": result["heartbeat_p50_ms"],
+        "heartbeat_p99_ms": result["heartbeat_p99_ms"],
+        "heartbeat_max_ms": result["heartbeat_max_ms"],
+        "heartbeats": result["heartbeats"],
+        "throttled_failures": result["tasks_failed"] + result["tasks_lost"],
+        "tasks_succeeded": result["tasks_succeeded"],
+        "drain_s": result["drain_s"],
+        "jobs_created": len(created),
+        "submit_calls": submit["requests"],
+        "submit_429": submit["throttled"],
+    }
+
+
+def run_steady(executor: str, sizes: scenarios.Sizes, work_dir: Path) -> dict[str, Any]:
+    n = sizes.steady_tasks
+    with localbatch(work_dir, scenarios.steady_setup_faults(), max_vcpus=n) as service:
+        params = {
+            **_base_params("steady", executor, service),
+            "tasks": n,
+            "setup_timeout_s": 30 + n * 0.1,
+            "settle_s": 10,
+            "window_s": sizes.steady_window_s,
+            "finish_per_s": sizes.steady_finish_per_s,
+            "grace_s": 30,
+            "measure_faults": scenarios.steady_measure_faults(),
+            "seed": scenarios.SEED,
+        }
+        timeout = (
+            params["setup_timeout_s"] + params["settle_s"] + params["window_s"] + params["grace_s"] + 120
+        )
+        result = run_driver(params, work_dir, timeout_s=timeout)
+    if "error" in result:
+        return result
+    window = result["window_s"]
+    describe = delta(result["stats_after"], result["stats_before"], "DescribeJobs")["requests"]
+    listed = delta(result["stats_after"], result["stats_before"], "ListJobs")["requests"]
+    return {
+        "tasks": n,
+        "tracked": result["tracked"],
+        "window_s": window,
+        "describe_calls_per_s": (describe + listed) / window,
+        "describe_jobs_per_s": describe / window,
+        "list_jobs_per_s": listed / window,
+        "jobs_ended": result["jobs_ended"],
+        "jobs_detected": result["jobs_detected"],
+        "detect_p50_s": result["detect_p50_s"],
+        "detect_p95_s": result["detect_p95_s"],
+        "detect_max_s": result["detect_max_s"],
+        "heartbeat_p99_ms": result["heartbeat_p99_ms"],
+    }
+
+
+def run_memory(executor: str, sizes: scenarios.Sizes, work_dir: Path) -> dict[str, Any]:
+    n = sizes.memory_tasks
+    with localbatch(work_dir, scenarios.memory_faults(), max_vcpus=n) as service:
+        params = {
+            **_base_params("memory", executor, service),
+            "tasks": n,
+            "setup_timeout_s": 30 + n * 0.1,
+            "settle_s": 5,
+        }
+        result = run_driver(params, work_dir, timeout_s=2 * params["setup_timeout_s"] + 120)
+    if "error" in result:
+        return result
+    return {
+        "tasks": n,
+        "tracked": result["tracked"],
+        "bytes_per_job": result["bytes_per_job"],
+        "bytes_per_1000_jobs": result["bytes_per_1000_jobs"],
+        "rss_bytes_per_job": result["rss_bytes_per_job"],
+    }
+
+
+RUNNERS = {"burst": run_burst, "steady": run_steady, "memory": run_memory}
+
+
+def environment(sizes: scenarios.Sizes, size_name: str) -> dict[str, Any]:
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    import psutil
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {
+        "size": size_name,
+        "sizes": asdict(sizes),
+        "cpu_count": os.cpu_count(),
+        "memory_bytes": psutil.virtual_memory().total,
+        "load_average": os.getloadavg(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": {
+            dist: version(dist)
+            for dist in (
+                "apache-airflow",
+                "apache-airflow-providers-amazon",
+                "airflow-aws-batch",
+                "boto3",
+                "botocore",
+            )
+        },
+        "git_commit": commit,
+        "localbatch": {
+            "latency_ms": scenarios.LATENCY_MS,
+            "submit_quota_per_s": scenarios.SUBMIT_QUOTA,
+            "seed": scenarios.SEED,
+        },
+        "ours_options": scenarios.OURS_OPTIONS,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a tenth of the sizes (make bench-quick)")
+    parser.add_argument("--out", default="bench-results.json", type=Path)
+    parser.add_argument(
+        "--only",
+        default="burst,steady,memory,dag",
+        help="comma-separated scenarios to run (the JSON keeps every key, null where not run)",
+    )
+    parser.add_argument("--work-dir", type=Path, default=None, help="keep logs here (default: a temp dir)")
+    args = parser.parse_args(argv)
+    sizes = scenarios.QUICK if args.quick else scenarios.FULL
+    selected = [name.strip() for name in args.only.split(",") if name.strip()]
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "ours": {},
+        "theirs": {},
+        "localexecutor": {"dag": {"drain_s": None}},
+        "env": environment(sizes, "quick" if args.quick else "full"),
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        root = args.work_dir or Path(tmp)
+        for scenario, runner in RUNNERS.items():
+            for executor in EXECUTOR_NAMES:
+                if scenario not in selected:
+                    results[executor][scenario] = {}
+                    continue
+                log(f"{scenario}: {executor} ...")
+                began = time.monotonic()
+                figures = runner(executor, sizes, root / f"{scenario}-{executor}")
+                figures["elapsed_s"] = time.monotonic() - began
+                results[executor][scenario] = figures
+                log(f"{scenario}: {executor} done in {figures['elapsed_s']:.0f} s: {json.dumps(figures)}")
+        if "dag" in selected:
+            from bench.dag import run_dag
+
+            dag = run_dag(sizes, root / "dag", log)
+            for executor in ("ours", "theirs", "localexecutor"):
+                results[executor]["dag"] = dag.get(executor, {"drain_s": None})
+        else:
+            for executor in EXECUTOR_NAMES:
+                results[executor]["dag"] = {}
+    results["env"]["total_s"] = time.monotonic() - started
+    args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(render(results))
+    print(f"\nwrote {args.out} in {results['env']['total_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
