@@ -45,3 +45,11 @@ e2e-postgres: venv
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache
+
+# Our executor and the Amazon provider's, side by side against localbatch (README "Performance").
+bench: venv
+	$(VENV)/bin/python -m bench --out bench-results.json
+
+# The same scenarios at a tenth of the sizes, same JSON keys.
+bench-quick: venv
+	$(VENV)/bin/python -m bench --quick --out bench-results.json
