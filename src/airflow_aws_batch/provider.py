@@ -1,15 +1,64 @@
-"""Provider metadata for Airflow's ProvidersManager (entry point ``apache_airflow_provider``)."""
+"""Provider metadata for Airflow's ProvidersManager (entry point ``apache_airflow_provider``).
+
+Airflow merges provider config descriptions section by section, in order of distribution name,
+the last one winning the whole section. The amazon provider also describes
+``[aws_batch_executor]``; our distribution name sorts after ``apache-airflow-providers-amazon``, so
+our description (and our defaults) replace theirs. ``tests/executor/test_provider.py`` checks this
+with a real ``airflow config list``.
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
+
+from airflow_aws_batch import __version__
+from airflow_aws_batch.config import OPTIONS, SECTION
+
+# Must equal the distribution name in pyproject.toml (Airflow refuses a mismatch).
+PACKAGE_NAME = "aws-batch-airflow"
 
 
 def get_provider_info() -> dict[str, Any]:
     return {
-        "package-name": "airflow-aws-batch",
+        "package-name": PACKAGE_NAME,
         "name": "AWS Batch Executor",
         "description": "Runs every Airflow task as its own AWS Batch job.",
-        "versions": ["0.1.0"],
+        "versions": [__version__],
         "executors": ["airflow_aws_batch.AwsBatchExecutor"],
+        # Without a "cli" entry Airflow warns on every command and imports the executor to ask it.
+        "cli": ["airflow_aws_batch.provider.get_cli_commands"],
+        "config": {SECTION: config_description()},
     }
+
+
+def config_description() -> dict[str, Any]:
+    """The section as Airflow's config.yml schema describes it (JSON options are typed string)."""
+    return {
+        "description": "airflow-aws-batch: run every Airflow task as an AWS Batch job "
+        "([core] executor = airflow_aws_batch.AwsBatchExecutor).",
+        "options": {
+            spec.name: {
+                "description": spec.description,
+                "version_added": "0.1.0",
+                "type": "string" if spec.type == "json" else spec.type,
+                "example": spec.example,
+                "default": spec.default,
+                # Airflow str.format()s defaults unless marked as templates; "{}" would not survive.
+                "is_template": spec.type == "json",
+            }
+            for spec in OPTIONS
+        },
+    }
+
+
+def get_cli_commands() -> list[Any]:
+    """The executor's ``airflow aws-batch ...`` commands, for Airflow's provider CLI loading."""
+    try:
+        executor_module = importlib.import_module("airflow_aws_batch.executor")
+    except ModuleNotFoundError as err:
+        # The executor module arrives on another branch; until then there is nothing to register.
+        if err.name == "airflow_aws_batch.executor":
+            return []
+        raise
+    return list(executor_module.AwsBatchExecutor.get_cli_commands())

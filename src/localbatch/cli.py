@@ -1,7 +1,158 @@
-"""Command line of localbatch (placeholder until the service lands)."""
+"""Command line of localbatch: `serve` runs the service, `setup` creates the resources Airflow needs."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from localbatch.faults import FaultConfig
+
+
+def _quota(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected OPERATION=RATE, found {text!r}")
+    try:
+        return name, float(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"rate must be a number in {text!r}") from exc
+
+
+def _pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, found {text!r}")
+    return name, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="localbatch", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the Batch-compatible service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    serve.add_argument("--data-dir", type=Path, required=True, help="SQLite store and job working directory")
+    serve.add_argument("--ready-file", type=Path, help="write the service URL here once listening")
+    serve.add_argument("--faults", type=Path, help="fault config JSON (flags below override its fields)")
+    serve.add_argument("--seed", type=int)
+    serve.add_argument("--latency-ms", type=float)
+    serve.add_argument("--quota", type=_quota, action="append", default=[], metavar="OPERATION=RATE")
+    serve.add_argument("--error-rate", type=float)
+    serve.add_argument("--fail-before-start-rate", type=float)
+    serve.add_argument("--host-lost-rate", type=float)
+    serve.add_argument("--hold-runnable-rate", type=float)
+    serve.add_argument(
+        "--pass-env", action="append", default=[], metavar="NAME", help="pass this variable on to jobs"
+    )
+    serve.add_argument(
+        "--kill-grace-seconds", type=float, default=30.0, help="SIGTERM to SIGKILL delay (AWS: 30)"
+    )
+
+    setup = sub.add_parser("setup", help="create a compute environment, job queue and job definition")
+    setup.add_argument("--endpoint-url", required=True)
+    setup.add_argument("--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    setup.add_argument("--compute-environment", default="localbatch-ce")
+    setup.add_argument("--job-queue", default="airflow-jobs")
+    setup.add_argument("--job-definition", default="airflow-task")
+    setup.add_argument("--max-vcpus", type=int, default=8)
+    setup.add_argument("--image", default="apache/airflow:3.3.2", help="recorded only, never pulled")
+    setup.add_argument("--vcpus", default="1")
+    setup.add_argument("--memory", default="2048", help="MiB")
+    setup.add_argument("--env", type=_pair, action="append", default=[], metavar="KEY=VALUE")
+    setup.add_argument(
+        "--api-server-url", help="sets AIRFLOW__CORE__EXECUTION_API_SERVER_URL=<url>/execution/"
+    )
+    return parser
+
+
+def fault_config(args: argparse.Namespace) -> FaultConfig:
+    data: dict[str, Any] = json.loads(args.faults.read_text()) if args.faults else {}
+    for flag, key in (
+        ("seed", "seed"),
+        ("latency_ms", "latency_ms"),
+        ("error_rate", "error_rate"),
+        ("fail_before_start_rate", "fail_before_start_rate"),
+        ("host_lost_rate", "host_lost_rate"),
+    ):
+        if getattr(args, flag) is not None:
+            data[key] = getattr(args, flag)
+    if args.quota:
+        data["quotas"] = {**data.get("quotas", {}), **dict(args.quota)}
+    if args.hold_runnable_rate is not None:
+        data["hold_runnable"] = {**data.get("hold_runnable", {}), "rate": args.hold_runnable_rate}
+    return FaultConfig.model_validate(data)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from localbatch.app import LocalBatch, Settings, create_app
+
+    settings = Settings(
+        data_dir=args.data_dir,
+        faults=fault_config(args),
+        pass_env=args.pass_env,
+        kill_grace_seconds=args.kill_grace_seconds,
+    )
+    service = LocalBatch(settings)
+    await service.start()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    sock.listen(2048)
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(service), log_level="warning", access_log=False, lifespan="off", backlog=2048
+    )
+    server = uvicorn.Server(config)
+    # uvicorn's own signal handlers would not stop our runner; ours ask the server to exit.
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    serve_task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started and not serve_task.done():
+            await asyncio.sleep(0.01)
+        if server.started:
+            url = f"http://{args.host}:{port}"
+            if args.ready_file:
+                tmp = args.ready_file.with_suffix(".tmp")
+                tmp.write_text(url + "\n")
+                tmp.replace(args.ready_file)
+            print(f"localbatch listening on {url}", flush=True)
+        await serve_task
+    finally:
+        await service.stop()
+
+
+def _serve_main(args: argparse.Namespace) -> int:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(_serve(args))
+    else:
+        uvloop.run(_serve(args))
+    return 0
+
 
 def main(argv: list[str] | None = None) -> int:
-    raise SystemExit("localbatch: not implemented yet")
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve_main(args)
+    from localbatch.setup import run_setup
+
+    return run_setup(args)
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())

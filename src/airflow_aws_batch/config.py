@@ -1,0 +1,426 @@
+"""The ``[aws_batch_executor]`` section: option table, typed model, loading and validation at start.
+
+Precedence, lowest to highest: our defaults < airflow.cfg / environment (Airflow's own precedence)
+< ``submit_job_kwargs`` (its ``jobQueue``, ``jobDefinition`` and ``jobName`` beat the plain options).
+Each task's ``executor_config`` is merged over the result later, in :mod:`airflow_aws_batch.submit`.
+
+Not supported: team-specific sections (multi-team executors) other than what Airflow's
+``ExecutorConf`` resolves for us; ``submit_job_kwargs`` for multi-node, ECS or EKS job
+definitions (the executor can only place its command in ``containerOverrides``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from airflow_aws_batch import shapes
+
+SECTION = "aws_batch_executor"
+
+# Batch job names: first character alphanumeric, then letters, digits, hyphens, underscores.
+JOB_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+
+# SubmitJob members that would take the task's command away from containerOverrides.
+UNSUPPORTED_SUBMIT_JOB_KEYS = ("nodeOverrides", "ecsPropertiesOverride", "eksPropertiesOverride")
+
+OptionType = Literal["string", "integer", "float", "boolean", "json"]
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option of the section; ``provider.py`` renders these for ``airflow config list``."""
+
+    name: str
+    type: OptionType
+    default: str | None
+    description: str
+    example: str | None = None
+
+
+OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "job_queue",
+        "string",
+        None,
+        "The Batch job queue (name or ARN) that jobs are submitted to. Required unless "
+        "submit_job_kwargs sets jobQueue. queue_map and a task's executor_config can choose another.",
+        "airflow-jobs",
+    ),
+    OptionSpec(
+        "job_definition",
+        "string",
+        None,
+        "The Batch job definition (name, name:revision or ARN) of every job. Required unless "
+        "submit_job_kwargs sets jobDefinition. Must be a container job definition.",
+        "airflow-task",
+    ),
+    OptionSpec(
+        "job_name",
+        "string",
+        None,
+        "Prefix of every Batch job name; the executor appends -<dag_id>-<task_id> and fits the result "
+        "to Batch's rules (letters, digits, - and _, first character alphanumeric, at most 128 "
+        "characters). Required unless submit_job_kwargs sets jobName.",
+        "airflow",
+    ),
+    OptionSpec(
+        "region_name",
+        "string",
+        None,
+        "AWS region of the Batch resources. Required unless the Airflow connection named by conn_id "
+        "sets region_name in its extra; this option wins over the connection.",
+        "us-east-1",
+    ),
+    OptionSpec(
+        "conn_id",
+        "string",
+        "aws_default",
+        "Airflow connection (conn_type aws) that supplies credentials, role assumption and "
+        "endpoint_url. aws_conn_id is accepted as an alias; it is used only while conn_id is left at "
+        "its default.",
+        "aws_default",
+    ),
+    OptionSpec(
+        "submit_job_kwargs",
+        "json",
+        "{}",
+        "JSON object of extra SubmitJob parameters (botocore names, e.g. containerOverrides, "
+        "retryStrategy, timeout, tags). Its jobQueue, jobDefinition and jobName win over the options "
+        "above. It must not set containerOverrides.command: the executor owns the command.",
+        '{"containerOverrides": {"resourceRequirements": [{"type": "MEMORY", "value": "2048"}]}, '
+        '"tags": {"team": "data"}}',
+    ),
+    OptionSpec(
+        "max_submit_job_attempts",
+        "integer",
+        "3",
+        "How many times a task's job is submitted before the task fails: counts submit errors and "
+        "jobs that FAILED before Airflow saw the task start.",
+        "3",
+    ),
+    OptionSpec(
+        "check_health_on_startup",
+        "boolean",
+        "True",
+        "Check on start that the credentials work, the job queue is ENABLED and VALID and the job "
+        "definition is ACTIVE; the scheduler does not start otherwise.",
+        "True",
+    ),
+    OptionSpec(
+        "queue_map",
+        "json",
+        "{}",
+        "JSON object mapping an Airflow task queue to a Batch job queue. Tasks whose queue is not "
+        "mapped go to job_queue.",
+        '{"gpu": "airflow-gpu-jobs", "spot": "airflow-spot-jobs"}',
+    ),
+    OptionSpec(
+        "submit_rate",
+        "float",
+        "50",
+        "Upper bound on SubmitJob calls per second (AWS's default quota is 50 per account).",
+        "20",
+    ),
+    OptionSpec(
+        "status_calls_per_second",
+        "float",
+        "5",
+        "Budget of DescribeJobs calls per second for status polling (each covers up to 100 jobs).",
+        "2",
+    ),
+    OptionSpec(
+        "retry_mode",
+        "string",
+        "adaptive",
+        "botocore retry mode of the Batch client: standard or adaptive (adds client-side rate limiting "
+        "after throttling).",
+        "standard",
+    ),
+    OptionSpec(
+        "aws_conn_id",
+        "string",
+        None,
+        "Alias of conn_id, the name used by the AWS Batch executor documentation. Used only while "
+        "conn_id is left at its default.",
+        "aws_default",
+    ),
+)
+
+OPTION_NAMES = tuple(spec.name for spec in OPTIONS)
+_SPECS = {spec.name: spec for spec in OPTIONS}
+
+
+def env_var(option: str) -> str:
+    return f"AIRFLOW__{SECTION.upper()}__{option.upper()}"
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """``found`` is None when the option is required but not set."""
+
+    option: str
+    expected: str
+    found: str | None
+    path: str = ""  # key path inside a JSON option, e.g. containerOverrides.vcpus
+
+    def __str__(self) -> str:
+        where = f"(env {env_var(self.option)})"
+        if self.found is None:
+            return f"[{SECTION}] {self.option} is required but not set: expected {self.expected} {where}"
+        what = f"{self.option}, key {self.path}" if self.path else self.option
+        return f"[{SECTION}] {what}: expected {self.expected}, found {self.found} {where}"
+
+
+class ConfigError(ValueError):
+    """The section is unusable. ``problems`` lists every finding; the message has one line each."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(problem) for problem in problems))
+
+
+class ConfigSource(Protocol):
+    """What we need of Airflow's ``conf`` / an executor's ``ExecutorConf``."""
+
+    def get(self, section: str, key: str, **kwargs: Any) -> Any: ...
+
+
+class ExecutorConfig(BaseModel):
+    """The validated section. ``job_queue``, ``job_definition`` and ``job_name`` already include
+    ``submit_job_kwargs``' overrides; ``submit_job_kwargs`` keeps the remaining SubmitJob members.
+
+    Treat ``submit_job_kwargs`` and ``queue_map`` as read-only; :meth:`base_request` hands out copies.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_queue: str
+    job_definition: str
+    job_name: str
+    region_name: str | None = None
+    conn_id: str = "aws_default"
+    submit_job_kwargs: dict[str, Any] = {}
+    max_submit_job_attempts: int = 3
+    check_health_on_startup: bool = True
+    queue_map: dict[str, str] = {}
+    submit_rate: float = 50.0
+    status_calls_per_second: float = 5.0
+    retry_mode: Literal["standard", "adaptive"] = "adaptive"
+
+    def base_request(self) -> dict[str, Any]:
+        """SubmitJob kwargs before any per-task change (a fresh deep copy each call)."""
+        request = copy.deepcopy(self.submit_job_kwargs)
+        request.update(jobName=self.job_name, jobQueue=self.job_queue, jobDefinition=self.job_definition)
+        return request
+
+    def job_queue_for(self, airflow_queue: str | None) -> str:
+        """The Batch queue of a task in Airflow queue ``airflow_queue``: queue_map, else job_queue."""
+        if airflow_queue is not None and airflow_queue in self.queue_map:
+            return self.queue_map[airflow_queue]
+        return self.job_queue
+
+
+_TRUE = {"true", "t", "1", "yes", "y", "on"}
+_FALSE = {"false", "f", "0", "no", "n", "off"}
+
+
+def _raw(source: ConfigSource, option: str) -> str | None:
+    value = source.get(SECTION, option, fallback=None)
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def load_config(source: ConfigSource | None = None) -> ExecutorConfig:
+    """Read and validate the section through Airflow's config; raise :class:`ConfigError` listing
+    every problem. ``source`` defaults to ``airflow.configuration.conf``."""
+    if source is None:
+        from airflow.configuration import conf
+
+        source = conf
+    raw = {name: _raw(source, name) for name in OPTION_NAMES}
+    return parse_options(raw)
+
+
+def parse_options(raw: Mapping[str, str | None]) -> ExecutorConfig:
+    """Validate raw option strings (``None`` = not set); the pure half of :func:`load_config`."""
+    problems: list[ConfigProblem] = []
+    values: dict[str, Any] = {}
+
+    def text(name: str) -> str | None:
+        value = raw.get(name)
+        if value is None:
+            default = _SPECS[name].default
+            return default
+        return value
+
+    for name in ("max_submit_job_attempts",):
+        value = text(name)
+        assert value is not None
+        try:
+            number = int(value)
+        except ValueError:
+            problems.append(ConfigProblem(name, "an integer >= 1", repr(value)))
+        else:
+            if number < 1:
+                problems.append(ConfigProblem(name, "an integer >= 1", repr(value)))
+            values[name] = number
+
+    for name in ("submit_rate", "status_calls_per_second"):
+        value = text(name)
+        assert value is not None
+        try:
+            rate = float(value)
+        except ValueError:
+            problems.append(ConfigProblem(name, "a number > 0 (calls per second)", repr(value)))
+        else:
+            if not rate > 0 or rate == float("inf"):
+                problems.append(ConfigProblem(name, "a number > 0 (calls per second)", repr(value)))
+            values[name] = rate
+
+    health = text("check_health_on_startup")
+    assert health is not None
+    if health.lower() in _TRUE:
+        values["check_health_on_startup"] = True
+    elif health.lower() in _FALSE:
+        values["check_health_on_startup"] = False
+    else:
+        problems.append(ConfigProblem("check_health_on_startup", "true or false", repr(health)))
+
+    retry_mode = text("retry_mode")
+    assert retry_mode is not None
+    if retry_mode.lower() in ("standard", "adaptive"):
+        values["retry_mode"] = retry_mode.lower()
+    else:
+        problems.append(ConfigProblem("retry_mode", "standard or adaptive", repr(retry_mode)))
+
+    conn_id = text("conn_id")
+    alias = raw.get("aws_conn_id")
+    # conn_id always resolves to a value (its default), so the seed's name can only fill in
+    # while conn_id still holds that default.
+    values["conn_id"] = alias if alias is not None and conn_id == _SPECS["conn_id"].default else conn_id
+    values["region_name"] = raw.get("region_name")
+
+    queue_map = _parse_json(raw, "queue_map", problems)
+    if queue_map is not None:
+        bad = {k: v for k, v in queue_map.items() if not isinstance(v, str) or not v}
+        if bad:
+            problems.append(
+                ConfigProblem(
+                    "queue_map",
+                    "a JSON object of Airflow queue -> Batch job queue name (non-empty strings)",
+                    f"{json.dumps(bad)}",
+                )
+            )
+        else:
+            values["queue_map"] = queue_map
+
+    kwargs = _parse_json(raw, "submit_job_kwargs", problems)
+    if kwargs is not None:
+        values["submit_job_kwargs"] = _check_submit_job_kwargs(kwargs, problems)
+        for option, member in (
+            ("job_queue", "jobQueue"),
+            ("job_definition", "jobDefinition"),
+            ("job_name", "jobName"),
+        ):
+            from_kwargs = kwargs.get(member)
+            chosen = from_kwargs if isinstance(from_kwargs, str) and from_kwargs else raw.get(option)
+            if chosen is None:
+                problems.append(ConfigProblem(option, f"a value, or {member} in submit_job_kwargs", None))
+            values[option] = chosen
+    else:
+        for option in ("job_queue", "job_definition", "job_name"):
+            values[option] = raw.get(option)
+
+    job_name = values.get("job_name")
+    if isinstance(job_name, str) and not JOB_NAME_PATTERN.fullmatch(job_name):
+        problems.append(
+            ConfigProblem(
+                "job_name",
+                "up to 128 letters, digits, - or _, starting with a letter or digit",
+                repr(job_name),
+            )
+        )
+
+    if problems:
+        raise ConfigError(problems)
+    config = ExecutorConfig(**values)
+    # Checking the assembled request catches what no single option shows, e.g. an empty queue name.
+    request_problems = shapes.validate(config.base_request())
+    if request_problems:
+        raise ConfigError(
+            [ConfigProblem("submit_job_kwargs", p.expected, p.found, p.path) for p in request_problems]
+        )
+    return config
+
+
+def _parse_json(
+    raw: Mapping[str, str | None], name: str, problems: list[ConfigProblem]
+) -> dict[str, Any] | None:
+    text = raw.get(name) or _SPECS[name].default
+    assert text is not None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        problems.append(
+            ConfigProblem(name, "a JSON object", f"invalid JSON ({err.msg} at character {err.pos})")
+        )
+        return None
+    if not isinstance(value, dict):
+        problems.append(ConfigProblem(name, "a JSON object", shapes.describe_found(value)))
+        return None
+    return value
+
+
+def _check_submit_job_kwargs(kwargs: dict[str, Any], problems: list[ConfigProblem]) -> dict[str, Any]:
+    """Problems of ``submit_job_kwargs`` on its own; returns it without the three named members."""
+    overrides = kwargs.get("containerOverrides")
+    if isinstance(overrides, Mapping) and "command" in overrides:
+        problems.append(
+            ConfigProblem(
+                "submit_job_kwargs",
+                "no command (the executor sets the command of every job)",
+                shapes.describe_found(overrides["command"]),
+                "containerOverrides.command",
+            )
+        )
+    for key in UNSUPPORTED_SUBMIT_JOB_KEYS:
+        if key in kwargs:
+            problems.append(
+                ConfigProblem(
+                    "submit_job_kwargs",
+                    "no such key (only container job definitions are supported: the task's command "
+                    "goes into containerOverrides)",
+                    "a value",
+                    key,
+                )
+            )
+    for problem in shapes.validate(kwargs, partial=True):
+        if problem.path.startswith("containerOverrides.command"):
+            continue
+        problems.append(ConfigProblem("submit_job_kwargs", problem.expected, problem.found, problem.path))
+    return {k: v for k, v in kwargs.items() if k not in ("jobQueue", "jobDefinition", "jobName")}
+
+
+def resolve_region(config: ExecutorConfig, connection_region: str | None) -> str:
+    """The region to use: ``region_name`` if set, else the connection's; ConfigError if neither."""
+    region = config.region_name or connection_region
+    if not region:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "region_name",
+                    f"a region, or region_name in the extra of the connection {config.conn_id!r}",
+                    None,
+                )
+            ]
+        )
+    return region

@@ -1,0 +1,220 @@
+"""Build the exact SubmitJob kwargs for one workload. Pure: no I/O, no Airflow imports.
+
+Per task, in order:
+1. the configured base request (options + ``submit_job_kwargs``);
+2. the job queue of the task's Airflow ``queue`` from ``queue_map``, if mapped;
+3. the task's ``executor_config`` merged recursively (dicts key by key; lists and scalars replace),
+   so an ``executor_config`` ``jobQueue`` wins over both of the above;
+4. ours, always: the job name ``<jobName>-<dag_id>-<task_id>`` (``jobName`` is a prefix wherever it
+   is set), ``containerOverrides.command``, the tags ``dag_id``, ``task_id``, ``run_id``,
+   ``try_number``, ``map_index`` (winning over user tags of the same key), ``propagateTags: true``
+   and the environment variable ``AIRFLOW_IS_EXECUTOR_CONTAINER=true``.
+
+The result is checked against botocore's SubmitJob model and Batch's size limits.
+Not supported: multi-node, ECS- or EKS-properties job definitions (``nodeOverrides``,
+``ecsPropertiesOverride``, ``eksPropertiesOverride`` are refused).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from airflow_aws_batch import shapes
+from airflow_aws_batch.config import UNSUPPORTED_SUBMIT_JOB_KEYS, ExecutorConfig
+
+MAX_JOB_NAME = 128
+MAX_CONTAINER_OVERRIDES_CHARS = 8192
+MAX_REQUEST_BYTES = 30 * 1024
+EXECUTOR_CONTAINER_ENV = "AIRFLOW_IS_EXECUTOR_CONTAINER"
+TAG_VALUE_MAX = 256
+
+_NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_-]")
+
+
+class ExecConfigError(ValueError):
+    """A task's ``executor_config`` (or the request it produces) is unusable; only that task fails.
+
+    ``path`` is the dotted key path inside the request (``""`` for the whole value).
+    """
+
+    def __init__(self, path: str, expected: str, found: str) -> None:
+        self.path = path
+        self.expected = expected
+        self.found = found
+        where = f"executor_config.{path}" if path else "executor_config"
+        super().__init__(f"{where}: expected {expected}, found {found}")
+
+
+class SupportsModelDumpJson(Protocol):
+    def model_dump_json(self) -> str: ...
+
+
+def workload_command(workload: SupportsModelDumpJson) -> list[str]:
+    """The Task SDK command that runs ``workload`` (ExecuteTask or ExecuteCallback) in the job."""
+    return [
+        "python",
+        "-m",
+        "airflow.sdk.execution_time.execute_workload",
+        "--json-string",
+        workload.model_dump_json(),
+    ]
+
+
+def job_name_for(prefix: str, dag_id: str, task_id: str) -> str:
+    """``<prefix>-<dag_id>-<task_id>`` fitted to Batch: ``[A-Za-z0-9][A-Za-z0-9_-]{0,127}``.
+
+    Other characters become ``_``. Deterministic; a name over 128 characters is cut and ends in
+    ``-`` plus 8 hex digits of a hash of the untouched input, so distinct long names stay distinct.
+    """
+    raw = "-".join(part for part in (prefix, dag_id, task_id) if part)
+    name = _NOT_ALLOWED.sub("_", raw).lstrip("_-")
+    if not name:
+        name = "airflow"
+    elif not name[0].isalnum():
+        # isalnum() is true for non-ASCII letters, which the substitution above already removed.
+        name = "a" + name
+    if len(name) > MAX_JOB_NAME:
+        digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
+        name = f"{name[: MAX_JOB_NAME - 9]}-{digest}"
+    return name
+
+
+def build_submit_job_request(
+    config: ExecutorConfig,
+    *,
+    command: Sequence[str],
+    dag_id: str,
+    task_id: str,
+    run_id: str,
+    try_number: int,
+    map_index: int,
+    queue: str | None,
+    executor_config: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """SubmitJob kwargs for one task instance; raises :class:`ExecConfigError` for a bad
+    ``executor_config`` or a request over Batch's limits."""
+    tags = {
+        "dag_id": dag_id,
+        "task_id": task_id,
+        "run_id": run_id,
+        "try_number": str(try_number),
+        "map_index": str(map_index),
+    }
+    return _build(
+        config,
+        command=command,
+        name_parts=(dag_id, task_id),
+        our_tags=tags,
+        queue=queue,
+        executor_config=executor_config,
+    )
+
+
+def build_callback_submit_job_request(
+    config: ExecutorConfig,
+    *,
+    command: Sequence[str],
+    callback_id: str,
+    callback_path: str | None,
+    dag_id: str | None = None,
+    run_id: str | None = None,
+    queue: str | None = None,
+    executor_config: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """SubmitJob kwargs for an ``ExecuteCallback`` workload (Airflow >= 3.3).
+
+    Named ``<jobName>-<dag_id or "callback">-callback_<function name or id>``; tagged
+    ``callback_id``, ``callback_path`` and, when known, ``dag_id`` and ``run_id``.
+    """
+    short = callback_path.rsplit(".", 1)[-1] if callback_path else callback_id
+    tags = {"callback_id": callback_id}
+    if callback_path:
+        tags["callback_path"] = callback_path
+    if dag_id:
+        tags["dag_id"] = dag_id
+    if run_id:
+        tags["run_id"] = run_id
+    return _build(
+        config,
+        command=command,
+        name_parts=(dag_id or "callback", f"callback_{short}"),
+        our_tags=tags,
+        queue=queue,
+        executor_config=executor_config,
+    )
+
+
+def check_executor_config(executor_config: Any) -> dict[str, Any]:
+    """Validate a task's ``executor_config`` on its own (a partial SubmitJob request)."""
+    if executor_config is None:
+        return {}
+    if not isinstance(executor_config, Mapping):
+        raise ExecConfigError("", "an object of SubmitJob parameters", shapes.describe_found(executor_config))
+    overrides = executor_config.get("containerOverrides")
+    if isinstance(overrides, Mapping) and "command" in overrides:
+        raise ExecConfigError(
+            "containerOverrides.command",
+            "no command (the executor sets the command of every job)",
+            shapes.describe_found(overrides["command"]),
+        )
+    for key in UNSUPPORTED_SUBMIT_JOB_KEYS:
+        if key in executor_config:
+            raise ExecConfigError(
+                key, "no such key (only container job definitions are supported)", "a value"
+            )
+    problems = shapes.validate(dict(executor_config), partial=True)
+    if problems:
+        first = problems[0]
+        raise ExecConfigError(first.path, first.expected, first.found)
+    return dict(executor_config)
+
+
+def _build(
+    config: ExecutorConfig,
+    *,
+    command: Sequence[str],
+    name_parts: tuple[str, str],
+    our_tags: dict[str, str],
+    queue: str | None,
+    executor_config: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    overlay = check_executor_config(executor_config)
+    base = config.base_request()
+    base["jobQueue"] = config.job_queue_for(queue)
+    request = shapes.deep_merge(base, overlay)
+
+    request["jobName"] = job_name_for(str(request["jobName"]), *name_parts)
+    overrides: dict[str, Any] = request.setdefault("containerOverrides", {})
+    overrides["command"] = list(command)
+    environment = [
+        entry for entry in overrides.get("environment", []) if entry.get("name") != EXECUTOR_CONTAINER_ENV
+    ]
+    environment.append({"name": EXECUTOR_CONTAINER_ENV, "value": "true"})
+    overrides["environment"] = environment
+    request["tags"] = {**request.get("tags", {}), **{k: v[:TAG_VALUE_MAX] for k, v in our_tags.items()}}
+    request["propagateTags"] = True
+
+    problems = shapes.validate(request)
+    if problems:
+        first = problems[0]
+        raise ExecConfigError(first.path, first.expected, first.found)
+    overrides_chars = len(json.dumps(overrides, separators=(",", ":")))
+    if overrides_chars > MAX_CONTAINER_OVERRIDES_CHARS:
+        raise ExecConfigError(
+            "containerOverrides",
+            f"at most {MAX_CONTAINER_OVERRIDES_CHARS} characters of container overrides (Batch limit, "
+            "command included)",
+            f"{overrides_chars} characters",
+        )
+    request_bytes = len(json.dumps(request, separators=(",", ":")).encode())
+    if request_bytes > MAX_REQUEST_BYTES:
+        raise ExecConfigError(
+            "",
+            f"a SubmitJob request of at most {MAX_REQUEST_BYTES} bytes (Batch limit)",
+            f"{request_bytes} bytes",
+        )
+    return request

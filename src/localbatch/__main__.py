@@ -1,0 +1,5 @@
+import sys
+
+from localbatch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,167 @@
+"""HTTP layer: FastAPI routes for the Batch and Logs APIs on one port, plus the admin endpoints.
+
+Routes only translate HTTP to a parsed request (protocol.py), apply the configured faults, call the
+backend and serialise the answer. Everything else lives below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from pydantic import ValidationError
+
+from localbatch import protocol
+from localbatch.backend import BatchBackend
+from localbatch.errors import (
+    LogsServiceUnavailable,
+    LogsThrottling,
+    ServerException,
+    ServiceError,
+    TooManyRequestsException,
+)
+from localbatch.faults import FaultConfig, Faults, Stats
+from localbatch.logs import LogsBackend
+from localbatch.models import JobStatus
+from localbatch.runner import Runner
+from localbatch.store import Store
+
+ADMIN_PREFIX = "/_localbatch"
+
+
+@dataclass
+class Settings:
+    data_dir: Path
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    pass_env: list[str] = field(default_factory=list)
+    kill_grace_seconds: float = 30.0
+
+
+class LocalBatch:
+    """The service: store, backends, runner and fault state, started and stopped together."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = Store(settings.data_dir)
+        self.faults = Faults(settings.faults)
+        self.stats = Stats()
+        self.batch = BatchBackend(self.store, self.faults)
+        self.logs = LogsBackend(self.store)
+        self.runner = Runner(
+            self.batch,
+            self.logs,
+            self.faults,
+            settings.data_dir,
+            pass_env=settings.pass_env,
+            kill_grace_seconds=settings.kill_grace_seconds,
+        )
+
+    async def start(self) -> None:
+        await self.runner.start()
+
+    async def stop(self) -> None:
+        await self.runner.stop()
+        self.store.close()
+
+    def replace_faults(self, config: FaultConfig) -> None:
+        self.faults.replace(config)
+        # Jobs held by the old config are released when the new one no longer holds them.
+        for job in self.batch.jobs.values():
+            if (
+                job.status == JobStatus.RUNNABLE
+                and job.held_reason
+                and not self.faults.still_held(job.job_name)
+            ):
+                job.held_reason = None
+                job.status_reason = None
+                self.batch.touch(job)
+        self.runner.wake()
+
+    async def handle(
+        self, service: str, parsed: protocol.ParsedRequest | None, operation: str
+    ) -> dict[str, Any]:
+        stats = self.stats.get(operation)
+        stats.requests += 1
+        config = self.faults.config
+        if config.latency_ms > 0:
+            await asyncio.sleep(config.latency_ms / 1000)
+        if not self.faults.allow(operation):
+            stats.throttled += 1
+            if service == "logs":
+                raise LogsThrottling("Rate exceeded")
+            raise TooManyRequestsException("Too Many Requests")
+        if self.faults.server_error():
+            stats.server_errors += 1
+            if service == "logs":
+                raise LogsServiceUnavailable("The service cannot complete the request (injected fault).")
+            raise ServerException("Internal server error (injected fault)")
+        assert parsed is not None
+        if service == "logs":
+            return self.logs.dispatch(parsed.operation, parsed.params, parsed.region)
+        return self.batch.dispatch(parsed.operation, parsed.params, parsed.region)
+
+
+def _json(
+    status: int, payload: Any, headers: dict[str, str] | None = None, media: str = "application/json"
+) -> Response:
+    return Response(json.dumps(payload).encode(), status_code=status, headers=headers, media_type=media)
+
+
+def create_app(service: LocalBatch) -> FastAPI:
+    app = FastAPI(title="localbatch", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get(f"{ADMIN_PREFIX}/faults")
+    async def get_faults() -> Response:
+        return _json(200, service.faults.config.model_dump())
+
+    @app.put(f"{ADMIN_PREFIX}/faults")
+    async def put_faults(request: Request) -> Response:
+        try:
+            config = FaultConfig.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return _json(400, {"message": "invalid fault config", "errors": json.loads(exc.json())})
+        service.replace_faults(config)
+        return _json(200, config.model_dump())
+
+    @app.get(f"{ADMIN_PREFIX}/stats")
+    async def get_stats() -> Response:
+        return _json(200, {"operations": service.stats.as_dict()})
+
+    @app.get(f"{ADMIN_PREFIX}/health")
+    async def health() -> Response:
+        return _json(
+            200, {"status": "ok", "jobs": len(service.batch.jobs), "running": len(service.runner.procs)}
+        )
+
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE"])
+    async def aws(request: Request) -> Response:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        body = await request.body()
+        raw_path = request.scope.get("raw_path", b"").decode() or request.url.path
+        raw_path = raw_path.split("?")[0]
+        service_name = "logs" if "x-amz-target" in headers else "batch"
+        operation = headers.get("x-amz-target", "").rpartition(".")[2] or "Unknown"
+        try:
+            parsed: protocol.ParsedRequest | None
+            if service_name == "logs":
+                parsed = protocol.parse_logs(headers, body)
+                operation = parsed.operation
+            else:
+                parsed = protocol.parse_batch(request.method, raw_path, request.url.query, headers, body)
+                if parsed is None:
+                    return _json(404, {"message": f"No AWS operation at {request.method} {raw_path}"})
+                operation = parsed.operation
+            result = await service.handle(service_name, parsed, operation)
+        except ServiceError as error:
+            if error.status < 500 and not isinstance(error, (TooManyRequestsException, LogsThrottling)):
+                service.stats.get(operation).client_errors += 1
+            status, err_headers, payload = protocol.error_body(error, service_name)
+            return Response(payload, status_code=status, headers=err_headers)
+        media = "application/x-amz-json-1.1" if service_name == "logs" else "application/json"
+        return _json(200, result, media=media)
+
+    return app

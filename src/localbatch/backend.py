@@ -1,0 +1,688 @@
+"""The Batch backend: resources, jobs and their indexes, one method per API operation.
+
+All state lives in memory on the event loop thread and is written through to the Store. Methods
+take the validated request parameters (botocore's input shape) and return the output shape.
+
+Not emulated: array jobs, multi-node parallel jobs, EKS/ECS properties, fair-share scheduling
+policies, consumable resources, service environments and jobs, job state time limit actions.
+Compute environments and job queues become VALID at once (no CREATING/UPDATING phases).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from localbatch.errors import ClientException
+from localbatch.faults import Faults
+from localbatch.models import ACCOUNT_ID, Job, JobStatus, check_transition
+from localbatch.store import Store
+
+JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+RESOURCE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+MAX_OVERRIDES_CHARS = 8192
+MAX_DESCRIBE_JOBS = 100
+# Memory a compute environment offers per vCPU of its maxvCpus (an m-family-like ratio).
+MEMORY_MIB_PER_VCPU = 4096
+ARN_NAME_RE = re.compile(r"^arn:aws[\w-]*:batch:[\w-]+:\d{12}:([\w-]+)/(.+)$")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _arn(region: str, kind: str, name: str) -> str:
+    return f"arn:aws:batch:{region}:{ACCOUNT_ID}:{kind}/{name}"
+
+
+def _name_from(ref: str, kind: str) -> str:
+    match = ARN_NAME_RE.match(ref)
+    if match and match.group(1) == kind:
+        return match.group(2)
+    return ref
+
+
+def _resources(container: dict[str, Any]) -> tuple[float | None, int | None]:
+    vcpus: float | None = None
+    memory: int | None = None
+    for req in container.get("resourceRequirements") or []:
+        if req.get("type") == "VCPU":
+            vcpus = float(req["value"])
+        elif req.get("type") == "MEMORY":
+            memory = int(float(req["value"]))
+    if vcpus is None and container.get("vcpus") is not None:
+        vcpus = float(container["vcpus"])
+    if memory is None and container.get("memory") is not None:
+        memory = int(container["memory"])
+    return vcpus, memory
+
+
+def _merge_env(base: list[dict[str, str]], override: list[dict[str, str]]) -> list[dict[str, str]]:
+    merged = {e["name"]: e.get("value", "") for e in base}
+    merged.update({e["name"]: e.get("value", "") for e in override})
+    return [{"name": k, "value": v} for k, v in merged.items()]
+
+
+def _merge_requirements(base: list[dict[str, str]], override: list[dict[str, str]]) -> list[dict[str, str]]:
+    merged = {r["type"]: r for r in base}
+    merged.update({r["type"]: r for r in override})
+    return list(merged.values())
+
+
+def _substitute(command: list[str], parameters: dict[str, str]) -> list[str]:
+    out = []
+    for arg in command:
+        if arg.startswith("Ref::") and arg[5:] in parameters:
+            out.append(parameters[arg[5:]])
+        else:
+            out.append(arg)
+    return out
+
+
+def _encode_token(data: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode()
+
+
+def _decode_token(token: str) -> Any:
+    try:
+        return json.loads(base64.urlsafe_b64decode(token.encode()))
+    except ValueError as exc:
+        raise ClientException("The nextToken is not valid.") from exc
+
+
+class BatchBackend:
+    def __init__(self, store: Store, faults: Faults) -> None:
+        self.store = store
+        self.faults = faults
+        self.compute_environments: dict[str, dict[str, Any]] = {}
+        self.job_queues: dict[str, dict[str, Any]] = {}
+        self.job_definitions: dict[str, dict[str, Any]] = {}  # by ARN
+        self.jobs: dict[str, Job] = {}
+        # (queue ARN, status) -> job ids in the order they entered that status (FIFO for RUNNABLE).
+        self.by_queue_status: dict[tuple[str, JobStatus], dict[str, None]] = {}
+        self.dependents: dict[str, set[str]] = {}
+        self._dirty: set[str] = set()
+        self.on_change: Callable[[], None] = lambda: None
+        self.on_terminate: Callable[[Job], None] = lambda job: None
+
+    # -- persistence -------------------------------------------------------------------------------
+    def load(self) -> list[Job]:
+        """Load every record; return the jobs that were STARTING/RUNNING when the service stopped."""
+        for ce in self.store.load("compute_environment"):
+            self.compute_environments[ce["computeEnvironmentName"]] = ce
+        for jq in self.store.load("job_queue"):
+            self.job_queues[jq["jobQueueName"]] = jq
+        for jd in self.store.load("job_definition"):
+            self.job_definitions[jd["jobDefinitionArn"]] = jd
+        jobs = sorted((Job.from_record(r) for r in self.store.load("job")), key=lambda j: j.created_at)
+        orphans = []
+        for job in jobs:
+            self.jobs[job.job_id] = job
+            self._index_add(job)
+            for dep in job.depends_on:
+                self.dependents.setdefault(dep["jobId"], set()).add(job.job_id)
+            if job.status.is_active:
+                orphans.append(job)
+        return orphans
+
+    def flush_dirty(self) -> int:
+        dirty, self._dirty = self._dirty, set()
+        for job_id in dirty:
+            job = self.jobs.get(job_id)
+            if job is not None:
+                self.store.put("job", job_id, job.to_record())
+        return len(dirty)
+
+    def touch(self, job: Job) -> None:
+        self._dirty.add(job.job_id)
+
+    def _save_ce(self, ce: dict[str, Any]) -> None:
+        self.store.put("compute_environment", ce["computeEnvironmentName"], ce)
+
+    def _save_jq(self, jq: dict[str, Any]) -> None:
+        self.store.put("job_queue", jq["jobQueueName"], jq)
+
+    def _save_jd(self, jd: dict[str, Any]) -> None:
+        self.store.put("job_definition", jd["jobDefinitionArn"], jd)
+
+    # -- indexes and transitions -------------------------------------------------------------------
+    def _index_add(self, job: Job) -> None:
+        self.by_queue_status.setdefault((job.queue_arn, job.status), {})[job.job_id] = None
+
+    def _index_remove(self, job: Job) -> None:
+        bucket = self.by_queue_status.get((job.queue_arn, job.status))
+        if bucket is not None:
+            bucket.pop(job.job_id, None)
+
+    def set_status(self, job: Job, status: JobStatus, reason: str | None = None) -> None:
+        check_transition(job.status, status)
+        self._index_remove(job)
+        job.status = status
+        if reason is not None:
+            job.status_reason = reason
+        if status.is_final and job.stopped_at is None:
+            job.stopped_at = now_ms()
+        self._index_add(job)
+        self.touch(job)
+        self.on_change()
+
+    def jobs_in(self, queue_arn: str, status: JobStatus) -> Iterable[str]:
+        return self.by_queue_status.get((queue_arn, status), {})
+
+    def queue_name_of(self, queue_arn: str) -> str:
+        return _name_from(queue_arn, "job-queue")
+
+    # -- lookups -----------------------------------------------------------------------------------
+    def _ce(self, ref: str) -> dict[str, Any]:
+        ce = self.compute_environments.get(_name_from(ref, "compute-environment"))
+        if ce is None:
+            raise ClientException(f"computeEnvironment {ref} does not exist")
+        return ce
+
+    def _jq(self, ref: str) -> dict[str, Any]:
+        jq = self.job_queues.get(_name_from(ref, "job-queue"))
+        if jq is None:
+            raise ClientException(f"JobQueue {ref} not found")
+        return jq
+
+    def _jd(self, ref: str) -> dict[str, Any]:
+        if ref.startswith("arn:"):
+            jd = self.job_definitions.get(ref)
+        else:
+            name, _, revision = ref.partition(":")
+            candidates = [
+                d
+                for d in self.job_definitions.values()
+                if d["jobDefinitionName"] == name
+                and (str(d["revision"]) == revision if revision else d["status"] == "ACTIVE")
+            ]
+            jd = max(candidates, key=lambda d: int(d["revision"])) if candidates else None
+        if jd is None or jd["status"] != "ACTIVE":
+            raise ClientException(f"Job definition {ref} does not exist")
+        return jd
+
+    def _job(self, job_id: str) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise ClientException(f"Job {job_id} not found")
+        return job
+
+    # -- compute environments ----------------------------------------------------------------------
+    def create_compute_environment(self, p: dict[str, Any], region: str) -> dict[str, Any]:
+        name = p["computeEnvironmentName"]
+        if not RESOURCE_NAME_RE.match(name):
+            raise ClientException(
+                "computeEnvironmentName must be up to 128 letters, numbers, hyphens and underscores"
+            )
+        if name in self.compute_environments:
+            raise ClientException("Object already exists")
+        if p["type"] == "MANAGED" and "computeResources" not in p:
+            raise ClientException("computeResources must be provided for a MANAGED compute environment")
+        arn = _arn(region, "compute-environment", name)
+        ce: dict[str, Any] = {
+            "computeEnvironmentName": name,
+            "computeEnvironmentArn": arn,
+            "ecsClusterArn": f"arn:aws:ecs:{region}:{ACCOUNT_ID}:cluster/{name}_Batch_{uuid.uuid4()}",
+            "tags": p.get("tags", {}),
+            "type": p["type"],
+            "state": p.get("state", "ENABLED"),
+            "status": "VALID",
+            "statusReason": "ComputeEnvironment Healthy",
+            "serviceRole": p.get("serviceRole", f"arn:aws:iam::{ACCOUNT_ID}:role/aws-service-role/batch"),
+            "containerOrchestrationType": "ECS",
+            "uuid": str(uuid.uuid4()),
+        }
+        if "computeResources" in p:
+            ce["computeResources"] = p["computeResources"]
+        if "unmanagedvCpus" in p:
+            ce["unmanagedvCpus"] = p["unmanagedvCpus"]
+        self.compute_environments[name] = ce
+        self._save_ce(ce)
+        return {"computeEnvironmentName": name, "computeEnvironmentArn": arn}
+
+    def describe_compute_environments(self, p: dict[str, Any], region: str) -> dict[str, Any]:
+        wanted = p.get("computeEnvironments")
+        items = list(self.compute_environments.values())
+        if wanted:
+            names = {_name_from(w, "compute-environment") for w in wanted}
+            items = [ce for ce in items if ce["computeEnvironmentName"] in names]
+        return self._page(items, p, "computeEnvironments")
+
+    def update_compute_environment(self, p: dict[str, Any], region: str) -> dict[str, Any]:
+        ce = self._ce(p["computeEnvironment"])
+        if "state" in p:
+            ce["state"] = p["state"]
+        if "unmanagedvCpus" in p:
+            ce["unmanagedvCpus"] = p["unmanagedvCpus"]
+        if "computeResources" in p and "computeResources" in ce:
+            ce["computeResources"] = {**ce["computeResources"], **p["computeResources"]}
+        if "serviceRole" in p:
+            ce["serviceRole"] = p["serviceRole"]
+        self._save_ce(ce)
+        self.on_change()
+        return {
+            "computeEnvironmentName": ce["computeEnvironmentName"],
+            "computeEnvironmentArn": ce["computeEnvironmentArn"],
+        }
+
+    def delete_compute_environment(self, p: dict[str, Any], region: str) -> dict[str, Any]:
+        ce = self._ce(p["computeEnvironment"])
+        for jq in self.job_queues.values():
+            refs = {
+                _name_from(o["computeEnvironment"], "compute-environment")
+                for o in jq["computeEnvironmentOrder"]
+            }
+            if ce["computeEnvironmentName"] in refs:
+                raise ClientException("Cannot delete, found existing JobQueue relationship")
+        if ce["state"] != "DISABLED":
+            raise ClientException("Cannot delete, compute environment must be in DISABLED state")
+        del self.compute_environments[ce["computeEnvironmentName"]]
+        self.store.delete("compute_environment", ce["computeEnvironmentName"])
+        return {}
+
+    # -- job queues --------------------------------------------------------------------------------
+    def _ce_order(self, order: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for item in sorted(order, key=lambda o: o["order"]):
+            ce = self._ce(item["computeEnvironment"])
+            out.append({"order": item["order"], "computeEnvironment": ce["computeEnvironmentArn"]})
+        return out
+
+    def create_job_queue(self, p: dict[str, Any], region: str) -> dict[str, Any]:
+        name = p["jobQueueName"]
+        if not RESOURCE_NAME_RE.match(name):
+            raise ClientException("jobQueueName must be up to 128 letters, numbers, hyphens and underscores")
+        if name in self.job_queues:
+            raise ClientException("Object already exists")
+        order = p.get("computeEnvironmentOrder")
+        if not order:
+            raise ClientException("computeEnvironmentOrder must contain at least one compute environment")
+        arn = _arn(region, "job-queue", name)
+        jq: dict[str, Any] = {
+            "jobQueueName": name,
+            "jobQueueArn": arn,
+            "state": p.get("state", "ENABLED"),
+            "status": "VALID",
+            "statusReason": "JobQueue Healthy",
+            "priority": p["priority"],
+            "computeEnvironmentOrder": self._ce_order(order),
+            "tags": p.get("tags", {}),
+            "jobStateTimeLimitActions": p.get("jobStateTimeLimitActions", []),
+        }
+        if "schedulingPolicyArn" in p:
+            jq["schedulingPolicyArn"] = p["schedulingPolicyArn"]
+        self.job_queues[name] = jq
+        self._save_jq(jq)
+        return {"jobQueueName": name, "jobQueueArn": arn}
+
+    def describe_job_queues(self, p: dict[str, Any], region: str) -> dict[str, Any]:
+        wanted = p.get("jobQueues")
+        items = list(self.job_queues.values())
+        if wanted:
+            names = {_name_from(w, "job-queue") for w in wanted}
+            items = [jq for jq in items if jq["jobQueueName"] in names]
+        return self._page(items, p, "jobQueues")
+
+    def update_job_queue(self, p: dict[str, Any], region: str) -> dict[str, Any]:
+        jq = self._jq(p["jobQueue"])
+        if "state" in p:
+            jq["state"] = p["state"]
+        if "priority" in p:
+            jq["priority"] = p["priority"]
+        if p.get("computeEnvironmentOrder"):
+            jq["computeEnvironmentOrder"] = self._ce_order(p["computeEnvironmentOrder"])
+        self._save_jq(jq)
+        self.on_change()
+        return {"jobQueueName": jq["jobQueueName"], "jobQueueArn": jq["jobQueueArn"]}
+
+    def delete_job_queue(self, p: dict[str, Any], region: str) -> dict[str, Any]:
+        jq = self._jq(p["jobQueue"])
+        if jq["state"] != "DISABLED":
+            raise ClientException("Cannot delete, job queue must be in DISABLED state")
+        # AWS terminates the jobs still in a deleted queue.
+        for status in JobStatus:
+            for job_id in list(self.jobs_in(jq["jobQueueArn"], status)):
+                self.terminate(self.jobs[job_id], "Job queue deleted")
+        del self.job_queues[jq["jobQueueName"]]
+        self.store.delete("job_queue", jq["jobQueueName"])
+        return {}
+
+    # -- job definitions ---------------------------------------------------------------------------
+    def register_job_definition(self, p: dict[str, Any], region: str) -> dict[str, Any]:
+        name = p["jobDefinitionName"]
+        if not RESOURCE_NAME_RE.match(name):
+            raise ClientException(
+                "jobDefinitionName must be up to 128 letters, numbers, hyphens and underscores"
+            )
+        if p["type"] != "container":
+            raise ClientException("localbatch supports only job definitions of type container")
+        container = p.get("containerProperties")
+        if not container or not container.get("image"):
+            raise ClientException("containerProperties.image must be provided for a container job definition")
+        revisions = [
+            int(d["revision"]) for d in self.job_definitions.values() if d["jobDefinitionName"] == name
+        ]
+        revision = max(revisions, default=0) + 1
+        arn = _arn(region, "job-definition", f"{name}:{revision}")
+        jd: dict[str, Any] = {
+            "jobDefinitionName": name,
+            "jobDefinitionArn": arn,
+            "revision": revision,
+            "status": "ACTIVE",
+            "type": "container",
+            "parameters": p.get("parameters", {}),
+            "containerProperties": container,
+            "tags": p.get("tags", {}),
+            "propagateTags": p.get("propagateTags", False),
+            "platformCapabilities": p.get("platformCapabilities", ["EC2"]),
+            "containerOrchestrationType": "ECS",
+        }
+        for key in ("retryStrategy", "timeout", "schedulingPriority"):
+            if key in p:
+                jd[key] = p[key]
+        self.job_definitions[arn] = jd
+        self._save_jd(jd)
+        return {"jobDefinitionName": name, "jobDefinitionArn": arn, "revision": revision}
+
+    def describe_job_definitions(self, p: dict[str, Any], region: str) -> dict[str, Any]:
+        items = sorted(
+            self.job_definitions.values(), key=lambda d: (d["jobDefinitionName"], int(d["revision"]))
+        )
+        if p.get("jobDefinitions"):
+            refs = set(p["jobDefinitions"])
+            items = [
+                d
+                for d in items
+                if d["jobDefinitionArn"] in refs
+                or f"{d['jobDefinitionName']}:{d['revision']}" in refs
+                or (d["jobDefinitionName"] in refs and d["status"] == "ACTIVE")
+            ]
+        if p.get("jobDefinitionName"):
+            items = [d for d in items if d["jobDefinitionName"] == p["jobDefinitionName"]]
+        if p.get("status"):
+            items = [d for d in items if d["status"] == p["status"]]
+        return self._page(items, p, "jobDefinitions")
+
+    def deregister_job_definition(self, p: dict[str, Any], region: str) -> dict[str, Any]:
+        jd = self._jd(p["jobDefinition"])
+        jd["status"] = "INACTIVE"
+        self._save_jd(jd)
+        return {}
+
+    # -- jobs --------------------------------------------------------------------------------------
+    def submit_job(self, p: dict[str, Any], region: str) -> dict[str, Any]:
+        name = p["jobName"]
+        if not JOB_NAME_RE.match(name):
+            raise ClientException(
+                "Job name should be up to 128 characters long. It can contain uppercase and lowercase "
+                "letters, numbers, hyphens (-), and underscores (_), and must start with a letter or number."
+            )
+        for unsupported in (
+            "arrayProperties",
+            "nodeOverrides",
+            "eksPropertiesOverride",
+            "ecsPropertiesOverride",
+        ):
+            if p.get(unsupported):
+                raise ClientException(f"localbatch does not support {unsupported}")
+        jq = self._jq(p["jobQueue"])
+        jd = self._jd(p["jobDefinition"])
+        overrides = p.get("containerOverrides", {})
+        props = jd["containerProperties"]
+        parameters = {**jd.get("parameters", {}), **p.get("parameters", {})}
+        command = overrides.get("command") or props.get("command") or []
+        container: dict[str, Any] = {
+            "image": props["image"],
+            "command": _substitute(list(command), parameters),
+            "environment": _merge_env(props.get("environment", []), overrides.get("environment", [])),
+            "resourceRequirements": _merge_requirements(
+                props.get("resourceRequirements", []), overrides.get("resourceRequirements", [])
+            ),
+            "volumes": props.get("volumes", []),
+            "mountPoints": props.get("mountPoints", []),
+            "ulimits": props.get("ulimits", []),
+            "secrets": props.get("secrets", []),
+            "networkInterfaces": [],
+        }
+        for key in ("jobRoleArn", "executionRoleArn", "user", "logConfiguration", "linuxParameters"):
+            if key in props:
+                container[key] = props[key]
+        for key in ("vcpus", "memory"):
+            if key in overrides:
+                container[key] = overrides[key]
+            elif key in props:
+                container[key] = props[key]
+        if "instanceType" in overrides:
+            container["instanceType"] = overrides["instanceType"]
+        vcpus, memory = _resources(container)
+        retry = p.get("retryStrategy") or jd.get("retryStrategy") or {}
+        timeout = (p.get("timeout") or jd.get("timeout") or {}).get("attemptDurationSeconds")
+        propagate = p.get("propagateTags", jd.get("propagateTags", False))
+        tags = {**(jd.get("tags", {}) if propagate else {}), **p.get("tags", {})}
+        depends_on = []
+        for dep in p.get("dependsOn", []):
+            if dep["jobId"] not in self.jobs:
+                raise ClientException(f"Dependent job {dep['jobId']} not found")
+            depends_on.append({"jobId": dep["jobId"], "type": dep.get("type", "SEQUENTIAL")})
+        job_id = str(uuid.uuid4())
+        job = Job(
+            job_id=job_id,
+            job_name=name,
+            job_arn=_arn(region, "job", job_id),
+            queue_arn=jq["jobQueueArn"],
+            job_definition_arn=jd["jobDefinitionArn"],
+            job_definition_name=jd["jobDefinitionName"],
+            created_at=now_ms(),
+            container=container,
+            vcpus=vcpus if vcpus is not None else 1.0,
+            memory_mib=memory if memory is not None else 2048,
+            retry_attempts=int(retry.get("attempts", 1)),
+            evaluate_on_exit=list(retry.get("evaluateOnExit", [])),
+            timeout_seconds=int(timeout) if timeout is not None else None,
+            tags=tags,
+            propagate_tags=bool(propagate),
+            parameters=parameters,
+            depends_on=depends_on,
+            scheduling_priority=p.get("schedulingPriorityOverride", jd.get("schedulingPriority")),
+            share_identifier=p.get("shareIdentifier"),
+            platform_capabilities=list(jd.get("platformCapabilities", ["EC2"])),
+            overrides_too_long=len(json.dumps(overrides)) > MAX_OVERRIDES_CHARS,
+        )
+        if not 1 <= job.retry_attempts <= 10:
+            raise ClientException("retryStrategy.attempts must be between 1 and 10")
+        if len(job.evaluate_on_exit) > 5:
+            raise ClientException("retryStrategy.evaluateOnExit accepts at most 5 entries")
+        self.jobs[job_id] = job
+        self._index_add(job)
+        for dep in depends_on:
+            self.dependents.setdefault(dep["jobId"], set()).add(job_id)
+        self.touch(job)
+        self.on_change()
+        return {"jobArn": job.job_arn, "jobName": name, "jobId": job_id}
+
+    def describe_jobs(self, p: dict[str, Any], region: str) -> dict[str, Any]:
+        ids = p["jobs"]
+        if len(ids) > MAX_DESCRIBE_JOBS:
+            raise ClientException(f"Too many items in jobs. Must be {MAX_DESCRIBE_JOBS} or fewer.")
+        out = []
+        for ref in ids:
+            job = self.jobs.get(_name_from(ref, "job"))
+            if job is not None:
+                out.append(job.to_detail(self.queue_name_of(job.queue_arn)))
+        return {"jobs": out}
+
+    def list_jobs(self, p: dict[str, Any], region: str) -> dict[str, Any]:
+        if p.get("arrayJobId") or p.get("multiNodeJobId"):
+            raise ClientException("localbatch does not support array or multi-node jobs")
+        if "jobQueue" in p:
+            queues = [self._jq(p["jobQueue"])["jobQueueArn"]]
+        else:
+            # AWS requires jobQueue; localbatch lists every queue when it is omitted.
+            queues = [jq["jobQueueArn"] for jq in self.job_queues.values()]
+        filters = p.get("filters") or []
+        # Like AWS: with filters, jobStatus is ignored and every status is listed.
+        statuses = list(JobStatus) if filters else [JobStatus(p.get("jobStatus", "RUNNING"))]
+        jobs = [self.jobs[i] for q in queues for s in statuses for i in self.jobs_in(q, s)]
+        for f in filters:
+            jobs = self._apply_filter(jobs, f)
+        jobs.sort(key=lambda j: (j.created_at, j.job_id))
+        if p.get("nextToken"):
+            after = tuple(_decode_token(p["nextToken"]))
+            jobs = [j for j in jobs if (j.created_at, j.job_id) > after]
+        limit = min(int(p.get("maxResults", 100)), 1000)
+        if limit < 1:
+            raise ClientException("maxResults must be between 1 and 1000")
+        page = jobs[:limit]
+        result: dict[str, Any] = {"jobSummaryList": [j.to_summary() for j in page]}
+        if len(jobs) > limit:
+            result["nextToken"] = _encode_token([page[-1].created_at, page[-1].job_id])
+        return result
+
+    @staticmethod
+    def _apply_filter(jobs: list[Job], f: dict[str, Any]) -> list[Job]:
+        name = f.get("name")
+        values = f.get("values") or []
+        if not values:
+            return jobs
+        value = values[0]
+        if name == "JOB_NAME":
+            wanted = value.lower()
+            if wanted.endswith("*"):
+                return [j for j in jobs if j.job_name.lower().startswith(wanted[:-1])]
+            return [j for j in jobs if j.job_name.lower() == wanted]
+        if name in ("BEFORE_CREATED_AT", "AFTER_CREATED_AT"):
+            try:
+                stamp = int(value)
+            except ValueError as exc:
+                raise ClientException(f"{name} must be a timestamp in milliseconds") from exc
+            if name == "BEFORE_CREATED_AT":
+                return [j for j in jobs if j.created_at < stamp]
+            return [j for j in jobs if j.created_at > stamp]
+        if name == "JOB_DEFINITION":
+            return [
+                j
+                for j in jobs
+                if value in (j.job_definition_arn, j.job_definition_name)
+                or j.job_definition_arn.endswith(f"/{value}")
+            ]
+        raise ClientException(
+            f"Invalid filter name {name}: use JOB_NAME, JOB_DEFINITION, BEFORE_CREATED_AT or AFTER_CREATED_AT"
+        )
+
+    def terminate(self, job: Job, reason: str) -> None:
+        """Fail a job that has not started; stop the process of one that has (TerminateJob)."""
+        if job.status.is_final:
+            return
+        job.is_terminated = True
+        job.is_cancelled = job.is_cancelled or not job.status.is_active
+        if job.status.is_active:
+            job.stop_kind = "terminate"
+            job.stop_reason = reason
+            self.touch(job)
+            self.on_terminate(job)
+        else:
+            self.set_status(job, JobStatus.FAILED, reason)
+            self.fail_dependents(job)
+
+    def terminate_job(self, p: dict[str, Any], region: str) -> dict[str, Any]:
+        self.terminate(self._job(_name_from(p["jobId"], "job")), p["reason"])
+        return {}
+
+    def cancel_job(self, p: dict[str, Any], region: str) -> dict[str, Any]:
+        job = self._job(_name_from(p["jobId"], "job"))
+        # Like AWS: jobs that reached STARTING or RUNNING are not cancelled.
+        if job.status in (JobStatus.SUBMITTED, JobStatus.PENDING, JobStatus.RUNNABLE):
+            job.is_cancelled = True
+            self.set_status(job, JobStatus.FAILED, p["reason"])
+            self.fail_dependents(job)
+        return {}
+
+    def fail_dependents(self, job: Job) -> None:
+        for dep_id in sorted(self.dependents.pop(job.job_id, set())):
+            dep = self.jobs.get(dep_id)
+            if dep is not None and not dep.status.is_final and not dep.status.is_active:
+                self.set_status(dep, JobStatus.FAILED, f"Dependent Job failed: {job.job_id}")
+                self.fail_dependents(dep)
+
+    # -- tags --------------------------------------------------------------------------------------
+    def _tag_target(self, arn: str) -> tuple[dict[str, str], Callable[[], None]]:
+        match = ARN_NAME_RE.match(arn)
+        if match is None:
+            raise ClientException(f"Resource {arn} not found")
+        kind, name = match.groups()
+        if kind == "compute-environment" and name in self.compute_environments:
+            ce = self.compute_environments[name]
+            return ce.setdefault("tags", {}), lambda: self._save_ce(ce)
+        if kind == "job-queue" and name in self.job_queues:
+            jq = self.job_queues[name]
+            return jq.setdefault("tags", {}), lambda: self._save_jq(jq)
+        if kind == "job-definition":
+            jd = next((d for d in self.job_definitions.values() if d["jobDefinitionArn"] == arn), None)
+            if jd is not None:
+                return jd.setdefault("tags", {}), lambda: self._save_jd(jd)
+        if kind == "job" and name in self.jobs:
+            job = self.jobs[name]
+            return job.tags, lambda: self.touch(job)
+        raise ClientException(f"Resource {arn} not found")
+
+    def tag_resource(self, p: dict[str, Any], region: str) -> dict[str, Any]:
+        tags, save = self._tag_target(p["resourceArn"])
+        tags.update(p["tags"])
+        save()
+        return {}
+
+    def untag_resource(self, p: dict[str, Any], region: str) -> dict[str, Any]:
+        tags, save = self._tag_target(p["resourceArn"])
+        for key in p["tagKeys"]:
+            tags.pop(key, None)
+        save()
+        return {}
+
+    def list_tags_for_resource(self, p: dict[str, Any], region: str) -> dict[str, Any]:
+        tags, _ = self._tag_target(p["resourceArn"])
+        return {"tags": dict(tags)}
+
+    # -- paging of resource lists ------------------------------------------------------------------
+    @staticmethod
+    def _page(items: list[dict[str, Any]], p: dict[str, Any], key: str) -> dict[str, Any]:
+        start = int(_decode_token(p["nextToken"])) if p.get("nextToken") else 0
+        limit = int(p.get("maxResults", 100))
+        page = items[start : start + limit]
+        result: dict[str, Any] = {key: page}
+        if start + limit < len(items):
+            result["nextToken"] = _encode_token(start + limit)
+        return result
+
+    OPERATIONS: dict[str, str] = {
+        "CreateComputeEnvironment": "create_compute_environment",
+        "DescribeComputeEnvironments": "describe_compute_environments",
+        "UpdateComputeEnvironment": "update_compute_environment",
+        "DeleteComputeEnvironment": "delete_compute_environment",
+        "CreateJobQueue": "create_job_queue",
+        "DescribeJobQueues": "describe_job_queues",
+        "UpdateJobQueue": "update_job_queue",
+        "DeleteJobQueue": "delete_job_queue",
+        "RegisterJobDefinition": "register_job_definition",
+        "DescribeJobDefinitions": "describe_job_definitions",
+        "DeregisterJobDefinition": "deregister_job_definition",
+        "SubmitJob": "submit_job",
+        "DescribeJobs": "describe_jobs",
+        "ListJobs": "list_jobs",
+        "TerminateJob": "terminate_job",
+        "CancelJob": "cancel_job",
+        "TagResource": "tag_resource",
+        "UntagResource": "untag_resource",
+        "ListTagsForResource": "list_tags_for_resource",
+    }
+
+    def dispatch(self, operation: str, params: dict[str, Any], region: str) -> dict[str, Any]:
+        method = self.OPERATIONS.get(operation)
+        if method is None:
+            raise ClientException(f"localbatch does not implement {operation}")
+        result: dict[str, Any] = getattr(self, method)(params, region)
+        return result

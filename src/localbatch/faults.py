@@ -1,0 +1,169 @@
+"""Fault injection: the config schema, request quotas and the seeded choices made per job.
+
+Every random choice draws from generators seeded by `seed`, so the same sequence of requests and
+submissions sees the same faults. Request-level choices (5xx) and job-level choices (fail before
+start, host lost, held in RUNNABLE) use separate generators, so API traffic does not shift which
+jobs get a fault.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_HOLD_REASON = (
+    "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - There is not enough capacity to fulfill your request. "
+    "Please try again later or use a different instance type."
+)
+# A rate-chosen host loss strikes this long after the attempt starts (a rule sets its own delay).
+HOST_LOST_AFTER_SECONDS = (0.5, 3.0)
+
+
+class HoldRunnable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    reason: str = DEFAULT_HOLD_REASON
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    job_name_contains: str = Field(min_length=1)
+    fault: Literal["fail_before_start", "hold_runnable", "host_lost"]
+    times: int | None = Field(default=None, ge=0)
+    after_seconds: float = Field(default=1.0, ge=0.0)
+    reason: str | None = None
+
+
+class FaultConfig(BaseModel):
+    """The schema of `--faults FILE.json` and of `PUT /_localbatch/faults`."""
+
+    model_config = ConfigDict(extra="forbid")
+    seed: int = 0
+    latency_ms: float = Field(default=0.0, ge=0.0)
+    quotas: dict[str, float] = Field(default_factory=dict)
+    error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    fail_before_start_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    host_lost_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    hold_runnable: HoldRunnable = Field(default_factory=HoldRunnable)
+    rules: list[Rule] = Field(default_factory=list)
+
+
+@dataclass
+class TokenBucket:
+    """`rate` requests per second with a burst of one second's worth."""
+
+    rate: float
+    tokens: float = field(init=False)
+    stamp: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.tokens = max(self.rate, 1.0)
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(max(self.rate, 1.0), self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+@dataclass(frozen=True)
+class StartFault:
+    kind: Literal["fail_before_start", "host_lost"]
+    after_seconds: float = 0.0
+    reason: str | None = None
+
+
+class Faults:
+    """The live fault config plus the state it needs (buckets, rule counters, generators)."""
+
+    def __init__(self, config: FaultConfig) -> None:
+        self.replace(config)
+
+    def replace(self, config: FaultConfig) -> None:
+        self.config = config
+        self._buckets = {op: TokenBucket(rate) for op, rate in config.quotas.items()}
+        self._api_rng = random.Random(f"{config.seed}:api")
+        self._job_rng = random.Random(f"{config.seed}:jobs")
+        self._rule_uses = [0] * len(config.rules)
+
+    def allow(self, operation: str) -> bool:
+        bucket = self._buckets.get(operation) or self._buckets.get("*")
+        return bucket is None or bucket.take()
+
+    def server_error(self) -> bool:
+        return self.config.error_rate > 0 and self._api_rng.random() < self.config.error_rate
+
+    def _rule(self, job_name: str, fault: str) -> Rule | None:
+        for index, rule in enumerate(self.config.rules):
+            if rule.fault != fault or rule.job_name_contains not in job_name:
+                continue
+            if rule.times is not None and self._rule_uses[index] >= rule.times:
+                continue
+            self._rule_uses[index] += 1
+            return rule
+        return None
+
+    def hold_reason(self, job_name: str) -> str | None:
+        """Decided once, when a job first becomes RUNNABLE."""
+        rule = self._rule(job_name, "hold_runnable")
+        if rule is not None:
+            return rule.reason or self.config.hold_runnable.reason
+        held = self.config.hold_runnable
+        if held.rate > 0 and self._job_rng.random() < held.rate:
+            return held.reason
+        return None
+
+    def still_held(self, job_name: str) -> bool:
+        """Whether the current config still holds a job held earlier (checked when faults change)."""
+        if self.config.hold_runnable.rate > 0:
+            return True
+        return any(r.fault == "hold_runnable" and r.job_name_contains in job_name for r in self.config.rules)
+
+    def start_fault(self, job_name: str) -> StartFault | None:
+        """Decided for each attempt as it starts."""
+        rule = self._rule(job_name, "fail_before_start")
+        if rule is not None:
+            return StartFault("fail_before_start", reason=rule.reason)
+        if (
+            self.config.fail_before_start_rate > 0
+            and self._job_rng.random() < self.config.fail_before_start_rate
+        ):
+            return StartFault("fail_before_start")
+        rule = self._rule(job_name, "host_lost")
+        if rule is not None:
+            return StartFault("host_lost", after_seconds=rule.after_seconds, reason=rule.reason)
+        if self.config.host_lost_rate > 0 and self._job_rng.random() < self.config.host_lost_rate:
+            return StartFault("host_lost", after_seconds=self._job_rng.uniform(*HOST_LOST_AFTER_SECONDS))
+        return None
+
+    def instance_id(self) -> str:
+        return "i-" + "".join(self._job_rng.choice("0123456789abcdef") for _ in range(17))
+
+
+@dataclass
+class OperationStats:
+    requests: int = 0
+    throttled: int = 0
+    server_errors: int = 0
+    client_errors: int = 0
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.operations: dict[str, OperationStats] = {}
+
+    def get(self, operation: str) -> OperationStats:
+        stats = self.operations.get(operation)
+        if stats is None:
+            stats = self.operations[operation] = OperationStats()
+        return stats
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        return {op: vars(s).copy() for op, s in sorted(self.operations.items())}

@@ -1,0 +1,213 @@
+"""Plain data of localbatch: job states, jobs, attempts and the Batch resources they refer to.
+
+Resources (compute environments, job queues, job definitions) are kept as the AWS response
+dictionaries they describe, so Describe* returns them unchanged. Jobs carry more than AWS shows
+(process identity, fault decisions), so they are a dataclass that renders the AWS shape on demand.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+ACCOUNT_ID = "123456789012"
+LOG_GROUP = "/aws/batch/job"
+
+
+class JobStatus(str, enum.Enum):
+    SUBMITTED = "SUBMITTED"
+    PENDING = "PENDING"
+    RUNNABLE = "RUNNABLE"
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+
+    @property
+    def is_active(self) -> bool:
+        """A process exists (or is being created) for the job."""
+        return self in (JobStatus.STARTING, JobStatus.RUNNING)
+
+
+# Every allowed move. RUNNING/STARTING -> RUNNABLE is a retry of a failed attempt; any not-yet-final
+# state -> FAILED covers cancel, terminate, dependency failure and infrastructure faults.
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.SUBMITTED: frozenset({JobStatus.PENDING, JobStatus.FAILED}),
+    JobStatus.PENDING: frozenset({JobStatus.RUNNABLE, JobStatus.FAILED}),
+    JobStatus.RUNNABLE: frozenset({JobStatus.STARTING, JobStatus.FAILED}),
+    JobStatus.STARTING: frozenset({JobStatus.RUNNING, JobStatus.RUNNABLE, JobStatus.FAILED}),
+    JobStatus.RUNNING: frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.RUNNABLE}),
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+}
+
+
+class InvalidTransition(RuntimeError):
+    pass
+
+
+def check_transition(old: JobStatus, new: JobStatus) -> None:
+    if new not in TRANSITIONS[old]:
+        raise InvalidTransition(f"job status cannot move from {old.value} to {new.value}")
+
+
+@dataclass
+class Attempt:
+    task_id: str
+    log_stream: str
+    task_arn: str
+    container_instance_arn: str
+    started_at: int | None = None
+    stopped_at: int | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    status_reason: str | None = None
+
+    def to_aws(self) -> dict[str, Any]:
+        container: dict[str, Any] = {
+            "containerInstanceArn": self.container_instance_arn,
+            "taskArn": self.task_arn,
+            "logStreamName": self.log_stream,
+            "networkInterfaces": [],
+        }
+        if self.exit_code is not None:
+            container["exitCode"] = self.exit_code
+        if self.reason is not None:
+            container["reason"] = self.reason
+        out: dict[str, Any] = {"container": container}
+        if self.started_at is not None:
+            out["startedAt"] = self.started_at
+        if self.stopped_at is not None:
+            out["stoppedAt"] = self.stopped_at
+        if self.status_reason is not None:
+            out["statusReason"] = self.status_reason
+        return out
+
+
+@dataclass
+class Job:
+    job_id: str
+    job_name: str
+    job_arn: str
+    queue_arn: str
+    job_definition_arn: str
+    job_definition_name: str
+    created_at: int
+    status: JobStatus = JobStatus.SUBMITTED
+    status_reason: str | None = None
+    started_at: int | None = None
+    stopped_at: int | None = None
+    # The container as AWS reports it (image, command, environment, resources...), overrides applied.
+    container: dict[str, Any] = field(default_factory=dict)
+    vcpus: float = 1.0
+    memory_mib: int = 2048
+    retry_attempts: int = 1
+    evaluate_on_exit: list[dict[str, str]] = field(default_factory=list)
+    timeout_seconds: int | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    propagate_tags: bool = False
+    parameters: dict[str, str] = field(default_factory=dict)
+    depends_on: list[dict[str, str]] = field(default_factory=list)
+    scheduling_priority: int | None = None
+    share_identifier: str | None = None
+    platform_capabilities: list[str] = field(default_factory=list)
+    overrides_too_long: bool = False
+    # Runtime bookkeeping, persisted so a restart can find and kill orphaned process groups.
+    compute_environment: str | None = None
+    pid: int | None = None
+    pid_start_ticks: str | None = None
+    held_reason: str | None = None
+    stop_reason: str | None = None  # set by TerminateJob / timeout / host loss while the process dies
+    stop_kind: str | None = None  # "terminate" | "timeout" | "host_lost"
+    is_cancelled: bool = False
+    is_terminated: bool = False
+
+    def to_detail(self, queue_name: str) -> dict[str, Any]:
+        container = dict(self.container)
+        if self.attempts:
+            last = self.attempts[-1]
+            container["logStreamName"] = last.log_stream
+            container["taskArn"] = last.task_arn
+            container["containerInstanceArn"] = last.container_instance_arn
+            if last.exit_code is not None:
+                container["exitCode"] = last.exit_code
+            if last.reason is not None:
+                container["reason"] = last.reason
+        detail: dict[str, Any] = {
+            "jobArn": self.job_arn,
+            "jobName": self.job_name,
+            "jobId": self.job_id,
+            "jobQueue": self.queue_arn,
+            "status": self.status.value,
+            "attempts": [a.to_aws() for a in self.attempts],
+            "createdAt": self.created_at,
+            "dependsOn": self.depends_on,
+            "jobDefinition": self.job_definition_arn,
+            "parameters": self.parameters,
+            "container": container,
+            "tags": self.tags,
+            "propagateTags": self.propagate_tags,
+            "platformCapabilities": self.platform_capabilities,
+            "retryStrategy": {"attempts": self.retry_attempts, "evaluateOnExit": self.evaluate_on_exit},
+            "isCancelled": self.is_cancelled,
+            "isTerminated": self.is_terminated,
+        }
+        if self.status_reason is not None:
+            detail["statusReason"] = self.status_reason
+        if self.started_at is not None:
+            detail["startedAt"] = self.started_at
+        if self.stopped_at is not None:
+            detail["stoppedAt"] = self.stopped_at
+        if self.timeout_seconds is not None:
+            detail["timeout"] = {"attemptDurationSeconds": self.timeout_seconds}
+        if self.scheduling_priority is not None:
+            detail["schedulingPriority"] = self.scheduling_priority
+        if self.share_identifier is not None:
+            detail["shareIdentifier"] = self.share_identifier
+        return detail
+
+    def to_summary(self) -> dict[str, Any]:
+        summary: dict[str, Any] = {
+            "jobArn": self.job_arn,
+            "jobId": self.job_id,
+            "jobName": self.job_name,
+            "createdAt": self.created_at,
+            "status": self.status.value,
+            "jobDefinition": self.job_definition_arn,
+            "isCancelled": self.is_cancelled,
+            "isTerminated": self.is_terminated,
+        }
+        if self.status_reason is not None:
+            summary["statusReason"] = self.status_reason
+        if self.started_at is not None:
+            summary["startedAt"] = self.started_at
+        if self.stopped_at is not None:
+            summary["stoppedAt"] = self.stopped_at
+        if self.attempts:
+            last = self.attempts[-1]
+            container: dict[str, Any] = {}
+            if last.exit_code is not None:
+                container["exitCode"] = last.exit_code
+            if last.reason is not None:
+                container["reason"] = last.reason
+            summary["container"] = container
+        return summary
+
+    def to_record(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["status"] = self.status.value
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Job:
+        data = dict(record)
+        data["status"] = JobStatus(data["status"])
+        data["attempts"] = [Attempt(**a) for a in data.get("attempts", [])]
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})

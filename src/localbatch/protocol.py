@@ -1,0 +1,136 @@
+"""Request parsing and response/error serialisation, driven by botocore's service models.
+
+Batch speaks rest-json (`POST /v1/<operation>` plus `/v1/tags/{resourceArn}`); CloudWatch Logs speaks
+the JSON protocol (`POST /` with `X-Amz-Target: Logs_20140328.<Operation>`). Incoming parameters are
+validated against the operation's input shape, so malformed requests fail the way they would fail
+client-side in botocore. Signatures are not checked: any credentials are accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+import botocore.session
+from botocore.model import OperationModel, ServiceModel
+from botocore.validate import ParamValidator
+
+from localbatch.errors import ClientException, LogsInvalidParameter, ServiceError
+
+LOGS_TARGET_PREFIX = "Logs_20140328."
+_REGION_RE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/")
+DEFAULT_REGION = "us-east-1"
+
+
+@cache
+def service_model(name: str) -> ServiceModel:
+    model: ServiceModel = botocore.session.get_session().get_service_model(name)
+    return model
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    operation: str
+
+
+@cache
+def _batch_routes() -> tuple[Route, ...]:
+    routes: list[Route] = []
+    model = service_model("batch")
+    for name in model.operation_names:
+        http = model.operation_model(name).http
+        template = http["requestUri"].split("?")[0]
+        # Batch URIs hold only letters and slashes besides their labels, so no escaping is needed.
+        regex = "^" + re.sub(r"\{(\w+)\+?\}", lambda m: f"(?P<{m.group(1)}>.+)", template) + "$"
+        routes.append(Route(http["method"], re.compile(regex), name))
+    return tuple(routes)
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    service: str  # "batch" | "logs"
+    operation: str
+    params: dict[str, Any]
+    region: str
+
+
+def region_from_headers(headers: dict[str, str]) -> str:
+    match = _REGION_RE.search(headers.get("authorization", ""))
+    return match.group(1) if match else DEFAULT_REGION
+
+
+def _validate(operation: OperationModel, params: dict[str, Any], error: type[ServiceError]) -> None:
+    if operation.input_shape is None:
+        return
+    report = ParamValidator().validate(params, operation.input_shape)
+    if report.has_errors():
+        raise error(report.generate_report().replace("\n", " "))
+
+
+def _load_json(body: bytes, error: type[ServiceError]) -> dict[str, Any]:
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise error(f"Request body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise error("Request body must be a JSON object")
+    return data
+
+
+def parse_batch(
+    method: str, raw_path: str, query: str, headers: dict[str, str], body: bytes
+) -> ParsedRequest | None:
+    """Resolve a rest-json Batch request, or None when no Batch operation matches the path."""
+    for route in _batch_routes():
+        if route.method != method:
+            continue
+        match = route.pattern.match(raw_path)
+        if match is None:
+            continue
+        operation = service_model("batch").operation_model(route.operation)
+        params = _load_json(body, ClientException) if method == "POST" else {}
+        for label, value in match.groupdict().items():
+            params[label] = unquote(value)
+        if operation.input_shape is not None:
+            query_values = parse_qs(query)
+            for member_name, member in operation.input_shape.members.items():
+                if member.serialization.get("location") != "querystring":
+                    continue
+                values = query_values.get(member.serialization.get("name", member_name))
+                if values is None:
+                    continue
+                params[member_name] = values if member.type_name == "list" else values[0]
+        _validate(operation, params, ClientException)
+        return ParsedRequest("batch", route.operation, params, region_from_headers(headers))
+    return None
+
+
+def parse_logs(headers: dict[str, str], body: bytes) -> ParsedRequest:
+    target = headers.get("x-amz-target", "")
+    operation_name = target[len(LOGS_TARGET_PREFIX) :]
+    model = service_model("logs")
+    if not target.startswith(LOGS_TARGET_PREFIX) or operation_name not in model.operation_names:
+        raise LogsInvalidParameter(f"Unknown operation {target!r}")
+    params = _load_json(body, LogsInvalidParameter)
+    _validate(model.operation_model(operation_name), params, LogsInvalidParameter)
+    return ParsedRequest("logs", operation_name, params, region_from_headers(headers))
+
+
+def error_body(error: ServiceError, service: str) -> tuple[int, dict[str, str], bytes]:
+    """AWS's JSON error shape: botocore reads the code from the header (rest-json) or `__type`."""
+    headers = {"x-amzn-ErrorType": error.code}
+    if service == "logs":
+        headers["content-type"] = "application/x-amz-json-1.1"
+        payload = {"__type": error.code, "message": error.message}
+    else:
+        headers["content-type"] = "application/json"
+        payload = {"__type": error.code, "message": error.message}
+    return error.status, headers, json.dumps(payload).encode()

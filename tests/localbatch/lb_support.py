@@ -1,0 +1,241 @@
+"""A real localbatch server (a subprocess) driven through real boto3 clients.
+
+Every Batch/Logs response a client receives is checked against botocore's output shape (types,
+enums, required members) by an `after-call` hook; a test fails if any response did not conform.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import boto3
+import pytest
+import requests
+from botocore.config import Config
+from botocore.model import Shape
+
+T = TypeVar("T")
+
+# AWS omits startedAt for jobs that have not started although the model marks it required.
+MODEL_QUIRKS = {("JobDetail", "startedAt")}
+FAST = 0.02
+
+
+def shape_errors(value: Any, shape: Shape, path: str = "") -> list[str]:
+    errors: list[str] = []
+    kind = shape.type_name
+    if kind == "structure":
+        if not isinstance(value, dict):
+            return [f"{path}: expected object, found {type(value).__name__}"]
+        for name in shape.required_members:
+            if name not in value and (shape.name, name) not in MODEL_QUIRKS:
+                errors.append(f"{path}.{name}: required member missing")
+        for name, item in value.items():
+            if name == "ResponseMetadata" and not path:
+                continue
+            member = shape.members.get(name)  # type: ignore[attr-defined]
+            if member is None:
+                errors.append(f"{path}.{name}: not in the model")
+            else:
+                errors.extend(shape_errors(item, member, f"{path}.{name}"))
+    elif kind == "list":
+        if not isinstance(value, list):
+            return [f"{path}: expected list"]
+        for index, item in enumerate(value):
+            errors.extend(shape_errors(item, shape.member, f"{path}[{index}]"))  # type: ignore[attr-defined]
+    elif kind == "map":
+        if not isinstance(value, dict):
+            return [f"{path}: expected map"]
+        for key, item in value.items():
+            errors.extend(shape_errors(item, shape.value, f"{path}[{key}]"))  # type: ignore[attr-defined]
+    elif kind == "string":
+        if not isinstance(value, str):
+            errors.append(f"{path}: expected string, found {value!r}")
+        elif shape.enum and value not in shape.enum:
+            errors.append(f"{path}: {value!r} not in enum {shape.enum}")
+    elif kind in ("integer", "long"):
+        if not isinstance(value, int) or isinstance(value, bool):
+            errors.append(f"{path}: expected integer, found {value!r}")
+    elif kind in ("float", "double"):
+        if not isinstance(value, (int, float)):
+            errors.append(f"{path}: expected number, found {value!r}")
+    elif kind == "boolean" and not isinstance(value, bool):
+        errors.append(f"{path}: expected boolean, found {value!r}")
+    return errors
+
+
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen[bytes]
+    data_dir: Path
+    shape_problems: list[str] = field(default_factory=list)
+
+    def admin(self, method: str, path: str, body: Any = None) -> requests.Response:
+        return requests.request(method, f"{self.url}/_localbatch/{path}", json=body, timeout=10)
+
+    def client(self, service: str, **config: Any) -> Any:
+        client = boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(**config) if config else None,
+        )
+
+        def check(parsed: dict[str, Any], model: Any, **_: Any) -> None:
+            if model.output_shape is not None and "Error" not in parsed:
+                problems = shape_errors(parsed, model.output_shape)
+                self.shape_problems.extend(f"{model.name}{p}" for p in problems)
+
+        client.meta.events.register(f"after-call.{client.meta.service_model.service_name}", check)
+        return client
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def start_server(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+    ready = data_dir.with_name(data_dir.name + f"-ready-{uuid.uuid4().hex}")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localbatch", "serve", "--port", "0", "--data-dir", str(data_dir)]
+        + ["--ready-file", str(ready), *args],
+        stdout=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"localbatch did not start (exit {proc.poll()})")
+        time.sleep(0.05)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().decode()
+    url = ready.read_text().strip()
+    assert line.strip() == f"localbatch listening on {url}"
+    return Server(url, proc, data_dir)
+
+
+def wait_for(fetch: Callable[[], T], done: Callable[[T], bool], timeout: float = 20.0, what: str = "") -> T:
+    deadline = time.monotonic() + timeout
+    last = fetch()
+    while not done(last):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or 'condition'}; last seen: {last!r}")
+        time.sleep(FAST)
+        last = fetch()
+    return last
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data = tmp_path_factory.mktemp("localbatch") / "data"
+    srv = start_server(
+        data,
+        "--kill-grace-seconds",
+        "1",
+        "--pass-env",
+        "LB_TEST_PASSED",
+        env={"LB_TEST_PASSED": "passed", "LB_TEST_HIDDEN": "hidden"},
+    )
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def batch(server: Server) -> Iterator[Any]:
+    before = len(server.shape_problems)
+    yield server.client("batch")
+    assert server.shape_problems[before:] == []
+
+
+@pytest.fixture
+def logs(server: Server) -> Iterator[Any]:
+    before = len(server.shape_problems)
+    yield server.client("logs")
+    assert server.shape_problems[before:] == []
+
+
+@pytest.fixture
+def clean_faults(server: Server) -> Iterator[None]:
+    yield
+    server.admin("PUT", "faults", {})
+
+
+@dataclass
+class Env:
+    ce: str
+    queue: str
+    jd: str
+
+
+def make_env(batch: Any, max_vcpus: int = 8, priority: int = 1, state: str = "ENABLED", **jd: Any) -> Env:
+    name = f"t{uuid.uuid4().hex[:10]}"
+    batch.create_compute_environment(
+        computeEnvironmentName=f"{name}-ce",
+        type="MANAGED",
+        state=state,
+        computeResources={"type": "EC2", "maxvCpus": max_vcpus, "subnets": ["subnet-1"], "instanceRole": "r"},
+    )
+    batch.create_job_queue(
+        jobQueueName=f"{name}-q",
+        priority=priority,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": f"{name}-ce"}],
+    )
+    props = {
+        "image": "busybox",
+        "command": ["true"],
+        "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}],
+        "environment": [{"name": "FROM_JD", "value": "jd"}, {"name": "OVERRIDDEN", "value": "jd"}],
+    }
+    batch.register_job_definition(jobDefinitionName=f"{name}-jd", type="container", containerProperties=props, **jd)
+    return Env(f"{name}-ce", f"{name}-q", f"{name}-jd")
+
+
+@pytest.fixture
+def env(batch: Any) -> Env:
+    return make_env(batch)
+
+
+def run(batch: Any, env: Env, command: list[str], name: str = "job", **kwargs: Any) -> str:
+    overrides = kwargs.pop("containerOverrides", {})
+    job_id: str = batch.submit_job(
+        jobName=name,
+        jobQueue=env.queue,
+        jobDefinition=env.jd,
+        containerOverrides={"command": command, **overrides},
+        **kwargs,
+    )["jobId"]
+    return job_id
+
+
+def describe(batch: Any, job_id: str) -> dict[str, Any]:
+    job: dict[str, Any] = batch.describe_jobs(jobs=[job_id])["jobs"][0]
+    return job
+
+
+def wait_status(batch: Any, job_id: str, *statuses: str, timeout: float = 20.0) -> dict[str, Any]:
+    wanted = statuses or ("SUCCEEDED", "FAILED")
+    return wait_for(lambda: describe(batch, job_id), lambda j: j["status"] in wanted, timeout, f"{job_id} {wanted}")
+
+
