@@ -1,10 +1,12 @@
 """Drive one executor in-process the way Airflow's scheduler does, for one scenario.
 
-Run as ``python -m bench.drive PARAMS_JSON OUT_JSON`` in a fresh process (the orchestrator does it) so one
-executor's threads and memory never affect the other's figures. The process builds the executor like the
-scheduler (``executor_cls(parallelism=...)``, ``start()``), queues real ``ExecuteTask`` workloads with
-``queue_workload``, then loops ``heartbeat()`` / ``get_event_buffer()`` / draining the task event log, the way
-``SchedulerJobRunner._run_scheduler_loop`` does, with no database and no scheduler.
+Run as ``python -m bench.drive PARAMS_JSON OUT_JSON``, one process per executor (the orchestrator does it)
+against that executor's own localbatch, so one executor's threads and memory never affect the other's
+figures. Scenarios run in order memory, burst, steady; each builds a fresh executor like the scheduler
+(``executor_cls(parallelism=...)``, ``start()``) on its own job queue, queues real ``ExecuteTask``
+workloads with ``queue_workload``, then loops ``heartbeat()`` / ``get_event_buffer()`` / draining the task
+event log the way ``SchedulerJobRunner._run_scheduler_loop`` does, with no database and no scheduler.
+Between scenarios the previous one's jobs are ended and its executor ended, so no thread of it is left.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ RUN_ID = "manual__2026-01-01T00:00:00+00:00"
 def configure_airflow(params: dict[str, Any], home: Path) -> None:
     """Airflow configuration shared by both executors: the same section, the same values."""
     endpoint = params["endpoint"]
-    options = params.get("executor_options", {})
     os.environ.update(
         {
             "AIRFLOW_HOME": str(home),
@@ -55,7 +56,6 @@ def configure_airflow(params: dict[str, Any], home: Path) -> None:
             "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
                 {"conn_type": "aws", "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
             ),
-            "AIRFLOW__AWS_BATCH_EXECUTOR__JOB_QUEUE": params["job_queue"],
             "AIRFLOW__AWS_BATCH_EXECUTOR__JOB_DEFINITION": params["job_definition"],
             "AIRFLOW__AWS_BATCH_EXECUTOR__JOB_NAME": "bench",
             "AIRFLOW__AWS_BATCH_EXECUTOR__REGION_NAME": "us-east-1",
@@ -63,8 +63,20 @@ def configure_airflow(params: dict[str, Any], home: Path) -> None:
             "AIRFLOW__AWS_BATCH_EXECUTOR__CHECK_HEALTH_ON_STARTUP": "True",
         }
     )
-    for key, value in options.items():
-        os.environ[f"AIRFLOW__AWS_BATCH_EXECUTOR__{key.upper()}"] = str(value)
+
+
+_SCENARIO_OPTIONS: list[str] = []
+
+
+def configure_scenario(params: dict[str, Any]) -> None:
+    """The scenario's job queue and our executor's options for it (read when the executor is built)."""
+    while _SCENARIO_OPTIONS:
+        os.environ.pop(_SCENARIO_OPTIONS.pop(), None)
+    os.environ["AIRFLOW__AWS_BATCH_EXECUTOR__JOB_QUEUE"] = params["job_queue"]
+    for key, value in params.get("executor_options", {}).items():
+        name = f"AIRFLOW__AWS_BATCH_EXECUTOR__{key.upper()}"
+        os.environ[name] = str(value)
+        _SCENARIO_OPTIONS.append(name)
 
 
 class Workloads:
@@ -282,7 +294,7 @@ def steady(params: dict[str, Any]) -> dict[str, Any]:
         if by_job.get(job) in driver.tracker.terminal
     ]
     heartbeats_ms = [s * 1000 for s in driver.heartbeats_s]
-    executor.terminate() if params.get("terminate") else None
+    _drain(executor, driver, endpoint, params["job_queue"])
     return {
         "tasks": n,
         "tracked": tracked,
@@ -326,6 +338,7 @@ def memory(params: dict[str, Any]) -> dict[str, Any]:
         traced = tracemalloc.get_traced_memory()[0] - sys.getsizeof(submitted)
         points.append((len(submitted), traced, _rss()))
     tracemalloc.stop()
+    _drain(executor, driver, params["endpoint"], params["job_queue"])
     (n1, traced1, rss1), (n2, traced2, rss2) = points
     jobs = max(1, n2 - n1)
     return {
@@ -338,26 +351,67 @@ def memory(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-SCENARIOS = {"burst": burst, "steady": steady, "memory": memory}
+def _drain(executor: Any, driver: Driver, endpoint: str, job_queue: str, timeout_s: float = 60) -> bool:
+    """End every job still running on the queue and let the executor see it, then end the executor."""
+    import boto3
+
+    client = boto3.client(
+        "batch",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    _admin(endpoint, "PUT", "/_localbatch/faults", {"simulate": {"seconds": 0}})
+    ids = [
+        job["jobId"]
+        for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
+        for page in client.get_paginator("list_jobs").paginate(
+            jobQueue=job_queue, jobStatus=status, PaginationConfig={"PageSize": 1000}
+        )
+        for job in page["jobSummaryList"]
+    ]
+    for start in range(0, len(ids), 1000):
+        _admin(endpoint, "POST", "/_localbatch/simulate/finish", {"job_ids": ids[start : start + 1000]})
+    drained = driver.loop_until(lambda: not executor.running and not executor.queued_tasks, timeout_s)
+    _end(executor)
+    return drained
+
+
+SCENARIOS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "memory": memory,
+    "burst": burst,
+    "steady": steady,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     params = json.loads(Path(args[0]).read_text())
     out = Path(args[1])
+    results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-airflow-home-") as home:
         configure_airflow(params, Path(home))
-        result: dict[str, Any]
-        try:
-            result = SCENARIOS[params["scenario"]](params)
-        except Exception as error:  # the report shows which run broke instead of losing the others
-            import traceback
+        for name, scenario in SCENARIOS.items():
+            if name not in params["scenarios"]:
+                continue
+            scenario_params = {**params, **params["scenarios"][name]}
+            configure_scenario(scenario_params)
+            _admin(params["endpoint"], "PUT", "/_localbatch/faults", scenario_params["faults"])
+            before = _admin(params["endpoint"], "GET", "/_localbatch/stats")
+            try:
+                result = scenario(scenario_params)
+            except Exception as error:  # the report shows which run broke instead of losing the others
+                import traceback
 
-            traceback.print_exc()
-            result = {"error": f"{type(error).__name__}: {error}"}
-        out.write_text(json.dumps(result, default=str))
-    # Worker threads of an executor that was never ended must not keep the process alive.
+                traceback.print_exc()
+                result = {"error": f"{type(error).__name__}: {error}"}
+            result["stats_scenario_before"] = before
+            result["stats_scenario_after"] = _admin(params["endpoint"], "GET", "/_localbatch/stats")
+            results[name] = result
+            out.write_text(json.dumps(results, default=str))
     sys.stdout.flush()
+    # Nothing of the last executor may keep the process alive.
     os._exit(0)
 
 

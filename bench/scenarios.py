@@ -15,6 +15,7 @@ SEED = 1
 class Sizes:
     burst_tasks: int
     steady_tasks: int
+    steady_settle_s: int
     steady_window_s: int
     steady_finish_per_s: int
     memory_tasks: int
@@ -25,6 +26,7 @@ class Sizes:
 FULL = Sizes(
     burst_tasks=1000,
     steady_tasks=5000,
+    steady_settle_s=10,
     steady_window_s=60,
     steady_finish_per_s=10,
     memory_tasks=5000,
@@ -34,8 +36,9 @@ FULL = Sizes(
 QUICK = Sizes(
     burst_tasks=100,
     steady_tasks=500,
-    steady_window_s=20,
-    steady_finish_per_s=3,
+    steady_settle_s=3,
+    steady_window_s=10,
+    steady_finish_per_s=5,
     memory_tasks=500,
     dag_tasks=30,
     dag_parallelism=16,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-JOB_QUEUE = "bench-jobs"
+JOB_QUEUE = "bench-burst"
 JOB_DEFINITION = "bench-task"
 COMPUTE_ENVIRONMENT = "bench-ce"
 REGION = "us-east-1"
