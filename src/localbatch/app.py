@@ -26,7 +26,6 @@ from localbatch.errors import (
 )
 from localbatch.faults import FaultConfig, Faults, Stats
 from localbatch.logs import LogsBackend
-from localbatch.models import JobStatus
 from localbatch.runner import Runner
 from localbatch.store import Store
 
@@ -69,17 +68,7 @@ class LocalBatch:
 
     def replace_faults(self, config: FaultConfig) -> None:
         self.faults.replace(config)
-        # Jobs held by the old config are released when the new one no longer holds them.
-        for job in self.batch.jobs.values():
-            if (
-                job.status == JobStatus.RUNNABLE
-                and job.held_reason
-                and not self.faults.still_held(job.job_name)
-            ):
-                job.held_reason = None
-                job.status_reason = None
-                self.batch.touch(job)
-        self.runner.wake()
+        self.runner.release_holds()
 
     async def handle(
         self, service: str, parsed: protocol.ParsedRequest | None, operation: str

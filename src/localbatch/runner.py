@@ -126,6 +126,7 @@ class Runner:
         self.logs.load()
         for job in orphans:
             self._fail_orphan(job)
+        self.release_holds()
         self._tasks = [
             asyncio.create_task(self._schedule_loop(), name="localbatch-scheduler"),
             asyncio.create_task(self._flush_loop(), name="localbatch-flush"),
@@ -161,6 +162,20 @@ class Runner:
         job.pid = None
         self.backend.set_status(job, JobStatus.FAILED, reason)
         self.backend.fail_dependents(job)
+
+    def release_holds(self) -> None:
+        """Jobs held in RUNNABLE by an earlier fault config run once the current one no longer holds them."""
+        for job_id in [
+            i
+            for (_, status), ids in self.backend.by_queue_status.items()
+            if status == JobStatus.RUNNABLE
+            for i in ids
+        ]:
+            job = self.backend.jobs[job_id]
+            if job.held_reason and not self.faults.still_held(job.job_name):
+                job.held_reason = job.status_reason = None
+                self.backend.touch(job)
+        self.wake()
 
     async def _flush_loop(self) -> None:
         while True:

@@ -116,8 +116,10 @@ class Server:
 def start_server(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Server:
     ready = data_dir.with_name(data_dir.name + f"-ready-{uuid.uuid4().hex}")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "localbatch", "serve", "--port", "0", "--data-dir", str(data_dir)]
-        + ["--ready-file", str(ready), *args],
+        [
+            *(sys.executable, "-m", "localbatch", "serve", "--port", "0", "--data-dir", str(data_dir)),
+            *("--ready-file", str(ready), *args),
+        ],
         stdout=subprocess.PIPE,
         env={**os.environ, **(env or {})},
     )
@@ -208,7 +210,9 @@ def make_env(batch: Any, max_vcpus: int = 8, priority: int = 1, state: str = "EN
         "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}],
         "environment": [{"name": "FROM_JD", "value": "jd"}, {"name": "OVERRIDDEN", "value": "jd"}],
     }
-    batch.register_job_definition(jobDefinitionName=f"{name}-jd", type="container", containerProperties=props, **jd)
+    batch.register_job_definition(
+        jobDefinitionName=f"{name}-jd", type="container", containerProperties=props, **jd
+    )
     return Env(f"{name}-ce", f"{name}-q", f"{name}-jd")
 
 
@@ -236,6 +240,6 @@ def describe(batch: Any, job_id: str) -> dict[str, Any]:
 
 def wait_status(batch: Any, job_id: str, *statuses: str, timeout: float = 20.0) -> dict[str, Any]:
     wanted = statuses or ("SUCCEEDED", "FAILED")
-    return wait_for(lambda: describe(batch, job_id), lambda j: j["status"] in wanted, timeout, f"{job_id} {wanted}")
-
-
+    return wait_for(
+        lambda: describe(batch, job_id), lambda j: j["status"] in wanted, timeout, f"{job_id} {wanted}"
+    )

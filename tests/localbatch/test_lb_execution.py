@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from lb_support import Env, describe, make_env, run, wait_for, wait_status
 
 pytestmark = pytest.mark.contract
@@ -20,7 +19,9 @@ pytestmark = pytest.mark.contract
         pytest.param(["sh", "-c", "kill -9 $$"], "FAILED", 137, id="sigkill-is-137"),
     ],
 )
-def test_exit_code_decides_status(batch: Any, env: Env, command: list[str], status: str, exit_code: int) -> None:
+def test_exit_code_decides_status(
+    batch: Any, env: Env, command: list[str], status: str, exit_code: int
+) -> None:
     job = wait_status(batch, run(batch, env, command))
     assert (job["status"], job["container"]["exitCode"]) == (status, exit_code)
     assert job["attempts"][0]["container"]["exitCode"] == exit_code
@@ -41,9 +42,9 @@ def test_job_definition_command_and_parameters_are_used(batch: Any, env: Env, lo
         parameters={"word": "default"},
         containerProperties={"image": "busybox", "command": ["echo", "Ref::word"]},
     )
-    job_id = batch.submit_job(jobName="p", jobQueue=env.queue, jobDefinition=env.jd, parameters={"word": "given"})[
-        "jobId"
-    ]
+    job_id = batch.submit_job(
+        jobName="p", jobQueue=env.queue, jobDefinition=env.jd, parameters={"word": "given"}
+    )["jobId"]
     job = wait_status(batch, job_id)
     assert job["container"]["command"] == ["echo", "given"]
     assert _messages(logs, job["container"]["logStreamName"]) == ["given"]
@@ -98,16 +99,24 @@ def test_stdout_and_stderr_reach_the_log_stream(batch: Any, env: Env, logs: Any)
     assert stream == job["container"]["logStreamName"]
     assert stream.startswith(f"{env.jd}/default/")
     assert _messages(logs, stream, 3) == ["out", "err", "partial"]
-    first = logs.get_log_events(logGroupName="/aws/batch/job", logStreamName=stream, startFromHead=True, limit=2)
+    first = logs.get_log_events(
+        logGroupName="/aws/batch/job", logStreamName=stream, startFromHead=True, limit=2
+    )
     rest = logs.get_log_events(
         logGroupName="/aws/batch/job", logStreamName=stream, nextToken=first["nextForwardToken"]
     )
-    end = logs.get_log_events(logGroupName="/aws/batch/job", logStreamName=stream, nextToken=rest["nextForwardToken"])
+    end = logs.get_log_events(
+        logGroupName="/aws/batch/job", logStreamName=stream, nextToken=rest["nextForwardToken"]
+    )
     assert [e["message"] for e in first["events"] + rest["events"]] == ["out", "err", "partial"]
     assert (end["events"], end["nextForwardToken"]) == ([], rest["nextForwardToken"])
-    streams = logs.describe_log_streams(logGroupName="/aws/batch/job", logStreamNamePrefix=stream)["logStreams"]
+    streams = logs.describe_log_streams(logGroupName="/aws/batch/job", logStreamNamePrefix=stream)[
+        "logStreams"
+    ]
     assert [s["logStreamName"] for s in streams] == [stream]
-    found = logs.filter_log_events(logGroupName="/aws/batch/job", logStreamNames=[stream], filterPattern="err")
+    found = logs.filter_log_events(
+        logGroupName="/aws/batch/job", logStreamNames=[stream], filterPattern="err"
+    )
     assert [e["message"] for e in found["events"]] == ["err"]
 
 
@@ -151,7 +160,7 @@ def test_stdout_and_stderr_reach_the_log_stream(batch: Any, env: Env, logs: Any)
         ),
     ],
 )
-def test_retry_strategy(
+def test_retry_strategy(  # noqa: PLR0917 (pytest passes parameters by name)
     batch: Any, env: Env, command: list[str], retry: dict[str, Any], status: str, attempts: int
 ) -> None:
     job = wait_status(batch, run(batch, env, command, retryStrategy=retry))
@@ -207,7 +216,9 @@ def test_queue_priority_then_fifo(batch: Any, tmp_path: Path) -> None:
     low = make_env(batch, max_vcpus=1, priority=1, state="DISABLED")
     high_queue = f"{low.queue}-high"
     batch.create_job_queue(
-        jobQueueName=high_queue, priority=10, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": low.ce}]
+        jobQueueName=high_queue,
+        priority=10,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": low.ce}],
     )
     high = Env(low.ce, high_queue, low.jd)
     order = tmp_path / "order"
@@ -225,9 +236,8 @@ def test_max_vcpus_bounds_concurrency(batch: Any, tmp_path: Path) -> None:
     env = make_env(batch, max_vcpus=2)
     running, counts = tmp_path / "running", tmp_path / "counts"
     running.mkdir()
-    script = (
-        f'touch {running}/$AWS_BATCH_JOB_ID; ls {running} | wc -l >> {counts}; sleep 0.3; rm {running}/$AWS_BATCH_JOB_ID'
-    )
+    marker = f"{running}/$AWS_BATCH_JOB_ID"
+    script = f"touch {marker}; ls {running} | wc -l >> {counts}; sleep 0.3; rm {marker}"
     ids = [run(batch, env, ["sh", "-c", script], name=f"j{i}") for i in range(5)]
     too_big = run(
         batch,
