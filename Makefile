@@ -21,9 +21,10 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 venv: $(VENV)/.synced
 
 lint: venv
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests devstack demo
+	$(VENV)/bin/ruff format --check src tests devstack demo
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy devstack demo/run.py demo/__main__.py
 
 # The README's test command: lint, types, unit, contract (moto + localbatch) and end-to-end on SQLite.
 test: venv lint
@@ -43,8 +44,10 @@ E2E_POSTGRES_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/postgres
 e2e-postgres: venv
 	AIRFLOW_AWS_BATCH_E2E_DB="$(E2E_POSTGRES_URL)" $(VENV)/bin/pytest tests -m e2e
 
-clean:
-	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache
+# The README's first command: localbatch + Airflow + the example DAG, a summary, then the UI until Ctrl-C
+# (exits after the summary with no terminal or DEMO_EXIT=1). DEMO_DB_URL=postgresql+psycopg2://... for PostgreSQL.
+demo: venv
+	$(VENV)/bin/python -m demo
 
 # Our executor and the Amazon provider's, side by side against localbatch (README "Performance").
 bench: venv
@@ -53,3 +56,6 @@ bench: venv
 # The same scenarios at a tenth of the sizes, same JSON keys.
 bench-quick: venv
 	$(VENV)/bin/python -m bench --quick --out bench-results.json
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache .demo

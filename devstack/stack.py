@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -58,6 +58,7 @@ class Stack:
     ``{"AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "30"}``.
     ``task_env``: extra environment for tasks, put on the Batch job definition.
     ``localbatch_args``: extra ``localbatch serve`` arguments, e.g. ``["--latency-ms", "50"]``.
+    ``on_step``: called with a short message as each start step begins (the demo prints them).
     """
 
     def __init__(
@@ -77,6 +78,7 @@ class Stack:
         password: str = "admin",
         api_workers: int = 1,
         startup_timeout: float = 300.0,
+        on_step: Callable[[str], None] | None = None,
     ):
         if executor not in EXECUTOR_CLASSES:
             raise ValueError(f"executor must be one of {sorted(EXECUTOR_CLASSES)}, got {executor!r}")
@@ -94,6 +96,7 @@ class Stack:
         self.password = password
         self.api_workers = api_workers
         self.startup_timeout = startup_timeout
+        self._on_step = on_step or (lambda message: None)
 
         self.stack_id = uuid.uuid4().hex[:12]
         self.marker = f"DEVSTACK_ID={self.stack_id}"
@@ -154,13 +157,18 @@ class Stack:
         try:
             for path in (self.airflow_home, self.logs_dir, self.task_logs_dir, self.dags_folder):
                 path.mkdir(parents=True, exist_ok=True)
+            self._on_step(f"preparing the database ({'PostgreSQL' if self.admin_db_url else 'SQLite'})")
             self._prepare_database()
             if self.executor == "aws_batch":
+                self._on_step("starting localbatch and creating its queue and job definition")
                 self._start_localbatch()
             self._write_passwords()
+            self._on_step("migrating the Airflow database (airflow db migrate)")
             self.run_airflow("db", "migrate", timeout=600)
+            self._on_step(f"starting Airflow: {', '.join(COMPONENTS)}")
             for name in COMPONENTS:
                 self.start_component(name)
+            self._on_step("waiting for every Airflow component to report healthy")
             self.wait_healthy(self.startup_timeout)
         except BaseException:
             self.stop()

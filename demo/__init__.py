@@ -1,0 +1,1 @@
+"""``make demo``: localbatch + Airflow with AwsBatchExecutor running an example DAG."""

@@ -1,0 +1,90 @@
+"""One dev stack for the whole end-to-end session: localbatch + Airflow with AwsBatchExecutor.
+
+``AIRFLOW_AWS_BATCH_E2E_DB``: a PostgreSQL URL to run on (a fresh database is created and dropped);
+SQLite in the session's temp dir otherwise. ``AIRFLOW_AWS_BATCH_E2E_EXECUTOR=local`` runs the same
+stack on Airflow's LocalExecutor (harness development only: cases that need Batch are skipped).
+Component logs stay in pytest's temp dir (``e2e-stack*/logs``), whose path the session prints.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from devstack import Stack  # noqa: E402
+from devstack.stack import ExecutorChoice  # noqa: E402
+
+DAGS = Path(__file__).resolve().parent / "dags"
+#: Seconds a task may sit in queued before Airflow revokes it (short, for the stuck-in-RUNNABLE case).
+TASK_QUEUED_TIMEOUT = 60
+#: localbatch fault rules, matched against Batch job names ``e2e-<dag_id>-<task_id>``.
+FAULT_RULES = [
+    {"job_name_contains": "e2e_fail_before_start-resubmitted", "fault": "fail_before_start", "times": 1},
+    {"job_name_contains": "e2e_stuck-held", "fault": "hold_runnable"},
+]
+#: DAGs triggered together when the session starts; the scheduler-kill case triggers its own later.
+PRE_TRIGGERED = (
+    "e2e_success",
+    "e2e_airflow_retry",
+    "e2e_fail_before_start",
+    "e2e_exec_config",
+    "e2e_bad_exec_config",
+    "e2e_stuck",
+    "e2e_boot_log",
+)
+ALL_DAGS = (*PRE_TRIGGERED, "e2e_scheduler_kill")
+
+
+@dataclass
+class E2E:
+    stack: Stack
+    run_ids: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def on_batch(self) -> bool:
+        return self.stack.executor == "aws_batch"
+
+    def need_batch(self) -> None:
+        if not self.on_batch:
+            pytest.skip("needs AwsBatchExecutor + localbatch (AIRFLOW_AWS_BATCH_E2E_EXECUTOR=local)")
+
+
+@pytest.fixture(scope="session")
+def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+    executor = cast(ExecutorChoice, os.environ.get("AIRFLOW_AWS_BATCH_E2E_EXECUTOR", "aws_batch"))
+    work_dir = tmp_path_factory.mktemp("e2e-stack")
+    stack = Stack(
+        work_dir,
+        db_url=os.environ.get("AIRFLOW_AWS_BATCH_E2E_DB") or None,
+        executor=executor,
+        dags_folder=DAGS,
+        job_name="e2e",
+        env={
+            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": str(TASK_QUEUED_TIMEOUT),
+            # Fail a stuck task at its first revoke instead of requeueing it twice more.
+            "AIRFLOW__SCHEDULER__NUM_STUCK_IN_QUEUED_RETRIES": "0",
+            # Orphans are adopted once the dead scheduler's heartbeat is this old.
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "15",
+        },
+    )
+    print(f"\ne2e stack work dir: {work_dir}")
+    with stack:
+        session = E2E(stack)
+        if session.on_batch:
+            stack.batch.set_faults({"seed": 1, "rules": FAULT_RULES})
+        stack.airflow.wait_for_dags(ALL_DAGS, timeout=180)
+        for dag_id in ALL_DAGS:
+            stack.airflow.unpause(dag_id)
+        for dag_id in PRE_TRIGGERED:
+            session.run_ids[dag_id] = stack.airflow.trigger(dag_id)
+        yield session

@@ -1,0 +1,181 @@
+"""End to end: real Airflow processes run AwsBatchExecutor against localbatch.
+
+Each case has its own DAG in ``dags/``; outcomes are read through Airflow's REST API and through
+localbatch's Batch API (boto3). The DAGs are triggered together when the session starts, so the
+cases overlap in time; the scheduler-kill case runs last, alone.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections import Counter
+from typing import Any
+
+import pytest
+from devstack import WaitTimeout, ti_label, wait_until
+
+from .conftest import E2E, TASK_QUEUED_TIMEOUT
+
+pytestmark = pytest.mark.e2e
+
+RUN_TIMEOUT = 240.0
+
+
+def _finished_run(e2e: E2E, dag_id: str) -> tuple[str, dict[str, Any]]:
+    run_id = e2e.run_ids[dag_id]
+    return run_id, e2e.stack.airflow.wait_for_run(dag_id, run_id, timeout=RUN_TIMEOUT)
+
+
+def _job_summary(jobs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    return [(job["tags"].get("try_number", "?"), job["status"], job.get("statusReason", "")) for job in jobs]
+
+
+def _events_text(events: list[dict[str, Any]]) -> str:
+    return "\n".join(f"{event['event']}: {event.get('extra') or ''}" for event in events)
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "run_state", "task_states"),
+    [
+        pytest.param(
+            "e2e_success",
+            "success",
+            {"left": "success", "right": "success", "join": "success"},
+            id="success",
+        ),
+        pytest.param("e2e_airflow_retry", "success", {"flaky": "success"}, id="airflow-retry"),
+        pytest.param("e2e_fail_before_start", "success", {"resubmitted": "success"}, id="fail-before-start"),
+        pytest.param("e2e_exec_config", "success", {"overridden": "success"}, id="exec-config-override"),
+        pytest.param(
+            "e2e_bad_exec_config", "failed", {"bad": "failed", "good": "success"}, id="bad-exec-config"
+        ),
+        pytest.param("e2e_stuck", "failed", {"held": "failed"}, id="stuck-in-runnable"),
+        pytest.param("e2e_boot_log", "failed", {"never_starts": "failed"}, id="boot-failure"),
+    ],
+)
+def test_run_outcome(e2e: E2E, dag_id: str, run_state: str, task_states: dict[str, str]) -> None:
+    if dag_id not in {"e2e_success", "e2e_airflow_retry"}:
+        e2e.need_batch()
+    run_id, run = _finished_run(e2e, dag_id)
+    states = e2e.stack.airflow.task_states(dag_id, run_id)
+    assert (run["state"], states) == (run_state, task_states)
+
+
+def test_success_runs_one_batch_job_per_task(e2e: E2E) -> None:
+    e2e.need_batch()
+    run_id, _ = _finished_run(e2e, "e2e_success")
+    jobs = e2e.stack.batch.jobs_for("e2e_success", run_id=run_id)
+    per_task = Counter((job["tags"]["task_id"], job["status"]) for job in jobs)
+    assert per_task == {("left", "SUCCEEDED"): 1, ("right", "SUCCEEDED"): 1, ("join", "SUCCEEDED"): 1}
+    names = sorted(job["jobName"] for job in jobs)
+    assert names == ["e2e-e2e_success-join", "e2e-e2e_success-left", "e2e-e2e_success-right"]
+
+
+def test_airflow_retry_is_one_batch_job_per_try(e2e: E2E) -> None:
+    e2e.need_batch()
+    run_id, _ = _finished_run(e2e, "e2e_airflow_retry")
+    tries = e2e.stack.airflow.task_tries("e2e_airflow_retry", run_id, "flaky")
+    assert sorted((t["try_number"], t["state"]) for t in tries) == [(1, "failed"), (2, "success")]
+    jobs = e2e.stack.batch.jobs_for("e2e_airflow_retry", "flaky", run_id)
+    # execute_workload exits 0 when the task's code fails, so both jobs succeed and none is resubmitted.
+    assert [(try_number, status) for try_number, status, _ in _job_summary(jobs)] == [
+        ("1", "SUCCEEDED"),
+        ("2", "SUCCEEDED"),
+    ]
+
+
+def test_job_failed_before_start_is_resubmitted_for_the_same_try(e2e: E2E) -> None:
+    e2e.need_batch()
+    run_id, _ = _finished_run(e2e, "e2e_fail_before_start")
+    jobs = e2e.stack.batch.jobs_for("e2e_fail_before_start", "resubmitted", run_id)
+    summary = _job_summary(jobs)
+    assert [(try_number, status) for try_number, status, _ in summary] == [
+        ("1", "FAILED"),
+        ("1", "SUCCEEDED"),
+    ], summary
+    assert summary[0][2].startswith("CannotPullContainerError"), summary
+    ti = e2e.stack.airflow.task_instance("e2e_fail_before_start", run_id, "resubmitted")
+    assert ti["try_number"] == 1
+
+
+def test_exec_config_override_is_visible_on_the_batch_job(e2e: E2E) -> None:
+    e2e.need_batch()
+    run_id, _ = _finished_run(e2e, "e2e_exec_config")
+    [job] = e2e.stack.batch.jobs_for("e2e_exec_config", "overridden", run_id)
+    container = job["container"]
+    requirements = {r["type"]: r["value"] for r in container.get("resourceRequirements", [])}
+    environment = {e["name"]: e["value"] for e in container.get("environment", [])}
+    assert (requirements.get("VCPU"), requirements.get("MEMORY")) == ("2", "1024"), container
+    assert environment.get("E2E_GREETING") == "hello-from-executor-config", container
+
+
+def test_bad_exec_config_fails_only_its_task_with_the_reason_in_the_event_log(e2e: E2E) -> None:
+    e2e.need_batch()
+    run_id, _ = _finished_run(e2e, "e2e_bad_exec_config")
+    jobs = e2e.stack.batch.jobs_for("e2e_bad_exec_config", run_id=run_id)
+    assert sorted(job["tags"]["task_id"] for job in jobs) == ["good"]
+    events = e2e.stack.airflow.event_logs(dag_id="e2e_bad_exec_config", task_id="bad", run_id=run_id)
+    assert "containerOverrides.cpus" in _events_text(events), _events_text(events)
+
+
+def test_task_stuck_in_runnable_has_its_job_terminated(e2e: E2E) -> None:
+    e2e.need_batch()
+    run_id, _ = _finished_run(e2e, "e2e_stuck")
+    jobs = e2e.stack.batch.jobs_for("e2e_stuck", "held", run_id)
+    assert len(jobs) == 1, _job_summary(jobs)
+    # Terminated while RUNNABLE: it never ran, so it has no attempt.
+    assert (jobs[0]["status"], jobs[0].get("attempts", [])) == ("FAILED", []), jobs[0]
+    events = e2e.stack.airflow.event_logs(dag_id="e2e_stuck", task_id="held", run_id=run_id)
+    assert f"longer than {TASK_QUEUED_TIMEOUT}" in _events_text(events) or "requeued" in _events_text(
+        events
+    ), _events_text(events)
+
+
+def test_output_of_a_job_that_failed_before_its_task_started_is_in_the_task_log(e2e: E2E) -> None:
+    e2e.need_batch()
+    from .dags.e2e_boot_log import BOOT_MESSAGE
+
+    run_id, _ = _finished_run(e2e, "e2e_boot_log")
+    jobs = e2e.stack.batch.jobs_for("e2e_boot_log", "never_starts", run_id)
+    assert jobs and all(job["status"] == "FAILED" for job in jobs), _job_summary(jobs)
+    assert any(BOOT_MESSAGE in line for line in e2e.stack.batch.log_lines(jobs[0])), "localbatch lost it"
+    log = e2e.stack.airflow.task_log("e2e_boot_log", run_id, "never_starts", 1)
+    assert BOOT_MESSAGE in log, log[-3000:]
+
+
+def test_scheduler_killed_while_tasks_run_is_restarted_and_adopts_them(e2e: E2E) -> None:
+    """SIGKILL the scheduler while three mapped tasks run on Batch; a new scheduler adopts them."""
+    e2e.need_batch()
+    stack, dag_id = e2e.stack, "e2e_scheduler_kill"
+    run_id = stack.airflow.trigger(dag_id)
+
+    def all_running() -> tuple[bool, Any]:
+        states = stack.airflow.task_states(dag_id, run_id)
+        sleepers = {k: v for k, v in states.items() if k.startswith("sleeper[")}
+        return len(sleepers) == 3 and set(sleepers.values()) == {"running"}, states
+
+    wait_until("the three sleepers to run", all_running, timeout=180, interval=1.0)
+    stack.kill_component("scheduler", signal.SIGKILL)
+    stack.start_component("scheduler")
+    try:
+        run = stack.airflow.wait_for_run(dag_id, run_id, timeout=RUN_TIMEOUT)
+    except WaitTimeout as error:
+        pytest.fail(f"{error}\nscheduler log:\n{stack.processes['scheduler'].tail(60)}")
+    tis = stack.airflow.task_instances(dag_id, run_id)
+    assert run["state"] == "success"
+    assert sorted((ti_label(ti), ti["state"], ti["try_number"]) for ti in tis) == [
+        ("after", "success", 1),
+        ("sleeper[0]", "success", 1),
+        ("sleeper[1]", "success", 1),
+        ("sleeper[2]", "success", 1),
+    ]
+    jobs = stack.batch.jobs_for(dag_id, run_id=run_id)
+    per_task = Counter((job["tags"]["task_id"], job["tags"]["map_index"], job["status"]) for job in jobs)
+    assert per_task == {
+        ("sleeper", "0", "SUCCEEDED"): 1,
+        ("sleeper", "1", "SUCCEEDED"): 1,
+        ("sleeper", "2", "SUCCEEDED"): 1,
+        ("after", "-1", "SUCCEEDED"): 1,
+    }, json.dumps(_job_summary(jobs))
+    stack.wait_healthy(timeout=120)
