@@ -13,7 +13,7 @@ import importlib
 from typing import Any
 
 from airflow_aws_batch import __version__
-from airflow_aws_batch.config import OPTIONS, SECTION
+from airflow_aws_batch.options import OPTIONS, SECTION
 
 # Must equal the distribution name in pyproject.toml (Airflow refuses a mismatch).
 PACKAGE_NAME = "aws-batch-airflow"

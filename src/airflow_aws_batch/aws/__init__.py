@@ -1,0 +1,25 @@
+"""The executor's AWS seam: typed calls, error classification, client construction."""
+
+from airflow_aws_batch.aws.batch import (
+    BatchApi,
+    BatchApiError,
+    ComputeEnvironmentInfo,
+    ErrorKind,
+    JobDefinitionInfo,
+    JobDetail,
+    JobQueueInfo,
+    JobSummary,
+    classify,
+)
+
+__all__ = [
+    "BatchApi",
+    "BatchApiError",
+    "ComputeEnvironmentInfo",
+    "ErrorKind",
+    "JobDefinitionInfo",
+    "JobDetail",
+    "JobQueueInfo",
+    "JobSummary",
+    "classify",
+]

@@ -1,0 +1,408 @@
+"""The one place where the executor talks to AWS Batch and CloudWatch Logs.
+
+Responses are parsed here into small typed objects (unknown fields ignored), and every botocore
+error is translated here, once, into :class:`BatchApiError` with an :class:`ErrorKind`.
+
+Not supported: array jobs, multi-node jobs and EKS jobs (only the container fields are read).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+from airflow_aws_batch.core.state import JobView
+
+DESCRIBE_MAX_IDS = 100
+LIST_MAX_RESULTS = 1000
+DEFAULT_LOG_GROUP = "/aws/batch/job"
+
+THROTTLING_CODES = frozenset(
+    {
+        "TooManyRequestsException",
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "ProvisionedThroughputExceededException",
+    }
+)
+CREDENTIAL_CODES = frozenset(
+    {
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "RequestExpired",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+        "AuthFailure",
+    }
+)
+
+
+class ErrorKind(enum.Enum):
+    #: 429 / throttling: wait and try again; never a reason to fail a task.
+    THROTTLED = "throttled"
+    #: Expired or rejected credentials: the client is rebuilt (credentials reloaded) before the next call.
+    CREDENTIALS = "credentials"
+    #: 4xx: the request was refused and nothing happened (bad queue, bad parameters, access denied).
+    CLIENT = "client"
+    #: 5xx, timeouts, dropped connections: the call may or may not have taken effect.
+    AMBIGUOUS = "ambiguous"
+
+
+class BatchApiError(Exception):
+    """A failed AWS call, classified. ``code`` is AWS's error code (or the botocore exception name)."""
+
+    def __init__(self, kind: ErrorKind, code: str, message: str, operation: str) -> None:
+        super().__init__(f"{operation}: {code}: {message}")
+        self.kind = kind
+        self.code = code
+        self.message = message
+        self.operation = operation
+
+
+def classify(exc: Exception, operation: str) -> BatchApiError:
+    """Translate a botocore exception into a :class:`BatchApiError`."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "Unknown"))
+        message = str(error.get("Message", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code in THROTTLING_CODES or status == 429:
+            kind = ErrorKind.THROTTLED
+        elif code in CREDENTIAL_CODES:
+            kind = ErrorKind.CREDENTIALS
+        elif status >= 500 or code in {"ServerException", "InternalFailure", "ServiceUnavailable"}:
+            kind = ErrorKind.AMBIGUOUS
+        else:
+            kind = ErrorKind.CLIENT
+        return BatchApiError(kind, code, message, operation)
+    if isinstance(exc, NoCredentialsError):
+        return BatchApiError(ErrorKind.CREDENTIALS, type(exc).__name__, str(exc), operation)
+    if isinstance(exc, ConnectTimeoutError | EndpointConnectionError):
+        # The request never reached the service: nothing happened, but it is worth retrying.
+        return BatchApiError(ErrorKind.AMBIGUOUS, type(exc).__name__, str(exc), operation)
+    if isinstance(exc, ReadTimeoutError | ConnectionClosedError | BotoCoreError | OSError):
+        return BatchApiError(ErrorKind.AMBIGUOUS, type(exc).__name__, str(exc), operation)
+    return BatchApiError(ErrorKind.AMBIGUOUS, type(exc).__name__, str(exc), operation)
+
+
+@dataclass(frozen=True, slots=True)
+class JobDetail:
+    job_id: str
+    job_name: str
+    job_queue: str
+    status: str
+    status_reason: str = ""
+    created_at: int | None = None
+    started_at: int | None = None
+    stopped_at: int | None = None
+    exit_code: int | None = None
+    container_reason: str = ""
+    #: Log streams of every attempt, oldest first, then the current container's (deduplicated).
+    log_stream_names: tuple[str, ...] = ()
+    log_group: str = DEFAULT_LOG_GROUP
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> JobDetail:
+        container = raw.get("container") or {}
+        streams: list[str] = []
+        for attempt in raw.get("attempts") or []:
+            name = (attempt.get("container") or {}).get("logStreamName")
+            if name and name not in streams:
+                streams.append(name)
+        if container.get("logStreamName") and container["logStreamName"] not in streams:
+            streams.append(container["logStreamName"])
+        log_options = (container.get("logConfiguration") or {}).get("options") or {}
+        exit_code = container.get("exitCode")
+        return cls(
+            job_id=str(raw["jobId"]),
+            job_name=str(raw.get("jobName", "")),
+            job_queue=str(raw.get("jobQueue", "")),
+            status=str(raw.get("status", "")),
+            status_reason=str(raw.get("statusReason") or ""),
+            created_at=raw.get("createdAt"),
+            started_at=raw.get("startedAt"),
+            stopped_at=raw.get("stoppedAt"),
+            exit_code=int(exit_code) if exit_code is not None else None,
+            container_reason=str(container.get("reason") or ""),
+            log_stream_names=tuple(streams),
+            log_group=str(log_options.get("awslogs-group") or DEFAULT_LOG_GROUP),
+            tags={str(k): str(v) for k, v in (raw.get("tags") or {}).items()},
+        )
+
+    def view(self) -> JobView:
+        return JobView(
+            job_id=self.job_id,
+            status=self.status,
+            status_reason=self.status_reason,
+            started=bool(self.started_at),
+            exit_code=self.exit_code,
+            container_reason=self.container_reason,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JobSummary:
+    job_id: str
+    job_name: str
+    status: str
+    created_at: int | None = None
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> JobSummary:
+        return cls(
+            job_id=str(raw["jobId"]),
+            job_name=str(raw.get("jobName", "")),
+            status=str(raw.get("status", "")),
+            created_at=raw.get("createdAt"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JobQueueInfo:
+    name: str
+    arn: str
+    state: str
+    status: str
+    status_reason: str
+    compute_environments: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ComputeEnvironmentInfo:
+    name: str
+    arn: str
+    state: str
+    status: str
+    status_reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobDefinitionInfo:
+    name: str
+    arn: str
+    revision: int
+    status: str
+    environment: dict[str, str]
+
+
+CallObserver = Callable[[str, float, "ErrorKind | None"], None]
+
+
+class BatchApi:
+    """Typed wrapper over a boto3 ``batch`` client (and optionally a ``logs`` client).
+
+    Clients come from factories so that expired credentials can be reloaded: after a
+    CREDENTIALS error the cached client is dropped and the factory is called again.
+    ``observer(operation, seconds, error_kind)`` is called after every call (metrics, tests).
+    """
+
+    def __init__(
+        self,
+        batch_client_factory: Callable[[], Any],
+        logs_client_factory: Callable[[], Any] | None = None,
+        observer: CallObserver | None = None,
+    ) -> None:
+        self._batch_factory = batch_client_factory
+        self._logs_factory = logs_client_factory
+        self._batch: Any = None
+        self._logs: Any = None
+        self._lock = threading.Lock()
+        self._observer = observer
+
+    # ------------------------------------------------------------ plumbing
+    def _client(self, service: str) -> Any:
+        with self._lock:
+            if service == "batch":
+                if self._batch is None:
+                    self._batch = self._batch_factory()
+                return self._batch
+            if self._logs is None:
+                if self._logs_factory is None:
+                    raise BatchApiError(ErrorKind.CLIENT, "NoLogsClient", "no CloudWatch Logs client", "logs")
+                self._logs = self._logs_factory()
+            return self._logs
+
+    def reset_clients(self) -> None:
+        with self._lock:
+            self._batch = None
+            self._logs = None
+
+    def _call(self, service: str, operation: str, **kwargs: Any) -> dict[str, Any]:
+        start = time.monotonic()
+        kind: ErrorKind | None = None
+        try:
+            client = self._client(service)
+            result: dict[str, Any] = getattr(client, operation)(**kwargs)
+            return result
+        except BatchApiError as exc:
+            kind = exc.kind
+            raise
+        except Exception as exc:
+            error = classify(exc, operation)
+            kind = error.kind
+            if kind is ErrorKind.CREDENTIALS:
+                self.reset_clients()
+            raise error from exc
+        finally:
+            if self._observer is not None:
+                self._observer(operation, time.monotonic() - start, kind)
+
+    # ------------------------------------------------------------ jobs
+    def submit_job(self, request: dict[str, Any]) -> str:
+        return str(self._call("batch", "submit_job", **request)["jobId"])
+
+    def describe_jobs(self, job_ids: Iterable[str]) -> list[JobDetail]:
+        ids = list(job_ids)
+        if len(ids) > DESCRIBE_MAX_IDS:
+            raise ValueError(f"DescribeJobs takes at most {DESCRIBE_MAX_IDS} ids, got {len(ids)}")
+        if not ids:
+            return []
+        response = self._call("batch", "describe_jobs", jobs=ids)
+        return [JobDetail.parse(job) for job in response.get("jobs", [])]
+
+    def list_jobs_page(
+        self, job_queue: str, status: str, next_token: str | None = None, max_results: int = LIST_MAX_RESULTS
+    ) -> tuple[list[JobSummary], str | None]:
+        kwargs: dict[str, Any] = {"jobQueue": job_queue, "jobStatus": status, "maxResults": max_results}
+        if next_token:
+            kwargs["nextToken"] = next_token
+        response = self._call("batch", "list_jobs", **kwargs)
+        return [JobSummary.parse(s) for s in response.get("jobSummaryList", [])], response.get("nextToken")
+
+    def find_jobs(
+        self, job_queue: str, job_name: str, created_after_ms: int, tags: dict[str, str]
+    ) -> list[JobDetail]:
+        """Jobs on ``job_queue`` named ``job_name``, created at or after the time, carrying all ``tags``.
+
+        Only the JOB_NAME filter is sent (filters are ORed by some implementations); the time and
+        tags are checked here.
+        """
+        candidates: list[str] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "jobQueue": job_queue,
+                "filters": [{"name": "JOB_NAME", "values": [job_name]}],
+                "maxResults": LIST_MAX_RESULTS,
+            }
+            if token:
+                kwargs["nextToken"] = token
+            response = self._call("batch", "list_jobs", **kwargs)
+            for raw in response.get("jobSummaryList", []):
+                summary = JobSummary.parse(raw)
+                if summary.job_name != job_name:
+                    continue
+                if summary.created_at is not None and summary.created_at < created_after_ms:
+                    continue
+                candidates.append(summary.job_id)
+            token = response.get("nextToken")
+            if not token:
+                break
+        found: list[JobDetail] = []
+        for i in range(0, len(candidates), DESCRIBE_MAX_IDS):
+            for job in self.describe_jobs(candidates[i : i + DESCRIBE_MAX_IDS]):
+                if all(job.tags.get(k) == v for k, v in tags.items()):
+                    found.append(job)
+        return found
+
+    def terminate_job(self, job_id: str, reason: str) -> None:
+        self._call("batch", "terminate_job", jobId=job_id, reason=reason[:1024])
+
+    # ------------------------------------------------------------ resources
+    def describe_job_queue(self, name: str) -> JobQueueInfo | None:
+        response = self._call("batch", "describe_job_queues", jobQueues=[name])
+        for raw in response.get("jobQueues", []):
+            ces = sorted(raw.get("computeEnvironmentOrder") or [], key=lambda c: int(c.get("order", 0)))
+            return JobQueueInfo(
+                name=str(raw.get("jobQueueName", "")),
+                arn=str(raw.get("jobQueueArn", "")),
+                state=str(raw.get("state", "")),
+                status=str(raw.get("status", "")),
+                status_reason=str(raw.get("statusReason") or ""),
+                compute_environments=tuple(str(c.get("computeEnvironment", "")) for c in ces),
+            )
+        return None
+
+    def describe_compute_environments(self, names: list[str]) -> list[ComputeEnvironmentInfo]:
+        if not names:
+            return []
+        response = self._call("batch", "describe_compute_environments", computeEnvironments=names)
+        return [
+            ComputeEnvironmentInfo(
+                name=str(raw.get("computeEnvironmentName", "")),
+                arn=str(raw.get("computeEnvironmentArn", "")),
+                state=str(raw.get("state", "")),
+                status=str(raw.get("status", "")),
+                status_reason=str(raw.get("statusReason") or ""),
+            )
+            for raw in response.get("computeEnvironments", [])
+        ]
+
+    def describe_job_definition(self, name: str) -> JobDefinitionInfo | None:
+        """The named definition: ``name`` (latest ACTIVE revision, else latest), ``name:rev`` or an ARN."""
+        kwargs: dict[str, Any]
+        if name.startswith("arn:") or ":" in name:
+            kwargs = {"jobDefinitions": [name]}
+        else:
+            kwargs = {"jobDefinitionName": name}
+        response = self._call("batch", "describe_job_definitions", **kwargs)
+        defs = response.get("jobDefinitions", [])
+        if not defs:
+            return None
+        active = [d for d in defs if d.get("status") == "ACTIVE"]
+        raw = max(active or defs, key=lambda d: int(d.get("revision", 0)))
+        env = {
+            str(e.get("name")): str(e.get("value", ""))
+            for e in (raw.get("containerProperties") or {}).get("environment") or []
+        }
+        return JobDefinitionInfo(
+            name=str(raw.get("jobDefinitionName", "")),
+            arn=str(raw.get("jobDefinitionArn", "")),
+            revision=int(raw.get("revision", 0)),
+            status=str(raw.get("status", "")),
+            environment=env,
+        )
+
+    # ------------------------------------------------------------ logs
+    def get_log_lines(self, group: str, stream: str, limit: int = 10_000) -> list[str]:
+        """Messages of one CloudWatch Logs stream, oldest first, at most ``limit`` lines."""
+        lines: list[str] = []
+        token: str | None = None
+        while len(lines) < limit:
+            kwargs: dict[str, Any] = {
+                "logGroupName": group,
+                "logStreamName": stream,
+                "startFromHead": True,
+            }
+            if token:
+                kwargs["nextToken"] = token
+            response = self._call("logs", "get_log_events", **kwargs)
+            events = response.get("events", [])
+            lines.extend(str(e.get("message", "")) for e in events)
+            new_token = response.get("nextForwardToken")
+            if not events or not new_token or new_token == token:
+                break
+            token = new_token
+        return lines[:limit]

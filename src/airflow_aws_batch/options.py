@@ -1,0 +1,141 @@
+"""The option table of ``[aws_batch_executor]``: names, types, defaults, descriptions.
+
+Kept free of heavy imports: Airflow imports it through ``provider.get_provider_info`` in every process
+that reads provider configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+SECTION = "aws_batch_executor"
+
+OptionType = Literal["string", "integer", "float", "boolean", "json"]
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option of the section; ``provider.py`` renders these for ``airflow config list``."""
+
+    name: str
+    type: OptionType
+    default: str | None
+    description: str
+    example: str | None = None
+
+
+OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "job_queue",
+        "string",
+        None,
+        "The Batch job queue (name or ARN) that jobs are submitted to. Required unless "
+        "submit_job_kwargs sets jobQueue. queue_map and a task's executor_config can choose another.",
+        "airflow-jobs",
+    ),
+    OptionSpec(
+        "job_definition",
+        "string",
+        None,
+        "The Batch job definition (name, name:revision or ARN) of every job. Required unless "
+        "submit_job_kwargs sets jobDefinition. Must be a container job definition.",
+        "airflow-task",
+    ),
+    OptionSpec(
+        "job_name",
+        "string",
+        None,
+        "Prefix of every Batch job name; the executor appends -<dag_id>-<task_id> and fits the result "
+        "to Batch's rules (letters, digits, - and _, first character alphanumeric, at most 128 "
+        "characters). Required unless submit_job_kwargs sets jobName.",
+        "airflow",
+    ),
+    OptionSpec(
+        "region_name",
+        "string",
+        None,
+        "AWS region of the Batch resources. Required unless the Airflow connection named by conn_id "
+        "sets region_name in its extra; this option wins over the connection.",
+        "us-east-1",
+    ),
+    OptionSpec(
+        "conn_id",
+        "string",
+        "aws_default",
+        "Airflow connection (conn_type aws) that supplies credentials, role assumption and "
+        "endpoint_url. aws_conn_id is accepted as an alias; it is used only while conn_id is left at "
+        "its default.",
+        "aws_default",
+    ),
+    OptionSpec(
+        "submit_job_kwargs",
+        "json",
+        "{}",
+        "JSON object of extra SubmitJob parameters (botocore names, e.g. containerOverrides, "
+        "retryStrategy, timeout, tags). Its jobQueue, jobDefinition and jobName win over the options "
+        "above. It must not set containerOverrides.command: the executor owns the command.",
+        '{"containerOverrides": {"resourceRequirements": [{"type": "MEMORY", "value": "2048"}]}, '
+        '"tags": {"team": "data"}}',
+    ),
+    OptionSpec(
+        "max_submit_job_attempts",
+        "integer",
+        "3",
+        "How many times a task's job is submitted before the task fails: counts submit errors and "
+        "jobs that FAILED before Airflow saw the task start.",
+        "3",
+    ),
+    OptionSpec(
+        "check_health_on_startup",
+        "boolean",
+        "True",
+        "Check on start that the credentials work, the job queue is ENABLED and VALID and the job "
+        "definition is ACTIVE; the scheduler does not start otherwise.",
+        "True",
+    ),
+    OptionSpec(
+        "queue_map",
+        "json",
+        "{}",
+        "JSON object mapping an Airflow task queue to a Batch job queue. Tasks whose queue is not "
+        "mapped go to job_queue.",
+        '{"gpu": "airflow-gpu-jobs", "spot": "airflow-spot-jobs"}',
+    ),
+    OptionSpec(
+        "submit_rate",
+        "float",
+        "50",
+        "Upper bound on SubmitJob calls per second (AWS's default quota is 50 per account).",
+        "20",
+    ),
+    OptionSpec(
+        "status_calls_per_second",
+        "float",
+        "5",
+        "Budget of DescribeJobs calls per second for status polling (each covers up to 100 jobs).",
+        "2",
+    ),
+    OptionSpec(
+        "retry_mode",
+        "string",
+        "adaptive",
+        "botocore retry mode of the Batch client: standard or adaptive (adds client-side rate limiting "
+        "after throttling).",
+        "standard",
+    ),
+    OptionSpec(
+        "aws_conn_id",
+        "string",
+        None,
+        "Alias of conn_id, the name used by the AWS Batch executor documentation. Used only while "
+        "conn_id is left at its default.",
+        "aws_default",
+    ),
+)
+
+OPTION_NAMES = tuple(spec.name for spec in OPTIONS)
+
+
+def env_var(option: str) -> str:
+    return f"AIRFLOW__{SECTION.upper()}__{option.upper()}"

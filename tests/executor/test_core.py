@@ -1,0 +1,314 @@
+"""The pure state core, driven through its events with a fake clock (no mocks, no I/O)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from airflow_aws_batch.core import (
+    BackoffPolicy,
+    Core,
+    Fail,
+    JobView,
+    RunningState,
+    Submit,
+    SubmitOutcome,
+    Success,
+    TaskEvent,
+    Terminate,
+)
+from airflow_aws_batch.core.state import Track, Untrack
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def request(name: str = "airflow-dag-task") -> dict[str, Any]:
+    return {
+        "jobName": name,
+        "jobQueue": "q",
+        "jobDefinition": "d",
+        "containerOverrides": {"command": ["python", "-m", "x"]},
+        "tags": {"dag_id": "dag", "task_id": "task"},
+    }
+
+
+def make(max_attempts: int = 3) -> tuple[Core, Clock]:
+    clock = Clock()
+    return Core(
+        max_attempts=max_attempts, clock=clock, backoff=BackoffPolicy(base_s=2, max_s=30, wait_s=0.5)
+    ), clock
+
+
+def submits(core: Core) -> list[Submit]:
+    return [c for c in core.commands() if isinstance(c, Submit)]
+
+
+def submit_ok(core: Core, key: str, job_id: str) -> list[Any]:
+    (cmd,) = submits(core)
+    assert cmd.key == key
+    return core.submit_result(key, SubmitOutcome.OK, job_id=job_id)
+
+
+@pytest.mark.parametrize(
+    ("attempts", "expected"),
+    [
+        pytest.param(1, 2.0, id="first-retry-base"),
+        pytest.param(2, 4.0, id="doubles"),
+        pytest.param(4, 16.0, id="doubles-again"),
+        pytest.param(5, 30.0, id="capped"),
+        pytest.param(50, 30.0, id="capped-large"),
+    ],
+)
+def test_backoff_delay(attempts: int, expected: float) -> None:
+    assert BackoffPolicy(base_s=2, max_s=30).delay(attempts) == expected
+
+
+def test_submit_ok_reports_job_id_and_tracks_it() -> None:
+    core, _ = make()
+    core.add("k", request())
+    (cmd,) = submits(core)
+    assert cmd.request == request()
+    assert cmd.lookup_after_ms is None
+    assert core.submit_result("k", SubmitOutcome.OK, job_id="j1") == [RunningState("k", "j1")]
+    assert core.commands() == [Track("j1", "q")]
+    assert core.job_id("k") == "j1"
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        pytest.param("SUBMITTED", [], id="submitted-queued"),
+        pytest.param("PENDING", [], id="pending-queued"),
+        pytest.param("RUNNABLE", [], id="runnable-queued"),
+        pytest.param("STARTING", [], id="starting-queued"),
+        pytest.param("RUNNING", [], id="running"),
+        pytest.param("SUCCEEDED", [Success("k", "j1")], id="succeeded"),
+    ],
+)
+def test_status_mapping(status: str, expected: list[Any]) -> None:
+    core, _ = make()
+    core.add("k", request())
+    submit_ok(core, "k", "j1")
+    assert core.job_seen(JobView("j1", status)) == expected
+    assert ("k" in core) is (status != "SUCCEEDED")
+
+
+def test_runnable_reason_reaches_event_log_once() -> None:
+    core, _ = make()
+    core.add("k", request())
+    submit_ok(core, "k", "j1")
+    reason = "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - no spot"
+    (event,) = core.job_seen(JobView("j1", "RUNNABLE", status_reason=reason))
+    assert isinstance(event, TaskEvent)
+    assert event.event == "aws_batch_job_runnable"
+    assert reason in event.extra
+    assert core.job_seen(JobView("j1", "RUNNABLE", status_reason=reason)) == []
+
+
+def test_failed_before_start_resubmits_with_backoff_then_fails() -> None:
+    core, clock = make(max_attempts=3)
+    core.add("k", request())
+    for attempt in (1, 2):
+        submit_ok(core, "k", f"j{attempt}")
+        reports = core.job_seen(JobView(f"j{attempt}", "FAILED", status_reason="Task failed to start"))
+        assert [type(r) for r in reports] == [TaskEvent]
+        assert "Task failed to start" in reports[0].extra  # type: ignore[union-attr]
+        assert Untrack(f"j{attempt}") in core.commands()
+        assert submits(core) == []  # waiting for backoff
+        clock.now += BackoffPolicy(base_s=2, max_s=30).delay(attempt)
+    submit_ok(core, "k", "j3")
+    reports = core.job_seen(
+        JobView("j3", "FAILED", status_reason="Essential container in task exited", exit_code=137)
+    )
+    fail = reports[-1]
+    assert isinstance(fail, Fail)
+    assert "exitCode: 137" in fail.reason and "Essential container" in fail.reason
+    assert "k" not in core
+
+
+@pytest.mark.parametrize(
+    "view_before_failure",
+    [
+        pytest.param(JobView("j1", "RUNNING"), id="running-seen"),
+        pytest.param(JobView("j1", "STARTING", started=True), id="startedAt-set"),
+    ],
+)
+def test_never_resubmits_after_start(view_before_failure: JobView) -> None:
+    core, clock = make(max_attempts=5)
+    core.add("k", request())
+    submit_ok(core, "k", "j1")
+    core.job_seen(view_before_failure)
+    reports = core.job_seen(JobView("j1", "FAILED", status_reason="Host EC2 (instance i-1) terminated."))
+    assert isinstance(reports[-1], Fail)
+    assert "Host EC2" in reports[-1].reason
+    clock.now += 1000
+    assert submits(core) == []
+
+
+def test_failure_straight_to_failed_with_started_at_is_not_resubmitted() -> None:
+    core, _ = make(max_attempts=5)
+    core.add("k", request())
+    submit_ok(core, "k", "j1")
+    reports = core.job_seen(JobView("j1", "FAILED", started=True, exit_code=1))
+    assert isinstance(reports[-1], Fail)
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "final"),
+    [
+        pytest.param([SubmitOutcome.FAILED] * 3, "fail", id="three-failures-fail"),
+        pytest.param([SubmitOutcome.FAILED, SubmitOutcome.FAILED, SubmitOutcome.OK], "ok", id="ok-on-last"),
+        pytest.param([SubmitOutcome.WAIT] * 20 + [SubmitOutcome.OK], "ok", id="throttling-never-counts"),
+        pytest.param(
+            [
+                SubmitOutcome.WAIT,
+                SubmitOutcome.FAILED,
+                SubmitOutcome.WAIT,
+                SubmitOutcome.FAILED,
+                SubmitOutcome.FAILED,
+            ],
+            "fail",
+            id="throttling-between-failures",
+        ),
+    ],
+)
+def test_submit_errors_count_attempts(outcomes: list[SubmitOutcome], final: str) -> None:
+    core, clock = make(max_attempts=3)
+    core.add("k", request())
+    reports: list[Any] = []
+    for outcome in outcomes:
+        clock.now += 1000
+        (cmd,) = submits(core)
+        assert cmd.key == "k"
+        reports = core.submit_result(
+            "k", outcome, job_id="j" if outcome is SubmitOutcome.OK else None, reason="boom"
+        )
+    if final == "fail":
+        assert isinstance(reports[-1], Fail)
+        assert "boom" in reports[-1].reason
+        assert "k" not in core
+    else:
+        assert reports[0] == RunningState("k", "j")
+
+
+def test_throttled_waits_only_the_short_delay() -> None:
+    core, clock = make()
+    core.add("k", request())
+    submits(core)
+    assert core.submit_result("k", SubmitOutcome.WAIT) == []
+    assert submits(core) == []
+    clock.now += 0.5
+    assert len(submits(core)) == 1
+
+
+def test_ambiguous_submit_looks_before_resubmitting() -> None:
+    core, clock = make(max_attempts=3)
+    core.add("k", request())
+    submits(core)
+    (event,) = core.submit_result("k", SubmitOutcome.AMBIGUOUS, reason="HTTP 503", sent_at_ms=5_000_000)
+    assert isinstance(event, TaskEvent)
+    clock.now += 2
+    (cmd,) = submits(core)
+    assert cmd.lookup_after_ms == 5_000_000 - 60_000
+    assert not cmd.lookup_only
+    # The lookup found the job created by the ambiguous call: no new attempt, no second job.
+    reports = core.submit_result("k", SubmitOutcome.OK, job_id="j1", found=True)
+    assert reports[0] == RunningState("k", "j1")
+    assert submits(core) == []
+
+
+def test_ambiguous_last_attempt_only_looks_then_fails_when_not_found() -> None:
+    core, clock = make(max_attempts=1)
+    core.add("k", request())
+    submits(core)
+    core.submit_result("k", SubmitOutcome.AMBIGUOUS, reason="read timeout", sent_at_ms=10_000_000)
+    clock.now += 100
+    (cmd,) = submits(core)
+    assert cmd.lookup_only
+    reports = core.submit_result("k", SubmitOutcome.FAILED, reason="no job found")
+    assert isinstance(reports[-1], Fail)
+    assert "read timeout" not in reports[-1].reason or "no job found" in reports[-1].reason
+
+
+@pytest.mark.parametrize(
+    ("phase", "expected_terminates"),
+    [
+        pytest.param("pending", [], id="pending-just-dropped"),
+        pytest.param("submitted", [Terminate("j1", "Task revoked by Airflow")], id="submitted-terminated"),
+        pytest.param("running", [Terminate("j1", "Task revoked by Airflow")], id="running-terminated"),
+    ],
+)
+def test_revoke(phase: str, expected_terminates: list[Terminate]) -> None:
+    core, _ = make()
+    core.add("k", request())
+    if phase != "pending":
+        submit_ok(core, "k", "j1")
+        core.commands()
+        if phase == "running":
+            core.job_seen(JobView("j1", "RUNNING"))
+    core.revoke("k")
+    assert [c for c in core.commands() if isinstance(c, Terminate)] == expected_terminates
+    assert "k" not in core
+    assert submits(core) == []
+
+
+def test_revoke_while_submitting_terminates_the_job_that_appears() -> None:
+    core, _ = make()
+    core.add("k", request())
+    submits(core)
+    core.revoke("k")
+    assert core.submit_result("k", SubmitOutcome.OK, job_id="j9") == []
+    assert next(c for c in core.commands() if isinstance(c, Terminate)).job_id == "j9"
+    assert "k" not in core
+
+
+@pytest.mark.parametrize(
+    ("status", "report_type"),
+    [
+        pytest.param("RUNNING", None, id="live-running-kept"),
+        pytest.param("RUNNABLE", None, id="live-runnable-kept"),
+        pytest.param("SUCCEEDED", Success, id="finished-success-reported"),
+        pytest.param("FAILED", Fail, id="finished-failed-reported-not-resubmitted"),
+    ],
+)
+def test_adopt(status: str, report_type: type | None) -> None:
+    core, clock = make()
+    core.adopt("k", "old-job")
+    assert core.commands() == [Track("old-job", None)]
+    reports = core.job_seen(JobView("old-job", status))
+    if report_type is None:
+        assert reports == []
+        assert core.job_id("k") == "old-job"
+    else:
+        assert isinstance(reports[-1], report_type)
+    clock.now += 1000
+    assert submits(core) == []
+
+
+def test_missing_job_fails_the_task() -> None:
+    core, _ = make()
+    core.adopt("k", "gone")
+    reports = core.job_missing("gone")
+    assert isinstance(reports[-1], Fail)
+    assert "gone" in reports[-1].reason
+
+
+def test_commands_limit_and_terminate_all() -> None:
+    core, _ = make()
+    for i in range(5):
+        core.add(i, request(f"n{i}"))
+    submits_limit = [c for c in core.commands(limit=2) if isinstance(c, Submit)]
+    assert len(submits_limit) == 2
+    for cmd in submits_limit:
+        core.submit_result(cmd.key, SubmitOutcome.OK, job_id=f"j{cmd.key}")
+    counts = core.counts()
+    assert (counts.pending, counts.submitted) == (3, 2)
+    assert sorted(t.job_id for t in core.terminate_all("shutdown")) == ["j0", "j1"]
+    assert len(core) == 0
