@@ -21,10 +21,10 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 venv: $(VENV)/.synced
 
 lint: venv
-	$(VENV)/bin/ruff check src tests devstack demo
-	$(VENV)/bin/ruff format --check src tests devstack demo
+	$(VENV)/bin/ruff check src tests devstack demo bench
+	$(VENV)/bin/ruff format --check src tests devstack demo bench
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy devstack demo/run.py demo/__main__.py
+	$(VENV)/bin/mypy devstack demo/run.py demo/__main__.py bench
 
 # The README's test command: lint, types, unit, contract (moto + localbatch) and end-to-end on SQLite.
 test: venv lint

@@ -11,6 +11,7 @@ Between scenarios the previous one's jobs are ended and its executor ended, so n
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import os
@@ -312,9 +313,12 @@ def steady(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _rss() -> int:
-    import psutil
+    # Second field of statm: resident pages.
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
-    return int(psutil.Process().memory_info().rss)
+
+def _at_least(items: set[Any], count: int) -> bool:
+    return len(items) >= count
 
 
 def memory(params: dict[str, Any]) -> dict[str, Any]:
@@ -331,7 +335,7 @@ def memory(params: dict[str, Any]) -> dict[str, Any]:
     for count in (first, n):
         _queue(executor, (factory.make(i) for i in range(start, count)))
         start = count
-        driver.loop_until(lambda c=count: len(submitted) >= c, params["setup_timeout_s"])
+        driver.loop_until(functools.partial(_at_least, submitted, count), params["setup_timeout_s"])
         driver.loop_until(lambda: False, params["settle_s"])
         gc.collect()
         # The harness's set of keys is not the executor's memory: subtract its table.

@@ -244,8 +244,6 @@ def environment(sizes: scenarios.Sizes, size_name: str) -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             return None
 
-    import psutil
-
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
@@ -256,7 +254,7 @@ def environment(sizes: scenarios.Sizes, size_name: str) -> dict[str, Any]:
         "size": size_name,
         "sizes": asdict(sizes),
         "cpu_count": os.cpu_count(),
-        "memory_bytes": psutil.virtual_memory().total,
+        "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
         "load_average": os.getloadavg(),
         "platform": platform.platform(),
         "python": platform.python_version(),
