@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from localbatch import protocol
 from localbatch.backend import BatchBackend
 from localbatch.errors import (
+    LogsInvalidParameter,
     LogsServiceUnavailable,
     LogsThrottling,
     ServerException,
@@ -30,6 +32,7 @@ from localbatch.runner import Runner
 from localbatch.store import Store
 
 ADMIN_PREFIX = "/_localbatch"
+log = logging.getLogger("localbatch")
 
 
 @dataclass
@@ -70,11 +73,9 @@ class LocalBatch:
         self.faults.replace(config)
         self.runner.release_holds()
 
-    async def handle(
-        self, service: str, parsed: protocol.ParsedRequest | None, operation: str
-    ) -> dict[str, Any]:
+    async def apply_faults(self, service: str, operation: str) -> None:
+        """Added latency, quotas and random server errors, in the order a caller would meet them."""
         stats = self.stats.get(operation)
-        stats.requests += 1
         config = self.faults.config
         if config.latency_ms > 0:
             await asyncio.sleep(config.latency_ms / 1000)
@@ -88,10 +89,21 @@ class LocalBatch:
             if service == "logs":
                 raise LogsServiceUnavailable("The service cannot complete the request (injected fault).")
             raise ServerException("Internal server error (injected fault)")
-        assert parsed is not None
-        if service == "logs":
+
+    def call(
+        self, headers: dict[str, str], method: str, raw_path: str, query: str, body: bytes
+    ) -> dict[str, Any]:
+        if "x-amz-target" in headers:
+            parsed = protocol.parse_logs(headers, body)
             return self.logs.dispatch(parsed.operation, parsed.params, parsed.region)
-        return self.batch.dispatch(parsed.operation, parsed.params, parsed.region)
+        batch_request = protocol.parse_batch(method, raw_path, query, headers, body)
+        assert batch_request is not None
+        return self.batch.dispatch(batch_request.operation, batch_request.params, batch_request.region)
+
+
+def _error(error: ServiceError, service: str) -> Response:
+    status, headers, payload = protocol.error_body(error, service)
+    return Response(payload, status_code=status, headers=headers)
 
 
 def _json(
@@ -129,27 +141,32 @@ def create_app(service: LocalBatch) -> FastAPI:
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE"])
     async def aws(request: Request) -> Response:
         headers = {k.lower(): v for k, v in request.headers.items()}
-        body = await request.body()
-        raw_path = request.scope.get("raw_path", b"").decode() or request.url.path
-        raw_path = raw_path.split("?")[0]
+        raw_path = (request.scope.get("raw_path", b"").decode() or request.url.path).split("?")[0]
         service_name = "logs" if "x-amz-target" in headers else "batch"
-        operation = headers.get("x-amz-target", "").rpartition(".")[2] or "Unknown"
+        if service_name == "logs":
+            operation = protocol.logs_operation(headers)
+            if operation is None:
+                error = LogsInvalidParameter(f"Unknown operation {headers['x-amz-target']!r}")
+                return _error(error, service_name)
+        else:
+            operation = protocol.batch_operation(request.method, raw_path)
+            if operation is None:
+                return _json(404, {"message": f"No AWS operation at {request.method} {raw_path}"})
+        stats = service.stats.get(operation)
+        stats.requests += 1
         try:
-            parsed: protocol.ParsedRequest | None
-            if service_name == "logs":
-                parsed = protocol.parse_logs(headers, body)
-                operation = parsed.operation
-            else:
-                parsed = protocol.parse_batch(request.method, raw_path, request.url.query, headers, body)
-                if parsed is None:
-                    return _json(404, {"message": f"No AWS operation at {request.method} {raw_path}"})
-                operation = parsed.operation
-            result = await service.handle(service_name, parsed, operation)
+            await service.apply_faults(service_name, operation)
+            body = await request.body()
+            result = service.call(headers, request.method, raw_path, request.url.query, body)
         except ServiceError as error:
             if error.status < 500 and not isinstance(error, (TooManyRequestsException, LogsThrottling)):
-                service.stats.get(operation).client_errors += 1
-            status, err_headers, payload = protocol.error_body(error, service_name)
-            return Response(payload, status_code=status, headers=err_headers)
+                stats.client_errors += 1
+            return _error(error, service_name)
+        except Exception as exc:  # a bug must still reach the client in AWS's shape, and our log
+            log.exception("%s failed", operation)
+            stats.server_errors += 1
+            unavailable = LogsServiceUnavailable if service_name == "logs" else ServerException
+            return _error(unavailable(f"localbatch failed: {exc!r}"), service_name)
         media = "application/x-amz-json-1.1" if service_name == "logs" else "application/json"
         return _json(200, result, media=media)
 

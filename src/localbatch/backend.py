@@ -11,6 +11,7 @@ Compute environments and job queues become VALID at once (no CREATING/UPDATING p
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import re
 import time
@@ -141,14 +142,15 @@ class BatchBackend:
     def touch(self, job: Job) -> None:
         self._dirty.add(job.job_id)
 
+    # Resources are copied because the store encodes them later, on its own thread.
     def _save_ce(self, ce: dict[str, Any]) -> None:
-        self.store.put("compute_environment", ce["computeEnvironmentName"], ce)
+        self.store.put("compute_environment", ce["computeEnvironmentName"], copy.deepcopy(ce))
 
     def _save_jq(self, jq: dict[str, Any]) -> None:
-        self.store.put("job_queue", jq["jobQueueName"], jq)
+        self.store.put("job_queue", jq["jobQueueName"], copy.deepcopy(jq))
 
     def _save_jd(self, jd: dict[str, Any]) -> None:
-        self.store.put("job_definition", jd["jobDefinitionArn"], jd)
+        self.store.put("job_definition", jd["jobDefinitionArn"], copy.deepcopy(jd))
 
     # -- indexes and transitions -------------------------------------------------------------------
     def _index_add(self, job: Job) -> None:
@@ -364,6 +366,11 @@ class BatchBackend:
         container = p.get("containerProperties")
         if not container or not container.get("image"):
             raise ClientException("containerProperties.image must be provided for a container job definition")
+        # AWS echoes these lists back empty when they were not given.
+        container = {
+            **{k: [] for k in ("environment", "mountPoints", "secrets", "ulimits", "volumes")},
+            **container,
+        }
         revisions = [
             int(d["revision"]) for d in self.job_definitions.values() if d["jobDefinitionName"] == name
         ]

@@ -85,6 +85,22 @@ def _load_json(body: bytes, error: type[ServiceError]) -> dict[str, Any]:
     return data
 
 
+def batch_operation(method: str, raw_path: str) -> str | None:
+    """The Batch operation a rest-json request addresses, or None."""
+    for route in _batch_routes():
+        if route.method == method and route.pattern.match(raw_path):
+            return route.operation
+    return None
+
+
+def logs_operation(headers: dict[str, str]) -> str | None:
+    target = headers.get("x-amz-target", "")
+    name = target[len(LOGS_TARGET_PREFIX) :]
+    if target.startswith(LOGS_TARGET_PREFIX) and name in service_model("logs").operation_names:
+        return name
+    return None
+
+
 def parse_batch(
     method: str, raw_path: str, query: str, headers: dict[str, str], body: bytes
 ) -> ParsedRequest | None:

@@ -53,7 +53,8 @@ class Store:
 
     # -- writes (any thread, never blocks on disk) -------------------------------------------------
     def put(self, kind: str, key: str, body: dict[str, Any]) -> None:
-        self._queue.put(("put", (kind, key, json.dumps(body))))
+        """`body` must not be mutated afterwards: it is encoded later, on the writer thread."""
+        self._queue.put(("put", (kind, key, body)))
 
     def delete(self, kind: str, key: str) -> None:
         self._queue.put(("delete", (kind, key)))
@@ -95,7 +96,11 @@ class Store:
                         continue
                     op, args = item
                     if op == "put":
-                        conn.execute("INSERT OR REPLACE INTO records (kind, id, body) VALUES (?, ?, ?)", args)
+                        kind, key, body = args
+                        conn.execute(
+                            "INSERT OR REPLACE INTO records (kind, id, body) VALUES (?, ?, ?)",
+                            (kind, key, json.dumps(body)),
+                        )
                     elif op == "delete":
                         conn.execute("DELETE FROM records WHERE kind = ? AND id = ?", args)
                     elif op == "stream":

@@ -79,8 +79,11 @@ def test_client_errors(batch: Any, env: Env, call: Any, message: str) -> None:
 def test_requests_are_validated_against_the_model(server: Server) -> None:
     import requests
 
+    before = server.admin("GET", "stats").json()["operations"].get("SubmitJob", {"client_errors": 0})
     response = requests.post(f"{server.url}/v1/submitjob", json={"jobName": "x"}, timeout=10)
     assert response.status_code == 400
+    after = server.admin("GET", "stats").json()["operations"]["SubmitJob"]
+    assert after["client_errors"] == before["client_errors"] + 1
     assert response.headers["x-amzn-ErrorType"] == "ClientException"
     assert "Missing required parameter" in response.json()["message"]
 

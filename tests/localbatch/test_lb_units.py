@@ -55,7 +55,7 @@ def test_transitions(old: JobStatus, new: JobStatus, allowed: bool) -> None:
         ),
     ],
 )
-def test_retry_action(  # noqa: PLR0917 (pytest passes parameters by name)
+def test_retry_action(
     rules: list[dict[str, str]], status_reason: str, reason: str | None, exit_code: int | None, action: str
 ) -> None:
     assert retry_action(rules, status_reason, reason, exit_code) == action

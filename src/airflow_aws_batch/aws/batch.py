@@ -244,6 +244,17 @@ class BatchApi:
                 self._logs = self._logs_factory()
             return self._logs
 
+    @property
+    def region_name(self) -> str:
+        """The region the Batch client talks to (builds the client; no network call)."""
+        return str(self._client("batch").meta.region_name)
+
+    def warm_up(self) -> None:
+        """Build the clients now (no network call), so the first API call does not pay for it."""
+        self._client("batch")
+        if self._logs_factory is not None:
+            self._client("logs")
+
     def reset_clients(self) -> None:
         with self._lock:
             self._batch = None

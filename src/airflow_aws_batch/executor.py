@@ -1,0 +1,426 @@
+"""``AwsBatchExecutor``: every Airflow task (and, on Airflow >= 3.3, every callback) as one AWS Batch job.
+
+The class is thin: :mod:`airflow_aws_batch.core` decides, :mod:`airflow_aws_batch.runtime` threads
+do the AWS calls, and ``heartbeat()``/``sync()`` on the scheduler thread only move messages between
+them and Airflow. No network call ever happens on the scheduler thread.
+
+Not supported: ``is_local`` (``airflow standalone`` always forces LocalExecutor), multi-team
+deployments, and connection-test workloads.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.executors.base_executor import BaseExecutor
+
+from airflow_aws_batch.aws.batch import BatchApi, ErrorKind
+from airflow_aws_batch.aws.clients import botocore_config, hook_client_factory
+from airflow_aws_batch.config import ConfigError, ExecutorConfig, load_config
+from airflow_aws_batch.core.state import (
+    BackoffPolicy,
+    Core,
+    Fail,
+    Report,
+    RunningState,
+    Submit,
+    Success,
+    TaskEvent,
+    Terminate,
+    Track,
+    Untrack,
+)
+from airflow_aws_batch.runtime import JobsMissing, JobsSeen, Runtime, SubmitDone
+from airflow_aws_batch.submit import (
+    ExecConfigError,
+    build_callback_submit_job_request,
+    build_submit_job_request,
+    workload_command,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
+
+METRIC_PREFIX = "aws_batch_executor"
+SUBMIT_THREADS = 8
+# A burst is accepted a slice at a time: building a request costs ~0.1 ms, and the heartbeat must
+# stay short (the benchmark wants p99 <= 20 ms); what is left stays queued for the next heartbeat.
+MAX_ACCEPT_PER_HEARTBEAT = 500
+ACCEPT_BUDGET_S = 0.005
+END_POLL_S = 1.0
+
+
+class HealthCheckFailed(RuntimeError):
+    """Raised by ``start()`` when a fatal startup check fails; the scheduler does not start."""
+
+
+def _stats() -> Any:
+    from airflow._shared.observability.metrics import stats
+
+    return stats
+
+
+class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
+    """Runs each Airflow task as its own AWS Batch job; see the README for the options."""
+
+    supports_callbacks = True
+    supports_ad_hoc_ti_run = True
+    #: Delay between submit attempts (class attribute so tests and subclasses can shorten it).
+    backoff = BackoffPolicy()
+    #: Seconds between polling cycles (each cycle stays within ``status_calls_per_second``).
+    poll_interval_s = 1.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Nothing here may do I/O: the API server builds executors only to call get_task_log().
+        self._config: ExecutorConfig | None = None
+        self._api: BatchApi | None = None
+        self._status_api: BatchApi | None = None
+        self._core: Core | None = None
+        self._runtime: Runtime | None = None
+        self._throttled: queue.SimpleQueue[str] = queue.SimpleQueue()
+
+    # ------------------------------------------------------------ wiring
+    @property
+    def config(self) -> ExecutorConfig:
+        if self._config is None:
+            self._config = load_config()
+        return self._config
+
+    def _make_api(self, *, submit: bool) -> BatchApi:
+        config = self.config
+        batch_config = botocore_config(
+            retry_mode=config.retry_mode,
+            # SubmitJob is not idempotent: botocore must not resend it after a 5xx or a timeout;
+            # the core does, after looking for the job the failed call may have created.
+            max_attempts=1 if submit else 5,
+            pool_size=SUBMIT_THREADS + 4,
+        )
+        logs_config = botocore_config(retry_mode=config.retry_mode, max_attempts=5, pool_size=4)
+        return BatchApi(
+            hook_client_factory(
+                conn_id=config.conn_id,
+                region_name=config.region_name,
+                client_type="batch",
+                config=batch_config,
+            ),
+            hook_client_factory(
+                conn_id=config.conn_id, region_name=config.region_name, client_type="logs", config=logs_config
+            ),
+            observer=self._observe_call,
+        )
+
+    @property
+    def api(self) -> BatchApi:
+        """The AWS layer used for status, terminate, health and logs calls (botocore retries on)."""
+        if self._status_api is None:
+            self._status_api = self._make_api(submit=False)
+        return self._status_api
+
+    def _observe_call(self, operation: str, seconds: float, kind: ErrorKind | None) -> None:
+        try:
+            stats = _stats()
+            stats.timing(f"{METRIC_PREFIX}.api_latency.{operation}", seconds * 1000.0)
+            if kind is ErrorKind.THROTTLED:
+                stats.incr(f"{METRIC_PREFIX}.throttled")
+        except Exception:
+            log.debug("metrics failed", exc_info=True)
+
+    def _on_throttled(self, operation: str) -> None:
+        self._throttled.put(operation)
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        try:
+            config = load_config()
+        except ConfigError as exc:
+            log.error("AwsBatchExecutor cannot start: %s", exc)
+            raise
+        self._config = config
+        if config.check_health_on_startup:
+            from airflow_aws_batch.health import format_failures, run_checks
+
+            items = run_checks(self.api, config)
+            failures = [item for item in items if not item.ok and item.fatal]
+            if failures:
+                message = format_failures(config, failures)
+                log.error("%s", message)
+                raise HealthCheckFailed(message)
+        self._core = Core(
+            max_attempts=config.max_submit_job_attempts, clock=time.monotonic, backoff=self.backoff
+        )
+        self._api = self._make_api(submit=True)
+        # Build both clients now, on this thread: loading botocore's service model holds the GIL for
+        # hundreds of milliseconds, which would otherwise land in the middle of a heartbeat.
+        self._api.warm_up()
+        self.api.warm_up()
+        # log_task_event builds ORM Log rows; the first one configures every SQLAlchemy mapper
+        # (about a second). The scheduler has done this already; other hosts of the executor may not.
+        try:
+            from airflow.models import import_all_models
+            from sqlalchemy.orm import configure_mappers
+
+            import_all_models()
+            configure_mappers()
+        except Exception:
+            log.debug("Could not configure ORM mappers ahead of time", exc_info=True)
+        runtime = Runtime(
+            self._api,
+            status_api=self.api,
+            submit_rate=config.submit_rate,
+            status_calls_per_second=config.status_calls_per_second,
+            submit_threads=SUBMIT_THREADS,
+            poll_interval_s=self.poll_interval_s,
+            on_throttled=self._on_throttled,
+        )
+        self._runtime = runtime
+        runtime.start()
+        log.info(
+            "AwsBatchExecutor started: queue %s, definition %s, region %s, %s submits/s, %s status calls/s",
+            config.job_queue,
+            config.job_definition,
+            config.region_name or "(from connection)",
+            config.submit_rate,
+            config.status_calls_per_second,
+        )
+
+    @property
+    def core(self) -> Core:
+        if self._core is None:
+            raise RuntimeError("AwsBatchExecutor.start() was not called")
+        return self._core
+
+    # ------------------------------------------------------------ queueing
+    def queue_workload(self, workload: Any, session: Session | None = None) -> None:
+        super().queue_workload(workload, session)
+
+    def _process_workloads(self, workload_items: Sequence[Any]) -> None:
+        from airflow.executors import workloads
+
+        deadline = time.perf_counter() + ACCEPT_BUDGET_S
+        for workload in workload_items[:MAX_ACCEPT_PER_HEARTBEAT]:
+            if time.perf_counter() > deadline:
+                break
+            key = workload.key
+            if isinstance(workload, workloads.ExecuteTask):
+                self.queued_tasks.pop(key, None)
+            else:
+                self.queued_callbacks.pop(key, None)
+            try:
+                request = self._build_request(workload)
+            except ExecConfigError as exc:
+                message = f"Bad executor_config, task not submitted: {exc}"
+                self.log_task_event(event="aws_batch_bad_executor_config", extra=message, ti_key=key)
+                self.fail(key, message)
+                continue
+            except Exception as exc:
+                message = f"Could not build the SubmitJob request: {exc}"
+                log.exception("%s (%s)", message, key)
+                self.log_task_event(event="aws_batch_submit_failed", extra=message, ti_key=key)
+                self.fail(key, message)
+                continue
+            self.running.add(key)
+            self.core.add(key, request)
+
+    def _build_request(self, workload: Any) -> dict[str, Any]:
+        from airflow.executors import workloads
+
+        command = workload_command(workload)
+        if isinstance(workload, workloads.ExecuteTask):
+            ti = workload.ti
+            return build_submit_job_request(
+                self.config,
+                command=command,
+                dag_id=ti.dag_id,
+                task_id=ti.task_id,
+                run_id=ti.run_id,
+                try_number=ti.try_number,
+                map_index=ti.map_index,
+                queue=ti.queue,
+                executor_config=ti.executor_config,
+            )
+        callback = workload.callback
+        data = callback.data or {}
+        return build_callback_submit_job_request(
+            self.config,
+            command=command,
+            callback_id=str(callback.id),
+            callback_path=data.get("path"),
+            dag_id=data.get("dag_id"),
+            run_id=data.get("run_id"),
+        )
+
+    # ------------------------------------------------------------ the loop
+    def sync(self) -> None:
+        # Runs on the scheduler thread: no network I/O, and nothing may escape.
+        try:
+            self._apply_results()
+            self._dispatch()
+            self._emit_metrics_now()
+        except Exception:
+            log.exception("AwsBatchExecutor.sync failed; it will try again on the next heartbeat")
+
+    def _apply_results(self) -> None:
+        if self._runtime is None:
+            return
+        core = self.core
+        results = self._runtime.results
+        while True:
+            try:
+                result = results.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(result, SubmitDone):
+                reports = core.submit_result(
+                    result.key,
+                    result.outcome,
+                    job_id=result.job_id,
+                    reason=result.reason,
+                    sent_at_ms=result.sent_at_ms,
+                    found=result.found,
+                )
+                self._count_submit(result)
+                self._report(reports)
+            elif isinstance(result, JobsSeen):
+                for view in result.views:
+                    self._report(core.job_seen(view))
+            elif isinstance(result, JobsMissing):
+                for job_id in result.job_ids:
+                    self._report(core.job_missing(job_id))
+
+    def _count_submit(self, result: SubmitDone) -> None:
+        try:
+            if result.outcome.value == "ok" and not result.found:
+                _stats().incr(f"{METRIC_PREFIX}.submitted")
+            elif result.outcome.value in ("failed", "ambiguous"):
+                _stats().incr(f"{METRIC_PREFIX}.submit_failures")
+        except Exception:
+            log.debug("metrics failed", exc_info=True)
+
+    def _dispatch(self) -> None:
+        if self._runtime is None:
+            return
+        runtime = self._runtime
+        for cmd in self.core.commands():
+            if isinstance(cmd, Submit):
+                runtime.submit(cmd)
+            elif isinstance(cmd, Terminate):
+                runtime.terminate(cmd)
+            elif isinstance(cmd, Track | Untrack):
+                runtime.track(cmd)
+
+    def _report(self, reports: list[Report]) -> None:
+        for report in reports:
+            key: Any = report.key
+            if isinstance(report, RunningState):
+                self.running_state(key, report.job_id)
+            elif isinstance(report, Success):
+                self.success(key, report.job_id)
+            elif isinstance(report, Fail):
+                self.fail(key, report.reason)
+            elif isinstance(report, TaskEvent):
+                self.log_task_event(event=report.event, extra=report.extra, ti_key=key)
+
+    def _emit_metrics_now(self) -> None:
+        throttled = 0
+        while True:
+            try:
+                self._throttled.get_nowait()
+                throttled += 1
+            except queue.Empty:
+                break
+        if self._core is None:
+            return
+        counts = self._core.counts()
+        try:
+            stats = _stats()
+            if throttled:
+                stats.incr(f"{METRIC_PREFIX}.throttled_submits", throttled)
+            stats.gauge(f"{METRIC_PREFIX}.pending", counts.pending + counts.submitting)
+            stats.gauge(f"{METRIC_PREFIX}.submitted", counts.submitted)
+            stats.gauge(f"{METRIC_PREFIX}.running", counts.running)
+        except Exception:
+            log.debug("metrics failed", exc_info=True)
+
+    # ------------------------------------------------------------ adoption, revoke, stop
+    def try_adopt_task_instances(self, tis: Sequence[Any]) -> Sequence[Any]:
+        """Adopt tasks whose ``external_executor_id`` is a Batch job id; the poller reports how they end."""
+        not_adopted = []
+        for ti in tis:
+            job_id = getattr(ti, "external_executor_id", None)
+            if not job_id or self._core is None:
+                not_adopted.append(ti)
+                continue
+            self.core.adopt(ti.key, str(job_id))
+            self.running.add(ti.key)
+        self._dispatch()
+        return not_adopted
+
+    def revoke_task(self, *, ti: Any) -> None:
+        """Terminate the task's job (asynchronously) and forget it; reports nothing to Airflow."""
+        try:
+            key = ti.key
+            self.queued_tasks.pop(key, None)
+            self.running.discard(key)
+            if self._core is not None:
+                self.core.revoke(
+                    key, f"Revoked by Airflow (task {key.dag_id}.{key.task_id} try {key.try_number})"
+                )
+                self._dispatch()
+        except Exception:
+            log.exception("revoke_task failed for %s", ti)
+
+    def end(self, heartbeat_interval: float = END_POLL_S) -> None:
+        """Wait until every tracked job has finished (the scheduler is shutting down cleanly)."""
+        if self._core is None:
+            return
+        while len(self._core):
+            self.sync()
+            time.sleep(heartbeat_interval)
+        self.sync()
+        self._stop_runtime()
+
+    def terminate(self) -> None:
+        """TerminateJob for every tracked job, then stop the threads."""
+        if self._core is None:
+            return
+        commands = self._core.terminate_all("Airflow scheduler terminated")
+        runtime = self._runtime
+        if runtime is not None:
+            for cmd in commands:
+                runtime.terminate_now(cmd, tries=2)
+        self._stop_runtime()
+
+    def _stop_runtime(self) -> None:
+        if self._runtime is not None:
+            self._runtime.stop()
+            self._runtime = None
+
+    # ------------------------------------------------------------ logs
+    def get_task_log(self, ti: Any, try_number: int) -> tuple[list[str], list[str]]:
+        """Lines of the CloudWatch stream(s) of the Batch job that ran ``try_number``; never raises.
+
+        The job is ``ti.external_executor_id`` for the current try; for an older try it is found by
+        name and tags (``try_number``) on the job queue.
+        """
+        from airflow_aws_batch.logs import read_task_log
+
+        try:
+            return read_task_log(self.api, self.config, ti, try_number)
+        except Exception as exc:
+            return [f"Could not read AWS Batch job logs: {exc}"], []
+
+    @staticmethod
+    def get_cli_commands() -> list[Any]:
+        try:
+            from airflow_aws_batch.cli import get_cli_commands  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            return []
+        commands: list[Any] = get_cli_commands()
+        return commands

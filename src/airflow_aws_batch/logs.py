@@ -1,0 +1,65 @@
+"""Task logs from CloudWatch: what the Batch job of one try printed, for the Airflow UI.
+
+The job of the current try is ``ti.external_executor_id``. For an earlier try the job is found by
+its name and its ``try_number`` tag on the task's job queue (jobs older than Batch's retention,
+about 7 days, cannot be found). Streams come from ``attempts[].container.logStreamName`` (every
+Batch attempt of the job, oldest first); the group is the job's ``awslogs-group`` log option, else
+``/aws/batch/job``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from airflow_aws_batch.aws.batch import BatchApi, BatchApiError, JobDetail
+from airflow_aws_batch.config import ExecutorConfig
+from airflow_aws_batch.submit import job_name_for
+
+# Batch keeps finished jobs about 7 days; look that far back for earlier tries.
+LOOKBACK_MS = 8 * 24 * 3600 * 1000
+
+
+def find_job(api: BatchApi, config: ExecutorConfig, ti: Any, try_number: int) -> JobDetail | None:
+    job_id = getattr(ti, "external_executor_id", None)
+    if job_id and try_number == getattr(ti, "try_number", try_number):
+        details = api.describe_jobs([str(job_id)])
+        if details:
+            return details[0]
+    queue = config.queue_map.get(getattr(ti, "queue", None) or "", config.job_queue)
+    name = job_name_for(config.job_name, ti.dag_id, ti.task_id)
+    tags = {
+        "dag_id": ti.dag_id,
+        "task_id": ti.task_id,
+        "run_id": ti.run_id,
+        "try_number": str(try_number),
+        "map_index": str(ti.map_index),
+    }
+    found = api.find_jobs(queue, name, int(time.time() * 1000) - LOOKBACK_MS, tags)
+    return max(found, key=lambda j: j.created_at or 0) if found else None
+
+
+def read_task_log(
+    api: BatchApi, config: ExecutorConfig, ti: Any, try_number: int
+) -> tuple[list[str], list[str]]:
+    """``(messages, lines)`` as BaseExecutor.get_task_log expects; AWS errors become messages."""
+    try:
+        job = find_job(api, config, ti, try_number)
+    except BatchApiError as exc:
+        return [f"Could not find the AWS Batch job of try {try_number}: {exc}"], []
+    if job is None:
+        return [f"No AWS Batch job found for try {try_number}"], []
+    messages = [f"AWS Batch job {job.job_id} ({job.status}) in queue {job.job_queue}"]
+    if job.status_reason:
+        messages.append(f"statusReason: {job.status_reason}")
+    if not job.log_stream_names:
+        messages.append("The job has no log stream yet (it has not started)")
+        return messages, []
+    lines: list[str] = []
+    for stream in job.log_stream_names:
+        messages.append(f"Reading CloudWatch Logs {job.log_group}/{stream}")
+        try:
+            lines.extend(api.get_log_lines(job.log_group, stream))
+        except BatchApiError as exc:
+            messages.append(f"Could not read {job.log_group}/{stream}: {exc.code}: {exc.message}")
+    return messages, lines

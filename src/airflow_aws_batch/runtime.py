@@ -1,0 +1,321 @@
+"""The executor's I/O threads: submit workers, one poller, one terminator.
+
+The scheduler thread never calls AWS: it puts commands on queues and reads results from one
+queue (:attr:`Runtime.results`). Every network call happens on a thread started here.
+
+Polling strategy (bounded by ``status_calls_per_second``): jobs not yet RUNNING are described
+directly (DescribeJobs, <= 100 ids a call). Jobs seen RUNNING are watched through
+``ListJobs(jobQueue, jobStatus=RUNNING)`` pages of 1,000 when there are many of them: a job that
+drops out of that list is described once to learn how it ended. With 5,000 running jobs a full
+cycle costs about 5 calls instead of 50.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_aws_batch.aws.batch import DESCRIBE_MAX_IDS, BatchApi, BatchApiError, ErrorKind
+from airflow_aws_batch.core.ratelimit import TokenBucket
+from airflow_aws_batch.core.state import JobView, Submit, SubmitOutcome, Terminate, Track, Untrack
+
+log = logging.getLogger(__name__)
+
+# A job DescribeJobs does not know is reported missing only after this long: Batch is eventually
+# consistent right after SubmitJob.
+MISSING_GRACE_S = 60.0
+# Above this many RUNNING jobs, ListJobs pages are cheaper than describing each of them.
+LIST_RUNNING_THRESHOLD = 200
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitDone:
+    key: Any
+    outcome: SubmitOutcome
+    job_id: str | None = None
+    reason: str = ""
+    sent_at_ms: int | None = None
+    found: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JobsSeen:
+    views: list[JobView]
+
+
+@dataclass(frozen=True, slots=True)
+class JobsMissing:
+    job_ids: list[str]
+
+
+Result = SubmitDone | JobsSeen | JobsMissing
+
+
+class Runtime:
+    """Owns the threads. ``start()`` once; ``stop()`` joins them."""
+
+    def __init__(
+        self,
+        api: BatchApi,
+        *,
+        status_api: BatchApi | None = None,
+        submit_rate: float,
+        status_calls_per_second: float,
+        submit_threads: int = 8,
+        poll_interval_s: float = 1.0,
+        on_throttled: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        # SubmitJob goes through ``submit_api`` (no botocore retries: it is not idempotent);
+        # everything else through ``api``.
+        self.submit_api = api
+        self.api = status_api or api
+        self.submit_limiter = TokenBucket(submit_rate)
+        self.status_limiter = TokenBucket(status_calls_per_second, 1.0)
+        self.submit_threads = submit_threads
+        self.poll_interval_s = poll_interval_s
+        self.results: queue.SimpleQueue[Result] = queue.SimpleQueue()
+        self._submit_q: queue.SimpleQueue[Submit | None] = queue.SimpleQueue()
+        self._terminate_q: queue.SimpleQueue[Terminate | None] = queue.SimpleQueue()
+        self._poll_inbox: queue.SimpleQueue[Track | Untrack] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._wake_poller = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._on_throttled = on_throttled
+        self._clock = clock
+        # Poller state, touched only by the poller thread.
+        self._tracked: dict[str, tuple[str | None, float]] = {}
+        self._last_seen: dict[str, tuple[str, str]] = {}
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        for i in range(self.submit_threads):
+            self._spawn(self._submit_loop, f"aws-batch-submit-{i}")
+        self._spawn(self._poll_loop, "aws-batch-poller")
+        self._spawn(self._terminate_loop, "aws-batch-terminator")
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake_poller.set()
+        for _ in range(self.submit_threads):
+            self._submit_q.put(None)
+        self._terminate_q.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads.clear()
+
+    # ------------------------------------------------------------ inputs (any thread)
+    def submit(self, cmd: Submit) -> None:
+        self._submit_q.put(cmd)
+
+    def terminate(self, cmd: Terminate) -> None:
+        self._terminate_q.put(cmd)
+
+    def track(self, cmd: Track | Untrack) -> None:
+        self._poll_inbox.put(cmd)
+        if isinstance(cmd, Track):
+            self._wake_poller.set()
+
+    # ------------------------------------------------------------ submit workers
+    def _throttled(self, operation: str) -> None:
+        if self._on_throttled is not None:
+            self._on_throttled(operation)
+
+    def _submit_loop(self) -> None:
+        while True:
+            cmd = self._submit_q.get()
+            if cmd is None or self._stop.is_set():
+                return
+            try:
+                self.results.put(self._submit_one(cmd))
+            except Exception as exc:  # never lose a workload to a bug in this loop
+                log.exception("Unexpected error submitting %s", cmd.key)
+                self.results.put(SubmitDone(cmd.key, SubmitOutcome.FAILED, reason=f"unexpected error: {exc}"))
+
+    def _submit_one(self, cmd: Submit) -> SubmitDone:
+        request = cmd.request
+        if cmd.lookup_after_ms is not None:
+            try:
+                self.status_limiter.acquire()
+                found = self.api.find_jobs(
+                    request["jobQueue"],
+                    request["jobName"],
+                    cmd.lookup_after_ms,
+                    dict(request.get("tags") or {}),
+                )
+            except BatchApiError as exc:
+                if exc.kind is ErrorKind.THROTTLED:
+                    self._throttled(exc.operation)
+                # Nothing was submitted: not an attempt, look again shortly.
+                return SubmitDone(cmd.key, SubmitOutcome.WAIT, reason=str(exc))
+            if found:
+                return SubmitDone(cmd.key, SubmitOutcome.OK, job_id=found[0].job_id, found=True)
+            if cmd.lookup_only:
+                return SubmitDone(
+                    cmd.key,
+                    SubmitOutcome.FAILED,
+                    reason="no job was created by the last, ambiguous SubmitJob",
+                )
+        self.submit_limiter.acquire()
+        sent_at_ms = int(time.time() * 1000)
+        try:
+            job_id = self.submit_api.submit_job(request)
+        except BatchApiError as exc:
+            if exc.kind is ErrorKind.THROTTLED:
+                self._throttled(exc.operation)
+                # Slow every submit thread down together, not just this one.
+                self.submit_limiter.penalize(0.2)
+                return SubmitDone(cmd.key, SubmitOutcome.WAIT, reason=str(exc))
+            if exc.kind is ErrorKind.CREDENTIALS:
+                log.warning("AWS credentials rejected (%s); reloading them before the next call", exc.code)
+                return SubmitDone(cmd.key, SubmitOutcome.WAIT, reason=str(exc))
+            if exc.kind is ErrorKind.CLIENT:
+                return SubmitDone(cmd.key, SubmitOutcome.FAILED, reason=f"{exc.code}: {exc.message}")
+            return SubmitDone(
+                cmd.key, SubmitOutcome.AMBIGUOUS, reason=f"{exc.code}: {exc.message}", sent_at_ms=sent_at_ms
+            )
+        return SubmitDone(cmd.key, SubmitOutcome.OK, job_id=job_id)
+
+    # ------------------------------------------------------------ terminator
+    def _terminate_loop(self) -> None:
+        while True:
+            cmd = self._terminate_q.get()
+            if cmd is None:
+                return
+            self.terminate_now(cmd)
+
+    def terminate_now(self, cmd: Terminate, tries: int = 5) -> bool:
+        """TerminateJob with a few retries on throttling/server errors; True when Batch accepted it."""
+        for attempt in range(tries):
+            self.submit_limiter.acquire()
+            try:
+                self.api.terminate_job(cmd.job_id, cmd.reason)
+                return True
+            except BatchApiError as exc:
+                if exc.kind is ErrorKind.THROTTLED:
+                    self._throttled(exc.operation)
+                elif exc.kind is ErrorKind.CLIENT:
+                    log.warning("TerminateJob %s refused: %s", cmd.job_id, exc)
+                    return False
+                log.info("TerminateJob %s failed (%s), retrying", cmd.job_id, exc)
+                time.sleep(min(5.0, 0.2 * 2**attempt))
+            except Exception:
+                log.exception("Unexpected error terminating %s", cmd.job_id)
+                return False
+        return False
+
+    # ------------------------------------------------------------ poller
+    def _drain_inbox(self) -> None:
+        now = self._clock()
+        while True:
+            try:
+                cmd = self._poll_inbox.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(cmd, Track):
+                self._tracked[cmd.job_id] = (cmd.job_queue, now)
+            else:
+                self._tracked.pop(cmd.job_id, None)
+                self._last_seen.pop(cmd.job_id, None)
+
+    def _poll_loop(self) -> None:
+        while not self._stop.is_set():
+            started = self._clock()
+            try:
+                self._drain_inbox()
+                if self._tracked:
+                    self.poll_once()
+            except Exception:
+                log.exception("Unexpected error while polling AWS Batch")
+            if self._stop.is_set():
+                return
+            wait = self.poll_interval_s - (self._clock() - started)
+            if not self._tracked:
+                wait = self.poll_interval_s
+            if wait > 0:
+                self._wake_poller.wait(wait)
+            self._wake_poller.clear()
+
+    def _status_call(self) -> bool:
+        return self.status_limiter.acquire(timeout=30.0) and not self._stop.is_set()
+
+    def poll_once(self) -> None:
+        """One polling cycle over every tracked job (poller thread only)."""
+        running = [j for j, seen in self._last_seen.items() if seen[0] == "RUNNING" and j in self._tracked]
+        to_describe = [j for j in self._tracked if self._last_seen.get(j, ("",))[0] != "RUNNING"]
+        if len(running) > LIST_RUNNING_THRESHOLD:
+            listed = self._list_running({self._tracked[j][0] for j in running})
+            if listed is None:
+                to_describe.extend(running)
+            else:
+                to_describe.extend(j for j in running if j not in listed)
+        else:
+            to_describe.extend(running)
+        for i in range(0, len(to_describe), DESCRIBE_MAX_IDS):
+            if not self._status_call():
+                return
+            chunk = to_describe[i : i + DESCRIBE_MAX_IDS]
+            try:
+                details = self.api.describe_jobs(chunk)
+            except BatchApiError as exc:
+                if exc.kind is ErrorKind.THROTTLED:
+                    self._throttled(exc.operation)
+                log.info("DescribeJobs failed: %s", exc)
+                continue
+            self._publish(chunk, [d.view() for d in details])
+
+    def _list_running(self, queues: set[str | None]) -> set[str] | None:
+        listed: set[str] = set()
+        for job_queue in queues:
+            if job_queue is None:
+                return None  # adopted jobs: queue unknown, describe them instead
+            token: str | None = None
+            while True:
+                if not self._status_call():
+                    return None
+                try:
+                    page, token = self.api.list_jobs_page(job_queue, "RUNNING", token)
+                except BatchApiError as exc:
+                    if exc.kind is ErrorKind.THROTTLED:
+                        self._throttled(exc.operation)
+                    log.info("ListJobs failed (%s); describing running jobs instead", exc)
+                    return None
+                listed.update(s.job_id for s in page)
+                if not token:
+                    break
+        return listed
+
+    def _publish(self, asked: list[str], views: list[JobView]) -> None:
+        now = self._clock()
+        changed: list[JobView] = []
+        returned = set()
+        for view in views:
+            returned.add(view.job_id)
+            if view.job_id not in self._tracked:
+                continue
+            fingerprint = (view.status, view.status_reason)
+            if self._last_seen.get(view.job_id) != fingerprint:
+                self._last_seen[view.job_id] = fingerprint
+                changed.append(view)
+        missing = [
+            j
+            for j in asked
+            if j not in returned and now - self._tracked.get(j, (None, now))[1] > MISSING_GRACE_S
+        ]
+        if changed:
+            self.results.put(JobsSeen(changed))
+        if missing:
+            for job_id in missing:
+                self._tracked.pop(job_id, None)
+            self.results.put(JobsMissing(missing))

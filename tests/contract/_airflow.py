@@ -1,0 +1,104 @@
+"""Helpers to drive AwsBatchExecutor in-process: workloads, an environment, a heartbeat loop."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Airflow reads AIRFLOW_HOME at import; keep it off the user's ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from airflow.executors import workloads
+from airflow.executors.workloads.task import TaskInstanceDTO
+
+from airflow_aws_batch.core.state import BackoffPolicy
+from airflow_aws_batch.executor import AwsBatchExecutor
+
+
+def task_workload(
+    task_id: str, *, dag_id: str = "dag", try_number: int = 1, executor_config: dict[str, Any] | None = None
+) -> workloads.ExecuteTask:
+    ti = TaskInstanceDTO(
+        id=uuid.uuid4(),
+        dag_version_id=uuid.uuid4(),
+        task_id=task_id,
+        dag_id=dag_id,
+        run_id="manual__1",
+        try_number=try_number,
+        map_index=-1,
+        pool_slots=1,
+        priority_weight=1,
+        queue="default",
+        executor_config=executor_config,
+    )
+    return workloads.ExecuteTask(
+        ti=ti,
+        dag_rel_path="dag.py",
+        token="token",
+        log_path=None,
+        bundle_info={"name": "dags", "version": None},
+    )
+
+
+def configure(monkeypatch: pytest.MonkeyPatch, endpoint_url: str, **options: str) -> None:
+    """Point the executor's options and its ``aws_default`` connection at ``endpoint_url``."""
+    for name in list(os.environ):
+        if name.startswith("AIRFLOW__AWS_BATCH_EXECUTOR__"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT",
+        json.dumps({"conn_type": "aws", "extra": {"endpoint_url": endpoint_url, "region_name": "us-east-1"}}),
+    )
+    defaults = {"job_name": "airflow", "region_name": "us-east-1"}
+    for option, value in {**defaults, **options}.items():
+        monkeypatch.setenv(f"AIRFLOW__AWS_BATCH_EXECUTOR__{option.upper()}", value)
+
+
+class FastExecutor(AwsBatchExecutor):  # type: ignore[misc]
+    backoff = BackoffPolicy(base_s=0.2, max_s=1.0, wait_s=0.1)
+    poll_interval_s = 0.2
+
+
+@dataclass
+class Recorder:
+    """Collects every event the executor hands to Airflow, in order."""
+
+    executor: AwsBatchExecutor
+    events: list[tuple[Any, str, Any]] = field(default_factory=list)
+
+    def beat(self) -> None:
+        self.executor.heartbeat()
+        for key, (state, info) in self.executor.get_event_buffer().items():
+            self.events.append((key, str(state), info))
+
+    def states(self, key: Any) -> list[str]:
+        return [state for k, state, _ in self.events if k == key]
+
+    def info(self, key: Any, state: str) -> Any:
+        return next(info for k, s, info in self.events if k == key and s == state)
+
+    def task_events(self, key: Any) -> list[str]:
+        return [
+            f"{log.event}: {log.extra}"
+            for log in self.executor._task_event_logs
+            if log.task_id == key.task_id
+        ]
+
+    def until(self, done: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.beat()
+            if done():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}; events so far: {self.events}")

@@ -1,0 +1,224 @@
+"""AwsBatchExecutor in-process against localbatch (a subprocess, real HTTP): throttling, revoke, logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+import requests
+
+from ._airflow import FastExecutor, Recorder, configure, task_workload
+
+pytestmark = pytest.mark.contract
+
+QUEUE = "exec-queue"
+DEFINITION = "exec-def"
+
+
+@dataclass
+class LocalBatch:
+    url: str
+    proc: subprocess.Popen[bytes]
+
+    def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = requests.get(f"{self.url}/_localbatch/stats", timeout=10).json()
+        return result
+
+    def set_faults(self, faults: dict[str, Any]) -> None:
+        requests.put(f"{self.url}/_localbatch/faults", json=faults, timeout=10).raise_for_status()
+
+    def batch(self) -> Any:
+        return boto3.client(
+            "batch",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+
+@pytest.fixture(scope="module")
+def localbatch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBatch]:
+    data = tmp_path_factory.mktemp("localbatch")
+    ready = data / "ready"
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "localbatch", "serve", "--host", "127.0.0.1", "--port", "0"),
+            *("--data-dir", str(data / "store"), "--ready-file", str(ready), "--kill-grace-seconds", "1"),
+        ],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() or not ready.read_text().strip():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"localbatch did not start (exit code {proc.poll()})")
+            time.sleep(0.1)
+        url = ready.read_text().strip()
+        subprocess.run(
+            [
+                *(sys.executable, "-m", "localbatch", "setup", "--endpoint-url", url),
+                *("--job-queue", QUEUE, "--job-definition", DEFINITION, "--compute-environment", "exec-ce"),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        yield LocalBatch(url, proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture
+def executor(localbatch: LocalBatch, monkeypatch: pytest.MonkeyPatch) -> Iterator[FastExecutor]:
+    localbatch.set_faults({})
+    configure(monkeypatch, localbatch.url, job_queue=QUEUE, job_definition=DEFINITION)
+    executor = FastExecutor(parallelism=256)
+    executor.start()
+    try:
+        yield executor
+    finally:
+        executor.terminate()
+        localbatch.set_faults({})
+
+
+def held(name_part: str) -> dict[str, Any]:
+    """Jobs whose name contains ``name_part`` stay RUNNABLE: nothing runs, nothing burns CPU."""
+    return {
+        "hold_runnable": {"rate": 0.0, "reason": "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - held by test"},
+        "rules": [{"job_name_contains": name_part, "fault": "hold_runnable"}],
+    }
+
+
+def count(stats: dict[str, Any], operation: str, what: str) -> int:
+    """A per-operation counter from localbatch's ``/_localbatch/stats`` (0 before the first call)."""
+    return int(stats["operations"].get(operation, {}).get(what, 0))
+
+
+def test_a_429_storm_loses_no_task(executor: FastExecutor, localbatch: LocalBatch) -> None:
+    faults = held("storm")
+    faults["quotas"] = {"SubmitJob": 5}
+    localbatch.set_faults(faults)
+    before = localbatch.stats()
+    rec = Recorder(executor)
+    work = [task_workload(f"storm_{i}") for i in range(40)]
+    for w in work:
+        executor.queue_workload(w, session=None)  # type: ignore[arg-type]
+    rec.until(lambda: all(rec.states(w.key) for w in work), timeout=60, what="a job for every task")
+    for w in work:
+        assert rec.states(w.key) == ["running"], rec.task_events(w.key)
+    job_ids = {rec.info(w.key, "running") for w in work}
+    assert len(job_ids) == len(work)
+    after = localbatch.stats()
+    print("localbatch stats after the storm:", json.dumps(after)[:800])
+    throttled = count(after, "SubmitJob", "throttled") - count(before, "SubmitJob", "throttled")
+    assert throttled > 0, "the quota never answered 429: the test did not test anything"
+    listed = localbatch.batch().list_jobs(jobQueue=QUEUE, jobStatus="RUNNABLE", maxResults=1000)[
+        "jobSummaryList"
+    ]
+    storm_jobs = [j for j in listed if j["jobName"].startswith("airflow-dag-storm_")]
+    assert len(storm_jobs) == len(work)  # no duplicates
+
+
+def test_runnable_reason_reaches_event_log_and_revoke_terminates(
+    executor: FastExecutor, localbatch: LocalBatch
+) -> None:
+    localbatch.set_faults(held("stuck"))
+    rec = Recorder(executor)
+    w = task_workload("stuck_task")
+    executor.queue_workload(w, session=None)  # type: ignore[arg-type]
+    rec.until(
+        lambda: any("INSUFFICIENT_INSTANCE_CAPACITY" in e for e in rec.task_events(w.key)),
+        what="the RUNNABLE reason in the event log",
+    )
+    job_id = rec.info(w.key, "running")
+
+    class TI:
+        key = w.key
+
+    executor.revoke_task(ti=TI())
+    batch = localbatch.batch()
+    deadline = time.monotonic() + 30
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        rec.beat()
+        (job,) = batch.describe_jobs(jobs=[job_id])["jobs"]
+        if job["status"] == "FAILED":
+            break
+        time.sleep(0.2)
+    assert job["status"] == "FAILED", job
+    assert "Revoked by Airflow" in job.get("statusReason", "")
+    assert w.key not in executor.running
+    assert rec.states(w.key) == ["running"]  # revoke reports nothing to Airflow
+
+
+def test_get_task_log_reads_the_job_output(executor: FastExecutor, localbatch: LocalBatch) -> None:
+    # The job runs the real execute_workload with a token no API server accepts: it prints why and
+    # the job fails before the task starts, which is exactly what the UI must be able to show.
+    rec = Recorder(executor)
+    w = task_workload("logged_task")
+    executor.queue_workload(w, session=None)  # type: ignore[arg-type]
+    rec.until(lambda: bool(rec.states(w.key)), what="the job id")
+    job_id = rec.info(w.key, "running")
+    batch = localbatch.batch()
+    deadline = time.monotonic() + 120
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        (job,) = batch.describe_jobs(jobs=[job_id])["jobs"]
+        if job["status"] in ("SUCCEEDED", "FAILED"):
+            break
+        time.sleep(0.5)
+    assert job["status"] in ("SUCCEEDED", "FAILED"), job
+
+    class TI:
+        dag_id = "dag"
+        task_id = "logged_task"
+        run_id = "manual__1"
+        map_index = -1
+        try_number = 1
+        queue = "default"
+        external_executor_id = job_id
+
+    messages, lines = executor.get_task_log(TI(), 1)
+    assert any(job_id in m for m in messages), messages
+    assert lines, messages
+    text = "\n".join(lines)
+    assert "execute_workload" in text or "Traceback" in text or "error" in text.lower(), text[:2000]
+
+    class OlderTry(TI):
+        external_executor_id = "not-this-one"
+        try_number = 2
+
+    # An earlier try is found by name and tags, not by the current external_executor_id.
+    messages_by_tags, lines_by_tags = executor.get_task_log(OlderTry(), 1)
+    assert lines_by_tags == lines, messages_by_tags
+
+
+def test_get_task_log_never_raises(executor: FastExecutor) -> None:
+    class Nothing:
+        dag_id = "dag"
+        task_id = "never_ran"
+        run_id = "manual__1"
+        map_index = -1
+        try_number = 1
+        queue = "default"
+        external_executor_id = None
+
+    messages, lines = executor.get_task_log(Nothing(), 1)
+    assert lines == []
+    assert "No AWS Batch job found" in messages[0]

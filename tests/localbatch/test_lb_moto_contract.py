@@ -1,0 +1,203 @@
+"""The same requests against localbatch and moto's server: response shapes and error codes compared.
+
+moto cannot run jobs here (it needs Docker), so only the API surface is compared. Where moto and AWS
+differ, localbatch follows AWS (the botocore service model and the AWS API reference):
+
+- Errors: the Batch model declares only ClientException and ServerException. moto answers some
+  invalid requests (duplicate names, bad names) with InvalidParameterValueException, which AWS's Batch
+  API does not have; localbatch answers ClientException, as AWS does.
+- moto requires `serviceRole` to name an existing IAM role; AWS and localbatch accept a missing one
+  (AWS then uses its service-linked role).
+- moto returns extra or fewer optional members in places (e.g. ecsClusterArn, job `container` details
+  before a job starts); the comparison below covers the members every client relies on and lists the
+  known optional differences explicitly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from botocore.exceptions import ClientError
+from lb_support import Server, wait_for
+from moto.server import ThreadedMotoServer
+
+pytestmark = pytest.mark.contract
+
+# Optional members only one side returns, per step (at any depth). Measured, not guessed: the
+# test fails if a member outside these sets differs. localbatch returns what AWS documents
+# (isCancelled/isTerminated, retryStrategy, attempt statusReason, container taskArn...); moto fills
+# the legacy vcpus/memory/privileged fields and its own environment variables instead.
+KNOWN_OPTIONAL: dict[str, set[str]] = {
+    "describe_compute_environments": {"containerOrchestrationType", "uuid"},
+    "describe_job_queues": {"jobStateTimeLimitActions", "statusReason"},
+    "describe_job_definitions": {"containerOrchestrationType", "platformCapabilities", "propagateTags"},
+    "describe_jobs": {
+        *("exitCode", "statusReason", "containerInstanceArn", "image", "mountPoints", "networkInterfaces"),
+        *(
+            "resourceRequirements",
+            "secrets",
+            "taskArn",
+            "isCancelled",
+            "isTerminated",
+            "platformCapabilities",
+        ),
+        *("propagateTags", "retryStrategy", "environment", "memory", "privileged", "readonlyRootFilesystem"),
+        "vcpus",
+    },
+    "list_jobs": {"container", "isCancelled", "isTerminated", "statusReason"},
+}
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    # Without Docker, moto's "simple" Batch backend marks jobs SUCCEEDED instead of trying to run them.
+    requests.post(f"{url}/moto-api/config", json={"batch": {"use_docker": False}}, timeout=10)
+    try:
+        yield url
+    finally:
+        requests.post(f"{url}/moto-api/config", json={"batch": {"use_docker": True}}, timeout=10)
+        server.stop()
+
+
+def _client(service: str, url: str) -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+Outcome = tuple[str, Any]
+
+
+def _shape(value: Any) -> Any:
+    """Keys present, recursively, with the first item of each list standing for all."""
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items() if k != "ResponseMetadata"}
+    if isinstance(value, list):
+        return [_shape(value[0])] if value else []
+    return type(value).__name__
+
+
+def _scenario(url: str, is_moto: bool) -> dict[str, Outcome]:
+    batch = _client("batch", url)
+    role = "arn:aws:iam::123456789012:role/batch"
+    if is_moto:  # moto insists that the service role exists in its IAM
+        role = _client("iam", url).create_role(RoleName="batch", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    out: dict[str, Outcome] = {}
+
+    def step(name: str, call: Callable[[], Any]) -> Any:
+        try:
+            result = call()
+        except ClientError as error:
+            out[name] = (
+                "error",
+                (error.response["Error"]["Code"], error.response["ResponseMetadata"]["HTTPStatusCode"]),
+            )
+            return None
+        out[name] = ("ok", _shape(result))
+        return result
+
+    step(
+        "create_compute_environment",
+        lambda: batch.create_compute_environment(
+            computeEnvironmentName="contract-ce", type="UNMANAGED", state="ENABLED", serviceRole=role
+        ),
+    )
+    step(
+        "describe_compute_environments",
+        lambda: batch.describe_compute_environments(computeEnvironments=["contract-ce"]),
+    )
+    step(
+        "create_job_queue",
+        lambda: batch.create_job_queue(
+            jobQueueName="contract-q",
+            priority=1,
+            state="ENABLED",
+            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "contract-ce"}],
+        ),
+    )
+    step("describe_job_queues", lambda: batch.describe_job_queues(jobQueues=["contract-q"]))
+    step("update_job_queue", lambda: batch.update_job_queue(jobQueue="contract-q", priority=2))
+    jd = step(
+        "register_job_definition",
+        lambda: batch.register_job_definition(
+            jobDefinitionName="contract-jd",
+            type="container",
+            containerProperties={
+                "image": "busybox",
+                "command": ["true"],
+                "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}],
+            },
+        ),
+    )
+    step("describe_job_definitions", lambda: batch.describe_job_definitions(jobDefinitionName="contract-jd"))
+    job = step(
+        "submit_job",
+        lambda: batch.submit_job(jobName="contract-job", jobQueue="contract-q", jobDefinition="contract-jd"),
+    )
+    # Compare finished jobs: a job's optional members depend on how far it got.
+    wait_for(
+        lambda: batch.describe_jobs(jobs=[job["jobId"]])["jobs"][0]["status"],
+        lambda status: status in ("SUCCEEDED", "FAILED"),
+        what="contract job to finish",
+    )
+    step("describe_jobs", lambda: batch.describe_jobs(jobs=[job["jobId"]]))
+    step(
+        "list_jobs",
+        lambda: batch.list_jobs(
+            jobQueue="contract-q", filters=[{"name": "JOB_NAME", "values": ["contract-*"]}]
+        ),
+    )
+    step("tag_resource", lambda: batch.tag_resource(resourceArn=jd["jobDefinitionArn"], tags={"a": "b"}))
+    step("list_tags_for_resource", lambda: batch.list_tags_for_resource(resourceArn=jd["jobDefinitionArn"]))
+    step("untag_resource", lambda: batch.untag_resource(resourceArn=jd["jobDefinitionArn"], tagKeys=["a"]))
+    step("terminate_job", lambda: batch.terminate_job(jobId=job["jobId"], reason="contract"))
+    step("cancel_job", lambda: batch.cancel_job(jobId=job["jobId"], reason="contract"))
+    step(
+        "deregister_job_definition",
+        lambda: batch.deregister_job_definition(jobDefinition=jd["jobDefinitionArn"]),
+    )
+    step(
+        "submit_unknown_queue",
+        lambda: batch.submit_job(jobName="x", jobQueue="missing", jobDefinition="contract-jd"),
+    )
+    step("describe_jobs_unknown", lambda: batch.describe_jobs(jobs=["00000000-0000-0000-0000-000000000000"]))
+    step("update_job_queue_disable", lambda: batch.update_job_queue(jobQueue="contract-q", state="DISABLED"))
+    step("delete_job_queue", lambda: batch.delete_job_queue(jobQueue="contract-q"))
+    step(
+        "update_compute_environment",
+        lambda: batch.update_compute_environment(computeEnvironment="contract-ce", state="DISABLED"),
+    )
+    return out
+
+
+def _strip(shape: Any, optional: set[str]) -> Any:
+    if isinstance(shape, dict):
+        return {k: _strip(v, optional) for k, v in shape.items() if k not in optional}
+    if isinstance(shape, list):
+        return [_strip(v, optional) for v in shape]
+    return shape
+
+
+def test_same_requests_same_shapes_and_error_codes(server: Server, moto_url: str) -> None:
+    ours = _scenario(server.url, is_moto=False)
+    theirs = _scenario(moto_url, is_moto=True)
+    assert ours.keys() == theirs.keys()
+    differences = {}
+    for step, (kind, value) in ours.items():
+        their_kind, their_value = theirs[step]
+        optional = KNOWN_OPTIONAL.get(step, set())
+        if (kind, _strip(value, optional)) != (their_kind, _strip(their_value, optional)):
+            differences[step] = {"localbatch": (kind, value), "moto": (their_kind, their_value)}
+    assert differences == {}
