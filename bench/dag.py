@@ -15,6 +15,7 @@ per job on this 2-core machine, which LocalExecutor's pre-imported workers never
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -46,7 +47,7 @@ def short() -> None:
     return None
 
 
-EXECUTORS = ("localexecutor", "ours", "theirs")
+EXECUTORS = {executors!r}
 
 for executor in EXECUTORS:
     with DAG(
@@ -95,26 +96,36 @@ def _seconds(run: dict[str, Any]) -> float | None:
     return (end - start).total_seconds()
 
 
-def run_dag(sizes: Sizes, work_dir: Path, log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+def run_dag(
+    sizes: Sizes,
+    work_dir: Path,
+    log: Callable[[str], None],
+    executors: tuple[str, ...] = tuple(EXECUTORS),
+) -> dict[str, dict[str, Any]]:
     from devstack import Stack
 
     work_dir.mkdir(parents=True, exist_ok=True)
     dags = work_dir / "dags"
     dags.mkdir(exist_ok=True)
     (dags / "bench_dags.py").write_text(
-        DAG_FILE.format(tasks=sizes.dag_tasks, parallelism=sizes.dag_parallelism)
+        DAG_FILE.format(tasks=sizes.dag_tasks, parallelism=sizes.dag_parallelism, executors=executors)
     )
     db_url = POSTGRES_URL if postgres_available() else None
     parallelism = str(sizes.dag_parallelism)
     env = {
         # LocalExecutor first: it is the default; the other two are reached by alias.
-        "AIRFLOW__CORE__EXECUTOR": ",".join(f"{name}:{path}" for name, path in EXECUTORS.items()),
+        "AIRFLOW__CORE__EXECUTOR": ",".join(
+            f"{name}:{path}" for name, path in EXECUTORS.items() if name in executors
+        ),
         "AIRFLOW__CORE__PARALLELISM": parallelism,
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": parallelism,
         "AIRFLOW__AWS_BATCH_EXECUTOR__CHECK_HEALTH_ON_STARTUP": "True",
     }
     results: dict[str, dict[str, Any]] = {}
     localbatch_args = [arg for module in PRELOAD for arg in ("--preload", module)]
+    if "PYTHONPATH" in os.environ:
+        # Jobs (and the warm interpreter) import what this process imports.
+        localbatch_args += ["--pass-env", "PYTHONPATH"]
     log(f"dag: starting Airflow on {'PostgreSQL' if db_url else 'SQLite'} with three executors ...")
     began = time.monotonic()
     with Stack(
@@ -123,19 +134,21 @@ def run_dag(sizes: Sizes, work_dir: Path, log: Callable[[str], None]) -> dict[st
         executor="aws_batch",
         dags_folder=dags,
         env=env,
+        # Tasks parse the DAG file too, and Airflow checks each task's executor against [core] executor.
+        task_env={"AIRFLOW__CORE__EXECUTOR": env["AIRFLOW__CORE__EXECUTOR"]},
         localbatch_args=localbatch_args,
         job_name="bench",
         max_vcpus=sizes.dag_parallelism,
     ) as stack:
         log(f"dag: stack up in {time.monotonic() - began:.0f} s")
         client = stack.airflow
-        dag_ids = ["bench_warmup", *(f"bench_dag_{name}" for name in EXECUTORS)]
+        dag_ids = ["bench_warmup", *(f"bench_dag_{name}" for name in executors)]
         client.wait_for_dags(dag_ids, timeout=300)
         for dag_id in dag_ids:
             client.unpause(dag_id)
         warmup = client.wait_for_run("bench_warmup", client.trigger("bench_warmup"), timeout=300)
         log(f"dag: warm-up run {warmup['state']}")
-        for name in EXECUTORS:
+        for name in executors:
             dag_id = f"bench_dag_{name}"
             log(f"dag: {name} ...")
             started = time.monotonic()

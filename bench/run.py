@@ -289,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated scenarios to run (the JSON keeps every key, null where not run)",
     )
     parser.add_argument("--work-dir", type=Path, default=None, help="keep logs here (default: a temp dir)")
+    parser.add_argument(
+        "--dag-executors",
+        default="localexecutor,ours,theirs",
+        help="executors of the dag scenario (comma-separated aliases)",
+    )
     args = parser.parse_args(argv)
     sizes = scenarios.QUICK if args.quick else scenarios.FULL
     selected = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -310,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         if "dag" in selected:
             from bench.dag import run_dag
 
-            dag = run_dag(sizes, root / "dag", log)
+            dag = run_dag(sizes, root / "dag", log, tuple(args.dag_executors.split(",")))
             for executor in ("ours", "theirs", "localexecutor"):
                 results[executor]["dag"] = dag.get(executor, {"drain_s": None})
         else:
