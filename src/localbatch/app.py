@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request, Response
 from pydantic import ValidationError
@@ -19,6 +21,7 @@ from pydantic import ValidationError
 from localbatch import protocol
 from localbatch.backend import BatchBackend
 from localbatch.errors import (
+    ClientException,
     LogsInvalidParameter,
     LogsServiceUnavailable,
     LogsThrottling,
@@ -28,11 +31,20 @@ from localbatch.errors import (
 )
 from localbatch.faults import FaultConfig, Faults, Stats
 from localbatch.logs import LogsBackend
+from localbatch.models import ACCOUNT_ID
 from localbatch.runner import Runner
 from localbatch.store import Store
 
 ADMIN_PREFIX = "/_localbatch"
 log = logging.getLogger("localbatch")
+MAX_SUBMIT_BYTES = 30 * 1024
+# STS GetCallerIdentity, so credential checks pointed at the same endpoint_url succeed.
+STS_IDENTITY = (
+    '<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult>'
+    f"<Arn>arn:aws:iam::{ACCOUNT_ID}:user/localbatch</Arn><UserId>AIDALOCALBATCH</UserId>"
+    f"<Account>{ACCOUNT_ID}</Account></GetCallerIdentityResult>"
+    "<ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></GetCallerIdentityResponse>"
+)
 
 
 @dataclass
@@ -132,6 +144,11 @@ def create_app(service: LocalBatch) -> FastAPI:
     async def get_stats() -> Response:
         return _json(200, {"operations": service.stats.as_dict()})
 
+    @app.delete(f"{ADMIN_PREFIX}/stats")
+    async def reset_stats() -> Response:
+        service.stats.operations.clear()
+        return _json(200, {"operations": {}})
+
     @app.get(f"{ADMIN_PREFIX}/health")
     async def health() -> Response:
         return _json(
@@ -143,6 +160,11 @@ def create_app(service: LocalBatch) -> FastAPI:
         headers = {k.lower(): v for k, v in request.headers.items()}
         raw_path = (request.scope.get("raw_path", b"").decode() or request.url.path).split("?")[0]
         service_name = "logs" if "x-amz-target" in headers else "batch"
+        if request.method == "POST" and raw_path == "/" and service_name == "batch":
+            body = await request.body()
+            if parse_qs(body.decode(errors="replace")).get("Action") == ["GetCallerIdentity"]:
+                service.stats.get("GetCallerIdentity").requests += 1
+                return Response(STS_IDENTITY.format(uuid.uuid4()).encode(), media_type="text/xml")
         if service_name == "logs":
             operation = protocol.logs_operation(headers)
             if operation is None:
@@ -157,6 +179,8 @@ def create_app(service: LocalBatch) -> FastAPI:
         try:
             await service.apply_faults(service_name, operation)
             body = await request.body()
+            if operation == "SubmitJob" and len(body) > MAX_SUBMIT_BYTES:
+                raise ClientException("SubmitJob request payload exceeds the 30 KiB limit")
             result = service.call(headers, request.method, raw_path, request.url.query, body)
         except ServiceError as error:
             if error.status < 500 and not isinstance(error, (TooManyRequestsException, LogsThrottling)):

@@ -6,6 +6,8 @@ take the validated request parameters (botocore's input shape) and return the ou
 Not emulated: array jobs, multi-node parallel jobs, EKS/ECS properties, fair-share scheduling
 policies, consumable resources, service environments and jobs, job state time limit actions.
 Compute environments and job queues become VALID at once (no CREATING/UPDATING phases).
+ListJobs returns jobs oldest first (AWS does not document an order); its nextToken is the position
+after the last job returned, so pages stay consistent while jobs change status.
 """
 
 from __future__ import annotations

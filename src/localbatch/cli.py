@@ -103,18 +103,18 @@ async def _serve(args: argparse.Namespace) -> None:
         pass_env=args.pass_env,
         kill_grace_seconds=args.kill_grace_seconds,
     )
-    service = LocalBatch(settings)
-    await service.start()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
     sock.listen(2048)
     port = sock.getsockname()[1]
+    service = LocalBatch(settings)
+    await service.start()
     config = uvicorn.Config(
         create_app(service), log_level="warning", access_log=False, lifespan="off", backlog=2048
     )
     server = uvicorn.Server(config)
-    # uvicorn's own signal handlers would not stop our runner; ours ask the server to exit.
+    # uvicorn captures SIGINT/SIGTERM only while it serves; these cover the moments around that.
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
@@ -145,8 +145,13 @@ def _serve_main(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "serve":
+        try:
+            fault_config(args)
+        except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+            parser.error(f"invalid fault configuration: {exc}")
         return _serve_main(args)
     from localbatch.setup import run_setup
 

@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import botocore.session
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_HOLD_REASON = (
     "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - There is not enough capacity to fulfill your request. "
@@ -50,6 +51,22 @@ class FaultConfig(BaseModel):
     host_lost_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     hold_runnable: HoldRunnable = Field(default_factory=HoldRunnable)
     rules: list[Rule] = Field(default_factory=list)
+
+    @field_validator("quotas")
+    @classmethod
+    def quotas_name_operations(cls, quotas: dict[str, float]) -> dict[str, float]:
+        """Keys are Batch/Logs operation names, or "*": one bucket shared by every other operation."""
+        known = {"*", "GetCallerIdentity"}
+        for service in ("batch", "logs"):
+            known.update(botocore.session.get_session().get_service_model(service).operation_names)
+        unknown = sorted(set(quotas) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown operations {unknown}: use names like SubmitJob or DescribeJobs, or '*'"
+            )
+        if any(rate <= 0 for rate in quotas.values()):
+            raise ValueError("quota rates must be positive requests per second")
+        return quotas
 
 
 @dataclass

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import logging
 import os
 import signal
 import subprocess
@@ -42,6 +43,7 @@ RESTART_REASON = (
 STOPPED_REASON = "localbatch stopped while the job was running: its process was killed"
 OVERRIDES_REASON = "Container Overrides length must be at most 8192"
 SPAWN_BATCH = 50
+log = logging.getLogger("localbatch.runner")
 
 
 def _start_ticks(pid: int) -> str | None:
@@ -180,14 +182,20 @@ class Runner:
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(0.05)
-            self.backend.flush_dirty()
+            try:
+                self.backend.flush_dirty()
+            except Exception:
+                log.exception("writing job records failed")
 
     async def _schedule_loop(self) -> None:
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=1.0)
             self._wake.clear()
-            await self.schedule_pass()
+            try:
+                await self.schedule_pass()
+            except Exception:  # one bad job must not stop scheduling for every other job
+                log.exception("scheduler pass failed")
 
     # -- scheduling --------------------------------------------------------------------------------
     def _capacity(self, ce: dict[str, Any]) -> float:
@@ -297,7 +305,8 @@ class Runner:
         used = self.used.setdefault(ce_name, [0.0, 0.0])
         used[0] += job.vcpus
         used[1] += job.memory_mib
-        backend.set_status(job, JobStatus.STARTING, None)
+        job.status_reason = None  # a RUNNABLE reason (capacity, earlier attempt) no longer applies
+        backend.set_status(job, JobStatus.STARTING)
         fault = self.faults.start_fault(job.job_name)
         command = list(job.container.get("command") or [])
         if job.overrides_too_long:
@@ -330,9 +339,10 @@ class Runner:
                 start_new_session=True,
                 close_fds=True,
             )
-        except OSError as exc:
+        except (OSError, ValueError, TypeError) as exc:
             os.close(read_fd)
-            reason = f"CannotStartContainerError: {exc.strerror or exc}: {command[0]!r}"
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            reason = f"CannotStartContainerError: {detail}: {command[0]!r}"
             self._finish(job, None, reason, reason)
             return
         finally:

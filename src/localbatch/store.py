@@ -9,6 +9,7 @@ the last few milliseconds of writes may be lost; a graceful stop flushes everyth
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import sqlite3
 import threading
@@ -31,6 +32,7 @@ CREATE INDEX IF NOT EXISTS log_events_stream ON log_events (stream, seq);
 """
 
 _Op = tuple[str, tuple[Any, ...]]
+log = logging.getLogger("localbatch.store")
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -87,39 +89,54 @@ class Store:
                         batch.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                waiters: list[threading.Event] = []
-                stop = False
-                conn.execute("BEGIN")
-                for item in batch:
-                    if item is None:
-                        stop = True
-                        continue
-                    op, args = item
-                    if op == "put":
-                        kind, key, body = args
-                        conn.execute(
-                            "INSERT OR REPLACE INTO records (kind, id, body) VALUES (?, ?, ?)",
-                            (kind, key, json.dumps(body)),
-                        )
-                    elif op == "delete":
-                        conn.execute("DELETE FROM records WHERE kind = ? AND id = ?", args)
-                    elif op == "stream":
-                        conn.execute("INSERT OR IGNORE INTO log_streams (name, created) VALUES (?, ?)", args)
-                    elif op == "events":
-                        stream, events, ingested = args
-                        conn.executemany(
-                            "INSERT INTO log_events (stream, ts, ingested, message) VALUES (?, ?, ?, ?)",
-                            [(stream, ts, ingested, message) for ts, message in events],
-                        )
-                    elif op == "flush":
-                        waiters.append(args[0])
-                conn.execute("COMMIT")
+                waiters = [item[1][0] for item in batch if item is not None and item[0] == "flush"]
+                stop = None in batch
+                writes = [item for item in batch if item is not None and item[0] != "flush"]
+                try:
+                    self._commit(conn, writes)
+                except Exception:
+                    # Keep the writer alive and lose as little as possible: retry one by one.
+                    log.exception("SQLite write batch failed; retrying its %d operations singly", len(writes))
+                    for item in writes:
+                        try:
+                            self._commit(conn, [item])
+                        except Exception:
+                            log.exception("SQLite write %s failed", item[0])
                 for waiter in waiters:
                     waiter.set()
                 if stop:
                     return
         finally:
             conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, writes: list[_Op]) -> None:
+        conn.execute("BEGIN")
+        try:
+            for op, args in writes:
+                self._apply(conn, op, args)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @staticmethod
+    def _apply(conn: sqlite3.Connection, op: str, args: tuple[Any, ...]) -> None:
+        if op == "put":
+            kind, key, body = args
+            conn.execute(
+                "INSERT OR REPLACE INTO records (kind, id, body) VALUES (?, ?, ?)",
+                (kind, key, json.dumps(body)),
+            )
+        elif op == "delete":
+            conn.execute("DELETE FROM records WHERE kind = ? AND id = ?", args)
+        elif op == "stream":
+            conn.execute("INSERT OR IGNORE INTO log_streams (name, created) VALUES (?, ?)", args)
+        elif op == "events":
+            stream, events, ingested = args
+            conn.executemany(
+                "INSERT INTO log_events (stream, ts, ingested, message) VALUES (?, ?, ?, ?)",
+                [(stream, ts, ingested, message) for ts, message in events],
+            )
 
     # -- reads --------------------------------------------------------------------------------------
     def load(self, kind: str) -> Iterator[dict[str, Any]]:

@@ -174,3 +174,26 @@ def test_setup_is_idempotent(server: Server) -> None:
         jobName="s", jobQueue="setup-q", jobDefinition="setup-jd", containerOverrides={"command": ["true"]}
     )["jobId"]
     assert wait_status(batch, job_id)["status"] == "SUCCEEDED"
+
+
+def test_sts_get_caller_identity_answers_for_credential_checks(server: Server) -> None:
+    identity = server.client("sts").get_caller_identity()
+    assert (identity["Account"], identity["Arn"]) == (
+        "123456789012",
+        "arn:aws:iam::123456789012:user/localbatch",
+    )
+
+
+def test_submit_payload_over_30_kib_is_rejected(batch: Any, env: Env) -> None:
+    with pytest.raises(ClientError) as info:
+        run(batch, env, ["echo", "x" * (31 * 1024)])
+    assert info.value.response["Error"]["Code"] == "ClientException"
+    assert "30 KiB" in info.value.response["Error"]["Message"]
+
+
+def test_container_overrides_over_8192_characters_fail_the_job(batch: Any, env: Env) -> None:
+    job = wait_status(batch, run(batch, env, ["echo", "x" * 9000]))
+    assert (job["status"], job["statusReason"]) == (
+        "FAILED",
+        "Container Overrides length must be at most 8192",
+    )

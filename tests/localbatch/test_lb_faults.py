@@ -28,6 +28,7 @@ def test_admin_endpoint_round_trips_and_rejects_bad_config(server: Server) -> No
     bad = server.admin("PUT", "faults", {"error_rate": 2})
     assert bad.status_code == 400
     assert server.admin("PUT", "faults", {"no_such_field": 1}).status_code == 400
+    assert server.admin("PUT", "faults", {"quotas": {"SubmitJobs": 5}}).status_code == 400
 
 
 def test_latency_is_added_without_blocking_other_requests(server: Server) -> None:
@@ -58,6 +59,23 @@ def test_quota_answers_429_and_stats_count_it(server: Server) -> None:
     assert set(codes) == {"ok", "TooManyRequestsException"}
     after = server.admin("GET", "stats").json()["operations"]["DescribeJobQueues"]
     assert after["throttled"] - before["throttled"] == codes.count("TooManyRequestsException")
+    assert server.admin("DELETE", "stats").json() == {"operations": {}}
+    assert server.admin("GET", "stats").json() == {"operations": {}}
+
+
+def test_shared_quota_covers_operations_without_their_own(server: Server) -> None:
+    server.admin("PUT", "faults", {"quotas": {"*": 3, "DescribeJobQueues": 1000}})
+    batch = server.client("batch", **NO_RETRY)
+    codes = []
+    for call in [batch.describe_compute_environments, batch.describe_job_definitions] * 4:
+        try:
+            call()
+            codes.append("ok")
+        except ClientError as error:
+            codes.append(error.response["Error"]["Code"])
+    assert "TooManyRequestsException" in codes
+    for _ in range(8):
+        batch.describe_job_queues()  # its own, larger bucket
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,14 @@ from lb_support import describe, make_env, run, start_server, wait_for, wait_sta
 pytestmark = pytest.mark.contract
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "stopped"])
-def test_restart_keeps_records_and_fails_lost_jobs(tmp_path: Path, stop_signal: int) -> None:
+@pytest.mark.parametrize(
+    ("stop_signal", "reason"),
+    [
+        pytest.param(signal.SIGKILL, "localbatch restarted: ", id="killed"),
+        pytest.param(signal.SIGTERM, "localbatch stopped while the job was running", id="stopped"),
+    ],
+)
+def test_restart_keeps_records_and_fails_lost_jobs(tmp_path: Path, stop_signal: int, reason: str) -> None:
     data = tmp_path / "data"
     first = start_server(data, "--faults", _faults_file(tmp_path))
     try:
@@ -39,7 +45,7 @@ def test_restart_keeps_records_and_fails_lost_jobs(tmp_path: Path, stop_signal: 
         assert describe(batch, done)["status"] == "SUCCEEDED"
         lost = describe(batch, running)
         assert lost["status"] == "FAILED"
-        assert lost["statusReason"].startswith(("localbatch restarted", "localbatch stopped"))
+        assert lost["statusReason"].startswith(reason)
         assert not _alive(pid)
         # The held job was only queued: it survives and runs once the restart dropped the hold rule.
         assert wait_status(batch, waiting)["status"] == "SUCCEEDED"
