@@ -403,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
             configure_scenario(scenario_params)
             _admin(params["endpoint"], "PUT", "/_localbatch/faults", scenario_params["faults"])
             before = _admin(params["endpoint"], "GET", "/_localbatch/stats")
+            began = time.monotonic()
             try:
                 result = scenario(scenario_params)
             except Exception as error:  # the report shows which run broke instead of losing the others
@@ -410,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
 
                 traceback.print_exc()
                 result = {"error": f"{type(error).__name__}: {error}"}
+            result["elapsed_s"] = time.monotonic() - began
             result["stats_scenario_before"] = before
             result["stats_scenario_after"] = _admin(params["endpoint"], "GET", "/_localbatch/stats")
             results[name] = result

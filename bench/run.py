@@ -177,6 +177,7 @@ def burst_figures(result: dict[str, Any], jobs: list[dict[str, Any]], n: int) ->
         "jobs_created": len(created),
         "submit_calls": submit["requests"],
         "submit_429": submit["throttled"],
+        "elapsed_s": result["elapsed_s"],
     }
 
 
@@ -198,11 +199,12 @@ def steady_figures(result: dict[str, Any]) -> dict[str, Any]:
         "detect_p95_s": result["detect_p95_s"],
         "detect_max_s": result["detect_max_s"],
         "heartbeat_p99_ms": result["heartbeat_p99_ms"],
+        "elapsed_s": result["elapsed_s"],
     }
 
 
 def memory_figures(result: dict[str, Any]) -> dict[str, Any]:
-    keys = ("tasks", "tracked", "bytes_per_job", "bytes_per_1000_jobs", "rss_bytes_per_job")
+    keys = ("tasks", "tracked", "bytes_per_job", "bytes_per_1000_jobs", "rss_bytes_per_job", "elapsed_s")
     return {key: result[key] for key in keys}
 
 
