@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
+import tempfile
+
+# Airflow reads AIRFLOW_HOME when first imported; keep it off the user's ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
+
+import json
 import signal
 import subprocess
 import sys
@@ -41,16 +46,25 @@ class LocalBatchServer:
     def set_faults(self, faults: dict[str, Any]) -> None:
         self.admin("PUT", "/_localbatch/faults", faults)
 
-    def jobs(self) -> list[dict[str, Any]]:
+    def client(self) -> Any:
         import boto3
 
-        client = boto3.client(
+        return boto3.client(
             "batch",
             endpoint_url=self.url,
             region_name="us-east-1",
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
+
+    def terminate_all(self) -> None:
+        """End every job of the queue from outside, as an operator would."""
+        client = self.client()
+        for job in self.jobs():
+            client.terminate_job(jobId=job["jobId"], reason="test cleanup")
+
+    def jobs(self) -> list[dict[str, Any]]:
+        client = self.client()
         found: list[dict[str, Any]] = []
         for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"):
             pages = client.get_paginator("list_jobs").paginate(jobQueue=JOB_QUEUE, jobStatus=status)
@@ -178,11 +192,14 @@ class SchedulerLoop:
 
     executor: Any
     final: dict[Any, str] = field(default_factory=dict)
+    job_ids: dict[Any, str] = field(default_factory=dict)
 
     def tick(self) -> None:
         self.executor.heartbeat()
-        for key, (state, _info) in self.executor.get_event_buffer().items():
+        for key, (state, info) in self.executor.get_event_buffer().items():
             name = str(getattr(state, "value", state))
+            if isinstance(info, str) and info and name in ("queued", "running"):
+                self.job_ids.setdefault(key, info)
             if name in ("success", "failed"):
                 self.final[key] = name
         time.sleep(0.2)
