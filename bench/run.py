@@ -292,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--work-dir", type=Path, default=None, help="keep logs here (default: a temp dir)")
     parser.add_argument(
+        "--executors", default="ours,theirs", help="executors of memory/burst/steady (comma-separated)"
+    )
+    parser.add_argument(
         "--dag-executors",
         default="localexecutor,ours,theirs",
         help="executors of the dag scenario (comma-separated aliases)",
@@ -308,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         root = args.work_dir or Path(tmp)
-        for executor in EXECUTOR_NAMES:
+        for executor in args.executors.split(","):
             log(f"{executor}: {', '.join(n for n in ('memory', 'burst', 'steady') if n in selected)} ...")
             began = time.monotonic()
             figures = run_executor(executor, sizes, selected, root / executor)

@@ -83,6 +83,7 @@ def localbatch(
     faults_file = work_dir / "faults.json"
     faults_file.write_text(json.dumps(faults))
     ready_file = work_dir / "ready"
+    ready_file.unlink(missing_ok=True)
     log_path = work_dir / "localbatch.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
