@@ -270,6 +270,11 @@ def _parse_json(
 def _check_submit_job_kwargs(kwargs: dict[str, Any], problems: list[ConfigProblem]) -> dict[str, Any]:
     """Problems of ``submit_job_kwargs`` on its own; returns it without the three named members."""
     overrides = kwargs.get("containerOverrides")
+    if isinstance(overrides, dict) and overrides.get("command", ...) in (None, []):
+        # The Amazon provider's executor requires an empty or null placeholder here; accept it so its
+        # configuration works unchanged (drop-in), and let the executor fill in the command.
+        kwargs = {**kwargs, "containerOverrides": {k: v for k, v in overrides.items() if k != "command"}}
+        overrides = kwargs["containerOverrides"]
     if isinstance(overrides, Mapping) and "command" in overrides:
         problems.append(
             ConfigProblem(

@@ -53,6 +53,7 @@ class Settings:
     faults: FaultConfig = field(default_factory=FaultConfig)
     pass_env: list[str] = field(default_factory=list)
     kill_grace_seconds: float = 30.0
+    preload: list[str] = field(default_factory=list)
 
 
 class LocalBatch:
@@ -72,6 +73,7 @@ class LocalBatch:
             settings.data_dir,
             pass_env=settings.pass_env,
             kill_grace_seconds=settings.kill_grace_seconds,
+            preload=settings.preload,
         )
 
     async def start(self) -> None:
@@ -149,10 +151,35 @@ def create_app(service: LocalBatch) -> FastAPI:
         service.stats.operations.clear()
         return _json(200, {"operations": {}})
 
+    @app.post(f"{ADMIN_PREFIX}/simulate/finish")
+    async def finish_simulated(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body() or b"{}")
+            job_ids = [str(j) for j in body["job_ids"]]
+            exit_code = body.get("exit_code")
+            if exit_code is not None and not (isinstance(exit_code, int) and 0 <= exit_code <= 255):
+                raise ValueError(f"exit_code must be an integer 0..255, found {exit_code!r}")
+        except (ValueError, KeyError, TypeError) as exc:
+            return _json(400, {"message": f'expected {{"job_ids": [...], "exit_code": 0}}: {exc}'})
+        jobs = service.runner.finish_simulated(job_ids, exit_code)
+        finished = [
+            {"jobId": job.job_id, "status": job.status.value, "stoppedAt": job.attempts[-1].stopped_at}
+            for job in jobs
+        ]
+        return _json(200, {"finished": finished})
+
     @app.get(f"{ADMIN_PREFIX}/health")
     async def health() -> Response:
+        runner = service.runner
         return _json(
-            200, {"status": "ok", "jobs": len(service.batch.jobs), "running": len(service.runner.procs)}
+            200,
+            {
+                "status": "ok",
+                "jobs": len(service.batch.jobs),
+                "running": len(runner.procs) + len(runner.simulated),
+                "simulated": len(runner.simulated),
+                "warm": None if runner.warm is None else runner.warm.stats(),
+            },
         )
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE"])

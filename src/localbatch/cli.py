@@ -54,6 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--pass-env", action="append", default=[], metavar="NAME", help="pass this variable on to jobs"
     )
     serve.add_argument(
+        "--preload",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE once in a warm interpreter and fork `python -m MODULE ...` jobs from it",
+    )
+    serve.add_argument(
+        "--simulate-seconds",
+        type=float,
+        metavar="S",
+        help="simulated execution: jobs start no process, run S seconds and exit 0 (fault 'simulate')",
+    )
+    serve.add_argument(
         "--kill-grace-seconds", type=float, default=30.0, help="SIGTERM to SIGKILL delay (AWS: 30)"
     )
 
@@ -87,6 +100,8 @@ def fault_config(args: argparse.Namespace) -> FaultConfig:
             data[key] = getattr(args, flag)
     if args.quota:
         data["quotas"] = {**data.get("quotas", {}), **dict(args.quota)}
+    if args.simulate_seconds is not None:
+        data["simulate"] = {**(data.get("simulate") or {}), "seconds": args.simulate_seconds}
     if args.hold_runnable_rate is not None:
         data["hold_runnable"] = {**data.get("hold_runnable", {}), "rate": args.hold_runnable_rate}
     return FaultConfig.model_validate(data)
@@ -102,6 +117,7 @@ async def _serve(args: argparse.Namespace) -> None:
         faults=fault_config(args),
         pass_env=args.pass_env,
         kill_grace_seconds=args.kill_grace_seconds,
+        preload=args.preload,
     )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

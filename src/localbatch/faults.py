@@ -39,6 +39,19 @@ class Rule(BaseModel):
     reason: str | None = None
 
 
+class Simulate(BaseModel):
+    """Simulated execution: an attempt starts no process; it "runs" `seconds`, then exits `exit_code`.
+
+    `seconds` null: it runs until `POST /_localbatch/simulate/finish` ends it (or TerminateJob, its
+    timeout or a host_lost fault). For load tests of Batch clients, where thousands of jobs must be
+    RUNNING at once and what they run does not matter: each costs a timer, not a process.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    seconds: float | None = Field(default=0.0, ge=0.0)
+    exit_code: int = Field(default=0, ge=0, le=255)
+
+
 class FaultConfig(BaseModel):
     """The schema of `--faults FILE.json` and of `PUT /_localbatch/faults`."""
 
@@ -51,6 +64,8 @@ class FaultConfig(BaseModel):
     host_lost_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     hold_runnable: HoldRunnable = Field(default_factory=HoldRunnable)
     rules: list[Rule] = Field(default_factory=list)
+    # Applies to attempts that start while it is set; null: jobs run their command.
+    simulate: Simulate | None = None
 
     @field_validator("quotas")
     @classmethod

@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from localbatch.backend import MEMORY_MIB_PER_VCPU, BatchBackend, _name_from, now_ms
-from localbatch.faults import Faults
+from localbatch.faults import Faults, StartFault
 from localbatch.logs import LogsBackend
 from localbatch.models import ACCOUNT_ID, Attempt, Job, JobStatus
+from localbatch.warm import WarmCallbacks, WarmPool
 
 JOB_RESOURCE_MISCONFIGURATION = (
     "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - The job resource requirement (vCPU/memory/GPU) is higher "
@@ -42,6 +43,11 @@ RESTART_REASON = (
 )
 STOPPED_REASON = "localbatch stopped while the job was running: its process was killed"
 OVERRIDES_REASON = "Container Overrides length must be at most 8192"
+WARM_LOST_REASON = (
+    "localbatch: the warm interpreter that forked this job exited while it ran, so its exit status "
+    "is unknown; the job's process group was killed"
+)
+SIMULATED_LINE = "localbatch: simulated run (fault config 'simulate'), no process was started"
 SPAWN_BATCH = 50
 log = logging.getLogger("localbatch.runner")
 
@@ -83,12 +89,31 @@ def retry_action(
 
 @dataclass
 class Proc:
+    """A running attempt's process: started cold (popen) or forked by a warm interpreter."""
+
     job_id: str
-    popen: subprocess.Popen[bytes]
-    pidfd: int
-    out_fd: int | None
+    attempt: Attempt
+    command: list[str]
+    env: dict[str, str]
     stream: str
+    out_fd: int | None
+    fault: StartFault | None
+    # The output pipe's write end, kept while a warm interpreter has not forked the job yet, so
+    # that a cold start can still take over.
+    write_fd: int | None = None
+    popen: subprocess.Popen[bytes] | None = None
+    pidfd: int | None = None
+    pid: int | None = None  # None until the process exists
     partial: bytes = b""
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+
+@dataclass
+class Simulated:
+    """An attempt of simulated execution: no process, only the timers that end it."""
+
+    attempt: Attempt
+    exit_code: int
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
 
 
@@ -102,6 +127,7 @@ class Runner:
         *,
         pass_env: list[str],
         kill_grace_seconds: float = 30.0,
+        preload: list[str] | None = None,
     ) -> None:
         self.backend = backend
         self.logs = logs
@@ -111,6 +137,16 @@ class Runner:
         self.pass_env = pass_env
         self.kill_grace_seconds = kill_grace_seconds
         self.procs: dict[str, Proc] = {}
+        self.simulated: dict[str, Simulated] = {}
+        self.warm = (
+            WarmPool(
+                preload,
+                self.workdir,
+                WarmCallbacks(self._warm_started, self._warm_not_forked, self._ended, self._warm_lost),
+            )
+            if preload
+            else None
+        )
         self.used: dict[str, list[float]] = {}  # CE name -> [vcpus, memory MiB]
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -124,6 +160,8 @@ class Runner:
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        if self.warm is not None:
+            self.warm.bind(self._loop)
         orphans = self.backend.load()
         self.logs.load()
         for job in orphans:
@@ -143,11 +181,23 @@ class Runner:
                 await task
         for job_id in list(self.procs):
             proc = self.procs[job_id]
-            _killpg(proc.popen.pid, signal.SIGKILL)
             job = self.backend.jobs[job_id]
             job.stop_kind, job.stop_reason = "stopped", STOPPED_REASON
-            proc.popen.wait()
-            self._on_exit(job_id)
+            if proc.pid is not None:
+                _killpg(proc.pid, signal.SIGKILL)
+            if proc.popen is not None:
+                proc.popen.wait()
+                self._on_cold_exit(job_id)
+            else:
+                if self.warm is not None:
+                    self.warm.forget(job_id)
+                self._ended(job_id, None if proc.pid is None else -signal.SIGKILL)
+        for job_id in list(self.simulated):
+            job = self.backend.jobs[job_id]
+            job.stop_kind, job.stop_reason = "stopped", STOPPED_REASON
+            self._end_simulated(job_id, None)
+        if self.warm is not None:
+            self.warm.close()
         self.backend.flush_dirty()
 
     def _fail_orphan(self, job: Job) -> None:
@@ -319,6 +369,10 @@ class Runner:
             )
             self._finish(job, None, reason, reason)
             return
+        simulate = self.faults.config.simulate
+        if simulate is not None:
+            self._start_simulated(job, attempt, simulate.seconds, simulate.exit_code, fault)
+            return
         if not command:
             reason = (
                 "CannotStartContainerError: localbatch runs containerOverrides.command or the job "
@@ -327,44 +381,169 @@ class Runner:
             self._finish(job, None, reason, reason)
             return
         self.logs.create_stream(attempt.log_stream)
+        env = self._child_env(job, jq, ce)
         read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        proc = Proc(job.job_id, attempt, command, env, attempt.log_stream, read_fd, fault, write_fd=write_fd)
+        self.procs[job.job_id] = proc
+        loop = self._loop
+        assert loop is not None
+        loop.add_reader(read_fd, self._on_output, job.job_id)
+        module = None if self.warm is None else self.warm.module_for(command, env)
+        if (
+            module is not None
+            and self.warm is not None
+            and self.warm.spawn(job.job_id, module, command, env, write_fd)
+        ):
+            return  # STARTING until the warm interpreter has forked it
+        self._start_cold(proc)
+
+    def _start_cold(self, proc: Proc) -> None:
+        job = self.backend.jobs[proc.job_id]
+        command = proc.command
+        assert proc.write_fd is not None
         try:
             popen = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
-                stdout=write_fd,
-                stderr=write_fd,
-                env=self._child_env(job, jq, ce),
+                stdout=proc.write_fd,
+                stderr=proc.write_fd,
+                env=proc.env,
                 cwd=self.workdir,
                 start_new_session=True,
                 close_fds=True,
             )
         except (OSError, ValueError, TypeError) as exc:
-            os.close(read_fd)
+            self._discard(proc)
             detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             reason = f"CannotStartContainerError: {detail}: {command[0]!r}"
             self._finish(job, None, reason, reason)
             return
-        finally:
-            os.close(write_fd)
-        os.set_blocking(read_fd, False)
-        pidfd = os.pidfd_open(popen.pid)
-        proc = Proc(job.job_id, popen, pidfd, read_fd, attempt.log_stream)
-        self.procs[job.job_id] = proc
+        self._close_write_end(proc)
+        proc.popen = popen
+        proc.pidfd = os.pidfd_open(popen.pid)
         loop = self._loop
         assert loop is not None
-        loop.add_reader(pidfd, self._on_exit, job.job_id)
-        loop.add_reader(read_fd, self._on_output, job.job_id)
-        job.pid = popen.pid
-        job.pid_start_ticks = _start_ticks(popen.pid)
+        loop.add_reader(proc.pidfd, self._on_cold_exit, proc.job_id)
+        self._running(proc, popen.pid)
+
+    def _close_write_end(self, proc: Proc) -> None:
+        if proc.write_fd is not None:
+            os.close(proc.write_fd)
+            proc.write_fd = None
+
+    def _running(self, proc: Proc, pid: int) -> None:
+        job = self.backend.jobs[proc.job_id]
+        attempt = proc.attempt
+        proc.pid = job.pid = pid
+        job.pid_start_ticks = _start_ticks(pid)
         attempt.started_at = job.started_at = now_ms()
-        backend.set_status(job, JobStatus.RUNNING)
+        self.backend.set_status(job, JobStatus.RUNNING)
+        loop = self._loop
+        assert loop is not None
+        if job.stop_kind is not None:
+            # Terminated while a warm interpreter was forking it.
+            self._signal_then_kill(job.job_id)
         if job.timeout_seconds is not None:
             proc.timers.append(loop.call_later(job.timeout_seconds, self._on_timeout, job.job_id, attempt))
+        fault = proc.fault
         if fault is not None and fault.kind == "host_lost":
             proc.timers.append(
                 loop.call_later(fault.after_seconds, self._on_host_lost, job.job_id, attempt, fault.reason)
             )
+
+    # -- warm interpreter callbacks -----------------------------------------------------------------
+    def _warm_started(self, job_id: str, pid: int) -> None:
+        proc = self.procs[job_id]
+        self._close_write_end(proc)
+        self._running(proc, pid)
+
+    def _warm_not_forked(self, job_id: str, why: str) -> None:
+        proc = self.procs[job_id]
+        job = self.backend.jobs[job_id]
+        log.info("job %s runs cold: %s", job_id, why)
+        if job.stop_kind is not None:  # terminated while waiting: nothing to start
+            self._close_write_end(proc)
+            self._ended(job_id, None)
+            return
+        self._start_cold(proc)
+
+    def _warm_lost(self, job_id: str) -> None:
+        proc = self.procs[job_id]
+        job = self.backend.jobs[job_id]
+        if (
+            proc.pid is not None
+            and job.pid_start_ticks is not None
+            and _start_ticks(proc.pid) == job.pid_start_ticks
+        ):
+            _killpg(proc.pid, signal.SIGKILL)
+        if job.stop_kind is None:
+            job.stop_kind, job.stop_reason = "host_lost", WARM_LOST_REASON
+        self._ended(job_id, None)
+
+    # -- simulated execution ------------------------------------------------------------------------
+    def _start_simulated(
+        self, job: Job, attempt: Attempt, seconds: float | None, exit_code: int, fault: StartFault | None
+    ) -> None:
+        self.logs.create_stream(attempt.log_stream)
+        self.logs.append(attempt.log_stream, [(now_ms(), SIMULATED_LINE)])
+        run = self.simulated[job.job_id] = Simulated(attempt, exit_code)
+        attempt.started_at = job.started_at = now_ms()
+        self.backend.set_status(job, JobStatus.RUNNING)
+        loop = self._loop
+        assert loop is not None
+        if seconds is not None:
+            run.timers.append(loop.call_later(seconds, self._simulated_done, job.job_id, attempt))
+        if job.timeout_seconds is not None:
+            run.timers.append(
+                loop.call_later(
+                    job.timeout_seconds, self._simulated_stop, job.job_id, attempt, "timeout", TIMEOUT_REASON
+                )
+            )
+        if fault is not None and fault.kind == "host_lost":
+            reason = fault.reason or f"Host EC2 (instance {self.faults.instance_id()}) terminated."
+            run.timers.append(
+                loop.call_later(
+                    fault.after_seconds, self._simulated_stop, job.job_id, attempt, "host_lost", reason
+                )
+            )
+
+    def _simulated_done(self, job_id: str, attempt: Attempt) -> None:
+        run = self.simulated.get(job_id)
+        if run is not None and run.attempt is attempt:
+            self._end_simulated(job_id, run.exit_code)
+
+    def _simulated_stop(self, job_id: str, attempt: Attempt, kind: str, reason: str) -> None:
+        run = self.simulated.get(job_id)
+        job = self.backend.jobs.get(job_id)
+        if run is None or run.attempt is not attempt or job is None or job.stop_kind is not None:
+            return
+        job.stop_kind, job.stop_reason = kind, reason
+        self._end_simulated(job_id, None)
+
+    def _end_simulated(self, job_id: str, exit_code: int | None) -> None:
+        run = self.simulated.pop(job_id)
+        for timer in run.timers:
+            timer.cancel()
+        job = self.backend.jobs[job_id]
+        if job.stop_kind == "host_lost":
+            self._finish(job, None, None, job.stop_reason)
+        elif job.stop_kind is not None:
+            # As a process stopped by SIGTERM (terminate, timeout) or SIGKILL (localbatch stopping).
+            code = 137 if job.stop_kind == "stopped" else 143
+            self._finish(job, code if exit_code is None else exit_code, None, job.stop_reason)
+        else:
+            self._finish(job, exit_code, None, EXITED_REASON)
+
+    def finish_simulated(self, job_ids: list[str], exit_code: int | None = None) -> list[Job]:
+        """End running simulated attempts now, with `exit_code` or the configured one; skip other jobs."""
+        finished = []
+        for job_id in job_ids:
+            run = self.simulated.get(job_id)
+            if run is not None:
+                self._end_simulated(job_id, run.exit_code if exit_code is None else exit_code)
+                finished.append(self.backend.jobs[job_id])
+        return finished
 
     # -- while it runs -----------------------------------------------------------------------------
     def _on_output(self, job_id: str) -> None:
@@ -419,28 +598,34 @@ class Runner:
         if job is not None and job.stop_kind is None:
             job.stop_kind = "host_lost"
             job.stop_reason = reason or f"Host EC2 (instance {self.faults.instance_id()}) terminated."
-            _killpg(self.procs[job_id].popen.pid, signal.SIGKILL)
+            pid = self.procs[job_id].pid
+            if pid is not None:
+                _killpg(pid, signal.SIGKILL)
 
     def _terminate_running(self, job: Job) -> None:
         if job.job_id in self.procs:
             self._signal_then_kill(job.job_id)
+        elif job.job_id in self.simulated:
+            self._end_simulated(job.job_id, None)
 
     def _signal_then_kill(self, job_id: str) -> None:
         """Like `docker stop`: SIGTERM to the group, SIGKILL after the grace period."""
         proc = self.procs[job_id]
-        _killpg(proc.popen.pid, signal.SIGTERM)
+        if proc.pid is None:
+            return  # a warm interpreter is forking it: signalled as soon as it runs (_running)
+        _killpg(proc.pid, signal.SIGTERM)
         loop = self._loop
         assert loop is not None
         proc.timers.append(loop.call_later(self.kill_grace_seconds, self._kill_if_alive, job_id, proc))
 
     def _kill_if_alive(self, job_id: str, proc: Proc) -> None:
-        if self.procs.get(job_id) is proc:
-            _killpg(proc.popen.pid, signal.SIGKILL)
+        if self.procs.get(job_id) is proc and proc.pid is not None:
+            _killpg(proc.pid, signal.SIGKILL)
 
     # -- when it ends ------------------------------------------------------------------------------
-    def _on_exit(self, job_id: str) -> None:
+    def _on_cold_exit(self, job_id: str) -> None:
         proc = self.procs.get(job_id)
-        if proc is None:
+        if proc is None or proc.popen is None or proc.pidfd is None:
             return
         returncode = proc.popen.poll()
         if returncode is None:
@@ -449,18 +634,32 @@ class Runner:
         assert loop is not None
         loop.remove_reader(proc.pidfd)
         os.close(proc.pidfd)
-        del self.procs[job_id]
-        # The container ends with its main process: kill what is left of the group.
-        _killpg(proc.popen.pid, signal.SIGKILL)
+        proc.pidfd = None
+        self._ended(job_id, returncode)
+
+    def _discard(self, proc: Proc) -> None:
+        """Forget the attempt's process: close its pipe (after reading what is left) and timers."""
+        del self.procs[proc.job_id]
+        self._close_write_end(proc)
         if proc.out_fd is not None:
             self._read_output(proc, drain=True)
         for timer in proc.timers:
             timer.cancel()
+
+    def _ended(self, job_id: str, returncode: int | None) -> None:
+        """The attempt's main process exited with `returncode` (None: no process, or status unknown)."""
+        proc = self.procs.get(job_id)
+        if proc is None:
+            return
+        if proc.pid is not None:
+            # The container ends with its main process: kill what is left of the group.
+            _killpg(proc.pid, signal.SIGKILL)
+        self._discard(proc)
         job = self.backend.jobs[job_id]
-        exit_code = returncode if returncode >= 0 else 128 - returncode
-        if job.stop_kind == "host_lost":
+        if returncode is None or job.stop_kind == "host_lost":
             self._finish(job, None, None, job.stop_reason)
         else:
+            exit_code = returncode if returncode >= 0 else 128 - returncode
             self._finish(job, exit_code, None, job.stop_reason or EXITED_REASON)
 
     def _finish(

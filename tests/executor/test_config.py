@@ -384,6 +384,18 @@ def test_a_full_valid_submit_job_kwargs_is_accepted(env: Any) -> None:
     assert load_config(conf).submit_job_kwargs["retryStrategy"]["attempts"] == 2
 
 
+@pytest.mark.parametrize(
+    "placeholder",
+    [pytest.param("[]", id="empty-list"), pytest.param("null", id="null")],
+)
+def test_amazon_provider_command_placeholder_is_accepted(env: Any, placeholder: str) -> None:
+    # The Amazon provider's executor demands an empty/null command placeholder in submit_job_kwargs;
+    # the same setting must work here unchanged, and the placeholder must not reach the request.
+    kwargs = '{"containerOverrides": {"command": ' + placeholder + ', "vcpus": 2}}'
+    env(**REQUIRED, submit_job_kwargs=kwargs)
+    assert load_config(conf).base_request()["containerOverrides"] == {"vcpus": 2}
+
+
 def test_error_message_for_missing_queue_matches_the_documented_form(env: Any) -> None:
     env(**{**REQUIRED, "job_queue": ""})
     with pytest.raises(ConfigError) as raised:

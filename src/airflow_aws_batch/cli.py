@@ -1,0 +1,435 @@
+"""``airflow aws-batch ...``: operator commands for the AWS Batch executor.
+
+- ``check``: one line per item that decides whether tasks can run (credentials, region, job
+  queue, compute environments, job definition, the environment tasks get, the execution API);
+  exit status 1 when any item fails.
+- ``render``: prints the CloudFormation template of ``airflow_aws_batch.cloudformation``.
+- ``provision``: creates or updates that stack and waits for it.
+
+Options default to the ``[aws_batch_executor]`` section. AWS clients come from the amazon
+provider's ``AwsBaseHook``, so the connection's ``endpoint_url`` (moto, localbatch) applies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Literal, TextIO
+
+from airflow_aws_batch.cloudformation import (
+    COMPUTE_TYPES,
+    EXECUTION_API_ENV,
+    TemplateError,
+    TemplateOptions,
+    build_template,
+    dump_template,
+)
+
+SECTION = "aws_batch_executor"
+DEFAULT_STACK = "airflow-aws-batch"
+
+Status = Literal["OK", "WARN", "FAIL"]
+
+# Variables a task container never needs in Airflow 3 and that widen what a task could do.
+_NOT_FOR_TASKS = {
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "tasks reach Airflow through the execution API, not the database",
+    "AIRFLOW__API_AUTH__JWT_SECRET": "only the scheduler and the API server sign or check tokens",
+    "AIRFLOW__CORE__FERNET_KEY": "connections and variables reach tasks already decrypted",
+}
+_SECRET_WORDS = ("SECRET", "PASSWORD", "TOKEN", "KEY", "CONN")
+
+
+@dataclass(frozen=True)
+class CheckLine:
+    """One line of ``airflow aws-batch check``. ``FAIL`` means tasks would not run."""
+
+    status: Status
+    item: str
+    detail: str
+
+    def render(self) -> str:
+        return f"{self.status:<4}  {self.item:<22} {self.detail}"
+
+
+def _conf(option: str, fallback: str | None = None) -> str | None:
+    from airflow.configuration import conf
+
+    value = conf.get(SECTION, option, fallback=fallback)
+    return str(value) if value not in (None, "") else fallback
+
+
+def _conn_id(args: argparse.Namespace) -> str:
+    # Same rule as the executor's config: aws_conn_id (the amazon provider's spelling in its docs)
+    # counts only while conn_id is left at its default.
+    conn_id = args.conn_id or _conf("conn_id", "aws_default")
+    if conn_id == "aws_default":
+        conn_id = _conf("aws_conn_id", conn_id)
+    return str(conn_id)
+
+
+def _region(args: argparse.Namespace) -> str | None:
+    return args.region or _conf("region_name")
+
+
+def _hook(service: str, conn_id: str, region: str | None) -> Any:
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    return AwsBaseHook(aws_conn_id=conn_id, client_type=service, region_name=region)
+
+
+def _default_execution_api_url() -> str | None:
+    from airflow.configuration import conf
+
+    url = conf.get("core", "execution_api_server_url", fallback=None)
+    if url:
+        return str(url)
+    base = conf.get("api", "base_url", fallback=None)
+    return f"{str(base).rstrip('/')}/execution/" if base else None
+
+
+# --------------------------------------------------------------------------------------- check
+
+
+def _masked(name: str, value: str) -> str:
+    if any(word in name.upper() for word in _SECRET_WORDS) and name != EXECUTION_API_ENV:
+        return "****"
+    return value
+
+
+def task_environment_lines(environment: dict[str, str]) -> list[CheckLine]:
+    """Judge the environment a task container gets (job definition + submit_job_kwargs overrides)."""
+    shown = ", ".join(f"{k}={_masked(k, v)}" for k, v in sorted(environment.items())) or "(empty)"
+    lines = [CheckLine("OK", "task environment", shown)]
+    url = environment.get(EXECUTION_API_ENV)
+    if not url:
+        lines.append(
+            CheckLine(
+                "FAIL",
+                "execution API URL",
+                f"{EXECUTION_API_ENV} is not in the job definition's environment nor in submit_job_kwargs; "
+                "tasks would call http://localhost:8080/execution/ inside their container. Set it to the "
+                "API server's address as the jobs reach it (airflow aws-batch render --execution-api-url)",
+            )
+        )
+    for name, why in sorted(_NOT_FOR_TASKS.items()):
+        if name in environment:
+            lines.append(CheckLine("WARN", "task environment", f"{name} is set: remove it, {why}"))
+    return lines
+
+
+def execution_api_line(url: str | None, timeout: float = 5.0) -> CheckLine:
+    """Whether ``<url>health`` answers like Airflow's execution API, from where this command runs."""
+    if not url:
+        return CheckLine("FAIL", "execution API", "no URL to try (see the execution API URL line)")
+    health = url.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(health, timeout=timeout) as response:
+            body = json.loads(response.read().decode() or "{}")
+    except urllib.error.HTTPError as err:
+        return CheckLine("FAIL", "execution API", f"GET {health} answered HTTP {err.code}")
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        return CheckLine("FAIL", "execution API", f"GET {health} failed: {reason}")
+    if body.get("status") != "healthy":
+        return CheckLine(
+            "FAIL", "execution API", f"GET {health} answered {body!r}, not Airflow's execution API"
+        )
+    line = CheckLine("OK", "execution API", f"{health} answers")
+    if any(host in url for host in ("://localhost", "://127.", "://[::1]")):
+        line = CheckLine(
+            "WARN",
+            "execution API",
+            f"{health} answers here, but containers on AWS cannot reach a loopback address "
+            "(fine for localbatch, which runs jobs on this machine)",
+        )
+    return line
+
+
+def _environment_of(definition_env: dict[str, str], submit_job_kwargs: dict[str, Any]) -> dict[str, str]:
+    """Job definition environment, then submit_job_kwargs' overrides, then what the executor adds.
+
+    A task's executor_config can add more; that is per task and not known here.
+    """
+    from airflow_aws_batch.submit import EXECUTOR_CONTAINER_ENV
+
+    env = dict(definition_env)
+    overrides = (submit_job_kwargs.get("containerOverrides") or {}).get("environment", [])
+    for pair in overrides:
+        env[str(pair.get("name"))] = str(pair.get("value", ""))
+    env[EXECUTOR_CONTAINER_ENV] = "true"
+    return env
+
+
+def _label(name: str) -> str:
+    """health.py's item names as report labels: ``compute_env:NAME`` -> ``compute environment``."""
+    kind, _, which = name.partition(":")
+    labels = {
+        "credentials": "batch API",
+        "job_queue": "job queue",
+        "compute_env": "compute environment",
+        "compute_environments": "compute environment",
+        "queue_map": f"queue_map {which}",
+        "job_definition": "job definition",
+    }
+    return labels.get(kind, name.replace("_", " "))
+
+
+def _load_config(args: argparse.Namespace) -> tuple[Any, list[CheckLine]]:
+    """The executor's config as it would start, with the command line's overrides; or FAIL lines."""
+    from airflow.configuration import conf
+
+    from airflow_aws_batch.config import ConfigError, parse_options
+    from airflow_aws_batch.options import OPTION_NAMES
+
+    raw: dict[str, str | None] = {}
+    for name in OPTION_NAMES:
+        value = conf.get(SECTION, name, fallback=None)
+        raw[name] = str(value).strip() or None if value is not None else None
+    overrides = {
+        "job_queue": args.job_queue,
+        "job_definition": args.job_definition,
+        "conn_id": args.conn_id,
+        "region_name": args.region,
+    }
+    raw.update({k: v for k, v in overrides.items() if v})
+    try:
+        return parse_options(raw), []
+    except ConfigError as err:
+        return None, [CheckLine("FAIL", "config", str(problem)) for problem in err.problems]
+
+
+def run_check(args: argparse.Namespace) -> list[CheckLine]:
+    """Collect every check line; AWS errors become FAIL lines rather than exceptions.
+
+    The queue, compute environment and job definition items are the executor's own start-up
+    checks (:func:`airflow_aws_batch.health.run_checks`); this adds credentials, region, the task
+    environment and the execution API.
+    """
+    from airflow_aws_batch.aws.batch import BatchApi, BatchApiError
+    from airflow_aws_batch.health import run_checks
+
+    config, lines = _load_config(args)
+    if config is None:
+        return lines
+    try:
+        hook = _hook("batch", config.conn_id, config.region_name)
+        region = config.region_name or hook.conn_region_name
+        credentials = hook.get_session(region_name=region).get_credentials()
+    except Exception as err:  # the hook raises many kinds for a bad connection
+        return [CheckLine("FAIL", "credentials", f"connection {config.conn_id!r}: {err}")]
+    if credentials is None:
+        return [CheckLine("FAIL", "credentials", f"none found for connection {config.conn_id!r}")]
+    source = getattr(credentials, "method", "?")
+    lines.append(CheckLine("OK", "credentials", f"connection {config.conn_id!r}, source {source}"))
+    if not region:
+        detail = f"none: set [{SECTION}] region_name or region_name in the connection's extra"
+        return [*lines, CheckLine("FAIL", "region", detail)]
+    lines.append(CheckLine("OK", "region", region))
+
+    client = hook.get_client_type(region_name=region)
+    items = run_checks(client, config)
+    for item in items:
+        status: Status = "OK" if item.ok else ("FAIL" if item.fatal else "WARN")
+        lines.append(CheckLine(status, _label(item.name), item.detail))
+    if not all(item.ok for item in items if item.name == "job_definition") or not any(
+        item.name == "job_definition" for item in items
+    ):
+        return lines
+
+    try:
+        definition = BatchApi(lambda: client).describe_job_definition(config.job_definition)
+    except BatchApiError as err:
+        return [*lines, CheckLine("FAIL", "task environment", f"DescribeJobDefinitions failed: {err}")]
+    environment = _environment_of(definition.environment if definition else {}, config.submit_job_kwargs)
+    lines.extend(task_environment_lines(environment))
+    lines.append(execution_api_line(environment.get(EXECUTION_API_ENV)))
+    return lines
+
+
+def _quiet_botocore() -> None:
+    # Airflow's logging prints botocore's INFO lines ("Found credentials ...") between report lines.
+    import logging
+
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+
+
+def check_command(args: argparse.Namespace, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
+    _quiet_botocore()
+    lines = run_check(args)
+    for line in lines:
+        print(line.render(), file=out)
+    failed = [line for line in lines if line.status == "FAIL"]
+    if failed:
+        print(f"{len(failed)} check(s) failed: tasks would not run.", file=out)
+        raise SystemExit(1)
+    print("All checks passed.", file=out)
+
+
+# ------------------------------------------------------------------------------ render/provision
+
+
+def template_options(args: argparse.Namespace) -> TemplateOptions:
+    env: dict[str, str] = {}
+    for pair in args.env or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise TemplateError(f"--env {pair!r}: expected KEY=VALUE")
+        env[key] = value
+    url = args.execution_api_url or _default_execution_api_url()
+    if not url:
+        raise TemplateError(
+            "--execution-api-url is required: the API server's address as the jobs reach it, e.g. "
+            "http://airflow-api.internal:8080/execution/ ([core] execution_api_server_url is not set)"
+        )
+    return TemplateOptions(
+        job_queue=args.job_queue or _conf("job_queue") or TemplateOptions.job_queue,
+        job_definition=args.job_definition or _conf("job_definition") or TemplateOptions.job_definition,
+        compute_environment=args.compute_environment,
+        compute=args.compute,
+        image=args.image,
+        execution_api_url=url,
+        vcpus=args.vcpus,
+        memory_mib=args.memory,
+        max_vcpus=args.max_vcpus,
+        log_group=args.log_group,
+        remote_log_folder=args.remote_log_folder or "",
+        dags_s3_uri=args.dags_s3_uri or "",
+        assign_public_ip=not args.no_public_ip,
+        extra_environment=env,
+    )
+
+
+def render_command(args: argparse.Namespace) -> None:
+    try:
+        options = template_options(args)
+    except TemplateError as err:
+        raise SystemExit(f"airflow aws-batch render: {err}") from None
+    if any(h in options.execution_api_url for h in ("://localhost", "://127.")):
+        print(
+            f"warning: {options.execution_api_url} is a loopback address; jobs on AWS cannot reach it",
+            file=sys.stderr,
+        )
+    sys.stdout.write(dump_template(build_template(options), args.format))
+
+
+def provision_command(args: argparse.Namespace) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from airflow_aws_batch.provision import ProvisionError, deploy_stack
+
+    try:
+        options = template_options(args)
+    except TemplateError as err:
+        raise SystemExit(f"airflow aws-batch provision: {err}") from None
+    body = dump_template(build_template(options), "json")
+    _quiet_botocore()
+    client = _hook("cloudformation", _conn_id(args), _region(args)).get_client_type(region_name=_region(args))
+    parameters = {"SubnetIds": args.subnets, "SecurityGroupIds": args.security_groups}
+    print(f"Deploying stack {args.stack_name} ({options.compute}) ...", file=sys.stderr)
+    try:
+        result = deploy_stack(
+            client, args.stack_name, body, parameters, timeout=args.timeout, poll_interval=args.poll_interval
+        )
+    except ProvisionError as err:
+        raise SystemExit(f"airflow aws-batch provision: {err}") from None
+    except (ClientError, BotoCoreError) as err:
+        raise SystemExit(f"airflow aws-batch provision: CloudFormation refused: {err}") from None
+    print(f"Stack {result.stack_name}: {result.action} ({result.status})")
+    for key, value in sorted(result.outputs.items()):
+        print(f"  {key}: {value}")
+    print(
+        f"Set [{SECTION}] job_queue = {options.job_queue} and job_definition = {options.job_definition}, "
+        "then run `airflow aws-batch check`."
+    )
+
+
+# ------------------------------------------------------------------------------------ commands
+
+
+def get_cli_commands() -> list[Any]:
+    """The ``aws-batch`` command group (``list[GroupCommand]``) for ``get_cli_commands``."""
+    from airflow.cli.cli_config import ActionCommand, Arg, GroupCommand
+
+    conn_id = Arg(("--conn-id",), help=f"Airflow AWS connection (default: [{SECTION}] conn_id, aws_default)")
+    region = Arg(("--region",), help=f"AWS region (default: [{SECTION}] region_name, then the connection's)")
+    job_queue = Arg(("--job-queue",), help=f"Batch job queue (default: [{SECTION}] job_queue)")
+    job_definition = Arg(
+        ("--job-definition",), help=f"Batch job definition (default: [{SECTION}] job_definition)"
+    )
+    template_args = (
+        Arg(("--compute",), choices=COMPUTE_TYPES, default="fargate", help="Compute environment type"),
+        Arg(("--compute-environment",), default="airflow-compute", help="Compute environment name"),
+        Arg(("--image",), default=TemplateOptions.image, help="Task image (see docker/Dockerfile)"),
+        Arg(
+            ("--execution-api-url",),
+            help="API server's execution API as the jobs reach it, ending in /execution/ "
+            "(default: [core] execution_api_server_url)",
+        ),
+        Arg(("--vcpus",), type=float, default=TemplateOptions.vcpus, help="vCPUs per task"),
+        Arg(("--memory",), type=int, default=TemplateOptions.memory_mib, help="Memory per task, MiB"),
+        Arg(
+            ("--max-vcpus",),
+            type=int,
+            default=TemplateOptions.max_vcpus,
+            help="Compute environment max vCPUs",
+        ),
+        Arg(("--log-group",), default=TemplateOptions.log_group, help="Log group for container output"),
+        Arg(
+            ("--remote-log-folder",),
+            help="Airflow remote logging target for tasks: s3://BUCKET/PREFIX or cloudwatch://LOG_GROUP_ARN",
+        ),
+        Arg(("--dags-s3-uri",), help="s3://BUCKET/PREFIX the image's entrypoint syncs DAGs from"),
+        Arg(("--no-public-ip",), action="store_true", help="Fargate: no public IP (needs NAT or endpoints)"),
+        Arg(("--env",), action="append", metavar="KEY=VALUE", help="Extra task environment (repeatable)"),
+        job_queue,
+        job_definition,
+    )
+    return [
+        GroupCommand(
+            name="aws-batch",
+            help="Check, render and provision the AWS Batch resources of the AWS Batch executor",
+            subcommands=(
+                ActionCommand(
+                    name="check",
+                    help="Report whether tasks can run: credentials, queue, compute, job definition, API",
+                    func=check_command,
+                    args=(conn_id, region, job_queue, job_definition),
+                ),
+                ActionCommand(
+                    name="render",
+                    help="Print a CloudFormation template for the executor's AWS resources",
+                    func=render_command,
+                    args=(
+                        *template_args,
+                        Arg(("--format",), choices=("yaml", "json"), default="yaml", help="Output format"),
+                    ),
+                ),
+                ActionCommand(
+                    name="provision",
+                    help="Create or update the CloudFormation stack of `render` and wait for it",
+                    func=provision_command,
+                    args=(
+                        *template_args,
+                        Arg(("--subnets",), required=True, help="Comma-separated subnet ids for the jobs"),
+                        Arg(
+                            ("--security-groups",),
+                            required=True,
+                            help="Comma-separated security group ids for the jobs",
+                        ),
+                        Arg(("--stack-name",), default=DEFAULT_STACK, help="CloudFormation stack name"),
+                        Arg(("--timeout",), type=float, default=1800.0, help="Seconds to wait for the stack"),
+                        Arg(
+                            ("--poll-interval",), type=float, default=5.0, help="Seconds between status polls"
+                        ),
+                        conn_id,
+                        region,
+                    ),
+                ),
+            ),
+        )
+    ]

@@ -1,0 +1,164 @@
+"""The warm interpreter: a process that imports some modules once, then forks one child per job.
+
+Started by `localbatch.warm` as `python -m localbatch.zygote FD MODULE...`, where FD is its end of a
+SOCK_SEQPACKET socket pair (one message per datagram-like packet, so no framing). It imports the
+modules, reports which failed, and serves spawn requests until the socket closes.
+
+Messages are JSON objects:
+- zygote -> localbatch, once: `{"ready": true, "failed": {"module": "error", ...}}`;
+- localbatch -> zygote: `{"id": N, "module": M, "argv": [...], "env": {...}, "cwd": "..."}` with one
+  file descriptor attached (SCM_RIGHTS): the write end of the job's output pipe;
+- zygote -> localbatch: `{"id": N, "pid": PID}` or `{"id": N, "error": "..."}`, and later
+  `{"exit": PID, "code": C}` with C as `subprocess` reports it (negative: killed by that signal).
+
+Only the standard library is imported here before the preloaded modules. The child leaves the zygote's
+code by running the module as `__main__` and then finishing like any interpreter: a SystemExit or an
+uncaught exception propagates to the top, so the interpreter prints it, waits for non-daemon threads,
+runs atexit handlers and flushes output exactly as `python -m MODULE` would.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import os
+import runpy
+import selectors
+import signal
+import socket
+import sys
+from typing import Any
+
+MAX_MESSAGE = 1 << 20
+
+
+def _send(sock: socket.socket, message: dict[str, Any]) -> None:
+    sock.send(json.dumps(message).encode())
+
+
+def _become_job(request: dict[str, Any], out_fd: int) -> None:
+    """In the forked child: take on the job's session, output, environment and directory; run it."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(out_fd, 1)
+    os.dup2(out_fd, 2)
+    os.close(out_fd)
+    # Modules imported by the zygote read the zygote's environment (the job's, minus AWS_BATCH_*)
+    # at import; from here on the job sees exactly its own.
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.chdir(request["cwd"])
+    if os.environ.get("PYTHONUNBUFFERED"):
+        for stream in (sys.stdout, sys.stderr):
+            stream.reconfigure(write_through=True)  # type: ignore[union-attr]
+    sys.argv = [request["module"], *request["argv"]]
+    sys.path[0] = os.getcwd()  # what `python -m` puts first
+    # runpy warns when the module to run is already imported; __main__ gets a fresh copy, as in a cold run.
+    sys.modules.pop(request["module"], None)
+    runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+
+
+def _reap(sock: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        _send(sock, {"exit": pid, "code": os.waitstatus_to_exitcode(status)})
+
+
+def serve(sock: socket.socket, modules: list[str]) -> tuple[dict[str, Any], int] | None:
+    """Serve spawn requests until the socket closes; in a forked child, return its request and output."""
+    failed: dict[str, str] = {}
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except BaseException as error:  # a broken module must not end the zygote: its jobs run cold
+            failed[module] = f"{type(error).__name__}: {error}"
+    # What is imported now is shared copy-on-write with every child; keep the collector off it.
+    gc.collect()
+    gc.freeze()
+    wakeup_r, wakeup_w = os.pipe()
+    os.set_blocking(wakeup_r, False)
+    os.set_blocking(wakeup_w, False)
+    signal.set_wakeup_fd(wakeup_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    _send(sock, {"ready": True, "failed": failed})
+    selector = selectors.DefaultSelector()
+    selector.register(sock, selectors.EVENT_READ)
+    selector.register(wakeup_r, selectors.EVENT_READ)
+    while True:
+        for key, _ in selector.select():
+            if key.fd == wakeup_r:
+                while True:
+                    try:
+                        os.read(wakeup_r, 4096)
+                    except BlockingIOError:
+                        break
+                _reap(sock)
+                continue
+            try:
+                data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, 1)
+            except InterruptedError:
+                continue
+            if not data:
+                return None
+            request = json.loads(data)
+            out_fd = fds[0]
+            if request["module"] in failed:
+                os.close(out_fd)
+                _send(sock, {"id": request["id"], "error": failed[request["module"]]})
+                continue
+            session_r, session_w = os.pipe()
+            try:
+                pid = os.fork()
+            except OSError as error:
+                for fd in (out_fd, session_r, session_w):
+                    os.close(fd)
+                _send(sock, {"id": request["id"], "error": f"fork failed: {error}"})
+                continue
+            if pid == 0:
+                # Its own session and process group, as a subprocess started by localbatch gets:
+                # TerminateJob, timeouts and host-lost faults signal the group.
+                os.setsid()
+                os.close(session_r)
+                os.close(session_w)
+                selector.close()
+                signal.set_wakeup_fd(-1)
+                os.close(wakeup_r)
+                os.close(wakeup_w)
+                return request, out_fd
+            os.close(out_fd)
+            # The pid is reported once the child leads its process group (end of file: it closed
+            # the pipe), so a signal sent to the group right away cannot miss it.
+            os.close(session_w)
+            os.read(session_r, 1)
+            os.close(session_r)
+            _send(sock, {"id": request["id"], "pid": pid})
+        _reap(sock)
+
+
+def main() -> None:
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    sock.setblocking(True)
+    # Ctrl-C in localbatch's terminal is for localbatch; the zygote ends when its socket closes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        job = serve(sock, sys.argv[2:])
+    except (BrokenPipeError, ConnectionResetError):  # localbatch went away
+        return
+    if job is not None:
+        # Outside every try block: the job's exceptions and SystemExit reach the interpreter's top level.
+        sock.close()
+        _become_job(*job)
+
+
+if __name__ == "__main__":
+    main()

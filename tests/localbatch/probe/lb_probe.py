@@ -1,0 +1,43 @@
+"""A job for the warm-interpreter tests: `python -m lb_probe ACTION [ARG]`.
+
+Its first line tells a warm run from a cold one: in a warm run lb_probe_state was imported by the
+zygote, a process other than the job's.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import lb_probe_state
+
+
+def main() -> None:
+    action = sys.argv[1]
+    warm = os.getpid() != lb_probe_state.IMPORTED_BY
+    print(f"path={'warm' if warm else 'cold'}", flush=True)
+    if action == "report":
+        names = ("FROM_JD", "OVERRIDDEN", "AWS_BATCH_JOB_ID", "LB_TEST_PASSED", "LB_TEST_HIDDEN")
+        for name in names:
+            print(f"{name}={os.environ.get(name, 'unset')}")
+        print(f"argv={sys.argv[1:]}")
+        print(f"session_leader={os.getsid(0) == os.getpid()}")
+        print(f"cwd_is_work={os.path.basename(os.getcwd()) == 'work'}")
+        print("to stderr", file=sys.stderr)
+    elif action == "exit":
+        sys.exit(int(sys.argv[2]))
+    elif action == "raise":
+        raise RuntimeError("probe failed on purpose")
+    elif action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif action == "sleep":
+        if len(sys.argv) > 2 and sys.argv[2] == "ignore-term":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        child = subprocess.Popen(["sleep", "30"])
+        print(f"grandchild={child.pid}", flush=True)
+        time.sleep(30)
+
+
+if __name__ == "__main__":
+    main()
