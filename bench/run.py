@@ -311,12 +311,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         root = args.work_dir or Path(tmp)
-        for executor in args.executors.split(","):
+        in_process = [name for name in ("memory", "burst", "steady") if name in selected]
+        for executor in args.executors.split(",") if in_process else ():
             log(f"{executor}: {', '.join(n for n in ('memory', 'burst', 'steady') if n in selected)} ...")
             began = time.monotonic()
             figures = run_executor(executor, sizes, selected, root / executor)
             results[executor].update(figures)
             log(f"{executor}: done in {time.monotonic() - began:.0f} s: {json.dumps(figures)}")
+        for executor in EXECUTOR_NAMES:
+            for name in ("memory", "burst", "steady"):
+                results[executor].setdefault(name, {})
         if "dag" in selected:
             from bench.dag import run_dag
 
