@@ -254,10 +254,12 @@ def steady(params: dict[str, Any]) -> dict[str, Any]:
     endpoint = params["endpoint"]
     factory = Workloads()
     executor = make_executor(params["executor"], parallelism=n)
-    driver = Driver(executor)
+    # Filling localbatch is set-up: the loop runs back to back, like a busy scheduler's.
+    driver = Driver(executor, interval_s=0.05)
     keys = _queue(executor, (factory.make(i) for i in range(n)))
     tracked = driver.loop_until(lambda: len(driver.tracker.job_id) >= n, params["setup_timeout_s"])
     # Let every job reach RUNNING in localbatch and the executor see it before measuring.
+    driver.interval_s = LOOP_INTERVAL_S
     driver.loop_until(lambda: False, params["settle_s"])
     _admin(endpoint, "PUT", "/_localbatch/faults", params["measure_faults"])
     before = _admin(endpoint, "GET", "/_localbatch/stats")
