@@ -282,6 +282,7 @@ def steady(params: dict[str, Any]) -> dict[str, Any]:
             next_at += 1.0
             stop.wait(max(0.0, next_at - time.monotonic()))
 
+    driver.heartbeats_s.clear()
     measure_started = time.monotonic()
     thread = threading.Thread(target=finisher, daemon=True)
     thread.start()
