@@ -10,11 +10,12 @@ deployments, and connection-test workloads.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow.executors.base_executor import BaseExecutor
 
@@ -34,6 +35,7 @@ from airflow_aws_batch.core.state import (
     Track,
     Untrack,
 )
+from airflow_aws_batch.logs import write_failure_log
 from airflow_aws_batch.runtime import JobsMissing, JobsSeen, Runtime, SubmitDone
 from airflow_aws_batch.submit import (
     ExecConfigError,
@@ -41,9 +43,6 @@ from airflow_aws_batch.submit import (
     build_submit_job_request,
     workload_command,
 )
-
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,6 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
     """Runs each Airflow task as its own AWS Batch job; see the README for the options."""
 
     supports_callbacks = True
-    supports_ad_hoc_ti_run = True
     #: Delay between submit attempts (class attribute so tests and subclasses can shorten it).
     backoff = BackoffPolicy()
     #: Seconds between polling cycles (each cycle stays within ``status_calls_per_second``).
@@ -84,7 +82,6 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         self._status_api: BatchApi | None = None
         self._core: Core | None = None
         self._runtime: Runtime | None = None
-        self._throttled: queue.SimpleQueue[str] = queue.SimpleQueue()
 
     # ------------------------------------------------------------ wiring
     @property
@@ -132,9 +129,6 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         except Exception:
             log.debug("metrics failed", exc_info=True)
 
-    def _on_throttled(self, operation: str) -> None:
-        self._throttled.put(operation)
-
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
         try:
@@ -177,7 +171,6 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             status_calls_per_second=config.status_calls_per_second,
             submit_threads=SUBMIT_THREADS,
             poll_interval_s=self.poll_interval_s,
-            on_throttled=self._on_throttled,
         )
         self._runtime = runtime
         runtime.start()
@@ -197,9 +190,6 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         return self._core
 
     # ------------------------------------------------------------ queueing
-    def queue_workload(self, workload: Any, session: Session | None = None) -> None:
-        super().queue_workload(workload, session)
-
     def _process_workloads(self, workload_items: Sequence[Any]) -> None:
         from airflow.executors import workloads
 
@@ -226,7 +216,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 self.fail(key, message)
                 continue
             self.running.add(key)
-            self.core.add(key, request)
+            log_path = getattr(workload, "log_path", None)
+            self.core.add(key, request, log_path=str(log_path) if log_path else None)
 
     def _build_request(self, workload: Any) -> dict[str, Any]:
         from airflow.executors import workloads
@@ -324,26 +315,22 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 self.success(key, report.job_id)
             elif isinstance(report, Fail):
                 self.fail(key, report.reason)
+                if report.job_id and report.log_path and self._runtime is not None:
+                    chore = functools.partial(
+                        write_failure_log, self.api, report.job_id, report.log_path, report.reason
+                    )
+                    self._runtime.run_later(chore)
             elif isinstance(report, TaskEvent):
                 self.log_task_event(event=report.event, extra=report.extra, ti_key=key)
 
     def _emit_metrics_now(self) -> None:
-        throttled = 0
-        while True:
-            try:
-                self._throttled.get_nowait()
-                throttled += 1
-            except queue.Empty:
-                break
         if self._core is None:
             return
         counts = self._core.counts()
         try:
             stats = _stats()
-            if throttled:
-                stats.incr(f"{METRIC_PREFIX}.throttled_submits", throttled)
             stats.gauge(f"{METRIC_PREFIX}.pending", counts.pending + counts.submitting)
-            stats.gauge(f"{METRIC_PREFIX}.submitted", counts.submitted)
+            stats.gauge(f"{METRIC_PREFIX}.queued_in_batch", counts.submitted)
             stats.gauge(f"{METRIC_PREFIX}.running", counts.running)
         except Exception:
             log.debug("metrics failed", exc_info=True)

@@ -9,12 +9,17 @@ Batch attempt of the job, oldest first); the group is the job's ``awslogs-group`
 
 from __future__ import annotations
 
+import json
+import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from airflow_aws_batch.aws.batch import BatchApi, BatchApiError, JobDetail
 from airflow_aws_batch.config import ExecutorConfig
 from airflow_aws_batch.submit import job_name_for
+
+log = logging.getLogger(__name__)
 
 # Batch keeps finished jobs about 7 days; look that far back for earlier tries.
 LOOKBACK_MS = 8 * 24 * 3600 * 1000
@@ -63,3 +68,53 @@ def read_task_log(
         except BatchApiError as exc:
             messages.append(f"Could not read {job.log_group}/{stream}: {exc.code}: {exc.message}")
     return messages, lines
+
+
+def write_failure_log(api: BatchApi, job_id: str, log_path: str, reason: str) -> Path | None:
+    """Copy the output of a FAILED job into the task's log file, when the task never wrote one.
+
+    ``log_path`` is the workload's log file relative to ``[logging] base_log_folder``. Airflow's
+    log reader shows that file for finished tasks without remote logs, so the UI says why the task
+    never started. Written only when the file does not exist (the task's own logging never
+    began). Runs on a background thread; never raises. Not supported: remote logging (the file
+    stays on the scheduler's disk).
+    """
+    try:
+        from airflow.configuration import conf
+
+        path = Path(conf.get("logging", "base_log_folder")) / log_path
+        if path.exists():
+            return None
+        details = api.describe_jobs([job_id])
+        lines: list[str] = []
+        header = [f"AWS Batch job {job_id} FAILED and the task wrote no log: {reason}"]
+        if details:
+            job = details[0]
+            for stream in job.log_stream_names:
+                header.append(f"Output of CloudWatch Logs {job.log_group}/{stream}:")
+                try:
+                    lines.extend(api.get_log_lines(job.log_group, stream))
+                except BatchApiError as exc:
+                    header.append(f"Could not read {job.log_group}/{stream}: {exc}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("x") as fh:
+            for line in header:
+                fh.write(json.dumps({"event": line, "level": "error", "logger": "airflow_aws_batch"}) + "\n")
+            for line in lines:
+                fh.write(_as_log_record(line) + "\n")
+        return path
+    except Exception:
+        log.exception("Could not write the output of failed Batch job %s to the task log", job_id)
+        return None
+
+
+def _as_log_record(line: str) -> str:
+    """The Task SDK prints JSON log records: keep those as they are, wrap anything else."""
+    text = line.rstrip("\n")
+    if text.startswith("{"):
+        try:
+            if isinstance(json.loads(text), dict):
+                return text
+        except ValueError:
+            pass
+    return json.dumps({"event": text, "logger": "aws_batch_job"})

@@ -81,7 +81,8 @@ class Runtime:
         self.poll_interval_s = poll_interval_s
         self.results: queue.SimpleQueue[Result] = queue.SimpleQueue()
         self._submit_q: queue.SimpleQueue[Submit | None] = queue.SimpleQueue()
-        self._terminate_q: queue.SimpleQueue[Terminate | None] = queue.SimpleQueue()
+        # The terminator thread also runs rare background chores (e.g. copying a failed job's output).
+        self._terminate_q: queue.SimpleQueue[Terminate | Callable[[], object] | None] = queue.SimpleQueue()
         self._poll_inbox: queue.SimpleQueue[Track | Untrack] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._wake_poller = threading.Event()
@@ -121,6 +122,10 @@ class Runtime:
 
     def terminate(self, cmd: Terminate) -> None:
         self._terminate_q.put(cmd)
+
+    def run_later(self, chore: Callable[[], object]) -> None:
+        """Run ``chore`` on the terminator thread (it may do I/O; exceptions are logged)."""
+        self._terminate_q.put(chore)
 
     def track(self, cmd: Track | Untrack) -> None:
         self._poll_inbox.put(cmd)
@@ -193,7 +198,13 @@ class Runtime:
             cmd = self._terminate_q.get()
             if cmd is None:
                 return
-            self.terminate_now(cmd)
+            if isinstance(cmd, Terminate):
+                self.terminate_now(cmd)
+                continue
+            try:
+                cmd()
+            except Exception:
+                log.exception("Background chore failed")
 
     def terminate_now(self, cmd: Terminate, tries: int = 5) -> bool:
         """TerminateJob with a few retries on throttling/server errors; True when Batch accepted it."""
@@ -273,6 +284,11 @@ class Runtime:
                     self._throttled(exc.operation)
                 log.info("DescribeJobs failed: %s", exc)
                 continue
+            for detail in details:
+                tracked = self._tracked.get(detail.job_id)
+                if tracked is not None and tracked[0] is None and detail.job_queue:
+                    # Adopted jobs arrive without a queue; learning it lets ListJobs cover them.
+                    self._tracked[detail.job_id] = (detail.job_queue, tracked[1])
             self._publish(chunk, [d.view() for d in details])
 
     def _list_running(self, queues: set[str | None]) -> set[str] | None:

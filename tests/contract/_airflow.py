@@ -24,7 +24,12 @@ from airflow_aws_batch.executor import AwsBatchExecutor
 
 
 def task_workload(
-    task_id: str, *, dag_id: str = "dag", try_number: int = 1, executor_config: dict[str, Any] | None = None
+    task_id: str,
+    *,
+    dag_id: str = "dag",
+    try_number: int = 1,
+    executor_config: dict[str, Any] | None = None,
+    log_path: str | None = None,
 ) -> workloads.ExecuteTask:
     ti = TaskInstanceDTO(
         id=uuid.uuid4(),
@@ -43,7 +48,7 @@ def task_workload(
         ti=ti,
         dag_rel_path="dag.py",
         token="token",
-        log_path=None,
+        log_path=log_path,
         bundle_info={"name": "dags", "version": None},
     )
 
@@ -94,7 +99,7 @@ class Recorder:
             if log.task_id == key.task_id
         ]
 
-    def until(self, done: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    def until(self, done: Callable[[], bool], timeout: float = 120.0, what: str = "") -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.beat()

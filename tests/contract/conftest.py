@@ -36,7 +36,7 @@ class BatchResources:
     job_definition: str
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def moto_server() -> Iterator[Moto]:
     from moto.server import ThreadedMotoServer
 
@@ -52,6 +52,9 @@ def moto_server() -> Iterator[Moto]:
     try:
         yield Moto(url)
     finally:
+        # moto's backends and config are process-wide: leave nothing behind for other suites.
+        requests.post(f"{url}/moto-api/reset", timeout=10)
+        requests.post(f"{url}/moto-api/config", json={"batch": {"use_docker": True}}, timeout=10)
         server.stop()
 
 
@@ -76,6 +79,6 @@ def create_resources(moto: Moto, prefix: str, *, queue_state: str = "ENABLED") -
     return BatchResources(f"{prefix}-ce", f"{prefix}-queue", f"{prefix}-def")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def batch_resources(moto_server: Moto) -> BatchResources:
     return create_resources(moto_server, "contract")

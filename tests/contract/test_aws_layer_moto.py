@@ -123,3 +123,34 @@ def test_resources(api: BatchApi, batch_resources: BatchResources) -> None:
     assert definition is not None and definition.status == "ACTIVE"
     assert api.describe_job_queue("missing-queue") is None
     assert api.describe_job_definition("missing-def") is None
+
+
+def test_rejected_credentials_rebuild_the_client(moto_server: Moto, monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from botocore.config import Config
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    built: list[str] = []
+
+    def factory() -> Any:
+        # The first client has no credentials (as if they expired); the next one finds fresh ones.
+        creds = {} if not built else {"aws_access_key_id": "fresh", "aws_secret_access_key": "fresh"}
+        built.append("client")
+        session = boto3.session.Session(**creds)
+        return session.client(
+            "batch",
+            endpoint_url=moto_server.url,
+            region_name="us-east-1",
+            config=Config(retries={"max_attempts": 0}),
+        )
+
+    api = BatchApi(factory)
+    with pytest.raises(BatchApiError) as info:
+        api.describe_jobs(["x"])
+    assert info.value.kind is ErrorKind.CREDENTIALS
+    assert api.describe_jobs([str(uuid.uuid4())]) == []
+    assert len(built) == 2

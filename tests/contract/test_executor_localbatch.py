@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -167,11 +168,15 @@ def test_runnable_reason_reaches_event_log_and_revoke_terminates(
     assert rec.states(w.key) == ["running"]  # revoke reports nothing to Airflow
 
 
-def test_get_task_log_reads_the_job_output(executor: FastExecutor, localbatch: LocalBatch) -> None:
+def test_get_task_log_reads_the_job_output(
+    executor: FastExecutor, localbatch: LocalBatch, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     # The job runs the real execute_workload with a token no API server accepts: it prints why and
     # the job fails before the task starts, which is exactly what the UI must be able to show.
+    monkeypatch.setenv("AIRFLOW__LOGGING__BASE_LOG_FOLDER", str(tmp_path))
+    log_file = "dag_id=dag/run_id=manual__1/task_id=logged_task/attempt=1.log"
     rec = Recorder(executor)
-    w = task_workload("logged_task")
+    w = task_workload("logged_task", log_path=log_file)
     executor.queue_workload(w, session=None)  # type: ignore[arg-type]
     rec.until(lambda: bool(rec.states(w.key)), what="the job id")
     job_id = rec.info(w.key, "running")
@@ -183,7 +188,6 @@ def test_get_task_log_reads_the_job_output(executor: FastExecutor, localbatch: L
         if job["status"] in ("SUCCEEDED", "FAILED"):
             break
         time.sleep(0.5)
-    assert job["status"] in ("SUCCEEDED", "FAILED"), job
 
     class TI:
         dag_id = "dag"
@@ -208,6 +212,18 @@ def test_get_task_log_reads_the_job_output(executor: FastExecutor, localbatch: L
     messages_by_tags, lines_by_tags = executor.get_task_log(OlderTry(), 1)
     assert lines_by_tags == lines, messages_by_tags
 
+    # The task never wrote a log: the executor copies the job's output into the task's log file,
+    # where Airflow's log reader finds it for a finished task.
+    assert job["status"] == "FAILED", job
+    rec.until(lambda: "failed" in rec.states(w.key), what="the task's failure")
+    written = tmp_path / log_file
+    deadline = time.monotonic() + 30
+    while not written.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    content = written.read_text().splitlines()
+    assert job_id in content[0]
+    assert lines[0].strip() in content  # the job's own JSON records, unchanged
+
 
 def test_get_task_log_never_raises(executor: FastExecutor) -> None:
     class Nothing:
@@ -222,3 +238,34 @@ def test_get_task_log_never_raises(executor: FastExecutor) -> None:
     messages, lines = executor.get_task_log(Nothing(), 1)
     assert lines == []
     assert "No AWS Batch job found" in messages[0]
+
+
+def test_server_errors_are_retried_after_a_lookup_without_duplicates(
+    localbatch: LocalBatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    faults = held("flaky")
+    faults.update(error_rate=0.3, seed=7)
+    localbatch.set_faults(faults)
+    configure(
+        monkeypatch, localbatch.url, job_queue=QUEUE, job_definition=DEFINITION, max_submit_job_attempts="10"
+    )
+    executor = FastExecutor(parallelism=64)
+    executor.start()
+    try:
+        rec = Recorder(executor)
+        work = [task_workload(f"flaky_{i}") for i in range(15)]
+        for w in work:
+            executor.queue_workload(w, session=None)  # type: ignore[arg-type]
+        rec.until(lambda: all(rec.states(w.key) for w in work), timeout=90, what="a job for every task")
+        assert all(rec.states(w.key) == ["running"] for w in work), rec.events
+        events = [e for w in work for e in rec.task_events(w.key)]
+        assert any("aws_batch_submit_ambiguous" in e for e in events), "no 5xx was injected on SubmitJob"
+        localbatch.set_faults({})
+        listed = localbatch.batch().list_jobs(
+            jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": ["airflow-dag-flaky_*"]}]
+        )
+        names = sorted(j["jobName"] for j in listed["jobSummaryList"])
+        assert names == sorted(f"airflow-dag-flaky_{i}" for i in range(15))
+    finally:
+        executor.terminate()
+        localbatch.set_faults({})

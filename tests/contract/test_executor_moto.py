@@ -176,3 +176,100 @@ def test_start_refuses_bad_queue(
         FastExecutor().start()
     message = str(info.value)
     assert "us-east-1" in message and queue in message and expected in message
+
+
+def test_callback_workloads_run_as_jobs(executor: FastExecutor, moto_server: Moto) -> None:
+    import uuid
+
+    from airflow.executors import workloads
+    from airflow.executors.workloads.callback import CallbackDTO
+
+    callback = workloads.ExecuteCallback(
+        callback=CallbackDTO(
+            id=str(uuid.uuid4()), fetch_method="import_path", data={"path": "pkg.mod.notify"}
+        ),
+        dag_rel_path="dag.py",
+        token="token",
+        log_path=None,
+        bundle_info={"name": "dags", "version": None},
+    )
+    executor.queue_workload(callback, session=None)  # type: ignore[arg-type]
+    rec = Recorder(executor)
+    rec.until(lambda: "success" in rec.states(callback.key), what="the callback's success")
+    (job,) = moto_server.client("batch").describe_jobs(jobs=[rec.info(callback.key, "success")])["jobs"]
+    assert job["tags"]["callback_id"] == callback.callback.id
+    assert "execute_workload" in " ".join(job["container"]["command"])
+
+
+def test_sync_survives_a_broken_result(executor: FastExecutor) -> None:
+    from airflow_aws_batch.runtime import JobsSeen
+
+    assert executor._runtime is not None
+    executor._runtime.results.put(JobsSeen(views=None))  # type: ignore[arg-type]
+    executor.sync()  # iterating None raises inside; sync logs it and returns
+    rec = Recorder(executor)
+    w = task_workload("after_broken")
+    executor.queue_workload(w, session=None)  # type: ignore[arg-type]
+    rec.until(lambda: "success" in rec.states(w.key), what="the next task")
+
+
+def test_end_waits_for_running_jobs(executor: FastExecutor) -> None:
+    work = [task_workload(f"ending_{i}") for i in range(3)]
+    for w in work:
+        executor.queue_workload(w, session=None)  # type: ignore[arg-type]
+    executor.heartbeat()
+    executor.end(heartbeat_interval=0.1)
+    events = executor.get_event_buffer()
+    assert all(str(events[w.key][0]) == "success" for w in work), events
+    assert len(executor.core) == 0
+
+
+class RecordingStats:
+    """A Stats backend that keeps what it is sent (Airflow's statsd client is not installed here)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def incr(self, stat: str, count: int = 1, **_: Any) -> None:
+        self.sent.append(("incr", stat))
+
+    def decr(self, stat: str, count: int = 1, **_: Any) -> None:
+        self.sent.append(("decr", stat))
+
+    def gauge(self, stat: str, value: float, **_: Any) -> None:
+        self.sent.append(("gauge", stat))
+
+    def timing(self, stat: str, dt: Any, **_: Any) -> None:
+        self.sent.append(("timing", stat))
+
+    def timer(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+
+def test_metrics_reach_airflow_stats(executor: FastExecutor) -> None:
+    from airflow._shared.observability.metrics import stats
+
+    recording = RecordingStats()
+    stats.initialize(factory=lambda: recording, export_legacy_names=False)  # type: ignore[arg-type,return-value]
+    try:
+        rec = Recorder(executor)
+        good = task_workload("measured")
+        bad = task_workload("measured_bad", executor_config={"jobQueue": "no-such-queue"})
+        executor.queue_workload(good, session=None)  # type: ignore[arg-type]
+        executor.queue_workload(bad, session=None)  # type: ignore[arg-type]
+        rec.until(lambda: "success" in rec.states(good.key) and "failed" in rec.states(bad.key), what="both")
+    finally:
+        from airflow._shared.observability.metrics.stats import NoStatsLogger
+
+        stats.initialize(factory=NoStatsLogger, export_legacy_names=False)
+    sent = set(recording.sent)
+    for expected in [
+        ("incr", "aws_batch_executor.submitted"),
+        ("incr", "aws_batch_executor.submit_failures"),
+        ("timing", "aws_batch_executor.api_latency.submit_job"),
+        ("timing", "aws_batch_executor.api_latency.describe_jobs"),
+        ("gauge", "aws_batch_executor.pending"),
+        ("gauge", "aws_batch_executor.queued_in_batch"),
+        ("gauge", "aws_batch_executor.running"),
+    ]:
+        assert expected in sent, (expected, sorted(sent))

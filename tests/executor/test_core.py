@@ -312,3 +312,28 @@ def test_commands_limit_and_terminate_all() -> None:
     assert (counts.pending, counts.submitted) == (3, 2)
     assert sorted(t.job_id for t in core.terminate_all("shutdown")) == ["j0", "j1"]
     assert len(core) == 0
+
+
+@pytest.mark.parametrize(
+    ("started", "expected_job"),
+    [
+        pytest.param(True, "j1", id="started-then-failed"),
+        pytest.param(False, "j1", id="failed-before-start-last-attempt"),
+    ],
+)
+def test_failed_job_report_names_job_and_log_file(started: bool, expected_job: str) -> None:
+    core, _ = make(max_attempts=1)
+    core.add("k", request(), log_path="dag_id=d/attempt=1.log")
+    submit_ok(core, "k", "j1")
+    fail = core.job_seen(JobView("j1", "FAILED", started=started))[-1]
+    assert isinstance(fail, Fail)
+    assert (fail.job_id, fail.log_path) == (expected_job, "dag_id=d/attempt=1.log")
+
+
+def test_submit_failure_report_has_no_job() -> None:
+    core, _ = make(max_attempts=1)
+    core.add("k", request(), log_path="x.log")
+    submits(core)
+    fail = core.submit_result("k", SubmitOutcome.FAILED, reason="ClientException")[-1]
+    assert isinstance(fail, Fail)
+    assert (fail.job_id, fail.log_path) == (None, None)

@@ -134,6 +134,10 @@ class Success:
 class Fail:
     key: Hashable
     reason: str
+    #: The Batch job that FAILED, and the workload's log file given to ``add``: the job's output
+    #: may be the only trace of why (when Airflow's own task logging never began).
+    job_id: str | None = None
+    log_path: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +165,7 @@ class _Entry:
         "job_queue",
         "key",
         "last_reason",
+        "log_path",
         "lookup_after_ms",
         "next_at",
         "phase",
@@ -185,6 +190,7 @@ class _Entry:
         self.revoked = False
         self.lookup_after_ms: int | None = None
         self.last_reason = ""
+        self.log_path: str | None = None
 
 
 def _pack(request: dict[str, Any]) -> bytes:
@@ -277,11 +283,12 @@ class Core:
         return out
 
     # ----------------------------------------------------------------- events
-    def add(self, key: Hashable, request: dict[str, Any]) -> None:
+    def add(self, key: Hashable, request: dict[str, Any], log_path: str | None = None) -> None:
         """A workload to run. A key already tracked is ignored (Airflow re-queues only new try numbers)."""
         if key in self._entries:
             return
         entry = _Entry(key, _pack(request), request.get("jobQueue"))
+        entry.log_path = log_path
         entry.next_at = self.clock()
         self._entries[key] = entry
 
@@ -409,11 +416,17 @@ class Core:
         self._outbox.append(Untrack(view.job_id))
         entry.job_id = None
         if entry.started or entry.request is None:
-            return self._fail(entry, f"{reason} after it started; Airflow's retries decide what happens next")
+            return self._fail(
+                entry,
+                f"{reason} after it started; Airflow's retries decide what happens next",
+                job_id=view.job_id,
+            )
         entry.last_reason = reason
         if entry.attempts >= self.max_attempts:
             return self._fail(
-                entry, f"{reason}; no submit attempts left ({entry.attempts} of {self.max_attempts})"
+                entry,
+                f"{reason}; no submit attempts left ({entry.attempts} of {self.max_attempts})",
+                job_id=view.job_id,
             )
         delay = self.backoff.delay(entry.attempts)
         entry.phase = Phase.PENDING
@@ -463,6 +476,9 @@ class Core:
             self._by_job.pop(entry.job_id, None)
             self._outbox.append(Untrack(entry.job_id))
 
-    def _fail(self, entry: _Entry, reason: str) -> list[Report]:
+    def _fail(self, entry: _Entry, reason: str, job_id: str | None = None) -> list[Report]:
         self._forget(entry)
-        return [TaskEvent(entry.key, "aws_batch_task_failed", reason), Fail(entry.key, reason)]
+        return [
+            TaskEvent(entry.key, "aws_batch_task_failed", reason),
+            Fail(entry.key, reason, job_id=job_id, log_path=entry.log_path if job_id else None),
+        ]

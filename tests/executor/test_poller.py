@@ -1,0 +1,121 @@
+"""The poller's call budget: an in-memory Batch (no network) that counts the calls made to it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from airflow_aws_batch.aws.batch import JobDetail, JobSummary
+from airflow_aws_batch.core.state import Track, Untrack
+from airflow_aws_batch.runtime import JobsMissing, JobsSeen, Runtime
+
+
+class InMemoryBatch:
+    """Answers the BatchApi methods the poller uses from a dict of job id -> status."""
+
+    def __init__(self, jobs: dict[str, str]) -> None:
+        self.jobs = jobs
+        self.calls: Counter[str] = Counter()
+
+    def describe_jobs(self, ids: list[str]) -> list[JobDetail]:
+        assert len(ids) <= 100
+        self.calls["DescribeJobs"] += 1
+        return [
+            JobDetail(job_id=i, job_name=i, job_queue="q", status=self.jobs[i]) for i in ids if i in self.jobs
+        ]
+
+    def list_jobs_page(
+        self, job_queue: str, status: str, next_token: str | None = None, max_results: int = 1000
+    ) -> tuple[list[JobSummary], str | None]:
+        self.calls["ListJobs"] += 1
+        matching = sorted(j for j, s in self.jobs.items() if s == status)
+        start = int(next_token or 0)
+        page = matching[start : start + max_results]
+        token = str(start + max_results) if start + max_results < len(matching) else None
+        return [JobSummary(job_id=j, job_name=j, status=status) for j in page], token
+
+
+def poller(jobs: dict[str, str]) -> tuple[Runtime, InMemoryBatch]:
+    fake = InMemoryBatch(jobs)
+    runtime = Runtime(fake, submit_rate=50, status_calls_per_second=1000)  # type: ignore[arg-type]
+    for job_id in jobs:
+        runtime.track(Track(job_id, "q"))
+    runtime._drain_inbox()
+    return runtime, fake
+
+
+def drain(runtime: Runtime) -> tuple[list[Any], list[str]]:
+    seen: list[Any] = []
+    missing: list[str] = []
+    while not runtime.results.empty():
+        result = runtime.results.get()
+        if isinstance(result, JobsSeen):
+            seen.extend(result.views)
+        elif isinstance(result, JobsMissing):
+            missing.extend(result.job_ids)
+    return seen, missing
+
+
+@pytest.mark.parametrize(
+    ("running", "expected_list_calls", "expected_describe_calls"),
+    [
+        pytest.param(150, 0, 2, id="few-running-described"),
+        pytest.param(5000, 5, 1, id="many-running-listed-in-pages"),
+    ],
+)
+def test_steady_cycle_cost(running: int, expected_list_calls: int, expected_describe_calls: int) -> None:
+    jobs = {f"job-{i:05d}": "RUNNING" for i in range(running)}
+    runtime, fake = poller(jobs)
+    runtime.poll_once()  # first cycle learns every status
+    seen, _ = drain(runtime)
+    assert len(seen) == running
+    for job_id in list(jobs)[:7]:
+        jobs[job_id] = "SUCCEEDED"
+    fake.calls.clear()
+    runtime.poll_once()
+    seen, _ = drain(runtime)
+    assert sorted(v.job_id for v in seen) == sorted(list(jobs)[:7])
+    assert all(v.status == "SUCCEEDED" for v in seen)
+    assert fake.calls["ListJobs"] == expected_list_calls
+    assert fake.calls["DescribeJobs"] == expected_describe_calls
+
+
+def test_unchanged_jobs_are_not_reported_again_and_untracked_ones_not_polled() -> None:
+    runtime, fake = poller({"a": "RUNNABLE", "b": "RUNNABLE"})
+    runtime.poll_once()
+    assert len(drain(runtime)[0]) == 2
+    runtime.track(Untrack("b"))
+    runtime._drain_inbox()
+    fake.calls.clear()
+    runtime.poll_once()
+    assert drain(runtime) == ([], [])
+    assert fake.calls["DescribeJobs"] == 1
+
+
+def test_missing_job_reported_only_after_grace() -> None:
+    now = [0.0]
+    fake = InMemoryBatch({})
+    runtime = Runtime(fake, submit_rate=50, status_calls_per_second=1000, clock=lambda: now[0])  # type: ignore[arg-type]
+    runtime.track(Track("ghost", None))
+    runtime._drain_inbox()
+    runtime.poll_once()
+    assert drain(runtime) == ([], [])  # eventual consistency right after SubmitJob
+    now[0] += 61
+    runtime.poll_once()
+    assert drain(runtime) == ([], ["ghost"])
+
+
+def test_adopted_jobs_learn_their_queue_and_move_to_list_jobs() -> None:
+    jobs = {f"adopted-{i:04d}": "RUNNING" for i in range(300)}
+    fake = InMemoryBatch(jobs)
+    runtime = Runtime(fake, submit_rate=50, status_calls_per_second=1000)  # type: ignore[arg-type]
+    for job_id in jobs:
+        runtime.track(Track(job_id, None))  # adoption does not know the queue
+    runtime._drain_inbox()
+    runtime.poll_once()
+    drain(runtime)
+    fake.calls.clear()
+    runtime.poll_once()
+    assert (fake.calls["ListJobs"], fake.calls["DescribeJobs"]) == (1, 0)
