@@ -63,7 +63,8 @@ def show_progress(stack: Stack, run_id: str) -> dict[str, Any]:
     while True:
         stack.check_alive()
         run = stack.airflow.dag_run(DAG_ID, run_id)
-        counts = Counter(str(s or "none") for s in stack.airflow.task_states(DAG_ID, run_id).values())
+        states = stack.airflow.task_states(DAG_ID, run_id).values()
+        counts = Counter(str(state or "not yet scheduled") for state in states)
         line = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         if line != last:
             say(f"  {time.monotonic() - started:5.0f}s  run {run['state']}: {line}")
@@ -78,7 +79,7 @@ def show_progress(stack: Stack, run_id: str) -> dict[str, Any]:
 def summarize(stack: Stack, run_id: str) -> tuple[list[Row], list[str]]:
     """One row per task instance, and the list of things that did not go as designed."""
     jobs_by_ti: dict[str, list[dict[str, Any]]] = {}
-    for job in stack.batch.jobs_for(DAG_ID, run_id=run_id):
+    for job in stack.batch.wait_final(DAG_ID, run_id=run_id):
         tags = job.get("tags", {})
         label = ti_label({"task_id": tags.get("task_id"), "map_index": int(tags.get("map_index", -1))})
         jobs_by_ti.setdefault(label, []).append(job)

@@ -1,6 +1,14 @@
 """Dev stack: localbatch + Airflow 3 on this machine, for the demo, the end-to-end tests and benchmarks.
 
-Not shipped in the wheel; import it from the repository root.
+Not shipped in the wheel; import it from the repository root. Typical use::
+
+    with Stack(work_dir, dags_folder=dags, db_url=None) as stack:   # None: SQLite in work_dir
+        stack.airflow.wait_for_dags(["my_dag"])
+        stack.airflow.unpause("my_dag")
+        run_id = stack.airflow.trigger("my_dag")
+        run = stack.airflow.wait_for_run("my_dag", run_id, timeout=300)
+        jobs = stack.batch.wait_final("my_dag", run_id=run_id)      # boto3 DescribeJobs dicts
+        stack.batch.set_faults({"rules": [{"job_name_contains": "x", "fault": "hold_runnable"}]})
 """
 
 from __future__ import annotations

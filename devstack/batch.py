@@ -10,6 +10,7 @@ import httpx
 
 REGION = "us-east-1"
 #: ListJobs without a status returns only RUNNING jobs, so listing everything means asking per status.
+FINAL_STATUSES = ("SUCCEEDED", "FAILED")
 JOB_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
 
 
@@ -63,6 +64,29 @@ class LocalBatch:
             for job in self.all_jobs(job_queue)
             if all(value is None or job.get("tags", {}).get(key) == value for key, value in wanted.items())
         ]
+
+    def wait_final(
+        self,
+        dag_id: str,
+        task_id: str | None = None,
+        run_id: str | None = None,
+        *,
+        timeout: float = 60.0,
+    ) -> list[dict[str, Any]]:
+        """``jobs_for`` once every matching job is SUCCEEDED or FAILED.
+
+        Airflow may record a task's success before its job's process has exited, so a job can still
+        read RUNNING for a moment after the task is done.
+        """
+        from devstack.airflow_api import wait_until
+
+        def probe() -> tuple[bool, Any]:
+            jobs = self.jobs_for(dag_id, task_id, run_id)
+            pending = [(j["jobName"], j["status"]) for j in jobs if j["status"] not in FINAL_STATUSES]
+            return not pending, pending or jobs
+
+        jobs: list[dict[str, Any]] = wait_until(f"Batch jobs of {dag_id} to finish", probe, timeout)
+        return jobs
 
     def log_lines(self, job: Mapping[str, Any]) -> Iterator[str]:
         """The CloudWatch Logs lines of every attempt of ``job``."""

@@ -3,13 +3,16 @@
 ``AIRFLOW_AWS_BATCH_E2E_DB``: a PostgreSQL URL to run on (a fresh database is created and dropped);
 SQLite in the session's temp dir otherwise. ``AIRFLOW_AWS_BATCH_E2E_EXECUTOR=local`` runs the same
 stack on Airflow's LocalExecutor (harness development only: cases that need Batch are skipped).
-Component logs stay in pytest's temp dir (``e2e-stack*/logs``), whose path the session prints.
+The stack's work dir (``logs/`` of every component, ``task_logs/``, localbatch's data) is a temp dir
+whose path the session prints; it is removed when every test passed and kept otherwise.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +28,10 @@ from devstack import Stack  # noqa: E402
 from devstack.stack import ExecutorChoice  # noqa: E402
 
 DAGS = Path(__file__).resolve().parent / "dags"
-#: Seconds a task may sit in queued before Airflow revokes it (short, for the stuck-in-RUNNABLE case).
-TASK_QUEUED_TIMEOUT = 60
+#: Seconds a task may sit in queued before Airflow revokes it: short, for the stuck-in-RUNNABLE case, yet
+#: long enough for a cold task process to reach the API server on a loaded 2-core machine (at a load
+#: average of 100, one took over 60 s).
+TASK_QUEUED_TIMEOUT = 120
 #: localbatch fault rules, matched against Batch job names ``e2e-<dag_id>-<task_id>``.
 FAULT_RULES = [
     {"job_name_contains": "e2e_fail_before_start-resubmitted", "fault": "fail_before_start", "times": 1},
@@ -60,9 +65,11 @@ class E2E:
 
 
 @pytest.fixture(scope="session")
-def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+def e2e(request: pytest.FixtureRequest) -> Iterator[E2E]:
     executor = cast(ExecutorChoice, os.environ.get("AIRFLOW_AWS_BATCH_E2E_EXECUTOR", "aws_batch"))
-    work_dir = tmp_path_factory.mktemp("e2e-stack")
+    # Not pytest's tmp_path: its retention (3 runs per user) would delete the logs of a failed session
+    # as soon as anyone else on the machine runs pytest.
+    work_dir = Path(tempfile.mkdtemp(prefix="airflow-aws-batch-e2e-"))
     stack = Stack(
         work_dir,
         db_url=os.environ.get("AIRFLOW_AWS_BATCH_E2E_DB") or None,
@@ -88,3 +95,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
         for dag_id in PRE_TRIGGERED:
             session.run_ids[dag_id] = stack.airflow.trigger(dag_id)
         yield session
+    if request.session.testsfailed == 0:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    else:
+        print(f"\ne2e stack logs kept in {work_dir / 'logs'}")
