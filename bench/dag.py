@@ -108,6 +108,23 @@ def _seconds(run: dict[str, Any]) -> float | None:
     return (end - start).total_seconds()
 
 
+def _wait_for_run(client: Any, dag_id: str, run_id: str, timeout: float) -> dict[str, Any]:
+    """Poll the run until it ends; a slow answer from a busy API server is retried, not fatal."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            run: dict[str, Any] = client.dag_run(dag_id, run_id)
+        except Exception as error:  # httpx timeouts while 16 tasks load the API server
+            last = error
+        else:
+            last = run["state"]
+            if run["state"] in ("success", "failed"):
+                return run
+        time.sleep(1.0)
+    raise TimeoutError(f"run {dag_id}/{run_id} did not end within {timeout:.0f} s; last seen: {last!r}")
+
+
 def run_dag(
     sizes: Sizes,
     work_dir: Path,
@@ -162,7 +179,7 @@ def run_dag(
         client.wait_for_dags(dag_ids, timeout=300)
         for dag_id in dag_ids:
             client.unpause(dag_id)
-        warmup = client.wait_for_run("bench_warmup", client.trigger("bench_warmup"), timeout=300)
+        warmup = _wait_for_run(client, "bench_warmup", client.trigger("bench_warmup"), timeout=300)
         log(f"dag: warm-up run {warmup['state']}")
         for name in executors:
             dag_id = f"bench_dag_{name}"
@@ -170,9 +187,10 @@ def run_dag(
             started = time.monotonic()
             run_id = client.trigger(dag_id)
             try:
-                run = client.wait_for_run(dag_id, run_id, timeout=60 + sizes.dag_tasks * 3)
+                run = _wait_for_run(client, dag_id, run_id, timeout=60 + sizes.dag_tasks * 3)
             except Exception as error:  # one executor's failure must not hide the others' figures
                 results[name] = {"drain_s": None, "error": f"{type(error).__name__}: {error}"[:2000]}
+                log(f"dag: {name}: {results[name]}")
                 continue
             states = client.task_states(dag_id, run_id)
             results[name] = {
