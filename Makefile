@@ -21,10 +21,10 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 venv: $(VENV)/.synced
 
 lint: venv
-	$(VENV)/bin/ruff check src tests devstack demo
-	$(VENV)/bin/ruff format --check src tests devstack demo
+	$(VENV)/bin/ruff check src tests devstack demo bench
+	$(VENV)/bin/ruff format --check src tests devstack demo bench
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy devstack demo/run.py demo/__main__.py
+	$(VENV)/bin/mypy devstack demo/run.py demo/__main__.py bench
 
 # The README's test command: lint, types, unit, contract (moto + localbatch) and end-to-end on SQLite.
 test: venv lint
@@ -48,6 +48,14 @@ e2e-postgres: venv
 # (exits after the summary with no terminal or DEMO_EXIT=1). DEMO_DB_URL=postgresql+psycopg2://... for PostgreSQL.
 demo: venv
 	$(VENV)/bin/python -m demo
+
+# Our executor and the Amazon provider's, side by side against localbatch (README "Performance").
+bench: venv
+	$(VENV)/bin/python -m bench --out bench-results.json
+
+# The same scenarios at a tenth of the sizes, same JSON keys.
+bench-quick: venv
+	$(VENV)/bin/python -m bench --quick --out bench-results.json
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache .demo

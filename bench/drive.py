@@ -1,0 +1,439 @@
+"""Drive one executor in-process the way Airflow's scheduler does, for one scenario.
+
+Run as ``python -m bench.drive PARAMS_JSON OUT_JSON``, one process per executor (the orchestrator does it)
+against that executor's own localbatch, so one executor's threads and memory never affect the other's
+figures. Scenarios run in order memory, burst, steady; each builds a fresh executor like the scheduler
+(``executor_cls(parallelism=...)``, ``start()``) on its own job queue, queues real ``ExecuteTask``
+workloads with ``queue_workload``, then loops ``heartbeat()`` / ``get_event_buffer()`` / draining the task
+event log the way ``SchedulerJobRunner._run_scheduler_loop`` does, with no database and no scheduler.
+Between scenarios the previous one's jobs are ended and its executor ended, so no thread of it is left.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import json
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+EXECUTORS = {
+    "ours": "airflow_aws_batch.AwsBatchExecutor",
+    "theirs": "airflow.providers.amazon.aws.executors.batch.AwsBatchExecutor",
+}
+
+# A busy scheduler calls heartbeat() back to back; an idle one sleeps up to
+# [scheduler] scheduler_idle_sleep_time (1 s). Half a second sits between the two.
+LOOP_INTERVAL_S = 0.5
+MEMORY_SAMPLING_S = 3.0
+JWT_SECRET = "bench-" + "0123456789abcdef" * 5
+DAG_ID = "bench"
+RUN_ID = "manual__2026-01-01T00:00:00+00:00"
+
+
+def configure_airflow(params: dict[str, Any], home: Path) -> None:
+    """Airflow configuration shared by both executors: the same section, the same values."""
+    endpoint = params["endpoint"]
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__EXECUTOR": EXECUTORS[params["executor"]],
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+            "AIRFLOW__API_AUTH__JWT_SECRET": JWT_SECRET,
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
+                {"conn_type": "aws", "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
+            ),
+            "AIRFLOW__AWS_BATCH_EXECUTOR__JOB_DEFINITION": params["job_definition"],
+            "AIRFLOW__AWS_BATCH_EXECUTOR__JOB_NAME": "bench",
+            "AIRFLOW__AWS_BATCH_EXECUTOR__REGION_NAME": "us-east-1",
+            "AIRFLOW__AWS_BATCH_EXECUTOR__CONN_ID": "aws_default",
+            "AIRFLOW__AWS_BATCH_EXECUTOR__CHECK_HEALTH_ON_STARTUP": "True",
+        }
+    )
+
+
+_SCENARIO_OPTIONS: list[str] = []
+
+
+def configure_scenario(params: dict[str, Any]) -> None:
+    """The scenario's job queue and our executor's options for it (read when the executor is built)."""
+    while _SCENARIO_OPTIONS:
+        os.environ.pop(_SCENARIO_OPTIONS.pop(), None)
+    os.environ["AIRFLOW__AWS_BATCH_EXECUTOR__JOB_QUEUE"] = params["job_queue"]
+    for key, value in params.get("executor_options", {}).items():
+        name = f"AIRFLOW__AWS_BATCH_EXECUTOR__{key.upper()}"
+        os.environ[name] = str(value)
+        _SCENARIO_OPTIONS.append(name)
+
+
+class Workloads:
+    """Real ``ExecuteTask`` workloads, with tokens signed like the scheduler's (same size on the wire)."""
+
+    def __init__(self) -> None:
+        from airflow.api_fastapi.auth.tokens import JWTGenerator, get_signing_args
+
+        self._generator = JWTGenerator(
+            valid_for=600, audience="urn:airflow.apache.org:task", issuer=None, **get_signing_args()
+        )
+        self._dag_version_id = uuid.uuid4()
+
+    def make(self, index: int) -> Any:
+        from airflow.executors.workloads import BundleInfo, ExecuteTask
+        from airflow.executors.workloads.task import TaskInstanceDTO
+
+        ti_id = uuid.uuid4()
+        task_id = f"task_{index:05d}"
+        return ExecuteTask(
+            ti=TaskInstanceDTO(
+                id=ti_id,
+                task_id=task_id,
+                dag_id=DAG_ID,
+                run_id=RUN_ID,
+                try_number=1,
+                dag_version_id=self._dag_version_id,
+                pool_slots=1,
+                priority_weight=1,
+                queue="default",
+            ),
+            dag_rel_path="bench_dag.py",
+            token=ExecuteTask.generate_token(str(ti_id), self._generator),
+            log_path=f"dag_id={DAG_ID}/run_id={RUN_ID}/task_id={task_id}/attempt=1.log",
+            bundle_info=BundleInfo(name="dags-folder"),
+        )
+
+
+@dataclass
+class Tracker:
+    """What the scheduler would learn from the event buffer, with the wall-clock time it learnt it."""
+
+    job_id: dict[Any, str] = field(default_factory=dict)
+    terminal: dict[Any, tuple[str, float]] = field(default_factory=dict)
+    running: set[Any] = field(default_factory=set)
+    # Light mode (memory scenario) keeps only the set of submitted keys, whose table it can measure.
+    light: bool = False
+    submitted: set[Any] = field(default_factory=set)
+
+    def record(self, events: dict[Any, tuple[Any, Any]], now: float) -> None:
+        for key, (state, info) in events.items():
+            if self.light:
+                if info:
+                    self.submitted.add(key)
+                continue
+            state_name = str(getattr(state, "value", state))
+            if isinstance(info, str) and info and key not in self.job_id:
+                self.job_id[key] = info
+            if state_name in ("success", "failed"):
+                self.terminal.setdefault(key, (state_name, now))
+            elif state_name == "running":
+                self.running.add(key)
+
+
+@dataclass
+class Driver:
+    executor: Any
+    tracker: Tracker = field(default_factory=Tracker)
+    heartbeats_s: list[float] = field(default_factory=list)
+    interval_s: float = LOOP_INTERVAL_S
+
+    def tick(self) -> None:
+        started = time.perf_counter()
+        self.executor.heartbeat()
+        self.heartbeats_s.append(time.perf_counter() - started)
+        self.tracker.record(self.executor.get_event_buffer(), time.time())
+        # The scheduler writes these to its log table each loop; keeping them would inflate memory figures.
+        self.executor._task_event_logs.clear()
+        spent = time.perf_counter() - started
+        if spent < self.interval_s:
+            time.sleep(self.interval_s - spent)
+
+    def loop_until(self, done: Callable[[], bool], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.tick()
+            if done():
+                return True
+        return False
+
+
+def make_executor(name: str, parallelism: int) -> Any:
+    import importlib
+
+    module_name, _, class_name = EXECUTORS[name].rpartition(".")
+    executor_cls = getattr(importlib.import_module(module_name), class_name)
+    executor = executor_cls(parallelism=parallelism)
+    executor.start()
+    return executor
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _admin(endpoint: str, method: str, path: str, body: Any = None) -> Any:
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        endpoint + path, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        raw = response.read()
+    return json.loads(raw) if raw else None
+
+
+def _end(executor: Any) -> None:
+    # end() waits for running jobs; the scenarios leave none that would not finish quickly, but a
+    # benchmark must never hang on it, so it gets a thread and a deadline.
+    thread = threading.Thread(target=executor.end, daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+
+
+def _queue(executor: Any, workloads: Iterator[Any]) -> dict[Any, int]:
+    keys: dict[Any, int] = {}
+    for index, workload in enumerate(workloads):
+        keys[workload.ti.key] = index
+        executor.queue_workload(workload, session=None)
+    return keys
+
+
+def burst(params: dict[str, Any]) -> dict[str, Any]:
+    """N tasks queued at once; localbatch finishes every job as soon as it starts."""
+    n = params["tasks"]
+    factory = Workloads()
+    workloads = [factory.make(i) for i in range(n)]
+    executor = make_executor(params["executor"], parallelism=n)
+    driver = Driver(executor)
+    started = time.time()
+    keys = _queue(executor, iter(workloads))
+    del workloads
+    finished = driver.loop_until(lambda: len(driver.tracker.terminal) >= n, params["timeout_s"])
+    drained_s = time.time() - started
+    _end(executor)
+    failed = sum(1 for state, _ in driver.tracker.terminal.values() if state == "failed")
+    heartbeats_ms = [s * 1000 for s in driver.heartbeats_s]
+    return {
+        "started_at": started,
+        "tasks": n,
+        "drained": finished,
+        "drain_s": drained_s,
+        "tasks_succeeded": sum(1 for state, _ in driver.tracker.terminal.values() if state == "success"),
+        "tasks_failed": failed,
+        "tasks_lost": n - len(driver.tracker.terminal),
+        "heartbeats": len(heartbeats_ms),
+        "heartbeat_p50_ms": percentile(heartbeats_ms, 50),
+        "heartbeat_p99_ms": percentile(heartbeats_ms, 99),
+        "heartbeat_max_ms": max(heartbeats_ms) if heartbeats_ms else None,
+        "job_ids": len(set(driver.tracker.job_id.values())),
+        "keys": len(keys),
+    }
+
+
+def steady(params: dict[str, Any]) -> dict[str, Any]:
+    """N long-running jobs tracked; a few end every second; count status calls and detection delay."""
+    n = params["tasks"]
+    endpoint = params["endpoint"]
+    factory = Workloads()
+    executor = make_executor(params["executor"], parallelism=n)
+    # Filling localbatch is set-up: the loop runs back to back, like a busy scheduler's.
+    driver = Driver(executor, interval_s=0.05)
+    keys = _queue(executor, (factory.make(i) for i in range(n)))
+    tracked = driver.loop_until(lambda: len(driver.tracker.job_id) >= n, params["setup_timeout_s"])
+    # Let every job reach RUNNING in localbatch and the executor see it before measuring.
+    driver.interval_s = LOOP_INTERVAL_S
+    driver.loop_until(lambda: False, params["settle_s"])
+    _admin(endpoint, "PUT", "/_localbatch/faults", params["measure_faults"])
+    before = _admin(endpoint, "GET", "/_localbatch/stats")
+    window_s = params["window_s"]
+    per_second = params["finish_per_s"]
+    ended: dict[str, float] = {}
+    rng = random.Random(params.get("seed", 1))
+    candidates = [job for key, job in driver.tracker.job_id.items() if key not in driver.tracker.terminal]
+    rng.shuffle(candidates)
+    stop = threading.Event()
+
+    def finisher() -> None:
+        # Ends jobs from outside the scheduler loop, like containers exiting on their own.
+        next_at = time.monotonic()
+        while not stop.is_set() and candidates:
+            batch = [candidates.pop() for _ in range(min(per_second, len(candidates)))]
+            answer = _admin(endpoint, "POST", "/_localbatch/simulate/finish", {"job_ids": batch})
+            for job in answer.get("finished", []):
+                ended[job["jobId"]] = job["stoppedAt"] / 1000
+            next_at += 1.0
+            stop.wait(max(0.0, next_at - time.monotonic()))
+
+    driver.heartbeats_s.clear()
+    measure_started = time.monotonic()
+    thread = threading.Thread(target=finisher, daemon=True)
+    thread.start()
+    driver.loop_until(lambda: time.monotonic() - measure_started >= window_s, window_s + 5)
+    stop.set()
+    thread.join(timeout=30)
+    after = _admin(endpoint, "GET", "/_localbatch/stats")
+    measured_s = time.monotonic() - measure_started
+    # Grace period so jobs ended late in the window are detected too, instead of truncating the tail.
+    by_job = {job: key for key, job in driver.tracker.job_id.items()}
+    driver.loop_until(lambda: all(by_job.get(j) in driver.tracker.terminal for j in ended), params["grace_s"])
+    delays = [
+        driver.tracker.terminal[by_job[job]][1] - stopped
+        for job, stopped in ended.items()
+        if by_job.get(job) in driver.tracker.terminal
+    ]
+    heartbeats_ms = [s * 1000 for s in driver.heartbeats_s]
+    _drain(executor, driver, endpoint, params["job_queue"])
+    return {
+        "tasks": n,
+        "tracked": tracked,
+        "keys": len(keys),
+        "window_s": measured_s,
+        "stats_before": before,
+        "stats_after": after,
+        "jobs_ended": len(ended),
+        "jobs_detected": len(delays),
+        "detect_p50_s": percentile(delays, 50),
+        "detect_p95_s": percentile(delays, 95),
+        "detect_max_s": max(delays) if delays else None,
+        "heartbeat_p99_ms": percentile(heartbeats_ms, 99),
+    }
+
+
+def _rss() -> int:
+    # Second field of statm: resident pages.
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _at_least(items: set[Any], count: int) -> bool:
+    return len(items) >= count
+
+
+def memory(params: dict[str, Any]) -> dict[str, Any]:
+    """Executor memory per tracked job: the slope between a fifth and all of N jobs tracked."""
+    n = params["tasks"]
+    first = n // 5
+    factory = Workloads()
+    executor = make_executor(params["executor"], parallelism=n)
+    # The loop runs fast here: tracemalloc makes accepting each workload slower, and how quickly jobs
+    # get tracked does not change how much memory each one takes.
+    driver = Driver(executor, Tracker(light=True), interval_s=0.02)
+    submitted = driver.tracker.submitted
+    tracemalloc.start()
+    points: list[tuple[int, int, int]] = []
+    start = 0
+    for count in (first, n):
+        _queue(executor, (factory.make(i) for i in range(start, count)))
+        start = count
+        driver.loop_until(functools.partial(_at_least, submitted, count), params["setup_timeout_s"])
+        driver.loop_until(lambda: False, params["settle_s"])
+        gc.collect()
+        # Polls in flight (a parsed DescribeJobs answer is hundreds of KB) come and go: sample a while
+        # and keep the least, which is what the executor holds for its jobs.
+        samples = []
+        sampling_until = time.monotonic() + MEMORY_SAMPLING_S
+        while time.monotonic() < sampling_until:
+            driver.tick()
+            samples.append(tracemalloc.get_traced_memory()[0])
+        # The harness's set of keys is not the executor's memory: subtract its table.
+        traced = min(samples) - sys.getsizeof(submitted)
+        points.append((len(submitted), traced, _rss()))
+    tracemalloc.stop()
+    _drain(executor, driver, params["endpoint"], params["job_queue"])
+    (n1, traced1, rss1), (n2, traced2, rss2) = points
+    jobs = max(1, n2 - n1)
+    return {
+        "tasks": n,
+        "tracked": n2,
+        "points": points,
+        "bytes_per_job": (traced2 - traced1) / jobs,
+        "bytes_per_1000_jobs": (traced2 - traced1) / jobs * 1000,
+        "rss_bytes_per_job": (rss2 - rss1) / jobs,
+    }
+
+
+def _drain(executor: Any, driver: Driver, endpoint: str, job_queue: str, timeout_s: float = 60) -> bool:
+    """End every job still running on the queue and let the executor see it, then end the executor."""
+    import boto3
+
+    client = boto3.client(
+        "batch",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    _admin(endpoint, "PUT", "/_localbatch/faults", {"simulate": {"seconds": 0}})
+    ids = [
+        job["jobId"]
+        for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
+        for page in client.get_paginator("list_jobs").paginate(
+            jobQueue=job_queue, jobStatus=status, PaginationConfig={"PageSize": 1000}
+        )
+        for job in page["jobSummaryList"]
+    ]
+    for start in range(0, len(ids), 1000):
+        _admin(endpoint, "POST", "/_localbatch/simulate/finish", {"job_ids": ids[start : start + 1000]})
+    drained = driver.loop_until(lambda: not executor.running and not executor.queued_tasks, timeout_s)
+    _end(executor)
+    return drained
+
+
+SCENARIOS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "memory": memory,
+    "burst": burst,
+    "steady": steady,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    params = json.loads(Path(args[0]).read_text())
+    out = Path(args[1])
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-airflow-home-") as home:
+        configure_airflow(params, Path(home))
+        for name, scenario in SCENARIOS.items():
+            if name not in params["scenarios"]:
+                continue
+            scenario_params = {**params, **params["scenarios"][name]}
+            configure_scenario(scenario_params)
+            _admin(params["endpoint"], "PUT", "/_localbatch/faults", scenario_params["faults"])
+            before = _admin(params["endpoint"], "GET", "/_localbatch/stats")
+            began = time.monotonic()
+            try:
+                result = scenario(scenario_params)
+            except Exception as error:  # the report shows which run broke instead of losing the others
+                import traceback
+
+                traceback.print_exc()
+                result = {"error": f"{type(error).__name__}: {error}"}
+            result["elapsed_s"] = time.monotonic() - began
+            result["stats_scenario_before"] = before
+            result["stats_scenario_after"] = _admin(params["endpoint"], "GET", "/_localbatch/stats")
+            results[name] = result
+            out.write_text(json.dumps(results, default=str))
+    sys.stdout.flush()
+    # Nothing of the last executor may keep the process alive.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

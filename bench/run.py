@@ -1,0 +1,341 @@
+"""``make bench`` / ``make bench-quick``: every scenario for both executors, one table, one JSON file.
+
+Each (scenario, executor) pair gets its own localbatch process started with identical flags and faults,
+and its own driver process (``bench.drive``), so neither executor's jobs, threads or memory touch the
+other's figures. The dag scenario runs real Airflow through ``devstack`` (``bench.dag``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench import scenarios
+from bench.service import COMPUTE_ENVIRONMENT, JOB_DEFINITION, JOB_QUEUE, LocalBatch, localbatch
+from bench.table import render
+
+EXECUTOR_NAMES = ("ours", "theirs")
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def op_stats(stats: dict[str, Any], operation: str) -> dict[str, int]:
+    """Counters of one operation from ``GET /_localbatch/stats`` (zeros when it was never called)."""
+    operations = stats.get("operations", stats)
+    found = operations.get(operation) or {}
+    return {
+        "requests": int(found.get("requests", 0)),
+        "throttled": int(found.get("throttled", 0)),
+        "server_errors": int(found.get("server_errors", 0)),
+        "client_errors": int(found.get("client_errors", 0)),
+    }
+
+
+def delta(after: dict[str, Any], before: dict[str, Any], operation: str) -> dict[str, int]:
+    a, b = op_stats(after, operation), op_stats(before, operation)
+    return {key: a[key] - b[key] for key in a}
+
+
+def run_driver(params: dict[str, Any], work_dir: Path, timeout_s: float) -> dict[str, Any]:
+    params_file = work_dir / "params.json"
+    out_file = work_dir / "result.json"
+    params_file.write_text(json.dumps(params))
+    with (work_dir / "driver.log").open("wb") as driver_log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.drive", str(params_file), str(out_file)],
+            stdout=driver_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            return {
+                "error": f"driver did not finish within {timeout_s:.0f} s (log: {work_dir / 'driver.log'})"
+            }
+    if not out_file.exists():
+        return {
+            "error": f"driver exited {process.returncode} without a result (log: {work_dir / 'driver.log'})"
+        }
+    result: dict[str, Any] = json.loads(out_file.read_text())
+    return result
+
+
+def job_summaries(service: LocalBatch, queue: str) -> list[dict[str, Any]]:
+    """Every job on ``queue``, any status (ListJobs without a status returns only RUNNING)."""
+    client = _batch_client(service)
+    jobs: list[dict[str, Any]] = []
+    for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"):
+        for page in client.get_paginator("list_jobs").paginate(
+            jobQueue=queue, jobStatus=status, PaginationConfig={"PageSize": 1000}
+        ):
+            jobs.extend(page["jobSummaryList"])
+    return jobs
+
+
+QUEUES = {name: f"bench-{name}" for name in ("memory", "burst", "steady")}
+
+
+def _create_queues(service: LocalBatch) -> None:
+    """One job queue per scenario on the bench compute environment, so no scenario sees another's jobs."""
+    client = _batch_client(service)
+    for queue in QUEUES.values():
+        if queue == JOB_QUEUE:
+            continue
+        client.create_job_queue(
+            jobQueueName=queue,
+            state="ENABLED",
+            priority=1,
+            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": COMPUTE_ENVIRONMENT}],
+        )
+
+
+def _batch_client(service: LocalBatch) -> Any:
+    import boto3
+
+    return boto3.client(
+        "batch",
+        endpoint_url=service.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def driver_params(executor: str, sizes: scenarios.Sizes, service: LocalBatch) -> dict[str, Any]:
+    def options(name: str) -> dict[str, Any]:
+        return scenarios.OURS_OPTIONS[name] if executor == "ours" else {}
+
+    return {
+        "executor": executor,
+        "endpoint": service.url,
+        "job_definition": JOB_DEFINITION,
+        "seed": scenarios.SEED,
+        "scenarios": {
+            "memory": {
+                "job_queue": QUEUES["memory"],
+                "faults": scenarios.memory_faults(),
+                "executor_options": options("memory"),
+                "tasks": sizes.memory_tasks,
+                "setup_timeout_s": 30 + sizes.memory_tasks * 0.05,
+                "settle_s": 3,
+            },
+            "burst": {
+                "job_queue": QUEUES["burst"],
+                "faults": scenarios.burst_faults(),
+                "executor_options": options("burst"),
+                "tasks": sizes.burst_tasks,
+                "timeout_s": 60 + sizes.burst_tasks * 0.3,
+            },
+            "steady": {
+                "job_queue": QUEUES["steady"],
+                "faults": scenarios.steady_setup_faults(),
+                "measure_faults": scenarios.steady_measure_faults(),
+                "executor_options": options("steady"),
+                "tasks": sizes.steady_tasks,
+                "setup_timeout_s": 30 + sizes.steady_tasks * 0.05,
+                "settle_s": sizes.steady_settle_s,
+                "window_s": sizes.steady_window_s,
+                "finish_per_s": sizes.steady_finish_per_s,
+                "grace_s": 30,
+            },
+        },
+    }
+
+
+def burst_figures(result: dict[str, Any], jobs: list[dict[str, Any]], n: int) -> dict[str, Any]:
+    submit = delta(result["stats_scenario_after"], result["stats_scenario_before"], "SubmitJob")
+    # The provider names every job alike and tags none, so tasks cannot be told apart at localbatch:
+    # all N are submitted when the N-th job is created (nothing fails in this scenario to resubmit).
+    created = sorted(job["createdAt"] / 1000 for job in jobs)
+    submitted_s = created[n - 1] - result["started_at"] if len(created) >= n else None
+    return {
+        "tasks": n,
+        "submit_s": submitted_s,
+        "submit_per_s": (n / submitted_s) if submitted_s else None,
+        "heartbeat_p50_ms": result["heartbeat_p50_ms"],
+        "heartbeat_p99_ms": result["heartbeat_p99_ms"],
+        "heartbeat_max_ms": result["heartbeat_max_ms"],
+        "heartbeats": result["heartbeats"],
+        "throttled_failures": result["tasks_failed"] + result["tasks_lost"],
+        "tasks_succeeded": result["tasks_succeeded"],
+        "drain_s": result["drain_s"],
+        "jobs_created": len(created),
+        "submit_calls": submit["requests"],
+        "submit_429": submit["throttled"],
+        "elapsed_s": result["elapsed_s"],
+    }
+
+
+def steady_figures(result: dict[str, Any]) -> dict[str, Any]:
+    window = result["window_s"]
+    describe = delta(result["stats_after"], result["stats_before"], "DescribeJobs")["requests"]
+    listed = delta(result["stats_after"], result["stats_before"], "ListJobs")["requests"]
+    return {
+        "tasks": result["tasks"],
+        "tracked": result["tracked"],
+        "window_s": window,
+        # Every Batch call spent on status (DescribeJobs + ListJobs), per second of the window.
+        "describe_calls_per_s": (describe + listed) / window,
+        "describe_jobs_per_s": describe / window,
+        "list_jobs_per_s": listed / window,
+        "jobs_ended": result["jobs_ended"],
+        "jobs_detected": result["jobs_detected"],
+        "detect_p50_s": result["detect_p50_s"],
+        "detect_p95_s": result["detect_p95_s"],
+        "detect_max_s": result["detect_max_s"],
+        "heartbeat_p99_ms": result["heartbeat_p99_ms"],
+        "elapsed_s": result["elapsed_s"],
+    }
+
+
+def memory_figures(result: dict[str, Any]) -> dict[str, Any]:
+    keys = ("tasks", "tracked", "bytes_per_job", "bytes_per_1000_jobs", "rss_bytes_per_job", "elapsed_s")
+    return {key: result[key] for key in keys}
+
+
+def run_executor(
+    executor: str, sizes: scenarios.Sizes, selected: list[str], work_dir: Path
+) -> dict[str, Any]:
+    """Memory, burst and steady for one executor, in one driver process against its own localbatch."""
+    biggest = max(sizes.memory_tasks, sizes.burst_tasks, sizes.steady_tasks)
+    with localbatch(work_dir, {}, max_vcpus=biggest) as service:
+        _create_queues(service)
+        params = driver_params(executor, sizes, service)
+        params["scenarios"] = {k: v for k, v in params["scenarios"].items() if k in selected}
+        budget = 120 + sum(
+            v.get("timeout_s", 0) + v.get("setup_timeout_s", 0) + v.get("window_s", 0) + 90
+            for v in params["scenarios"].values()
+        )
+        results = run_driver(params, work_dir, timeout_s=budget)
+        burst_jobs = [j for j in job_summaries(service, QUEUES["burst"])] if "burst" in results else []
+    figures: dict[str, Any] = {}
+    for name in ("memory", "burst", "steady"):
+        result = results.get(name)
+        if name not in selected:
+            figures[name] = {}
+        elif result is None or "error" in result:
+            figures[name] = {"error": (result or results).get("error", "no result")}
+        elif name == "burst":
+            figures[name] = burst_figures(result, burst_jobs, sizes.burst_tasks)
+        elif name == "steady":
+            figures[name] = steady_figures(result)
+        else:
+            figures[name] = memory_figures(result)
+    return figures
+
+
+def environment(sizes: scenarios.Sizes, size_name: str) -> dict[str, Any]:
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {
+        "size": size_name,
+        "sizes": asdict(sizes),
+        "cpu_count": os.cpu_count(),
+        "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+        "load_average": os.getloadavg(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": {
+            dist: version(dist)
+            for dist in (
+                "apache-airflow",
+                "apache-airflow-providers-amazon",
+                "aws-batch-airflow",
+                "boto3",
+                "botocore",
+            )
+        },
+        "git_commit": commit,
+        "localbatch": {
+            "latency_ms": scenarios.LATENCY_MS,
+            "submit_quota_per_s": scenarios.SUBMIT_QUOTA,
+            "seed": scenarios.SEED,
+        },
+        "ours_options": scenarios.OURS_OPTIONS,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a tenth of the sizes (make bench-quick)")
+    parser.add_argument("--out", default="bench-results.json", type=Path)
+    parser.add_argument(
+        "--only",
+        default="burst,steady,memory,dag",
+        help="comma-separated scenarios to run (the JSON keeps every key, null where not run)",
+    )
+    parser.add_argument("--work-dir", type=Path, default=None, help="keep logs here (default: a temp dir)")
+    parser.add_argument(
+        "--executors", default="ours,theirs", help="executors of memory/burst/steady (comma-separated)"
+    )
+    parser.add_argument(
+        "--dag-executors",
+        default="localexecutor,ours,theirs",
+        help="executors of the dag scenario (comma-separated aliases)",
+    )
+    args = parser.parse_args(argv)
+    sizes = scenarios.QUICK if args.quick else scenarios.FULL
+    selected = [name.strip() for name in args.only.split(",") if name.strip()]
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "ours": {},
+        "theirs": {},
+        "localexecutor": {"dag": {"drain_s": None}},
+        "env": environment(sizes, "quick" if args.quick else "full"),
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        root = args.work_dir or Path(tmp)
+        in_process = [name for name in ("memory", "burst", "steady") if name in selected]
+        for executor in args.executors.split(",") if in_process else ():
+            log(f"{executor}: {', '.join(n for n in ('memory', 'burst', 'steady') if n in selected)} ...")
+            began = time.monotonic()
+            figures = run_executor(executor, sizes, selected, root / executor)
+            results[executor].update(figures)
+            log(f"{executor}: done in {time.monotonic() - began:.0f} s: {json.dumps(figures)}")
+        for executor in EXECUTOR_NAMES:
+            for name in ("memory", "burst", "steady"):
+                results[executor].setdefault(name, {})
+        if "dag" in selected:
+            from bench.dag import run_dag
+
+            dag = run_dag(sizes, root / "dag", log, tuple(args.dag_executors.split(",")))
+            for executor in ("ours", "theirs", "localexecutor"):
+                results[executor]["dag"] = dag.get(executor, {"drain_s": None})
+        else:
+            for executor in EXECUTOR_NAMES:
+                results[executor]["dag"] = {}
+    results["env"]["total_s"] = time.monotonic() - started
+    args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(render(results))
+    print(f"\nwrote {args.out} in {results['env']['total_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

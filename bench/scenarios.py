@@ -1,0 +1,81 @@
+"""Sizes and localbatch settings of each scenario, full and quick (a tenth of the sizes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# AWS Batch's published quota: 50 SubmitJob calls a second per account, 429 beyond.
+SUBMIT_QUOTA = 50
+LATENCY_MS = 50
+SEED = 1
+
+
+@dataclass(frozen=True)
+class Sizes:
+    burst_tasks: int
+    steady_tasks: int
+    steady_settle_s: int
+    steady_window_s: int
+    steady_finish_per_s: int
+    memory_tasks: int
+    dag_tasks: int
+    dag_parallelism: int
+
+
+FULL = Sizes(
+    burst_tasks=1000,
+    steady_tasks=5000,
+    steady_settle_s=10,
+    steady_window_s=60,
+    steady_finish_per_s=10,
+    memory_tasks=5000,
+    dag_tasks=300,
+    dag_parallelism=16,
+)
+QUICK = Sizes(
+    burst_tasks=100,
+    steady_tasks=500,
+    steady_settle_s=3,
+    steady_window_s=10,
+    steady_finish_per_s=5,
+    memory_tasks=500,
+    dag_tasks=30,
+    dag_parallelism=16,
+)
+
+
+def burst_faults() -> dict[str, Any]:
+    # Jobs "run" for 0 s without a process: the burst measures submission, not execution.
+    return {
+        "seed": SEED,
+        "latency_ms": LATENCY_MS,
+        "quotas": {"SubmitJob": SUBMIT_QUOTA},
+        "simulate": {"seconds": 0},
+    }
+
+
+def steady_setup_faults() -> dict[str, Any]:
+    # Filling localbatch with thousands of jobs is set-up, not measurement: no latency, no quota.
+    # Simulated jobs with no duration run until the benchmark ends them (POST /_localbatch/simulate/finish).
+    return {"seed": SEED, "latency_ms": 0, "quotas": {}, "simulate": {"seconds": None}}
+
+
+def steady_measure_faults() -> dict[str, Any]:
+    return {"seed": SEED, "latency_ms": LATENCY_MS, "quotas": {}, "simulate": {"seconds": None}}
+
+
+def memory_faults() -> dict[str, Any]:
+    return steady_setup_faults()
+
+
+# Options of our executor per scenario. Everything not listed keeps its default (submit_rate 50,
+# status_calls_per_second 5). The steady and memory scenarios only raise submit_rate to fill localbatch
+# quickly; their figures are taken after submission is over. The Amazon provider's executor has no such
+# options and reads the same [aws_batch_executor] section for the rest.
+OURS_OPTIONS: dict[str, dict[str, Any]] = {
+    "burst": {},
+    "steady": {"submit_rate": 1000},
+    "memory": {"submit_rate": 1000},
+    "dag": {},
+}

@@ -1,0 +1,97 @@
+"""The printed table: each figure for ours and theirs, the ratio, and our target (issue 4)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Row:
+    scenario: str
+    key: str
+    label: str
+    fmt: str
+    # Target on our figure, with a description; None where the issue sets none.
+    target: Callable[[float, dict[str, Any]], bool] | None = None
+    target_text: str = ""
+
+
+def _local_drain(results: dict[str, Any]) -> float | None:
+    value = results.get("localexecutor", {}).get("dag", {}).get("drain_s")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _theirs(results: dict[str, Any], scenario: str, key: str) -> float | None:
+    value = results.get("theirs", {}).get(scenario, {}).get(key)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _dag_target(ours: float, results: dict[str, Any]) -> bool:
+    local = _local_drain(results)
+    theirs = _theirs(results, "dag", "drain_s")
+    return local is not None and ours <= 1.3 * local and (theirs is None or ours < theirs)
+
+
+ROWS = [
+    Row("burst", "submit_s", "burst: seconds until all submitted", "{:.1f}"),
+    Row("burst", "submit_per_s", "burst: submits/s", "{:.1f}", lambda v, _: v >= 45, ">= 45"),
+    Row("burst", "heartbeat_p50_ms", "burst: heartbeat() p50 ms", "{:.2f}"),
+    Row("burst", "heartbeat_p99_ms", "burst: heartbeat() p99 ms", "{:.2f}", lambda v, _: v <= 20, "<= 20"),
+    Row("burst", "heartbeat_max_ms", "burst: heartbeat() max ms", "{:.1f}"),
+    Row(
+        "burst", "throttled_failures", "burst: tasks failed by throttling", "{:.0f}", lambda v, _: v == 0, "0"
+    ),
+    Row("burst", "submit_429", "burst: SubmitJob answered 429", "{:.0f}"),
+    Row("steady", "describe_calls_per_s", "steady: status calls/s", "{:.2f}", lambda v, _: v <= 5, "<= 5"),
+    Row("steady", "detect_p50_s", "steady: end -> reported p50 s", "{:.2f}"),
+    Row("steady", "detect_p95_s", "steady: end -> reported p95 s", "{:.2f}", lambda v, _: v <= 10, "<= 10"),
+    Row("dag", "drain_s", "dag: drain s", "{:.1f}", _dag_target, "<= 1.3x local, < theirs"),
+    Row(
+        "memory",
+        "bytes_per_job",
+        "memory: bytes per tracked job",
+        "{:.0f}",
+        lambda v, _: v <= 2048,
+        "<= 2048",
+    ),
+    Row("memory", "rss_bytes_per_job", "memory: RSS bytes per tracked job", "{:.0f}"),
+]
+
+
+def _cell(value: Any, fmt: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "-" if value is None else str(value)
+    return fmt.format(value)
+
+
+def render(results: dict[str, Any]) -> str:
+    lines: list[list[str]] = [["figure", "ours", "theirs", "ours/theirs", "target (ours)"]]
+    for row in ROWS:
+        ours = results.get("ours", {}).get(row.scenario, {}).get(row.key)
+        theirs = results.get("theirs", {}).get(row.scenario, {}).get(row.key)
+        ratio = "-"
+        if isinstance(ours, (int, float)) and isinstance(theirs, (int, float)) and theirs:
+            ratio = f"{ours / theirs:.3g}"
+        target = row.target_text
+        if row.target is not None and isinstance(ours, (int, float)):
+            target += " ok" if row.target(float(ours), results) else " MISSED"
+        lines.append([row.label, _cell(ours, row.fmt), _cell(theirs, row.fmt), ratio, target])
+    local = _local_drain(results)
+    lines.append(["dag: drain s, LocalExecutor", _cell(local, "{:.1f}"), "", "", ""])
+    errors = [
+        f"{executor}.{scenario}: {figures['error']}"
+        for executor in ("ours", "theirs")
+        for scenario, figures in results.get(executor, {}).items()
+        if isinstance(figures, dict) and figures.get("error")
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    out = []
+    for index, line in enumerate(lines):
+        pairs = enumerate(zip(line, widths, strict=True))
+        out.append("| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in pairs) + " |")
+        if index == 0:
+            out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    out.extend(f"error: {error}" for error in errors)
+    return "\n".join(out)
