@@ -9,11 +9,8 @@ import tempfile
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
 
 import json
-import signal
-import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,29 +19,32 @@ from typing import Any
 
 import pytest
 
-JOB_QUEUE = "bench-test-jobs"
-JOB_DEFINITION = "bench-test-task"
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench import service  # noqa: E402  (after the path and AIRFLOW_HOME set-up above)
+
+JOB_QUEUE = service.JOB_QUEUE
+JOB_DEFINITION = service.JOB_DEFINITION
 
 
 @dataclass
 class LocalBatchServer:
-    url: str
+    """The benchmark's own localbatch handle, plus what the tests need to look at jobs."""
 
-    def admin(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            raw = response.read()
-        return json.loads(raw) if raw else None
+    handle: service.LocalBatch
+
+    @property
+    def url(self) -> str:
+        return self.handle.url
 
     def stats(self) -> dict[str, dict[str, int]]:
-        stats: dict[str, Any] = self.admin("GET", "/_localbatch/stats")
+        stats = self.handle.stats()
         return dict(stats.get("operations", stats))
 
     def set_faults(self, faults: dict[str, Any]) -> None:
-        self.admin("PUT", "/_localbatch/faults", faults)
+        self.handle.set_faults(faults)
 
     def client(self) -> Any:
         import boto3
@@ -75,64 +75,9 @@ class LocalBatchServer:
 
 @pytest.fixture
 def localbatch(tmp_path: Path) -> Iterator[LocalBatchServer]:
-    ready = tmp_path / "ready"
-    log_path = tmp_path / "localbatch.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "localbatch",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--data-dir",
-                str(tmp_path / "data"),
-                "--ready-file",
-                str(ready),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while not (ready.exists() and ready.read_text().strip()):
-            assert process.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, f"localbatch did not start: {log_path.read_text()}"
-            time.sleep(0.1)
-        url = ready.read_text().strip()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "localbatch",
-                "setup",
-                "--endpoint-url",
-                url,
-                "--compute-environment",
-                "bench-test-ce",
-                "--job-queue",
-                JOB_QUEUE,
-                "--job-definition",
-                JOB_DEFINITION,
-                "--max-vcpus",
-                "256",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        yield LocalBatchServer(url)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    # The same start-up and queue set-up the benchmark uses, with no faults.
+    with service.localbatch(tmp_path, {}, max_vcpus=256) as started:
+        yield LocalBatchServer(started)
 
 
 @pytest.fixture
