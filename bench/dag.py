@@ -39,6 +39,17 @@ PRELOAD = (
     "airflow.sdk.execution_time.supervisor",
     "airflow.sdk.execution_time.task_runner",
     "airflow.sdk",
+    # What the task process imports to load the DAG file and run a @task: a LocalExecutor worker
+    # inherits all of it from the scheduler.
+    "airflow.dag_processing.dagbag",
+    "airflow.dag_processing.bundles.local",
+    "airflow.serialization.serialized_objects",
+    "airflow.providers.standard.decorators.python",
+    "airflow.sdk.definitions.decorators",
+    "setproctitle",
+    "tabulate",
+    "jinja2.ext",
+    "encodings.idna",
 )
 # Airflow's task supervisor notices a finished task process up to this many seconds late when the
 # process exits after closing its sockets (default 5). Every executor gets the same value.

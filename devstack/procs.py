@@ -11,6 +11,9 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+#: Written to a component's log before each start; :meth:`Process.tail` reads what follows the last one.
+START_MARKER = "=== devstack: starting "
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
@@ -46,7 +49,7 @@ class Process:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
-            log.write(f"\n=== devstack: starting {' '.join(self.argv)}\n".encode())
+            log.write(f"\n{START_MARKER}{' '.join(self.argv)}\n".encode())
             log.flush()
             self.popen = subprocess.Popen(
                 self.argv,
@@ -93,7 +96,9 @@ class Process:
             text = self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+        # The log is appended to on every start: only this start's output counts.
+        current = text.rsplit(START_MARKER, 1)[-1]
+        return "\n".join(current.splitlines()[-lines:])
 
 
 def pids_with_env_marker(marker: str) -> list[int]:

@@ -11,14 +11,19 @@ Messages are JSON objects:
 - zygote -> localbatch: `{"id": N, "pid": PID}` or `{"id": N, "error": "..."}`, and later
   `{"exit": PID, "code": C}` with C as `subprocess` reports it (negative: killed by that signal).
 
-Only the standard library is imported here before the preloaded modules. The child leaves the zygote's
-code by running the module as `__main__` and then finishing like any interpreter: a SystemExit or an
-uncaught exception propagates to the top, so the interpreter prints it, waits for non-daemon threads,
-runs atexit handlers and flushes output exactly as `python -m MODULE` would.
+Only the standard library is imported here before the preloaded modules. The child runs the module as
+`__main__` and then ends the way the interpreter would (:func:`_finish`): an uncaught exception is
+printed, a SystemExit gives the exit status, non-daemon threads are waited for, atexit handlers run and
+output is flushed, exactly as with `python -m MODULE`. Only the last step of a normal exit is skipped:
+tearing down every module. In a forked child that step writes to nearly every inherited object and so
+copies most of the zygote's memory (measured with the Task SDK preloaded: 100 ms of CPU and 17,000
+page faults per job, against 10 ms for the rest of the exit), a cost a container never pays.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import gc
 import importlib
 import json
@@ -28,7 +33,8 @@ import selectors
 import signal
 import socket
 import sys
-from typing import Any
+import threading
+from typing import Any, NoReturn
 
 MAX_MESSAGE = 1 << 20
 
@@ -37,7 +43,7 @@ def _send(sock: socket.socket, message: dict[str, Any]) -> None:
     sock.send(json.dumps(message).encode())
 
 
-def _become_job(request: dict[str, Any], out_fd: int) -> None:
+def _become_job(request: dict[str, Any], out_fd: int) -> NoReturn:
     """In the forked child: take on the job's session, output, environment and directory; run it."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -60,7 +66,44 @@ def _become_job(request: dict[str, Any], out_fd: int) -> None:
     sys.path[0] = os.getcwd()  # what `python -m` puts first
     # runpy warns when the module to run is already imported; __main__ gets a fresh copy, as in a cold run.
     sys.modules.pop(request["module"], None)
-    runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+    try:
+        runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+    except SystemExit as exit_:
+        _finish(_exit_status(exit_.code))
+    except KeyboardInterrupt:
+        sys.excepthook(*sys.exc_info())
+        _finish(None)
+    except BaseException:
+        sys.excepthook(*sys.exc_info())
+        _finish(1)
+    _finish(0)
+
+
+def _exit_status(code: object) -> int:
+    """The status the interpreter exits with for ``SystemExit(code)``."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _finish(status: int | None) -> NoReturn:
+    """End the job as the interpreter's shutdown would, without tearing down modules.
+
+    ``status`` None: killed by SIGINT, as an interpreter ends on an uncaught KeyboardInterrupt.
+    """
+    threading._shutdown()  # type: ignore[attr-defined]  # what Py_FinalizeEx calls first
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    if status is None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+        status = 128 + signal.SIGINT
+    os._exit(status)
 
 
 def _reap(sock: socket.socket) -> None:
@@ -155,7 +198,7 @@ def main() -> None:
     except (BrokenPipeError, ConnectionResetError):  # localbatch went away
         return
     if job is not None:
-        # Outside every try block: the job's exceptions and SystemExit reach the interpreter's top level.
+        # Outside the zygote's try block: the job's errors are the job's (its _finish decides the status).
         sock.close()
         _become_job(*job)
 

@@ -98,6 +98,9 @@ def test_environment_output_and_session(wbatch: Any, wlogs: Any, wenv: Env, path
         pytest.param(["exit", "3"], 3, "path=", id="sys-exit-3"),
         pytest.param(["raise"], 1, "RuntimeError: probe failed on purpose", id="exception-is-1"),
         pytest.param(["kill"], 137, "path=", id="sigkill-is-137"),
+        pytest.param(["exit-message"], 1, "probe gave up", id="sys-exit-message-is-1"),
+        pytest.param(["interrupt"], 130, "KeyboardInterrupt", id="keyboard-interrupt-is-sigint"),
+        pytest.param(["finish"], 0, "thread finished, then", id="threads-atexit-flush"),
     ],
 )
 def test_exit_codes(  # noqa: PLR0917 (pytest passes parameters by name)

@@ -4,10 +4,12 @@ Its first line tells a warm run from a cold one: in a warm run lb_probe_state wa
 zygote, a process other than the job's.
 """
 
+import atexit
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import lb_probe_state
@@ -27,6 +29,15 @@ def main() -> None:
         print("to stderr", file=sys.stderr)
     elif action == "exit":
         sys.exit(int(sys.argv[2]))
+    elif action == "exit-message":
+        sys.exit("probe gave up")
+    elif action == "finish":
+        # What the interpreter does at exit, in order: wait for threads, run atexit, flush.
+        # The atexit line is not flushed by anyone but the exit; it must come after the thread's line.
+        atexit.register(lambda: sys.stdout.write("thread finished, then atexit ran"))
+        threading.Thread(target=lambda: (time.sleep(0.5), print("thread finished"))).start()
+    elif action == "interrupt":
+        raise KeyboardInterrupt
     elif action == "raise":
         raise RuntimeError("probe failed on purpose")
     elif action == "kill":
