@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench.phases import job_times, phases, reported_at
 from bench.scenarios import Sizes
 
 # alias -> executor, as in [core] executor = alias:module.Class,...
@@ -203,7 +204,10 @@ def run_dag(
                 results[name] = {"drain_s": None, "error": f"{type(error).__name__}: {error}"[:2000]}
                 log(f"dag: {name}: {results[name]}")
                 continue
-            states = client.task_states(dag_id, run_id)
+            task_instances = client.task_instances(dag_id, run_id)
+            states = {ti["task_id"]: ti["state"] for ti in task_instances}
+            jobs = job_times(stack.batch.all_jobs(), dag_id, run_id) if name != "localexecutor" else None
+            reported = reported_at(stack.logs_dir / "scheduler.log", dag_id, run_id)
             results[name] = {
                 "drain_s": _seconds(run),
                 "wall_s": time.monotonic() - started,
@@ -212,6 +216,7 @@ def run_dag(
                 "tasks_succeeded": sum(1 for s in states.values() if s == "success"),
                 "parallelism": sizes.dag_parallelism,
                 "database": "postgresql" if db_url else "sqlite",
+                "phases": phases(task_instances, reported, jobs),
             }
             log(f"dag: {name}: {results[name]}")
         # Stack.stop() stops components one after the other, each with a grace period; asking them all

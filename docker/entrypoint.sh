@@ -8,6 +8,12 @@
 # 3. Execs the command (the executor sends `python -m airflow.sdk.execution_time.execute_workload
 #    --json-string ...`), so its exit code is the container's. A first word that is not a program
 #    is taken as an airflow subcommand: `docker run IMAGE version` runs `airflow version`.
+# 4. Runs it under Linux's SCHED_BATCH policy (AIRFLOW_AWS_BATCH_SCHED_BATCH=0 turns this off).
+#    Airflow's task supervisor checks whether the task process has exited right after that process
+#    closes its sockets; woken with the normal policy it preempts the exiting process and finds it
+#    still alive, then sleeps until its next heartbeat tick ([workers] min_heartbeat_interval, 5 s by
+#    default) before it notices. A SCHED_BATCH process does not preempt on wake-up, so the container
+#    ends tens of milliseconds after its task instead of seconds. No privilege is needed.
 set -euo pipefail
 
 for name in AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_DEFAULT_REGION S3_URI; do
@@ -31,5 +37,8 @@ if [[ $# -eq 0 ]]; then
 fi
 if ! command -v -- "$1" >/dev/null 2>&1; then
     set -- airflow "$@"
+fi
+if [[ "${AIRFLOW_AWS_BATCH_SCHED_BATCH:-1}" != 0 ]] && chrt --batch 0 true 2>/dev/null; then
+    set -- chrt --batch 0 "$@"
 fi
 exec "$@"

@@ -55,6 +55,7 @@ class Settings:
     pass_env: list[str] = field(default_factory=list)
     kill_grace_seconds: float = 30.0
     preload: list[str] = field(default_factory=list)
+    sched_batch: bool = True
 
 
 class LocalBatch:
@@ -75,6 +76,7 @@ class LocalBatch:
             pass_env=settings.pass_env,
             kill_grace_seconds=settings.kill_grace_seconds,
             preload=settings.preload,
+            sched_batch=settings.sched_batch,
         )
 
     async def start(self) -> None:

@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="import MODULE once in a warm interpreter and fork `python -m MODULE ...` jobs from it",
     )
     serve.add_argument(
+        "--sched-policy",
+        choices=["batch", "normal"],
+        default="batch",
+        help="Linux scheduling policy of job processes (default batch: they do not preempt on wake-up)",
+    )
+    serve.add_argument(
         "--simulate-seconds",
         type=float,
         metavar="S",
@@ -128,6 +134,7 @@ async def _serve(args: argparse.Namespace) -> None:
         pass_env=args.pass_env,
         kill_grace_seconds=args.kill_grace_seconds,
         preload=args.preload,
+        sched_batch=args.sched_policy == "batch",
     )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

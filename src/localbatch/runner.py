@@ -30,7 +30,7 @@ from localbatch.backend import MEMORY_MIB_PER_VCPU, BatchBackend, _name_from, no
 from localbatch.faults import Faults, StartFault
 from localbatch.logs import LogsBackend
 from localbatch.models import ACCOUNT_ID, Attempt, Job, JobStatus
-from localbatch.warm import WarmCallbacks, WarmPool
+from localbatch.warm import WarmCallbacks, WarmPool, set_batch_policy
 
 JOB_RESOURCE_MISCONFIGURATION = (
     "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - The job resource requirement (vCPU/memory/GPU) is higher "
@@ -128,6 +128,7 @@ class Runner:
         pass_env: list[str],
         kill_grace_seconds: float = 30.0,
         preload: list[str] | None = None,
+        sched_batch: bool = True,
     ) -> None:
         self.backend = backend
         self.logs = logs
@@ -136,6 +137,7 @@ class Runner:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.pass_env = pass_env
         self.kill_grace_seconds = kill_grace_seconds
+        self.sched_batch = sched_batch
         self.procs: dict[str, Proc] = {}
         self.simulated: dict[str, Simulated] = {}
         self.warm = (
@@ -143,6 +145,7 @@ class Runner:
                 preload,
                 self.workdir,
                 WarmCallbacks(self._warm_started, self._warm_not_forked, self._ended, self._warm_lost),
+                sched_batch=sched_batch,
             )
             if preload
             else None
@@ -420,6 +423,8 @@ class Runner:
             self._finish(job, None, reason, reason)
             return
         self._close_write_end(proc)
+        if self.sched_batch:
+            set_batch_policy(popen.pid)
         proc.popen = popen
         proc.pidfd = os.pidfd_open(popen.pid)
         loop = self._loop

@@ -85,6 +85,8 @@ def test_environment_output_and_session(wbatch: Any, wlogs: Any, wenv: Env, path
             "argv=['report', 'two words']",
             "session_leader=True",
             "cwd_is_work=True",
+            # No preemption on wake-up, as in the airflow-aws-batch image (see localbatch.warm).
+            "sched_batch=True",
             "to stderr",
         ]
     )

@@ -139,3 +139,18 @@ def test_bare_airflow_subcommand_gets_airflow_prefix(tmp_path: Path) -> None:
     proc, _ = _run(tmp_path, ["version"], {})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "airflow called with: version"
+
+
+@pytest.mark.parametrize(
+    ("env", "policy"),
+    [
+        pytest.param({}, os.SCHED_BATCH, id="sched-batch-by-default"),
+        pytest.param({"AIRFLOW_AWS_BATCH_SCHED_BATCH": "0"}, os.SCHED_OTHER, id="opt-out"),
+    ],
+)
+def test_task_runs_under_sched_batch(tmp_path: Path, env: dict[str, str], policy: int) -> None:
+    # The task (and the task process Airflow forks from it) must not preempt on wake-up: see entrypoint.sh.
+    script = "import os; print(os.sched_getscheduler(0))"
+    proc, _ = _run(tmp_path, [sys.executable, "-c", script], env)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout.strip()) == policy

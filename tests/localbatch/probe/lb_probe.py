@@ -26,6 +26,7 @@ def main() -> None:
         print(f"argv={sys.argv[1:]}")
         print(f"session_leader={os.getsid(0) == os.getpid()}")
         print(f"cwd_is_work={os.path.basename(os.getcwd()) == 'work'}")
+        print(f"sched_batch={os.sched_getscheduler(0) == os.SCHED_BATCH}")
         print("to stderr", file=sys.stderr)
     elif action == "exit":
         sys.exit(int(sys.argv[2]))
