@@ -34,6 +34,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 MAX_MESSAGE = 1 << 20
@@ -106,7 +107,7 @@ def _finish(status: int | None) -> NoReturn:
     os._exit(status)
 
 
-def _reap(sock: socket.socket) -> None:
+def _reap(sock: socket.socket, before_exit: Callable[[int], None]) -> None:
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -114,6 +115,7 @@ def _reap(sock: socket.socket) -> None:
             return
         if pid == 0:
             return
+        before_exit(pid)
         _send(sock, {"exit": pid, "code": os.waitstatus_to_exitcode(status)})
 
 
@@ -137,6 +139,22 @@ def serve(sock: socket.socket, modules: list[str]) -> tuple[dict[str, Any], int]
     selector = selectors.DefaultSelector()
     selector.register(sock, selectors.EVENT_READ)
     selector.register(wakeup_r, selectors.EVENT_READ)
+    # Children not yet known to lead their process group: read end of their session pipe -> (id, pid).
+    # Waiting for them here instead of after each fork lets a burst of requests fork back to back.
+    handshakes: dict[int, tuple[int, int]] = {}
+
+    def announce(fd: int) -> None:
+        request_id, pid = handshakes.pop(fd)
+        selector.unregister(fd)
+        os.close(fd)
+        _send(sock, {"id": request_id, "pid": pid})
+
+    def before_exit(pid: int) -> None:
+        # A child that exits at once is announced first: localbatch learns a pid before its exit.
+        for fd, (_, child) in list(handshakes.items()):
+            if child == pid:
+                announce(fd)
+
     while True:
         for key, _ in selector.select():
             if key.fd == wakeup_r:
@@ -145,7 +163,10 @@ def serve(sock: socket.socket, modules: list[str]) -> tuple[dict[str, Any], int]
                         os.read(wakeup_r, 4096)
                     except BlockingIOError:
                         break
-                _reap(sock)
+                _reap(sock, before_exit)
+                continue
+            if key.fd in handshakes:
+                announce(key.fd)
                 continue
             try:
                 data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, 1)
@@ -173,6 +194,8 @@ def serve(sock: socket.socket, modules: list[str]) -> tuple[dict[str, Any], int]
                 os.setsid()
                 os.close(session_r)
                 os.close(session_w)
+                for fd in handshakes:
+                    os.close(fd)
                 selector.close()
                 signal.set_wakeup_fd(-1)
                 os.close(wakeup_r)
@@ -182,10 +205,9 @@ def serve(sock: socket.socket, modules: list[str]) -> tuple[dict[str, Any], int]
             # The pid is reported once the child leads its process group (end of file: it closed
             # the pipe), so a signal sent to the group right away cannot miss it.
             os.close(session_w)
-            os.read(session_r, 1)
-            os.close(session_r)
-            _send(sock, {"id": request["id"], "pid": pid})
-        _reap(sock)
+            handshakes[session_r] = (request["id"], pid)
+            selector.register(session_r, selectors.EVENT_READ)
+        _reap(sock, before_exit)
 
 
 def main() -> None:
