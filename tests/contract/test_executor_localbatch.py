@@ -371,3 +371,28 @@ def test_terminate_with_submits_in_flight_leaves_no_live_job(
         time.sleep(0.2)
     localbatch.set_faults({})
     assert live == [], "jobs submitted around terminate() were left running"
+
+
+def test_a_slow_heartbeat_accepts_enough_to_keep_submitting_at_the_rate(
+    executor: FastExecutor, localbatch: LocalBatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A loaded machine: each SubmitJob request takes 2 ms to build, so the 5 ms budget alone would
+    # accept a handful per heartbeat, far below submit_rate (50/s) x the scheduler's loop period.
+    localbatch.set_faults(held("slowbuild"))
+    build = executor._build_request
+
+    def slow_build(workload: Any) -> dict[str, Any]:
+        time.sleep(0.002)
+        return build(workload)
+
+    monkeypatch.setattr(executor, "_build_request", slow_build)
+    work = [task_workload(f"slowbuild_{i}") for i in range(200)]
+    for w in work:
+        executor.queue_workload(w, session=None)  # type: ignore[arg-type]
+    executor.heartbeat()
+    first = len(executor.running)
+    time.sleep(0.5)
+    executor.heartbeat()
+    # 0.5 s at 50 submits/s is 25 submits; the executor accepts that with a margin.
+    assert len(executor.running) - first >= 25
+    assert len(executor.running) < 200  # still a slice at a time, not the whole queue
