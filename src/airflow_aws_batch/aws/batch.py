@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -155,10 +156,11 @@ class JobDetail:
         )
 
     def view(self) -> JobView:
+        # Kept per tracked job until its next change: thousands of equal strings share one object.
         return JobView(
             job_id=self.job_id,
-            status=self.status,
-            status_reason=self.status_reason,
+            status=sys.intern(self.status),
+            status_reason=sys.intern(self.status_reason),
             started=bool(self.started_at),
             exit_code=self.exit_code,
             container_reason=self.container_reason,
