@@ -577,8 +577,10 @@ def test_requests_are_kept_compressed_against_the_first_and_come_back_whole() ->
     tokens = [secrets.token_urlsafe(400) for _ in range(3)]
     first, second = request("extract", tokens[0]), request("load", tokens[1])
     unlike = {"jobName": "other", "jobQueue": "q2", "jobDefinition": "d2", "parameters": {"k": tokens[2]}}
-    blobs = [packer.pack(r) for r in (first, second, unlike)]
-    assert [packer.unpack(b) for b in blobs] == [first, second, unlike]
+    # Larger than the compression window: still comes back whole.
+    big = {**second, "parameters": {f"p{i}": secrets.token_hex(16) for i in range(400)}}
+    blobs = [packer.pack(r) for r in (first, second, unlike, big)]
+    assert [packer.unpack(b) for b in blobs] == [first, second, unlike, big]
     # The second shares everything but its token and task with the first.
     plain = zlib.compress(json.dumps(second, separators=(",", ":")).encode(), 9)
     assert len(blobs[1]) < len(plain) - 100
