@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devstack.procs import localbatch_serve_argv, localbatch_setup_argv
+
 JOB_QUEUE = "bench-burst"
 JOB_DEFINITION = "bench-task"
 COMPUTE_ENVIRONMENT = "bench-ce"
@@ -87,23 +89,9 @@ def localbatch(
     log_path = work_dir / "localbatch.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [
-                _python(),
-                "-m",
-                "localbatch",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--data-dir",
-                str(work_dir / "data"),
-                "--faults",
-                str(faults_file),
-                "--ready-file",
-                str(ready_file),
-                *extra_args,
-            ],
+            localbatch_serve_argv(
+                _python(), work_dir / "data", ready_file, "--faults", str(faults_file), *extra_args
+            ),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -114,22 +102,14 @@ def localbatch(
         service = LocalBatch(url=url, process=process, log_path=log_path)
         # Setup runs without the latency and quotas: they belong to the measured phase only.
         service.set_faults({})
-        setup = [
+        setup = localbatch_setup_argv(
             _python(),
-            "-m",
-            "localbatch",
-            "setup",
-            "--endpoint-url",
             url,
-            "--compute-environment",
-            COMPUTE_ENVIRONMENT,
-            "--job-queue",
-            JOB_QUEUE,
-            "--job-definition",
-            JOB_DEFINITION,
-            "--max-vcpus",
-            str(max_vcpus),
-        ]
+            compute_environment=COMPUTE_ENVIRONMENT,
+            job_queue=JOB_QUEUE,
+            job_definition=JOB_DEFINITION,
+            max_vcpus=max_vcpus,
+        )
         for key, value in (setup_env or {}).items():
             setup += ["--env", f"{key}={value}"]
         if api_server_url:

@@ -26,7 +26,13 @@ from sqlalchemy.engine import make_url
 
 from devstack.airflow_api import AirflowClient, wait_until
 from devstack.batch import REGION, LocalBatch
-from devstack.procs import Process, free_port, kill_marked
+from devstack.procs import (
+    Process,
+    free_port,
+    kill_marked,
+    localbatch_serve_argv,
+    localbatch_setup_argv,
+)
 
 ExecutorChoice = Literal["aws_batch", "local"]
 EXECUTOR_CLASSES: dict[str, str] = {
@@ -390,21 +396,7 @@ class Stack:
         ready = self.work_dir / "localbatch.url"
         ready.unlink(missing_ok=True)
         self.localbatch_dir.mkdir(parents=True, exist_ok=True)
-        argv = [
-            sys.executable,
-            "-m",
-            "localbatch",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--data-dir",
-            str(self.localbatch_dir),
-            "--ready-file",
-            str(ready),
-            *self.localbatch_args,
-        ]
+        argv = localbatch_serve_argv(sys.executable, self.localbatch_dir, ready, *self.localbatch_args)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
         env.update({"PYTHONUNBUFFERED": "1", "DEVSTACK_ID": self.stack_id})
         process = Process("localbatch", argv, env, self.logs_dir / "localbatch.log", self.work_dir)
@@ -421,22 +413,15 @@ class Stack:
 
         self.localbatch_url = str(wait_until("localbatch to listen", probe, 60.0, interval=0.3))
         setup = [
-            sys.executable,
-            "-m",
-            "localbatch",
-            "setup",
-            "--endpoint-url",
-            self.localbatch_url,
-            "--compute-environment",
-            COMPUTE_ENVIRONMENT,
-            "--job-queue",
-            JOB_QUEUE,
-            "--job-definition",
-            JOB_DEFINITION,
-            "--max-vcpus",
-            str(self.max_vcpus),
-            "--api-server-url",
-            self.api_url,
+            *localbatch_setup_argv(
+                sys.executable,
+                self.localbatch_url,
+                compute_environment=COMPUTE_ENVIRONMENT,
+                job_queue=JOB_QUEUE,
+                job_definition=JOB_DEFINITION,
+                max_vcpus=self.max_vcpus,
+            ),
+            *("--api-server-url", self.api_url),
         ]
         for key, value in self.task_environment().items():
             if key != "AIRFLOW__CORE__EXECUTION_API_SERVER_URL":
