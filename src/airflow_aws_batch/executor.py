@@ -298,6 +298,25 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         )
 
     # ------------------------------------------------------------ the loop
+    @property
+    def slots_available(self) -> int:
+        """Free slots, counting the jobs the poller has already seen end.
+
+        The scheduler asks this before its critical section, a step before it heartbeats the executors.
+        Taking in what the poller found (on the scheduler thread, exactly as ``sync()`` does) frees the
+        slots of finished jobs in this scheduler loop. Otherwise the scheduler learns of them only in the
+        heartbeat after its critical section, queues nothing in that loop and, since Airflow counts events
+        it has fully handled as no work, sleeps ``[scheduler] scheduler_idle_sleep_time`` (1 s) before it
+        fills the slots.
+        """
+        try:
+            self._apply_results()
+            self._dispatch()  # e.g. tracking for jobs just submitted: no I/O here, only queues
+        except Exception:
+            log.exception("AwsBatchExecutor could not take in results; the next heartbeat will")
+        free: int = super().slots_available
+        return free
+
     def sync(self) -> None:
         # Runs on the scheduler thread: no network I/O, and nothing may escape.
         try:

@@ -396,3 +396,30 @@ def test_a_slow_heartbeat_accepts_enough_to_keep_submitting_at_the_rate(
     # 0.5 s at 50 submits/s is 25 submits; the executor accepts that with a margin.
     assert len(executor.running) - first >= 25
     assert len(executor.running) < 200  # still a slice at a time, not the whole queue
+
+
+def test_slots_of_ended_jobs_are_free_before_the_next_heartbeat(
+    localbatch: LocalBatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The scheduler reads slots_available in its critical section, before it heartbeats the executor:
+    # a job the poller saw end must free its slot there, not one scheduler loop (and idle sleep) later.
+    localbatch.set_faults({"simulate": {"seconds": 0}})
+    configure(monkeypatch, localbatch.url, job_queue=QUEUE, job_definition=DEFINITION)
+    executor = FastExecutor(parallelism=2)
+    executor.start()
+    try:
+        work = [task_workload(f"slots_{i}") for i in range(2)]
+        for w in work:
+            executor.queue_workload(w, session=None)  # type: ignore[arg-type]
+        executor.heartbeat()  # accepts and submits both
+        assert executor.slots_available == 0
+        deadline = time.monotonic() + 60
+        while executor.slots_available < 2:  # no heartbeat from here on
+            assert time.monotonic() < deadline, "the ended jobs' slots were never freed"
+            time.sleep(0.05)
+        events = executor.get_event_buffer()
+    finally:
+        executor.terminate()
+        localbatch.set_faults({})
+    # Their success is in the event buffer, for the scheduler to process in the same loop.
+    assert {w.key: str(events[w.key][0]) for w in work} == {w.key: "success" for w in work}
