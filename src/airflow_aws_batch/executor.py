@@ -309,13 +309,23 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         it has fully handled as no work, sleeps ``[scheduler] scheduler_idle_sleep_time`` (1 s) before it
         fills the slots.
         """
+        self._take_in_results()
+        free: int = super().slots_available
+        return free
+
+    @property
+    def slots_occupied(self) -> int:
+        """Occupied slots, not counting the jobs the poller has already seen end (see ``slots_available``)."""
+        self._take_in_results()
+        occupied: int = super().slots_occupied
+        return occupied
+
+    def _take_in_results(self) -> None:
         try:
             self._apply_results()
             self._dispatch()  # e.g. tracking for jobs just submitted: no I/O here, only queues
         except Exception:
             log.exception("AwsBatchExecutor could not take in results; the next heartbeat will")
-        free: int = super().slots_available
-        return free
 
     def sync(self) -> None:
         # Runs on the scheduler thread: no network I/O, and nothing may escape.

@@ -398,8 +398,11 @@ def test_a_slow_heartbeat_accepts_enough_to_keep_submitting_at_the_rate(
     assert len(executor.running) < 200  # still a slice at a time, not the whole queue
 
 
+@pytest.mark.parametrize(
+    ("read", "free_when"), [("slots_available", 2), ("slots_occupied", 0)], ids=["available", "occupied"]
+)
 def test_slots_of_ended_jobs_are_free_before_the_next_heartbeat(
-    localbatch: LocalBatch, monkeypatch: pytest.MonkeyPatch
+    localbatch: LocalBatch, monkeypatch: pytest.MonkeyPatch, read: str, free_when: int
 ) -> None:
     # The scheduler reads slots_available in its critical section, before it heartbeats the executor:
     # a job the poller saw end must free its slot there, not one scheduler loop (and idle sleep) later.
@@ -414,7 +417,7 @@ def test_slots_of_ended_jobs_are_free_before_the_next_heartbeat(
         executor.heartbeat()  # accepts and submits both
         assert executor.slots_available == 0
         deadline = time.monotonic() + 60
-        while executor.slots_available < 2:  # no heartbeat from here on
+        while getattr(executor, read) != free_when:  # no heartbeat from here on
             assert time.monotonic() < deadline, "the ended jobs' slots were never freed"
             time.sleep(0.05)
         events = executor.get_event_buffer()
