@@ -323,7 +323,9 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
     def _take_in_results(self) -> None:
         try:
             self._apply_results()
-            self._dispatch()  # e.g. tracking for jobs just submitted: no I/O here, only queues
+            # What the results produced (e.g. tracking for jobs just submitted): queues only, no I/O.
+            # Due submits are left to sync(): the scheduler reads the slot counts several times a loop.
+            self._dispatch(max_submits=0)
         except Exception:
             log.exception("AwsBatchExecutor could not take in results; the next heartbeat will")
 
@@ -376,11 +378,13 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         except Exception:
             log.debug("metrics failed", exc_info=True)
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, max_submits: int | None = None) -> None:
+        """Hand the core's commands to the worker threads; ``max_submits`` bounds the due submits taken
+        (0: only what earlier results produced, without the core's scan over every tracked job)."""
         if self._runtime is None:
             return
         runtime = self._runtime
-        for cmd in self.core.commands():
+        for cmd in self.core.commands(max_submits):
             if isinstance(cmd, Submit):
                 runtime.submit(cmd)
             elif isinstance(cmd, Terminate):
