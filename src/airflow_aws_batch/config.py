@@ -12,6 +12,7 @@ definitions (the executor can only place its command in ``containerOverrides``).
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -43,6 +44,56 @@ JOB_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 # SubmitJob members that would take the task's command away from containerOverrides.
 UNSUPPORTED_SUBMIT_JOB_KEYS = ("nodeOverrides", "ecsPropertiesOverride", "eksPropertiesOverride")
+#: SubmitJob members that would make one task try more than one job, or one job run its container
+#: more than once: the executor's accounting (adoption, resubmits before start, the orphan sweep)
+#: rests on one try being one job run once.
+ONE_JOB_PER_TRY_KEYS = ("arrayProperties", "dependsOn")
+DEPLOYMENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:/=+@-]{1,128}")
+
+
+def one_job_per_try_problems(request: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """``(path, expected, found)`` for each member of ``request`` that breaks "one try, one job, run once".
+
+    A ``retryStrategy`` of several attempts would have Batch run the same workload in a second
+    container: the execution API lets a second start of a running try through when it comes with the
+    same hostname, unixname and pid (``ti_run``), which two fresh containers of one image can share;
+    and an attempt that failed before the task started is already resubmitted by the executor, which
+    counts it (max_submit_job_attempts) and says so in the task's event log.
+    """
+    problems: list[tuple[str, str, str]] = []
+    for key in ONE_JOB_PER_TRY_KEYS:
+        if key in request:
+            problems.append(
+                (
+                    key,
+                    "no such key (a task try is exactly one Batch job: no array or dependent jobs)",
+                    "a value",
+                )
+            )
+    retry = request.get("retryStrategy")
+    if isinstance(retry, Mapping):
+        attempts = retry.get("attempts")
+        if attempts is not None and attempts != 1:
+            problems.append(
+                (
+                    "retryStrategy.attempts",
+                    "1 or unset (the executor resubmits jobs that failed before their task started; a "
+                    "Batch retry would run the same try's container twice)",
+                    repr(attempts),
+                )
+            )
+    return problems
+
+
+def derive_deployment_id(database_url: str) -> str:
+    """A stable id for the deployment whose metadata database is ``database_url`` (password left out)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        text = make_url(database_url).render_as_string(hide_password=True)
+    except Exception:
+        text = database_url
+    return "db-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -100,6 +151,8 @@ class ExecutorConfig(BaseModel):
     submit_rate: float = 50.0
     status_calls_per_second: float = 5.0
     retry_mode: Literal["standard", "adaptive"] = "adaptive"
+    #: None until the executor derives it from the metadata database (see ``derive_deployment_id``).
+    deployment_id: str | None = None
 
     def base_request(self) -> dict[str, Any]:
         """SubmitJob kwargs before any per-task change (a fresh deep copy each call)."""
@@ -195,6 +248,16 @@ def parse_options(raw: Mapping[str, str | None]) -> ExecutorConfig:
     # while conn_id still holds that default.
     values["conn_id"] = alias if alias is not None and conn_id == _SPECS["conn_id"].default else conn_id
     values["region_name"] = raw.get("region_name")
+    deployment_id = raw.get("deployment_id")
+    if deployment_id is not None and not DEPLOYMENT_ID_PATTERN.fullmatch(deployment_id):
+        problems.append(
+            ConfigProblem(
+                "deployment_id",
+                "up to 128 letters, digits or _.:/=+@- (a Batch tag value)",
+                repr(deployment_id),
+            )
+        )
+    values["deployment_id"] = deployment_id
 
     queue_map = _parse_json(raw, "queue_map", problems)
     if queue_map is not None:
@@ -295,6 +358,8 @@ def _check_submit_job_kwargs(kwargs: dict[str, Any], problems: list[ConfigProble
                     key,
                 )
             )
+    for path, expected, found in one_job_per_try_problems(kwargs):
+        problems.append(ConfigProblem("submit_job_kwargs", expected, found, path))
     for problem in shapes.validate(kwargs, partial=True):
         if problem.path.startswith("containerOverrides.command"):
             continue

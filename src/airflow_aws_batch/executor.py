@@ -4,6 +4,10 @@ The class is thin: :mod:`airflow_aws_batch.core` decides, :mod:`airflow_aws_batc
 do the AWS calls, and ``heartbeat()``/``sync()`` on the scheduler thread only move messages between
 them and Airflow. No network call ever happens on the scheduler thread.
 
+Shutdown hands over instead of waiting: ``end()`` (SIGTERM) stops submitting, waits a few seconds
+for SubmitJobs on the wire, terminates the jobs whose ids Airflow never saved and that have not
+started, and returns; running jobs keep running and the next scheduler adopts them.
+
 Not supported: ``is_local`` (``airflow standalone`` always forces LocalExecutor), multi-team
 deployments, and connection-test workloads.
 """
@@ -14,15 +18,17 @@ import functools
 import logging
 import math
 import queue
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from airflow.executors.base_executor import BaseExecutor
 
-from airflow_aws_batch.aws.batch import BatchApi, ErrorKind
+from airflow_aws_batch.adoption import OutOfBudget, deadline_limiter, plan_adoption, sweep
+from airflow_aws_batch.aws.batch import BatchApi, BatchApiError, ErrorKind
 from airflow_aws_batch.aws.clients import botocore_config, hook_client_factory
-from airflow_aws_batch.config import ConfigError, ExecutorConfig, load_config
+from airflow_aws_batch.config import ConfigError, ExecutorConfig, derive_deployment_id, load_config
 from airflow_aws_batch.core.state import (
     BackoffPolicy,
     CheckStarted,
@@ -34,16 +40,18 @@ from airflow_aws_batch.core.state import (
     Success,
     TaskEvent,
     Terminate,
+    TerminateLookup,
     Track,
     Untrack,
 )
 from airflow_aws_batch.logs import write_failure_log
 from airflow_aws_batch.runtime import JobsMissing, JobsSeen, Runtime, StartChecked, SubmitDone
-from airflow_aws_batch.started import airflow_saw_task_start
+from airflow_aws_batch.started import airflow_saw_task_start, task_instances_now
 from airflow_aws_batch.submit import (
     ExecConfigError,
     build_callback_submit_job_request,
     build_submit_job_request,
+    token_expires_at,
     workload_command,
 )
 
@@ -64,6 +72,13 @@ MIN_ACCEPT_PER_HEARTBEAT = 16
 # request takes longer to build submits below the quota (measured: 44.5 submits/s against 50).
 ACCEPT_RATE_MARGIN = 1.25
 END_POLL_S = 1.0
+#: How long ``end()`` waits for SubmitJobs already on the wire: a call's answer, not a job's run.
+END_SUBMIT_WAIT_S = 5.0
+#: Bound on the Batch reads of one ``try_adopt_task_instances`` (it runs on the scheduler thread).
+ADOPT_BUDGET_S = 30.0
+#: The sweep after an adoption waits for Airflow to commit the resets of what was handed back.
+SWEEP_AFTER_ADOPTION_S = 10.0
+SWEEP_BUDGET_S = 120.0
 
 
 class HealthCheckFailed(RuntimeError):
@@ -97,6 +112,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         self._runtime: Runtime | None = None
         self._pinned_event_logs: list[Any] = []
         self._last_accept_at: float | None = None
+        self._sweep_timers: list[threading.Timer] = []
 
     def log_task_event(self, *, event: str, extra: str, ti_key: Any) -> None:
         super().log_task_event(event=event, extra=extra, ti_key=ti_key)
@@ -165,6 +181,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         except ConfigError as exc:
             log.error("AwsBatchExecutor cannot start: %s", exc)
             raise
+        if config.deployment_id is None:
+            config = config.model_copy(update={"deployment_id": _derived_deployment_id()})
         self._config = config
         if config.check_health_on_startup:
             from airflow_aws_batch.health import format_failures, run_checks
@@ -204,6 +222,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         )
         self._runtime = runtime
         runtime.start()
+        # Jobs left by earlier schedulers whose try has moved on: nobody else would end them.
+        self._schedule_sweep(0.0)
         log.info(
             "AwsBatchExecutor started: queue %s, definition %s, region %s, %s submits/s, %s status calls/s",
             config.job_queue,
@@ -257,6 +277,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 log_path=str(log_path) if log_path else None,
                 ti_id=ti.id if ti is not None else None,
                 try_number=ti.try_number if ti is not None else 0,
+                expires_at=_monotonic_deadline(token_expires_at(str(getattr(workload, "token", "") or ""))),
             )
 
     def _min_accept(self, now: float) -> int:
@@ -387,7 +408,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         for cmd in self.core.commands(max_submits):
             if isinstance(cmd, Submit):
                 runtime.submit(cmd)
-            elif isinstance(cmd, Terminate):
+            elif isinstance(cmd, Terminate | TerminateLookup):
                 runtime.terminate(cmd)
             elif isinstance(cmd, Track | Untrack):
                 runtime.track(cmd)
@@ -425,17 +446,107 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
 
     # ------------------------------------------------------------ adoption, revoke, stop
     def try_adopt_task_instances(self, tis: Sequence[Any]) -> Sequence[Any]:
-        """Adopt tasks whose ``external_executor_id`` is a Batch job id; the poller reports how they end."""
-        not_adopted = []
+        """Adopt each task instance's Batch job of its current try; hand back the others.
+
+        An ``external_executor_id`` may name an earlier try's job (Airflow keeps it when it queues a
+        task again), so a job is adopted only when its tags name this try. A task instance whose id is
+        missing or stale gets its job looked up by our tags among the active jobs, since a scheduler
+        may have died between SubmitJob and Airflow saving the id. What is handed back, Airflow
+        resets and runs as its next try; stale and duplicate jobs are terminated.
+        """
+        if self._core is None or self._runtime is None or not tis:
+            return list(tis)
+        config = self.config
+        limiter = self._runtime.status_limiter
+        try:
+            plan = plan_adoption(
+                self.api,
+                tis,
+                queues=self._job_queues(),
+                deployment=str(config.deployment_id),
+                before_call=deadline_limiter(
+                    lambda timeout: limiter.acquire(timeout=timeout), time.monotonic() + ADOPT_BUDGET_S
+                ),
+            )
+        except (BatchApiError, OutOfBudget) as exc:
+            log.warning(
+                "Could not read AWS Batch to adopt %d task instance(s) (%s); handing them back to Airflow",
+                len(tis),
+                exc,
+            )
+            self._schedule_sweep(SWEEP_AFTER_ADOPTION_S)
+            return list(tis)
         for ti in tis:
-            job_id = getattr(ti, "external_executor_id", None)
-            if not job_id or self._core is None:
-                not_adopted.append(ti)
+            job_id = plan.adopt.get(ti.key)
+            if job_id is None:
                 continue
-            self.core.adopt(ti.key, str(job_id))
+            self.core.adopt(ti.key, job_id)
             self.running.add(ti.key)
-        self._dispatch()
-        return not_adopted
+            if ti.key in plan.found:
+                # Found by its tags: Airflow has not saved this id (or holds a stale one).
+                self.running_state(ti.key, job_id)
+                self.log_task_event(
+                    event="aws_batch_job_adopted",
+                    extra=f"Batch job {job_id} of this try found by its tags and adopted",
+                    ti_key=ti.key,
+                )
+        for cmd in plan.terminate:
+            self._runtime.terminate(cmd)
+        self._dispatch(max_submits=0)
+        self._schedule_sweep(SWEEP_AFTER_ADOPTION_S)
+        return plan.not_adopted
+
+    def _job_queues(self) -> list[str]:
+        config = self.config
+        return list(dict.fromkeys([config.job_queue, *config.queue_map.values()]))
+
+    def _schedule_sweep(self, delay_s: float) -> None:
+        """Terminate, on the terminator thread after ``delay_s``, jobs of ours no live try points at."""
+        runtime, core = self._runtime, self._core
+        if runtime is None or core is None:
+            return
+        config = self.config
+
+        def chore() -> None:
+            before_call = deadline_limiter(
+                lambda timeout: runtime.status_limiter.acquire(timeout=timeout),
+                time.monotonic() + SWEEP_BUDGET_S,
+            )
+            try:
+                commands = sweep(
+                    self.api,
+                    queues=self._job_queues(),
+                    deployment=str(config.deployment_id),
+                    tracked=core.tracks_job,
+                    lookup=task_instances_now,
+                    before_call=before_call,
+                )
+            except (BatchApiError, OutOfBudget) as exc:
+                log.warning("The sweep for orphaned Batch jobs could not read AWS Batch: %s", exc)
+                return
+            for cmd in commands:
+                log.warning("Terminating Batch job %s: %s", cmd.job_id, cmd.reason)
+                runtime.terminate_now(cmd)
+
+        if delay_s <= 0:
+            runtime.run_later(chore)
+            return
+        timer = threading.Timer(delay_s, runtime.run_later, args=(chore,))
+        timer.daemon = True
+        self._sweep_timers = [t for t in self._sweep_timers if t.is_alive()] + [timer]
+        timer.start()
+
+    def change_state(self, key: Any, state: Any, info: Any = None, remove_running: bool = True) -> None:
+        super().change_state(key, state, info, remove_running=remove_running)
+        # Our own failures forget the workload before reporting it, so a FAILED for a workload still
+        # tracked comes from the scheduler: a task without heartbeats (a hung or lost container).
+        # Nothing else would stop its job, which would keep running next to the retry.
+        if self._core is not None and key in self._core and str(getattr(state, "value", state)) == "failed":
+            try:
+                self.core.revoke(key, f"Airflow failed the task ({info or 'no heartbeat'})"[:1024])
+                self._dispatch(max_submits=0)
+            except Exception:
+                log.exception("Could not terminate the job of %s", key)
 
     def revoke_task(self, *, ti: Any) -> None:
         """Terminate the task's job (asynchronously) and forget it; reports nothing to Airflow."""
@@ -452,14 +563,48 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             log.exception("revoke_task failed for %s", ti)
 
     def end(self, heartbeat_interval: float = END_POLL_S) -> None:
-        """Wait until every tracked job has finished (the scheduler is shutting down cleanly)."""
-        if self._core is None:
+        """Hand over to the next scheduler instead of waiting for every job to finish.
+
+        Stops submitting at once, waits at most ``END_SUBMIT_WAIT_S`` for SubmitJobs on the wire, then
+        terminates the jobs whose ids Airflow never saved (their RunningState is still in the event
+        buffer: the scheduler loop has stopped) unless they started; a started one is found by its
+        tags and adopted by the next scheduler, as is every job whose id was saved.
+        """
+        core = self._core
+        if core is None:
             return
-        while len(self._core):
-            self.sync()
-            time.sleep(heartbeat_interval)
-        self.sync()
-        self._stop_runtime()
+        try:
+            core.stop_submitting()
+            deadline = time.monotonic() + END_SUBMIT_WAIT_S
+            self._apply_results()
+            while core.in_flight() and time.monotonic() < deadline:
+                time.sleep(0.05)
+                self._apply_results()
+            self._dispatch(max_submits=0)
+            runtime = self._runtime
+            unsaved = [
+                (key, str(info))
+                for key, (state, info) in list(self.event_buffer.items())
+                if info and str(getattr(state, "value", state)) == "running" and core.job_id(key) == info
+            ]
+            for key, job_id in unsaved:
+                if runtime is None or core.job_started(key):
+                    continue
+                reason = "Airflow scheduler stopped before it saved this job's id; the task is handed back"
+                runtime.terminate_now(Terminate(job_id, reason), tries=2)
+            if unsaved:
+                log.info(
+                    "Terminated the not yet started jobs of %d task(s) whose ids were not saved", len(unsaved)
+                )
+            left = core.in_flight()
+            if left:
+                log.warning(
+                    "%d SubmitJob call(s) still unanswered at shutdown; the next scheduler adopts their "
+                    "jobs by their tags",
+                    left,
+                )
+        finally:
+            self._stop_runtime(timeout=2.0)
 
     def terminate(self) -> None:
         """TerminateJob for every tracked job, then stop the threads."""
@@ -483,9 +628,12 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 if isinstance(result, SubmitDone) and result.job_id:
                     runtime.terminate_now(Terminate(result.job_id, reason), tries=2)
 
-    def _stop_runtime(self) -> None:
+    def _stop_runtime(self, timeout: float = 10.0) -> None:
+        for timer in self._sweep_timers:
+            timer.cancel()
+        self._sweep_timers = []
         if self._runtime is not None:
-            self._runtime.stop()
+            self._runtime.stop(timeout=timeout)
             self._runtime = None
 
     # ------------------------------------------------------------ logs
@@ -510,3 +658,16 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             return []
         commands: list[Any] = get_cli_commands()
         return commands
+
+
+def _monotonic_deadline(epoch_s: float | None) -> float | None:
+    """An epoch time as a time of ``time.monotonic()``, the core's clock."""
+    if epoch_s is None:
+        return None
+    return time.monotonic() + (epoch_s - time.time())
+
+
+def _derived_deployment_id() -> str:
+    from airflow.configuration import conf
+
+    return derive_deployment_id(conf.get("database", "sql_alchemy_conn", fallback="") or "")

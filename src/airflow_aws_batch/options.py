@@ -73,8 +73,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "json",
         "{}",
         "JSON object of extra SubmitJob parameters (botocore names, e.g. containerOverrides, "
-        "retryStrategy, timeout, tags). Its jobQueue, jobDefinition and jobName win over the options "
-        "above. It must not set containerOverrides.command: the executor owns the command.",
+        "timeout, tags, schedulingPriorityOverride). Its jobQueue, jobDefinition and jobName win over "
+        "the options above. It must not set containerOverrides.command (the executor owns the "
+        "command), nor arrayProperties, dependsOn or a retryStrategy of more than one attempt (a task "
+        "try is exactly one Batch job, run once).",
         '{"containerOverrides": {"resourceRequirements": [{"type": "MEMORY", "value": "2048"}]}, '
         '"tags": {"team": "data"}}',
     ),
@@ -123,6 +125,15 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "botocore retry mode of the Batch client: standard or adaptive (adds client-side rate limiting "
         "after throttling).",
         "standard",
+    ),
+    OptionSpec(
+        "deployment_id",
+        "string",
+        None,
+        "Names this Airflow deployment in the deployment tag of every job, so that deployments sharing "
+        "a job queue never adopt or terminate each other's jobs. Unset: derived from the metadata "
+        "database's URL (without its password), the same for every scheduler of one deployment.",
+        "analytics-prod",
     ),
     OptionSpec(
         "aws_conn_id",

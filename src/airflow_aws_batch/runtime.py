@@ -23,14 +23,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_aws_batch.aws.batch import DESCRIBE_MAX_IDS, BatchApi, BatchApiError, ErrorKind
+from airflow_aws_batch.aws.batch import DESCRIBE_MAX_IDS, BatchApi, BatchApiError, ErrorKind, JobDetail
 from airflow_aws_batch.core.ratelimit import TokenBucket
 from airflow_aws_batch.core.state import (
+    SUBMISSION_TAG,
     CheckStarted,
     JobView,
     Submit,
     SubmitOutcome,
     Terminate,
+    TerminateLookup,
     Track,
     Untrack,
 )
@@ -105,7 +107,9 @@ class Runtime:
         self.results: queue.SimpleQueue[Result] = queue.SimpleQueue()
         self._submit_q: queue.SimpleQueue[Submit | None] = queue.SimpleQueue()
         # The terminator thread also runs rare background chores (e.g. copying a failed job's output).
-        self._terminate_q: queue.SimpleQueue[Terminate | Callable[[], object] | None] = queue.SimpleQueue()
+        self._terminate_q: queue.SimpleQueue[Terminate | TerminateLookup | Callable[[], object] | None] = (
+            queue.SimpleQueue()
+        )
         self._poll_inbox: queue.SimpleQueue[Track | Untrack] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._wake_poller = threading.Event()
@@ -144,7 +148,7 @@ class Runtime:
     def submit(self, cmd: Submit) -> None:
         self._submit_q.put(cmd)
 
-    def terminate(self, cmd: Terminate) -> None:
+    def terminate(self, cmd: Terminate | TerminateLookup) -> None:
         self._terminate_q.put(cmd)
 
     def run_later(self, chore: Callable[[], object]) -> None:
@@ -193,11 +197,12 @@ class Runtime:
         if cmd.lookup_after_ms is not None:
             try:
                 self.status_limiter.acquire()
-                found = self.api.find_jobs(
+                found = self._find_submitted(
                     request["jobQueue"],
                     request["jobName"],
                     cmd.lookup_after_ms,
-                    dict(request.get("tags") or {}),
+                    cmd.lookup_submissions,
+                    task_tags=request.get("tags") or {},
                 )
             except BatchApiError as exc:
                 if exc.kind is ErrorKind.THROTTLED:
@@ -205,9 +210,12 @@ class Runtime:
                 # Nothing was submitted: not an attempt, look again shortly.
                 return SubmitDone(cmd.key, SubmitOutcome.WAIT, reason=str(exc))
             if found:
-                # Earlier attempts' jobs carry the same name and tags and may fall inside the window;
-                # the ambiguous call's job is the newest (listings come oldest first: ties go last).
+                # Two ambiguous calls may both have created a job: keep the newest (listings come
+                # oldest first: ties go last), and end the other, so that the try is one job.
                 newest = max(reversed(found), key=lambda job: job.created_at or 0)
+                for job in found:
+                    if job is not newest and job.status not in ("SUCCEEDED", "FAILED"):
+                        self.terminate(Terminate(job.job_id, "Duplicate of an ambiguous SubmitJob"))
                 return SubmitDone(cmd.key, SubmitOutcome.OK, job_id=newest.job_id, found=True)
             if cmd.lookup_only:
                 return SubmitDone(
@@ -238,6 +246,43 @@ class Runtime:
             )
         return SubmitDone(cmd.key, SubmitOutcome.OK, job_id=job_id)
 
+    def _find_submitted(
+        self,
+        job_queue: str,
+        job_name: str,
+        created_after_ms: int,
+        submissions: tuple[str, ...],
+        task_tags: dict[str, str] | None = None,
+    ) -> list[JobDetail]:
+        """The jobs created by the SubmitJob calls tagged ``submissions`` (and nothing else)."""
+        tags = {k: v for k, v in (task_tags or {}).items() if k != SUBMISSION_TAG}
+        return self.api.find_jobs(
+            job_queue, job_name, created_after_ms, tags, any_of=(SUBMISSION_TAG, frozenset(submissions))
+        )
+
+    def terminate_lookup(self, cmd: TerminateLookup) -> None:
+        """Terminate what the unresolved ambiguous SubmitJobs of ``cmd`` created (terminator thread)."""
+        for _ in range(3):
+            if not self._status_call():
+                return
+            try:
+                found = self._find_submitted(
+                    cmd.job_queue, cmd.job_name, cmd.created_after_ms, cmd.submissions
+                )
+            except BatchApiError as exc:
+                log.info("Looking up the job of an ambiguous SubmitJob failed (%s); trying again", exc)
+                time.sleep(0.5)
+                continue
+            for job in found:
+                if job.status not in ("SUCCEEDED", "FAILED"):
+                    self.terminate_now(Terminate(job.job_id, cmd.reason))
+            return
+        log.warning(
+            "Could not look up the job that an ambiguous SubmitJob (%s) may have created; the start "
+            "sweep of the next scheduler ends it if it exists",
+            cmd.job_name,
+        )
+
     # ------------------------------------------------------------ terminator
     def _terminate_loop(self) -> None:
         while True:
@@ -246,6 +291,12 @@ class Runtime:
                 return
             if isinstance(cmd, Terminate):
                 self.terminate_now(cmd)
+                continue
+            if isinstance(cmd, TerminateLookup):
+                try:
+                    self.terminate_lookup(cmd)
+                except Exception:
+                    log.exception("Unexpected error terminating the job of %s", cmd.job_name)
                 continue
             try:
                 cmd()

@@ -1,4 +1,6 @@
-"""Did Airflow see a task instance try start? Asked of Airflow's metadata DB, never on the scheduler thread.
+"""What Airflow's metadata DB says of task instances: did a try start, which try is current.
+
+Asked on the executor's worker threads, never on the scheduler thread.
 
 The Task SDK starts a task through the execution API (``PATCH /task-instances/{id}/run``), which moves
 the task instance from QUEUED (or RESTARTING) to RUNNING, sets its hostname, pid and start date, and
@@ -14,6 +16,9 @@ always can); there the answer is "cannot tell", and the task fails as it would w
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+
+from airflow_aws_batch.core.ownership import TiNow, TryId
 
 
 def airflow_saw_task_start(ti_id: str, try_number: int) -> bool | None:
@@ -39,3 +44,34 @@ def airflow_saw_task_start(ti_id: str, try_number: int) -> bool | None:
         return None
     # A deferred task comes back QUEUED on the same try with next_method set: this try already ran.
     return not (state == TaskInstanceState.QUEUED and next_method is None)
+
+
+def task_instances_now(tries: Sequence[TryId]) -> dict[tuple[str, str, str, int], TiNow]:
+    """What the metadata DB says now of the task instances ``tries`` name, whatever their try.
+
+    Task instances that no longer exist are left out.
+    """
+    from airflow.models.taskinstance import TaskInstance as TI
+    from airflow.utils.session import create_session
+    from sqlalchemy import select, tuple_
+
+    wanted = list({t.ti for t in tries})
+    out: dict[tuple[str, str, str, int], TiNow] = {}
+    with create_session() as session:
+        for i in range(0, len(wanted), 500):
+            query = select(
+                TI.dag_id,
+                TI.task_id,
+                TI.run_id,
+                TI.map_index,
+                TI.try_number,
+                TI.state,
+                TI.external_executor_id,
+            ).where(tuple_(TI.dag_id, TI.task_id, TI.run_id, TI.map_index).in_(wanted[i : i + 500]))
+            for dag_id, task_id, run_id, map_index, try_number, state, external_id in session.execute(query):
+                out[(dag_id, task_id, run_id, map_index)] = TiNow(
+                    try_number=int(try_number),
+                    state=None if state is None else str(getattr(state, "value", state)),
+                    external_executor_id=str(external_id) if external_id else None,
+                )
+    return out

@@ -7,12 +7,15 @@ Per task, in order:
    so an ``executor_config`` ``jobQueue`` wins over both of the above;
 4. ours, always: the job name ``<jobName>-<dag_id>-<task_id>`` (``jobName`` is a prefix wherever it
    is set), ``containerOverrides.command``, the tags ``dag_id``, ``task_id``, ``run_id``,
-   ``try_number``, ``map_index`` (winning over user tags of the same key), ``propagateTags: true``
-   and the environment variable ``AIRFLOW_IS_EXECUTOR_CONTAINER=true``.
+   ``try_number``, ``map_index`` and ``deployment`` (winning over user tags of the same key; the
+   core adds ``submission`` per call), ``propagateTags: true``, ``retryStrategy.attempts: 1`` and
+   the environment variable ``AIRFLOW_IS_EXECUTOR_CONTAINER=true``.
 
 The result is checked against botocore's SubmitJob model and Batch's size limits.
 Not supported: multi-node, ECS- or EKS-properties job definitions (``nodeOverrides``,
-``ecsPropertiesOverride``, ``eksPropertiesOverride`` are refused).
+``ecsPropertiesOverride``, ``eksPropertiesOverride`` are refused), and anything that makes a task
+try more or other than one job run once (``arrayProperties``, ``dependsOn``, a ``retryStrategy`` of
+more than one attempt are refused).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from airflow_aws_batch import shapes
-from airflow_aws_batch.config import UNSUPPORTED_SUBMIT_JOB_KEYS, ExecutorConfig
+from airflow_aws_batch.config import UNSUPPORTED_SUBMIT_JOB_KEYS, ExecutorConfig, one_job_per_try_problems
+from airflow_aws_batch.core.ownership import DEPLOYMENT_TAG
 
 MAX_JOB_NAME = 128
 MAX_CONTAINER_OVERRIDES_CHARS = 8192
@@ -166,6 +170,8 @@ def check_executor_config(executor_config: Any) -> dict[str, Any]:
             raise ExecConfigError(
                 key, "no such key (only container job definitions are supported)", "a value"
             )
+    for path, expected, found in one_job_per_try_problems(executor_config):
+        raise ExecConfigError(path, expected, found)
     problems = shapes.validate(dict(executor_config), partial=True)
     if problems:
         first = problems[0]
@@ -195,8 +201,12 @@ def _build(
     ]
     environment.append({"name": EXECUTOR_CONTAINER_ENV, "value": "true"})
     overrides["environment"] = environment
+    if config.deployment_id:
+        our_tags = {**our_tags, DEPLOYMENT_TAG: config.deployment_id}
     request["tags"] = {**request.get("tags", {}), **{k: v[:TAG_VALUE_MAX] for k, v in our_tags.items()}}
     request["propagateTags"] = True
+    # One container run per job: a retryStrategy of the job definition would otherwise apply.
+    request["retryStrategy"] = {**request.get("retryStrategy", {}), "attempts": 1}
 
     problems = shapes.validate(request)
     if problems:
@@ -218,3 +228,20 @@ def _build(
             f"{request_bytes} bytes",
         )
     return request
+
+
+def token_expires_at(token: str) -> float | None:
+    """The ``exp`` claim (epoch seconds) of a workload's JWT, read without checking its signature.
+
+    Only used to stop resubmitting a workload whose token can no longer start its task; the API
+    server is what checks tokens. None when the token is not a JWT with an ``exp``.
+    """
+    import base64
+
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        exp = claims.get("exp")
+    except (IndexError, ValueError, AttributeError):
+        return None
+    return float(exp) if isinstance(exp, int | float) else None

@@ -319,7 +319,7 @@ def test_config_is_immutable(env: Any) -> None:
         ),
         pytest.param(
             {
-                "submit_job_kwargs": '{"dependsOn": [{"type": "SEQUENTIAL"}], "retryStrategy": '
+                "submit_job_kwargs": '{"retryStrategy": '
                 '{"attempts": 1, "evaluateOnExit": [{"action": "EXIT"}]}, '
                 '"timeout": {"attemptDurationSeconds": "60"}}'
             },
@@ -376,12 +376,62 @@ def test_errors_name_section_option_expected_found(
 def test_a_full_valid_submit_job_kwargs_is_accepted(env: Any) -> None:
     kwargs = (
         '{"containerOverrides": {"environment": [{"value": "1"}], "resourceRequirements": '
-        '[{"type": "MEMORY", "value": "2048"}]}, "retryStrategy": {"attempts": 2, "evaluateOnExit": '
-        '[{"onStatusReason": "Host EC2*", "action": "RETRY"}]}, "timeout": {"attemptDurationSeconds": 600}, '
+        '[{"type": "MEMORY", "value": "2048"}]}, "retryStrategy": {"attempts": 1, "evaluateOnExit": '
+        '[{"onStatusReason": "Host EC2*", "action": "EXIT"}]}, "timeout": {"attemptDurationSeconds": 600}, '
         '"tags": {"team": "data"}, "schedulingPriorityOverride": 5, "parameters": {"p": "v"}}'
     )
     env(**REQUIRED, submit_job_kwargs=kwargs)
-    assert load_config(conf).submit_job_kwargs["retryStrategy"]["attempts"] == 2
+    assert load_config(conf).submit_job_kwargs["timeout"]["attemptDurationSeconds"] == 600
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "path", "expected"),
+    [
+        pytest.param(
+            '{"arrayProperties": {"size": 10}}', "arrayProperties", "exactly one Batch job", id="array"
+        ),
+        pytest.param(
+            '{"dependsOn": [{"jobId": "j"}]}', "dependsOn", "exactly one Batch job", id="depends-on"
+        ),
+        pytest.param(
+            '{"retryStrategy": {"attempts": 3}}', "retryStrategy.attempts", "1 or unset", id="batch-retries"
+        ),
+        pytest.param('{"nodeOverrides": {"numNodes": 2}}', "nodeOverrides", "container job", id="multi-node"),
+    ],
+)
+def test_a_try_is_exactly_one_job_run_once(env: Any, kwargs: str, path: str, expected: str) -> None:
+    env(**REQUIRED, submit_job_kwargs=kwargs)
+    with pytest.raises(ConfigError) as raised:
+        load_config(conf)
+    assert f"submit_job_kwargs, key {path}: expected" in str(raised.value)
+    assert expected in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        pytest.param(None, True, id="unset-derived-later"),
+        pytest.param("analytics-prod", True, id="name"),
+        pytest.param("has space", False, id="space"),
+        pytest.param("x" * 129, False, id="too-long"),
+    ],
+)
+def test_deployment_id(env: Any, value: str | None, ok: bool) -> None:
+    env(**REQUIRED, **({"deployment_id": value} if value is not None else {}))
+    if ok:
+        assert load_config(conf).deployment_id == value
+        return
+    with pytest.raises(ConfigError, match=r"deployment_id: expected up to 128 letters"):
+        load_config(conf)
+
+
+def test_derived_deployment_id_is_stable_and_ignores_the_password() -> None:
+    from airflow_aws_batch.config import derive_deployment_id
+
+    one = derive_deployment_id("postgresql+psycopg2://airflow:secret@db:5432/airflow")
+    assert one == derive_deployment_id("postgresql+psycopg2://airflow:other@db:5432/airflow")
+    assert one != derive_deployment_id("postgresql+psycopg2://airflow:secret@db:5432/airflow2")
+    assert one.startswith("db-")
 
 
 @pytest.mark.parametrize(

@@ -117,8 +117,42 @@ def test_request_is_exactly_what_submit_job_gets() -> None:
             "map_index": "-1",
         },
         "propagateTags": True,
+        "retryStrategy": {"attempts": 1},
     }
     assert_botocore_accepts(request)
+
+
+def test_jobs_carry_the_deployment_tag_when_it_is_known() -> None:
+    request = build(make_config(deployment_id="analytics-prod"))
+    assert request["tags"]["deployment"] == "analytics-prod"
+    assert "deployment" not in build()["tags"]
+
+
+@pytest.mark.parametrize(
+    ("executor_config", "path"),
+    [
+        pytest.param({"arrayProperties": {"size": 2}}, "arrayProperties", id="array"),
+        pytest.param({"dependsOn": [{"jobId": "j"}]}, "dependsOn", id="depends-on"),
+        pytest.param({"retryStrategy": {"attempts": 2}}, "retryStrategy.attempts", id="batch-retries"),
+        pytest.param({"nodeOverrides": {"numNodes": 2}}, "nodeOverrides", id="multi-node"),
+    ],
+)
+def test_executor_config_cannot_make_a_try_more_than_one_job(
+    executor_config: dict[str, Any], path: str
+) -> None:
+    with pytest.raises(ExecConfigError) as raised:
+        build(executor_config=executor_config)
+    assert raised.value.path == path
+
+
+def test_a_job_definition_retry_strategy_is_overridden_to_one_attempt() -> None:
+    request = build(
+        executor_config={"retryStrategy": {"evaluateOnExit": [{"onReason": "*", "action": "EXIT"}]}}
+    )
+    assert request["retryStrategy"] == {
+        "attempts": 1,
+        "evaluateOnExit": [{"onReason": "*", "action": "EXIT"}],
+    }
 
 
 @pytest.mark.parametrize(
@@ -169,10 +203,10 @@ def test_submit_job_kwargs_queue_is_the_configured_queue() -> None:
             id="lists-replace",
         ),
         pytest.param(
-            '{"retryStrategy": {"attempts": 3}}',
-            {"retryStrategy": {"attempts": 1}},
-            "retryStrategy",
-            {"attempts": 1},
+            '{"timeout": {"attemptDurationSeconds": 600}}',
+            {"timeout": {"attemptDurationSeconds": 60}},
+            "timeout",
+            {"attemptDurationSeconds": 60},
             id="scalars-replace",
         ),
         pytest.param(

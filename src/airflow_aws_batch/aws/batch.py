@@ -13,7 +13,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,8 @@ from airflow_aws_batch.core.state import JobView
 log = logging.getLogger(__name__)
 
 DESCRIBE_MAX_IDS = 100
+#: The statuses of a job that has not ended, in the order a job passes through them.
+ACTIVE_LIST_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
 LIST_MAX_RESULTS = 1000
 DEFAULT_LOG_GROUP = "/aws/batch/job"
 
@@ -328,9 +330,16 @@ class BatchApi:
         return [JobSummary.parse(s) for s in response.get("jobSummaryList", [])], response.get("nextToken")
 
     def find_jobs(
-        self, job_queue: str, job_name: str, created_after_ms: int, tags: dict[str, str]
+        self,
+        job_queue: str,
+        job_name: str,
+        created_after_ms: int,
+        tags: dict[str, str],
+        *,
+        any_of: tuple[str, Collection[str]] | None = None,
     ) -> list[JobDetail]:
-        """Jobs on ``job_queue`` named ``job_name``, created at or after the time, carrying all ``tags``.
+        """Jobs on ``job_queue`` named ``job_name``, created at or after the time, carrying all ``tags``
+        and, with ``any_of=(tag, values)``, that tag with one of those values.
 
         Only the JOB_NAME filter is sent (filters are ORed by some implementations); the time and
         tags are checked here.
@@ -359,9 +368,32 @@ class BatchApi:
         found: list[JobDetail] = []
         for i in range(0, len(candidates), DESCRIBE_MAX_IDS):
             for job in self.describe_jobs(candidates[i : i + DESCRIBE_MAX_IDS]):
-                if all(job.tags.get(k) == v for k, v in tags.items()):
-                    found.append(job)
+                if not all(job.tags.get(k) == v for k, v in tags.items()):
+                    continue
+                if any_of is not None and job.tags.get(any_of[0]) not in any_of[1]:
+                    continue
+                found.append(job)
         return found
+
+    def list_active_jobs(
+        self, job_queue: str, before_call: Callable[[], bool] | None = None
+    ) -> list[JobSummary]:
+        """Every job of ``job_queue`` in SUBMITTED to RUNNING (ListJobs takes one status a call).
+
+        ``before_call`` is asked before each call (a rate limiter); False stops the listing, and
+        what was listed so far is returned with :class:`BatchApiError` ``Incomplete`` raised instead.
+        """
+        jobs: list[JobSummary] = []
+        for status in ACTIVE_LIST_STATUSES:
+            token: str | None = None
+            while True:
+                if before_call is not None and not before_call():
+                    raise BatchApiError(ErrorKind.AMBIGUOUS, "Incomplete", "listing stopped", "list_jobs")
+                page, token = self.list_jobs_page(job_queue, status, token)
+                jobs.extend(page)
+                if not token:
+                    break
+        return jobs
 
     def terminate_job(self, job_id: str, reason: str) -> None:
         self._call("batch", "terminate_job", jobId=job_id, reason=reason[:1024])

@@ -22,8 +22,15 @@ Rules this module owns:
   instance) and adopted jobs (no request to resubmit) fail the task, and Airflow's own retries
   decide what happens next. A task Airflow saw start is never resubmitted.
 * A SubmitJob that failed ambiguously (5xx, timeout, connection reset, an answer without a job id)
-  may have created the job, so the next attempt first looks the job up (by name, creation time
-  and tags) and only submits when nothing is found.
+  may have created the job, so the next attempt first looks the job up (by name, creation time,
+  tags and the ambiguous calls' own ``submission`` tags) and only submits when nothing is found.
+  Every SubmitJob carries a fresh ``submission`` tag: the job of an earlier attempt, of a resubmit
+  or of an earlier poke of the same try carries the same name and task tags, but never this tag.
+  A workload dropped while such a call is unresolved (revoked, failed, replaced) gets a
+  :class:`TerminateLookup`, so the job the call may have created does not live on.
+* A resubmit is not sent when the workload's token expires before it could start the task: the
+  task fails with that reason instead of burning attempts on jobs that cannot start.
+* ``stop_submitting()`` (scheduler shutdown) sends no further SubmitJob; what is in flight finishes.
 
 Not supported here (on purpose): any clock but the injected one, any I/O, and any knowledge of
 Airflow types; workload keys are opaque hashables.
@@ -40,6 +47,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 QUEUED_STATUSES = frozenset({"SUBMITTED", "PENDING", "RUNNABLE", "STARTING"})
+ACTIVE_STATUSES = QUEUED_STATUSES | {"RUNNING"}
+#: The tag naming one SubmitJob call; the lookup after an ambiguous call requires it.
+SUBMISSION_TAG = "submission"
 # Lookups of an ambiguous submit accept jobs created this long before the call was sent, to absorb
 # clock skew between this host and Batch.
 LOOKUP_SLACK_MS = 60_000
@@ -102,6 +112,20 @@ class Submit:
     lookup_after_ms: int | None = None
     #: Only look (the last attempt was ambiguous): report OK when found, FAILED when not.
     lookup_only: bool = False
+    #: ``submission`` tags of the ambiguous calls whose job the lookup may find; any other job with
+    #: this name and these task tags belongs to another submission and is never taken for this one.
+    lookup_submissions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TerminateLookup:
+    """Find the jobs that unresolved ambiguous SubmitJobs may have created, and terminate them."""
+
+    job_queue: str
+    job_name: str
+    created_after_ms: int
+    submissions: tuple[str, ...]
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +157,7 @@ class Untrack:
     job_id: str
 
 
-Command = Submit | Terminate | Track | Untrack | CheckStarted
+Command = Submit | Terminate | TerminateLookup | Track | Untrack | CheckStarted
 
 
 # Reports for Airflow.
@@ -183,7 +207,9 @@ class Phase(enum.Enum):
 class _Entry:
     # Slots and a compressed request: the benchmark holds thousands of these.
     __slots__ = (
+        "ambiguous",
         "attempts",
+        "expires_at",
         "failed_job_id",
         "job_id",
         "job_queue",
@@ -198,6 +224,7 @@ class _Entry:
         "started",
         "status",
         "status_reason",
+        "submission",
         "ti_id",
         "try_number",
     )
@@ -222,6 +249,11 @@ class _Entry:
         self.try_number = 0
         #: The job whose failure is being checked (no longer tracked, so not in ``job_id``).
         self.failed_job_id: str | None = None
+        #: The ``submission`` tag of the SubmitJob in flight, and those of unresolved ambiguous calls.
+        self.submission = ""
+        self.ambiguous: tuple[str, ...] = ()
+        #: When the workload's token expires (the core's clock); None when unknown.
+        self.expires_at: float | None = None
 
 
 _WINDOW_BITS = 12
@@ -277,12 +309,15 @@ class Core:
         max_attempts: int,
         clock: Callable[[], float],
         backoff: BackoffPolicy | None = None,
+        new_submission: Callable[[], str] | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
         self.max_attempts = max_attempts
         self.clock = clock
         self.backoff = backoff or BackoffPolicy()
+        self._new_submission = new_submission or (lambda: uuid.uuid4().hex)
+        self._submitting = True
         self._entries: dict[Hashable, _Entry] = {}
         self._packer = _Packer()
         self._by_job: dict[str, _Entry] = {}
@@ -301,6 +336,16 @@ class Core:
         entry = self._entries.get(key)
         return entry.job_id if entry else None
 
+    def job_started(self, key: Hashable) -> bool:
+        """Was the workload's current job seen started (RUNNING, or ``startedAt`` set)?"""
+        entry = self._entries.get(key)
+        return entry is not None and (entry.started or entry.phase is Phase.RUNNING)
+
+    def tracks_job(self, job_id: str) -> bool:
+        """Is ``job_id`` watched? A single dict lookup: other threads may ask, for an answer that may
+        be a moment old (the sweep, which only needs to leave watched jobs alone)."""
+        return job_id in self._by_job
+
     def counts(self) -> Counts:
         counts = Counts()
         for entry in self._entries.values():
@@ -316,6 +361,14 @@ class Core:
                 counts.running += 1
         return counts
 
+    def in_flight(self) -> int:
+        """SubmitJob calls sent whose outcome is not known yet."""
+        return sum(1 for e in self._entries.values() if e.phase is Phase.SUBMITTING)
+
+    def stop_submitting(self) -> None:
+        """Send no further SubmitJob (the scheduler is shutting down); in-flight calls still report."""
+        self._submitting = False
+
     def next_due(self) -> float | None:
         """Earliest time a pending entry becomes due, or None."""
         times = [e.next_at for e in self._entries.values() if e.phase is Phase.PENDING]
@@ -325,6 +378,8 @@ class Core:
     def commands(self, limit: int | None = None) -> list[Command]:
         """Drain queued commands plus up to ``limit`` due submits (each moves to submitting)."""
         out, self._outbox = self._outbox, []
+        if not self._submitting:
+            return out
         now = self.clock()
         submits = 0
         for entry in self._entries.values():
@@ -333,12 +388,16 @@ class Core:
             if entry.phase is not Phase.PENDING or entry.next_at > now or entry.request is None:
                 continue
             entry.phase = Phase.SUBMITTING
+            entry.submission = self._new_submission()
+            request = self._packer.unpack(entry.request)
+            request["tags"] = {**request.get("tags", {}), SUBMISSION_TAG: entry.submission}
             out.append(
                 Submit(
                     key=entry.key,
-                    request=self._packer.unpack(entry.request),
+                    request=request,
                     lookup_after_ms=entry.lookup_after_ms,
                     lookup_only=entry.lookup_after_ms is not None and entry.attempts >= self.max_attempts,
+                    lookup_submissions=entry.ambiguous,
                 )
             )
             submits += 1
@@ -353,11 +412,14 @@ class Core:
         *,
         ti_id: uuid.UUID | str | None = None,
         try_number: int = 0,
+        expires_at: float | None = None,
     ) -> None:
         """A workload to run.
 
         ``ti_id`` and ``try_number`` name the task instance try, so that a job which FAILED after it
         started in Batch can be checked against Airflow; without them (callbacks) it never is.
+        ``expires_at`` (the core's clock) is when the workload's token expires: no job submitted
+        after that can start the task.
 
         A key already tracked is replaced: Airflow queues the same key (same try number) again when a
         deferred task resumes, a sensor in reschedule mode pokes again, or a task revoked as stuck
@@ -366,6 +428,7 @@ class Core:
         """
         entry = _Entry(key, self._packer.pack(request), request.get("jobQueue"))
         entry.log_path = log_path
+        entry.expires_at = expires_at
         if ti_id is not None:
             entry.ti_id = (ti_id if isinstance(ti_id, uuid.UUID) else uuid.UUID(str(ti_id))).bytes
             entry.try_number = try_number
@@ -415,8 +478,13 @@ class Core:
             return []
         if entry.revoked:
             del self._entries[key]
+            reason_revoked = "Task revoked by Airflow while its job was submitted"
             if outcome is SubmitOutcome.OK and job_id:
-                self._outbox.append(Terminate(job_id, "Task revoked by Airflow while its job was submitted"))
+                self._outbox.append(Terminate(job_id, reason_revoked))
+            elif outcome is SubmitOutcome.AMBIGUOUS:
+                entry.ambiguous += (entry.submission,)
+                entry.lookup_after_ms = _lookup_floor(entry.lookup_after_ms, sent_at_ms)
+            self._terminate_unresolved(entry, reason_revoked)
             requeued = self._requeued.pop(key, None)
             if requeued is not None:
                 requeued.next_at = self.clock()
@@ -431,6 +499,7 @@ class Core:
             entry.phase = Phase.SUBMITTED
             entry.job_id = job_id
             entry.lookup_after_ms = None
+            entry.ambiguous = ()
             entry.status = "SUBMITTED"
             entry.status_reason = ""
             self._by_job[job_id] = entry
@@ -452,11 +521,8 @@ class Core:
             entry.attempts += 1
         entry.last_reason = reason or outcome.value
         if outcome is SubmitOutcome.AMBIGUOUS:
-            sent = sent_at_ms if sent_at_ms is not None else 0
-            floor = sent - LOOKUP_SLACK_MS
-            entry.lookup_after_ms = (
-                floor if entry.lookup_after_ms is None else min(entry.lookup_after_ms, floor)
-            )
+            entry.ambiguous += (entry.submission,)
+            entry.lookup_after_ms = _lookup_floor(entry.lookup_after_ms, sent_at_ms)
             entry.phase = Phase.PENDING
             entry.next_at = now + self.backoff.delay(entry.attempts)
             return [
@@ -471,8 +537,11 @@ class Core:
             return self._fail(
                 entry, f"SubmitJob failed {entry.attempts} times; last error: {entry.last_reason}"
             )
-        entry.phase = Phase.PENDING
         delay = self.backoff.delay(entry.attempts)
+        expired = self._expires_before(entry, now + delay)
+        if expired:
+            return self._fail(entry, f"SubmitJob failed: {entry.last_reason}; {expired}")
+        entry.phase = Phase.PENDING
         entry.next_at = now + delay
         return [
             TaskEvent(
@@ -566,6 +635,9 @@ class Core:
                 job_id=job_id,
             )
         delay = self.backoff.delay(entry.attempts)
+        expired = self._expires_before(entry, self.clock() + delay)
+        if expired:
+            return self._fail(entry, f"{reason}; {expired}", job_id=job_id)
         entry.phase = Phase.PENDING
         entry.started = False
         entry.next_at = self.clock() + delay
@@ -598,7 +670,7 @@ class Core:
             return
         if entry.job_id is not None:
             self._outbox.append(Terminate(entry.job_id, reason))
-        self._forget(entry)
+        self._forget(entry, reason)
 
     def terminate_all(self, reason: str) -> list[Terminate]:
         """Forget everything; return TerminateJob commands for every known job."""
@@ -610,15 +682,49 @@ class Core:
         return out
 
     # ----------------------------------------------------------------- helpers
-    def _forget(self, entry: _Entry) -> None:
+    def _forget(self, entry: _Entry, reason: str = "Task no longer run by this Batch job") -> None:
         self._entries.pop(entry.key, None)
         if entry.job_id is not None:
             self._by_job.pop(entry.job_id, None)
             self._outbox.append(Untrack(entry.job_id))
+        self._terminate_unresolved(entry, reason)
+
+    def _terminate_unresolved(self, entry: _Entry, reason: str) -> None:
+        """The entry is dropped with ambiguous SubmitJobs unresolved: their jobs, if any, must not live on."""
+        if not entry.ambiguous or entry.request is None or entry.lookup_after_ms is None:
+            return
+        request = self._packer.unpack(entry.request)
+        self._outbox.append(
+            TerminateLookup(
+                job_queue=str(request.get("jobQueue", "")),
+                job_name=str(request.get("jobName", "")),
+                created_after_ms=entry.lookup_after_ms,
+                submissions=entry.ambiguous,
+                reason=reason,
+            )
+        )
+        entry.ambiguous = ()
+
+    def _expires_before(self, entry: _Entry, at: float) -> str:
+        """Why a resubmit at ``at`` is pointless (the workload's token has expired by then), or ''."""
+        if entry.expires_at is None or at < entry.expires_at:
+            return ""
+        left = entry.expires_at - self.clock()
+        when = f"expired {-left:.0f}s ago" if left <= 0 else f"expires in {left:.0f}s"
+        return (
+            f"not resubmitted: the workload's token {when}, before a new job could start the task "
+            "([scheduler] task_queued_timeout); Airflow's retries decide what happens next"
+        )
 
     def _fail(self, entry: _Entry, reason: str, job_id: str | None = None) -> list[Report]:
-        self._forget(entry)
+        self._forget(entry, f"Task failed: {reason}"[:1024])
         return [
             TaskEvent(entry.key, "aws_batch_task_failed", reason),
             Fail(entry.key, reason, job_id=job_id, log_path=entry.log_path if job_id else None),
         ]
+
+
+def _lookup_floor(current: int | None, sent_at_ms: int | None) -> int:
+    """Earliest creation time a lookup accepts after an ambiguous call sent at ``sent_at_ms``."""
+    floor = (sent_at_ms if sent_at_ms is not None else 0) - LOOKUP_SLACK_MS
+    return floor if current is None else min(current, floor)

@@ -1,0 +1,180 @@
+"""Adoption and the orphan sweep: the AWS and metadata-DB reads around :mod:`core.ownership`'s rules.
+
+Adoption runs on the scheduler thread, inside Airflow's ``adopt_or_reset_orphaned_tasks``, because
+Airflow needs the answer (adopted or handed back) before it returns; it is bounded by a deadline
+and by ``status_calls_per_second``. The sweep runs on the runtime's terminator thread.
+
+Not supported: jobs on a job queue that only a task's ``executor_config`` names (adoption by tags
+and the sweep read ``job_queue`` and the values of ``queue_map``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_aws_batch.aws.batch import DESCRIBE_MAX_IDS, BatchApi, BatchApiError, JobDetail
+from airflow_aws_batch.core.ownership import DEPLOYMENT_TAG, TiNow, TryId, is_job_of, orphan_reason, try_of
+from airflow_aws_batch.core.state import ACTIVE_STATUSES, Terminate
+
+log = logging.getLogger(__name__)
+
+#: ``before_call()``: may the next status call go out now? (waits on the rate limiter; False: give up)
+BeforeCall = Callable[[], bool]
+#: ``(tries) -> {task instance: what the DB says}``, keyed by :attr:`TryId.ti`.
+TiLookup = Callable[[Sequence[TryId]], dict[tuple[str, str, str, int], TiNow]]
+
+
+class OutOfBudget(Exception):
+    """The deadline or the call budget ran out before every read was done."""
+
+
+@dataclass
+class AdoptionPlan:
+    """What to do with the task instances handed to ``try_adopt_task_instances``."""
+
+    #: key -> job id to watch.
+    adopt: dict[Any, str] = field(default_factory=dict)
+    #: Keys adopted through a job found by its tags: Airflow must be told the job id (RunningState).
+    found: set[Any] = field(default_factory=set)
+    #: Jobs that belong to no try Airflow is waiting for (stale ids, duplicates).
+    terminate: list[Terminate] = field(default_factory=list)
+    #: Task instances to hand back to Airflow (it resets them, and they run as their next try).
+    not_adopted: list[Any] = field(default_factory=list)
+
+
+def try_id(ti: Any) -> TryId:
+    return TryId(str(ti.dag_id), str(ti.task_id), str(ti.run_id), int(ti.map_index), int(ti.try_number))
+
+
+def describe_all(api: BatchApi, job_ids: Iterable[str], before_call: BeforeCall) -> dict[str, JobDetail]:
+    ids = list(dict.fromkeys(job_ids))
+    details: dict[str, JobDetail] = {}
+    for i in range(0, len(ids), DESCRIBE_MAX_IDS):
+        if not before_call():
+            raise OutOfBudget("DescribeJobs")
+        for detail in api.describe_jobs(ids[i : i + DESCRIBE_MAX_IDS]):
+            details[detail.job_id] = detail
+    return details
+
+
+def active_jobs(api: BatchApi, queues: Iterable[str], before_call: BeforeCall) -> dict[str, JobDetail]:
+    """Every job in SUBMITTED..RUNNING on ``queues``, described (its tags are not in ListJobs)."""
+    ids: list[str] = []
+    for job_queue in dict.fromkeys(queues):
+        try:
+            ids.extend(s.job_id for s in api.list_active_jobs(job_queue, before_call))
+        except BatchApiError as exc:
+            if exc.code == "Incomplete":
+                raise OutOfBudget("ListJobs") from exc
+            raise
+    return {j: d for j, d in describe_all(api, ids, before_call).items() if d.status in ACTIVE_STATUSES}
+
+
+def plan_adoption(
+    api: BatchApi,
+    tis: Sequence[Any],
+    *,
+    queues: Iterable[str],
+    deployment: str,
+    before_call: BeforeCall,
+) -> AdoptionPlan:
+    """Adopt each task instance's job of *this* try: by its saved id when the job's tags name this
+    try, else by its tags among the active jobs of ``queues``; hand back the rest.
+
+    Raises :class:`BatchApiError` or :class:`OutOfBudget` when Batch cannot be read: the caller then
+    hands every task instance back rather than guess.
+    """
+    plan = AdoptionPlan()
+    wanted = {ti.key: try_id(ti) for ti in tis}
+    by_id = {ti.key: str(ti.external_executor_id) for ti in tis if ti.external_executor_id}
+    details = describe_all(api, by_id.values(), before_call)
+    to_find: list[Any] = []
+    for ti in tis:
+        job_id = by_id.get(ti.key)
+        detail = details.get(job_id) if job_id else None
+        if detail is not None and is_job_of(
+            detail.tags, wanted[ti.key], deployment, deployment_required=False
+        ):
+            plan.adopt[ti.key] = detail.job_id
+            continue
+        if detail is not None and detail.status in ACTIVE_STATUSES:
+            job_try = try_of(detail.tags)
+            if job_try is not None and job_try.ti == wanted[ti.key].ti:
+                plan.terminate.append(
+                    Terminate(
+                        detail.job_id,
+                        f"Stale Batch job of try {job_try.try_number}: task instance is at try "
+                        f"{wanted[ti.key].try_number}",
+                    )
+                )
+        to_find.append(ti)
+    if to_find:
+        active = active_jobs(api, queues, before_call)
+        for ti in to_find:
+            matches = sorted(
+                (
+                    d
+                    for d in active.values()
+                    if is_job_of(d.tags, wanted[ti.key], deployment, deployment_required=True)
+                ),
+                key=lambda d: d.created_at or 0,
+            )
+            if not matches:
+                plan.not_adopted.append(ti)
+                continue
+            newest = matches[-1]
+            plan.adopt[ti.key] = newest.job_id
+            plan.found.add(ti.key)
+            for duplicate in matches[:-1]:
+                plan.terminate.append(Terminate(duplicate.job_id, "Duplicate Batch job of one task try"))
+    return plan
+
+
+def sweep(
+    api: BatchApi,
+    *,
+    queues: Iterable[str],
+    deployment: str,
+    tracked: Callable[[str], bool],
+    lookup: TiLookup,
+    before_call: BeforeCall,
+) -> list[Terminate]:
+    """TerminateJob commands for the active jobs of this deployment that no live try points at.
+
+    ``tracked(job_id)``: this executor watches the job (it is left alone whatever the DB says: the
+    poller reports how it ends). A job whose try is queued or running in Airflow is always left
+    alone: another scheduler may have just submitted it and not saved its id yet.
+    """
+    ours = {
+        job_id: detail
+        for job_id, detail in active_jobs(api, queues, before_call).items()
+        if detail.tags.get(DEPLOYMENT_TAG) == deployment and try_of(detail.tags) is not None
+    }
+    if not ours:
+        return []
+    tries = [t for t in (try_of(d.tags) for d in ours.values()) if t is not None]
+    now = lookup(tries)
+    out: list[Terminate] = []
+    for job_id, detail in ours.items():
+        if tracked(job_id):
+            continue
+        job_try = try_of(detail.tags)
+        assert job_try is not None
+        reason = orphan_reason(job_id, detail.tags, deployment, now.get(job_try.ti))
+        if reason is not None:
+            out.append(Terminate(job_id, reason))
+    return out
+
+
+def deadline_limiter(acquire: Callable[[float], bool], deadline: float) -> BeforeCall:
+    """A ``before_call`` that waits on ``acquire(timeout)`` but never past ``deadline`` (monotonic)."""
+
+    def before_call() -> bool:
+        left = deadline - time.monotonic()
+        return left > 0 and acquire(left)
+
+    return before_call

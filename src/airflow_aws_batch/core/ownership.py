@@ -1,0 +1,118 @@
+"""Which Batch job belongs to which task instance try: the rules of adoption and of the orphan sweep.
+
+Every job the executor submits carries tags naming its deployment and its try (``dag_id``,
+``task_id``, ``run_id``, ``map_index``, ``try_number``). Airflow keeps a task instance's
+``external_executor_id`` when it queues the task again (retry, reschedule poke, deferral resume)
+until the new job's id is saved, so an id handed to adoption may name an earlier try's job. These
+rules decide from the tags alone; the executor does the I/O.
+
+Not supported: jobs without our tags (submitted by another tool or by a release of this executor
+older than the tags) are never swept; by id they are adopted as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEPLOYMENT_TAG = "deployment"
+TRY_TAGS = ("dag_id", "task_id", "run_id", "map_index", "try_number")
+#: Task instance states in which a job of the same try may legitimately be alive: queued (its
+#: SubmitJob may have just returned, on this or another scheduler, before the id was saved) and
+#: running. Anything else (success, failed, up_for_retry, deferred, up_for_reschedule, none after a
+#: reset, ...) means the try is over or was handed back, and its job has nothing left to do.
+LIVE_TI_STATES = frozenset({"queued", "running", "restarting"})
+
+
+@dataclass(frozen=True, slots=True)
+class TryId:
+    """One task instance try, as our tags name it."""
+
+    dag_id: str
+    task_id: str
+    run_id: str
+    map_index: int
+    try_number: int
+
+    @property
+    def ti(self) -> tuple[str, str, str, int]:
+        """The task instance, whatever the try."""
+        return (self.dag_id, self.task_id, self.run_id, self.map_index)
+
+    def tags(self) -> dict[str, str]:
+        return {
+            "dag_id": self.dag_id,
+            "task_id": self.task_id,
+            "run_id": self.run_id,
+            "map_index": str(self.map_index),
+            "try_number": str(self.try_number),
+        }
+
+
+def try_of(tags: Mapping[str, str]) -> TryId | None:
+    """The try a job's tags name, or None when they do not name one (a callback, a foreign job).
+
+    Tag values are cut at 256 characters when submitted; ids that long cannot be matched back and
+    give None.
+    """
+    try:
+        return TryId(
+            dag_id=tags["dag_id"],
+            task_id=tags["task_id"],
+            run_id=tags["run_id"],
+            map_index=int(tags["map_index"]),
+            try_number=int(tags["try_number"]),
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+def is_job_of(tags: Mapping[str, str], wanted: TryId, deployment: str, *, deployment_required: bool) -> bool:
+    """Does a job with ``tags`` run ``wanted``, for this deployment?
+
+    ``deployment_required``: False accepts a job without a deployment tag (an id Airflow saved for
+    this task instance), True does not (a job found by its tags on a shared queue).
+    """
+    owner = tags.get(DEPLOYMENT_TAG)
+    if owner is None:
+        if deployment_required:
+            return False
+    elif owner != deployment:
+        return False
+    return try_of(tags) == wanted
+
+
+@dataclass(frozen=True, slots=True)
+class TiNow:
+    """What Airflow's metadata DB says of a task instance now."""
+
+    try_number: int
+    state: str | None
+    external_executor_id: str | None
+
+
+def orphan_reason(job_id: str, tags: Mapping[str, str], deployment: str, now: TiNow | None) -> str | None:
+    """Why an active job of ours has nobody to watch it (terminate it), or None to leave it alone.
+
+    ``now`` is the task instance the job's tags name (None: it no longer exists).
+    """
+    if tags.get(DEPLOYMENT_TAG) != deployment:
+        return None
+    job_try = try_of(tags)
+    if job_try is None:
+        return None
+    name = f"{job_try.dag_id}.{job_try.task_id} run {job_try.run_id} map {job_try.map_index}"
+    if now is None:
+        return f"Orphaned Batch job: task instance {name} no longer exists"
+    if now.try_number != job_try.try_number:
+        return (
+            f"Orphaned Batch job: task instance {name} is at try {now.try_number}, this job ran try "
+            f"{job_try.try_number}"
+        )
+    state = (now.state or "none").lower()
+    if state not in LIVE_TI_STATES and now.external_executor_id != job_id:
+        return f"Orphaned Batch job: task instance {name} try {job_try.try_number} is {state}"
+    if state not in LIVE_TI_STATES:
+        # The saved job of a finished try: it is ending on its own (shipping logs) or hung.
+        return f"Task instance {name} try {job_try.try_number} is {state}; its job is no longer needed"
+    return None
