@@ -32,6 +32,10 @@ class OutOfBudget(Exception):
     """The deadline or the call budget ran out before every read was done."""
 
 
+class LookupFailed(Exception):
+    """Airflow's metadata DB could not say where the task instances are: nothing is terminated."""
+
+
 @dataclass
 class AdoptionPlan:
     """What to do with the task instances handed to ``try_adopt_task_instances``."""
@@ -157,7 +161,10 @@ def sweep(
     if not ours:
         return []
     tries = [t for t in (try_of(d.tags) for d in ours.values()) if t is not None]
-    now = lookup(tries)
+    try:
+        now = lookup(tries)
+    except Exception as exc:
+        raise LookupFailed(f"{type(exc).__name__}: {exc}"[:500]) from exc
     out: list[Terminate] = []
     for job_id, detail in ours.items():
         if tracked(job_id):

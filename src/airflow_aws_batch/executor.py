@@ -25,7 +25,7 @@ from typing import Any
 
 from airflow.executors.base_executor import BaseExecutor
 
-from airflow_aws_batch.adoption import OutOfBudget, deadline_limiter, plan_adoption, sweep
+from airflow_aws_batch.adoption import LookupFailed, OutOfBudget, deadline_limiter, plan_adoption, sweep
 from airflow_aws_batch.aws.batch import BatchApi, BatchApiError, ErrorKind
 from airflow_aws_batch.aws.clients import botocore_config, hook_client_factory
 from airflow_aws_batch.config import ConfigError, ExecutorConfig, derive_deployment_id, load_config
@@ -521,8 +521,9 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                     lookup=task_instances_now,
                     before_call=before_call,
                 )
-            except (BatchApiError, OutOfBudget) as exc:
-                log.warning("The sweep for orphaned Batch jobs could not read AWS Batch: %s", exc)
+            except (BatchApiError, OutOfBudget, LookupFailed) as exc:
+                # The next adoption round sweeps again; nothing is terminated on a guess.
+                log.warning("The sweep for orphaned Batch jobs could not finish: %s", exc)
                 return
             for cmd in commands:
                 log.warning("Terminating Batch job %s: %s", cmd.job_id, cmd.reason)

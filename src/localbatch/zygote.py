@@ -168,6 +168,9 @@ def serve(sock: socket.socket, modules: list[str]) -> tuple[dict[str, Any], int]
             if key.fd in handshakes:
                 announce(key.fd)
                 continue
+            if key.fd != sock.fileno():
+                with open("/tmp/repro/stale.log", "a") as f:
+                    f.write(f"{os.getpid()} stale key fd={key.fd}\n")
             try:
                 data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, 1)
             except InterruptedError:

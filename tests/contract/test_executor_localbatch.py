@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,13 @@ from typing import Any
 import boto3
 import pytest
 import requests
+from airflow.executors import workloads
+from airflow.models.taskinstancekey import TaskInstanceKey
+from airflow.utils.state import TaskInstanceState
+
+from airflow_aws_batch.adoption import sweep
+from airflow_aws_batch.core.ownership import TiNow
+from airflow_aws_batch.core.state import BackoffPolicy
 
 from ._airflow import FastExecutor, Recorder, configure, task_workload
 
@@ -426,3 +434,234 @@ def test_slots_of_ended_jobs_are_free_before_the_next_heartbeat(
         localbatch.set_faults({})
     # Their success is in the event buffer, for the scheduler to process in the same loop.
     assert {w.key: str(events[w.key][0]) for w in work} == {w.key: "success" for w in work}
+
+
+# ----------------------------------------------------------------- adoption, shutdown, sweeps
+class SlowRetry(FastExecutor):
+    """Backoff long enough that nothing is resubmitted or looked up while a test acts."""
+
+    backoff = BackoffPolicy(base_s=60.0, max_s=60.0, wait_s=0.1)
+
+
+class QuickRetry(FastExecutor):
+    backoff = BackoffPolicy(base_s=1.0, max_s=1.0, wait_s=0.1)
+
+
+@dataclass
+class FakeTi:
+    """What ``try_adopt_task_instances`` reads of a TaskInstance row."""
+
+    dag_id: str
+    task_id: str
+    try_number: int
+    external_executor_id: str | None
+    run_id: str = "manual__1"
+    map_index: int = -1
+
+    @property
+    def key(self) -> TaskInstanceKey:
+        return TaskInstanceKey(self.dag_id, self.task_id, self.run_id, self.try_number, self.map_index)
+
+
+def submit_tagged(batch: Any, task_id: str, try_number: int, deployment: str, dag_id: str = "dag") -> str:
+    tags = {
+        "dag_id": dag_id,
+        "task_id": task_id,
+        "run_id": "manual__1",
+        "map_index": "-1",
+        "try_number": str(try_number),
+        "deployment": deployment,
+    }
+    job_id: str = batch.submit_job(
+        jobName=f"airflow-{dag_id}-{task_id}",
+        jobQueue=QUEUE,
+        jobDefinition=DEFINITION,
+        containerOverrides={"command": ["true"]},
+        tags=tags,
+    )["jobId"]
+    return job_id
+
+
+def job_of(batch: Any, job_id: str) -> dict[str, Any]:
+    (job,) = batch.describe_jobs(jobs=[job_id])["jobs"]
+    return dict(job)
+
+
+def wait_job(batch: Any, job_id: str, status: str, timeout: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    job = job_of(batch, job_id)
+    while job["status"] != status and time.monotonic() < deadline:
+        time.sleep(0.1)
+        job = job_of(batch, job_id)
+    assert job["status"] == status, job
+    return job
+
+
+def test_adoption_takes_only_this_trys_job_and_finds_the_one_whose_id_was_not_saved(
+    executor: FastExecutor, localbatch: LocalBatch
+) -> None:
+    localbatch.set_faults(held("adopt"))
+    batch = localbatch.batch()
+    deployment = str(executor.config.deployment_id)
+    stale = submit_tagged(batch, "adopt_requeued", 1, deployment)  # the id Airflow still holds
+    unsaved = submit_tagged(batch, "adopt_requeued", 2, deployment)  # the scheduler died before saving it
+    saved = submit_tagged(batch, "adopt_saved", 1, deployment)
+    other_deployment = submit_tagged(batch, "adopt_nojob", 1, "someone-else")
+    requeued = FakeTi("dag", "adopt_requeued", 2, stale)
+    tis = [requeued, FakeTi("dag", "adopt_saved", 1, saved), FakeTi("dag", "adopt_nojob", 1, None)]
+
+    handed_back = executor.try_adopt_task_instances(tis)
+
+    assert [ti.task_id for ti in handed_back] == ["adopt_nojob"]
+    assert executor.core.job_id(requeued.key) == unsaved
+    assert executor.core.job_id(tis[1].key) == saved
+    # Airflow is told the found job's id; the saved one needs no event.
+    assert executor.event_buffer[requeued.key][1] == unsaved
+    assert tis[1].key not in executor.event_buffer
+    assert "Stale Batch job of try 1" in wait_job(batch, stale, "FAILED")["statusReason"]
+    assert job_of(batch, other_deployment)["status"] == "RUNNABLE"  # never another deployment's
+
+
+def test_end_hands_over_and_terminates_only_the_jobs_whose_ids_were_not_saved(
+    localbatch: LocalBatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    localbatch.set_faults(held("handover"))
+    configure(monkeypatch, localbatch.url, job_queue=QUEUE, job_definition=DEFINITION)
+    executor = FastExecutor(parallelism=64)
+    executor.start()
+    rec = Recorder(executor)
+    saved = [task_workload(f"handover_saved_{i}") for i in range(2)]
+    for w in saved:
+        executor.queue_workload(w, session=None)  # type: ignore[arg-type]
+    rec.until(lambda: all(rec.states(w.key) for w in saved), what="the saved jobs")  # the buffer is read
+    unsaved = task_workload("handover_unsaved")
+    executor.queue_workload(unsaved, session=None)  # type: ignore[arg-type]
+    deadline = time.monotonic() + 60
+    while unsaved.key not in executor.event_buffer:  # RunningState, never read by "the scheduler"
+        assert time.monotonic() < deadline, "the last job was never submitted"
+        executor.heartbeat()
+        time.sleep(0.05)
+    unsaved_job = executor.event_buffer[unsaved.key][1]
+
+    ender = threading.Thread(target=executor.end, daemon=True)
+    ender.start()
+    ender.join(60)
+    assert not ender.is_alive(), "end() waited for the jobs instead of handing them over"
+
+    batch = localbatch.batch()
+    assert "stopped before it saved" in wait_job(batch, unsaved_job, "FAILED")["statusReason"]
+    for w in saved:
+        assert job_of(batch, rec.info(w.key, "running"))["status"] == "RUNNABLE"  # left for adoption
+        batch.terminate_job(jobId=rec.info(w.key, "running"), reason="test cleanup")
+    localbatch.set_faults({})
+
+
+def test_a_task_airflow_fails_for_missing_heartbeats_has_its_job_terminated(
+    executor: FastExecutor, localbatch: LocalBatch
+) -> None:
+    localbatch.set_faults(held("zombie"))
+    rec = Recorder(executor)
+    w = task_workload("zombie_task")
+    executor.queue_workload(w, session=None)  # type: ignore[arg-type]
+    rec.until(lambda: bool(rec.states(w.key)), what="the job id")
+    # What the scheduler does to a task instance without heartbeats.
+    executor.change_state(w.key, TaskInstanceState.FAILED, remove_running=True)
+    job = wait_job(localbatch.batch(), rec.info(w.key, "running"), "FAILED")
+    assert "Airflow failed the task" in job["statusReason"]
+    assert w.key not in executor.core
+
+
+def test_revoking_a_task_whose_submit_was_ambiguous_terminates_the_job_it_created(
+    localbatch: LocalBatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    localbatch.set_faults(
+        {
+            **held("revamb"),
+            "rules": [
+                *held("revamb")["rules"],
+                {"job_name_contains": "revamb", "fault": "lost_response", "times": 1},
+            ],
+        }
+    )
+    configure(monkeypatch, localbatch.url, job_queue=QUEUE, job_definition=DEFINITION)
+    executor = SlowRetry(parallelism=8)
+    executor.start()
+    try:
+        rec = Recorder(executor)
+        w = task_workload("revamb_task")
+        executor.queue_workload(w, session=None)  # type: ignore[arg-type]
+        rec.until(
+            lambda: any("aws_batch_submit_ambiguous" in e for e in rec.task_events(w.key)),
+            what="the ambiguous submit",
+        )
+        batch = localbatch.batch()
+        (created,) = batch.list_jobs(
+            jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": ["airflow-dag-revamb_task"]}]
+        )["jobSummaryList"]
+
+        executor.revoke_task(ti=FakeTi("dag", "revamb_task", 1, None))
+        rec.beat()
+        assert "revoked" in wait_job(batch, created["jobId"], "FAILED")["statusReason"].lower()
+    finally:
+        executor.terminate()
+        localbatch.set_faults({})
+
+
+def test_the_lookup_after_an_ambiguous_submit_never_takes_an_earlier_job_of_the_same_try(
+    localbatch: LocalBatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A deferral resume queues the same key again; its job carries the same name and task tags as the
+    # earlier job, which SUCCEEDED. Its SubmitJob fails with a 5xx that created nothing.
+    localbatch.set_faults({"simulate": {"seconds": 0}})
+    configure(monkeypatch, localbatch.url, job_queue=QUEUE, job_definition=DEFINITION)
+    executor = QuickRetry(parallelism=8)
+    executor.start()
+    try:
+        rec = Recorder(executor)
+        first = task_workload("resumed_task")
+        executor.queue_workload(first, session=None)  # type: ignore[arg-type]
+        rec.until(lambda: "success" in rec.states(first.key), what="the first job to succeed")
+        earlier_job = rec.info(first.key, "running")
+
+        localbatch.set_faults({"simulate": {"seconds": 0}, "error_rate": 1.0})
+        resumed = workloads.ExecuteTask.model_validate({**first.model_dump(), "token": "resumed"})
+        executor.queue_workload(resumed, session=None)  # type: ignore[arg-type]
+        rec.until(
+            lambda: any("aws_batch_submit_ambiguous" in e for e in rec.task_events(first.key)),
+            what="the ambiguous submit",
+        )
+        localbatch.set_faults({"simulate": {"seconds": 0}})
+        rec.until(lambda: rec.states(first.key).count("success") == 2, what="the resumed job to succeed")
+    finally:
+        executor.terminate()
+        localbatch.set_faults({})
+    running = [info for key, state, info in rec.events if key == first.key and state == "running"]
+    assert len(running) == 2 and running[1] != earlier_job, running
+
+
+def test_the_sweep_terminates_only_jobs_no_live_try_points_at(
+    executor: FastExecutor, localbatch: LocalBatch
+) -> None:
+    localbatch.set_faults(held("sweep"))
+    batch = localbatch.batch()
+    deployment = str(executor.config.deployment_id)
+    moved_on = submit_tagged(batch, "sweep_moved_on", 1, deployment)
+    queued_elsewhere = submit_tagged(batch, "sweep_queued", 1, deployment)
+    foreign = submit_tagged(batch, "sweep_foreign", 1, "another-deployment")
+    airflow_now = {
+        ("dag", "sweep_moved_on", "manual__1", -1): TiNow(2, "queued", None),
+        ("dag", "sweep_queued", "manual__1", -1): TiNow(1, "queued", None),
+    }
+    commands = sweep(
+        executor.api,
+        queues=[QUEUE],
+        deployment=deployment,
+        tracked=lambda job_id: False,
+        lookup=lambda tries: airflow_now,
+        before_call=lambda: True,
+    )
+    terminated = {cmd.job_id for cmd in commands}
+    assert moved_on in terminated
+    assert not terminated & {queued_elsewhere, foreign}
+    for job_id in (moved_on, queued_elsewhere, foreign):
+        batch.terminate_job(jobId=job_id, reason="test cleanup")

@@ -594,3 +594,139 @@ def test_requests_are_kept_compressed_against_the_first_and_come_back_whole() ->
     # The second shares everything but its token and task with the first.
     plain = zlib.compress(json.dumps(second, separators=(",", ":")).encode(), 9)
     assert len(blobs[1]) < len(plain) - 100
+
+
+# ----------------------------------------------------------------- one submission, one job
+def test_each_submit_carries_a_new_submission_tag() -> None:
+    core, clock = make()
+    core.add("k", request())
+    (first,) = submits(core)
+    core.submit_result("k", SubmitOutcome.FAILED, reason="400")
+    clock.now += 100
+    (second,) = submits(core)
+    assert (first.request["tags"][SUBMISSION_TAG], second.request["tags"][SUBMISSION_TAG]) == ("s1", "s2")
+
+
+def test_lookup_after_ambiguous_calls_asks_only_for_their_submissions() -> None:
+    # A resubmit, a reschedule poke or a deferral resume reuses the task's name and tags: the lookup
+    # must require the ambiguous calls' own tags, never just the name and task tags.
+    core, clock = make(max_attempts=5)
+    core.add("k", request())
+    submits(core)  # s1
+    core.submit_result("k", SubmitOutcome.AMBIGUOUS, reason="503", sent_at_ms=1_000_000)
+    clock.now += 100
+    (lookup,) = submits(core)  # s2: look for s1's job, else submit as s2
+    assert lookup.lookup_submissions == ("s1",)
+    core.submit_result("k", SubmitOutcome.AMBIGUOUS, reason="reset", sent_at_ms=2_000_000)
+    clock.now += 100
+    (again,) = submits(core)
+    assert again.lookup_submissions == ("s1", "s2")
+    assert again.request["tags"][SUBMISSION_TAG] == "s3"
+    core.submit_result("k", SubmitOutcome.OK, job_id="j1")
+    core.job_seen(JobView("j1", "FAILED", "CannotPullContainerError"))
+    clock.now += 100
+    (resubmit,) = submits(core)
+    assert resubmit.lookup_after_ms is None and resubmit.lookup_submissions == ()
+
+
+@pytest.mark.parametrize("how", ["revoke", "requeue", "fail"])
+def test_a_workload_dropped_with_an_unresolved_ambiguous_submit_terminates_what_it_may_have_created(
+    how: str,
+) -> None:
+    core, clock = make(max_attempts=1 if how == "fail" else 3)
+    core.add("k", request())
+    submits(core)
+    core.submit_result("k", SubmitOutcome.AMBIGUOUS, reason="503", sent_at_ms=5_000_000)
+    if how == "revoke":
+        core.revoke("k", "Revoked by Airflow")
+    elif how == "requeue":
+        core.add("k", request())
+    else:
+        clock.now += 100
+        (cmd,) = submits(core)
+        assert cmd.lookup_only
+        core.submit_result("k", SubmitOutcome.FAILED, reason="no job found")
+    (found,) = [c for c in core.commands() if isinstance(c, TerminateLookup)]
+    assert (found.job_queue, found.job_name, found.created_after_ms, found.submissions) == (
+        "q",
+        "airflow-dag-task",
+        5_000_000 - 60_000,
+        ("s1",),
+    )
+
+
+def test_revoked_while_an_ambiguous_submit_was_in_flight_looks_its_job_up_to_terminate_it() -> None:
+    core, _ = make()
+    core.add("k", request())
+    submits(core)
+    core.revoke("k")
+    assert core.submit_result("k", SubmitOutcome.AMBIGUOUS, reason="503", sent_at_ms=9_000_000) == []
+    (found,) = [c for c in core.commands() if isinstance(c, TerminateLookup)]
+    assert found.submissions == ("s1",)
+    assert "k" not in core
+
+
+def test_a_plain_revoke_looks_nothing_up() -> None:
+    core, _ = make()
+    core.add("k", request())
+    submits(core)
+    core.submit_result("k", SubmitOutcome.FAILED, reason="400")
+    core.revoke("k")
+    assert [c for c in core.commands() if isinstance(c, TerminateLookup)] == []
+
+
+# ----------------------------------------------------------------- shutdown
+def test_stop_submitting_sends_nothing_more_but_in_flight_calls_still_report() -> None:
+    core, clock = make()
+    core.add("a", request("a"))
+    core.add("b", request("b"))
+    assert len(submits(core)) == 2
+    core.submit_result("b", SubmitOutcome.FAILED, reason="500")
+    core.stop_submitting()
+    assert core.in_flight() == 1
+    clock.now += 1000
+    assert submits(core) == []  # b's retry is not sent
+    assert core.submit_result("a", SubmitOutcome.OK, job_id="ja") == [RunningState("a", "ja")]
+    assert core.in_flight() == 0
+    assert not core.job_started("a")
+    core.commands()
+    core.job_seen(JobView("ja", "RUNNING"))
+    assert core.job_started("a")
+    assert core.tracks_job("ja")
+
+
+# ----------------------------------------------------------------- expired tokens
+@pytest.mark.parametrize(
+    ("expires_in", "resubmitted"),
+    [
+        pytest.param(600.0, True, id="token-still-valid"),
+        pytest.param(1.0, False, id="token-expires-before-the-resubmit"),
+        pytest.param(None, True, id="expiry-unknown"),
+    ],
+)
+def test_a_resubmit_whose_token_has_expired_fails_the_task_instead(
+    expires_in: float | None, resubmitted: bool
+) -> None:
+    core, clock = make()
+    core.add("k", request(), expires_at=None if expires_in is None else clock.now + expires_in)
+    submit_ok(core, "k", "j1")
+    core.commands()
+    reports = core.job_seen(JobView("j1", "FAILED", "CannotPullContainerError: pull access denied"))
+    if resubmitted:
+        assert "k" in core
+        clock.now += 100
+        assert len(submits(core)) == 1
+        return
+    fail = reports[-1]
+    assert isinstance(fail, Fail)
+    assert "token" in fail.reason and "task_queued_timeout" in fail.reason
+    assert "CannotPullContainerError" in fail.reason
+    assert "k" not in core
+
+
+def test_a_submit_error_with_an_expired_token_is_not_retried() -> None:
+    core, clock = make()
+    core.add("k", request(), expires_at=clock.now + 1.0)
+    submits(core)
+    reports = core.submit_result("k", SubmitOutcome.FAILED, reason="ClientException: queue disabled")
+    assert isinstance(reports[-1], Fail) and "token" in reports[-1].reason

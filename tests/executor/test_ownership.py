@@ -1,0 +1,57 @@
+"""Which job belongs to which try: adoption and orphan-sweep rules, as a table over job tags."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_aws_batch.core.ownership import TiNow, TryId, is_job_of, orphan_reason, try_of
+
+TRY2 = TryId("etl", "load", "manual__1", 3, 2)
+
+
+def tags(try_number: int = 2, deployment: str | None = "prod", **extra: str) -> dict[str, str]:
+    out = {**TRY2.tags(), "try_number": str(try_number), **extra}
+    if deployment is not None:
+        out["deployment"] = deployment
+    return out
+
+
+@pytest.mark.parametrize(
+    ("job_tags", "required", "expected"),
+    [
+        pytest.param(tags(), True, True, id="this-try"),
+        pytest.param(tags(try_number=1), False, False, id="earlier-try-is-stale"),
+        pytest.param(tags(deployment="other"), False, False, id="other-deployment"),
+        pytest.param(tags(deployment=None), False, True, id="untagged-by-saved-id"),
+        pytest.param(tags(deployment=None), True, False, id="untagged-not-found-by-tags"),
+        pytest.param({**tags(), "map_index": "4"}, True, False, id="other-map-index"),
+        pytest.param({"callback_id": "c"}, False, False, id="callback"),
+    ],
+)
+def test_is_job_of(job_tags: dict[str, str], required: bool, expected: bool) -> None:
+    assert is_job_of(job_tags, TRY2, "prod", deployment_required=required) is expected
+
+
+def test_try_of_reads_back_what_tags_write() -> None:
+    assert try_of(TRY2.tags()) == TRY2
+    assert try_of({**TRY2.tags(), "try_number": "x"}) is None
+
+
+@pytest.mark.parametrize(
+    ("job_tags", "now", "terminated"),
+    [
+        pytest.param(tags(), TiNow(2, "queued", None), False, id="queued-same-try-just-submitted-elsewhere"),
+        pytest.param(tags(), TiNow(2, "running", "other-job"), False, id="running-same-try"),
+        pytest.param(tags(), TiNow(3, "queued", None), True, id="try-moved-on"),
+        pytest.param(tags(), TiNow(2, None, None), True, id="reset-by-adoption"),
+        pytest.param(tags(), TiNow(2, "success", None), True, id="finished-never-pointed-here"),
+        pytest.param(tags(), TiNow(2, "failed", "job-1"), True, id="finished-its-own-hung-job"),
+        pytest.param(tags(), None, True, id="task-instance-deleted"),
+        pytest.param(tags(deployment="other"), None, False, id="other-deployment-untouched"),
+        pytest.param(tags(deployment=None), None, False, id="untagged-untouched"),
+        pytest.param({"deployment": "prod", "callback_id": "c"}, None, False, id="callback-untouched"),
+    ],
+)
+def test_orphan_reason(job_tags: dict[str, str], now: TiNow | None, terminated: bool) -> None:
+    reason = orphan_reason("job-1", job_tags, "prod", now)
+    assert (reason is not None) is terminated, reason
