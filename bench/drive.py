@@ -201,7 +201,7 @@ def _admin(endpoint: str, method: str, path: str, body: Any = None) -> Any:
 
 
 def _end(executor: Any) -> None:
-    # end() waits for running jobs; the scenarios leave none that would not finish quickly, but a
+    # Ours hands over at once; the Amazon provider's end() waits for its running jobs, and a
     # benchmark must never hang on it, so it gets a thread and a deadline.
     thread = threading.Thread(target=executor.end, daemon=True)
     thread.start()

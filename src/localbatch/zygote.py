@@ -156,6 +156,14 @@ def serve(sock: socket.socket, modules: list[str]) -> tuple[dict[str, Any], int]
                 announce(fd)
 
     while True:
+        # Children are reaped only once every key this select returned has been handled, never while
+        # handling them. Reaping a child whose handshake is still pending announces it (before_exit),
+        # which unregisters and closes its pipe, and that pipe can be further on in the same list:
+        # select returned [socket, wake-up, handshake of A], A exited while the socket's request was
+        # being forked, and reaping on the wake-up left a key for a closed fd. Taken for the socket,
+        # it made the zygote block reading a request that was not there, with every pending
+        # handshake unannounced: those jobs stayed STARTING until some other job was submitted (or a
+        # new pipe reusing the fd number was announced before its child led its process group).
         for key, _ in selector.select():
             if key.fd == wakeup_r:
                 while True:
@@ -163,14 +171,12 @@ def serve(sock: socket.socket, modules: list[str]) -> tuple[dict[str, Any], int]
                         os.read(wakeup_r, 4096)
                     except BlockingIOError:
                         break
-                _reap(sock, before_exit)
                 continue
             if key.fd in handshakes:
                 announce(key.fd)
                 continue
             if key.fd != sock.fileno():
-                with open("/tmp/repro/stale.log", "a") as f:
-                    f.write(f"{os.getpid()} stale key fd={key.fd}\n")
+                continue  # not ours any more (see above); cannot happen while reaping waits
             try:
                 data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, 1)
             except InterruptedError:

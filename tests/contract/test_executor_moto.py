@@ -213,17 +213,6 @@ def test_sync_survives_a_broken_result(executor: FastExecutor) -> None:
     rec.until(lambda: "success" in rec.states(w.key), what="the next task")
 
 
-def test_end_waits_for_running_jobs(executor: FastExecutor) -> None:
-    work = [task_workload(f"ending_{i}") for i in range(3)]
-    for w in work:
-        executor.queue_workload(w, session=None)  # type: ignore[arg-type]
-    executor.heartbeat()
-    executor.end(heartbeat_interval=0.1)
-    events = executor.get_event_buffer()
-    assert all(str(events[w.key][0]) == "success" for w in work), events
-    assert len(executor.core) == 0
-
-
 class RecordingStats:
     """A Stats backend that keeps what it is sent (Airflow's statsd client is not installed here)."""
 

@@ -37,7 +37,8 @@ FAULT_RULES = [
     {"job_name_contains": "e2e_fail_before_start-resubmitted", "fault": "fail_before_start", "times": 1},
     {"job_name_contains": "e2e_stuck-held", "fault": "hold_runnable"},
 ]
-#: DAGs triggered together when the session starts; the scheduler-kill case triggers its own later.
+#: DAGs triggered together when the session starts; the scheduler cases (kill, SIGTERM, HA) trigger
+#: their own later, one at a time.
 PRE_TRIGGERED = (
     "e2e_success",
     "e2e_airflow_retry",
@@ -47,7 +48,7 @@ PRE_TRIGGERED = (
     "e2e_stuck",
     "e2e_boot_log",
 )
-ALL_DAGS = (*PRE_TRIGGERED, "e2e_scheduler_kill")
+ALL_DAGS = (*PRE_TRIGGERED, "e2e_scheduler_kill", "e2e_requeued_kill", "e2e_sigterm", "e2e_ha")
 
 
 @dataclass

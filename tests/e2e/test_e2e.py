@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 from collections import Counter
 from typing import Any
 
 import pytest
 from devstack import WaitTimeout, ti_label, wait_until
 
-from .conftest import E2E, TASK_QUEUED_TIMEOUT
+from .conftest import E2E, FAULT_RULES, TASK_QUEUED_TIMEOUT
 
 pytestmark = pytest.mark.e2e
 
@@ -213,4 +214,133 @@ def test_scheduler_killed_while_tasks_run_is_restarted_and_adopts_them(e2e: E2E)
         ("sleeper", "2", "SUCCEEDED"): 1,
         ("after", "-1", "SUCCEEDED"): 1,
     }, json.dumps(_job_summary(jobs))
+    stack.wait_healthy(timeout=120)
+
+
+def _active(jobs: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"{job['jobId']} {job['status']} try {job['tags'].get('try_number')}"
+        for job in jobs
+        if job["status"] not in ("SUCCEEDED", "FAILED")
+    ]
+
+
+def test_requeued_task_is_adopted_by_its_new_job_after_a_kill_before_the_id_was_saved(e2e: E2E) -> None:
+    """SIGKILL between the retry's SubmitJob and Airflow saving its id: the task instance still holds
+    try 1's job id; the next scheduler adopts try 2's job by its tags, not try 1's finished job."""
+    e2e.need_batch()
+    stack, dag_id, task = e2e.stack, "e2e_requeued_kill", "flaky"
+    run_id = stack.airflow.trigger(dag_id)
+    stack.airflow.wait_for_task_state(dag_id, run_id, task, ["up_for_retry"], timeout=RUN_TIMEOUT)
+    # The retry's SubmitJob creates its job but loses the answer: the executor backs off before it
+    # looks the job up, so the id is not known (let alone saved) for a couple of seconds. The job is
+    # held in RUNNABLE so that it cannot finish the task before the next scheduler adopts it.
+    name = f"{dag_id}-{task}"
+    stack.batch.set_faults(
+        {
+            "seed": 1,
+            "rules": [
+                *FAULT_RULES,
+                {"job_name_contains": name, "fault": "lost_response", "times": 1},
+                {"job_name_contains": name, "fault": "hold_runnable"},
+            ],
+        }
+    )
+
+    def retry_job() -> tuple[bool, Any]:
+        jobs = [j for j in stack.batch.jobs_for(dag_id, run_id=run_id) if j["tags"]["try_number"] == "2"]
+        return bool(jobs), jobs
+
+    wait_until("the retry's job", retry_job, timeout=120, interval=0.1)
+    stack.kill_component("scheduler", signal.SIGKILL)
+    stack.start_component("scheduler")
+
+    def adopted() -> tuple[bool, Any]:
+        events = _events_text(stack.airflow.event_logs(dag_id=dag_id, run_id=run_id))
+        return "aws_batch_job_adopted" in events, events
+
+    wait_until("the retry's job to be adopted", adopted, timeout=180, interval=1.0)
+    stack.batch.set_faults({"seed": 1, "rules": FAULT_RULES})  # let it run
+    run = stack.airflow.wait_for_run(dag_id, run_id, timeout=RUN_TIMEOUT)
+    events = _events_text(stack.airflow.event_logs(dag_id=dag_id, run_id=run_id))
+    ti = stack.airflow.task_instance(dag_id, run_id, task)
+    assert (run["state"], ti["state"], ti["try_number"]) == ("success", "success", 2), events
+    jobs = stack.batch.wait_final(dag_id, run_id=run_id)
+    assert sorted((j["tags"]["try_number"], j["status"]) for j in jobs) == [
+        ("1", "SUCCEEDED"),
+        ("2", "SUCCEEDED"),
+    ], json.dumps(_job_summary(jobs))
+    log = stack.airflow.task_log(dag_id, run_id, task, 2)
+    assert "flaky runs try 2" in log
+    stack.wait_healthy(timeout=120)
+
+
+def test_sigterm_hands_running_jobs_over_to_the_next_scheduler(e2e: E2E) -> None:
+    """SIGTERM while three tasks run: the scheduler exits within 30 s, the next one adopts the jobs,
+    and each task finishes once, on its first try."""
+    e2e.need_batch()
+    stack, dag_id = e2e.stack, "e2e_sigterm"
+    run_id = stack.airflow.trigger(dag_id)
+
+    def all_running() -> tuple[bool, Any]:
+        states = stack.airflow.task_states(dag_id, run_id)
+        return len(states) == 3 and set(states.values()) == {"running"}, states
+
+    wait_until("the three sleepers to run", all_running, timeout=180, interval=1.0)
+    scheduler = stack.processes["scheduler"]
+    scheduler.signal(signal.SIGTERM)
+    assert scheduler.popen is not None
+    try:
+        scheduler.popen.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the scheduler did not exit within 30 s of SIGTERM:\n{scheduler.tail(40)}")
+    stack.start_component("scheduler")
+    run = stack.airflow.wait_for_run(dag_id, run_id, timeout=RUN_TIMEOUT)
+    tis = stack.airflow.task_instances(dag_id, run_id)
+    events = _events_text(stack.airflow.event_logs(dag_id=dag_id, run_id=run_id))
+    assert run["state"] == "success", events
+    assert sorted((ti_label(ti), ti["state"], ti["try_number"]) for ti in tis) == [
+        (f"sleeper[{n}]", "success", 1) for n in range(3)
+    ], events
+    jobs = stack.batch.wait_final(dag_id, run_id=run_id)
+    assert sorted((j["tags"]["map_index"], j["status"]) for j in jobs) == [
+        (str(n), "SUCCEEDED") for n in range(3)
+    ], json.dumps(_job_summary(jobs))
+    stack.wait_healthy(timeout=120)
+
+
+def test_two_schedulers_one_killed_run_each_task_once_and_leave_no_job(e2e: E2E) -> None:
+    """Airflow's HA mode: two schedulers share the work; one is SIGKILLed mid-run, the other adopts
+    its tasks. Each try runs once and no Batch job is left active. (PostgreSQL only: Airflow does not
+    support several schedulers on SQLite, which has no row locks.)"""
+    e2e.need_batch()
+    stack, dag_id = e2e.stack, "e2e_ha"
+    if stack.admin_db_url is None:
+        pytest.skip("Airflow runs several schedulers only on PostgreSQL or MySQL (make e2e-postgres)")
+    stack.start_scheduler("scheduler-2")
+    try:
+        run_id = stack.airflow.trigger(dag_id)
+
+        def some_running() -> tuple[bool, Any]:
+            states = stack.airflow.task_states(dag_id, run_id)
+            return list(states.values()).count("running") >= 3, states
+
+        wait_until("tasks to run", some_running, timeout=180, interval=0.5)
+        stack.kill_component("scheduler", signal.SIGKILL)
+        run = stack.airflow.wait_for_run(dag_id, run_id, timeout=RUN_TIMEOUT)
+    finally:
+        stack.start_component("scheduler")
+        stack.forget_component("scheduler-2")
+    tis = stack.airflow.task_instances(dag_id, run_id)
+    events = _events_text(stack.airflow.event_logs(dag_id=dag_id, run_id=run_id))
+    assert run["state"] == "success", events
+    assert {ti["state"] for ti in tis} == {"success"}, events
+    jobs = stack.batch.wait_final(dag_id, run_id=run_id)
+    succeeded = Counter(
+        (j["tags"]["map_index"], j["tags"]["try_number"]) for j in jobs if j["status"] == "SUCCEEDED"
+    )
+    assert all(n == 1 for n in succeeded.values()), json.dumps(_job_summary(jobs))
+    finished = {(str(ti["map_index"]), str(ti["try_number"])) for ti in tis}
+    assert finished <= set(succeeded), json.dumps(_job_summary(jobs))
+    assert _active(stack.batch.jobs_for(dag_id, run_id=run_id)) == []
     stack.wait_healthy(timeout=120)

@@ -218,3 +218,64 @@ def test_terminate_while_the_zygote_imports(wbatch: Any, wenv: Env) -> None:
         "stopped while starting",
         143,
     )
+
+
+def _zombie(pid: int) -> bool:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def _pid_of(gates: Path, name: str) -> int:
+    running = gates / f"running-{name}"
+    wait_for(running.exists, bool, what=f"job {name} running")
+    return int(running.read_text())
+
+
+def test_a_child_reaped_before_its_handshake_is_read_does_not_stall_the_zygote(tmp_path: Path) -> None:
+    """A child that exits while the zygote forks another, its handshake ready but not read yet.
+
+    The interleaving a loaded machine produces (a fork is slow, the jobs are quick), forced with
+    lb_forkgate: one select returns [socket (request C), SIGCHLD wake-up (B exited), handshake
+    of A]; while the zygote forks C, A exits. Handling the wake-up reaps A, which announces A and
+    closes A's handshake pipe; the handshake key that select returned must then not be taken for
+    the socket (a blocking read with nothing to read: C would stay STARTING for ever).
+    """
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    srv = start_server(
+        tmp_path / "data",
+        *("--preload", "lb_forkgate", "--pass-env", "PYTHONPATH"),
+        env={"PYTHONPATH": str(PROBE_DIR)},
+    )
+    try:
+        batch = srv.client("batch")
+        env = make_env(batch)
+        gated = {"environment": [{"name": "LB_FORKGATE_DIR", "value": str(gates)}]}
+
+        def submit(name: str) -> str:
+            return run(batch, env, ["python", "-m", "lb_forkgate", name], containerOverrides=gated)
+
+        for gate in ("parent-1", "exit-B", "child-3"):
+            (gates / gate).touch()
+        a = submit("A")  # fork 1: held before it closes its handshake pipe
+        wait_for((gates / "at-parent-1").exists, bool, timeout=30, what="A forked")
+        b = submit("B")  # fork 2: the zygote is held right after it
+        wait_for((gates / "at-parent-2").exists, bool, what="B forked")
+        c = submit("C")
+        wait_status(batch, c, "STARTING")  # its request is in the zygote's socket
+        (gates / "child-2").touch()  # B runs and exits: the zygote's SIGCHLD wake-up is ready
+        wait_for(lambda: _zombie(_pid_of(gates, "B")), bool, what="B exited")
+        (gates / "child-1").touch()  # A closes its handshake pipe: ready after the wake-up
+        pid_a = _pid_of(gates, "A")
+        (gates / "parent-2").touch()  # B is announced and reaped; the next select has all three
+        wait_for((gates / "at-parent-3").exists, bool, what="C forked")
+        (gates / "exit-A").touch()  # A exits while the zygote forks C
+        wait_for(lambda: _zombie(pid_a), bool, what="A exited")
+        (gates / "parent-3").touch()
+        assert wait_status(batch, c, "RUNNING", timeout=10)["status"] == "RUNNING"
+        (gates / "exit-C").touch()
+        jobs = [wait_status(batch, job_id, timeout=10) for job_id in (a, b, c)]
+        assert [job["status"] for job in jobs] == ["SUCCEEDED"] * 3
+    finally:
+        for gate in ("child-1", "child-2", "parent-2", "parent-3", "exit-A", "exit-C"):
+            (gates / gate).touch()
+        srv.stop()
