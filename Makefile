@@ -8,7 +8,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: venv test lint unit contract e2e e2e-postgres demo bench bench-quick clean
+.PHONY: venv test lint unit contract e2e e2e-postgres demo bench bench-quick chaos chaos-quick clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -21,10 +21,10 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 venv: $(VENV)/.synced
 
 lint: venv
-	$(VENV)/bin/ruff check src tests devstack demo bench
-	$(VENV)/bin/ruff format --check src tests devstack demo bench
+	$(VENV)/bin/ruff check src tests devstack demo bench chaos
+	$(VENV)/bin/ruff format --check src tests devstack demo bench chaos
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy devstack demo/run.py demo/__main__.py bench
+	$(VENV)/bin/mypy devstack demo/run.py demo/__main__.py bench chaos
 
 # The README's test command: lint, types, unit, contract (moto + localbatch) and end-to-end on SQLite.
 test: venv lint
@@ -56,6 +56,15 @@ bench: venv
 # The same scenarios at a tenth of the sizes, same JSON keys.
 bench-quick: venv
 	$(VENV)/bin/python -m bench --quick --out bench-results.json
+
+# localbatch with faults + Airflow on PostgreSQL (127.0.0.1:5432) with our executor: 500 mapped tasks per
+# fault seed under scheduler kills, HA, SIGTERM and a localbatch restart (chaos/__init__.py). Exits 1 on a miss.
+chaos: venv
+	$(VENV)/bin/python -m chaos --seeds 1,2,3 --out chaos-results.json
+
+# The same matrix with 100 tasks and one seed (a few minutes).
+chaos-quick: venv
+	$(VENV)/bin/python -m chaos --quick --out chaos-results.json
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache .demo

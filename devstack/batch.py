@@ -7,6 +7,7 @@ from typing import Any
 
 import boto3
 import httpx
+from botocore.config import Config
 
 REGION = "us-east-1"
 #: ListJobs without a status returns only RUNNING jobs, so listing everything means asking per status.
@@ -17,14 +18,15 @@ JOB_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCC
 class LocalBatch:
     """A boto3 Batch client and a Logs client pointed at localbatch, plus its admin endpoints."""
 
-    def __init__(self, endpoint_url: str, job_queue: str = "airflow-jobs"):
+    def __init__(self, endpoint_url: str, job_queue: str = "airflow-jobs", config: Config | None = None):
+        """``config``: botocore client config, e.g. more retries for a caller that meets injected faults."""
         self.endpoint_url = endpoint_url.rstrip("/")
         self.job_queue = job_queue
         session = boto3.session.Session(
             aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
         )
-        self.batch: Any = session.client("batch", endpoint_url=self.endpoint_url)
-        self.logs: Any = session.client("logs", endpoint_url=self.endpoint_url)
+        self.batch: Any = session.client("batch", endpoint_url=self.endpoint_url, config=config)
+        self.logs: Any = session.client("logs", endpoint_url=self.endpoint_url, config=config)
 
     # --- jobs -----------------------------------------------------------------------------------
 
@@ -118,6 +120,11 @@ class LocalBatch:
         response.raise_for_status()
         result: dict[str, Any] = response.json()
         return result
+
+    def reset_stats(self) -> None:
+        """Zero localbatch's request counters (``DELETE /_localbatch/stats``)."""
+        response = httpx.delete(f"{self.endpoint_url}/_localbatch/stats", timeout=10)
+        response.raise_for_status()
 
     def stats(self) -> dict[str, Any]:
         response = httpx.get(f"{self.endpoint_url}/_localbatch/stats", timeout=10)

@@ -1,7 +1,9 @@
 """Start localbatch and Airflow 3 (api-server, scheduler, dag-processor, triggerer) on this machine.
 
-Not supported: more than one scheduler, the Celery/Kubernetes executors, MySQL, TLS. Every process
-binds 127.0.0.1; nothing outside the work dir (and, for PostgreSQL, the stack's own database) is touched.
+More than one scheduler at once (Airflow's HA mode) is supported through :meth:`Stack.start_scheduler`;
+one api-server, dag-processor and triggerer each. Not supported: the Celery/Kubernetes executors, MySQL,
+TLS. Every process binds 127.0.0.1; nothing outside the work dir (and, for PostgreSQL, the stack's own
+database) is touched.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import httpx
 import sqlalchemy as sa
@@ -65,6 +69,19 @@ class Stack:
     ``task_env``: extra environment for tasks, put on the Batch job definition.
     ``localbatch_args``: extra ``localbatch serve`` arguments, e.g. ``["--latency-ms", "50"]``.
     ``on_step``: called with a short message as each start step begins (the demo prints them).
+
+    After ``start()``, for fault injection (``chaos/`` uses all of them):
+
+    - ``start_component(name)`` (re)starts one component; ``start_scheduler("scheduler-2")`` starts a
+      further scheduler next to the first (Airflow's HA mode), registered in ``processes`` under that
+      name and logging to ``logs/scheduler-2.log``. Every start appends to its component's log, so the
+      output of earlier runs of a restarted component is kept.
+    - ``kill_component(name, sig)`` signals one process group and waits for it to exit;
+      ``forget_component(name)`` stops one and drops it from ``processes`` (so ``check_alive`` and
+      ``stop`` no longer look at it), e.g. the scheduler of two that was killed for good.
+    - ``restart_localbatch()`` stops localbatch and starts it again on the same port and data dir: its
+      jobs, queues and job definitions persist; its fault config and stats, which live in memory, do
+      not (pass ``faults`` to set them again).
     """
 
     def __init__(
@@ -188,22 +205,74 @@ class Stack:
         if self._airflow is not None:
             self._airflow.close()
             self._airflow = None
-        for name in ("scheduler", "dag-processor", "triggerer", "api-server", "localbatch"):
+        schedulers = [name for name in self.processes if self._component_of(name) == "scheduler"]
+        # SIGTERM every scheduler first, so that the schedulers' shutdowns overlap.
+        for name in schedulers:
+            self.processes[name].signal(signal.SIGTERM)
+        for name in (*schedulers, "dag-processor", "triggerer", "api-server", "localbatch"):
             process = self.processes.get(name)
             if process is not None:
-                process.stop(grace=30.0 if name == "scheduler" else 15.0)
+                process.stop(grace=30.0 if name in schedulers else 15.0)
         kill_marked(self.marker)
         self._drop_database()
 
-    def start_component(self, name: str) -> Process:
-        """(Re)start one component: ``api-server``, ``scheduler``, ``dag-processor`` or ``triggerer``."""
+    def start_component(self, name: str, *, instance: str | None = None) -> Process:
+        """(Re)start one component: ``api-server``, ``scheduler``, ``dag-processor`` or ``triggerer``.
+
+        ``instance`` (schedulers only) names one of several processes of the component: its key in
+        ``processes`` and its log ``logs/<instance>.log``; by default the component's own name.
+        """
+        if name not in COMPONENTS:
+            raise ValueError(f"component must be one of {COMPONENTS}, got {name!r}")
+        key = instance or name
+        if key != name and (name != "scheduler" or self._component_of(key) != "scheduler"):
+            raise ValueError(f"only schedulers run as several instances, named scheduler-<suffix>: {key!r}")
         argv = [sys.executable, "-m", "airflow", name]
         if name == "api-server":
             argv += ["--host", "127.0.0.1", "--port", str(self.api_port), "--workers", str(self.api_workers)]
-        process = Process(name, argv, self.airflow_env(), self.logs_dir / f"{name}.log", self.work_dir)
+        process = Process(key, argv, self.airflow_env(), self.logs_dir / f"{key}.log", self.work_dir)
         process.start()
-        self.processes[name] = process
+        self.processes[key] = process
         return process
+
+    def start_scheduler(self, instance: str = "scheduler-2") -> Process:
+        """Start another scheduler (Airflow's HA mode: schedulers share the database, nothing else)."""
+        return self.start_component("scheduler", instance=instance)
+
+    def forget_component(self, name: str, grace: float = 15.0) -> None:
+        """Stop one process (if it still runs) and drop it from ``processes``; its log stays."""
+        process = self.processes.pop(name)
+        process.stop(grace=grace)
+
+    def restart_localbatch(
+        self,
+        *,
+        sig: int = signal.SIGTERM,
+        grace: float = 30.0,
+        faults: Mapping[str, Any] | None = None,
+        args: Sequence[str] = (),
+    ) -> Process:
+        """Stop localbatch with ``sig`` and start it again on the same port and data dir.
+
+        Jobs, queues and the job definition persist in its data dir (jobs whose processes died with it
+        are FAILED with a reason that says so). The fault config and the stats live in memory and start
+        from the ``localbatch serve`` arguments again: ``args`` adds some for this start only (e.g.
+        ``["--faults", "faults.json"]``, in force from its first request); ``faults``, when given, is
+        set once it listens.
+        """
+        if self.localbatch_url is None:
+            raise StackError("this stack runs no localbatch (executor='local' or not started)")
+        port = urlsplit(self.localbatch_url).port
+        process = self.processes["localbatch"]
+        process.signal(sig)
+        if process.popen is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.popen.wait(timeout=grace)
+        process.stop(grace=5.0)
+        self._launch_localbatch(port=port, args=args)
+        if faults is not None:
+            self.batch.set_faults(faults)
+        return self.processes["localbatch"]
 
     def kill_component(self, name: str, sig: int) -> None:
         """Send ``sig`` to a component's process group and wait for its leader to exit."""
@@ -319,6 +388,11 @@ class Stack:
         """Component name -> its log file."""
         return {name: process.log_path for name, process in self.processes.items()}
 
+    @staticmethod
+    def _component_of(name: str) -> str:
+        """The component a process key belongs to: ``scheduler-2`` -> ``scheduler``."""
+        return "scheduler" if name == "scheduler" or name.startswith("scheduler-") else name
+
     # --- internals ------------------------------------------------------------------------------
 
     @property
@@ -392,26 +466,14 @@ class Stack:
         finally:
             engine.dispose()
 
-    def _start_localbatch(self) -> None:
-        ready = self.work_dir / "localbatch.url"
-        ready.unlink(missing_ok=True)
-        self.localbatch_dir.mkdir(parents=True, exist_ok=True)
-        argv = localbatch_serve_argv(sys.executable, self.localbatch_dir, ready, *self.localbatch_args)
+    def _localbatch_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
         env.update({"PYTHONUNBUFFERED": "1", "DEVSTACK_ID": self.stack_id})
-        process = Process("localbatch", argv, env, self.logs_dir / "localbatch.log", self.work_dir)
-        process.start()
-        self.processes["localbatch"] = process
+        return env
 
-        def probe() -> tuple[bool, Any]:
-            self.check_alive()
-            text = ready.read_text().strip() if ready.exists() else ""
-            match = re.search(r"http://[\w.:]+", text) or re.search(
-                r"listening on (http://[\w.:]+)", process.tail(20)
-            )
-            return match is not None, match.group(0).removeprefix("listening on ") if match else None
-
-        self.localbatch_url = str(wait_until("localbatch to listen", probe, 60.0, interval=0.3))
+    def _start_localbatch(self) -> None:
+        self._launch_localbatch()
+        assert self.localbatch_url is not None
         setup = [
             *localbatch_setup_argv(
                 sys.executable,
@@ -426,11 +488,36 @@ class Stack:
         for key, value in self.task_environment().items():
             if key != "AIRFLOW__CORE__EXECUTION_API_SERVER_URL":
                 setup += ["--env", f"{key}={value}"]
-        result = subprocess.run(setup, env=env, capture_output=True, text=True, timeout=120, check=False)
+        result = subprocess.run(
+            setup, env=self._localbatch_env(), capture_output=True, text=True, timeout=120, check=False
+        )
         (self.logs_dir / "localbatch-setup.log").write_text(result.stdout + result.stderr)
         if result.returncode != 0:
             output = result.stdout + result.stderr
             raise StackError(f"localbatch setup exited with {result.returncode}:\n{output}")
+
+    def _launch_localbatch(self, port: int | None = None, args: Sequence[str] = ()) -> None:
+        """Start ``localbatch serve`` (on ``port``, else a free one) and wait until it listens."""
+        ready = self.work_dir / "localbatch.url"
+        ready.unlink(missing_ok=True)
+        self.localbatch_dir.mkdir(parents=True, exist_ok=True)
+        # argparse keeps the last --port, so a fixed port given here wins over localbatch_serve_argv's 0.
+        extra = [*self.localbatch_args, *args, *(("--port", str(port)) if port else ())]
+        argv = localbatch_serve_argv(sys.executable, self.localbatch_dir, ready, *extra)
+        log_path = self.logs_dir / "localbatch.log"
+        process = Process("localbatch", argv, self._localbatch_env(), log_path, self.work_dir)
+        process.start()
+        self.processes["localbatch"] = process
+
+        def probe() -> tuple[bool, Any]:
+            self.check_alive()
+            text = ready.read_text().strip() if ready.exists() else ""
+            match = re.search(r"http://[\w.:]+", text) or re.search(
+                r"listening on (http://[\w.:]+)", process.tail(20)
+            )
+            return match is not None, match.group(0).removeprefix("listening on ") if match else None
+
+        self.localbatch_url = str(wait_until("localbatch to listen", probe, 60.0, interval=0.3))
 
 
 def wait_for_port_free(port: int, timeout: float = 30.0) -> None:

@@ -470,3 +470,18 @@ def test_workload_command_for_a_real_execute_callback() -> None:
 )
 def test_shape_validator(fragment: dict[str, Any], partial: bool, problem_paths: list[str]) -> None:
     assert [p.path for p in shapes.validate(fragment, partial=partial)] == problem_paths
+
+
+def test_token_expiry_is_read_from_the_workload_jwt() -> None:
+    import base64
+
+    from airflow_aws_batch.submit import token_expires_at
+
+    def jwt(claims: dict[str, Any]) -> str:
+        body = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+        return f"eyJhbGciOiJIUzI1NiJ9.{body}.c2ln"
+
+    assert token_expires_at(jwt({"sub": "ti", "exp": 1_900_000_000})) == 1_900_000_000.0
+    assert token_expires_at(jwt({"sub": "ti"})) is None
+    assert token_expires_at("token") is None
+    assert token_expires_at("a.!!!.c") is None

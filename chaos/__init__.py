@@ -1,0 +1,60 @@
+"""Chaos harness: ``make chaos`` / ``make chaos-quick`` (``python -m chaos [--quick] [--seeds 1,2,3]``).
+
+For each fault seed, a fresh ``devstack.Stack``: localbatch (with faults) and Airflow 3 on this
+machine's PostgreSQL with ``[core] executor = airflow_aws_batch.AwsBatchExecutor``. One DAG (``chaos``,
+written by :mod:`chaos.dag`) maps one task over N indexes (500; quick: 100; ``--tasks N``); each sleeps
+1-4 s, fixed by the seed and its map index (:func:`chaos.tasks.sleep_seconds`), with ``retries=3`` and
+``retry_delay=2 s``. Each execution of the task's code appends JSON lines (``start``, a ``beat`` every
+0.5 s, ``end``: ti id, dag/task/run ids, map index, try number, pid, times) to
+``$CHAOS_RECORD_DIR/executions.jsonl`` with single ``O_APPEND`` writes.
+
+The matrix, every part in every seed's run:
+
+- localbatch faults (:func:`chaos.settings.fault_config`): 10 % of Batch API calls answer 5xx, SubmitJob
+  above 50/s answers 429, 5 % of jobs fail before start (CannotPullContainerError), 2 % of hosts are
+  lost mid-run, 2 % of SubmitJob answers are lost after the job was created (answered 500 until the
+  localbatch restart, a dropped connection after it), 2 % of jobs are held in RUNNABLE until revoked
+  (past ``task_queued_timeout``); 20 ms latency on every call. Rules add one of each job-level fault
+  per localbatch start, so that 100 tasks cannot miss one by chance. The restarted localbatch gets
+  the config through ``--faults`` so that it is in force from its first request.
+- Steps, in this order (:class:`chaos.drive.Harness`). Each waits until the given share of task
+  instances is final, 5 s have passed since the previous step, and the current scheduler has
+  heartbeated for 5 s (so a fault meets a working scheduler, not one still starting):
+  SIGKILL the scheduler within a second of the first SubmitJob burst (>= 6 SubmitJobs within 1 s, from
+  localbatch's stats), restart it; at 15 % restart localbatch (SIGTERM; same port and data dir); at
+  25 % start a second scheduler (HA) and, once both have heartbeated for 10 s, SIGKILL the older one
+  (the newer carries on alone); at 45 % SIGKILL and restart; at 60 % SIGTERM, time the exit (SIGKILL
+  after 90 s), restart; at 75 % SIGKILL and restart. A step the run ends before is reported as not
+  performed, which misses a target.
+
+Timing options, chosen so that a 100-task run ends in minutes on a 2-core machine yet lasts long
+enough for every step (:mod:`chaos.settings`, on top of devstack's 2 s heartbeats):
+
+- ``[core] parallelism`` and ``max_active_tasks_per_dag`` 8 (at 16, 100 tasks were done before the
+  later steps); localbatch ``max_vcpus`` 12, so a queued task never waits for capacity; task
+  processes are forked warm (``--preload``, as in ``bench.dag``).
+- ``[scheduler] task_queued_timeout`` 60 s (checked every 5 s): held jobs are revoked after a minute,
+  while a warm task normally leaves queued within seconds.
+- ``[scheduler] scheduler_health_check_threshold`` 15 s: a killed scheduler's tasks are adopted 15 s
+  after its last heartbeat (long enough that a live scheduler on a loaded machine is not taken for dead).
+- ``[scheduler] orphaned_tasks_check_interval`` 5 s; ``task_instance_heartbeat_timeout`` 60 s (checked
+  every 5 s), the backstop for a task whose process died without its job being reported.
+- ``[workers] min_heartbeat_interval`` 1 s.
+
+Figures, counted outside the executor (definitions in :mod:`chaos.count`): lost task instances, tries
+run twice and run concurrently, orphan jobs (counted 60 s after the run ended; quick: 30 s, so that
+it fits in six minutes), scheduler crashes, executor errors (tracebacks naming ``airflow_aws_batch``
+in every ``logs/scheduler*.log``, which every restart appends to), the SIGTERM exit time, jobs per
+outcome, faulted answers and Batch API calls per task (localbatch's stats from the trigger to the end
+of the run, summed over its restart). Targets: 0 for each count, SIGTERM exit <= 30 s, every step
+performed; ``python -m chaos`` exits 1 when a seed misses one. A run not finished
+``run_deadline_s`` after its trigger (1200 s; quick: 240 s) ends there and its unfinished task
+instances count as lost.
+
+Output: the table on stdout, ``chaos-results.json`` (figures, misses and evidence per seed: which
+task instances, tries, job ids, pids, exits and traceback texts), and per seed in the work dir
+(``--work-dir``, default a new temp dir, kept): ``stack/logs/`` of every process, ``records/`` and
+``raw.json`` (every task instance, history row and job, for post-mortems).
+
+Not covered: SQLite (the stacks run on PostgreSQL only), more than two schedulers, real AWS.
+"""

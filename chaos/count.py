@@ -1,0 +1,519 @@
+"""The chaos figures, as pure functions over plain dicts (tested in ``tests/chaos/test_count.py``).
+
+Inputs are what the harness read from outside the executor:
+
+- task-instance tries: rows of Airflow's ``task_instance`` (the current try) and
+  ``task_instance_history`` (earlier tries), with ``dag_id, task_id, run_id, map_index, try_number,
+  max_tries, state, external_executor_id`` (and ``id``);
+- execution records: the JSON lines each task appends from its own code (``chaos.tasks``): one
+  ``start`` line, a ``beat`` line every half second, one ``end`` line;
+- Batch jobs: DescribeJobs dicts from localbatch (``jobId, status, statusReason, isTerminated,
+  isCancelled, createdAt, tags``; the executor tags every job with its try);
+- process exits that the harness observed, and the text of every scheduler log.
+
+Definitions (what each figure counts):
+
+- **lost**: a task instance that is (a) not in a final state (success, failed, skipped,
+  upstream_failed, removed) when the run ended or its deadline passed, or (b) ``failed`` on a try
+  with retries left (``try_number <= max_tries``: Airflow would have retried a task whose own code
+  failed, so something bypassed its retries), or (c) ``success`` although no execution of its
+  current try recorded its end (the task's code did not finish, yet Airflow says it did). The task
+  code never fails, so a failure after the last retry is infrastructure failing four times in a
+  row: that is counted apart, as **failed, retries exhausted**.
+- **run twice**: tries (dag, task, run, map index, try number) with more than one execution
+  record; **ran concurrently**: those of them where two executions were alive at the same time. An
+  execution is alive from its ``start`` to its ``end``, or to its last ``beat`` when it was killed
+  (so an overlap shorter than the beat interval with a killed execution can be missed).
+- **orphan jobs**: jobs still SUBMITTED..RUNNING after the run ended and the wait; and jobs that
+  ended on their own (SUCCEEDED, or FAILED without TerminateJob/CancelJob) that their task
+  instance never pointed at (*unrecorded*): the try their tags name does not hold their id in
+  ``external_executor_id`` (``task_instance`` / ``task_instance_history``), and no scheduler log
+  line ``Setting external_executor_id for <TaskInstance: ...> to <job id>`` names them for that
+  task instance. The log lines are needed because Airflow keeps only a try's last job id, and
+  archives no history row for a try that failed while still queued.
+  Two kinds of unrecorded job are accounted for, so not orphans, and counted apart as
+  **unrecorded, accounted for**: one that FAILED without running the task's code (its container
+  never ran the task: image pull, host lost before the task began; nobody had to end it), and one
+  that ran the only execution of its try (the scheduler died before Airflow saved its id, and the
+  task finished before the next scheduler's adoption round: nothing was lost, run twice or left
+  running). An unrecorded job that SUCCEEDED without running the code (a container started for a
+  try that had moved on) or that ran a try another execution also ran stays an orphan.
+- **scheduler crashes**: scheduler process exits that the harness did not cause.
+- **executor errors**: tracebacks in the scheduler logs that mention ``airflow_aws_batch``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+FINAL_TI_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+ACTIVE_JOB_STATUSES = frozenset({"SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING"})
+#: statusReason prefix -> class of a FAILED job that was not terminated (localbatch's and AWS's texts).
+REASON_CLASSES: tuple[tuple[str, str], ...] = (
+    ("CannotPullContainerError", "image pull"),
+    ("CannotStartContainerError", "container start"),
+    ("Host EC2", "host lost"),
+    ("localbatch restarted", "localbatch restart"),
+    ("localbatch stopped", "localbatch restart"),
+    ("localbatch: the warm interpreter", "warm interpreter lost"),
+    ("Essential container in task exited", "exited non-zero"),
+    ("Job attempt duration exceeded timeout", "timeout"),
+)
+EXECUTOR_PACKAGE = "airflow_aws_batch"
+
+TryKey = tuple[str, str, str, int, int]
+
+
+def try_key(row: Mapping[str, Any]) -> TryKey:
+    """(dag_id, task_id, run_id, map_index, try_number) of a task-instance row or an execution record."""
+    return (
+        str(row["dag_id"]),
+        str(row["task_id"]),
+        str(row["run_id"]),
+        int(row["map_index"]),
+        int(row["try_number"]),
+    )
+
+
+def label(key: TryKey) -> str:
+    dag_id, task_id, run_id, map_index, try_number = key
+    index = f"[{map_index}]" if map_index >= 0 else ""
+    return f"{dag_id}/{run_id}/{task_id}{index} try {try_number}"
+
+
+# --- executions -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One run of a task's code in one process, as its records tell it."""
+
+    key: TryKey
+    ti_id: str
+    pid: int
+    start: float
+    last_seen: float
+    ended: bool
+    job_id: str | None = None
+
+    def overlaps(self, other: Execution) -> bool:
+        return self.start < other.last_seen and other.start < self.last_seen
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ti_id": self.ti_id,
+            "pid": self.pid,
+            "start": self.start,
+            "last_seen": self.last_seen,
+            "ended": self.ended,
+            "job_id": self.job_id,
+        }
+
+
+def executions(records: Iterable[Mapping[str, Any]]) -> list[Execution]:
+    """Merge start/beat/end records into executions, one per (try, pid, start time)."""
+    merged: dict[tuple[TryKey, int, float], dict[str, Any]] = {}
+    for record in records:
+        key = try_key(record)
+        ident = (key, int(record["pid"]), float(record["start"]))
+        entry = merged.setdefault(
+            ident,
+            {
+                "ti_id": str(record.get("ti_id")),
+                "job_id": record.get("job_id"),
+                "last_seen": float(record["start"]),
+                "ended": False,
+            },
+        )
+        seen = float(record.get("end") or record.get("t") or record["start"])
+        entry["last_seen"] = max(entry["last_seen"], seen)
+        if record.get("event") == "end":
+            entry["ended"] = True
+    return sorted(
+        (
+            Execution(key, e["ti_id"], pid, start, e["last_seen"], e["ended"], e["job_id"])
+            for (key, pid, start), e in merged.items()
+        ),
+        key=lambda e: (e.key, e.start),
+    )
+
+
+def _by_try(runs: Iterable[Execution]) -> dict[TryKey, list[Execution]]:
+    grouped: dict[TryKey, list[Execution]] = defaultdict(list)
+    for run in runs:
+        grouped[run.key].append(run)
+    return grouped
+
+
+def run_twice(runs: Iterable[Execution]) -> list[dict[str, Any]]:
+    """Tries whose code ran more than once."""
+    return [
+        {"try": label(key), "executions": [r.as_dict() for r in group]}
+        for key, group in sorted(_by_try(runs).items())
+        if len(group) > 1
+    ]
+
+
+def ran_concurrently(runs: Iterable[Execution]) -> list[dict[str, Any]]:
+    """Tries whose code ran in two processes at the same time."""
+    found = []
+    for key, group in sorted(_by_try(runs).items()):
+        pairs = [(a, b) for i, a in enumerate(group) for b in group[i + 1 :] if a.overlaps(b)]
+        if pairs:
+            found.append(
+                {
+                    "try": label(key),
+                    "pids": sorted({r.pid for pair in pairs for r in pair}),
+                    "overlap_s": max(min(a.last_seen, b.last_seen) - max(a.start, b.start) for a, b in pairs),
+                }
+            )
+    return found
+
+
+# --- task instances -------------------------------------------------------------------------------
+
+
+def lost(tis: Sequence[Mapping[str, Any]], runs: Iterable[Execution]) -> list[dict[str, Any]]:
+    """Task instances (current tries) lost by the system; see the module docstring."""
+    finished = {run.key for run in runs if run.ended}
+    found = []
+    for ti in tis:
+        key, state = try_key(ti), ti.get("state")
+        if state not in FINAL_TI_STATES:
+            why = f"not in a final state at the end: {state}"
+        elif state == "failed" and int(ti["try_number"]) <= int(ti["max_tries"]):
+            left = int(ti["max_tries"]) - int(ti["try_number"]) + 1
+            why = f"failed with {left} retries left"
+        elif state == "success" and key not in finished:
+            why = "success, but no execution of this try recorded its end"
+        else:
+            continue
+        found.append({"try": label(key), "state": state, "why": why})
+    return found
+
+
+def failed_retries_exhausted(tis: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"try": label(try_key(ti)), "max_tries": ti["max_tries"]}
+        for ti in tis
+        if ti.get("state") == "failed" and int(ti["try_number"]) > int(ti["max_tries"])
+    ]
+
+
+# --- Batch jobs -----------------------------------------------------------------------------------
+
+
+def job_outcome(job: Mapping[str, Any]) -> str:
+    """SUCCEEDED, an active status, or ``FAILED: <class>`` (``terminated`` for TerminateJob/CancelJob)."""
+    status = str(job.get("status"))
+    if status != "FAILED":
+        return status
+    if job.get("isTerminated") or job.get("isCancelled"):
+        return "FAILED: terminated"
+    reason = str(job.get("statusReason") or "")
+    for prefix, name in REASON_CLASSES:
+        if reason.startswith(prefix):
+            return f"FAILED: {name}"
+    return "FAILED: other"
+
+
+def job_outcomes(jobs: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    return dict(sorted(Counter(job_outcome(job) for job in jobs).items()))
+
+
+def job_try_key(job: Mapping[str, Any]) -> TryKey | None:
+    """The try a job's tags name, or None when it carries no (or unreadable) try tags."""
+    tags = job.get("tags") or {}
+    try:
+        return try_key(tags)
+    except (KeyError, ValueError):
+        return None
+
+
+#: Logged by Airflow's scheduler each time it saves an executor's job id on a task instance, e.g.
+#: ``Setting external_executor_id for <TaskInstance: chaos.work manual__... map_index=6 [queued]
+#: ti_id=...> to 8eac9e07-...``.
+_POINTER = re.compile(
+    r"Setting external_executor_id for <TaskInstance: (?P<dag_task>\S+) (?P<run_id>\S+)"
+    r"(?: map_index=(?P<map_index>-?\d+))? \[[^\]]*\][^>]*> to (?P<job_id>\S+)"
+)
+
+TiKey = tuple[str, str, str, int]
+
+
+def logged_pointers(logs: Mapping[str, str], tis: Iterable[Mapping[str, Any]]) -> dict[str, set[TiKey]]:
+    """Job id -> task instances (dag, task, run, map index) the scheduler logs say it was saved on.
+
+    ``dag_id.task_id`` is split by matching the task instances' own ids, since either may hold dots.
+    """
+    names = {f"{ti['dag_id']}.{ti['task_id']}": (str(ti["dag_id"]), str(ti["task_id"])) for ti in tis}
+    found: dict[str, set[TiKey]] = defaultdict(set)
+    for text in logs.values():
+        for match in _POINTER.finditer(_ANSI.sub("", text)):
+            dag_task = names.get(match["dag_task"])
+            if dag_task is not None:
+                index = int(match["map_index"]) if match["map_index"] is not None else -1
+                found[match["job_id"]].add((*dag_task, match["run_id"], index))
+    return found
+
+
+def orphan_jobs(
+    jobs: Sequence[Mapping[str, Any]],
+    tries: Iterable[Mapping[str, Any]],
+    runs: Iterable[Execution] = (),
+    logged: Mapping[str, set[TiKey]] | None = None,
+) -> list[dict[str, Any]]:
+    """Jobs nobody accounts for; see the module docstring.
+
+    ``tries``: task_instance + history rows; ``logged``: :func:`logged_pointers`. ``runs`` only adds
+    evidence: the pids of executions whose records name the job (it ran the task's code).
+    """
+    runs = list(runs)
+    ran_in: dict[str, list[int]] = defaultdict(list)
+    executions_of: Counter[TryKey] = Counter()
+    for run in runs:
+        executions_of[run.key] += 1
+        if run.job_id:
+            ran_in[run.job_id].append(run.pid)
+    pointers: dict[TryKey, set[str]] = defaultdict(set)
+    for row in tries:
+        if row.get("external_executor_id"):
+            pointers[try_key(row)].add(str(row["external_executor_id"]))
+    found = []
+    for job in jobs:
+        status, key = str(job.get("status")), job_try_key(job)
+        outcome = job_outcome(job)
+        evidence = {
+            "job_id": job.get("jobId"),
+            "status": status,
+            "reason": job.get("statusReason"),
+            "try": label(key) if key else None,
+            "ran_code_in_pids": sorted(ran_in.get(str(job.get("jobId")), [])),
+        }
+        if status in ACTIVE_JOB_STATUSES:
+            found.append({**evidence, "why": f"still {status} after the run ended"})
+            continue
+        if outcome == "FAILED: terminated":
+            continue
+        if key is None:
+            found.append({**evidence, "why": "ended on its own and carries no try tags"})
+            continue
+        if job.get("jobId") in pointers.get(key, set()):
+            continue
+        if key[:4] in (logged or {}).get(str(job.get("jobId")), set()):
+            continue
+        if accounted_for(job, key, ran_in, executions_of) is not None:
+            continue
+        points_at = sorted(pointers.get(key, set())) or "no job"
+        why = f"{outcome} on its own, never saved on its task instance; its try points at {points_at}"
+        found.append({**evidence, "why": why})
+    return found
+
+
+def accounted_for(
+    job: Mapping[str, Any], key: TryKey, ran_in: Mapping[str, list[int]], executions_of: Mapping[TryKey, int]
+) -> str | None:
+    """Why an unrecorded job that ended on its own is accounted for (not an orphan), or None."""
+    pids = ran_in.get(str(job.get("jobId")), [])
+    if not pids and job.get("status") == "FAILED":
+        return "failed without running the task's code"
+    if len(pids) == 1 and executions_of.get(key, 0) == 1:
+        return "ran the only execution of its try"
+    return None
+
+
+def unrecorded_accounted(
+    jobs: Sequence[Mapping[str, Any]],
+    tries: Iterable[Mapping[str, Any]],
+    runs: Iterable[Execution] = (),
+    logged: Mapping[str, set[TiKey]] | None = None,
+) -> list[dict[str, Any]]:
+    """The unrecorded jobs :func:`orphan_jobs` leaves out, each with why (shown, no target)."""
+    runs = list(runs)
+    ran_in: dict[str, list[int]] = defaultdict(list)
+    executions_of: Counter[TryKey] = Counter()
+    for run in runs:
+        executions_of[run.key] += 1
+        if run.job_id:
+            ran_in[run.job_id].append(run.pid)
+    pointers: dict[TryKey, set[str]] = defaultdict(set)
+    for row in tries:
+        if row.get("external_executor_id"):
+            pointers[try_key(row)].add(str(row["external_executor_id"]))
+    out = []
+    for job in jobs:
+        key = job_try_key(job)
+        if (
+            key is None
+            or str(job.get("status")) in ACTIVE_JOB_STATUSES
+            or job_outcome(job) == "FAILED: terminated"
+        ):
+            continue
+        job_id = str(job.get("jobId"))
+        if job_id in pointers.get(key, set()) or key[:4] in (logged or {}).get(job_id, set()):
+            continue
+        why = accounted_for(job, key, ran_in, executions_of)
+        if why is not None:
+            out.append({"job_id": job_id, "status": job.get("status"), "try": label(key), "why": why})
+    return out
+
+
+# --- processes and logs ---------------------------------------------------------------------------
+
+
+def scheduler_crashes(exits: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Scheduler exits the harness did not cause (``exits``: component, caused_by_harness, ...)."""
+    return [dict(e) for e in exits if e.get("component") == "scheduler" and not e.get("caused_by_harness")]
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_TRACEBACK = "Traceback (most recent call last):"
+_CHAIN = (
+    "During handling of the above exception, another exception occurred:",
+    "The above exception was the direct cause of the following exception:",
+)
+
+
+def tracebacks(text: str) -> list[tuple[int, str]]:
+    """(1-based line number, text) of every Python traceback in a log, chained ones as one.
+
+    Reads plain tracebacks (Airflow's default) and rich's boxed ones (``DEV=1``).
+    """
+    lines = [_ANSI.sub("", line) for line in text.splitlines()]
+    found: list[tuple[int, str]] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if "╭" in line and "Traceback" in line:
+            start = i
+            while i < len(lines) and not lines[i].lstrip().startswith("╰"):
+                i += 1
+            end = min(i + 2, len(lines))  # the bottom of the box, then the exception line
+            found.append((start + 1, "\n".join(lines[start:end])))
+            i = end
+            continue
+        if _TRACEBACK not in line:
+            i += 1
+            continue
+        start = i
+        i += 1
+        while i < len(lines):
+            current = lines[i]
+            if current.startswith((" ", "\t")) or (current.strip() == "" and _chained(lines, i)):
+                i += 1
+                continue
+            if current.strip() in _CHAIN or current.startswith(_TRACEBACK):
+                i += 1
+                continue
+            i += 1  # the exception line ends the traceback, unless another of its chain follows
+            if not (i < len(lines) and lines[i].strip() == "" and _chained(lines, i)):
+                break
+        found.append((start + 1, "\n".join(lines[start:i])))
+    return found
+
+
+def _chained(lines: Sequence[str], i: int) -> bool:
+    """Whether the blank line at ``i`` separates two tracebacks of one chain."""
+    following = next((line for line in lines[i + 1 :] if line.strip()), "")
+    return following.strip() in _CHAIN or following.startswith(_TRACEBACK)
+
+
+def executor_errors(logs: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Tracebacks that mention the executor's package, from each named log's text."""
+    return [
+        {"log": name, "line": line_no, "traceback": text}
+        for name, log_text in sorted(logs.items())
+        for line_no, text in tracebacks(log_text)
+        if EXECUTOR_PACKAGE in text
+    ]
+
+
+# --- API calls ------------------------------------------------------------------------------------
+
+
+def api_calls(stats_parts: Iterable[Mapping[str, Any]], tasks: int) -> dict[str, Any]:
+    """Requests per operation summed over localbatch's lifetimes (a restart zeroes its stats)."""
+    totals: Counter[str] = Counter()
+    faults: Counter[str] = Counter()
+    for part in stats_parts:
+        for operation, counts in (part.get("operations", part) or {}).items():
+            totals[operation] += int(counts.get("requests", 0))
+            for name in ("throttled", "server_errors", "lost_responses"):
+                faults[name] += int(counts.get(name, 0))
+    total = sum(totals.values())
+    return {
+        "total": total,
+        "per_task": round(total / tasks, 2) if tasks else None,
+        "by_operation": dict(sorted(totals.items())),
+        # Answers localbatch faulted (server_errors include the lost SubmitJob answers).
+        "faulted": {name: faults[name] for name in ("throttled", "server_errors", "lost_responses")},
+    }
+
+
+# --- targets --------------------------------------------------------------------------------------
+
+#: Figures whose target is 0, in table order.
+ZERO_TARGETS = (
+    "lost",
+    "run_twice",
+    "ran_concurrently",
+    "orphan_jobs",
+    "scheduler_crashes",
+    "executor_errors",
+)
+SIGTERM_EXIT_LIMIT_S = 30.0
+
+
+def misses(figures: Mapping[str, Any]) -> list[str]:
+    """The targets one seed's figures miss, as short sentences (empty when every target is met)."""
+    found = [f"{name} = {figures.get(name)} (target 0)" for name in ZERO_TARGETS if figures.get(name) != 0]
+    exit_s = figures.get("sigterm_exit_s")
+    if exit_s is None or exit_s > SIGTERM_EXIT_LIMIT_S:
+        found.append(f"sigterm_exit_s = {exit_s} (target <= {SIGTERM_EXIT_LIMIT_S:.0f})")
+    if figures.get("not_performed"):
+        found.append(f"fault steps not performed: {', '.join(figures['not_performed'])}")
+    return found
+
+
+def figures(raw: Mapping[str, Any], tasks: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(figures, evidence) of one seed from what the harness collected (keys as ``chaos.drive`` sets)."""
+    tis = list(raw.get("task_instances", []))
+    runs = executions(raw.get("records", []))
+    found = {
+        "lost": lost(tis, runs),
+        "run_twice": run_twice(runs),
+        "ran_concurrently": ran_concurrently(runs),
+        "orphan_jobs": orphan_jobs(
+            raw.get("jobs", []),
+            [*tis, *raw.get("history", [])],
+            runs,
+            logged_pointers(raw.get("scheduler_logs", {}), tis),
+        ),
+        "scheduler_crashes": scheduler_crashes(raw.get("exits", [])),
+        "executor_errors": executor_errors(raw.get("scheduler_logs", {})),
+        "failed_retries_exhausted": failed_retries_exhausted(tis),
+        "unrecorded_accounted": unrecorded_accounted(
+            raw.get("jobs", []),
+            [*tis, *raw.get("history", [])],
+            runs,
+            logged_pointers(raw.get("scheduler_logs", {}), tis),
+        ),
+    }
+    result: dict[str, Any] = {name: len(items) for name, items in found.items()}
+    result.update(
+        {
+            "sigterm_exit_s": raw.get("sigterm_exit_s"),
+            "not_performed": list(raw.get("not_performed", [])),
+            "run_state": raw.get("run_state"),
+            "run_s": raw.get("run_s"),
+            "task_instances": len(tis),
+            "executions": len(runs),
+            "jobs": job_outcomes(raw.get("jobs", [])),
+            "api_calls": api_calls(raw.get("stats_parts", []), tasks),
+        }
+    )
+    return result, found

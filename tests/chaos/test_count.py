@@ -1,0 +1,438 @@
+"""The chaos figures from hand-built records, task instances, jobs and logs (no stack needed)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from chaos.tasks import append_record, sleep_seconds  # noqa: E402
+
+from chaos import count  # noqa: E402
+
+RUN = "manual__1"
+
+
+def rec(event: str, index: int, pid: int, start: float, t: float, *, try_number: int = 1) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "event": event,
+        "ti_id": f"ti-{index}-{try_number}",
+        "dag_id": "chaos",
+        "task_id": "work",
+        "run_id": RUN,
+        "map_index": index,
+        "try_number": try_number,
+        "pid": pid,
+        "start": start,
+        "t": t,
+    }
+    if event == "end":
+        record["end"] = t
+    return record
+
+
+def run_of(
+    index: int, pid: int, start: float, end: float | None, try_number: int = 1
+) -> list[dict[str, Any]]:
+    """Records of one execution; ``end`` None: killed after one beat, half a second in."""
+    records = [rec("start", index, pid, start, start, try_number=try_number)]
+    if end is None:
+        return [*records, rec("beat", index, pid, start, start + 0.5, try_number=try_number)]
+    return [*records, rec("end", index, pid, start, end, try_number=try_number)]
+
+
+def ti(index: int, state: str | None, try_number: int = 1, job: str | None = None) -> dict[str, Any]:
+    return {
+        "id": f"ti-{index}-{try_number}",
+        "dag_id": "chaos",
+        "task_id": "work",
+        "run_id": RUN,
+        "map_index": index,
+        "try_number": try_number,
+        "max_tries": 3,
+        "state": state,
+        "external_executor_id": job,
+    }
+
+
+def job(
+    job_id: str, status: str, index: int, try_number: int = 1, created: int = 0, **extra: Any
+) -> dict[str, Any]:
+    tags = {"dag_id": "chaos", "task_id": "work", "run_id": RUN, "map_index": str(index)}
+    return {
+        "jobId": job_id,
+        "status": status,
+        "createdAt": created,
+        "tags": {**tags, "try_number": str(try_number)},
+        **extra,
+    }
+
+
+# --- executions -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("records", "twice", "concurrent"),
+    [
+        pytest.param(run_of(0, 10, 100.0, 102.0), 0, 0, id="one-execution"),
+        pytest.param(
+            run_of(0, 10, 100.0, 102.0) + run_of(0, 11, 100.0, 102.0, try_number=2), 0, 0, id="retry"
+        ),
+        pytest.param(run_of(0, 10, 100.0, 102.0) + run_of(0, 11, 105.0, 107.0), 1, 0, id="recorded-twice"),
+        pytest.param(
+            run_of(0, 10, 100.0, 102.0) + run_of(0, 11, 101.0, 103.0), 1, 1, id="overlapping-processes"
+        ),
+        pytest.param(
+            run_of(0, 10, 100.0, None) + run_of(0, 11, 100.2, 103.0), 1, 1, id="killed-overlaps-by-beat"
+        ),
+        pytest.param(run_of(0, 10, 100.0, None) + run_of(0, 11, 101.0, 103.0), 1, 0, id="killed-then-rerun"),
+    ],
+)
+def test_run_twice_and_concurrently(records: list[dict[str, Any]], twice: int, concurrent: int) -> None:
+    runs = count.executions(records)
+    assert (len(count.run_twice(runs)), len(count.ran_concurrently(runs))) == (twice, concurrent)
+
+
+def test_beats_extend_an_execution_and_one_pid_is_one_execution() -> None:
+    records = [
+        rec("start", 0, 10, 100.0, 100.0),
+        rec("beat", 0, 10, 100.0, 100.5),
+        rec("beat", 0, 10, 100.0, 101.0),
+        rec("end", 0, 10, 100.0, 101.2),
+    ]
+    [run] = count.executions(records)
+    assert (run.pid, run.start, run.last_seen, run.ended) == (10, 100.0, 101.2, True)
+
+
+def test_overlap_evidence_names_both_pids() -> None:
+    runs = count.executions(run_of(3, 10, 100.0, 104.0) + run_of(3, 11, 102.0, 105.0))
+    [found] = count.ran_concurrently(runs)
+    assert found == {"try": "chaos/manual__1/work[3] try 1", "pids": [10, 11], "overlap_s": 2.0}
+
+
+# --- lost -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("instance", "records", "why"),
+    [
+        pytest.param(ti(0, "success"), run_of(0, 10, 1.0, 2.0), None, id="success"),
+        pytest.param(
+            ti(0, "running"),
+            run_of(0, 10, 1.0, None),
+            "not in a final state at the end: running",
+            id="running",
+        ),
+        pytest.param(ti(0, "queued"), [], "not in a final state at the end: queued", id="queued"),
+        pytest.param(ti(0, None), [], "not in a final state at the end: None", id="no-state"),
+        pytest.param(
+            ti(0, "failed", try_number=2), [], "failed with 2 retries left", id="failed-retries-left"
+        ),
+        pytest.param(ti(0, "failed", try_number=4), [], None, id="failed-exhausted-counted-apart"),
+        pytest.param(
+            ti(0, "success"),
+            run_of(0, 10, 1.0, None),
+            "success, but no execution of this try recorded its end",
+            id="success-without-end",
+        ),
+        pytest.param(
+            ti(0, "success", try_number=2),
+            run_of(0, 10, 1.0, 2.0, try_number=1),
+            "success, but no execution of this try recorded its end",
+            id="success-only-earlier-try-ran",
+        ),
+    ],
+)
+def test_lost(instance: dict[str, Any], records: list[dict[str, Any]], why: str | None) -> None:
+    found = count.lost([instance], count.executions(records))
+    assert [item["why"] for item in found] == ([why] if why else [])
+
+
+def test_failed_retries_exhausted() -> None:
+    found = count.failed_retries_exhausted([ti(0, "failed", try_number=4), ti(1, "failed", try_number=3)])
+    assert [item["try"] for item in found] == ["chaos/manual__1/work[0] try 4"]
+
+
+# --- orphan jobs ------------------------------------------------------------------------------------
+
+TERMINATED = {"isTerminated": True, "statusReason": "Task revoked by Airflow while its job was submitted"}
+PULL = {"statusReason": "CannotPullContainerError: pull image manifest has been retried 5 time(s)"}
+HOST = {"statusReason": "Host EC2 (instance i-0123) terminated.", "startedAt": 5}
+
+
+LOGGED_A = {"a": {("chaos", "work", RUN, 0)}}
+
+
+@pytest.mark.parametrize(
+    ("jobs", "tries", "logged", "orphans"),
+    [
+        pytest.param([job("a", "SUCCEEDED", 0)], [ti(0, "success", job="a")], {}, [], id="pointed-at"),
+        pytest.param([job("a", "RUNNING", 0)], [ti(0, "success", job="a")], {}, ["a"], id="still-running"),
+        pytest.param(
+            [job("a", "RUNNABLE", 0, **TERMINATED)],
+            [ti(0, "success", job="b")],
+            {},
+            ["a"],
+            id="terminated-but-live",
+        ),
+        pytest.param(
+            [job("a", "FAILED", 0, **TERMINATED), job("b", "SUCCEEDED", 0, created=1)],
+            [ti(0, "success", job="b")],
+            {},
+            [],
+            id="terminated-not-orphan",
+        ),
+        pytest.param(
+            [job("a", "SUCCEEDED", 0), job("b", "SUCCEEDED", 0, created=1)],
+            [ti(0, "success", job="b")],
+            {},
+            ["a"],
+            id="duplicate-ran-on-its-own",
+        ),
+        pytest.param(
+            [job("a", "FAILED", 0, **PULL), job("b", "SUCCEEDED", 0, created=1)],
+            [ti(0, "success", job="b")],
+            LOGGED_A,
+            [],
+            id="resubmitted-after-image-pull-pointed-at-earlier",
+        ),
+        pytest.param(
+            [job("a", "FAILED", 0, **PULL), job("b", "SUCCEEDED", 0, created=1)],
+            [ti(0, "success", job="b")],
+            {},
+            [],
+            id="image-pull-never-pointed-at-ran-nothing",
+        ),
+        pytest.param(
+            [job("a", "FAILED", 0, **HOST)],
+            [ti(0, "success", try_number=2, job="b")],
+            LOGGED_A,
+            [],
+            id="try-without-history-row-but-logged",
+        ),
+        pytest.param(
+            [job("a", "SUCCEEDED", 0)],
+            [ti(0, "success", job="b")],
+            {"a": {("chaos", "work", RUN, 1)}},
+            ["a"],
+            id="logged-for-another-task-instance",
+        ),
+        pytest.param(
+            [job("a", "FAILED", 0, **HOST), job("b", "SUCCEEDED", 0, try_number=2, created=1)],
+            [ti(0, "failed", job="a"), ti(0, "success", try_number=2, job="b")],
+            {},
+            [],
+            id="earlier-try-from-history",
+        ),
+        pytest.param(
+            [job("a", "SUCCEEDED", 0, try_number=2)],
+            [ti(0, "success", try_number=2, job="z")],
+            {},
+            ["a"],
+            id="stale-pointer",
+        ),
+        pytest.param([{"jobId": "x", "status": "SUCCEEDED", "tags": {}}], [], {}, ["x"], id="untagged"),
+    ],
+)
+def test_orphan_jobs(
+    jobs: list[dict[str, Any]], tries: list[dict[str, Any]], logged: dict[str, Any], orphans: list[str]
+) -> None:
+    assert [found["job_id"] for found in count.orphan_jobs(jobs, tries, (), logged)] == orphans
+
+
+def test_logged_pointers_from_scheduler_log_lines() -> None:
+    log = (
+        "2026-12-01T20:22:15.027525Z [info     ] Setting external_executor_id for <TaskInstance: "
+        f"chaos.work {RUN} map_index=6 [queued] ti_id=01a2> to 8eac9e07-a4d6 [airflow.jobs] loc=x.py:1429\n"
+        "2026-12-01T20:22:16.0Z [info     ] Setting external_executor_id for <TaskInstance: "
+        f"other.t {RUN} [running]> to ffff-0000 [airflow.jobs]\n"
+        "2026-12-01T20:22:17.0Z [info     ] Setting external_executor_id for <TaskInstance: "
+        f"chaos.work {RUN} [running]> to 1111-2222 [airflow.jobs]\n"
+    )
+    found = count.logged_pointers({"scheduler.log": log}, [ti(6, "success")])
+    assert found == {"8eac9e07-a4d6": {("chaos", "work", RUN, 6)}, "1111-2222": {("chaos", "work", RUN, -1)}}
+
+
+def test_job_outcomes_by_reason_class() -> None:
+    jobs = [
+        job("a", "SUCCEEDED", 0),
+        job("b", "FAILED", 1, **PULL),
+        job("c", "FAILED", 2, **HOST),
+        job("d", "FAILED", 3, **TERMINATED),
+        job(
+            "e",
+            "FAILED",
+            4,
+            statusReason="localbatch stopped while the job was running: its process was killed",
+        ),
+        job("f", "FAILED", 5, statusReason="something new"),
+        job("g", "RUNNABLE", 6),
+    ]
+    assert count.job_outcomes(jobs) == {
+        "FAILED: host lost": 1,
+        "FAILED: image pull": 1,
+        "FAILED: localbatch restart": 1,
+        "FAILED: other": 1,
+        "FAILED: terminated": 1,
+        "RUNNABLE": 1,
+        "SUCCEEDED": 1,
+    }
+
+
+# --- processes, logs, calls ------------------------------------------------------------------------
+
+
+def test_scheduler_crashes_are_exits_the_harness_did_not_cause() -> None:
+    exits = [
+        {"component": "scheduler", "instance": "scheduler", "exit_code": -9, "caused_by_harness": True},
+        {"component": "scheduler", "instance": "scheduler-2", "exit_code": 1, "caused_by_harness": False},
+        {"component": "triggerer", "instance": "triggerer", "exit_code": 1, "caused_by_harness": False},
+    ]
+    assert [e["instance"] for e in count.scheduler_crashes(exits)] == ["scheduler-2"]
+
+
+SCHEDULER_LOG = """\
+2026-01-01T00:00:00.000000Z [info     ] Starting the scheduler
+2026-01-01T00:00:01.000000Z [error    ] Exception in sync
+Traceback (most recent call last):
+  File "/x/airflow_aws_batch/executor.py", line 10, in sync
+    self._core.step()
+KeyError: 'job-1'
+
+During handling of the above exception, another exception occurred:
+
+Traceback (most recent call last):
+  File "/x/airflow/jobs/scheduler_job_runner.py", line 5, in _run
+    executor.heartbeat()
+RuntimeError: boom
+2026-01-01T00:00:02.000000Z [info     ] next line
+2026-01-01T00:00:03.000000Z [error    ] DB hiccup
+Traceback (most recent call last):
+  File "/x/sqlalchemy/engine/base.py", line 1, in execute
+    raise OperationalError
+sqlalchemy.exc.OperationalError: server closed the connection
+\x1b[2m2026-01-01T00:00:04.000000Z\x1b[0m [info] done
+"""
+
+
+def test_tracebacks_chained_count_once_and_end_at_the_exception_line() -> None:
+    found = count.tracebacks(SCHEDULER_LOG)
+    assert [line for line, _ in found] == [3, 16]
+    assert found[0][1].splitlines()[-1] == "RuntimeError: boom"
+    assert found[1][1].splitlines()[-1] == "sqlalchemy.exc.OperationalError: server closed the connection"
+
+
+def test_executor_errors_are_tracebacks_naming_the_executor() -> None:
+    found = count.executor_errors({"scheduler.log": SCHEDULER_LOG, "scheduler-2.log": "all fine\n"})
+    assert [(e["log"], e["line"]) for e in found] == [("scheduler.log", 3)]
+
+
+def test_rich_boxed_traceback() -> None:
+    text = (
+        "╭───── Traceback (most recent call last) ─────╮\n"
+        "│ airflow_aws_batch/runtime.py:5 │\n"
+        "╰─────╯\n"
+        "ValueError: x\n"
+    )
+    [(line, block)] = count.tracebacks(text)
+    assert line == 1 and block.endswith("ValueError: x") and count.EXECUTOR_PACKAGE in block
+
+
+def test_api_calls_sum_over_localbatch_restarts() -> None:
+    before = {
+        "operations": {"SubmitJob": {"requests": 120, "throttled": 3}, "DescribeJobs": {"requests": 40}}
+    }
+    after = {"operations": {"SubmitJob": {"requests": 80, "server_errors": 9, "lost_responses": 2}}}
+    assert count.api_calls([before, after], tasks=100) == {
+        "total": 240,
+        "per_task": 2.4,
+        "by_operation": {"DescribeJobs": 40, "SubmitJob": 200},
+        "faulted": {"throttled": 3, "server_errors": 9, "lost_responses": 2},
+    }
+
+
+@pytest.mark.parametrize(
+    ("figures", "missed"),
+    [
+        pytest.param({**dict.fromkeys(count.ZERO_TARGETS, 0), "sigterm_exit_s": 3.0}, [], id="all-met"),
+        pytest.param(
+            {**dict.fromkeys(count.ZERO_TARGETS, 0), "orphan_jobs": 2, "sigterm_exit_s": 31.0},
+            ["orphan_jobs = 2 (target 0)", "sigterm_exit_s = 31.0 (target <= 30)"],
+            id="orphans-and-slow-exit",
+        ),
+        pytest.param(
+            {
+                **dict.fromkeys(count.ZERO_TARGETS, 0),
+                "sigterm_exit_s": None,
+                "not_performed": ["sigterm scheduler"],
+            },
+            ["sigterm_exit_s = None (target <= 30)", "fault steps not performed: sigterm scheduler"],
+            id="step-not-performed",
+        ),
+    ],
+)
+def test_misses(figures: dict[str, Any], missed: list[str]) -> None:
+    assert count.misses(figures) == missed
+
+
+# --- the task's own pieces --------------------------------------------------------------------------
+
+
+def test_sleep_is_one_to_four_seconds_and_fixed_by_seed_and_index() -> None:
+    values = [sleep_seconds(1, i) for i in range(500)]
+    assert all(1.0 <= v <= 4.0 for v in values)
+    assert values == [sleep_seconds(1, i) for i in range(500)]
+    assert values != [sleep_seconds(2, i) for i in range(500)]
+
+
+def test_records_are_whole_lines(tmp_path: Path) -> None:
+    for index in range(50):
+        append_record(tmp_path, rec("start", index, 1, 1.0, 1.0))
+    lines = (tmp_path / "executions.jsonl").read_text().splitlines()
+    runs = count.executions(__import__("json").loads(line) for line in lines)
+    assert len(runs) == 50
+
+
+def test_orphan_evidence_says_whether_the_job_ran_the_code() -> None:
+    # A second execution of the same try (in job b): a is no longer the try's only execution.
+    records = [{**r, "job_id": "a"} for r in run_of(0, 10, 1.0, 2.0)] + _ran(0, 11, "b", 5.0)
+    jobs = [job("a", "SUCCEEDED", 0), job("b", "SUCCEEDED", 0, created=1)]
+    [found] = count.orphan_jobs(jobs, [ti(0, "success", job="b")], count.executions(records))
+    assert (found["job_id"], found["ran_code_in_pids"]) == ("a", [10])
+    assert found["why"] == "SUCCEEDED on its own, never saved on its task instance; its try points at ['b']"
+
+
+def _ran(index: int, pid: int, job_id: str, start: float, try_number: int = 1) -> list[dict[str, Any]]:
+    return [{**r, "job_id": job_id} for r in run_of(index, pid, start, start + 2.0, try_number=try_number)]
+
+
+@pytest.mark.parametrize(
+    ("jobs", "records", "orphans", "accounted"),
+    [
+        pytest.param(
+            [job("a", "SUCCEEDED", 0)], _ran(0, 10, "a", 1.0), [], ["a"], id="unsaved-but-the-only-execution"
+        ),
+        pytest.param(
+            [job("a", "SUCCEEDED", 0), job("b", "SUCCEEDED", 0, created=1)],
+            _ran(0, 10, "a", 1.0) + _ran(0, 11, "b", 5.0),
+            ["a"],
+            [],
+            id="unsaved-and-a-second-execution",
+        ),
+        pytest.param([job("a", "SUCCEEDED", 0)], [], ["a"], [], id="unsaved-container-ran-nothing"),
+        pytest.param([job("a", "FAILED", 0, **HOST)], [], [], ["a"], id="unsaved-failed-before-the-code"),
+    ],
+)
+def test_unrecorded_jobs_are_orphans_unless_accounted_for(
+    jobs: list[dict[str, Any]], records: list[dict[str, Any]], orphans: list[str], accounted: list[str]
+) -> None:
+    tries = [ti(0, "success", job="b" if len(jobs) > 1 else None)]
+    runs = count.executions(records)
+    assert [found["job_id"] for found in count.orphan_jobs(jobs, tries, runs, {})] == orphans
+    assert [found["job_id"] for found in count.unrecorded_accounted(jobs, tries, runs, {})] == accounted
