@@ -20,6 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from devstack.procs import git_commit
+
 from bench import scenarios
 from bench.service import COMPUTE_ENVIRONMENT, JOB_DEFINITION, JOB_QUEUE, LocalBatch, localbatch
 from bench.table import render
@@ -246,12 +248,7 @@ def environment(sizes: scenarios.Sizes, size_name: str) -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             return None
 
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
+    commit = git_commit()
     return {
         "size": size_name,
         "sizes": asdict(sizes),

@@ -272,17 +272,7 @@ def orphan_jobs(
     ``tries``: task_instance + history rows; ``logged``: :func:`logged_pointers`. ``runs`` only adds
     evidence: the pids of executions whose records name the job (it ran the task's code).
     """
-    runs = list(runs)
-    ran_in: dict[str, list[int]] = defaultdict(list)
-    executions_of: Counter[TryKey] = Counter()
-    for run in runs:
-        executions_of[run.key] += 1
-        if run.job_id:
-            ran_in[run.job_id].append(run.pid)
-    pointers: dict[TryKey, set[str]] = defaultdict(set)
-    for row in tries:
-        if row.get("external_executor_id"):
-            pointers[try_key(row)].add(str(row["external_executor_id"]))
+    ran_in, executions_of, pointers = _job_context(tries, runs)
     found = []
     for job in jobs:
         status, key = str(job.get("status")), job_try_key(job)
@@ -314,6 +304,23 @@ def orphan_jobs(
     return found
 
 
+def _job_context(
+    tries: Iterable[Mapping[str, Any]], runs: Iterable[Execution]
+) -> tuple[dict[str, list[int]], Counter[TryKey], dict[TryKey, set[str]]]:
+    """(job id -> pids that ran the code in it, executions per try, try -> job ids saved on it)."""
+    ran_in: dict[str, list[int]] = defaultdict(list)
+    executions_of: Counter[TryKey] = Counter()
+    for run in runs:
+        executions_of[run.key] += 1
+        if run.job_id:
+            ran_in[run.job_id].append(run.pid)
+    pointers: dict[TryKey, set[str]] = defaultdict(set)
+    for row in tries:
+        if row.get("external_executor_id"):
+            pointers[try_key(row)].add(str(row["external_executor_id"]))
+    return ran_in, executions_of, pointers
+
+
 def accounted_for(
     job: Mapping[str, Any], key: TryKey, ran_in: Mapping[str, list[int]], executions_of: Mapping[TryKey, int]
 ) -> str | None:
@@ -333,17 +340,7 @@ def unrecorded_accounted(
     logged: Mapping[str, set[TiKey]] | None = None,
 ) -> list[dict[str, Any]]:
     """The unrecorded jobs :func:`orphan_jobs` leaves out, each with why (shown, no target)."""
-    runs = list(runs)
-    ran_in: dict[str, list[int]] = defaultdict(list)
-    executions_of: Counter[TryKey] = Counter()
-    for run in runs:
-        executions_of[run.key] += 1
-        if run.job_id:
-            ran_in[run.job_id].append(run.pid)
-    pointers: dict[TryKey, set[str]] = defaultdict(set)
-    for row in tries:
-        if row.get("external_executor_id"):
-            pointers[try_key(row)].add(str(row["external_executor_id"]))
+    ran_in, executions_of, pointers = _job_context(tries, runs)
     out = []
     for job in jobs:
         key = job_try_key(job)

@@ -7,7 +7,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -15,6 +14,8 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+from devstack.procs import git_commit
 
 from chaos import count, settings
 from chaos.dag import DAG_ID, write_dag
@@ -72,12 +73,7 @@ def run_seed(profile: settings.Profile, seed: int, work_dir: Path, db_url: str) 
 
 
 def environment(profile: settings.Profile) -> dict[str, Any]:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
+    commit = git_commit()
     return {
         "profile": asdict(profile),
         "parallelism": settings.PARALLELISM,

@@ -164,3 +164,13 @@ def localbatch_setup_argv(
         *("--compute-environment", compute_environment, "--job-queue", job_queue),
         *("--job-definition", job_definition, "--max-vcpus", str(max_vcpus)),
     ]
+
+
+def git_commit() -> str | None:
+    """The short commit of this checkout, for the environment block of a results file."""
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, MutableSet, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,12 +146,15 @@ def sweep(
     tracked: Callable[[str], bool],
     lookup: TiLookup,
     before_call: BeforeCall,
+    suspects: MutableSet[str] | None = None,
 ) -> list[Terminate]:
     """TerminateJob commands for the active jobs of this deployment that no live try points at.
 
     ``tracked(job_id)``: this executor watches the job (it is left alone whatever the DB says: the
     poller reports how it ends). A job whose try is queued or running in Airflow is always left
-    alone: another scheduler may have just submitted it and not saved its id yet.
+    alone: another scheduler may have just submitted it and not saved its id yet. ``suspects``
+    carries, from one sweep to the next, the jobs whose verdict waits for confirmation (updated in
+    place); without it they are never terminated.
     """
     ours = {
         job_id: detail
@@ -166,14 +169,22 @@ def sweep(
     except Exception as exc:
         raise LookupFailed(f"{type(exc).__name__}: {exc}"[:500]) from exc
     out: list[Terminate] = []
+    seen_before = set(suspects or ())
+    if suspects is not None:
+        suspects.clear()
     for job_id, detail in ours.items():
         if tracked(job_id):
             continue
         job_try = try_of(detail.tags)
         assert job_try is not None
-        reason = orphan_reason(job_id, detail.tags, deployment, now.get(job_try.ti))
-        if reason is not None:
-            out.append(Terminate(job_id, reason))
+        verdict = orphan_reason(job_id, detail.tags, deployment, now.get(job_try.ti))
+        if verdict is None:
+            continue
+        if verdict.confirm and job_id not in seen_before:
+            if suspects is not None:
+                suspects.add(job_id)
+            continue
+        out.append(Terminate(job_id, verdict.reason))
     return out
 
 

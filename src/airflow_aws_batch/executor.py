@@ -113,6 +113,9 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         self._pinned_event_logs: list[Any] = []
         self._last_accept_at: float | None = None
         self._sweep_timers: list[threading.Timer] = []
+        #: Jobs a sweep found active for a finished try; terminated if the next sweep finds them too.
+        #: Touched only by the terminator thread, which runs the sweeps one after another.
+        self._sweep_suspects: set[str] = set()
 
     def log_task_event(self, *, event: str, extra: str, ti_key: Any) -> None:
         super().log_task_event(event=event, extra=extra, ti_key=ti_key)
@@ -476,6 +479,11 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             )
             self._schedule_sweep(SWEEP_AFTER_ADOPTION_S)
             return list(tis)
+        except Exception:
+            # A bug here must not take the scheduler down: what is handed back runs again as its next try.
+            log.exception("Adoption failed; handing %d task instance(s) back to Airflow", len(tis))
+            self._schedule_sweep(SWEEP_AFTER_ADOPTION_S)
+            return list(tis)
         for ti in tis:
             job_id = plan.adopt.get(ti.key)
             if job_id is None:
@@ -520,6 +528,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                     tracked=core.tracks_job,
                     lookup=task_instances_now,
                     before_call=before_call,
+                    suspects=self._sweep_suspects,
                 )
             except (BatchApiError, OutOfBudget, LookupFailed) as exc:
                 # The next adoption round sweeps again; nothing is terminated on a guess.

@@ -80,23 +80,32 @@ def test_find_jobs_matches_name_time_and_tags(api: BatchApi, batch_resources: Ba
     assert api.find_jobs(batch_resources.job_queue, name, before, {"try_number": "9"}) == []
 
 
-def test_lookup_after_an_ambiguous_submit_takes_the_newest_job(
+def test_lookup_after_ambiguous_submits_takes_only_their_jobs_and_the_newest_of_them(
     api: BatchApi, batch_resources: BatchResources
 ) -> None:
-    # Attempt 1's job FAILED before start; attempt 2's SubmitJob timed out but created a job. Both
-    # carry the same name and tags: taking the older one would leave the newer one running untracked
-    # while attempt 3 submits yet another job for the same try.
+    # Attempt 1's job FAILED before start (submission s1). Attempts 2 and 3 timed out, and both created
+    # a job (s2, s3). All carry the same name and task tags: only the ambiguous calls' jobs may be
+    # taken, and of those the newest, or the newer one would run untracked.
     name = f"contract-lookup-{uuid.uuid4().hex[:8]}"
     before = int(time.time() * 1000) - 60_000
-    older = api.submit_job(request(batch_resources, name, try_number="1"))
+    earlier = api.submit_job(request(batch_resources, name, try_number="1", submission="s1"))
+    older = api.submit_job(request(batch_resources, name, try_number="1", submission="s2"))
     time.sleep(0.01)  # distinct createdAt (milliseconds)
-    newer = api.submit_job(request(batch_resources, name, try_number="1"))
+    newer = api.submit_job(request(batch_resources, name, try_number="1", submission="s3"))
     runtime = Runtime(api, submit_rate=50, status_calls_per_second=1000)
     cmd = Submit(
-        "k", request(batch_resources, name, try_number="1"), lookup_after_ms=before, lookup_only=True
+        "k",
+        request(batch_resources, name, try_number="1", submission="s4"),
+        lookup_after_ms=before,
+        lookup_only=True,
+        lookup_submissions=("s2", "s3"),
     )
     done = runtime._submit_one(cmd)
-    assert (done.outcome, done.job_id, done.found) == (SubmitOutcome.OK, newer, True), older
+    assert (done.outcome, done.job_id, done.found) == (SubmitOutcome.OK, newer, True), (earlier, older)
+    only_earlier = Submit(
+        "k", cmd.request, lookup_after_ms=before, lookup_only=True, lookup_submissions=("s9",)
+    )
+    assert runtime._submit_one(only_earlier).outcome is SubmitOutcome.FAILED  # s1's job is not this one
 
 
 def test_list_jobs_page(api: BatchApi, batch_resources: BatchResources) -> None:

@@ -96,11 +96,14 @@ def test_adopts_jobs_of_a_previous_scheduler(
     )["jobId"]
 
     class TI:
+        # An untagged job: the Amazon provider's executor submitted it before the switch.
         key = task_workload("adopted").key
+        dag_id, task_id, run_id, map_index, try_number = key.dag_id, key.task_id, key.run_id, -1, 1
         external_executor_id = job_id
 
     class Orphan:
         key = task_workload("orphan").key
+        dag_id, task_id, run_id, map_index, try_number = key.dag_id, key.task_id, key.run_id, -1, 1
         external_executor_id = None
 
     ti, orphan = TI(), Orphan()

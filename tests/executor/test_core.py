@@ -102,7 +102,7 @@ def test_submit_ok_reports_job_id_and_tracks_it() -> None:
         pytest.param("PENDING", [], id="pending-queued"),
         pytest.param("RUNNABLE", [], id="runnable-queued"),
         pytest.param("STARTING", [], id="starting-queued"),
-        pytest.param("RUNNING", [], id="running"),
+        pytest.param("RUNNING", [RunningState("k", "j1")], id="running-id-said-again"),
         pytest.param("SUCCEEDED", [Success("k", "j1")], id="succeeded"),
     ],
 )

@@ -25,7 +25,9 @@ def tags(try_number: int = 2, deployment: str | None = "prod", **extra: str) -> 
         pytest.param(tags(deployment=None), False, True, id="untagged-by-saved-id"),
         pytest.param(tags(deployment=None), True, False, id="untagged-not-found-by-tags"),
         pytest.param({**tags(), "map_index": "4"}, True, False, id="other-map-index"),
-        pytest.param({"callback_id": "c"}, False, False, id="callback"),
+        pytest.param({"callback_id": "c"}, True, False, id="callback-not-found-by-tags"),
+        pytest.param({}, False, True, id="untagged-older-job-trusted-by-saved-id"),
+        pytest.param({"deployment": "prod"}, True, False, id="no-try-tags-not-found-by-tags"),
     ],
 )
 def test_is_job_of(job_tags: dict[str, str], required: bool, expected: bool) -> None:
@@ -53,5 +55,13 @@ def test_try_of_reads_back_what_tags_write() -> None:
     ],
 )
 def test_orphan_reason(job_tags: dict[str, str], now: TiNow | None, terminated: bool) -> None:
-    reason = orphan_reason("job-1", job_tags, "prod", now)
-    assert (reason is not None) is terminated, reason
+    verdict = orphan_reason("job-1", job_tags, "prod", now)
+    assert (verdict is not None) is terminated, verdict
+
+
+def test_the_saved_job_of_a_finished_try_is_terminated_only_when_found_again() -> None:
+    # Its supervisor exits a moment after the task: one sweep may see it still RUNNING.
+    verdict = orphan_reason("job-1", tags(), "prod", TiNow(2, "success", "job-1"))
+    assert verdict is not None and verdict.confirm
+    other = orphan_reason("job-1", tags(), "prod", TiNow(3, "queued", None))
+    assert other is not None and not other.confirm

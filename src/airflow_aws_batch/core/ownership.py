@@ -6,8 +6,9 @@ Every job the executor submits carries tags naming its deployment and its try (`
 until the new job's id is saved, so an id handed to adoption may name an earlier try's job. These
 rules decide from the tags alone; the executor does the I/O.
 
-Not supported: jobs without our tags (submitted by another tool or by a release of this executor
-older than the tags) are never swept; by id they are adopted as before.
+Not supported: jobs without our tags (submitted by the Amazon provider's executor, another tool or a
+release of this executor older than the tags) are never swept, nor found by tags; by the id Airflow
+saved they are adopted as before.
 """
 
 from __future__ import annotations
@@ -79,7 +80,12 @@ def is_job_of(tags: Mapping[str, str], wanted: TryId, deployment: str, *, deploy
             return False
     elif owner != deployment:
         return False
-    return try_of(tags) == wanted
+    job_try = try_of(tags)
+    if job_try is None:
+        # Untagged (submitted by the Amazon provider's executor, or an older release of this one):
+        # nothing says it is stale, so the id Airflow saved is trusted, as it always was.
+        return not deployment_required
+    return job_try == wanted
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +97,15 @@ class TiNow:
     external_executor_id: str | None
 
 
-def orphan_reason(job_id: str, tags: Mapping[str, str], deployment: str, now: TiNow | None) -> str | None:
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Why a job is to be terminated; ``confirm``: only once a later sweep finds the same."""
+
+    reason: str
+    confirm: bool = False
+
+
+def orphan_reason(job_id: str, tags: Mapping[str, str], deployment: str, now: TiNow | None) -> Verdict | None:
     """Why an active job of ours has nobody to watch it (terminate it), or None to leave it alone.
 
     ``now`` is the task instance the job's tags name (None: it no longer exists).
@@ -103,16 +117,20 @@ def orphan_reason(job_id: str, tags: Mapping[str, str], deployment: str, now: Ti
         return None
     name = f"{job_try.dag_id}.{job_try.task_id} run {job_try.run_id} map {job_try.map_index}"
     if now is None:
-        return f"Orphaned Batch job: task instance {name} no longer exists"
+        return Verdict(f"Orphaned Batch job: task instance {name} no longer exists")
     if now.try_number != job_try.try_number:
-        return (
+        return Verdict(
             f"Orphaned Batch job: task instance {name} is at try {now.try_number}, this job ran try "
             f"{job_try.try_number}"
         )
     state = (now.state or "none").lower()
     if state not in LIVE_TI_STATES and now.external_executor_id != job_id:
-        return f"Orphaned Batch job: task instance {name} try {job_try.try_number} is {state}"
+        return Verdict(f"Orphaned Batch job: task instance {name} try {job_try.try_number} is {state}")
     if state not in LIVE_TI_STATES:
-        # The saved job of a finished try: it is ending on its own (shipping logs) or hung.
-        return f"Task instance {name} try {job_try.try_number} is {state}; its job is no longer needed"
+        # The saved job of a finished try: usually ending on its own (its supervisor exits a moment
+        # after the task), so only a job still active at the next sweep is taken for hung.
+        return Verdict(
+            f"Task instance {name} try {job_try.try_number} is {state}; its job is still active",
+            confirm=True,
+        )
     return None

@@ -491,6 +491,8 @@ class Core:
                 self._entries[key] = requeued
             return []
         now = self.clock()
+        # Kept only while the call is in flight or unresolved (``ambiguous``): thousands of entries.
+        submission, entry.submission = entry.submission, ""
         if outcome is SubmitOutcome.OK:
             if not job_id:
                 raise ValueError("SubmitOutcome.OK needs a job_id")
@@ -521,7 +523,7 @@ class Core:
             entry.attempts += 1
         entry.last_reason = reason or outcome.value
         if outcome is SubmitOutcome.AMBIGUOUS:
-            entry.ambiguous += (entry.submission,)
+            entry.ambiguous += (submission,)
             entry.lookup_after_ms = _lookup_floor(entry.lookup_after_ms, sent_at_ms)
             entry.phase = Phase.PENDING
             entry.next_at = now + self.backoff.delay(entry.attempts)
@@ -570,8 +572,13 @@ class Core:
                 return [TaskEvent(key, f"aws_batch_job_{view.status.lower()}", view.reason())]
             return []
         if view.status == "RUNNING":
+            first = entry.phase is not Phase.RUNNING
             entry.phase = Phase.RUNNING
-            return []
+            # Said again, once: Airflow drops an executor event whose task instance row is locked
+            # when it processes it (skip_locked), and the task's own start through the API server
+            # locks that row at about the moment SubmitJob returns. The id would then never be saved.
+            # (Adopted jobs, attempts 0, had their id saved by the scheduler that submitted them.)
+            return [RunningState(key, view.job_id)] if first and entry.attempts > 0 else []
         if view.status == "SUCCEEDED":
             self._forget(entry)
             return [Success(key, view.job_id)]
