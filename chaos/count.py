@@ -272,35 +272,56 @@ def orphan_jobs(
     ``tries``: task_instance + history rows; ``logged``: :func:`logged_pointers`. ``runs`` only adds
     evidence: the pids of executions whose records name the job (it ran the task's code).
     """
+    return [item for kind, item in _classify_jobs(jobs, tries, runs, logged) if kind == "orphan"]
+
+
+def unrecorded_accounted(
+    jobs: Sequence[Mapping[str, Any]],
+    tries: Iterable[Mapping[str, Any]],
+    runs: Iterable[Execution] = (),
+    logged: Mapping[str, set[TiKey]] | None = None,
+) -> list[dict[str, Any]]:
+    """The unrecorded jobs :func:`orphan_jobs` leaves out, each with why (shown, no target)."""
+    return [item for kind, item in _classify_jobs(jobs, tries, runs, logged) if kind == "accounted"]
+
+
+def _classify_jobs(
+    jobs: Sequence[Mapping[str, Any]],
+    tries: Iterable[Mapping[str, Any]],
+    runs: Iterable[Execution],
+    logged: Mapping[str, set[TiKey]] | None,
+) -> list[tuple[str, dict[str, Any]]]:
+    """``("orphan" | "accounted", evidence with why)`` for each job that is not plainly recorded."""
     ran_in, executions_of, pointers = _job_context(tries, runs)
-    found = []
+    found: list[tuple[str, dict[str, Any]]] = []
     for job in jobs:
         status, key = str(job.get("status")), job_try_key(job)
+        job_id = str(job.get("jobId"))
         outcome = job_outcome(job)
         evidence = {
             "job_id": job.get("jobId"),
             "status": status,
             "reason": job.get("statusReason"),
             "try": label(key) if key else None,
-            "ran_code_in_pids": sorted(ran_in.get(str(job.get("jobId")), [])),
+            "ran_code_in_pids": sorted(ran_in.get(job_id, [])),
         }
         if status in ACTIVE_JOB_STATUSES:
-            found.append({**evidence, "why": f"still {status} after the run ended"})
+            found.append(("orphan", {**evidence, "why": f"still {status} after the run ended"}))
             continue
         if outcome == "FAILED: terminated":
             continue
         if key is None:
-            found.append({**evidence, "why": "ended on its own and carries no try tags"})
+            found.append(("orphan", {**evidence, "why": "ended on its own and carries no try tags"}))
             continue
-        if job.get("jobId") in pointers.get(key, set()):
+        if job_id in pointers.get(key, set()) or key[:4] in (logged or {}).get(job_id, set()):
             continue
-        if key[:4] in (logged or {}).get(str(job.get("jobId")), set()):
-            continue
-        if accounted_for(job, key, ran_in, executions_of) is not None:
+        accounted = accounted_for(job, key, ran_in, executions_of)
+        if accounted is not None:
+            found.append(("accounted", {**evidence, "why": accounted}))
             continue
         points_at = sorted(pointers.get(key, set())) or "no job"
         why = f"{outcome} on its own, never saved on its task instance; its try points at {points_at}"
-        found.append({**evidence, "why": why})
+        found.append(("orphan", {**evidence, "why": why}))
     return found
 
 
@@ -331,32 +352,6 @@ def accounted_for(
     if len(pids) == 1 and executions_of.get(key, 0) == 1:
         return "ran the only execution of its try"
     return None
-
-
-def unrecorded_accounted(
-    jobs: Sequence[Mapping[str, Any]],
-    tries: Iterable[Mapping[str, Any]],
-    runs: Iterable[Execution] = (),
-    logged: Mapping[str, set[TiKey]] | None = None,
-) -> list[dict[str, Any]]:
-    """The unrecorded jobs :func:`orphan_jobs` leaves out, each with why (shown, no target)."""
-    ran_in, executions_of, pointers = _job_context(tries, runs)
-    out = []
-    for job in jobs:
-        key = job_try_key(job)
-        if (
-            key is None
-            or str(job.get("status")) in ACTIVE_JOB_STATUSES
-            or job_outcome(job) == "FAILED: terminated"
-        ):
-            continue
-        job_id = str(job.get("jobId"))
-        if job_id in pointers.get(key, set()) or key[:4] in (logged or {}).get(job_id, set()):
-            continue
-        why = accounted_for(job, key, ran_in, executions_of)
-        if why is not None:
-            out.append({"job_id": job_id, "status": job.get("status"), "try": label(key), "why": why})
-    return out
 
 
 # --- processes and logs ---------------------------------------------------------------------------

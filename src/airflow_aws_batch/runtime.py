@@ -26,6 +26,7 @@ from typing import Any
 from airflow_aws_batch.aws.batch import DESCRIBE_MAX_IDS, BatchApi, BatchApiError, ErrorKind, JobDetail
 from airflow_aws_batch.core.ratelimit import TokenBucket
 from airflow_aws_batch.core.state import (
+    ACTIVE_STATUSES,
     SUBMISSION_TAG,
     CheckStarted,
     JobView,
@@ -214,7 +215,7 @@ class Runtime:
                 # oldest first: ties go last), and end the other, so that the try is one job.
                 newest = max(reversed(found), key=lambda job: job.created_at or 0)
                 for job in found:
-                    if job is not newest and job.status not in ("SUCCEEDED", "FAILED"):
+                    if job is not newest and job.status in ACTIVE_STATUSES:
                         self.terminate(Terminate(job.job_id, "Duplicate of an ambiguous SubmitJob"))
                 return SubmitDone(cmd.key, SubmitOutcome.OK, job_id=newest.job_id, found=True)
             if cmd.lookup_only:
@@ -274,7 +275,7 @@ class Runtime:
                 time.sleep(0.5)
                 continue
             for job in found:
-                if job.status not in ("SUCCEEDED", "FAILED"):
+                if job.status in ACTIVE_STATUSES:
                     self.terminate_now(Terminate(job.job_id, cmd.reason))
             return
         log.warning(
