@@ -20,7 +20,6 @@ from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
 from localbatch import protocol
-from localbatch.backend import BatchBackend
 from localbatch.errors import (
     ClientException,
     LogsInvalidParameter,
@@ -66,10 +65,9 @@ class LocalBatch:
         self.store = Store(settings.data_dir)
         self.faults = Faults(settings.faults)
         self.stats = Stats()
-        self.batch = BatchBackend(self.store, self.faults)
         self.logs = LogsBackend(self.store)
         self.runner = Runner(
-            self.batch,
+            self.store,
             self.logs,
             self.faults,
             settings.data_dir,
@@ -78,6 +76,7 @@ class LocalBatch:
             preload=settings.preload,
             sched_batch=settings.sched_batch,
         )
+        self.batch = self.runner.backend
 
     async def start(self) -> None:
         await self.runner.start()
@@ -192,9 +191,9 @@ def create_app(service: LocalBatch) -> FastAPI:
             {
                 "status": "ok",
                 "jobs": len(service.batch.jobs),
-                "running": len(runner.procs) + len(runner.simulated),
-                "simulated": len(runner.simulated),
-                "warm": None if runner.warm is None else runner.warm.stats(),
+                "running": len(runner.processes.procs) + len(runner.simulation.runs),
+                "simulated": len(runner.simulation.runs),
+                "warm": None if runner.processes.warm is None else runner.processes.warm.stats(),
             },
         )
 

@@ -12,42 +12,24 @@ after the last job returned, so pages stay consistent while jobs change status.
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 import re
-import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from localbatch.arns import ARN_NAME_RE, batch_arn, name_from
 from localbatch.errors import ClientException
 from localbatch.faults import Faults
-from localbatch.models import ACCOUNT_ID, Job, JobStatus, check_transition
+from localbatch.models import ACCOUNT_ID, Job, JobStatus, check_transition, now_ms
+from localbatch.pagination import decode_token, encode_token
 from localbatch.store import Store
 
 JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 RESOURCE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 MAX_OVERRIDES_CHARS = 8192
 MAX_DESCRIBE_JOBS = 100
-# Memory a compute environment offers per vCPU of its maxvCpus (an m-family-like ratio).
-MEMORY_MIB_PER_VCPU = 4096
-ARN_NAME_RE = re.compile(r"^arn:aws[\w-]*:batch:[\w-]+:\d{12}:([\w-]+)/(.+)$")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _arn(region: str, kind: str, name: str) -> str:
-    return f"arn:aws:batch:{region}:{ACCOUNT_ID}:{kind}/{name}"
-
-
-def _name_from(ref: str, kind: str) -> str:
-    match = ARN_NAME_RE.match(ref)
-    if match and match.group(1) == kind:
-        return match.group(2)
-    return ref
 
 
 def _resources(container: dict[str, Any]) -> tuple[float | None, int | None]:
@@ -87,19 +69,18 @@ def _substitute(command: list[str], parameters: dict[str, str]) -> list[str]:
     return out
 
 
-def _encode_token(data: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode()
-
-
-def _decode_token(token: str) -> Any:
-    try:
-        return json.loads(base64.urlsafe_b64decode(token.encode()))
-    except ValueError as exc:
-        raise ClientException("The nextToken is not valid.") from exc
-
-
 class BatchBackend:
-    def __init__(self, store: Store, faults: Faults) -> None:
+    def __init__(
+        self,
+        store: Store,
+        faults: Faults,
+        *,
+        on_change: Callable[[], None],
+        on_terminate: Callable[[Job], None],
+    ) -> None:
+        """`on_change`: a job or queue changed in a way scheduling may act on (the runner wakes up).
+        `on_terminate`: TerminateJob reached a job whose attempt is STARTING or RUNNING, now marked
+        with its stop reason; the runner stops the attempt."""
         self.store = store
         self.faults = faults
         self.compute_environments: dict[str, dict[str, Any]] = {}
@@ -110,8 +91,8 @@ class BatchBackend:
         self.by_queue_status: dict[tuple[str, JobStatus], dict[str, None]] = {}
         self.dependents: dict[str, set[str]] = {}
         self._dirty: set[str] = set()
-        self.on_change: Callable[[], None] = lambda: None
-        self.on_terminate: Callable[[Job], None] = lambda job: None
+        self.on_change = on_change
+        self.on_terminate = on_terminate
 
     # -- persistence -------------------------------------------------------------------------------
     def load(self) -> list[Job]:
@@ -179,17 +160,17 @@ class BatchBackend:
         return self.by_queue_status.get((queue_arn, status), {})
 
     def queue_name_of(self, queue_arn: str) -> str:
-        return _name_from(queue_arn, "job-queue")
+        return name_from(queue_arn, "job-queue")
 
     # -- lookups -----------------------------------------------------------------------------------
     def _ce(self, ref: str) -> dict[str, Any]:
-        ce = self.compute_environments.get(_name_from(ref, "compute-environment"))
+        ce = self.compute_environments.get(name_from(ref, "compute-environment"))
         if ce is None:
             raise ClientException(f"computeEnvironment {ref} does not exist")
         return ce
 
     def _jq(self, ref: str) -> dict[str, Any]:
-        jq = self.job_queues.get(_name_from(ref, "job-queue"))
+        jq = self.job_queues.get(name_from(ref, "job-queue"))
         if jq is None:
             raise ClientException(f"JobQueue {ref} not found")
         return jq
@@ -227,7 +208,7 @@ class BatchBackend:
             raise ClientException("Object already exists")
         if p["type"] == "MANAGED" and "computeResources" not in p:
             raise ClientException("computeResources must be provided for a MANAGED compute environment")
-        arn = _arn(region, "compute-environment", name)
+        arn = batch_arn(region, "compute-environment", name)
         ce: dict[str, Any] = {
             "computeEnvironmentName": name,
             "computeEnvironmentArn": arn,
@@ -253,7 +234,7 @@ class BatchBackend:
         wanted = p.get("computeEnvironments")
         items = list(self.compute_environments.values())
         if wanted:
-            names = {_name_from(w, "compute-environment") for w in wanted}
+            names = {name_from(w, "compute-environment") for w in wanted}
             items = [ce for ce in items if ce["computeEnvironmentName"] in names]
         return self._page(items, p, "computeEnvironments")
 
@@ -278,7 +259,7 @@ class BatchBackend:
         ce = self._ce(p["computeEnvironment"])
         for jq in self.job_queues.values():
             refs = {
-                _name_from(o["computeEnvironment"], "compute-environment")
+                name_from(o["computeEnvironment"], "compute-environment")
                 for o in jq["computeEnvironmentOrder"]
             }
             if ce["computeEnvironmentName"] in refs:
@@ -306,7 +287,7 @@ class BatchBackend:
         order = p.get("computeEnvironmentOrder")
         if not order:
             raise ClientException("computeEnvironmentOrder must contain at least one compute environment")
-        arn = _arn(region, "job-queue", name)
+        arn = batch_arn(region, "job-queue", name)
         jq: dict[str, Any] = {
             "jobQueueName": name,
             "jobQueueArn": arn,
@@ -328,7 +309,7 @@ class BatchBackend:
         wanted = p.get("jobQueues")
         items = list(self.job_queues.values())
         if wanted:
-            names = {_name_from(w, "job-queue") for w in wanted}
+            names = {name_from(w, "job-queue") for w in wanted}
             items = [jq for jq in items if jq["jobQueueName"] in names]
         return self._page(items, p, "jobQueues")
 
@@ -377,7 +358,7 @@ class BatchBackend:
             int(d["revision"]) for d in self.job_definitions.values() if d["jobDefinitionName"] == name
         ]
         revision = max(revisions, default=0) + 1
-        arn = _arn(region, "job-definition", f"{name}:{revision}")
+        arn = batch_arn(region, "job-definition", f"{name}:{revision}")
         jd: dict[str, Any] = {
             "jobDefinitionName": name,
             "jobDefinitionArn": arn,
@@ -482,7 +463,7 @@ class BatchBackend:
         job = Job(
             job_id=job_id,
             job_name=name,
-            job_arn=_arn(region, "job", job_id),
+            job_arn=batch_arn(region, "job", job_id),
             queue_arn=jq["jobQueueArn"],
             job_definition_arn=jd["jobDefinitionArn"],
             job_definition_name=jd["jobDefinitionName"],
@@ -520,7 +501,7 @@ class BatchBackend:
             raise ClientException(f"Too many items in jobs. Must be {MAX_DESCRIBE_JOBS} or fewer.")
         out = []
         for ref in ids:
-            job = self.jobs.get(_name_from(ref, "job"))
+            job = self.jobs.get(name_from(ref, "job"))
             if job is not None:
                 out.append(job.to_detail(self.queue_name_of(job.queue_arn)))
         return {"jobs": out}
@@ -541,7 +522,7 @@ class BatchBackend:
             jobs = self._apply_filter(jobs, f)
         jobs.sort(key=lambda j: (j.created_at, j.job_id))
         if p.get("nextToken"):
-            after = tuple(_decode_token(p["nextToken"]))
+            after = tuple(decode_token(p["nextToken"]))
             jobs = [j for j in jobs if (j.created_at, j.job_id) > after]
         limit = min(int(p.get("maxResults", 100)), 1000)
         if limit < 1:
@@ -549,7 +530,7 @@ class BatchBackend:
         page = jobs[:limit]
         result: dict[str, Any] = {"jobSummaryList": [j.to_summary() for j in page]}
         if len(jobs) > limit:
-            result["nextToken"] = _encode_token([page[-1].created_at, page[-1].job_id])
+            result["nextToken"] = encode_token([page[-1].created_at, page[-1].job_id])
         return result
 
     @staticmethod
@@ -599,11 +580,11 @@ class BatchBackend:
             self.fail_dependents(job)
 
     def terminate_job(self, p: dict[str, Any], region: str) -> dict[str, Any]:
-        self.terminate(self._job(_name_from(p["jobId"], "job")), p["reason"])
+        self.terminate(self._job(name_from(p["jobId"], "job")), p["reason"])
         return {}
 
     def cancel_job(self, p: dict[str, Any], region: str) -> dict[str, Any]:
-        job = self._job(_name_from(p["jobId"], "job"))
+        job = self._job(name_from(p["jobId"], "job"))
         # Like AWS: jobs that reached STARTING or RUNNING are not cancelled.
         if job.status in (JobStatus.SUBMITTED, JobStatus.PENDING, JobStatus.RUNNABLE):
             job.is_cancelled = True
@@ -659,12 +640,12 @@ class BatchBackend:
     # -- paging of resource lists ------------------------------------------------------------------
     @staticmethod
     def _page(items: list[dict[str, Any]], p: dict[str, Any], key: str) -> dict[str, Any]:
-        start = int(_decode_token(p["nextToken"])) if p.get("nextToken") else 0
+        start = int(decode_token(p["nextToken"])) if p.get("nextToken") else 0
         limit = int(p.get("maxResults", 100))
         page = items[start : start + limit]
         result: dict[str, Any] = {key: page}
         if start + limit < len(items):
-            result["nextToken"] = _encode_token(start + limit)
+            result["nextToken"] = encode_token(start + limit)
         return result
 
     OPERATIONS: dict[str, str] = {

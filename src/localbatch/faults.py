@@ -190,6 +190,10 @@ class Faults:
     def instance_id(self) -> str:
         return "i-" + "".join(self._job_rng.choice("0123456789abcdef") for _ in range(17))
 
+    def host_lost_reason(self, reason: str | None) -> str:
+        """A host loss's status reason: its rule's, else AWS's with an instance id (drawn only then)."""
+        return reason or f"Host EC2 (instance {self.instance_id()}) terminated."
+
 
 @dataclass
 class OperationStats:

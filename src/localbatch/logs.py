@@ -11,9 +11,9 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from localbatch.backend import _decode_token, _encode_token, now_ms
 from localbatch.errors import LogsInvalidParameter, LogsResourceNotFound
-from localbatch.models import ACCOUNT_ID, LOG_GROUP
+from localbatch.models import ACCOUNT_ID, LOG_GROUP, now_ms
+from localbatch.pagination import decode_token, encode_token
 from localbatch.store import Store
 
 MAX_EVENT_CHARS = 256 * 1024
@@ -135,7 +135,7 @@ class LogsBackend:
             names.sort(key=lambda n: (self.streams[n].last_ts or 0, n), reverse=bool(p.get("descending")))
         else:
             names.sort(reverse=bool(p.get("descending")))
-        start = int(_decode_token(p["nextToken"])) if p.get("nextToken") else 0
+        start = int(decode_token(p["nextToken"])) if p.get("nextToken") else 0
         limit = int(p.get("limit", 50))
         page = names[start : start + limit]
         streams = []
@@ -154,7 +154,7 @@ class LogsBackend:
             streams.append(item)
         result: dict[str, Any] = {"logStreams": streams}
         if start + limit < len(names):
-            result["nextToken"] = _encode_token(start + limit)
+            result["nextToken"] = encode_token(start + limit)
         return result
 
     def filter_log_events(self, p: dict[str, Any], region: str) -> dict[str, Any]:
@@ -180,7 +180,7 @@ class LogsBackend:
             args.append(term)
         if p.get("nextToken"):
             where.append("seq > ?")
-            args.append(int(_decode_token(p["nextToken"])))
+            args.append(int(decode_token(p["nextToken"])))
         limit = int(p.get("limit", 10000))
         rows = self.store.query(
             f"SELECT seq, stream, ts, ingested, message FROM log_events WHERE {' AND '.join(where)} "
@@ -197,7 +197,7 @@ class LogsBackend:
             "searchedLogStreams": [],
         }
         if more:
-            result["nextToken"] = _encode_token(rows[-1][0])
+            result["nextToken"] = encode_token(rows[-1][0])
         return result
 
     @staticmethod

@@ -8,11 +8,17 @@ dictionaries they describe, so Describe* returns them unchanged. Jobs carry more
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 ACCOUNT_ID = "123456789012"
 LOG_GROUP = "/aws/batch/job"
+
+
+def now_ms() -> int:
+    """The current time as AWS stamps jobs, attempts and log events: milliseconds since the epoch."""
+    return int(time.time() * 1000)
 
 
 class JobStatus(str, enum.Enum):
