@@ -1,0 +1,344 @@
+"""localbatch's scheduling decisions on plain data: queue order, dependencies, capacity, placement."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from localbatch.models import Job, JobStatus
+from localbatch.scheduling import (
+    MEMORY_MIB_PER_VCPU,
+    Ledger,
+    Readiness,
+    Usage,
+    by_priority,
+    capacity,
+    placements,
+    readiness,
+)
+
+REGION_ARN = "arn:aws:batch:eu-west-1:123456789012"
+
+
+def ce(name: str, vcpus: float, *, state: str = "ENABLED", status: str = "VALID") -> dict[str, Any]:
+    return {
+        "computeEnvironmentName": name,
+        "computeEnvironmentArn": f"{REGION_ARN}:compute-environment/{name}",
+        "type": "MANAGED",
+        "state": state,
+        "status": status,
+        "computeResources": {"maxvCpus": vcpus},
+    }
+
+
+def queue(name: str, ces: list[str], *, priority: int = 1, state: str = "ENABLED") -> dict[str, Any]:
+    return {
+        "jobQueueName": name,
+        "jobQueueArn": f"{REGION_ARN}:job-queue/{name}",
+        "priority": priority,
+        "state": state,
+        # Either form a queue may hold: the ARN (as CreateJobQueue stores it) or the plain name.
+        "computeEnvironmentOrder": [
+            {"order": i, "computeEnvironment": f"{REGION_ARN}:compute-environment/{n}" if i % 2 else n}
+            for i, n in enumerate(ces)
+        ],
+    }
+
+
+def job(
+    name: str,
+    *,
+    jq: str = "q",
+    vcpus: float = 1.0,
+    memory_mib: int = 2048,
+    status: JobStatus = JobStatus.RUNNABLE,
+    held: str | None = None,
+    depends_on: tuple[str, ...] = (),
+) -> Job:
+    return Job(
+        job_id=name,
+        job_name=name,
+        job_arn=f"{REGION_ARN}:job/{name}",
+        queue_arn=f"{REGION_ARN}:job-queue/{jq}",
+        job_definition_arn=f"{REGION_ARN}:job-definition/jd:1",
+        job_definition_name="jd",
+        created_at=0,
+        status=status,
+        vcpus=vcpus,
+        memory_mib=memory_mib,
+        held_reason=held,
+        depends_on=[{"jobId": d, "type": "SEQUENTIAL"} for d in depends_on],
+    )
+
+
+def place_all(
+    ces: list[dict[str, Any]], queues: list[dict[str, Any]], jobs: list[Job], ledger: Ledger | None = None
+) -> dict[str, str]:
+    """Run a placement walk as the runner does (start each placed job before the next decision).
+
+    Returns job name -> the compute environment it starts on, "wait", or "too-large"; jobs the walk
+    never reached are absent.
+    """
+    ledger = ledger or Ledger()
+    by_id = {j.job_id: j for j in jobs}
+    runnable = {q["jobQueueArn"]: [j.job_id for j in jobs if j.queue_arn == q["jobQueueArn"]] for q in queues}
+    out: dict[str, str] = {}
+    for placement in placements(
+        by_priority(queues),
+        {c["computeEnvironmentName"]: c for c in ces},
+        lambda arn: runnable[arn],
+        by_id,
+        ledger,
+    ):
+        name = placement.job.job_name
+        if placement.too_large:
+            out[name] = "too-large"
+        elif placement.ce is None:
+            out[name] = "wait"
+        else:
+            ce_name = placement.ce["computeEnvironmentName"]
+            ledger.reserve(ce_name, placement.job)
+            placement.job.status = JobStatus.STARTING
+            out[name] = ce_name
+    return out
+
+
+@pytest.mark.parametrize(
+    ("ces", "queues", "jobs", "expected"),
+    [
+        pytest.param(
+            [ce("a", 4), ce("b", 4)],
+            [queue("q", ["a", "b"])],
+            [job("j1", vcpus=2), job("j2", vcpus=2), job("j3", vcpus=2)],
+            {"j1": "a", "j2": "a", "j3": "b"},
+            id="first-ce-in-order-then-next",
+        ),
+        pytest.param(
+            [ce("a", 2), ce("b", 4)],
+            [queue("q", ["a", "b"])],
+            [job("big", vcpus=3), job("small", vcpus=1)],
+            {"big": "b", "small": "a"},
+            id="a-job-that-does-not-fit-the-first-takes-a-later-one",
+        ),
+        pytest.param(
+            [ce("a", 2)],
+            [queue("q", ["a"])],
+            [job("j1", vcpus=2), job("j2", vcpus=1), job("j3", vcpus=1)],
+            {"j1": "a"},
+            id="no-vcpu-free-stops-the-queue-walk",
+        ),
+        pytest.param(
+            [ce("a", 2)],
+            [queue("q", ["a"])],
+            [job("j1", vcpus=1.5), job("j2", vcpus=1), job("j3", vcpus=0.5)],
+            {"j1": "a", "j2": "wait", "j3": "a"},
+            id="a-job-too-big-for-what-is-free-waits-smaller-ones-pass",
+        ),
+        pytest.param(
+            [ce("a", 1)],
+            [queue("q", ["a"])],
+            # 1 - 0.8 is 0.19999999999999996 in floats: the last 0.2 still fits.
+            [job("j1", vcpus=0.8), job("j2", vcpus=0.2), job("j3", vcpus=0.1)],
+            {"j1": "a", "j2": "a"},
+            id="fractional-vcpus-fill-exactly",
+        ),
+        pytest.param(
+            [ce("a", 2)],
+            [queue("q", ["a"])],
+            [
+                job("mem1", vcpus=1, memory_mib=MEMORY_MIB_PER_VCPU * 2 - 100),
+                job("mem2", vcpus=1, memory_mib=200),
+            ],
+            {"mem1": "a", "mem2": "wait"},
+            id="memory-free-limits-as-vcpus-do",
+        ),
+        pytest.param(
+            [ce("a", 2), ce("b", 4)],
+            [queue("q", ["a", "b"])],
+            [job("cpu", vcpus=5), job("mem", vcpus=1, memory_mib=MEMORY_MIB_PER_VCPU * 4 + 1), job("ok")],
+            {"cpu": "too-large", "mem": "too-large", "ok": "a"},
+            id="larger-than-the-largest-ce-never-runs",
+        ),
+        pytest.param(
+            [ce("off", 8, state="DISABLED"), ce("bad", 8, status="INVALID"), ce("on", 1)],
+            [queue("q", ["off", "bad", "on"])],
+            [job("j1"), job("j2")],
+            {"j1": "on"},
+            id="disabled-and-invalid-ces-take-nothing",
+        ),
+        pytest.param(
+            [ce("off", 8, state="DISABLED")],
+            [queue("q", ["off"])],
+            [job("j1", vcpus=16)],
+            {},
+            id="no-usable-ce-no-decision",
+        ),
+        pytest.param(
+            [ce("a", 8)],
+            [queue("q", ["a"], state="DISABLED")],
+            [job("j1")],
+            {},
+            id="disabled-queue-starts-nothing",
+        ),
+        pytest.param(
+            [ce("a", 8)],
+            [queue("q", ["a"])],
+            [job("held", held="CAPACITY:x"), job("pending", status=JobStatus.PENDING), job("j")],
+            {"j": "a"},
+            id="held-and-not-runnable-jobs-are-skipped",
+        ),
+        pytest.param(
+            [ce("shared", 2)],
+            [queue("low", ["shared"], priority=1), queue("high", ["shared"], priority=10)],
+            [job("low1", jq="low"), job("high1", jq="high"), job("high2", jq="high"), job("low2", jq="low")],
+            {"high1": "shared", "high2": "shared"},
+            id="higher-priority-queue-takes-shared-capacity-first",
+        ),
+        pytest.param(
+            [ce("a", 1), ce("b", 1)],
+            [queue("qa", ["a"], priority=5), queue("qb", ["b"], priority=5)],
+            [job("ja1", jq="qa"), job("ja2", jq="qa"), job("jb1", jq="qb")],
+            {"ja1": "a", "jb1": "b"},
+            id="a-full-queue-does-not-stop-the-next",
+        ),
+    ],
+)
+def test_placement(
+    ces: list[dict[str, Any]], queues: list[dict[str, Any]], jobs: list[Job], expected: dict[str, str]
+) -> None:
+    assert place_all(ces, queues, jobs) == expected
+
+
+def test_placement_sees_capacity_freed_between_decisions() -> None:
+    """A job whose attempt ends right away (it fails before starting) frees its share for the next."""
+    jobs = [job("fails-at-once", vcpus=2), job("next", vcpus=2)]
+    ledger = Ledger()
+    compute = ce("a", 2)
+    out = []
+    for placement in placements(
+        [queue("q", ["a"])],
+        {"a": compute},
+        lambda arn: ["fails-at-once", "next"],
+        {j.job_id: j for j in jobs},
+        ledger,
+    ):
+        assert placement.ce is not None
+        ledger.reserve("a", placement.job)
+        placement.job.status = JobStatus.FAILED
+        ledger.release("a", placement.job)
+        out.append(placement.job.job_name)
+    assert out == ["fails-at-once", "next"]
+
+
+@pytest.mark.parametrize(
+    ("priorities", "order"),
+    [
+        pytest.param([1, 10, 5], ["p10", "p5", "p1"], id="highest-first"),
+        pytest.param([3, 7, 3, 7], ["p7", "p7#2", "p3", "p3#2"], id="ties-keep-creation-order"),
+        pytest.param([0], ["p0"], id="one-queue"),
+    ],
+)
+def test_queue_priority_order(priorities: list[int], order: list[str]) -> None:
+    names: list[str] = []
+    for p in priorities:
+        name = f"p{p}"
+        names.append(name if name not in names else f"{name}#2")
+    queues = [queue(n, [], priority=p) for n, p in zip(names, priorities, strict=True)]
+    assert [q["jobQueueName"] for q in by_priority(queues)] == order
+
+
+@pytest.mark.parametrize(
+    ("dep_statuses", "expected"),
+    [
+        pytest.param([], Readiness.READY, id="no-dependencies"),
+        pytest.param([JobStatus.SUCCEEDED], Readiness.READY, id="dependency-succeeded"),
+        pytest.param([JobStatus.SUCCEEDED, JobStatus.SUCCEEDED], Readiness.READY, id="all-succeeded"),
+        pytest.param([None], Readiness.READY, id="unknown-dependency-does-not-block"),
+        pytest.param([JobStatus.RUNNING], Readiness.WAITING, id="dependency-running"),
+        pytest.param([JobStatus.SUCCEEDED, JobStatus.PENDING], Readiness.WAITING, id="one-still-pending"),
+        pytest.param([JobStatus.FAILED], Readiness.DEPENDENCY_FAILED, id="dependency-failed"),
+        pytest.param(
+            [JobStatus.RUNNABLE, JobStatus.FAILED],
+            Readiness.DEPENDENCY_FAILED,
+            id="a-failure-decides-at-once",
+        ),
+    ],
+)
+def test_dependency_readiness(dep_statuses: list[JobStatus | None], expected: Readiness) -> None:
+    deps = {f"d{i}": job(f"d{i}", status=s) for i, s in enumerate(dep_statuses) if s is not None}
+    waiting = job("w", status=JobStatus.PENDING, depends_on=tuple(f"d{i}" for i in range(len(dep_statuses))))
+    assert readiness(waiting, {**deps, "w": waiting}) is expected
+
+
+@pytest.mark.parametrize(
+    ("compute", "expected"),
+    [
+        pytest.param(ce("m", 16), Usage(16.0, 16.0 * MEMORY_MIB_PER_VCPU), id="managed-maxvcpus"),
+        pytest.param(
+            {"computeEnvironmentName": "m", "type": "MANAGED", "computeResources": {}},
+            Usage(),
+            id="managed-no-max",
+        ),
+        pytest.param(
+            {"computeEnvironmentName": "u", "type": "UNMANAGED", "unmanagedvCpus": 3},
+            Usage(3.0, 3.0 * MEMORY_MIB_PER_VCPU),
+            id="unmanaged-vcpus",
+        ),
+        pytest.param(
+            {"computeEnvironmentName": "u", "type": "UNMANAGED"},
+            Usage(float(os.cpu_count() or 1), float(os.cpu_count() or 1) * MEMORY_MIB_PER_VCPU),
+            id="unmanaged-defaults-to-this-machine",
+        ),
+    ],
+)
+def test_capacity(compute: dict[str, Any], expected: Usage) -> None:
+    assert capacity(compute) == expected
+
+
+@pytest.mark.parametrize(
+    ("steps", "free"),
+    [
+        pytest.param([], Usage(4.0, 4.0 * MEMORY_MIB_PER_VCPU), id="nothing-used"),
+        pytest.param(
+            [("reserve", "a", 1.5, 1000)], Usage(2.5, 4.0 * MEMORY_MIB_PER_VCPU - 1000), id="reserved"
+        ),
+        pytest.param(
+            [("reserve", "a", 1.5, 1000), ("release", "a", 1.5, 1000)],
+            Usage(4.0, 4.0 * MEMORY_MIB_PER_VCPU),
+            id="released",
+        ),
+        pytest.param(
+            [("reserve", "other", 4, 1000)], Usage(4.0, 4.0 * MEMORY_MIB_PER_VCPU), id="other-ce-not-counted"
+        ),
+        pytest.param(
+            [("release", "a", 1, 1000), ("release", None, 1, 1000)],
+            Usage(4.0, 4.0 * MEMORY_MIB_PER_VCPU),
+            id="release-without-reserve-is-a-no-op",
+        ),
+    ],
+)
+def test_ledger(steps: list[tuple[str, str | None, float, int]], free: Usage) -> None:
+    ledger = Ledger()
+    for action, ce_name, vcpus, memory in steps:
+        held = job("x", vcpus=vcpus, memory_mib=memory)
+        if action == "reserve":
+            assert ce_name is not None
+            ledger.reserve(ce_name, held)
+        else:
+            ledger.release(ce_name, held)
+    assert ledger.free(ce("a", 4)) == free
+
+
+def test_placement_looks_each_job_up_when_its_turn_comes() -> None:
+    """A job cancelled while the runner yielded between two decisions is not placed."""
+    jobs = {j.job_id: j for j in (job("first"), job("cancelled"), job("last"))}
+    placed = []
+    for placement in placements(
+        [queue("q", ["a"])], {"a": ce("a", 8)}, lambda arn: list(jobs), jobs, Ledger()
+    ):
+        placed.append(placement.job.job_name)
+        placement.job.status = JobStatus.STARTING
+        jobs["cancelled"].status = JobStatus.FAILED
+    assert placed == ["first", "last"]
