@@ -16,8 +16,8 @@ Only the standard library is imported here before the preloaded modules. The chi
 printed, a SystemExit gives the exit status, non-daemon threads are waited for, atexit handlers run and
 output is flushed, exactly as with `python -m MODULE`. Only the last step of a normal exit is skipped:
 tearing down every module. In a forked child that step writes to nearly every inherited object and so
-copies most of the zygote's memory (measured with the Task SDK preloaded: 100 ms of CPU and 17,000
-page faults per job, against 10 ms for the rest of the exit), a cost a container never pays.
+copies most of the zygote's memory, a cost a container never pays (the README's "Warm interpreters"
+gives the figures).
 """
 
 from __future__ import annotations
@@ -159,11 +159,11 @@ def serve(sock: socket.socket, modules: list[str]) -> tuple[dict[str, Any], int]
         # Children are reaped only once every key this select returned has been handled, never while
         # handling them. Reaping a child whose handshake is still pending announces it (before_exit),
         # which unregisters and closes its pipe, and that pipe can be further on in the same list:
-        # select returned [socket, wake-up, handshake of A], A exited while the socket's request was
-        # being forked, and reaping on the wake-up left a key for a closed fd. Taken for the socket,
-        # it made the zygote block reading a request that was not there, with every pending
-        # handshake unannounced: those jobs stayed STARTING until some other job was submitted (or a
-        # new pipe reusing the fd number was announced before its child led its process group).
+        # select returns [socket, wake-up, handshake of A] and A exits while the socket's request is
+        # being forked. Such a stale key must not be read as the socket (the zygote would block
+        # reading a request that is not there, every pending handshake unannounced, those jobs
+        # STARTING until some other job is submitted), nor, once a new handshake pipe reuses its fd
+        # number, announce that child before it leads its process group.
         for key, _ in selector.select():
             if key.fd == wakeup_r:
                 while True:
