@@ -662,12 +662,10 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
 
     @staticmethod
     def get_cli_commands() -> list[Any]:
-        try:
-            from airflow_aws_batch.cli import get_cli_commands  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            return []
-        commands: list[Any] = get_cli_commands()
-        return commands
+        # Imported here: the scheduler imports this module and must not load the operator tooling.
+        from airflow_aws_batch.ops.cli import get_cli_commands
+
+        return get_cli_commands()
 
 
 def _monotonic_deadline(epoch_s: float | None) -> float | None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_aws_batch.aws.batch import DESCRIBE_MAX_IDS, BatchApi, BatchApiError, ErrorKind, JobDetail
-from airflow_aws_batch.core.ratelimit import TokenBucket
+from airflow_aws_batch.aws.ratelimit import TokenBucket
 from airflow_aws_batch.core.state import (
     ACTIVE_STATUSES,
     SUBMISSION_TAG,
