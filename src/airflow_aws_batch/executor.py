@@ -37,6 +37,7 @@ from airflow_aws_batch.core.state import (
     Report,
     RunningState,
     Submit,
+    SubmitOutcome,
     Success,
     TaskEvent,
     Terminate,
@@ -237,6 +238,11 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         )
 
     @property
+    def runtime(self) -> Runtime | None:
+        """The I/O threads, from ``start()`` until ``end()`` or ``terminate()``; None otherwise."""
+        return self._runtime
+
+    @property
     def core(self) -> Core:
         if self._core is None:
             raise RuntimeError("AwsBatchExecutor.start() was not called")
@@ -395,9 +401,9 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
 
     def _count_submit(self, result: SubmitDone) -> None:
         try:
-            if result.outcome.value == "ok" and not result.found:
+            if result.outcome is SubmitOutcome.OK and not result.found:
                 _stats().incr(f"{METRIC_PREFIX}.submitted")
-            elif result.outcome.value in ("failed", "ambiguous"):
+            elif result.outcome in (SubmitOutcome.FAILED, SubmitOutcome.AMBIGUOUS):
                 _stats().incr(f"{METRIC_PREFIX}.submit_failures")
         except Exception:
             log.debug("metrics failed", exc_info=True)

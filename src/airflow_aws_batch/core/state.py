@@ -43,7 +43,7 @@ import json
 import uuid
 import zlib
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 QUEUED_STATUSES = frozenset({"SUBMITTED", "PENDING", "RUNNABLE", "STARTING"})
@@ -297,7 +297,6 @@ class Counts:
     submitted: int = 0
     running: int = 0
     checking: int = 0
-    by_phase: dict[str, int] = field(default_factory=dict)
 
 
 class Core:
