@@ -60,17 +60,17 @@ log = logging.getLogger(__name__)
 
 METRIC_PREFIX = "aws_batch_executor"
 SUBMIT_THREADS = 8
-# A burst is accepted a slice at a time: building a request costs ~0.1 ms, and the heartbeat must
-# stay short (the benchmark wants p99 <= 20 ms); what is left stays queued for the next heartbeat.
+# A burst is accepted a slice at a time: each request takes a little CPU to build, and the heartbeat
+# runs on the scheduler's loop, which must stay short; what is left stays queued for the next one.
 MAX_ACCEPT_PER_HEARTBEAT = 500
 ACCEPT_BUDGET_S = 0.005
 # Accepted whatever the time budget says: what the scheduler queues in one loop ([scheduler]
 # max_tis_per_query, 16), so a loaded machine, where each request takes longer to build, does not
-# hold tasks back for whole scheduler loops (measured: up to 6 s in the benchmark's dag scenario).
+# hold tasks back for whole scheduler loops.
 MIN_ACCEPT_PER_HEARTBEAT = 16
 # ... and at least what the submit threads can send (submit_rate) until the next heartbeat, taking
 # the time since the last one as the loop's period with this margin: otherwise a machine where each
-# request takes longer to build submits below the quota (measured: 44.5 submits/s against 50).
+# request takes longer to build submits below the quota.
 ACCEPT_RATE_MARGIN = 1.25
 END_POLL_S = 1.0
 #: How long ``end()`` waits for SubmitJobs already on the wire: a call's answer, not a job's run.
