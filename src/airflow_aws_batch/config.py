@@ -276,7 +276,7 @@ def parse_options(raw: Mapping[str, str | None]) -> ExecutorConfig:
     values: dict[str, Any] = {name: value for name, value in read.items() if name in fields}
 
     alias = read.get("aws_conn_id")
-    # conn_id always resolves to a value (its default), so the seed's name can only fill in
+    # conn_id always resolves to a value (its default), so the Amazon provider's name can only fill in
     # while conn_id still holds that default.
     if alias is not None and read["conn_id"] == _SPECS["conn_id"].default:
         values["conn_id"] = alias
