@@ -1,4 +1,4 @@
-"""The ``[aws_batch_executor]`` section: option table, typed model, loading and validation at start.
+"""The ``[aws_batch_executor]`` section: typed model, loading and validation at start (table in ``options``).
 
 Precedence, lowest to highest: our defaults < airflow.cfg / environment (Airflow's own precedence)
 < ``submit_job_kwargs`` (its ``jobQueue``, ``jobDefinition`` and ``jobName`` beat the plain options).
@@ -15,27 +15,23 @@ import copy
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from airflow_aws_batch import shapes
-from airflow_aws_batch.options import OPTION_NAMES, OPTIONS, SECTION, OptionSpec, env_var
+from airflow_aws_batch.options import OPTIONS, SECTION, OptionSpec, OptionType, env_var
 
 __all__ = [
-    "OPTIONS",
-    "OPTION_NAMES",
-    "SECTION",
     "ConfigError",
     "ConfigProblem",
     "ConfigSource",
     "ExecutorConfig",
-    "OptionSpec",
-    "env_var",
     "load_config",
     "parse_options",
+    "read_options",
     "resolve_region",
 ]
 
@@ -167,16 +163,13 @@ class ExecutorConfig(BaseModel):
         return self.job_queue
 
 
-_TRUE = {"true", "t", "1", "yes", "y", "on"}
-_FALSE = {"false", "f", "0", "no", "n", "off"}
-
-
-def _raw(source: ConfigSource, option: str) -> str | None:
-    value = source.get(SECTION, option, fallback=None)
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
+def read_options(source: ConfigSource) -> dict[str, str | None]:
+    """Every option of the section as text, stripped; None when not set (or blank)."""
+    raw: dict[str, str | None] = {}
+    for spec in OPTIONS:
+        value = source.get(SECTION, spec.name, fallback=None)
+        raw[spec.name] = (str(value).strip() or None) if value is not None else None
+    return raw
 
 
 def load_config(source: ConfigSource | None = None) -> ExecutorConfig:
@@ -186,69 +179,109 @@ def load_config(source: ConfigSource | None = None) -> ExecutorConfig:
         from airflow.configuration import conf
 
         source = conf
-    raw = {name: _raw(source, name) for name in OPTION_NAMES}
-    return parse_options(raw)
+    return parse_options(read_options(source))
+
+
+class _Unreadable(ValueError):
+    """A value its option's type cannot read; ``found`` says what was there instead."""
+
+    def __init__(self, found: str) -> None:
+        super().__init__(found)
+        self.found = found
+
+
+_TRUE = {"true", "t", "1", "yes", "y", "on"}
+_FALSE = {"false", "f", "0", "no", "n", "off"}
+
+
+def _read_integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise _Unreadable(repr(text)) from None
+
+
+def _read_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise _Unreadable(repr(text)) from None
+
+
+def _read_boolean(text: str) -> bool:
+    if text.lower() in _TRUE:
+        return True
+    if text.lower() in _FALSE:
+        return False
+    raise _Unreadable(repr(text))
+
+
+def _read_json(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise _Unreadable(f"invalid JSON ({err.msg} at character {err.pos})") from None
+    if not isinstance(value, dict):
+        raise _Unreadable(shapes.describe_found(value))
+    return value
+
+
+#: How each option type is read, and what its error messages say is expected.
+_READERS: dict[OptionType, tuple[Callable[[str], Any], str]] = {
+    "string": (str, "a string"),
+    "integer": (_read_integer, "an integer"),
+    "float": (_read_float, "a number"),
+    "boolean": (_read_boolean, "true or false"),
+    "json": (_read_json, "a JSON object"),
+}
+
+
+def _expected(spec: OptionSpec) -> str:
+    if spec.expected is not None:
+        return spec.expected
+    if spec.choices:
+        return " or ".join(spec.choices)
+    return _READERS[spec.type][1]
+
+
+def _read(spec: OptionSpec, text: str) -> Any:
+    """``text`` as a value of ``spec``; :class:`_Unreadable` when its type, choices or rule refuse it."""
+    value = _READERS[spec.type][0](text)
+    if spec.choices:
+        if value.lower() not in spec.choices:
+            raise _Unreadable(repr(text))
+        value = value.lower()
+    if spec.valid is not None and not spec.valid(value):
+        raise _Unreadable(repr(text))
+    return value
 
 
 def parse_options(raw: Mapping[str, str | None]) -> ExecutorConfig:
     """Validate raw option strings (``None`` = not set); the pure half of :func:`load_config`."""
     problems: list[ConfigProblem] = []
-    values: dict[str, Any] = {}
-
-    def text(name: str) -> str | None:
-        value = raw.get(name)
-        if value is None:
-            default = _SPECS[name].default
-            return default
-        return value
-
-    for name in ("max_submit_job_attempts",):
-        value = text(name)
-        assert value is not None
+    # Each option read by its type; an unset option without a default is None, an unreadable one absent.
+    read: dict[str, Any] = {}
+    for spec in OPTIONS:
+        text = raw.get(spec.name)
+        if text is None:
+            text = spec.default
+        if text is None:
+            read[spec.name] = None
+            continue
         try:
-            number = int(value)
-        except ValueError:
-            problems.append(ConfigProblem(name, "an integer >= 1", repr(value)))
-        else:
-            if number < 1:
-                problems.append(ConfigProblem(name, "an integer >= 1", repr(value)))
-            values[name] = number
+            read[spec.name] = _read(spec, text)
+        except _Unreadable as err:
+            problems.append(ConfigProblem(spec.name, _expected(spec), err.found))
+    fields = ExecutorConfig.model_fields
+    values: dict[str, Any] = {name: value for name, value in read.items() if name in fields}
 
-    for name in ("submit_rate", "status_calls_per_second"):
-        value = text(name)
-        assert value is not None
-        try:
-            rate = float(value)
-        except ValueError:
-            problems.append(ConfigProblem(name, "a number > 0 (calls per second)", repr(value)))
-        else:
-            if not rate > 0 or rate == float("inf"):
-                problems.append(ConfigProblem(name, "a number > 0 (calls per second)", repr(value)))
-            values[name] = rate
-
-    health = text("check_health_on_startup")
-    assert health is not None
-    if health.lower() in _TRUE:
-        values["check_health_on_startup"] = True
-    elif health.lower() in _FALSE:
-        values["check_health_on_startup"] = False
-    else:
-        problems.append(ConfigProblem("check_health_on_startup", "true or false", repr(health)))
-
-    retry_mode = text("retry_mode")
-    assert retry_mode is not None
-    if retry_mode.lower() in ("standard", "adaptive"):
-        values["retry_mode"] = retry_mode.lower()
-    else:
-        problems.append(ConfigProblem("retry_mode", "standard or adaptive", repr(retry_mode)))
-
-    conn_id = text("conn_id")
-    alias = raw.get("aws_conn_id")
-    # conn_id always resolves to a value (its default), so the seed's name can only fill in
+    alias = read.get("aws_conn_id")
+    # conn_id always resolves to a value (its default), so the Amazon provider's name can only fill in
     # while conn_id still holds that default.
-    values["conn_id"] = alias if alias is not None and conn_id == _SPECS["conn_id"].default else conn_id
-    values["region_name"] = raw.get("region_name")
-    deployment_id = raw.get("deployment_id")
+    if alias is not None and read["conn_id"] == _SPECS["conn_id"].default:
+        values["conn_id"] = alias
+
+    deployment_id = read.get("deployment_id")
     if deployment_id is not None and not DEPLOYMENT_ID_PATTERN.fullmatch(deployment_id):
         problems.append(
             ConfigProblem(
@@ -257,9 +290,8 @@ def parse_options(raw: Mapping[str, str | None]) -> ExecutorConfig:
                 repr(deployment_id),
             )
         )
-    values["deployment_id"] = deployment_id
 
-    queue_map = _parse_json(raw, "queue_map", problems)
+    queue_map = read.get("queue_map")
     if queue_map is not None:
         bad = {k: v for k, v in queue_map.items() if not isinstance(v, str) or not v}
         if bad:
@@ -270,10 +302,10 @@ def parse_options(raw: Mapping[str, str | None]) -> ExecutorConfig:
                     f"{json.dumps(bad)}",
                 )
             )
-        else:
-            values["queue_map"] = queue_map
 
-    kwargs = _parse_json(raw, "submit_job_kwargs", problems)
+    kwargs = read.get("submit_job_kwargs")
+    # An unreadable submit_job_kwargs may or may not name the queue, definition and name: nothing is
+    # said about them missing until it can be read.
     if kwargs is not None:
         values["submit_job_kwargs"] = _check_submit_job_kwargs(kwargs, problems)
         for option, member in (
@@ -282,13 +314,10 @@ def parse_options(raw: Mapping[str, str | None]) -> ExecutorConfig:
             ("job_name", "jobName"),
         ):
             from_kwargs = kwargs.get(member)
-            chosen = from_kwargs if isinstance(from_kwargs, str) and from_kwargs else raw.get(option)
+            chosen = from_kwargs if isinstance(from_kwargs, str) and from_kwargs else read[option]
             if chosen is None:
                 problems.append(ConfigProblem(option, f"a value, or {member} in submit_job_kwargs", None))
             values[option] = chosen
-    else:
-        for option in ("job_queue", "job_definition", "job_name"):
-            values[option] = raw.get(option)
 
     job_name = values.get("job_name")
     if isinstance(job_name, str) and not JOB_NAME_PATTERN.fullmatch(job_name):
@@ -310,24 +339,6 @@ def parse_options(raw: Mapping[str, str | None]) -> ExecutorConfig:
             [ConfigProblem("submit_job_kwargs", p.expected, p.found, p.path) for p in request_problems]
         )
     return config
-
-
-def _parse_json(
-    raw: Mapping[str, str | None], name: str, problems: list[ConfigProblem]
-) -> dict[str, Any] | None:
-    text = raw.get(name) or _SPECS[name].default
-    assert text is not None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        problems.append(
-            ConfigProblem(name, "a JSON object", f"invalid JSON ({err.msg} at character {err.pos})")
-        )
-        return None
-    if not isinstance(value, dict):
-        problems.append(ConfigProblem(name, "a JSON object", shapes.describe_found(value)))
-        return None
-    return value
 
 
 def _check_submit_job_kwargs(kwargs: dict[str, Any], problems: list[ConfigProblem]) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from airflow_aws_batch.core.state import (
     Report,
     RunningState,
     Submit,
+    SubmitOutcome,
     Success,
     TaskEvent,
     Terminate,
@@ -59,17 +60,17 @@ log = logging.getLogger(__name__)
 
 METRIC_PREFIX = "aws_batch_executor"
 SUBMIT_THREADS = 8
-# A burst is accepted a slice at a time: building a request costs ~0.1 ms, and the heartbeat must
-# stay short (the benchmark wants p99 <= 20 ms); what is left stays queued for the next heartbeat.
+# A burst is accepted a slice at a time: each request takes a little CPU to build, and the heartbeat
+# runs on the scheduler's loop, which must stay short; what is left stays queued for the next one.
 MAX_ACCEPT_PER_HEARTBEAT = 500
 ACCEPT_BUDGET_S = 0.005
 # Accepted whatever the time budget says: what the scheduler queues in one loop ([scheduler]
 # max_tis_per_query, 16), so a loaded machine, where each request takes longer to build, does not
-# hold tasks back for whole scheduler loops (measured: up to 6 s in the benchmark's dag scenario).
+# hold tasks back for whole scheduler loops.
 MIN_ACCEPT_PER_HEARTBEAT = 16
 # ... and at least what the submit threads can send (submit_rate) until the next heartbeat, taking
 # the time since the last one as the loop's period with this margin: otherwise a machine where each
-# request takes longer to build submits below the quota (measured: 44.5 submits/s against 50).
+# request takes longer to build submits below the quota.
 ACCEPT_RATE_MARGIN = 1.25
 END_POLL_S = 1.0
 #: How long ``end()`` waits for SubmitJobs already on the wire: a call's answer, not a job's run.
@@ -237,6 +238,11 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         )
 
     @property
+    def runtime(self) -> Runtime | None:
+        """The I/O threads, from ``start()`` until ``end()`` or ``terminate()``; None otherwise."""
+        return self._runtime
+
+    @property
     def core(self) -> Core:
         if self._core is None:
             raise RuntimeError("AwsBatchExecutor.start() was not called")
@@ -395,9 +401,9 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
 
     def _count_submit(self, result: SubmitDone) -> None:
         try:
-            if result.outcome.value == "ok" and not result.found:
+            if result.outcome is SubmitOutcome.OK and not result.found:
                 _stats().incr(f"{METRIC_PREFIX}.submitted")
-            elif result.outcome.value in ("failed", "ambiguous"):
+            elif result.outcome in (SubmitOutcome.FAILED, SubmitOutcome.AMBIGUOUS):
                 _stats().incr(f"{METRIC_PREFIX}.submit_failures")
         except Exception:
             log.debug("metrics failed", exc_info=True)
@@ -662,12 +668,10 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
 
     @staticmethod
     def get_cli_commands() -> list[Any]:
-        try:
-            from airflow_aws_batch.cli import get_cli_commands  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            return []
-        commands: list[Any] = get_cli_commands()
-        return commands
+        # Imported here: the scheduler imports this module and must not load the operator tooling.
+        from airflow_aws_batch.ops.cli import get_cli_commands
+
+        return get_cli_commands()
 
 
 def _monotonic_deadline(epoch_s: float | None) -> float | None:

@@ -6,23 +6,41 @@ that reads provider configuration.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 SECTION = "aws_batch_executor"
 
+#: How a value is read: ``string`` as is, ``integer``/``float`` as numbers, ``boolean`` as true/false
+#: (yes/no, on/off, 1/0), ``json`` as a JSON object.
 OptionType = Literal["string", "integer", "float", "boolean", "json"]
 
 
 @dataclass(frozen=True)
 class OptionSpec:
-    """One option of the section; ``provider.py`` renders these for ``airflow config list``."""
+    """One option of the section.
+
+    ``provider.py`` renders these for ``airflow config list``; ``config.parse_options`` reads every
+    value by its ``type``, then holds it to ``choices`` or ``valid``.
+    """
 
     name: str
     type: OptionType
     default: str | None
     description: str
     example: str | None = None
+    #: The accepted values of a string option, in any case (the value is kept lower-cased).
+    choices: tuple[str, ...] = ()
+    #: A further condition on the value read (e.g. a positive number).
+    valid: Callable[[Any], bool] | None = None
+    #: What an error message says is expected, when more than the type (with ``valid``).
+    expected: str | None = None
+
+
+def _positive_rate(value: float) -> bool:
+    return 0 < value < math.inf
 
 
 OPTIONS: tuple[OptionSpec, ...] = (
@@ -87,6 +105,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "How many times a task's job is submitted before the task fails: counts submit errors and "
         "jobs that FAILED before Airflow saw the task start.",
         "3",
+        valid=lambda attempts: attempts >= 1,
+        expected="an integer >= 1",
     ),
     OptionSpec(
         "check_health_on_startup",
@@ -110,6 +130,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "50",
         "Upper bound on SubmitJob calls per second (AWS's default quota is 50 per account).",
         "20",
+        valid=_positive_rate,
+        expected="a number > 0 (calls per second)",
     ),
     OptionSpec(
         "status_calls_per_second",
@@ -117,6 +139,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "5",
         "Budget of DescribeJobs calls per second for status polling (each covers up to 100 jobs).",
         "2",
+        valid=_positive_rate,
+        expected="a number > 0 (calls per second)",
     ),
     OptionSpec(
         "retry_mode",
@@ -125,6 +149,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "botocore retry mode of the Batch client: standard or adaptive (adds client-side rate limiting "
         "after throttling).",
         "standard",
+        choices=("standard", "adaptive"),
     ),
     OptionSpec(
         "deployment_id",

@@ -9,7 +9,6 @@ with a real ``airflow config list``.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from airflow_aws_batch import __version__
@@ -53,12 +52,11 @@ def config_description() -> dict[str, Any]:
 
 
 def get_cli_commands() -> list[Any]:
-    """The executor's ``airflow aws-batch ...`` commands, for Airflow's provider CLI loading."""
-    try:
-        executor_module = importlib.import_module("airflow_aws_batch.executor")
-    except ModuleNotFoundError as err:
-        # The executor module arrives on another branch; until then there is nothing to register.
-        if err.name == "airflow_aws_batch.executor":
-            return []
-        raise
-    return list(executor_module.AwsBatchExecutor.get_cli_commands())
+    """The ``airflow aws-batch ...`` commands, for Airflow's provider CLI loading.
+
+    Airflow imports this module to find the function, so the operator tooling is imported only here,
+    when the commands are asked for.
+    """
+    from airflow_aws_batch.ops.cli import get_cli_commands as commands
+
+    return commands()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_aws_batch.aws.batch import DESCRIBE_MAX_IDS, BatchApi, BatchApiError, ErrorKind, JobDetail
-from airflow_aws_batch.core.ratelimit import TokenBucket
+from airflow_aws_batch.aws.ratelimit import TokenBucket
 from airflow_aws_batch.core.state import (
     ACTIVE_STATUSES,
     SUBMISSION_TAG,
@@ -93,7 +93,6 @@ class Runtime:
         status_calls_per_second: float,
         submit_threads: int = 8,
         poll_interval_s: float = 1.0,
-        on_throttled: Callable[[str], None] | None = None,
         start_checker: StartChecker | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -115,7 +114,6 @@ class Runtime:
         self._stop = threading.Event()
         self._wake_poller = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._on_throttled = on_throttled
         self._start_checker = start_checker
         self._clock = clock
         # Poller state, touched only by the poller thread.
@@ -146,6 +144,10 @@ class Runtime:
         self._threads.clear()
 
     # ------------------------------------------------------------ inputs (any thread)
+    def report(self, result: Result) -> None:
+        """Hand ``result`` to the scheduler thread, which takes it from :attr:`results`."""
+        self.results.put(result)
+
     def submit(self, cmd: Submit) -> None:
         self._submit_q.put(cmd)
 
@@ -158,7 +160,7 @@ class Runtime:
 
     def check_started(self, cmd: CheckStarted) -> None:
         """Answer ``cmd`` with a :class:`StartChecked` result, asked on the terminator thread."""
-        self._terminate_q.put(lambda: self.results.put(StartChecked(cmd.key, self._ask_started(cmd))))
+        self._terminate_q.put(lambda: self.report(StartChecked(cmd.key, self._ask_started(cmd))))
 
     def _ask_started(self, cmd: CheckStarted) -> bool | None:
         if self._start_checker is None:
@@ -178,20 +180,16 @@ class Runtime:
             self._wake_poller.set()
 
     # ------------------------------------------------------------ submit workers
-    def _throttled(self, operation: str) -> None:
-        if self._on_throttled is not None:
-            self._on_throttled(operation)
-
     def _submit_loop(self) -> None:
         while True:
             cmd = self._submit_q.get()
             if cmd is None or self._stop.is_set():
                 return
             try:
-                self.results.put(self._submit_one(cmd))
+                self.report(self._submit_one(cmd))
             except Exception as exc:  # never lose a workload to a bug in this loop
                 log.exception("Unexpected error submitting %s", cmd.key)
-                self.results.put(SubmitDone(cmd.key, SubmitOutcome.FAILED, reason=f"unexpected error: {exc}"))
+                self.report(SubmitDone(cmd.key, SubmitOutcome.FAILED, reason=f"unexpected error: {exc}"))
 
     def _submit_one(self, cmd: Submit) -> SubmitDone:
         request = cmd.request
@@ -206,8 +204,6 @@ class Runtime:
                     task_tags=request.get("tags") or {},
                 )
             except BatchApiError as exc:
-                if exc.kind is ErrorKind.THROTTLED:
-                    self._throttled(exc.operation)
                 # Nothing was submitted: not an attempt, look again shortly.
                 return SubmitDone(cmd.key, SubmitOutcome.WAIT, reason=str(exc))
             if found:
@@ -233,7 +229,6 @@ class Runtime:
             job_id = self.submit_api.submit_job(request)
         except BatchApiError as exc:
             if exc.kind is ErrorKind.THROTTLED:
-                self._throttled(exc.operation)
                 # Slow every submit thread down together, not just this one.
                 self.submit_limiter.penalize(0.2)
                 return SubmitDone(cmd.key, SubmitOutcome.WAIT, reason=str(exc))
@@ -312,9 +307,7 @@ class Runtime:
                 self.api.terminate_job(cmd.job_id, cmd.reason)
                 return True
             except BatchApiError as exc:
-                if exc.kind is ErrorKind.THROTTLED:
-                    self._throttled(exc.operation)
-                elif exc.kind is ErrorKind.CLIENT:
+                if exc.kind is ErrorKind.CLIENT:
                     log.warning("TerminateJob %s refused: %s", cmd.job_id, exc)
                     return False
                 log.info("TerminateJob %s failed (%s), retrying", cmd.job_id, exc)
@@ -342,9 +335,7 @@ class Runtime:
         while not self._stop.is_set():
             started = self._clock()
             try:
-                self._drain_inbox()
-                if self._tracked:
-                    self.poll_once()
+                self.poll_once()
             except Exception:
                 log.exception("Unexpected error while polling AWS Batch")
             if self._stop.is_set():
@@ -360,7 +351,11 @@ class Runtime:
         return self.status_limiter.acquire(timeout=30.0) and not self._stop.is_set()
 
     def poll_once(self) -> None:
-        """One polling cycle over every tracked job (poller thread only)."""
+        """Take in the Track/Untrack commands received so far, then one polling cycle over every
+        tracked job (poller thread only, or a caller that never started the threads)."""
+        self._drain_inbox()
+        if not self._tracked:
+            return
         running = [j for j, seen in self._last_seen.items() if seen[0] == "RUNNING" and j in self._tracked]
         to_describe = [j for j in self._tracked if self._last_seen.get(j, ("",))[0] != "RUNNING"]
         if len(running) > LIST_RUNNING_THRESHOLD:
@@ -378,8 +373,6 @@ class Runtime:
             try:
                 details = self.api.describe_jobs(chunk)
             except BatchApiError as exc:
-                if exc.kind is ErrorKind.THROTTLED:
-                    self._throttled(exc.operation)
                 log.info("DescribeJobs failed: %s", exc)
                 continue
             for detail in details:
@@ -401,8 +394,6 @@ class Runtime:
                 try:
                     page, token = self.api.list_jobs_page(job_queue, "RUNNING", token)
                 except BatchApiError as exc:
-                    if exc.kind is ErrorKind.THROTTLED:
-                        self._throttled(exc.operation)
                     log.info("ListJobs failed (%s); describing running jobs instead", exc)
                     return None
                 listed.update(s.job_id for s in page)
@@ -428,8 +419,8 @@ class Runtime:
             if j not in returned and now - self._tracked.get(j, (None, now))[1] > MISSING_GRACE_S
         ]
         if changed:
-            self.results.put(JobsSeen(changed))
+            self.report(JobsSeen(changed))
         if missing:
             for job_id in missing:
                 self._tracked.pop(job_id, None)
-            self.results.put(JobsMissing(missing))
+            self.report(JobsMissing(missing))

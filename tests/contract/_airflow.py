@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-
-# Airflow reads AIRFLOW_HOME at import; keep it off the user's ~/airflow.
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
-
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable

@@ -207,8 +207,8 @@ def test_callback_workloads_run_as_jobs(executor: FastExecutor, moto_server: Mot
 def test_sync_survives_a_broken_result(executor: FastExecutor) -> None:
     from airflow_aws_batch.runtime import JobsSeen
 
-    assert executor._runtime is not None
-    executor._runtime.results.put(JobsSeen(views=None))  # type: ignore[arg-type]
+    assert executor.runtime is not None
+    executor.runtime.report(JobsSeen(views=None))  # type: ignore[arg-type]
     executor.sync()  # iterating None raises inside; sync logs it and returns
     rec = Recorder(executor)
     w = task_workload("after_broken")

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
-
-# Airflow reads AIRFLOW_HOME at import; keep it off the user's ~/airflow.
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
-
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +10,8 @@ import pytest
 from airflow.configuration import AirflowConfigParser, conf
 from airflow.executors.base_executor import ExecutorConf
 
-from airflow_aws_batch.config import (
-    OPTION_NAMES,
-    OPTIONS,
-    SECTION,
-    ConfigError,
-    ExecutorConfig,
-    env_var,
-    load_config,
-    resolve_region,
-)
+from airflow_aws_batch.config import ConfigError, ExecutorConfig, load_config, resolve_region
+from airflow_aws_batch.options import OPTION_NAMES, OPTIONS, SECTION, env_var
 
 REQUIRED = {"job_queue": "q", "job_definition": "jd", "job_name": "airflow", "region_name": "us-east-1"}
 

@@ -42,7 +42,6 @@ def poller(jobs: dict[str, str]) -> tuple[Runtime, InMemoryBatch]:
     runtime = Runtime(fake, submit_rate=50, status_calls_per_second=1000)  # type: ignore[arg-type]
     for job_id in jobs:
         runtime.track(Track(job_id, "q"))
-    runtime._drain_inbox()
     return runtime, fake
 
 
@@ -87,7 +86,6 @@ def test_unchanged_jobs_are_not_reported_again_and_untracked_ones_not_polled() -
     runtime.poll_once()
     assert len(drain(runtime)[0]) == 2
     runtime.track(Untrack("b"))
-    runtime._drain_inbox()
     fake.calls.clear()
     runtime.poll_once()
     assert drain(runtime) == ([], [])
@@ -99,7 +97,6 @@ def test_missing_job_reported_only_after_grace() -> None:
     fake = InMemoryBatch({})
     runtime = Runtime(fake, submit_rate=50, status_calls_per_second=1000, clock=lambda: now[0])  # type: ignore[arg-type]
     runtime.track(Track("ghost", None))
-    runtime._drain_inbox()
     runtime.poll_once()
     assert drain(runtime) == ([], [])  # eventual consistency right after SubmitJob
     now[0] += 61
@@ -113,7 +110,6 @@ def test_adopted_jobs_learn_their_queue_and_move_to_list_jobs() -> None:
     runtime = Runtime(fake, submit_rate=50, status_calls_per_second=1000)  # type: ignore[arg-type]
     for job_id in jobs:
         runtime.track(Track(job_id, None))  # adoption does not know the queue
-    runtime._drain_inbox()
     runtime.poll_once()
     drain(runtime)
     fake.calls.clear()
@@ -150,7 +146,6 @@ def test_a_malformed_describe_entry_does_not_stall_the_other_jobs(bad_entry: Any
     client = MalformedBatchClient([bad_entry, {"jobId": "good", "status": "SUCCEEDED"}])
     runtime = Runtime(BatchApi(lambda: client), submit_rate=50, status_calls_per_second=1000)
     runtime.track(Track("good", "q"))
-    runtime._drain_inbox()
     runtime.poll_once()
     seen, _ = drain(runtime)
     assert [(v.job_id, v.status) for v in seen] == [("good", "SUCCEEDED")]

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-
-# Airflow reads AIRFLOW_HOME at import; keep it off the user's ~/airflow.
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
-
 import importlib.metadata
 import json
+import os
 import re
 import subprocess
 import sys
@@ -21,7 +16,7 @@ import yaml
 from airflow.configuration import conf
 from airflow.providers_manager import ProvidersManager
 
-from airflow_aws_batch.config import OPTIONS, SECTION
+from airflow_aws_batch.options import OPTIONS, SECTION
 from airflow_aws_batch.provider import PACKAGE_NAME, config_description, get_cli_commands, get_provider_info
 
 AIRFLOW_DIR = Path(airflow.__file__).parent

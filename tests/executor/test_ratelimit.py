@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from airflow_aws_batch.core.ratelimit import TokenBucket
+from airflow_aws_batch.aws.ratelimit import TokenBucket
 
 
 class FakeTime:

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-
-# Airflow reads AIRFLOW_HOME at import; keep it off the user's ~/airflow.
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
-
 import json
 import re
 import uuid

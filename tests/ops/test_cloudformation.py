@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from airflow_aws_batch.cloudformation import (
+from airflow_aws_batch.ops.cloudformation import (
     COMPUTE_TYPES,
     TemplateError,
     TemplateOptions,

@@ -8,8 +8,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from airflow_aws_batch.cloudformation import TemplateOptions, build_template, dump_template
-from airflow_aws_batch.provision import ProvisionError, deploy_stack
+from airflow_aws_batch.ops.cloudformation import TemplateOptions, build_template, dump_template
+from airflow_aws_batch.ops.provision import ProvisionError, deploy_stack
 
 REGION = "us-east-1"
 

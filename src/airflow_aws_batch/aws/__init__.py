@@ -1,4 +1,4 @@
-"""The executor's AWS seam: typed calls, error classification, client construction."""
+"""The executor's AWS seam: typed calls, error classification, client construction, call-rate limits."""
 
 from airflow_aws_batch.aws.batch import (
     BatchApi,

@@ -17,15 +17,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import ClientError, NoCredentialsError
 
 from airflow_aws_batch.core.state import JobView
 
@@ -104,11 +96,8 @@ def classify(exc: Exception, operation: str) -> BatchApiError:
         return BatchApiError(kind, code, message, operation)
     if isinstance(exc, NoCredentialsError):
         return BatchApiError(ErrorKind.CREDENTIALS, type(exc).__name__, str(exc), operation)
-    if isinstance(exc, ConnectTimeoutError | EndpointConnectionError):
-        # The request never reached the service: nothing happened, but it is worth retrying.
-        return BatchApiError(ErrorKind.AMBIGUOUS, type(exc).__name__, str(exc), operation)
-    if isinstance(exc, ReadTimeoutError | ConnectionClosedError | BotoCoreError | OSError):
-        return BatchApiError(ErrorKind.AMBIGUOUS, type(exc).__name__, str(exc), operation)
+    # Anything else (timeouts, connection errors, other botocore or OS errors) may or may not have
+    # reached the service; even a connection that was never made is worth retrying.
     return BatchApiError(ErrorKind.AMBIGUOUS, type(exc).__name__, str(exc), operation)
 
 

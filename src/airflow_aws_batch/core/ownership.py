@@ -7,8 +7,8 @@ until the new job's id is saved, so an id handed to adoption may name an earlier
 rules decide from the tags alone; the executor does the I/O.
 
 Not supported: jobs without our tags (submitted by the Amazon provider's executor, another tool or a
-release of this executor older than the tags) are never swept, nor found by tags; by the id Airflow
-saved they are adopted as before.
+release of this executor older than the tags) are never swept, nor found by tags; they are adopted
+only by the id Airflow saved.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def is_job_of(tags: Mapping[str, str], wanted: TryId, deployment: str, *, deploy
     job_try = try_of(tags)
     if job_try is None:
         # Untagged (submitted by the Amazon provider's executor, or an older release of this one):
-        # nothing says it is stale, so the id Airflow saved is trusted, as it always was.
+        # nothing says it is stale, so the id Airflow saved is trusted.
         return not deployment_required
     return job_try == wanted
 

@@ -43,7 +43,7 @@ import json
 import uuid
 import zlib
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 QUEUED_STATUSES = frozenset({"SUBMITTED", "PENDING", "RUNNABLE", "STARTING"})
@@ -205,7 +205,7 @@ class Phase(enum.Enum):
 
 
 class _Entry:
-    # Slots and a compressed request: the benchmark holds thousands of these.
+    # Slots and a compressed request: a scheduler may hold thousands of these.
     __slots__ = (
         "ambiguous",
         "attempts",
@@ -264,9 +264,8 @@ class _Packer:
     """Requests kept compressed, with the first one as zlib's preset dictionary.
 
     A request is mostly its command: the workload JSON with a signed token, which zlib alone barely
-    shrinks (1,495 bytes to 930 for a benchmark task). What one task's request shares with another's
-    (option names, DAG and run ids, the token's header, the job definition) compresses away against
-    the first request seen: 240 bytes.
+    shrinks. What one task's request shares with another's (option names, DAG and run ids, the
+    token's header, the job definition) compresses away against the first request seen.
     """
 
     __slots__ = ("_zdict",)
@@ -278,8 +277,8 @@ class _Packer:
         raw = json.dumps(request, separators=(",", ":")).encode()
         if self._zdict is None:
             self._zdict = raw[-_WINDOW:]  # only the last window's worth of a dictionary counts
-        # Raw deflate with a small window: a heartbeat packs dozens of these, and zlib's default
-        # 32 KiB window makes each compressor cost 110 us to set up instead of 33 us.
+        # Raw deflate with a small window: a heartbeat packs dozens of these, and a compressor with
+        # zlib's default 32 KiB window costs several times as much to set up.
         packer = zlib.compressobj(6, zlib.DEFLATED, -_WINDOW_BITS, 4, zdict=self._zdict)
         return packer.compress(raw) + packer.flush()
 
@@ -297,7 +296,6 @@ class Counts:
     submitted: int = 0
     running: int = 0
     checking: int = 0
-    by_phase: dict[str, int] = field(default_factory=dict)
 
 
 class Core:

@@ -3,7 +3,7 @@
 - ``check``: one line per item that decides whether tasks can run (credentials, region, job
   queue, compute environments, job definition, the environment tasks get, the execution API);
   exit status 1 when any item fails.
-- ``render``: prints the CloudFormation template of ``airflow_aws_batch.cloudformation``.
+- ``render``: prints the CloudFormation template of :mod:`airflow_aws_batch.ops.cloudformation`.
 - ``provision``: creates or updates that stack and waits for it.
 
 Options default to the ``[aws_batch_executor]`` section. AWS clients come from the amazon
@@ -20,7 +20,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
-from airflow_aws_batch.cloudformation import (
+from airflow_aws_batch.ops.cloudformation import (
     COMPUTE_TYPES,
     EXECUTION_API_ENV,
     TemplateError,
@@ -28,8 +28,8 @@ from airflow_aws_batch.cloudformation import (
     build_template,
     dump_template,
 )
+from airflow_aws_batch.options import SECTION
 
-SECTION = "aws_batch_executor"
 DEFAULT_STACK = "airflow-aws-batch"
 
 Status = Literal["OK", "WARN", "FAIL"]
@@ -182,13 +182,9 @@ def _load_config(args: argparse.Namespace) -> tuple[Any, list[CheckLine]]:
     """The executor's config as it would start, with the command line's overrides; or FAIL lines."""
     from airflow.configuration import conf
 
-    from airflow_aws_batch.config import ConfigError, parse_options
-    from airflow_aws_batch.options import OPTION_NAMES
+    from airflow_aws_batch.config import ConfigError, parse_options, read_options
 
-    raw: dict[str, str | None] = {}
-    for name in OPTION_NAMES:
-        value = conf.get(SECTION, name, fallback=None)
-        raw[name] = str(value).strip() or None if value is not None else None
+    raw = read_options(conf)
     overrides = {
         "job_queue": args.job_queue,
         "job_definition": args.job_definition,
@@ -320,7 +316,7 @@ def render_command(args: argparse.Namespace) -> None:
 def provision_command(args: argparse.Namespace) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from airflow_aws_batch.provision import ProvisionError, deploy_stack
+    from airflow_aws_batch.ops.provision import ProvisionError, deploy_stack
 
     try:
         options = template_options(args)

@@ -1,4 +1,8 @@
-"""A thread-safe token bucket that bounds how many API calls start per second."""
+"""A thread-safe token bucket that bounds how many AWS API calls start per second.
+
+The worker threads share one bucket per budget and block on it (a lock and a sleep), which is why
+it lives with the AWS seam and not in :mod:`airflow_aws_batch.core`.
+"""
 
 from __future__ import annotations
 
