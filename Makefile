@@ -31,7 +31,7 @@ test: venv lint
 	$(VENV)/bin/pytest
 
 unit: venv
-	$(VENV)/bin/pytest tests -m "not contract and not e2e"
+	$(VENV)/bin/pytest tests -m "not contract and not e2e and not packaging"
 
 contract: venv
 	$(VENV)/bin/pytest tests -m contract
@@ -66,5 +66,12 @@ chaos: venv
 chaos-quick: venv
 	$(VENV)/bin/python -m chaos --quick --out chaos-results.json
 
+# An sdist and a wheel in dist/ for `pip install dist/aws_batch_airflow-*.whl` (README). uv builds the
+# wheel from the sdist, so a broken sdist fails here. dist/ is emptied first so that glob matches one wheel.
+.PHONY: dist
+dist: $(UV)
+	rm -rf dist
+	$(UV) build --python $(PYTHON) --out-dir dist
+
 clean:
-	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache .demo
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache .demo dist
