@@ -52,12 +52,23 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 VIEWPORT: ViewportSize = {"width": 1400, "height": 900}
-#: Milliseconds a UI assertion waits for what it expects (the page polls the API every few seconds).
-UI_TIMEOUT_MS = 60_000
+#: Milliseconds a UI assertion waits for what it expects. The page polls the API every few seconds, but
+#: on a loaded 2-core machine the api-server can stall for tens of seconds (seen: 20 s for every request
+#: while the first /api/v2/plugins/importErrors loaded Airflow's plugins).
+UI_TIMEOUT_MS = 120_000
 #: Seconds to wait for a run or a task to reach a state (tasks start cold on a loaded 2-core machine).
 RUN_TIMEOUT = 240
 FAILED_BEFORE_START = "ui_failed_before_start"
 LIVE_LOG = "ui_live_log"
+
+
+#: Seconds pytest-timeout gives each UI test (the project's default, 300, is for single REST checks).
+TEST_TIMEOUT = 600
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.timeout(TEST_TIMEOUT))
 
 
 def pytest_configure(config: pytest.Config) -> None:
