@@ -60,6 +60,17 @@ UI_TIMEOUT_MS = 120_000
 RUN_TIMEOUT = 240
 FAILED_BEFORE_START = "ui_failed_before_start"
 LIVE_LOG = "ui_live_log"
+#: localbatch fails the first job of ui_failed_before_start before its container starts (Batch's
+#: CannotPullContainerError); the executor resubmits it, and the next jobs fail in their entrypoint.
+FAULTS = {
+    "rules": [
+        {
+            "job_name_contains": f"ui-{FAILED_BEFORE_START}-never_starts",
+            "fault": "fail_before_start",
+            "times": 1,
+        }
+    ]
+}
 
 
 #: Seconds pytest-timeout gives each UI test (the project's default, 300, is for single REST checks).
@@ -72,6 +83,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Playwright's assertions wait 5 s unless told otherwise (a context's default timeout is for actions).
+    expect.set_options(timeout=UI_TIMEOUT_MS)
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         raise pytest.UsageError(
             f"the UI tests need Chromium at {CHROMIUM}, which is missing. Install Debian's:\n"
@@ -118,6 +131,7 @@ def ui() -> Iterator[UI]:
     )
     print(f"\nUI test stack work dir: {work_dir}")
     with stack:
+        stack.batch.set_faults(FAULTS)
         stack.airflow.wait_for_dags([FAILED_BEFORE_START, LIVE_LOG], timeout=180)
         run_ids = {}
         for dag_id, conf in ((FAILED_BEFORE_START, {}), (LIVE_LOG, {"release_dir": str(release_dir)})):
@@ -164,6 +178,7 @@ def log_in(page: Page, ui: UI, *, screenshots: bool = False) -> None:
     page.get_by_role("button", name="Sign in").click()
     expect(page, "signing in should lead back to the home page").to_have_url(stack.ui_url + "/")
     expect(page.get_by_role("link", name="Dags"), "the home page's navigation should show").to_be_visible()
+    expect(page.get_by_role("heading", name="Welcome"), "the home page should greet the user").to_be_visible()
 
 
 @pytest.fixture(scope="session")

@@ -6,12 +6,13 @@ Real processes throughout: localbatch, Airflow's api-server, scheduler, dag-proc
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from devstack import wait_until
 from playwright.sync_api import Browser, Page, expect
 
-from .conftest import FAILED_BEFORE_START, LIVE_LOG, RUN_TIMEOUT, UI, log_in, new_context
+from .conftest import FAILED_BEFORE_START, LIVE_LOG, RUN_TIMEOUT, UI, VIEWPORT, log_in, new_context
 from .dags.ui_failed_before_start import BOOT_MESSAGE
 from .dags.ui_live_log import FIRST_LINE, SECOND_LINE
 
@@ -42,8 +43,11 @@ def test_task_whose_job_failed_before_it_started_shows_the_job_output_and_status
     run_id = ui.run_ids[dag_id]
     stack.airflow.wait_for_run(dag_id, run_id, timeout=RUN_TIMEOUT)
     jobs = stack.batch.wait_final(dag_id, task_id, run_id)
+    # The first job never started (the fault); the others ran the failing entrypoint and exited 3.
+    reasons = [(job["status"], job.get("statusReason", "")) for job in jobs]
+    assert len(jobs) == 3 and reasons[0][1].startswith("CannotPullContainerError"), reasons
+    assert reasons[1:] == [("FAILED", "Essential container in task exited")] * 2, reasons
     last = jobs[-1]
-    assert (last["status"], last.get("statusReason")) == ("FAILED", "Essential container in task exited")
 
     page.goto(ui.task_url(dag_id, task_id))
     expect(page.get_by_text("Failed", exact=True).first, "the task should read Failed").to_be_visible()
@@ -64,9 +68,17 @@ def test_task_whose_job_failed_before_it_started_shows_the_job_output_and_status
     expect(final, "the Audit Log should show the executor's failure event").to_have_count(1)
     expect(final).to_contain_text(f"Batch job {last['jobId']} FAILED; statusReason: {last['statusReason']}")
     expect(final).to_contain_text("no submit attempts left")
-    resubmits = rows.filter(has_text="aws_batch_job_failed_before_task_start")
+    # aws_batch_job_failed_before_start: the container never started; ..._before_task_start: it did,
+    # but the task did not.
+    resubmits = rows.filter(has_text=re.compile(r"aws_batch_job_failed_before_(task_)?start"))
     expect(resubmits, "each resubmitted job should have its event").to_have_count(len(jobs) - 1)
+    for job in jobs[:-1]:
+        reason = f"Batch job {job['jobId']} FAILED; statusReason: {job['statusReason']}"
+        expect(resubmits.filter(has_text=reason), f"the Audit Log should say: {reason}").to_have_count(1)
+    # Tall enough for every row: the table scrolls inside the page, which a full-page shot does not see.
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": 1700})
     ui.screenshot(page, "04-failed-before-start-audit-log")
+    page.set_viewport_size(VIEWPORT)
 
 
 def test_running_task_shows_its_live_log_from_the_jobs_log_stream(page: Page, ui: UI) -> None:
