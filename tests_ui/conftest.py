@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -137,12 +137,8 @@ def ui() -> Iterator[UI]:
         for dag_id, conf in ((FAILED_BEFORE_START, {}), (LIVE_LOG, {"release_dir": str(release_dir)})):
             stack.airflow.unpause(dag_id)
             run_ids[dag_id] = stack.airflow.trigger(dag_id, conf=conf)
-        try:
-            yield UI(stack, screenshots, release_dir, run_ids)
-        finally:
-            # Let the live-log task end on its own rather than be killed with the stack.
-            (release_dir / "more").touch()
-            (release_dir / "done").touch()
+        # A task still running when the session ends (a test failed) is killed with the stack.
+        yield UI(stack, screenshots, release_dir, run_ids)
 
 
 @pytest.fixture(scope="session")
@@ -192,9 +188,11 @@ def page(browser: Browser, ui: UI) -> Iterator[Page]:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    if call.when == "call" and report.failed:  # type: ignore[attr-defined]
+    if call.when == "call" and report.failed:
         page = getattr(item, "funcargs", {}).get("page")
         if isinstance(page, Page) and not page.is_closed():
             name = item.name.replace("/", "_")

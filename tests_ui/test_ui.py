@@ -10,14 +10,14 @@ import re
 from typing import Any
 
 from devstack import wait_until
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from .conftest import FAILED_BEFORE_START, LIVE_LOG, RUN_TIMEOUT, UI, VIEWPORT, log_in, new_context
 from .dags.ui_failed_before_start import BOOT_MESSAGE
 from .dags.ui_live_log import FIRST_LINE, SECOND_LINE
 
 
-def _log_view(page: Page) -> Any:
+def _log_view(page: Page) -> Locator:
     """The log viewer of a task instance page (its lines are rendered as a virtualized list)."""
     return page.locator("[data-testid^='virtualized-item-']")
 
