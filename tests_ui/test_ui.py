@@ -76,7 +76,7 @@ def test_task_whose_job_failed_before_it_started_shows_the_job_output_and_status
         reason = f"Batch job {job['jobId']} FAILED; statusReason: {job['statusReason']}"
         expect(resubmits.filter(has_text=reason), f"the Audit Log should say: {reason}").to_have_count(1)
     # Tall enough for every row: the table scrolls inside the page, which a full-page shot does not see.
-    page.set_viewport_size({"width": VIEWPORT["width"], "height": 1700})
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": 1400})
     ui.screenshot(page, "04-failed-before-start-audit-log")
     page.set_viewport_size(VIEWPORT)
 
