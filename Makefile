@@ -8,7 +8,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: venv test lint unit contract e2e e2e-postgres demo bench bench-quick chaos chaos-quick clean
+.PHONY: venv test test-ui lint unit contract e2e e2e-postgres demo bench bench-quick chaos chaos-quick clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -21,10 +21,10 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 venv: $(VENV)/.synced
 
 lint: venv
-	$(VENV)/bin/ruff check src tests devstack demo bench chaos
-	$(VENV)/bin/ruff format --check src tests devstack demo bench chaos
+	$(VENV)/bin/ruff check src tests tests_ui devstack demo bench chaos
+	$(VENV)/bin/ruff format --check src tests tests_ui devstack demo bench chaos
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy devstack demo/run.py demo/__main__.py bench chaos
+	$(VENV)/bin/mypy devstack demo/run.py demo/__main__.py bench chaos tests_ui
 
 # The README's test command: lint, types, unit, contract (moto + localbatch) and end-to-end on SQLite.
 test: venv lint
@@ -38,6 +38,19 @@ contract: venv
 
 e2e: venv
 	$(VENV)/bin/pytest tests -m e2e
+
+# The Airflow UI in headless Chromium (Debian's, through Playwright) against the dev stack: login, a task
+# whose job failed before it started, a running task's live log. Screenshots and the stack's logs land in
+# .ui-test/ (tests_ui/conftest.py). Not part of `make test`.
+CHROMIUM ?= /usr/bin/chromium
+test-ui: venv
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		echo "make test-ui: no Chromium at $(CHROMIUM). Install Debian's:" >&2; \
+		echo "    sudo apt-get update && sudo apt-get install -y chromium" >&2; \
+		echo "or run: make test-ui CHROMIUM=/path/to/chromium" >&2; \
+		exit 1; \
+	fi
+	UI_TEST_CHROMIUM="$(CHROMIUM)" $(VENV)/bin/pytest tests_ui
 
 # CI runs the end-to-end suite a second time on PostgreSQL.
 E2E_POSTGRES_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/postgres
@@ -74,4 +87,4 @@ dist: $(UV)
 	$(UV) build --python $(PYTHON) --out-dir dist
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache .demo dist
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache .demo .ui-test dist
