@@ -168,10 +168,10 @@ class LocalBatch:
         result: dict[str, Any] = self._admin_ok("GET", "stats")
         return result
 
-    def finish_simulated(self, job_ids: Sequence[str], exit_code: int | None = None) -> list[str]:
-        """End simulated jobs now (``POST /_localbatch/simulate/finish``); returns the ids it ended."""
+    def finish_simulated(self, job_ids: Sequence[str], exit_code: int | None = None) -> list[dict[str, Any]]:
+        """End simulated jobs now (``POST /_localbatch/simulate/finish``); returns the jobs it ended."""
         body: dict[str, Any] = {"job_ids": list(job_ids)}
         if exit_code is not None:
             body["exit_code"] = exit_code
-        finished: list[str] = self._admin_ok("POST", "simulate/finish", body)["finished"]
+        finished: list[dict[str, Any]] = self._admin_ok("POST", "simulate/finish", body)["finished"]
         return finished
