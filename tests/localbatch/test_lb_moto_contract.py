@@ -63,6 +63,8 @@ def moto_url() -> Iterator[str]:
     try:
         yield url
     finally:
+        # moto's backends are process-wide: the next suite's moto server must not find these resources.
+        httpx.post(f"{url}/moto-api/reset", timeout=10)
         httpx.post(f"{url}/moto-api/config", json={"batch": {"use_docker": True}}, timeout=10)
         server.stop()
 
