@@ -21,9 +21,10 @@ from typing import Any
 import httpx
 import pytest
 from botocore.exceptions import ClientError
-from devstack import aws_client
 from lb_support import Server, wait_for
 from moto.server import ThreadedMotoServer
+
+from devstack import aws_client
 
 pytestmark = pytest.mark.contract
 

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 from botocore.stub import Stubber
-from devstack import aws_client
 
 from airflow_aws_batch.cloudformation import TemplateOptions, build_template, dump_template
 from airflow_aws_batch.provision import ProvisionError, deploy_stack
+from devstack import aws_client
 
 
 @pytest.mark.contract
