@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devstack import LocalBatch
+
 EXECUTORS = {
     "ours": "airflow_aws_batch.AwsBatchExecutor",
     "theirs": "airflow.providers.amazon.aws.executors.batch.AwsBatchExecutor",
@@ -188,18 +190,6 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[index]
 
 
-def _admin(endpoint: str, method: str, path: str, body: Any = None) -> Any:
-    import urllib.request
-
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        endpoint + path, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        raw = response.read()
-    return json.loads(raw) if raw else None
-
-
 def _end(executor: Any) -> None:
     # Ours hands over at once; the Amazon provider's end() waits for its running jobs, and a
     # benchmark must never hang on it, so it gets a thread and a deadline.
@@ -261,8 +251,9 @@ def steady(params: dict[str, Any]) -> dict[str, Any]:
     # Let every job reach RUNNING in localbatch and the executor see it before measuring.
     driver.interval_s = LOOP_INTERVAL_S
     driver.loop_until(lambda: False, params["settle_s"])
-    _admin(endpoint, "PUT", "/_localbatch/faults", params["measure_faults"])
-    before = _admin(endpoint, "GET", "/_localbatch/stats")
+    localbatch = LocalBatch(endpoint)
+    localbatch.set_faults(params["measure_faults"])
+    before = localbatch.stats()
     window_s = params["window_s"]
     per_second = params["finish_per_s"]
     ended: dict[str, float] = {}
@@ -276,8 +267,7 @@ def steady(params: dict[str, Any]) -> dict[str, Any]:
         next_at = time.monotonic()
         while not stop.is_set() and candidates:
             batch = [candidates.pop() for _ in range(min(per_second, len(candidates)))]
-            answer = _admin(endpoint, "POST", "/_localbatch/simulate/finish", {"job_ids": batch})
-            for job in answer.get("finished", []):
+            for job in localbatch.finish_simulated(batch):
                 ended[job["jobId"]] = job["stoppedAt"] / 1000
             next_at += 1.0
             stop.wait(max(0.0, next_at - time.monotonic()))
@@ -289,7 +279,7 @@ def steady(params: dict[str, Any]) -> dict[str, Any]:
     driver.loop_until(lambda: time.monotonic() - measure_started >= window_s, window_s + 5)
     stop.set()
     thread.join(timeout=30)
-    after = _admin(endpoint, "GET", "/_localbatch/stats")
+    after = localbatch.stats()
     measured_s = time.monotonic() - measure_started
     # Grace period so jobs ended late in the window are detected too, instead of truncating the tail.
     by_job = {job: key for key, job in driver.tracker.job_id.items()}
@@ -371,26 +361,18 @@ def memory(params: dict[str, Any]) -> dict[str, Any]:
 
 def _drain(executor: Any, driver: Driver, endpoint: str, job_queue: str, timeout_s: float = 60) -> bool:
     """End every job still running on the queue and let the executor see it, then end the executor."""
-    import boto3
-
-    client = boto3.client(
-        "batch",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    _admin(endpoint, "PUT", "/_localbatch/faults", {"simulate": {"seconds": 0}})
+    localbatch = LocalBatch(endpoint)
+    localbatch.set_faults({"simulate": {"seconds": 0}})
     ids = [
         job["jobId"]
         for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
-        for page in client.get_paginator("list_jobs").paginate(
+        for page in localbatch.batch.get_paginator("list_jobs").paginate(
             jobQueue=job_queue, jobStatus=status, PaginationConfig={"PageSize": 1000}
         )
         for job in page["jobSummaryList"]
     ]
     for start in range(0, len(ids), 1000):
-        _admin(endpoint, "POST", "/_localbatch/simulate/finish", {"job_ids": ids[start : start + 1000]})
+        localbatch.finish_simulated(ids[start : start + 1000])
     drained = driver.loop_until(lambda: not executor.running and not executor.queued_tasks, timeout_s)
     _end(executor)
     return drained
@@ -408,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     params = json.loads(Path(args[0]).read_text())
     out = Path(args[1])
     results: dict[str, Any] = {}
+    localbatch = LocalBatch(params["endpoint"])
     with tempfile.TemporaryDirectory(prefix="bench-airflow-home-") as home:
         configure_airflow(params, Path(home))
         for name, scenario in SCENARIOS.items():
@@ -415,8 +398,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             scenario_params = {**params, **params["scenarios"][name]}
             configure_scenario(scenario_params)
-            _admin(params["endpoint"], "PUT", "/_localbatch/faults", scenario_params["faults"])
-            before = _admin(params["endpoint"], "GET", "/_localbatch/stats")
+            localbatch.set_faults(scenario_params["faults"])
+            before = localbatch.stats()
             began = time.monotonic()
             try:
                 result = scenario(scenario_params)
@@ -427,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = {"error": f"{type(error).__name__}: {error}"}
             result["elapsed_s"] = time.monotonic() - began
             result["stats_scenario_before"] = before
-            result["stats_scenario_after"] = _admin(params["endpoint"], "GET", "/_localbatch/stats")
+            result["stats_scenario_after"] = localbatch.stats()
             results[name] = result
             out.write_text(json.dumps(results, default=str))
     sys.stdout.flush()

@@ -20,10 +20,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from devstack import LocalBatch
 from devstack.procs import git_commit
 
 from bench import scenarios
-from bench.service import COMPUTE_ENVIRONMENT, JOB_DEFINITION, JOB_QUEUE, LocalBatch, localbatch
+from bench.service import COMPUTE_ENVIRONMENT, JOB_DEFINITION, JOB_QUEUE, localbatch
 from bench.table import render
 
 EXECUTOR_NAMES = ("ours", "theirs")
@@ -79,7 +80,7 @@ def run_driver(params: dict[str, Any], work_dir: Path, timeout_s: float) -> dict
 
 def job_summaries(service: LocalBatch, queue: str) -> list[dict[str, Any]]:
     """Every job on ``queue``, any status (ListJobs without a status returns only RUNNING)."""
-    client = _batch_client(service)
+    client = service.batch
     jobs: list[dict[str, Any]] = []
     for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"):
         for page in client.get_paginator("list_jobs").paginate(
@@ -94,7 +95,7 @@ QUEUES = {name: f"bench-{name}" for name in ("memory", "burst", "steady")}
 
 def _create_queues(service: LocalBatch) -> None:
     """One job queue per scenario on the bench compute environment, so no scenario sees another's jobs."""
-    client = _batch_client(service)
+    client = service.batch
     for queue in QUEUES.values():
         if queue == JOB_QUEUE:
             continue
@@ -104,18 +105,6 @@ def _create_queues(service: LocalBatch) -> None:
             priority=1,
             computeEnvironmentOrder=[{"order": 1, "computeEnvironment": COMPUTE_ENVIRONMENT}],
         )
-
-
-def _batch_client(service: LocalBatch) -> Any:
-    import boto3
-
-    return boto3.client(
-        "batch",
-        endpoint_url=service.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 def driver_params(executor: str, sizes: scenarios.Sizes, service: LocalBatch) -> dict[str, Any]:

@@ -217,7 +217,7 @@ class Harness:
         watch = self._watch_of("localbatch")
         if watch is not None:
             watch.signalled = "SIGTERM"
-        process = self.stack.restart_localbatch(sig=signal.SIGTERM, args=self._faults_args())
+        process = self.stack.restart_localbatch(sig=signal.SIGTERM, faults=self.faults)
         self._check_processes()
         self.watched.append(Watched("localbatch", "localbatch", process, _utcnow()))
         return {
@@ -237,13 +237,6 @@ class Harness:
         return {"signal": "SIGKILL", "instance": "scheduler", "exit_code": code, "survivor": "scheduler-2"}
 
     # --- processes ------------------------------------------------------------------------------
-
-    def _faults_args(self) -> list[str]:
-        """``--faults FILE``: the restarted localbatch applies them from its first request, so jobs held
-        in RUNNABLE stay held (a fault-free start would release them)."""
-        path = self.stack.work_dir / f"faults-{len(self.stats_parts)}.json"
-        path.write_text(json.dumps(self.faults))
-        return ["--faults", str(path)]
 
     def _start_scheduler(self, instance: str) -> None:
         process = self.stack.start_component("scheduler", instance=instance)
@@ -299,7 +292,7 @@ class Harness:
             self._start_scheduler(watch.instance)
         elif watch.component == "localbatch":
             self.notes.append("localbatch exited on its own: its stats since the last snapshot are lost")
-            process = self.stack.restart_localbatch(args=self._faults_args())
+            process = self.stack.restart_localbatch(faults=self.faults)
             self.watched.append(Watched("localbatch", "localbatch", process, _utcnow()))
         else:
             process = self.stack.start_component(watch.component)
@@ -393,7 +386,7 @@ class Harness:
         self.engine.dispose()
         # The harness meets the injected faults too: botocore's standard retries ride over them.
         reader = LocalBatch(
-            self.stack.batch.endpoint_url,
+            self.stack.batch.url,
             JOB_QUEUE,
             config=Config(retries={"mode": "standard", "max_attempts": 10}),
         )

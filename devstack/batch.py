@@ -1,32 +1,63 @@
-"""boto3 access to a running localbatch: jobs by Airflow task, and the fault admin endpoint."""
+"""A running localbatch over HTTP: its Batch and Logs APIs (boto3), jobs by Airflow task, admin endpoints."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import boto3
 import httpx
 from botocore.config import Config
 
-REGION = "us-east-1"
+from devstack.clients import aws_client
+from devstack.procs import StackError
+
+__all__ = ["FINAL_STATUSES", "JOB_STATUSES", "LocalBatch"]
+
 #: ListJobs without a status returns only RUNNING jobs, so listing everything means asking per status.
 FINAL_STATUSES = ("SUCCEEDED", "FAILED")
 JOB_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
+#: An upper bound only: a localbatch holding thousands of jobs on a loaded machine answers in seconds.
+ADMIN_TIMEOUT_S = 60.0
 
 
 class LocalBatch:
-    """A boto3 Batch client and a Logs client pointed at localbatch, plus its admin endpoints."""
+    """boto3 Batch and Logs clients pointed at localbatch, plus its admin endpoints (``/_localbatch/``)."""
 
-    def __init__(self, endpoint_url: str, job_queue: str = "airflow-jobs", config: Config | None = None):
+    def __init__(self, url: str, job_queue: str = "airflow-jobs", config: Config | None = None):
         """``config``: botocore client config, e.g. more retries for a caller that meets injected faults."""
-        self.endpoint_url = endpoint_url.rstrip("/")
+        self._url: str | None = url.rstrip("/")
         self.job_queue = job_queue
-        session = boto3.session.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
-        )
-        self.batch: Any = session.client("batch", endpoint_url=self.endpoint_url, config=config)
-        self.logs: Any = session.client("logs", endpoint_url=self.endpoint_url, config=config)
+        self.config = config
+        self._clients: dict[str, Any] = {}
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            raise StackError("localbatch has not been started")
+        return self._url
+
+    def _moved(self, url: str | None) -> None:
+        """Point at ``url`` from now on; clients of the old address are dropped."""
+        self._url = url.rstrip("/") if url else None
+        self._clients.clear()
+
+    def client(self, service: str, config: Config | None = None) -> Any:
+        """A new boto3 client of ``service`` (``batch``, ``logs``, ``sts``) at this localbatch."""
+        return aws_client(service, self.url, config=config or self.config)
+
+    @property
+    def batch(self) -> Any:
+        """The Batch client of this object, built on first use."""
+        if "batch" not in self._clients:
+            self._clients["batch"] = self.client("batch")
+        return self._clients["batch"]
+
+    @property
+    def logs(self) -> Any:
+        """The CloudWatch Logs client of this object, built on first use."""
+        if "logs" not in self._clients:
+            self._clients["logs"] = self.client("logs")
+        return self._clients["logs"]
 
     # --- jobs -----------------------------------------------------------------------------------
 
@@ -110,24 +141,37 @@ class LocalBatch:
 
     # --- admin endpoints (not AWS) --------------------------------------------------------------
 
+    def admin(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        """``method`` on ``/_localbatch/<path>``, the answer as it came (error answers included)."""
+        # A connection per call: a pooled one would outlive a restart of the server.
+        return httpx.request(method, f"{self.url}/_localbatch/{path}", json=body, timeout=ADMIN_TIMEOUT_S)
+
+    def _admin_ok(self, method: str, path: str, body: Any = None) -> Any:
+        response = self.admin(method, path, body)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
     def set_faults(self, faults: Mapping[str, Any]) -> None:
         """Replace localbatch's fault configuration (``PUT /_localbatch/faults``)."""
-        response = httpx.put(f"{self.endpoint_url}/_localbatch/faults", json=dict(faults), timeout=10)
-        response.raise_for_status()
+        self._admin_ok("PUT", "faults", dict(faults))
 
     def faults(self) -> dict[str, Any]:
-        response = httpx.get(f"{self.endpoint_url}/_localbatch/faults", timeout=10)
-        response.raise_for_status()
-        result: dict[str, Any] = response.json()
+        result: dict[str, Any] = self._admin_ok("GET", "faults")
         return result
 
     def reset_stats(self) -> None:
         """Zero localbatch's request counters (``DELETE /_localbatch/stats``)."""
-        response = httpx.delete(f"{self.endpoint_url}/_localbatch/stats", timeout=10)
-        response.raise_for_status()
+        self._admin_ok("DELETE", "stats")
 
     def stats(self) -> dict[str, Any]:
-        response = httpx.get(f"{self.endpoint_url}/_localbatch/stats", timeout=10)
-        response.raise_for_status()
-        result: dict[str, Any] = response.json()
+        """Request counters per operation: ``{"operations": {"SubmitJob": {"requests": ...}, ...}}``."""
+        result: dict[str, Any] = self._admin_ok("GET", "stats")
         return result
+
+    def finish_simulated(self, job_ids: Sequence[str], exit_code: int | None = None) -> list[dict[str, Any]]:
+        """End simulated jobs now (``POST /_localbatch/simulate/finish``); returns the jobs it ended."""
+        body: dict[str, Any] = {"job_ids": list(job_ids)}
+        if exit_code is not None:
+            body["exit_code"] = exit_code
+        finished: list[dict[str, Any]] = self._admin_ok("POST", "simulate/finish", body)["finished"]
+        return finished

@@ -15,6 +15,10 @@ from pathlib import Path
 START_MARKER = "=== devstack: starting "
 
 
+class StackError(RuntimeError):
+    """A process of the dev stack could not start; the message carries the tail of its log."""
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -138,32 +142,6 @@ def kill_marked(marker: str, grace: float = 5.0) -> list[int]:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
     return pids
-
-
-def localbatch_serve_argv(python: str, data_dir: Path, ready_file: Path, *extra: str) -> list[str]:
-    """``localbatch serve`` on 127.0.0.1 and a free port, writing its URL to ``ready_file``."""
-    return [
-        *(python, "-m", "localbatch", "serve", "--host", "127.0.0.1", "--port", "0"),
-        *("--data-dir", str(data_dir), "--ready-file", str(ready_file)),
-        *extra,
-    ]
-
-
-def localbatch_setup_argv(
-    python: str,
-    endpoint_url: str,
-    *,
-    compute_environment: str,
-    job_queue: str,
-    job_definition: str,
-    max_vcpus: int,
-) -> list[str]:
-    """``localbatch setup`` of one compute environment, job queue and job definition."""
-    return [
-        *(python, "-m", "localbatch", "setup", "--endpoint-url", endpoint_url),
-        *("--compute-environment", compute_environment, "--job-queue", job_queue),
-        *("--job-definition", job_definition, "--max-vcpus", str(max_vcpus)),
-    ]
 
 
 def git_commit() -> str | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import secrets
 import signal
 import subprocess
@@ -22,21 +21,17 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from devstack.airflow_api import AirflowClient, wait_until
-from devstack.batch import REGION, LocalBatch
-from devstack.procs import (
-    Process,
-    free_port,
-    kill_marked,
-    localbatch_serve_argv,
-    localbatch_setup_argv,
-)
+from devstack.clients import REGION, TESTING_ENV
+from devstack.localbatch import LocalBatchServer
+from devstack.procs import Process, StackError, free_port, kill_marked
+
+__all__ = ["COMPONENTS", "JOB_DEFINITION", "JOB_QUEUE", "ExecutorChoice", "Stack", "StackError"]
 
 ExecutorChoice = Literal["aws_batch", "local"]
 EXECUTOR_CLASSES: dict[str, str] = {
@@ -50,10 +45,6 @@ HEALTH_KEYS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "trig
 JOB_QUEUE = "airflow-jobs"
 JOB_DEFINITION = "airflow-task"
 COMPUTE_ENVIRONMENT = "localbatch-ce"
-
-
-class StackError(RuntimeError):
-    """The stack could not start; the message carries the tail of the failing component's log."""
 
 
 class Stack:
@@ -81,7 +72,7 @@ class Stack:
       ``stop`` no longer look at it), e.g. the scheduler of two that was killed for good.
     - ``restart_localbatch()`` stops localbatch and starts it again on the same port and data dir: its
       jobs, queues and job definitions persist; its fault config and stats, which live in memory, do
-      not (pass ``faults`` to set them again).
+      not (pass ``faults`` to have them from its first request).
     """
 
     def __init__(
@@ -126,13 +117,22 @@ class Stack:
         self.airflow_home = self.work_dir / "airflow_home"
         self.logs_dir = self.work_dir / "logs"
         self.task_logs_dir = self.work_dir / "task_logs"
-        self.localbatch_dir = self.work_dir / "localbatch"
         self.db_name: str | None = None
         self.db_url = ""
-        self.localbatch_url: str | None = None
         self.processes: dict[str, Process] = {}
         self._airflow: AirflowClient | None = None
-        self._batch: LocalBatch | None = None
+        # Every process the stack starts carries the marker, so leftovers can be found and stopped.
+        self.localbatch: LocalBatchServer | None = (
+            LocalBatchServer(
+                self.work_dir / "localbatch",
+                args=self.localbatch_args,
+                env={"DEVSTACK_ID": self.stack_id},
+                log_path=self.logs_dir / "localbatch.log",
+                job_queue=JOB_QUEUE,
+            )
+            if executor == "aws_batch"
+            else None
+        )
         self._started = False
 
     # --- public surface -------------------------------------------------------------------------
@@ -157,13 +157,18 @@ class Stack:
         return self._airflow
 
     @property
-    def batch(self) -> LocalBatch:
-        """boto3 access to this stack's localbatch (only with ``executor="aws_batch"``)."""
-        if self.localbatch_url is None:
+    def localbatch_url(self) -> str | None:
+        """localbatch's URL once started (None with ``executor="local"``)."""
+        if self.localbatch is None or self.localbatch.process is None:
+            return None
+        return self.localbatch.url
+
+    @property
+    def batch(self) -> LocalBatchServer:
+        """This stack's localbatch: boto3 clients, jobs, admin endpoints (``executor="aws_batch"`` only)."""
+        if self.localbatch is None or self.localbatch.process is None:
             raise StackError("this stack runs no localbatch (executor='local' or not started)")
-        if self._batch is None:
-            self._batch = LocalBatch(self.localbatch_url, JOB_QUEUE)
-        return self._batch
+        return self.localbatch
 
     def __enter__(self) -> Stack:
         self.start()
@@ -209,10 +214,12 @@ class Stack:
         # SIGTERM every scheduler first, so that the schedulers' shutdowns overlap.
         for name in schedulers:
             self.processes[name].signal(signal.SIGTERM)
-        for name in (*schedulers, "dag-processor", "triggerer", "api-server", "localbatch"):
+        for name in (*schedulers, "dag-processor", "triggerer", "api-server"):
             process = self.processes.get(name)
             if process is not None:
                 process.stop(grace=30.0 if name in schedulers else 15.0)
+        if self.localbatch is not None:
+            self.localbatch.stop(grace=15.0)
         kill_marked(self.marker)
         self._drop_database()
 
@@ -256,23 +263,13 @@ class Stack:
 
         Jobs, queues and the job definition persist in its data dir (jobs whose processes died with it
         are FAILED with a reason that says so). The fault config and the stats live in memory and start
-        from the ``localbatch serve`` arguments again: ``args`` adds some for this start only (e.g.
-        ``["--faults", "faults.json"]``, in force from its first request); ``faults``, when given, is
-        set once it listens.
+        from the ``localbatch serve`` arguments again: ``args`` adds some for this start only;
+        ``faults``, when given, is in force from its first request.
         """
-        if self.localbatch_url is None:
-            raise StackError("this stack runs no localbatch (executor='local' or not started)")
-        port = urlsplit(self.localbatch_url).port
-        process = self.processes["localbatch"]
-        process.signal(sig)
-        if process.popen is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.popen.wait(timeout=grace)
-        process.stop(grace=5.0)
-        self._launch_localbatch(port=port, args=args)
-        if faults is not None:
-            self.batch.set_faults(faults)
-        return self.processes["localbatch"]
+        server = self.batch
+        process = server.restart(sig=sig, grace=grace, args=args, faults=faults)
+        self.processes["localbatch"] = process
+        return process
 
     def kill_component(self, name: str, sig: int) -> None:
         """Send ``sig`` to a component's process group and wait for its leader to exit."""
@@ -353,10 +350,7 @@ class Stack:
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
                 "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
-                "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_DEFAULT_REGION": REGION,
-                "AWS_EC2_METADATA_DISABLED": "true",
+                **TESTING_ENV,
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -466,58 +460,20 @@ class Stack:
         finally:
             engine.dispose()
 
-    def _localbatch_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
-        env.update({"PYTHONUNBUFFERED": "1", "DEVSTACK_ID": self.stack_id})
-        return env
-
     def _start_localbatch(self) -> None:
-        self._launch_localbatch()
-        assert self.localbatch_url is not None
-        setup = [
-            *localbatch_setup_argv(
-                sys.executable,
-                self.localbatch_url,
-                compute_environment=COMPUTE_ENVIRONMENT,
-                job_queue=JOB_QUEUE,
-                job_definition=JOB_DEFINITION,
-                max_vcpus=self.max_vcpus,
-            ),
-            *("--api-server-url", self.api_url),
-        ]
-        for key, value in self.task_environment().items():
-            if key != "AIRFLOW__CORE__EXECUTION_API_SERVER_URL":
-                setup += ["--env", f"{key}={value}"]
-        result = subprocess.run(
-            setup, env=self._localbatch_env(), capture_output=True, text=True, timeout=120, check=False
+        assert self.localbatch is not None
+        self.processes["localbatch"] = self.localbatch.start()
+        # --api-server-url sets the execution API URL of the job definition.
+        env = self.task_environment()
+        env.pop("AIRFLOW__CORE__EXECUTION_API_SERVER_URL")
+        self.localbatch.setup(
+            compute_environment=COMPUTE_ENVIRONMENT,
+            job_queue=JOB_QUEUE,
+            job_definition=JOB_DEFINITION,
+            max_vcpus=self.max_vcpus,
+            env=env,
+            api_server_url=self.api_url,
         )
-        (self.logs_dir / "localbatch-setup.log").write_text(result.stdout + result.stderr)
-        if result.returncode != 0:
-            output = result.stdout + result.stderr
-            raise StackError(f"localbatch setup exited with {result.returncode}:\n{output}")
-
-    def _launch_localbatch(self, port: int | None = None, args: Sequence[str] = ()) -> None:
-        """Start ``localbatch serve`` (on ``port``, else a free one) and wait until it listens."""
-        ready = self.work_dir / "localbatch.url"
-        ready.unlink(missing_ok=True)
-        self.localbatch_dir.mkdir(parents=True, exist_ok=True)
-        # argparse keeps the last --port, so a fixed port given here wins over localbatch_serve_argv's 0.
-        extra = [*self.localbatch_args, *args, *(("--port", str(port)) if port else ())]
-        argv = localbatch_serve_argv(sys.executable, self.localbatch_dir, ready, *extra)
-        log_path = self.logs_dir / "localbatch.log"
-        process = Process("localbatch", argv, self._localbatch_env(), log_path, self.work_dir)
-        process.start()
-        self.processes["localbatch"] = process
-
-        def probe() -> tuple[bool, Any]:
-            self.check_alive()
-            text = ready.read_text().strip() if ready.exists() else ""
-            match = re.search(r"http://[\w.:]+", text) or re.search(
-                r"listening on (http://[\w.:]+)", process.tail(20)
-            )
-            return match is not None, match.group(0).removeprefix("listening on ") if match else None
-
-        self.localbatch_url = str(wait_until("localbatch to listen", probe, 60.0, interval=0.3))
 
 
 def wait_for_port_free(port: int, timeout: float = 30.0) -> None:

@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-
-# Airflow reads AIRFLOW_HOME when first imported; keep it off the user's ~/airflow.
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
-
 import json
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,66 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from devstack import TESTING_ENV, LocalBatchServer
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from bench import service  # noqa: E402  (after the path and AIRFLOW_HOME set-up above)
+from bench import service
 
 JOB_QUEUE = service.JOB_QUEUE
 JOB_DEFINITION = service.JOB_DEFINITION
-
-
-@dataclass
-class LocalBatchServer:
-    """The benchmark's own localbatch handle, plus what the tests need to look at jobs."""
-
-    handle: service.LocalBatch
-
-    @property
-    def url(self) -> str:
-        return self.handle.url
-
-    def stats(self) -> dict[str, dict[str, int]]:
-        stats = self.handle.stats()
-        return dict(stats.get("operations", stats))
-
-    def set_faults(self, faults: dict[str, Any]) -> None:
-        self.handle.set_faults(faults)
-
-    def client(self) -> Any:
-        import boto3
-
-        return boto3.client(
-            "batch",
-            endpoint_url=self.url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-
-    def terminate_all(self) -> None:
-        """End every job of the queue from outside, as an operator would."""
-        client = self.client()
-        for job in self.jobs():
-            client.terminate_job(jobId=job["jobId"], reason="test cleanup")
-
-    def jobs(self) -> list[dict[str, Any]]:
-        client = self.client()
-        found: list[dict[str, Any]] = []
-        for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"):
-            pages = client.get_paginator("list_jobs").paginate(jobQueue=JOB_QUEUE, jobStatus=status)
-            for page in pages:
-                found.extend(page["jobSummaryList"])
-        return found
 
 
 @pytest.fixture
 def localbatch(tmp_path: Path) -> Iterator[LocalBatchServer]:
     # The same start-up and queue set-up the benchmark uses, with no faults.
     with service.localbatch(tmp_path, {}, max_vcpus=256) as started:
-        yield LocalBatchServer(started)
+        yield started
 
 
 @pytest.fixture
@@ -91,8 +37,7 @@ def executor_config(
             "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
                 {"conn_type": "aws", "extra": {"endpoint_url": localbatch.url, "region_name": "us-east-1"}}
             ),
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
+            **TESTING_ENV,
             "AIRFLOW__AWS_BATCH_EXECUTOR__JOB_QUEUE": JOB_QUEUE,
             "AIRFLOW__AWS_BATCH_EXECUTOR__JOB_DEFINITION": JOB_DEFINITION,
             "AIRFLOW__AWS_BATCH_EXECUTOR__JOB_NAME": "benchtest",
@@ -170,6 +115,16 @@ class Harness:
         executor = AwsBatchExecutor(parallelism=parallelism)
         executor.start()
         return executor
+
+    def operations(self) -> dict[str, dict[str, int]]:
+        """localbatch's request counters per operation."""
+        operations: dict[str, dict[str, int]] = self.localbatch.stats()["operations"]
+        return operations
+
+    def terminate_all(self) -> None:
+        """End every job of the queue from outside, as an operator would."""
+        for job_id in self.localbatch.job_ids():
+            self.localbatch.batch.terminate_job(jobId=job_id, reason="test cleanup")
 
     def queue(self, executor: Any, tasks: int) -> SchedulerLoop:
         for index in range(tasks):

@@ -1,4 +1,4 @@
-"""The executor never calls the Batch API faster than its configured budget (issue 4, part 4).
+"""The executor never calls the Batch API faster than its configured budget.
 
 Counted where AWS would count: at a real localbatch, whose per-operation quota (a token bucket holding
 one second's worth, 429 beyond) is set equal to the executor's budget. Jobs are held in RUNNABLE by a
@@ -40,21 +40,21 @@ def test_api_rate_never_exceeds_the_configured_budget(
     # "*" is one bucket shared by every operation without its own quota: all status calls together.
     quotas = {"SubmitJob": budget} if budget_option == "submit_rate" else {"SubmitJob": 50, "*": budget}
     harness.localbatch.set_faults({**HOLD, "quotas": quotas})
-    before = harness.localbatch.stats()
+    before = harness.operations()
     loop = harness.queue(executor, tasks)
     try:
         loop.run_until(lambda: len(loop.job_ids) >= tasks, 120, f"a job for each of {tasks} tasks")
-        watched = harness.localbatch.stats()
+        watched = harness.operations()
         started = time.monotonic()
         while time.monotonic() - started < watch_s:
             loop.tick()
         elapsed = time.monotonic() - started
-        after = harness.localbatch.stats()
+        after = harness.operations()
     finally:
         # Cleanup is not part of the budget under test: end the jobs from outside, let the executor
         # see them end, then end() returns at once.
         harness.localbatch.set_faults(HOLD)
-        harness.localbatch.terminate_all()
+        harness.terminate_all()
         loop.run_until(lambda: len(loop.final) >= tasks, 60, "the executor to see every job end")
         executor.end()
 

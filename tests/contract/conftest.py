@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
+import httpx
 import pytest
-import requests
-
-REGION = "us-east-1"
-CREDS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from devstack import aws_client
+from devstack.procs import free_port
 
 
 @dataclass
@@ -26,7 +17,7 @@ class Moto:
     url: str
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, endpoint_url=self.url, region_name=REGION, **CREDS)
+        return aws_client(service, self.url)
 
 
 @dataclass
@@ -46,15 +37,13 @@ def moto_server() -> Iterator[Moto]:
     url = f"http://127.0.0.1:{port}"
     # moto runs Batch jobs in Docker by default; there is no engine here, so use its simple backend
     # (jobs succeed at once) and keep the API surface under test.
-    requests.post(
-        f"{url}/moto-api/config", json={"batch": {"use_docker": False}}, timeout=10
-    ).raise_for_status()
+    httpx.post(f"{url}/moto-api/config", json={"batch": {"use_docker": False}}, timeout=10).raise_for_status()
     try:
         yield Moto(url)
     finally:
         # moto's backends and config are process-wide: leave nothing behind for other suites.
-        requests.post(f"{url}/moto-api/reset", timeout=10)
-        requests.post(f"{url}/moto-api/config", json={"batch": {"use_docker": True}}, timeout=10)
+        httpx.post(f"{url}/moto-api/reset", timeout=10)
+        httpx.post(f"{url}/moto-api/config", json={"batch": {"use_docker": True}}, timeout=10)
         server.stop()
 
 

@@ -7,6 +7,8 @@ import uuid
 from typing import Any
 
 import pytest
+from devstack import aws_client
+from devstack.procs import free_port
 
 from airflow_aws_batch.aws import BatchApi, BatchApiError, ErrorKind
 from airflow_aws_batch.aws.batch import JobDetail
@@ -132,12 +134,7 @@ def test_client_errors_are_classified(
 
 
 def test_connection_refused_is_ambiguous() -> None:
-    import boto3
-
-    from .conftest import CREDS, free_port
-
-    url = f"http://127.0.0.1:{free_port()}"
-    client = boto3.client("batch", endpoint_url=url, region_name="us-east-1", **CREDS)
+    client = aws_client("batch", f"http://127.0.0.1:{free_port()}")
     api = BatchApi(lambda: client)
     with pytest.raises(BatchApiError) as info:
         api.describe_jobs(["x"])
@@ -156,7 +153,6 @@ def test_resources(api: BatchApi, batch_resources: BatchResources) -> None:
 
 
 def test_rejected_credentials_rebuild_the_client(moto_server: Moto, monkeypatch: pytest.MonkeyPatch) -> None:
-    import boto3
     from botocore.config import Config
 
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
@@ -168,14 +164,10 @@ def test_rejected_credentials_rebuild_the_client(moto_server: Moto, monkeypatch:
 
     def factory() -> Any:
         # The first client has no credentials (as if they expired); the next one finds fresh ones.
-        creds = {} if not built else {"aws_access_key_id": "fresh", "aws_secret_access_key": "fresh"}
+        creds = None if not built else {"aws_access_key_id": "fresh", "aws_secret_access_key": "fresh"}
         built.append("client")
-        session = boto3.session.Session(**creds)
-        return session.client(
-            "batch",
-            endpoint_url=moto_server.url,
-            region_name="us-east-1",
-            config=Config(retries={"max_attempts": 0}),
+        return aws_client(
+            "batch", moto_server.url, config=Config(retries={"max_attempts": 0}), credentials=creds
         )
 
     api = BatchApi(factory)

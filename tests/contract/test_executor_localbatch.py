@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,12 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-import requests
 from airflow.executors import workloads
 from airflow.models.taskinstancekey import TaskInstanceKey
 from airflow.utils.state import TaskInstanceState
+from devstack import LocalBatchServer
 
 from airflow_aws_batch.adoption import sweep
 from airflow_aws_batch.core.ownership import TiNow
@@ -34,68 +29,16 @@ QUEUE = "exec-queue"
 DEFINITION = "exec-def"
 
 
-@dataclass
-class LocalBatch:
-    url: str
-    proc: subprocess.Popen[bytes]
-
-    def stats(self) -> dict[str, Any]:
-        result: dict[str, Any] = requests.get(f"{self.url}/_localbatch/stats", timeout=10).json()
-        return result
-
-    def set_faults(self, faults: dict[str, Any]) -> None:
-        requests.put(f"{self.url}/_localbatch/faults", json=faults, timeout=10).raise_for_status()
-
-    def batch(self) -> Any:
-        return boto3.client(
-            "batch",
-            endpoint_url=self.url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-
-
 @pytest.fixture(scope="module")
-def localbatch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBatch]:
-    data = tmp_path_factory.mktemp("localbatch")
-    ready = data / "ready"
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "localbatch", "serve", "--host", "127.0.0.1", "--port", "0"),
-            *("--data-dir", str(data / "store"), "--ready-file", str(ready), "--kill-grace-seconds", "1"),
-        ],
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not ready.exists() or not ready.read_text().strip():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"localbatch did not start (exit code {proc.poll()})")
-            time.sleep(0.1)
-        url = ready.read_text().strip()
-        subprocess.run(
-            [
-                *(sys.executable, "-m", "localbatch", "setup", "--endpoint-url", url),
-                *("--job-queue", QUEUE, "--job-definition", DEFINITION, "--compute-environment", "exec-ce"),
-            ],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        yield LocalBatch(url, proc)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+def localbatch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBatchServer]:
+    server = LocalBatchServer(tmp_path_factory.mktemp("localbatch"), args=["--kill-grace-seconds", "1"])
+    with server:
+        server.setup(compute_environment="exec-ce", job_queue=QUEUE, job_definition=DEFINITION)
+        yield server
 
 
 @pytest.fixture
-def executor(localbatch: LocalBatch, monkeypatch: pytest.MonkeyPatch) -> Iterator[FastExecutor]:
+def executor(localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[FastExecutor]:
     localbatch.set_faults({})
     configure(monkeypatch, localbatch.url, job_queue=QUEUE, job_definition=DEFINITION)
     executor = FastExecutor(parallelism=256)
@@ -110,7 +53,7 @@ def executor(localbatch: LocalBatch, monkeypatch: pytest.MonkeyPatch) -> Iterato
 @contextlib.contextmanager
 def started(
     cls: type[FastExecutor],
-    localbatch: LocalBatch,
+    localbatch: LocalBatchServer,
     monkeypatch: pytest.MonkeyPatch,
     faults: dict[str, Any],
     parallelism: int,
@@ -141,7 +84,7 @@ def count(stats: dict[str, Any], operation: str, what: str) -> int:
     return int(stats["operations"].get(operation, {}).get(what, 0))
 
 
-def test_a_429_storm_loses_no_task(executor: FastExecutor, localbatch: LocalBatch) -> None:
+def test_a_429_storm_loses_no_task(executor: FastExecutor, localbatch: LocalBatchServer) -> None:
     faults = held("storm")
     faults["quotas"] = {"SubmitJob": 5}
     localbatch.set_faults(faults)
@@ -159,7 +102,7 @@ def test_a_429_storm_loses_no_task(executor: FastExecutor, localbatch: LocalBatc
     print("localbatch stats after the storm:", json.dumps(after)[:800])
     throttled = count(after, "SubmitJob", "throttled") - count(before, "SubmitJob", "throttled")
     assert throttled > 0, "the quota never answered 429: the test did not test anything"
-    listed = localbatch.batch().list_jobs(jobQueue=QUEUE, jobStatus="RUNNABLE", maxResults=1000)[
+    listed = localbatch.batch.list_jobs(jobQueue=QUEUE, jobStatus="RUNNABLE", maxResults=1000)[
         "jobSummaryList"
     ]
     storm_jobs = [j for j in listed if j["jobName"].startswith("airflow-dag-storm_")]
@@ -167,7 +110,7 @@ def test_a_429_storm_loses_no_task(executor: FastExecutor, localbatch: LocalBatc
 
 
 def test_runnable_reason_reaches_event_log_and_revoke_terminates(
-    executor: FastExecutor, localbatch: LocalBatch
+    executor: FastExecutor, localbatch: LocalBatchServer
 ) -> None:
     localbatch.set_faults(held("stuck"))
     rec = Recorder(executor)
@@ -183,7 +126,7 @@ def test_runnable_reason_reaches_event_log_and_revoke_terminates(
         key = w.key
 
     executor.revoke_task(ti=TI())
-    batch = localbatch.batch()
+    batch = localbatch.batch
     deadline = time.monotonic() + 30
     job: dict[str, Any] = {}
     while time.monotonic() < deadline:
@@ -199,7 +142,7 @@ def test_runnable_reason_reaches_event_log_and_revoke_terminates(
 
 
 def test_get_task_log_reads_the_job_output(
-    executor: FastExecutor, localbatch: LocalBatch, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    executor: FastExecutor, localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # The job runs the real execute_workload with a token no API server accepts: it prints why and
     # the job fails before the task starts, which is exactly what the UI must be able to show.
@@ -210,7 +153,7 @@ def test_get_task_log_reads_the_job_output(
     executor.queue_workload(w, session=None)  # type: ignore[arg-type]
     rec.until(lambda: bool(rec.states(w.key)), what="the job id")
     job_id = rec.info(w.key, "running")
-    batch = localbatch.batch()
+    batch = localbatch.batch
     deadline = time.monotonic() + 120
     job: dict[str, Any] = {}
     while time.monotonic() < deadline:
@@ -271,7 +214,7 @@ def test_get_task_log_never_raises(executor: FastExecutor) -> None:
 
 
 def test_server_errors_are_retried_after_a_lookup_without_duplicates(
-    localbatch: LocalBatch, monkeypatch: pytest.MonkeyPatch
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     faults = held("flaky")
     faults.update(error_rate=0.3, seed=7)
@@ -291,7 +234,7 @@ def test_server_errors_are_retried_after_a_lookup_without_duplicates(
         events = [e for w in work for e in rec.task_events(w.key)]
         assert any("aws_batch_submit_ambiguous" in e for e in events), "no 5xx was injected on SubmitJob"
         localbatch.set_faults({})
-        listed = localbatch.batch().list_jobs(
+        listed = localbatch.batch.list_jobs(
             jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": ["airflow-dag-flaky_*"]}]
         )
         names = sorted(j["jobName"] for j in listed["jobSummaryList"])
@@ -312,7 +255,7 @@ def test_server_errors_are_retried_after_a_lookup_without_duplicates(
     ],
 )
 def test_lost_submit_responses_run_each_task_exactly_once(
-    localbatch: LocalBatch, monkeypatch: pytest.MonkeyPatch, prefix: str, mode: str, max_attempts: str
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, prefix: str, mode: str, max_attempts: str
 ) -> None:
     # Zero-padded ids: no task id is contained in another's, so each rule hits one task's first submit.
     task_ids = [f"{prefix}_{i:02d}" for i in range(12)]
@@ -357,7 +300,7 @@ def test_lost_submit_responses_run_each_task_exactly_once(
         assert list(dict.fromkeys(states)) == ["running", "success"], (states, rec.task_events(w.key))
         assert any("aws_batch_job_found" in e for e in rec.task_events(w.key)), rec.task_events(w.key)
 
-    batch = localbatch.batch()
+    batch = localbatch.batch
     listed = batch.list_jobs(
         jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": [f"airflow-dag-{prefix}_*"]}]
     )["jobSummaryList"]
@@ -370,7 +313,7 @@ def test_lost_submit_responses_run_each_task_exactly_once(
 
 
 def test_terminate_with_submits_in_flight_leaves_no_live_job(
-    localbatch: LocalBatch, monkeypatch: pytest.MonkeyPatch
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Slow answers and a slow submit rate keep SubmitJobs on the wire or waiting on the rate limiter
     # when the scheduler stops: none of them may create a job that outlives terminate().
@@ -390,7 +333,7 @@ def test_terminate_with_submits_in_flight_leaves_no_live_job(
             time.sleep(0.02)
     finally:
         executor.terminate()
-    batch = localbatch.batch()
+    batch = localbatch.batch
     live: list[str] = []
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -406,7 +349,7 @@ def test_terminate_with_submits_in_flight_leaves_no_live_job(
 
 
 def test_a_slow_heartbeat_accepts_enough_to_keep_submitting_at_the_rate(
-    executor: FastExecutor, localbatch: LocalBatch, monkeypatch: pytest.MonkeyPatch
+    executor: FastExecutor, localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A loaded machine: each SubmitJob request takes 2 ms to build, so the 5 ms budget alone would
     # accept a handful per heartbeat, far below submit_rate (50/s) x the scheduler's loop period.
@@ -434,7 +377,7 @@ def test_a_slow_heartbeat_accepts_enough_to_keep_submitting_at_the_rate(
     ("read", "free_when"), [("slots_available", 2), ("slots_occupied", 0)], ids=["available", "occupied"]
 )
 def test_slots_of_ended_jobs_are_free_before_the_next_heartbeat(
-    localbatch: LocalBatch, monkeypatch: pytest.MonkeyPatch, read: str, free_when: int
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, read: str, free_when: int
 ) -> None:
     # The scheduler reads slots_available in its critical section, before it heartbeats the executor:
     # a job the poller saw end must free its slot there, not one scheduler loop (and idle sleep) later.
@@ -515,10 +458,10 @@ def wait_job(batch: Any, job_id: str, status: str, timeout: float = 30.0) -> dic
 
 
 def test_adoption_takes_only_this_trys_job_and_finds_the_one_whose_id_was_not_saved(
-    executor: FastExecutor, localbatch: LocalBatch
+    executor: FastExecutor, localbatch: LocalBatchServer
 ) -> None:
     localbatch.set_faults(held("adopt"))
-    batch = localbatch.batch()
+    batch = localbatch.batch
     deployment = str(executor.config.deployment_id)
     stale = submit_tagged(batch, "adopt_requeued", 1, deployment)  # the id Airflow still holds
     unsaved = submit_tagged(batch, "adopt_requeued", 2, deployment)  # the scheduler died before saving it
@@ -540,7 +483,7 @@ def test_adoption_takes_only_this_trys_job_and_finds_the_one_whose_id_was_not_sa
 
 
 def test_end_hands_over_and_terminates_only_the_jobs_whose_ids_were_not_saved(
-    localbatch: LocalBatch, monkeypatch: pytest.MonkeyPatch
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     localbatch.set_faults(held("handover"))
     configure(monkeypatch, localbatch.url, job_queue=QUEUE, job_definition=DEFINITION)
@@ -565,7 +508,7 @@ def test_end_hands_over_and_terminates_only_the_jobs_whose_ids_were_not_saved(
     ender.join(60)
     assert not ender.is_alive(), "end() waited for the jobs instead of handing them over"
 
-    batch = localbatch.batch()
+    batch = localbatch.batch
     assert "stopped before it saved" in wait_job(batch, unsaved_job, "FAILED")["statusReason"]
     for w in saved:
         assert job_of(batch, rec.info(w.key, "running"))["status"] == "RUNNABLE"  # left for adoption
@@ -574,7 +517,7 @@ def test_end_hands_over_and_terminates_only_the_jobs_whose_ids_were_not_saved(
 
 
 def test_a_task_airflow_fails_for_missing_heartbeats_has_its_job_terminated(
-    executor: FastExecutor, localbatch: LocalBatch
+    executor: FastExecutor, localbatch: LocalBatchServer
 ) -> None:
     localbatch.set_faults(held("zombie"))
     rec = Recorder(executor)
@@ -583,13 +526,13 @@ def test_a_task_airflow_fails_for_missing_heartbeats_has_its_job_terminated(
     rec.until(lambda: bool(rec.states(w.key)), what="the job id")
     # What the scheduler does to a task instance without heartbeats.
     executor.change_state(w.key, TaskInstanceState.FAILED, remove_running=True)
-    job = wait_job(localbatch.batch(), rec.info(w.key, "running"), "FAILED")
+    job = wait_job(localbatch.batch, rec.info(w.key, "running"), "FAILED")
     assert "Airflow failed the task" in job["statusReason"]
     assert w.key not in executor.core
 
 
 def test_revoking_a_task_whose_submit_was_ambiguous_terminates_the_job_it_created(
-    localbatch: LocalBatch, monkeypatch: pytest.MonkeyPatch
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lost = {"job_name_contains": "revamb", "fault": "lost_response", "times": 1}
     faults = {**held("revamb"), "rules": [*held("revamb")["rules"], lost]}
@@ -601,7 +544,7 @@ def test_revoking_a_task_whose_submit_was_ambiguous_terminates_the_job_it_create
             lambda: any("aws_batch_submit_ambiguous" in e for e in rec.task_events(w.key)),
             what="the ambiguous submit",
         )
-        batch = localbatch.batch()
+        batch = localbatch.batch
         (created,) = batch.list_jobs(
             jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": ["airflow-dag-revamb_task"]}]
         )["jobSummaryList"]
@@ -612,7 +555,7 @@ def test_revoking_a_task_whose_submit_was_ambiguous_terminates_the_job_it_create
 
 
 def test_the_lookup_after_an_ambiguous_submit_never_takes_an_earlier_job_of_the_same_try(
-    localbatch: LocalBatch, monkeypatch: pytest.MonkeyPatch
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A deferral resume queues the same key again; its job carries the same name and task tags as the
     # earlier job, which SUCCEEDED. Its SubmitJob fails with a 5xx that created nothing.
@@ -639,10 +582,10 @@ def test_the_lookup_after_an_ambiguous_submit_never_takes_an_earlier_job_of_the_
 
 
 def test_the_sweep_terminates_only_jobs_no_live_try_points_at(
-    executor: FastExecutor, localbatch: LocalBatch
+    executor: FastExecutor, localbatch: LocalBatchServer
 ) -> None:
     localbatch.set_faults(held("sweep"))
-    batch = localbatch.batch()
+    batch = localbatch.batch
     deployment = str(executor.config.deployment_id)
     moved_on = submit_tagged(batch, "sweep_moved_on", 1, deployment)
     queued_elsewhere = submit_tagged(batch, "sweep_queued", 1, deployment)

@@ -6,22 +6,17 @@ enums, required members) by an `after-call` hook; a test fails if any response d
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import boto3
 import pytest
-import requests
 from botocore.config import Config
 from botocore.model import Shape
+from devstack import LocalBatchServer
 
 T = TypeVar("T")
 
@@ -73,25 +68,16 @@ def shape_errors(value: Any, shape: Shape, path: str = "") -> list[str]:
     return errors
 
 
-@dataclass
-class Server:
-    url: str
-    proc: subprocess.Popen[bytes]
-    data_dir: Path
-    shape_problems: list[str] = field(default_factory=list)
+class Server(LocalBatchServer):
+    """localbatch whose boto3 clients record every response that does not match botocore's model."""
 
-    def admin(self, method: str, path: str, body: Any = None) -> requests.Response:
-        return requests.request(method, f"{self.url}/_localbatch/{path}", json=body, timeout=10)
+    def __init__(self, work_dir: Path, *args: str, env: dict[str, str] | None = None):
+        super().__init__(work_dir, args=args, env=env)
+        self.shape_problems: list[str] = []
 
-    def client(self, service: str, **config: Any) -> Any:
-        client = boto3.client(
-            service,
-            endpoint_url=self.url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=Config(**config) if config else None,
-        )
+    def client(self, service: str, config: Config | None = None, **options: Any) -> Any:
+        """``options``: botocore ``Config`` arguments, e.g. ``retries={"max_attempts": 0}``."""
+        client = super().client(service, Config(**options) if options else config)
 
         def check(parsed: dict[str, Any], model: Any, **_: Any) -> None:
             if model.output_shape is not None and "Error" not in parsed:
@@ -101,39 +87,11 @@ class Server:
         client.meta.events.register(f"after-call.{client.meta.service_model.service_name}", check)
         return client
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
 
-
-def start_server(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Server:
-    ready = data_dir.with_name(data_dir.name + f"-ready-{uuid.uuid4().hex}")
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "localbatch", "serve", "--port", "0", "--data-dir", str(data_dir)),
-            *("--ready-file", str(ready), *args),
-        ],
-        stdout=subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-    )
-    deadline = time.monotonic() + 60
-    while not ready.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"localbatch did not start (exit {proc.poll()})")
-        time.sleep(0.05)
-    assert proc.stdout is not None
-    line = proc.stdout.readline().decode()
-    url = ready.read_text().strip()
-    assert line.strip() == f"localbatch listening on {url}"
-    return Server(url, proc, data_dir)
+def start_server(work_dir: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+    server = Server(work_dir, *args, env=env)
+    server.start()
+    return server
 
 
 def wait_for(fetch: Callable[[], T], done: Callable[[T], bool], timeout: float = 20.0, what: str = "") -> T:
@@ -149,9 +107,8 @@ def wait_for(fetch: Callable[[], T], done: Callable[[T], bool], timeout: float =
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data = tmp_path_factory.mktemp("localbatch") / "data"
     srv = start_server(
-        data,
+        tmp_path_factory.mktemp("localbatch"),
         "--kill-grace-seconds",
         "1",
         "--pass-env",
@@ -181,7 +138,7 @@ def logs(server: Server) -> Iterator[Any]:
 @pytest.fixture
 def clean_faults(server: Server) -> Iterator[None]:
     yield
-    server.admin("PUT", "faults", {})
+    server.set_faults({})
 
 
 @dataclass

@@ -18,12 +18,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import boto3
+import httpx
 import pytest
-import requests
 from botocore.exceptions import ClientError
 from lb_support import Server, wait_for
 from moto.server import ThreadedMotoServer
+
+from devstack import aws_client
 
 pytestmark = pytest.mark.contract
 
@@ -59,22 +60,14 @@ def moto_url() -> Iterator[str]:
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
     # Without Docker, moto's "simple" Batch backend marks jobs SUCCEEDED instead of trying to run them.
-    requests.post(f"{url}/moto-api/config", json={"batch": {"use_docker": False}}, timeout=10)
+    httpx.post(f"{url}/moto-api/config", json={"batch": {"use_docker": False}}, timeout=10)
     try:
         yield url
     finally:
-        requests.post(f"{url}/moto-api/config", json={"batch": {"use_docker": True}}, timeout=10)
+        # moto's backends are process-wide: the next suite's moto server must not find these resources.
+        httpx.post(f"{url}/moto-api/reset", timeout=10)
+        httpx.post(f"{url}/moto-api/config", json={"batch": {"use_docker": True}}, timeout=10)
         server.stop()
-
-
-def _client(service: str, url: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 Outcome = tuple[str, Any]
@@ -90,10 +83,11 @@ def _shape(value: Any) -> Any:
 
 
 def _scenario(url: str, is_moto: bool) -> dict[str, Outcome]:
-    batch = _client("batch", url)
+    batch = aws_client("batch", url)
     role = "arn:aws:iam::123456789012:role/batch"
     if is_moto:  # moto insists that the service role exists in its IAM
-        role = _client("iam", url).create_role(RoleName="batch", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        iam = aws_client("iam", url)
+        role = iam.create_role(RoleName="batch", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     out: dict[str, Outcome] = {}
 
     def step(name: str, call: Callable[[], Any]) -> Any:

@@ -97,14 +97,14 @@ def test_terminate_and_timeout_end_simulated_jobs(server: Server, batch: Any, en
 def test_many_simulated_jobs_run_at_once_without_processes(server: Server, batch: Any) -> None:
     _simulate(server, seconds=None)
     env = make_env(batch, max_vcpus=300)
-    children_before = _children(server.proc.pid)
+    children_before = _children(server.pid)
     ids = [run(batch, env, ["sleep", "60"], name=f"many{i}") for i in range(300)]
     wait_for(
         lambda: server.admin("GET", "health").json(),
         lambda h: h["simulated"] >= len(ids),
         what="300 simulated jobs RUNNING",
     )
-    assert _children(server.proc.pid) == children_before
+    assert _children(server.pid) == children_before
     for start in range(0, len(ids), 100):
         server.admin("POST", "simulate/finish", {"job_ids": ids[start : start + 100]})
     assert {describe(batch, i)["status"] for i in ids[::50]} == {"SUCCEEDED"}

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from lb_support import Env, Server, make_env, run, start_server, wait_for, wait_status
 
 pytestmark = pytest.mark.contract
@@ -167,12 +166,12 @@ def test_which_commands_run_warm(  # noqa: PLR0917 (pytest passes parameters by 
 
 
 def _zygote_forks(server: Server) -> int:
-    warm = requests.get(f"{server.url}/_localbatch/health", timeout=10).json()["warm"]
+    warm = server.admin("GET", "health").json()["warm"]
     return int(sum(z["forked"] for z in warm["zygotes"]))
 
 
 def _zygote_pids(server: Server, running: bool = False) -> list[int]:
-    warm = requests.get(f"{server.url}/_localbatch/health", timeout=10).json()["warm"]
+    warm = server.admin("GET", "health").json()["warm"]
     return [z["pid"] for z in warm["zygotes"] if z["running"] or not running]
 
 

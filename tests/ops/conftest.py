@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from devstack import LocalBatchServer
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 REGION = "us-east-1"
@@ -111,16 +112,11 @@ def _run_airflow(args: list[str], env: Mapping[str, str]) -> subprocess.Complete
 
 
 @pytest.fixture(scope="module")
-def localbatch_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def localbatch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBatchServer]:
     """A localbatch service in its own process (module-scoped: each module gets a fresh store)."""
-    data = tmp_path_factory.mktemp("localbatch")
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(data)}
-    cmd = [str(Path(sys.executable).parent / "localbatch"), "serve", "--port", "0", "--data-dir", str(data)]
-    proc, url = _start_printing_url(cmd, env, data / "serve.log")
-    try:
-        yield url
-    finally:
-        _stop(proc)
+    work_dir = tmp_path_factory.mktemp("localbatch")
+    with LocalBatchServer(work_dir, env={"HOME": str(work_dir)}) as server:
+        yield server
 
 
 # Helpers as fixtures: test modules never import conftest (its package name depends on the layout).

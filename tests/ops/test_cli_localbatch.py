@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
+from devstack import LocalBatchServer
 
 pytestmark = pytest.mark.contract
 
@@ -15,25 +15,14 @@ RunAirflow = Callable[[list[str], Mapping[str, str]], subprocess.CompletedProces
 
 
 @pytest.fixture(scope="module")
-def localbatch_resources(localbatch_url: str, execution_api_url: str) -> str:
+def localbatch_resources(localbatch: LocalBatchServer, execution_api_url: str) -> str:
     """localbatch's own setup command creates the compute environment, queue and job definition."""
-    api_base = execution_api_url.removesuffix("/execution/")
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "localbatch"),
-            "setup",
-            "--endpoint-url", localbatch_url,
-            "--job-queue", "airflow-jobs",
-            "--job-definition", "airflow-task",
-            "--api-server-url", api_base,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    return localbatch_url
+    localbatch.setup(
+        job_queue="airflow-jobs",
+        job_definition="airflow-task",
+        api_server_url=execution_api_url.removesuffix("/execution/"),
+    )
+    return localbatch.url
 
 
 @pytest.mark.parametrize(

@@ -7,28 +7,17 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
+from devstack import aws_client
 
 pytestmark = pytest.mark.contract
 
-REGION = "us-east-1"
 RunAirflow = Callable[[list[str], Mapping[str, str]], subprocess.CompletedProcess[str]]
-
-
-def _client(service: str, url: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=url,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 @pytest.fixture(scope="module")
 def network(moto_url: str) -> tuple[str, str]:
-    ec2 = _client("ec2", moto_url)
+    ec2 = aws_client("ec2", moto_url)
     vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.1.1.0/24")["Subnet"]["SubnetId"]
     group = ec2.create_security_group(GroupName="airflow-jobs", Description="jobs", VpcId=vpc)["GroupId"]
@@ -82,10 +71,10 @@ def test_provision_creates_then_is_idempotent(provisioned: dict[str, Any], moto_
     assert second.returncode == 0, second.stderr[-3000:]
     assert any(f"Stack airflow-batch: {word}" in second.stdout for word in ("unchanged", "updated"))
 
-    batch = _client("batch", moto_url)
+    batch = aws_client("batch", moto_url)
     queues = batch.describe_job_queues(jobQueues=["airflow-jobs"])["jobQueues"]
     assert [(q["state"], q["status"]) for q in queues] == [("ENABLED", "VALID")]
-    stacks = _client("cloudformation", moto_url).list_stacks()["StackSummaries"]
+    stacks = aws_client("cloudformation", moto_url).list_stacks()["StackSummaries"]
     assert [s["StackName"] for s in stacks if s["StackStatus"] != "DELETE_COMPLETE"].count(
         "airflow-batch"
     ) == 1
@@ -141,7 +130,7 @@ def test_check_fails_and_names_the_problem(
     options: dict[str, str],
     expected_fail: str,
 ) -> None:
-    batch = _client("batch", moto_url)
+    batch = aws_client("batch", moto_url)
     if setup == "disabled-queue":
         ce = batch.describe_compute_environments()["computeEnvironments"][0]["computeEnvironmentArn"]
         batch.create_job_queue(

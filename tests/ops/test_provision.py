@@ -4,30 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
 from airflow_aws_batch.ops.cloudformation import TemplateOptions, build_template, dump_template
 from airflow_aws_batch.ops.provision import ProvisionError, deploy_stack
-
-REGION = "us-east-1"
-
-
-def _client(service: str, url: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=url,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+from devstack import aws_client
 
 
 @pytest.mark.contract
 @pytest.mark.parametrize("compute", ["ec2", "spot", "fargate-spot"])
 def test_each_compute_type_deploys_on_moto(moto_url: str, compute: str) -> None:
-    ec2 = _client("ec2", moto_url)
+    ec2 = aws_client("ec2", moto_url)
     vpc = ec2.create_vpc(CidrBlock="10.2.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.2.1.0/24")["Subnet"]["SubnetId"]
     group = ec2.create_security_group(GroupName=f"sg-{compute}", Description="x", VpcId=vpc)["GroupId"]
@@ -39,7 +27,7 @@ def test_each_compute_type_deploys_on_moto(moto_url: str, compute: str) -> None:
         log_group=f"/airflow/{compute}",
     )
     result = deploy_stack(
-        _client("cloudformation", moto_url),
+        aws_client("cloudformation", moto_url),
         f"stack-{compute}",
         dump_template(build_template(options)),
         {"SubnetIds": subnet, "SecurityGroupIds": group},
@@ -48,12 +36,12 @@ def test_each_compute_type_deploys_on_moto(moto_url: str, compute: str) -> None:
     )
     assert (result.action, result.status) == ("created", "CREATE_COMPLETE")
     assert result.outputs["JobQueueArn"].endswith(f":job-queue/q-{compute}")
-    batch = _client("batch", moto_url)
+    batch = aws_client("batch", moto_url)
     environments = batch.describe_compute_environments(computeEnvironments=[f"ce-{compute}"])
     assert environments["computeEnvironments"][0]["computeResources"]["type"] == compute.upper().replace(
         "-", "_"
     )
-    assert _client("logs", moto_url).describe_log_groups(logGroupNamePrefix=f"/airflow/{compute}")[
+    assert aws_client("logs", moto_url).describe_log_groups(logGroupNamePrefix=f"/airflow/{compute}")[
         "logGroups"
     ]
 
@@ -61,9 +49,8 @@ def test_each_compute_type_deploys_on_moto(moto_url: str, compute: str) -> None:
 # Real CloudFormation refuses an update that changes nothing and reports failed creations as
 # ROLLBACK_COMPLETE with per-resource events; moto does neither, so these answers are stubbed.
 def _stubbed() -> tuple[Any, Stubber]:
-    client = boto3.client(
-        "cloudformation", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
-    )
+    # No endpoint: the Stubber answers every call before it would leave the process.
+    client = aws_client("cloudformation", None)
     return client, Stubber(client)
 
 
