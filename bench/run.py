@@ -20,12 +20,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from devstack import LocalBatch
-from devstack.procs import git_commit
-
 from bench import scenarios
 from bench.service import COMPUTE_ENVIRONMENT, JOB_DEFINITION, JOB_QUEUE, localbatch
 from bench.table import render
+from devstack import LocalBatch
+from devstack.procs import git_commit
 
 EXECUTOR_NAMES = ("ours", "theirs")
 

@@ -18,13 +18,13 @@ from typing import Any
 
 import sqlalchemy as sa
 from botocore.config import Config
-from devstack import JOB_QUEUE, LocalBatch, Stack
-from devstack.procs import Process
 
 from chaos import count
 from chaos.dag import DAG_ID
 from chaos.settings import PARALLELISM, SIGTERM_WAIT_S, Profile, fault_config
 from chaos.tasks import RECORD_FILE
+from devstack import JOB_QUEUE, LocalBatch, Stack
+from devstack.procs import Process
 
 #: SubmitJob calls within BURST_WINDOW_S that make a burst (the first scheduling loop queues up to
 #: [core] parallelism tasks at once; the executor submits them within a fraction of a second).

@@ -15,12 +15,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from devstack.procs import git_commit
-
 from chaos import count, settings
 from chaos.dag import DAG_ID, write_dag
 from chaos.drive import Harness
 from chaos.table import render
+from devstack.procs import git_commit
 
 
 def log(message: str) -> None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from devstack import wait_until
 from playwright.sync_api import Browser, Locator, Page, expect
+
+from devstack import wait_until
 
 from .conftest import FAILED_BEFORE_START, LIVE_LOG, RUN_TIMEOUT, UI, VIEWPORT, log_in, new_context
 from .dags.ui_failed_before_start import BOOT_MESSAGE

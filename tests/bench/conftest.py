@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from devstack import TESTING_ENV, LocalBatchServer
 
 from bench import service
+from devstack import TESTING_ENV, LocalBatchServer
 
 JOB_QUEUE = service.JOB_QUEUE
 JOB_DEFINITION = service.JOB_DEFINITION

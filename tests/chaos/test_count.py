@@ -12,9 +12,8 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from chaos.tasks import append_record, sleep_seconds  # noqa: E402
-
 from chaos import count  # noqa: E402
+from chaos.tasks import append_record, sleep_seconds  # noqa: E402
 
 RUN = "manual__1"
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from devstack import aws_client
 from devstack.procs import free_port
 

@@ -15,11 +15,11 @@ import pytest
 from airflow.executors import workloads
 from airflow.models.taskinstancekey import TaskInstanceKey
 from airflow.utils.state import TaskInstanceState
-from devstack import LocalBatchServer
 
 from airflow_aws_batch.adoption import sweep
 from airflow_aws_batch.core.ownership import TiNow
 from airflow_aws_batch.core.state import BackoffPolicy
+from devstack import LocalBatchServer
 
 from ._airflow import FastExecutor, Recorder, configure, task_workload
 

@@ -14,6 +14,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+
 from devstack import WaitTimeout, ti_label, wait_until
 
 from .conftest import E2E, FAULT_RULES, TASK_QUEUED_TIMEOUT

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import pytest
 from botocore.config import Config
 from botocore.model import Shape
+
 from devstack import LocalBatchServer
 
 T = TypeVar("T")

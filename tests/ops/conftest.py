@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
+
 from devstack import LocalBatchServer
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
+
 from devstack import LocalBatchServer
 
 pytestmark = pytest.mark.contract

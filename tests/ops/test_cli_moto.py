@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from devstack import aws_client
 
 pytestmark = pytest.mark.contract
