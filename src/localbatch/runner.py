@@ -179,6 +179,9 @@ class Runner:
                 backend.set_status(backend.jobs[job_id], JobStatus.PENDING)
             for job_id in list(backend.jobs_in(arn, JobStatus.PENDING)):
                 job = backend.jobs[job_id]
+                if job.status is not JobStatus.PENDING:
+                    # Failed earlier in this pass as a dependent of a job whose dependency failed.
+                    continue
                 ready = scheduling.readiness(job, backend.jobs)
                 if ready is scheduling.Readiness.DEPENDENCY_FAILED:
                     backend.set_status(job, JobStatus.FAILED, "Dependent Job failed")
