@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from lb_support import Env, make_env, run, wait_for, wait_status
+from lb_support import Env, make_env, run, start_server, wait_for, wait_status
 
 pytestmark = pytest.mark.contract
 
@@ -295,3 +295,30 @@ def test_freed_capacity_is_shared_between_shares(batch: Any, tmp_path: Path) -> 
     go_on.touch()
     for job_id in ids.values():
         assert wait_status(batch, job_id)["status"] == "SUCCEEDED"
+
+
+def test_policies_and_fair_share_jobs_survive_a_restart(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = start_server(data)
+    try:
+        batch = first.client("batch")
+        env, policy = _fair_env(batch, state="DISABLED", shareDistribution=[{"shareIdentifier": "teamA"}])
+        job_id = run(batch, env, ["true"], shareIdentifier="teamA", schedulingPriorityOverride=7)
+        wait_status(batch, job_id, "RUNNABLE")
+    finally:
+        first.stop()
+    second = start_server(data)
+    try:
+        batch = second.client("batch")
+        [described] = batch.describe_scheduling_policies(arns=[policy])["schedulingPolicies"]
+        assert described["fairsharePolicy"]["shareDistribution"] == [{"shareIdentifier": "teamA"}]
+        assert (
+            batch.describe_job_queues(jobQueues=[env.queue])["jobQueues"][0]["schedulingPolicyArn"] == policy
+        )
+        assert "shareIdentifier must be specified." in _error(lambda: run(batch, env, ["true"]))
+        batch.update_compute_environment(computeEnvironment=env.ce, state="ENABLED")
+        job = wait_status(batch, job_id)
+        assert (job["status"], job["shareIdentifier"], job["schedulingPriority"]) == ("SUCCEEDED", "teamA", 7)
+        assert second.shape_problems == []
+    finally:
+        second.stop()
