@@ -3,8 +3,10 @@
 All state lives in memory on the event loop thread and is written through to the Store. Methods
 take the validated request parameters (botocore's input shape) and return the output shape.
 
-Not emulated: array jobs, multi-node parallel jobs, EKS/ECS properties, fair-share scheduling
+Not emulated: array jobs, multi-node parallel jobs, EKS/ECS properties, quota-share scheduling
 policies, consumable resources, service environments and jobs, job state time limit actions.
+Fair-share scheduling policies are kept and applied (localbatch.scheduling.FairShareOrder says what
+is simplified).
 Compute environments and job queues become VALID at once (no CREATING/UPDATING phases).
 ListJobs returns jobs oldest first (AWS does not document an order); its nextToken is the position
 after the last job returned, so pages stay consistent while jobs change status.
@@ -30,6 +32,12 @@ JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 RESOURCE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 MAX_OVERRIDES_CHARS = 8192
 MAX_DESCRIBE_JOBS = 100
+# A share identifier: up to 255 characters; in a policy's shareDistribution, optionally followed by `*`
+# (a prefix). AWS documents "alphanumeric" characters but localbatch does not check the characters.
+SHARE_PATTERN_RE = re.compile(r"^[^*]{1,255}\*?$|^\*$")
+MAX_SCHEDULING_PRIORITY = 9999
+MAX_SHARE_DECAY_SECONDS = 604800
+MAX_COMPUTE_RESERVATION = 99
 
 
 def _resources(container: dict[str, Any]) -> tuple[float | None, int | None]:
@@ -86,6 +94,7 @@ class BatchBackend:
         self.compute_environments: dict[str, dict[str, Any]] = {}
         self.job_queues: dict[str, dict[str, Any]] = {}
         self.job_definitions: dict[str, dict[str, Any]] = {}  # by ARN
+        self.scheduling_policies: dict[str, dict[str, Any]] = {}  # by name
         self.jobs: dict[str, Job] = {}
         # (queue ARN, status) -> job ids in the order they entered that status (FIFO for RUNNABLE).
         self.by_queue_status: dict[tuple[str, JobStatus], dict[str, None]] = {}
@@ -103,6 +112,8 @@ class BatchBackend:
             self.job_queues[jq["jobQueueName"]] = jq
         for jd in self.store.load("job_definition"):
             self.job_definitions[jd["jobDefinitionArn"]] = jd
+        for sp in self.store.load("scheduling_policy"):
+            self.scheduling_policies[sp["name"]] = sp
         jobs = sorted((Job.from_record(r) for r in self.store.load("job")), key=lambda j: j.created_at)
         orphans = []
         for job in jobs:
@@ -134,6 +145,9 @@ class BatchBackend:
 
     def _save_jd(self, jd: dict[str, Any]) -> None:
         self.store.put("job_definition", jd["jobDefinitionArn"], copy.deepcopy(jd))
+
+    def _save_sp(self, sp: dict[str, Any]) -> None:
+        self.store.put("scheduling_policy", sp["name"], copy.deepcopy(sp))
 
     # -- indexes and transitions -------------------------------------------------------------------
     def _index_add(self, job: Job) -> None:
@@ -190,6 +204,22 @@ class BatchBackend:
         if jd is None or jd["status"] != "ACTIVE":
             raise ClientException(f"Job definition {ref} does not exist")
         return jd
+
+    def _sp(self, ref: str) -> dict[str, Any]:
+        sp = self.scheduling_policies.get(name_from(ref, "scheduling-policy"))
+        if sp is None:
+            raise ClientException(f"SchedulingPolicy {ref} not found")
+        return sp
+
+    def share_distribution(self, jq: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """A fair-share queue's shareDistribution (empty when its policy lists none); None: FIFO."""
+        ref = jq.get("schedulingPolicyArn")
+        if ref is None:
+            return None
+        sp = self.scheduling_policies.get(name_from(ref, "scheduling-policy"))
+        policy = (sp or {}).get("fairsharePolicy", {})
+        distribution: list[dict[str, Any]] = policy.get("shareDistribution", [])
+        return distribution
 
     def _job(self, job_id: str) -> Job:
         job = self.jobs.get(job_id)
@@ -300,7 +330,7 @@ class BatchBackend:
             "jobStateTimeLimitActions": p.get("jobStateTimeLimitActions", []),
         }
         if "schedulingPolicyArn" in p:
-            jq["schedulingPolicyArn"] = p["schedulingPolicyArn"]
+            jq["schedulingPolicyArn"] = self._sp(p["schedulingPolicyArn"])["arn"]
         self.job_queues[name] = jq
         self._save_jq(jq)
         return {"jobQueueName": name, "jobQueueArn": arn}
@@ -321,6 +351,15 @@ class BatchBackend:
             jq["priority"] = p["priority"]
         if p.get("computeEnvironmentOrder"):
             jq["computeEnvironmentOrder"] = self._ce_order(p["computeEnvironmentOrder"])
+        if "schedulingPolicyArn" in p:
+            sp = self._sp(p["schedulingPolicyArn"])
+            # AWS: a FIFO queue cannot become fair share; a fair-share queue's policy can be replaced.
+            if "schedulingPolicyArn" not in jq:
+                raise ClientException(
+                    "Cannot add a scheduling policy to a job queue created without one (FIFO); "
+                    "create a new job queue with schedulingPolicyArn instead"
+                )
+            jq["schedulingPolicyArn"] = sp["arn"]
         self._save_jq(jq)
         self.on_change()
         return {"jobQueueName": jq["jobQueueName"], "jobQueueArn": jq["jobQueueArn"]}
@@ -335,6 +374,99 @@ class BatchBackend:
                 self.terminate(self.jobs[job_id], "Job queue deleted")
         del self.job_queues[jq["jobQueueName"]]
         self.store.delete("job_queue", jq["jobQueueName"])
+        return {}
+
+    # -- scheduling policies -----------------------------------------------------------------------
+    @staticmethod
+    def _fairshare_policy(p: dict[str, Any]) -> dict[str, Any]:
+        if p.get("quotaSharePolicy"):
+            raise ClientException("localbatch does not support quotaSharePolicy")
+        given = p.get("fairsharePolicy") or {}
+        decay = int(given.get("shareDecaySeconds", 0))
+        reservation = int(given.get("computeReservation", 0))
+        if not 0 <= decay <= MAX_SHARE_DECAY_SECONDS:
+            raise ClientException(
+                f"shareDecaySeconds must be between 0 and {MAX_SHARE_DECAY_SECONDS}, found {decay}"
+            )
+        if not 0 <= reservation <= MAX_COMPUTE_RESERVATION:
+            raise ClientException(
+                f"computeReservation must be between 0 and {MAX_COMPUTE_RESERVATION}, found {reservation}"
+            )
+        distribution = []
+        for entry in given.get("shareDistribution") or []:
+            share = entry["shareIdentifier"]
+            if not SHARE_PATTERN_RE.match(share):
+                raise ClientException(
+                    f"Invalid shareIdentifier {share}: up to 255 characters, optionally "
+                    "followed by an asterisk (*)"
+                )
+            item: dict[str, Any] = {"shareIdentifier": share}
+            if "weightFactor" in entry:
+                weight = float(entry["weightFactor"])
+                if not 0.0001 <= weight <= 999.9999:
+                    raise ClientException(
+                        f"weightFactor of shareIdentifier {share} must be between 0.0001 and 999.9999"
+                    )
+                item["weightFactor"] = weight
+            distribution.append(item)
+        shares = [d["shareIdentifier"] for d in distribution]
+        for i, first in enumerate(shares):
+            for second in shares[i + 1 :]:
+                if first == second or any(
+                    x.endswith("*") and y.rstrip("*").startswith(x[:-1])
+                    for x, y in ((first, second), (second, first))
+                ):
+                    raise ClientException(f"shareIdentifiers {first} and {second} overlap")
+        return {
+            "shareDecaySeconds": decay,
+            "computeReservation": reservation,
+            "shareDistribution": distribution,
+        }
+
+    def create_scheduling_policy(self, p: dict[str, Any], region: str) -> dict[str, Any]:
+        name = p["name"]
+        if not RESOURCE_NAME_RE.match(name):
+            raise ClientException("name must be up to 128 letters, numbers, hyphens and underscores")
+        if name in self.scheduling_policies:
+            raise ClientException("Object already exists")
+        arn = batch_arn(region, "scheduling-policy", name)
+        sp: dict[str, Any] = {"name": name, "arn": arn, "fairsharePolicy": self._fairshare_policy(p)}
+        if p.get("tags"):
+            sp["tags"] = p["tags"]
+        self.scheduling_policies[name] = sp
+        self._save_sp(sp)
+        return {"name": name, "arn": arn}
+
+    def describe_scheduling_policies(self, p: dict[str, Any], region: str) -> dict[str, Any]:
+        out = []
+        for ref in p["arns"]:
+            sp = self.scheduling_policies.get(name_from(ref, "scheduling-policy"))
+            if sp is not None:
+                out.append(sp)
+        return {"schedulingPolicies": out}
+
+    def list_scheduling_policies(self, p: dict[str, Any], region: str) -> dict[str, Any]:
+        items = [{"arn": sp["arn"]} for sp in self.scheduling_policies.values()]
+        return self._page(items, p, "schedulingPolicies")
+
+    def update_scheduling_policy(self, p: dict[str, Any], region: str) -> dict[str, Any]:
+        sp = self._sp(p["arn"])
+        sp["fairsharePolicy"] = self._fairshare_policy(p)
+        self._save_sp(sp)
+        self.on_change()
+        return {}
+
+    def delete_scheduling_policy(self, p: dict[str, Any], region: str) -> dict[str, Any]:
+        sp = self._sp(p["arn"])
+        users = sorted(
+            jq["jobQueueName"]
+            for jq in self.job_queues.values()
+            if jq.get("schedulingPolicyArn") == sp["arn"]
+        )
+        if users:
+            raise ClientException(f"Cannot delete, found existing JobQueue relationship: {', '.join(users)}")
+        del self.scheduling_policies[sp["name"]]
+        self.store.delete("scheduling_policy", sp["name"])
         return {}
 
     # -- job definitions ---------------------------------------------------------------------------
@@ -372,6 +504,9 @@ class BatchBackend:
             "platformCapabilities": p.get("platformCapabilities", ["EC2"]),
             "containerOrchestrationType": "ECS",
         }
+        priority = p.get("schedulingPriority")
+        if priority is not None and not 0 <= priority <= MAX_SCHEDULING_PRIORITY:
+            raise ClientException(f"schedulingPriority must be between 0 and {MAX_SCHEDULING_PRIORITY}")
         for key in ("retryStrategy", "timeout", "schedulingPriority"):
             if key in p:
                 jd[key] = p[key]
@@ -421,6 +556,7 @@ class BatchBackend:
             if p.get(unsupported):
                 raise ClientException(f"localbatch does not support {unsupported}")
         jq = self._jq(p["jobQueue"])
+        self._check_share(jq, p)
         jd = self._jd(p["jobDefinition"])
         overrides = p.get("containerOverrides", {})
         props = jd["containerProperties"]
@@ -494,6 +630,28 @@ class BatchBackend:
         self.touch(job)
         self.on_change()
         return {"jobArn": job.job_arn, "jobName": name, "jobId": job_id}
+
+    @staticmethod
+    def _check_share(jq: dict[str, Any], p: dict[str, Any]) -> None:
+        """AWS's SubmitJob rules for shareIdentifier and schedulingPriorityOverride."""
+        share = p.get("shareIdentifier")
+        if "schedulingPolicyArn" in jq:
+            if not share:
+                raise ClientException("shareIdentifier must be specified.")
+            if not SHARE_PATTERN_RE.match(share) or share.endswith("*"):
+                raise ClientException(
+                    f"Invalid shareIdentifier {share}: up to 255 characters, without an asterisk (*)."
+                )
+        elif share is not None:
+            raise ClientException(
+                "shareIdentifier can't be specified: job queue "
+                f"{jq['jobQueueName']} doesn't have a fair-share scheduling policy."
+            )
+        priority = p.get("schedulingPriorityOverride")
+        if priority is not None and not 0 <= priority <= MAX_SCHEDULING_PRIORITY:
+            raise ClientException(
+                f"schedulingPriorityOverride must be between 0 and {MAX_SCHEDULING_PRIORITY}."
+            )
 
     def describe_jobs(self, p: dict[str, Any], region: str) -> dict[str, Any]:
         ids = p["jobs"]
@@ -615,6 +773,9 @@ class BatchBackend:
             jd = next((d for d in self.job_definitions.values() if d["jobDefinitionArn"] == arn), None)
             if jd is not None:
                 return jd.setdefault("tags", {}), lambda: self._save_jd(jd)
+        if kind == "scheduling-policy" and name in self.scheduling_policies:
+            sp = self.scheduling_policies[name]
+            return sp.setdefault("tags", {}), lambda: self._save_sp(sp)
         if kind == "job" and name in self.jobs:
             job = self.jobs[name]
             return job.tags, lambda: self.touch(job)
@@ -657,6 +818,11 @@ class BatchBackend:
         "DescribeJobQueues": "describe_job_queues",
         "UpdateJobQueue": "update_job_queue",
         "DeleteJobQueue": "delete_job_queue",
+        "CreateSchedulingPolicy": "create_scheduling_policy",
+        "DescribeSchedulingPolicies": "describe_scheduling_policies",
+        "ListSchedulingPolicies": "list_scheduling_policies",
+        "UpdateSchedulingPolicy": "update_scheduling_policy",
+        "DeleteSchedulingPolicy": "delete_scheduling_policy",
         "RegisterJobDefinition": "register_job_definition",
         "DescribeJobDefinitions": "describe_job_definitions",
         "DeregisterJobDefinition": "deregister_job_definition",

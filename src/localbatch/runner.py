@@ -196,6 +196,11 @@ class Runner:
             lambda queue_arn: backend.jobs_in(queue_arn, JobStatus.RUNNABLE),
             backend.jobs,
             self.ledger,
+            active=lambda queue_arn: [
+                *backend.jobs_in(queue_arn, JobStatus.STARTING),
+                *backend.jobs_in(queue_arn, JobStatus.RUNNING),
+            ],
+            share_distribution=backend.share_distribution,
         ):
             job = placement.job
             if placement.too_large:

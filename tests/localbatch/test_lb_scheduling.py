@@ -15,8 +15,10 @@ from localbatch.scheduling import (
     Usage,
     by_priority,
     capacity,
+    fair_share_order,
     placements,
     readiness,
+    weight_factor,
 )
 
 REGION_ARN = "arn:aws:batch:eu-west-1:123456789012"
@@ -56,6 +58,9 @@ def job(
     status: JobStatus = JobStatus.RUNNABLE,
     held: str | None = None,
     depends_on: tuple[str, ...] = (),
+    share: str | None = None,
+    priority: int | None = None,
+    created: int = 0,
 ) -> Job:
     return Job(
         job_id=name,
@@ -64,12 +69,14 @@ def job(
         queue_arn=f"{REGION_ARN}:job-queue/{jq}",
         job_definition_arn=f"{REGION_ARN}:job-definition/jd:1",
         job_definition_name="jd",
-        created_at=0,
+        created_at=created,
         status=status,
         vcpus=vcpus,
         memory_mib=memory_mib,
         held_reason=held,
         depends_on=[{"jobId": d, "type": "SEQUENTIAL"} for d in depends_on],
+        share_identifier=share,
+        scheduling_priority=priority,
     )
 
 
@@ -342,3 +349,229 @@ def test_placement_looks_each_job_up_when_its_turn_comes() -> None:
         placement.job.status = JobStatus.STARTING
         jobs["cancelled"].status = JobStatus.FAILED
     assert placed == ["first", "last"]
+
+
+# -- fair share --------------------------------------------------------------------------------------
+
+
+def fs(name: str, share: str, *, priority: int | None = None, created: int = 0, vcpus: float = 1.0) -> Job:
+    """A RUNNABLE job of a fair-share queue."""
+    return job(name, share=share, priority=priority, created=created, vcpus=vcpus)
+
+
+def running(name: str, share: str, vcpus: float = 1.0) -> Job:
+    return job(name, share=share, vcpus=vcpus, status=JobStatus.RUNNING)
+
+
+@pytest.mark.parametrize(
+    ("share", "distribution", "expected"),
+    [
+        pytest.param("a", [], 1.0, id="unlisted-share-weighs-1"),
+        pytest.param("a", [{"shareIdentifier": "a", "weightFactor": 0.5}], 0.5, id="exact"),
+        pytest.param("a", [{"shareIdentifier": "a"}], 1.0, id="listed-without-weight-weighs-1"),
+        pytest.param("team1", [{"shareIdentifier": "team*", "weightFactor": 2}], 2.0, id="prefix"),
+        pytest.param(
+            "team", [{"shareIdentifier": "team*", "weightFactor": 2}], 2.0, id="prefix-matches-itself"
+        ),
+        pytest.param("tea", [{"shareIdentifier": "team*", "weightFactor": 2}], 1.0, id="shorter-than-prefix"),
+        pytest.param("x", [{"shareIdentifier": "*", "weightFactor": 3}], 3.0, id="star-matches-all"),
+        pytest.param(
+            "team1",
+            [
+                {"shareIdentifier": "t*", "weightFactor": 4},
+                {"shareIdentifier": "team1", "weightFactor": 0.25},
+                {"shareIdentifier": "team*", "weightFactor": 2},
+            ],
+            0.25,
+            id="exact-beats-prefixes",
+        ),
+        pytest.param(
+            "team1",
+            [{"shareIdentifier": "t*", "weightFactor": 4}, {"shareIdentifier": "team*", "weightFactor": 2}],
+            2.0,
+            id="longest-prefix-wins",
+        ),
+    ],
+)
+def test_weight_factor(share: str, distribution: list[dict[str, Any]], expected: float) -> None:
+    assert weight_factor(share, distribution) == expected
+
+
+@pytest.mark.parametrize(
+    ("runnable", "active", "distribution", "expected"),
+    [
+        pytest.param(
+            [
+                fs("a1", "a", created=1),
+                fs("a2", "a", created=2),
+                fs("b1", "b", created=3),
+                fs("b2", "b", created=4),
+            ],
+            [],
+            [],
+            ["a1", "b1", "a2", "b2"],
+            id="equal-weights-alternate-between-shares",
+        ),
+        pytest.param(
+            [fs("a1", "a", created=1), fs("b1", "b", created=2)],
+            [running("ra", "a", vcpus=2)],
+            [],
+            ["b1", "a1"],
+            id="the-share-using-less-goes-first",
+        ),
+        pytest.param(
+            [fs(f"a{i}", "a", created=i) for i in range(4)]
+            + [fs(f"b{i}", "b", created=10 + i) for i in range(4)],
+            [],
+            [{"shareIdentifier": "a", "weightFactor": 0.5}],
+            # usage x weightFactor: a's jobs count half, so a gets two vCPUs for each of b's.
+            ["a0", "b0", "a1", "a2", "b1", "a3", "b2", "b3"],
+            id="lower-weight-factor-gets-more",
+        ),
+        pytest.param(
+            [fs("a1", "a", created=1), fs("c1", "c", created=2), fs("c2", "c", created=3)],
+            [running("ra", "a")],
+            [{"shareIdentifier": "c*", "weightFactor": 4}],
+            # c starts at 0; then c's 1 vCPU x 4 exceeds a's 1 x 1.
+            ["c1", "a1", "c2"],
+            id="prefix-weight-applies-to-each-matching-share",
+        ),
+        pytest.param(
+            [
+                fs("low", "a", priority=1, created=1),
+                fs("high", "a", priority=9, created=2),
+                fs("none", "a", created=3),
+            ],
+            [],
+            [],
+            ["high", "low", "none"],
+            id="within-a-share-higher-priority-first-none-counts-0",
+        ),
+        pytest.param(
+            [
+                fs("late", "a", priority=5, created=9),
+                fs("z", "a", priority=5, created=1),
+                fs("y", "a", priority=5, created=1),
+            ],
+            [],
+            [],
+            ["y", "z", "late"],
+            id="same-priority-by-creation-then-job-id",
+        ),
+        pytest.param(
+            [fs("b1", "b", created=5), fs("a1", "a", created=5)],
+            [],
+            [],
+            ["a1", "b1"],
+            id="share-tie-by-next-jobs-creation-then-id",
+        ),
+        pytest.param(
+            [fs("a-hi", "a", priority=9999, created=2), fs("b-lo", "b", priority=0, created=1)],
+            [],
+            [],
+            ["b-lo", "a-hi"],
+            id="priority-does-not-cross-shares",
+        ),
+        pytest.param(
+            [
+                fs("a1", "a", created=1, vcpus=4),
+                fs("b1", "b", created=2),
+                fs("b2", "b", created=3),
+                fs("a2", "a", created=4),
+            ],
+            [],
+            [],
+            ["a1", "b1", "b2", "a2"],
+            id="usage-counts-vcpus-not-jobs",
+        ),
+    ],
+)
+def test_fair_share_order(
+    runnable: list[Job], active: list[Job], distribution: list[dict[str, Any]], expected: list[str]
+) -> None:
+    assert [j.job_name for j in fair_share_order(runnable, active, distribution)] == expected
+
+
+def place_fair(
+    capacity_vcpus: float, runnable: list[Job], active: list[Job], distribution: list[dict[str, Any]]
+) -> list[str]:
+    """A placement walk over one fair-share queue, starting what fits; the names in start order."""
+    ledger = Ledger()
+    for held in active:
+        ledger.reserve("a", held)
+    by_id = {j.job_id: j for j in [*runnable, *active]}
+    started = []
+    for placement in placements(
+        [queue("q", ["a"])],
+        {"a": ce("a", capacity_vcpus)},
+        lambda arn: [j.job_id for j in runnable],
+        by_id,
+        ledger,
+        active=lambda arn: [j.job_id for j in active],
+        share_distribution=lambda jq: distribution,
+    ):
+        if placement.ce is not None:
+            ledger.reserve("a", placement.job)
+            placement.job.status = JobStatus.STARTING
+            started.append(placement.job.job_name)
+    return started
+
+
+@pytest.mark.parametrize(
+    ("capacity_vcpus", "runnable", "active", "expected"),
+    [
+        pytest.param(
+            1,
+            [
+                *(fs(f"low{i}", "s", priority=1, created=i) for i in range(10)),
+                fs("high", "s", priority=9, created=99),
+            ],
+            [],
+            ["high"],
+            id="one-free-vcpu-goes-to-the-highest-priority",
+        ),
+        pytest.param(
+            2,
+            [fs("a1", "a", created=1), fs("a2", "a", created=2), fs("b1", "b", created=3)],
+            [],
+            ["a1", "b1"],
+            id="freed-capacity-is-shared-not-first-come",
+        ),
+        pytest.param(
+            3,
+            [fs("a1", "a", created=1), fs("b1", "b", created=2), fs("b2", "b", created=3)],
+            [running("ra", "a"), running("ra2", "a")],
+            ["b1"],
+            id="running-jobs-count-as-usage",
+        ),
+        pytest.param(
+            2,
+            [fs("big", "a", created=1, vcpus=2), fs("small", "b", created=2)],
+            [running("rb", "b")],
+            ["small"],
+            id="a-picked-job-that-does-not-fit-waits-the-next-pick-runs",
+        ),
+    ],
+)
+def test_fair_share_placement(
+    capacity_vcpus: float, runnable: list[Job], active: list[Job], expected: list[str]
+) -> None:
+    assert place_fair(capacity_vcpus, runnable, active, []) == expected
+
+
+def test_fifo_queue_ignores_shares_and_priorities() -> None:
+    jobs = [job("first", share="a", priority=0), job("second", share="b", priority=9999)]
+    out = []
+    for placement in placements(
+        [queue("q", ["a"])],
+        {"a": ce("a", 1)},
+        lambda arn: ["first", "second"],
+        {j.job_id: j for j in jobs},
+        Ledger(),
+        active=lambda arn: [],
+        share_distribution=lambda jq: None,
+    ):
+        out.append(placement.job.job_name)
+        placement.job.status = JobStatus.STARTING
+        break
+    assert out == ["first"]
