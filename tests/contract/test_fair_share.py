@@ -206,5 +206,9 @@ def test_jobs_carry_share_and_priority_only_on_the_fair_share_queue(
         assert "schedulingPriority" not in fifo_job
         assert "0 to 9999" in str(rec.info(bad.key, "failed"))
         assert "is FIFO" in str(rec.info(forced_fifo.key, "failed"))
+        # The reason is in each failed task's own event log, and only there.
+        assert any("0 to 9999" in event for event in rec.task_events(bad.key))
+        assert any("is FIFO" in event for event in rec.task_events(forced_fifo.key))
+        assert not any("is FIFO" in event for event in rec.task_events(fifo.key))
     finally:
         executor.terminate()
