@@ -9,7 +9,11 @@ Per task, in order:
    is set), ``containerOverrides.command``, the tags ``dag_id``, ``task_id``, ``run_id``,
    ``try_number``, ``map_index`` and ``deployment`` (winning over user tags of the same key; the
    core adds ``submission`` per call), ``propagateTags: true``, ``retryStrategy.attempts: 1`` and
-   the environment variable ``AIRFLOW_IS_EXECUTOR_CONTAINER=true``.
+   the environment variable ``AIRFLOW_IS_EXECUTOR_CONTAINER=true``;
+5. on a fair-share job queue only, where steps 1-3 set neither: ``shareIdentifier`` rendered from
+   ``share_identifier`` and ``schedulingPriorityOverride`` from the task's ``priority_weight``
+   (``scheduling_priority``). When the queue's kind is not known yet they wait under
+   ``fairshare.PENDING_KEY`` for the submit thread (see :mod:`airflow_aws_batch.fairshare`).
 
 The result is checked against botocore's SubmitJob model and Batch's size limits.
 Not supported: multi-node, ECS- or EKS-properties job definitions (``nodeOverrides``,
