@@ -179,9 +179,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "policy), from the fields {dag_id}, {task_id}, {queue} (Airflow queue), {pool} and {team} "
         "(default when the executor has no team). Characters other than letters, digits and _ become _, "
         "and the result is cut to 255 characters. Unset: {dag_id} on fair-share queues. Never sent to a "
-        "FIFO queue (set while every queue is FIFO, the startup check stops the scheduler). A shareIdentifier in "
-        "submit_job_kwargs or a task's executor_config wins. Airflow 3.1-3.3 workloads do not carry "
-        "the task's pool: {pool} is refused there.",
+        "FIFO queue (set while every queue is FIFO, the startup check stops the scheduler). A "
+        "shareIdentifier in submit_job_kwargs or a task's executor_config wins. Airflow 3.1-3.3 "
+        "workloads do not carry the task's pool: {pool} is refused there.",
         "{team}_{dag_id}",
     ),
     OptionSpec(
