@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from airflow_aws_batch import shapes
+from airflow_aws_batch.fairshare import SHARE_FIELDS, fair_share_member_problems, template_problem
 from airflow_aws_batch.options import OPTIONS, SECTION, OptionSpec, OptionType, env_var
 
 __all__ = [
@@ -149,6 +150,10 @@ class ExecutorConfig(BaseModel):
     retry_mode: Literal["standard", "adaptive"] = "adaptive"
     #: None until the executor derives it from the metadata database (see ``derive_deployment_id``).
     deployment_id: str | None = None
+    #: ``clamp`` or ``off``: see ``fairshare.priority_override``.
+    scheduling_priority: Literal["clamp", "off"] = "clamp"
+    #: Template of a job's shareIdentifier on fair-share queues; None: ``fairshare.DEFAULT_SHARE_TEMPLATE``.
+    share_identifier: str | None = None
 
     def base_request(self) -> dict[str, Any]:
         """SubmitJob kwargs before any per-task change (a fresh deep copy each call)."""
@@ -291,6 +296,13 @@ def parse_options(raw: Mapping[str, str | None]) -> ExecutorConfig:
             )
         )
 
+    share_template = read.get("share_identifier")
+    if share_template is not None:
+        found = template_problem(share_template)
+        if found is not None:
+            names = ", ".join(f"{{{name}}}" for name in SHARE_FIELDS)
+            problems.append(ConfigProblem("share_identifier", f"a template of the fields {names}", found))
+
     queue_map = read.get("queue_map")
     if queue_map is not None:
         bad = {k: v for k, v in queue_map.items() if not isinstance(v, str) or not v}
@@ -370,6 +382,8 @@ def _check_submit_job_kwargs(kwargs: dict[str, Any], problems: list[ConfigProble
                 )
             )
     for path, expected, found in one_job_per_try_problems(kwargs):
+        problems.append(ConfigProblem("submit_job_kwargs", expected, found, path))
+    for path, expected, found in fair_share_member_problems(kwargs):
         problems.append(ConfigProblem("submit_job_kwargs", expected, found, path))
     for problem in shapes.validate(kwargs, partial=True):
         if problem.path.startswith("containerOverrides.command"):

@@ -28,7 +28,13 @@ from airflow.executors.base_executor import BaseExecutor
 from airflow_aws_batch.adoption import LookupFailed, OutOfBudget, deadline_limiter, plan_adoption, sweep
 from airflow_aws_batch.aws.batch import BatchApi, BatchApiError, ErrorKind
 from airflow_aws_batch.aws.clients import botocore_config, hook_client_factory
-from airflow_aws_batch.config import ConfigError, ExecutorConfig, derive_deployment_id, load_config
+from airflow_aws_batch.config import (
+    ConfigError,
+    ConfigProblem,
+    ExecutorConfig,
+    derive_deployment_id,
+    load_config,
+)
 from airflow_aws_batch.core.state import (
     BackoffPolicy,
     CheckStarted,
@@ -45,6 +51,7 @@ from airflow_aws_batch.core.state import (
     Track,
     Untrack,
 )
+from airflow_aws_batch.fairshare import QueueKind, QueueKinds, template_fields
 from airflow_aws_batch.logs import write_failure_log
 from airflow_aws_batch.runtime import JobsMissing, JobsSeen, Runtime, StartChecked, SubmitDone
 from airflow_aws_batch.started import airflow_saw_task_start, task_instances_now
@@ -117,6 +124,9 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         #: Jobs a sweep found active for a finished try; terminated if the next sweep finds them too.
         #: Touched only by the terminator thread, which runs the sweeps one after another.
         self._sweep_suspects: set[str] = set()
+        #: Job queue kinds (FIFO / fair-share): read by the startup check, else by a submit thread
+        #: before the first SubmitJob to each queue; the request builder only looks them up.
+        self._queue_kinds = QueueKinds()
 
     def log_task_event(self, *, event: str, extra: str, ti_key: Any) -> None:
         super().log_task_event(event=event, extra=extra, ti_key=ti_key)
@@ -188,10 +198,11 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         if config.deployment_id is None:
             config = config.model_copy(update={"deployment_id": _derived_deployment_id()})
         self._config = config
+        _check_share_template_fields(config)
         if config.check_health_on_startup:
             from airflow_aws_batch.health import format_failures, run_checks
 
-            items = run_checks(self.api, config)
+            items = run_checks(self.api, config, self._queue_kinds)
             failures = [item for item in items if not item.ok and item.fatal]
             if failures:
                 message = format_failures(config, failures)
@@ -223,6 +234,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             submit_threads=SUBMIT_THREADS,
             poll_interval_s=self.poll_interval_s,
             start_checker=airflow_saw_task_start,
+            prepare=self._prepare_request,
         )
         self._runtime = runtime
         runtime.start()
@@ -236,6 +248,23 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             config.submit_rate,
             config.status_calls_per_second,
         )
+
+    def _prepare_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        """On a submit thread: what the builder left for the queue's kind, applied (see ``fairshare``)."""
+        return self._queue_kinds.resolve(request, self._read_queue_kind)
+
+    def _read_queue_kind(self, job_queue: str) -> tuple[QueueKind, tuple[str, ...]] | None:
+        """DescribeJobQueues for one queue, within the status-call budget (submit threads only)."""
+        runtime = self._runtime
+        if runtime is None or not runtime.status_limiter.acquire(timeout=30.0):
+            raise BatchApiError(
+                ErrorKind.AMBIGUOUS, "Busy", "no status call available", "describe_job_queues"
+            )
+        queue = self.api.describe_job_queue(job_queue)
+        if queue is None:
+            return None
+        kind = QueueKind.FAIR_SHARE if queue.scheduling_policy_arn else QueueKind.FIFO
+        return kind, (queue.name, queue.arn)
 
     @property
     def runtime(self) -> Runtime | None:
@@ -315,6 +344,11 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 map_index=ti.map_index,
                 queue=ti.queue,
                 executor_config=ti.executor_config,
+                priority_weight=ti.priority_weight,
+                # Airflow 3.1-3.3 workloads carry no pool; a template using {pool} is refused at start.
+                pool=getattr(ti, "pool", None),
+                team=self.team_name,
+                queue_kind=self._queue_kinds.get,
             )
         callback = workload.callback
         data = callback.data or {}
@@ -325,6 +359,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             callback_path=data.get("path"),
             dag_id=data.get("dag_id"),
             run_id=data.get("run_id"),
+            team=self.team_name,
+            queue_kind=self._queue_kinds.get,
         )
 
     # ------------------------------------------------------------ the loop
@@ -672,6 +708,24 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         from airflow_aws_batch.ops.cli import get_cli_commands
 
         return get_cli_commands()
+
+
+def _check_share_template_fields(config: ExecutorConfig) -> None:
+    """Refuse ``{pool}`` when this Airflow's workloads do not carry the task's pool."""
+    if config.share_identifier is None or "pool" not in template_fields(config.share_identifier):
+        return
+    from airflow.executors import workloads
+
+    # Named TaskInstance before Airflow 3.3.
+    model = getattr(workloads, "TaskInstanceDTO", None) or workloads.TaskInstance
+    if "pool" not in model.model_fields:
+        problem = ConfigProblem(
+            "share_identifier",
+            "a template without {pool} (this Airflow's task workloads do not carry the task's pool)",
+            repr(config.share_identifier),
+        )
+        log.error("AwsBatchExecutor cannot start: %s", problem)
+        raise ConfigError([problem])
 
 
 def _monotonic_deadline(epoch_s: float | None) -> float | None:

@@ -10,7 +10,13 @@ job_queue           ``job_queue`` exists, ENABLED and VALID                yes
 compute_env:<name>  each compute environment of the queue ENABLED+VALID    yes
 queue_map:<queue>   each job queue named in ``queue_map`` exists/ENABLED   yes
 job_definition      ``job_definition`` exists with an ACTIVE revision      yes
+fair_share          the fair-share settings fit the queues' kinds          yes
 ==================  =====================================================  =====
+
+Each queue item says whether the queue is fair-share or FIFO, and each compute environment item its
+minimum, desired and maximum vCPUs. The kinds read are recorded in ``kinds`` when given, so the
+executor knows them before its first SubmitJob. ``fair_share`` fails when ``share_identifier`` is set
+but every queue is FIFO, or when ``submit_job_kwargs`` sets ``shareIdentifier`` and a queue is FIFO.
 
 When the credentials check fails the others are skipped. Callers add their own items (the CLI adds
 the environment and execution API URL checks). Not checked: IAM permissions beyond the Describe
@@ -22,8 +28,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_aws_batch.aws.batch import BatchApi, BatchApiError
+from airflow_aws_batch.aws.batch import BatchApi, BatchApiError, JobQueueInfo
 from airflow_aws_batch.config import ExecutorConfig
+from airflow_aws_batch.fairshare import DEFAULT_SHARE_TEMPLATE, QueueKind, QueueKinds
 
 
 @dataclass(frozen=True)
@@ -42,16 +49,24 @@ def _api(api_or_client: BatchApi | Any) -> BatchApi:
     return BatchApi(lambda: client)
 
 
-def run_checks(api_or_client: BatchApi | Any, config: ExecutorConfig) -> list[CheckItem]:
+def queue_kind(queue: JobQueueInfo) -> QueueKind:
+    return QueueKind.FAIR_SHARE if queue.scheduling_policy_arn else QueueKind.FIFO
+
+
+def run_checks(
+    api_or_client: BatchApi | Any, config: ExecutorConfig, kinds: QueueKinds | None = None
+) -> list[CheckItem]:
     """Run the checks against a :class:`BatchApi` or a boto3 ``batch`` client. Never raises for AWS errors."""
     api = _api(api_or_client)
     items: list[CheckItem] = []
+    seen: dict[str, QueueKind] = {}
     try:
         queue = api.describe_job_queue(config.job_queue)
     except BatchApiError as exc:
         items.append(CheckItem("credentials", False, f"DescribeJobQueues failed: {exc.code}: {exc.message}"))
         return items
     items.append(CheckItem("credentials", True, "DescribeJobQueues answered"))
+    _record(seen, kinds, config.job_queue, queue)
     items.extend(_queue_items("job_queue", config.job_queue, queue, api, with_compute_environments=True))
     for airflow_queue, batch_queue in sorted(config.queue_map.items()):
         try:
@@ -59,7 +74,9 @@ def run_checks(api_or_client: BatchApi | Any, config: ExecutorConfig) -> list[Ch
         except BatchApiError as exc:
             items.append(CheckItem(f"queue_map:{airflow_queue}", False, f"{batch_queue}: {exc}"))
             continue
+        _record(seen, kinds, batch_queue, mapped)
         items.extend(_queue_items(f"queue_map:{airflow_queue}", batch_queue, mapped, api, False))
+    items.extend(fair_share_items(config, seen))
     try:
         definition = api.describe_job_definition(config.job_definition)
     except BatchApiError as exc:
@@ -90,6 +107,52 @@ def run_checks(api_or_client: BatchApi | Any, config: ExecutorConfig) -> list[Ch
     return items
 
 
+def _record(seen: dict[str, QueueKind], kinds: QueueKinds | None, name: str, queue: Any) -> None:
+    if queue is None:
+        return
+    kind = queue_kind(queue)
+    seen[name] = kind
+    if kinds is not None:
+        kinds.record(kind, name, queue.name, queue.arn)
+
+
+def fair_share_items(config: ExecutorConfig, seen: dict[str, QueueKind]) -> list[CheckItem]:
+    """Whether the fair-share settings can work on the queues read (``seen``: queue -> kind). Pure."""
+    if not seen:
+        return []
+    fifo = sorted(name for name, kind in seen.items() if kind is QueueKind.FIFO)
+    fair = sorted(name for name, kind in seen.items() if kind is QueueKind.FAIR_SHARE)
+    problems: list[str] = []
+    if config.share_identifier is not None and not fair:
+        problems.append(
+            f"[aws_batch_executor] share_identifier is set ({config.share_identifier!r}) but every job "
+            f"queue is FIFO ({', '.join(repr(q) for q in fifo)}), where no share identifier is sent: use a "
+            "job queue with a scheduling policy, or unset share_identifier"
+        )
+    if "shareIdentifier" in config.submit_job_kwargs and fifo:
+        problems.append(
+            "[aws_batch_executor] submit_job_kwargs sets shareIdentifier, which FIFO job queue(s) "
+            f"{', '.join(repr(q) for q in fifo)} refuse: move it to share_identifier (sent to fair-share "
+            "queues only) or to the executor_config of tasks on fair-share queues"
+        )
+    if problems:
+        return [CheckItem("fair_share", False, "; ".join(problems))]
+    if not fair:
+        return [
+            CheckItem("fair_share", True, "every job queue is FIFO: no share identifiers or priorities sent")
+        ]
+    template = config.share_identifier or f"{DEFAULT_SHARE_TEMPLATE} (default)"
+    priority = "priority_weight clamped to 0..9999" if config.scheduling_priority == "clamp" else "none"
+    return [
+        CheckItem(
+            "fair_share",
+            True,
+            f"fair-share queue(s) {', '.join(repr(q) for q in fair)}: shareIdentifier {template}, "
+            f"schedulingPriorityOverride {priority}",
+        )
+    ]
+
+
 def _queue_items(
     name: str, queue_name: str, queue: Any, api: BatchApi, with_compute_environments: bool
 ) -> list[CheckItem]:
@@ -104,7 +167,11 @@ def _queue_items(
                 f"job queue {queue_name!r} is {queue.state}/{queue.status}{reason}, expected ENABLED/VALID",
             )
         ]
-    items = [CheckItem(name, True, f"job queue {queue_name!r} is ENABLED/VALID")]
+    if queue.scheduling_policy_arn:
+        kind = f"fair-share (scheduling policy {queue.scheduling_policy_arn})"
+    else:
+        kind = "FIFO (no scheduling policy)"
+    items = [CheckItem(name, True, f"job queue {queue_name!r} is ENABLED/VALID, {kind}")]
     if not with_compute_environments:
         return items
     try:
@@ -122,6 +189,8 @@ def _queue_items(
         ok = (ce.state, ce.status) == ("ENABLED", "VALID")
         reason = f" ({ce.status_reason})" if ce.status_reason and not ok else ""
         detail = f"compute environment {ce.name!r} is {ce.state}/{ce.status}{reason}"
+        if ce.min_vcpus is not None:
+            detail += f", vCPUs min {ce.min_vcpus} desired {ce.desired_vcpus} max {ce.max_vcpus}"
         items.append(
             CheckItem(f"compute_env:{ce.name}", ok, detail if ok else f"{detail}, expected ENABLED/VALID")
         )

@@ -161,6 +161,30 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "analytics-prod",
     ),
     OptionSpec(
+        "scheduling_priority",
+        "string",
+        "clamp",
+        "How a task's Airflow priority_weight becomes SubmitJob's schedulingPriorityOverride on a "
+        "fair-share job queue: clamp sends the weight clamped to 0..9999 (a higher weight starts first "
+        "within its share); off sends none. Never sent to a FIFO queue. A schedulingPriorityOverride in "
+        "submit_job_kwargs or a task's executor_config wins.",
+        "off",
+        choices=("clamp", "off"),
+    ),
+    OptionSpec(
+        "share_identifier",
+        "string",
+        None,
+        "Template of each job's shareIdentifier on a fair-share job queue (one with a scheduling "
+        "policy), from the fields {dag_id}, {task_id}, {queue} (Airflow queue), {pool} and {team} "
+        "(default when the executor has no team). Characters other than letters, digits and _ become _, "
+        "and the result is cut to 255 characters. Unset: {dag_id} on fair-share queues. Never sent to a "
+        "FIFO queue (set while every queue is FIFO, the startup check stops the scheduler). A "
+        "shareIdentifier in submit_job_kwargs or a task's executor_config wins. Airflow 3.1-3.3 "
+        "workloads do not carry the task's pool: {pool} is refused there.",
+        "{team}_{dag_id}",
+    ),
+    OptionSpec(
         "aws_conn_id",
         "string",
         None,

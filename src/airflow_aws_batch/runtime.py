@@ -94,6 +94,7 @@ class Runtime:
         submit_threads: int = 8,
         poll_interval_s: float = 1.0,
         start_checker: StartChecker | None = None,
+        prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # SubmitJob goes through ``submit_api`` (no botocore retries: it is not idempotent);
@@ -115,6 +116,9 @@ class Runtime:
         self._wake_poller = threading.Event()
         self._threads: list[threading.Thread] = []
         self._start_checker = start_checker
+        #: Finishes a request before it is sent, on the submit thread (it may do status calls, e.g.
+        #: read its job queue's kind): BatchApiError means try again later, ValueError fails the attempt.
+        self._prepare = prepare
         self._clock = clock
         # Poller state, touched only by the poller thread.
         self._tracked: dict[str, tuple[str | None, float]] = {}
@@ -220,6 +224,15 @@ class Runtime:
                     SubmitOutcome.FAILED,
                     reason="no job was created by the last, ambiguous SubmitJob",
                 )
+        if self._prepare is not None:
+            try:
+                request = self._prepare(request)
+            except BatchApiError as exc:
+                if exc.kind is ErrorKind.CLIENT:
+                    return SubmitDone(cmd.key, SubmitOutcome.FAILED, reason=f"{exc.code}: {exc.message}")
+                return SubmitDone(cmd.key, SubmitOutcome.WAIT, reason=str(exc))
+            except ValueError as exc:
+                return SubmitDone(cmd.key, SubmitOutcome.FAILED, reason=str(exc))
         self.submit_limiter.acquire()
         if self._stop.is_set():
             # Stopped while waiting for the limiter: a job created now would outlive terminate().

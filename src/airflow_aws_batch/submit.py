@@ -9,7 +9,11 @@ Per task, in order:
    is set), ``containerOverrides.command``, the tags ``dag_id``, ``task_id``, ``run_id``,
    ``try_number``, ``map_index`` and ``deployment`` (winning over user tags of the same key; the
    core adds ``submission`` per call), ``propagateTags: true``, ``retryStrategy.attempts: 1`` and
-   the environment variable ``AIRFLOW_IS_EXECUTOR_CONTAINER=true``.
+   the environment variable ``AIRFLOW_IS_EXECUTOR_CONTAINER=true``;
+5. on a fair-share job queue only, where steps 1-3 set neither: ``shareIdentifier`` rendered from
+   ``share_identifier`` and ``schedulingPriorityOverride`` from the task's ``priority_weight``
+   (``scheduling_priority``). When the queue's kind is not known yet they wait under
+   ``fairshare.PENDING_KEY`` for the submit thread (see :mod:`airflow_aws_batch.fairshare`).
 
 The result is checked against botocore's SubmitJob model and Batch's size limits.
 Not supported: multi-node, ECS- or EKS-properties job definitions (``nodeOverrides``,
@@ -23,12 +27,22 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from airflow_aws_batch import shapes
 from airflow_aws_batch.config import UNSUPPORTED_SUBMIT_JOB_KEYS, ExecutorConfig, one_job_per_try_problems
 from airflow_aws_batch.core.ownership import DEPLOYMENT_TAG
+from airflow_aws_batch.fairshare import (
+    DEFAULT_SHARE_TEMPLATE,
+    PENDING_KEY,
+    FairShareMismatch,
+    QueueKind,
+    apply_kind,
+    fair_share_member_problems,
+    priority_override,
+    render_share_identifier,
+)
 
 MAX_JOB_NAME = 128
 MAX_CONTAINER_OVERRIDES_CHARS = 8192
@@ -98,9 +112,17 @@ def build_submit_job_request(
     map_index: int,
     queue: str | None,
     executor_config: Mapping[str, Any] | None,
+    priority_weight: int | None = None,
+    pool: str | None = None,
+    team: str | None = None,
+    queue_kind: QueueKindLookup | None = None,
 ) -> dict[str, Any]:
     """SubmitJob kwargs for one task instance; raises :class:`ExecConfigError` for a bad
-    ``executor_config`` or a request over Batch's limits."""
+    ``executor_config`` or a request over Batch's limits.
+
+    Without ``queue_kind`` every queue is taken as FIFO and nothing of fair-share is added (the
+    request is exactly the configured one). With it, see :func:`_fair_share`.
+    """
     tags = {
         "dag_id": dag_id,
         "task_id": task_id,
@@ -115,6 +137,9 @@ def build_submit_job_request(
         our_tags=tags,
         queue=queue,
         executor_config=executor_config,
+        share_fields={"dag_id": dag_id, "task_id": task_id, "queue": queue, "pool": pool, "team": team},
+        priority_weight=priority_weight,
+        queue_kind=queue_kind,
     )
 
 
@@ -128,6 +153,8 @@ def build_callback_submit_job_request(
     run_id: str | None = None,
     queue: str | None = None,
     executor_config: Mapping[str, Any] | None = None,
+    team: str | None = None,
+    queue_kind: QueueKindLookup | None = None,
 ) -> dict[str, Any]:
     """SubmitJob kwargs for an ``ExecuteCallback`` workload (Airflow >= 3.3).
 
@@ -149,6 +176,15 @@ def build_callback_submit_job_request(
         our_tags=tags,
         queue=queue,
         executor_config=executor_config,
+        share_fields={
+            "dag_id": dag_id or "callback",
+            "task_id": f"callback_{short}",
+            "queue": queue,
+            "pool": None,
+            "team": team,
+        },
+        priority_weight=None,
+        queue_kind=queue_kind,
     )
 
 
@@ -172,6 +208,8 @@ def check_executor_config(executor_config: Any) -> dict[str, Any]:
             )
     for path, expected, found in one_job_per_try_problems(executor_config):
         raise ExecConfigError(path, expected, found)
+    for path, expected, found in fair_share_member_problems(executor_config):
+        raise ExecConfigError(path, expected, found)
     problems = shapes.validate(dict(executor_config), partial=True)
     if problems:
         first = problems[0]
@@ -187,6 +225,9 @@ def _build(
     our_tags: dict[str, str],
     queue: str | None,
     executor_config: Mapping[str, Any] | None,
+    share_fields: Mapping[str, str | None],
+    priority_weight: int | None,
+    queue_kind: QueueKindLookup | None,
 ) -> dict[str, Any]:
     overlay = check_executor_config(executor_config)
     base = config.base_request()
@@ -207,6 +248,7 @@ def _build(
     request["propagateTags"] = True
     # One container run per job: a retryStrategy of the job definition would otherwise apply.
     request["retryStrategy"] = {**request.get("retryStrategy", {}), "attempts": 1}
+    pending = _fair_share(config, request, share_fields, priority_weight, queue_kind)
 
     problems = shapes.validate(request)
     if problems:
@@ -227,7 +269,52 @@ def _build(
             f"a SubmitJob request of at most {MAX_REQUEST_BYTES} bytes (Batch limit)",
             f"{request_bytes} bytes",
         )
+    if pending is not None:
+        request[PENDING_KEY] = pending
     return request
+
+
+#: The kind of a job queue (name or ARN) as far as known now, without I/O; None when not known yet.
+QueueKindLookup = Callable[[str], "QueueKind | None"]
+
+
+def _fair_share(
+    config: ExecutorConfig,
+    request: dict[str, Any],
+    share_fields: Mapping[str, str | None],
+    priority_weight: int | None,
+    queue_kind: QueueKindLookup | None,
+) -> dict[str, Any] | None:
+    """Add what a fair-share queue needs to ``request`` (in place) when its queue's kind is known;
+    otherwise return it, for the submit thread to apply once the kind is read (``fairshare``).
+
+    A ``shareIdentifier`` or ``schedulingPriorityOverride`` already in the request (submit_job_kwargs,
+    executor_config) wins over the options. On a FIFO queue the options add nothing.
+    """
+    if queue_kind is None:
+        return None
+    ours: dict[str, Any] = {}
+    if "shareIdentifier" not in request:
+        template = config.share_identifier or DEFAULT_SHARE_TEMPLATE
+        fields = {name: share_fields.get(name) for name in ("queue", "pool", "team")}
+        ours["shareIdentifier"] = render_share_identifier(
+            template,
+            dag_id=str(share_fields.get("dag_id") or ""),
+            task_id=str(share_fields.get("task_id") or ""),
+            **fields,
+        )
+    if "schedulingPriorityOverride" not in request:
+        priority = priority_override(config.scheduling_priority, priority_weight)
+        if priority is not None:
+            ours["schedulingPriorityOverride"] = priority
+    kind = queue_kind(str(request["jobQueue"]))
+    if kind is None:
+        return ours
+    try:
+        apply_kind(request, kind, ours)
+    except FairShareMismatch as exc:
+        raise ExecConfigError("shareIdentifier", "no shareIdentifier on a FIFO job queue", str(exc)) from None
+    return None
 
 
 def token_expires_at(token: str) -> float | None:

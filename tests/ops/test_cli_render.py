@@ -39,6 +39,13 @@ REQUIRED_TYPES = {
             {"queue": "cli-q", "definition": "airflow-task", "ce_type": "FARGATE", "env_a": "1"},
             id="json-fargate-cli-wins-url-from-core-config",
         ),
+        pytest.param(
+            ["--compute", "ec2", "--fair-share", "--min-vcpus", "4", "--format", "json"],
+            {"job_queue": "fair-q"},
+            json.loads,
+            {"queue": "fair-q", "definition": "airflow-task", "ce_type": "EC2", "min_vcpus": "4"},
+            id="json-ec2-fair-share-warm",
+        ),
     ],
 )
 def test_render_prints_a_parsable_template(
@@ -71,6 +78,14 @@ def test_render_prints_a_parsable_template(
         )
     if "env_a" in expect:
         assert env_pairs["A"] == expect["env_a"]
+    compute = resources["ComputeEnvironment"]["Properties"]["ComputeResources"]
+    queue = resources["JobQueue"]["Properties"]
+    if "min_vcpus" in expect:
+        assert compute["MinvCpus"] == int(expect["min_vcpus"])
+        assert resources["SchedulingPolicy"]["Type"] == "AWS::Batch::SchedulingPolicy"
+        assert queue["SchedulingPolicyArn"] == {"Ref": "SchedulingPolicy"}
+    else:
+        assert "SchedulingPolicyArn" not in queue
 
 
 def test_render_refuses_a_bad_url_by_name(

@@ -190,6 +190,12 @@ def test_execution_role_pulls_only_its_repository(image: str, pull_resource: str
         pytest.param({"compute": "lambda"}, "compute", id="unknown-compute"),
         pytest.param({"remote_log_folder": "gs://x"}, "remote_log_folder", id="unsupported-log-target"),
         pytest.param({"dags_s3_uri": "/local/dags"}, "dags_s3_uri", id="dags-not-s3"),
+        pytest.param({"compute": "ec2", "min_vcpus": -1}, "min_vcpus", id="min-vcpus-negative"),
+        pytest.param(
+            {"compute": "ec2", "min_vcpus": 65, "max_vcpus": 64}, "min_vcpus", id="min-vcpus-over-max"
+        ),
+        pytest.param({"compute": "fargate", "min_vcpus": 2}, "min_vcpus.*Fargate", id="min-vcpus-on-fargate"),
+        pytest.param({"share_decay_seconds": 604801}, "share_decay_seconds", id="share-decay-over-a-week"),
     ],
 )
 def test_bad_options_are_refused_by_name(options: dict[str, Any], names: str) -> None:
@@ -212,3 +218,38 @@ def test_template_carries_the_settings_that_must_agree(remote_log_folder: str, l
     assert "AIRFLOW__CORE__EXECUTION_API_SERVER_URL" in hints["TaskEnvironment"]
     assert logging_fragment in hints["RemoteLogging"]
     assert hints["ExecutorSettings"]["[aws_batch_executor] job_queue"] == "q"
+
+
+@pytest.mark.parametrize(
+    ("options", "min_vcpus"),
+    [
+        pytest.param({"compute": "ec2"}, 0, id="ec2-cold-by-default"),
+        pytest.param({"compute": "spot", "min_vcpus": 8}, 8, id="spot-warm"),
+        pytest.param({"compute": "ec2", "min_vcpus": 64, "max_vcpus": 64}, 64, id="ec2-min-equals-max"),
+    ],
+)
+def test_min_vcpus_keeps_warm_capacity(options: dict[str, Any], min_vcpus: int) -> None:
+    resources = build_template(TemplateOptions(**options))["Resources"]
+    compute = resources["ComputeEnvironment"]["Properties"]["ComputeResources"]
+    assert compute["MinvCpus"] == min_vcpus
+    assert compute["DesiredvCpus"] == min_vcpus
+    assert compute["MinvCpus"] <= compute["MaxvCpus"]
+
+
+@pytest.mark.parametrize("fair_share", [pytest.param(True, id="fair-share"), pytest.param(False, id="fifo")])
+def test_fair_share_attaches_a_scheduling_policy_to_the_queue(fair_share: bool) -> None:
+    template = build_template(
+        TemplateOptions(job_queue="q1", fair_share=fair_share, share_decay_seconds=7200)
+    )
+    resources = template["Resources"]
+    queue = resources["JobQueue"]["Properties"]
+    if not fair_share:
+        assert "SchedulingPolicy" not in resources
+        assert "SchedulingPolicyArn" not in queue
+        return
+    policy = resources["SchedulingPolicy"]
+    assert policy["Type"] == "AWS::Batch::SchedulingPolicy"
+    fair = policy["Properties"]["FairsharePolicy"]
+    assert fair["ShareDecaySeconds"] == 7200
+    assert {"ShareIdentifier": "default", "WeightFactor": 1.0} in fair["ShareDistribution"]
+    assert queue["SchedulingPolicyArn"] == {"Ref": "SchedulingPolicy"}

@@ -183,6 +183,8 @@ class JobQueueInfo:
     status: str
     status_reason: str
     compute_environments: tuple[str, ...]
+    #: The fair-share scheduling policy; "" for a FIFO queue.
+    scheduling_policy_arn: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +194,10 @@ class ComputeEnvironmentInfo:
     state: str
     status: str
     status_reason: str
+    #: computeResources' vCPU bounds; None for an unmanaged environment.
+    min_vcpus: int | None = None
+    desired_vcpus: int | None = None
+    max_vcpus: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +207,13 @@ class JobDefinitionInfo:
     revision: int
     status: str
     environment: dict[str, str]
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 CallObserver = Callable[[str, float, "ErrorKind | None"], None]
@@ -399,6 +412,7 @@ class BatchApi:
                 status=str(raw.get("status", "")),
                 status_reason=str(raw.get("statusReason") or ""),
                 compute_environments=tuple(str(c.get("computeEnvironment", "")) for c in ces),
+                scheduling_policy_arn=str(raw.get("schedulingPolicyArn") or ""),
             )
         return None
 
@@ -413,6 +427,9 @@ class BatchApi:
                 state=str(raw.get("state", "")),
                 status=str(raw.get("status", "")),
                 status_reason=str(raw.get("statusReason") or ""),
+                min_vcpus=_int_or_none((raw.get("computeResources") or {}).get("minvCpus")),
+                desired_vcpus=_int_or_none((raw.get("computeResources") or {}).get("desiredvCpus")),
+                max_vcpus=_int_or_none((raw.get("computeResources") or {}).get("maxvCpus")),
             )
             for raw in response.get("computeEnvironments", [])
         ]

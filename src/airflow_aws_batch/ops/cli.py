@@ -292,6 +292,9 @@ def template_options(args: argparse.Namespace) -> TemplateOptions:
         vcpus=args.vcpus,
         memory_mib=args.memory,
         max_vcpus=args.max_vcpus,
+        min_vcpus=args.min_vcpus,
+        fair_share=args.fair_share,
+        share_decay_seconds=args.share_decay_seconds,
         log_group=args.log_group,
         remote_log_folder=args.remote_log_folder or "",
         dags_s3_uri=args.dags_s3_uri or "",
@@ -373,6 +376,23 @@ def get_cli_commands() -> list[Any]:
             type=int,
             default=TemplateOptions.max_vcpus,
             help="Compute environment max vCPUs",
+        ),
+        Arg(
+            ("--min-vcpus",),
+            type=int,
+            default=TemplateOptions.min_vcpus,
+            help="Compute environment min vCPUs kept running while idle (warm capacity; EC2/Spot only)",
+        ),
+        Arg(
+            ("--fair-share",),
+            action="store_true",
+            help="Attach a fair-share scheduling policy to the job queue (jobs then carry share identifiers)",
+        ),
+        Arg(
+            ("--share-decay-seconds",),
+            type=int,
+            default=TemplateOptions.share_decay_seconds,
+            help="With --fair-share: the policy's usage decay window, 0-604800 s",
         ),
         Arg(("--log-group",), default=TemplateOptions.log_group, help="Log group for container output"),
         Arg(

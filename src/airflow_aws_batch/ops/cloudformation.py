@@ -28,6 +28,10 @@ EXECUTION_API_ENV = "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"
 # Logical ids, shared with provision.py (outputs) and the tests.
 COMPUTE_ENVIRONMENT = "ComputeEnvironment"
 JOB_QUEUE = "JobQueue"
+SCHEDULING_POLICY = "SchedulingPolicy"
+#: The share identifier tasks get when a template field is empty (e.g. ``{team}`` without a team).
+DEFAULT_SHARE = "default"
+MAX_SHARE_DECAY_SECONDS = 604800
 JOB_DEFINITION = "JobDefinition"
 LOG_GROUP = "TaskLogGroup"
 JOB_ROLE = "JobRole"
@@ -59,6 +63,11 @@ class TemplateOptions:
     vcpus: float = 1.0
     memory_mib: int = 2048
     max_vcpus: int = 64
+    # Warm capacity: vCPUs the compute environment keeps running while idle (EC2/Spot only).
+    min_vcpus: int = 0
+    # A fair-share scheduling policy on the job queue (each job then needs a share identifier).
+    fair_share: bool = False
+    share_decay_seconds: int = 3600
     log_group: str = "/aws/batch/airflow-tasks"
     log_retention_days: int = 30
     # Remote logging destination for Airflow's own task logs: ``s3://bucket/prefix`` or
@@ -92,6 +101,20 @@ class TemplateOptions:
             raise TemplateError(f"dags_s3_uri={self.dags_s3_uri!r}: expected s3://BUCKET/PREFIX")
         if self.max_vcpus < 1 or self.vcpus <= 0 or self.memory_mib < 512:
             raise TemplateError("max_vcpus must be >= 1, vcpus > 0 and memory_mib >= 512")
+        if not 0 <= self.min_vcpus <= self.max_vcpus:
+            raise TemplateError(
+                f"min_vcpus={self.min_vcpus}: expected 0 <= min_vcpus <= max_vcpus ({self.max_vcpus})"
+            )
+        if self.min_vcpus and self.is_fargate:
+            raise TemplateError(
+                f"min_vcpus={self.min_vcpus}: Fargate compute environments keep no instances warm; "
+                "use --compute ec2 or spot for warm capacity"
+            )
+        if not 0 <= self.share_decay_seconds <= MAX_SHARE_DECAY_SECONDS:
+            raise TemplateError(
+                f"share_decay_seconds={self.share_decay_seconds}: expected 0 to {MAX_SHARE_DECAY_SECONDS} "
+                "(0: Batch's minimum window of 600 s)"
+            )
 
     @property
     def is_fargate(self) -> bool:
@@ -244,8 +267,10 @@ def _compute_resources(options: TemplateOptions) -> dict[str, Any]:
         return {"Type": options.compute.upper().replace("-", "_"), **common}
     return {
         "Type": options.compute.upper(),
-        "MinvCpus": 0,
-        "DesiredvCpus": 0,
+        # Warm capacity: Batch keeps MinvCpus running while no job needs them (billed by the hour),
+        # so that jobs start without waiting for an instance to boot.
+        "MinvCpus": options.min_vcpus,
+        "DesiredvCpus": options.min_vcpus,
         "InstanceTypes": ["optimal"],
         "InstanceRole": {"Fn::GetAtt": [INSTANCE_PROFILE, "Arn"]},
         "AllocationStrategy": (
@@ -392,6 +417,23 @@ def build_template(options: TemplateOptions) -> dict[str, Any]:
             },
         },
     }
+    if options.fair_share:
+        resources[SCHEDULING_POLICY] = {
+            "Type": "AWS::Batch::SchedulingPolicy",
+            "Properties": {
+                "Name": f"{options.job_queue}-fair-share",
+                "FairsharePolicy": {
+                    # Usage older than the decay window counts less: a DAG that ran a burst an hour ago
+                    # is not held back for it now.
+                    "ShareDecaySeconds": options.share_decay_seconds,
+                    "ComputeReservation": 0,
+                    # Every share not listed weighs 1.0 too; listed so that the weight of the share of
+                    # tasks whose template fields are empty is visible and easy to change.
+                    "ShareDistribution": [{"ShareIdentifier": DEFAULT_SHARE, "WeightFactor": 1.0}],
+                },
+            },
+        }
+        resources[JOB_QUEUE]["Properties"]["SchedulingPolicyArn"] = {"Ref": SCHEDULING_POLICY}
     if not options.is_fargate:
         resources[INSTANCE_ROLE] = {
             "Type": "AWS::IAM::Role",
