@@ -20,20 +20,11 @@ pytestmark = pytest.mark.contract
 
 
 def add_fair_share_queue(batch: Any, name: str, compute_environment: str) -> str:
-    """A job queue with a fair-share scheduling policy on ``compute_environment``; its name.
-
-    A localbatch without scheduling policies takes any policy ARN on CreateJobQueue.
-    """
-    try:
-        policy = batch.create_scheduling_policy(
-            name=f"{name}-policy",
-            fairsharePolicy={
-                "shareDecaySeconds": 3600,
-                "shareDistribution": [{"shareIdentifier": "default"}],
-            },
-        )["arn"]
-    except batch.exceptions.ClientException:
-        policy = f"arn:aws:batch:us-east-1:123456789012:scheduling-policy/{name}-policy"
+    """A job queue with a fair-share scheduling policy on ``compute_environment``; its name."""
+    policy = batch.create_scheduling_policy(
+        name=f"{name}-policy",
+        fairsharePolicy={"shareDecaySeconds": 3600, "shareDistribution": [{"shareIdentifier": "default"}]},
+    )["arn"]
     batch.create_job_queue(
         jobQueueName=name,
         state="ENABLED",
