@@ -17,10 +17,11 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from devstack import Stack
+from devstack import Stack, wait_until
 from devstack.stack import COMPUTE_ENVIRONMENT, JOB_DEFINITION
 
 pytestmark = pytest.mark.e2e
@@ -68,6 +69,17 @@ def _prepare(stack: Stack) -> None:
         )
 
 
+def _final_jobs(stack: Stack, dag_id: str, run_id: str, queue: str) -> list[dict[str, Any]]:
+    """The run's jobs on ``queue`` once each has ended (Airflow may see the task end first)."""
+
+    def probe() -> tuple[bool, Any]:
+        jobs = stack.batch.jobs_for(dag_id, run_id=run_id, job_queue=queue)
+        return bool(jobs) and all(j["status"] in ("SUCCEEDED", "FAILED") for j in jobs), jobs
+
+    jobs: list[dict[str, Any]] = wait_until(f"Batch jobs of {dag_id} on {queue} to end", probe, 60.0)
+    return jobs
+
+
 def test_each_teams_tasks_run_on_its_own_queue_and_a_bad_option_names_its_team() -> None:
     work_dir = Path(tempfile.mkdtemp(prefix="airflow-aws-batch-e2e-multiteam-"))
     multi_team = {
@@ -104,7 +116,7 @@ def test_each_teams_tasks_run_on_its_own_queue_and_a_bad_option_names_its_team()
                 "success",
                 {"work": "success"},
             )
-            jobs = stack.batch.jobs_for(dag_id, run_id=run_ids[dag_id], job_queue=queue)
+            jobs = _final_jobs(stack, dag_id, run_ids[dag_id], queue)
             assert [(j["jobName"], j["tags"].get("airflow_team"), j["status"]) for j in jobs] == [
                 (f"{team}-{dag_id}-work", team, "SUCCEEDED")
             ], jobs
