@@ -60,6 +60,9 @@ class Stack:
     ``task_env``: extra environment for tasks, put on the Batch job definition.
     ``localbatch_args``: extra ``localbatch serve`` arguments, e.g. ``["--latency-ms", "50"]``.
     ``on_step``: called with a short message as each start step begins (the demo prints them).
+    ``prepare``: called with the stack after ``airflow db migrate`` (and localbatch's setup), before
+    any Airflow component starts: for what they need at start, e.g. ``airflow teams create`` or
+    more Batch job queues.
 
     After ``start()``, for fault injection (``chaos/`` uses all of them):
 
@@ -93,6 +96,7 @@ class Stack:
         api_workers: int = 1,
         startup_timeout: float = 300.0,
         on_step: Callable[[str], None] | None = None,
+        prepare: Callable[[Stack], None] | None = None,
     ):
         if executor not in EXECUTOR_CLASSES:
             raise ValueError(f"executor must be one of {sorted(EXECUTOR_CLASSES)}, got {executor!r}")
@@ -111,6 +115,7 @@ class Stack:
         self.api_workers = api_workers
         self.startup_timeout = startup_timeout
         self._on_step = on_step or (lambda message: None)
+        self._prepare = prepare
 
         self.stack_id = uuid.uuid4().hex[:12]
         self.marker = f"DEVSTACK_ID={self.stack_id}"
@@ -193,6 +198,8 @@ class Stack:
             self._write_passwords()
             self._on_step("migrating the Airflow database (airflow db migrate)")
             self.run_airflow("db", "migrate", timeout=600)
+            if self._prepare is not None:
+                self._prepare(self)
             self._on_step(f"starting Airflow: {', '.join(COMPONENTS)}")
             for name in COMPONENTS:
                 self.start_component(name)

@@ -17,7 +17,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_aws_batch.aws.batch import DESCRIBE_MAX_IDS, BatchApi, BatchApiError, JobDetail
-from airflow_aws_batch.core.ownership import DEPLOYMENT_TAG, TiNow, TryId, is_job_of, orphan_reason, try_of
+from airflow_aws_batch.core.ownership import (
+    DEPLOYMENT_TAG,
+    TiNow,
+    TryId,
+    is_job_of,
+    is_team_job,
+    not_another_teams_job,
+    orphan_reason,
+    try_of,
+)
 from airflow_aws_batch.core.state import ACTIVE_STATUSES, Terminate
 
 log = logging.getLogger(__name__)
@@ -85,9 +94,13 @@ def plan_adoption(
     queues: Iterable[str],
     deployment: str,
     before_call: BeforeCall,
+    team: str | None = None,
 ) -> AdoptionPlan:
     """Adopt each task instance's job of *this* try: by its saved id when the job's tags name this
     try, else by its tags among the active jobs of ``queues``; hand back the rest.
+
+    ``team``: the executor's team (None for a global executor); a job of another team is never
+    adopted nor terminated, and one found by tags must carry exactly this team.
 
     Raises :class:`BatchApiError` or :class:`OutOfBudget` when Batch cannot be read: the caller then
     hands every task instance back rather than guess.
@@ -101,11 +114,16 @@ def plan_adoption(
         job_id = by_id.get(ti.key)
         detail = details.get(job_id) if job_id else None
         if detail is not None and is_job_of(
-            detail.tags, wanted[ti.key], deployment, deployment_required=False
+            detail.tags, wanted[ti.key], deployment, deployment_required=False, team=team
         ):
             plan.adopt[ti.key] = detail.job_id
             continue
-        if detail is not None and detail.status in ACTIVE_STATUSES:
+        if (
+            detail is not None
+            and detail.status in ACTIVE_STATUSES
+            and detail.tags.get(DEPLOYMENT_TAG) in (None, deployment)
+            and not_another_teams_job(detail.tags, team)
+        ):
             job_try = try_of(detail.tags)
             if job_try is not None and job_try.ti == wanted[ti.key].ti:
                 plan.terminate.append(
@@ -123,7 +141,7 @@ def plan_adoption(
                 (
                     d
                     for d in active.values()
-                    if is_job_of(d.tags, wanted[ti.key], deployment, deployment_required=True)
+                    if is_job_of(d.tags, wanted[ti.key], deployment, deployment_required=True, team=team)
                 ),
                 key=lambda d: d.created_at or 0,
             )
@@ -147,8 +165,10 @@ def sweep(
     lookup: TiLookup,
     before_call: BeforeCall,
     suspects: MutableSet[str] | None = None,
+    team: str | None = None,
 ) -> list[Terminate]:
-    """TerminateJob commands for the active jobs of this deployment that no live try points at.
+    """TerminateJob commands for the active jobs of this deployment and ``team`` (None: a global
+    executor, whose jobs carry no team tag) that no live try points at.
 
     ``tracked(job_id)``: this executor watches the job (it is left alone whatever the DB says: the
     poller reports how it ends). A job whose try is queued or running in Airflow is always left
@@ -159,7 +179,9 @@ def sweep(
     ours = {
         job_id: detail
         for job_id, detail in active_jobs(api, queues, before_call).items()
-        if detail.tags.get(DEPLOYMENT_TAG) == deployment and try_of(detail.tags) is not None
+        if detail.tags.get(DEPLOYMENT_TAG) == deployment
+        and is_team_job(detail.tags, team)
+        and try_of(detail.tags) is not None
     }
     if not ours:
         return []
@@ -177,7 +199,7 @@ def sweep(
             continue
         job_try = try_of(detail.tags)
         assert job_try is not None
-        verdict = orphan_reason(job_id, detail.tags, deployment, now.get(job_try.ti))
+        verdict = orphan_reason(job_id, detail.tags, deployment, now.get(job_try.ti), team=team)
         if verdict is None:
             continue
         if verdict.confirm and job_id not in seen_before:

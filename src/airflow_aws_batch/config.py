@@ -4,14 +4,20 @@ Precedence, lowest to highest: our defaults < airflow.cfg / environment (Airflow
 < ``submit_job_kwargs`` (its ``jobQueue``, ``jobDefinition`` and ``jobName`` beat the plain options).
 Each task's ``executor_config`` is merged over the result later, in :mod:`airflow_aws_batch.submit`.
 
-Not supported: team-specific sections (multi-team executors) other than what Airflow's
-``ExecutorConf`` resolves for us; ``submit_job_kwargs`` for multi-node, ECS or EKS job
-definitions (the executor can only place its command in ``containerOverrides``).
+Multi-team: a team's executor reads the section through its ``ExecutorConf``, i.e. Airflow's team
+lookup: ``AIRFLOW__<TEAM>___AWS_BATCH_EXECUTOR__<OPTION>`` or the ``[<team>=aws_batch_executor]``
+section of airflow.cfg, then our defaults. Airflow does not fall back to the global section for a
+team, so every required option is set per team. Every problem of a team's section names the team.
+
+Not supported: team options from ``_cmd``/``_secret`` variants (Airflow reads neither for a team);
+``submit_job_kwargs`` for multi-node, ECS or EKS job definitions (the executor can only place its
+command in ``containerOverrides``).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import re
@@ -34,6 +40,7 @@ __all__ = [
     "parse_options",
     "read_options",
     "resolve_region",
+    "team_env_var",
 ]
 
 # Batch job names: first character alphanumeric, then letters, digits, hyphens, underscores.
@@ -93,21 +100,32 @@ def derive_deployment_id(database_url: str) -> str:
     return "db-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def team_env_var(option: str, team: str | None) -> str:
+    """The environment variable of ``option`` for ``team`` (Airflow's team lookup), or the global one."""
+    if team is None:
+        return env_var(option)
+    return f"AIRFLOW__{team.upper()}___{SECTION.upper()}__{option.upper()}"
+
+
 @dataclass(frozen=True)
 class ConfigProblem:
-    """``found`` is None when the option is required but not set."""
+    """``found`` is None when the option is required but not set; ``team`` names a team's executor."""
 
     option: str
     expected: str
     found: str | None
     path: str = ""  # key path inside a JSON option, e.g. containerOverrides.vcpus
+    team: str | None = None
 
     def __str__(self) -> str:
-        where = f"(env {env_var(self.option)})"
+        where = f"(env {team_env_var(self.option, self.team)})"
+        whose = f" (team {self.team!r})" if self.team is not None else ""
         if self.found is None:
-            return f"[{SECTION}] {self.option} is required but not set: expected {self.expected} {where}"
+            return (
+                f"[{SECTION}] {self.option}{whose} is required but not set: expected {self.expected} {where}"
+            )
         what = f"{self.option}, key {self.path}" if self.path else self.option
-        return f"[{SECTION}] {what}: expected {self.expected}, found {self.found} {where}"
+        return f"[{SECTION}] {what}{whose}: expected {self.expected}, found {self.found} {where}"
 
 
 class ConfigError(ValueError):
@@ -116,6 +134,12 @@ class ConfigError(ValueError):
     def __init__(self, problems: list[ConfigProblem]) -> None:
         self.problems = tuple(problems)
         super().__init__("\n".join(str(problem) for problem in problems))
+
+    def for_team(self, team: str | None) -> ConfigError:
+        """The same problems, each naming ``team`` (unchanged when ``team`` is None)."""
+        if team is None:
+            return self
+        return ConfigError([dataclasses.replace(problem, team=team) for problem in self.problems])
 
 
 class ConfigSource(Protocol):
@@ -154,6 +178,9 @@ class ExecutorConfig(BaseModel):
     scheduling_priority: Literal["clamp", "off"] = "clamp"
     #: Template of a job's shareIdentifier on fair-share queues; None: ``fairshare.DEFAULT_SHARE_TEMPLATE``.
     share_identifier: str | None = None
+    #: The team whose executor this is (Airflow's multi-team mode), None for a global executor. Not an
+    #: option: set from the executor's ``team_name``; it names the team in the ``airflow_team`` tag.
+    team: str | None = None
 
     def base_request(self) -> dict[str, Any]:
         """SubmitJob kwargs before any per-task change (a fresh deep copy each call)."""
@@ -177,14 +204,19 @@ def read_options(source: ConfigSource) -> dict[str, str | None]:
     return raw
 
 
-def load_config(source: ConfigSource | None = None) -> ExecutorConfig:
+def load_config(source: ConfigSource | None = None, *, team: str | None = None) -> ExecutorConfig:
     """Read and validate the section through Airflow's config; raise :class:`ConfigError` listing
-    every problem. ``source`` defaults to ``airflow.configuration.conf``."""
+    every problem. ``source`` defaults to ``airflow.configuration.conf``.
+
+    ``team``: the team whose executor reads the section (``source`` is then that executor's
+    ``ExecutorConf``, which resolves the team's values); every problem names it, and the result
+    carries it in ``team``.
+    """
     if source is None:
         from airflow.configuration import conf
 
         source = conf
-    return parse_options(read_options(source))
+    return parse_options(read_options(source), team=team)
 
 
 class _Unreadable(ValueError):
@@ -261,8 +293,19 @@ def _read(spec: OptionSpec, text: str) -> Any:
     return value
 
 
-def parse_options(raw: Mapping[str, str | None]) -> ExecutorConfig:
-    """Validate raw option strings (``None`` = not set); the pure half of :func:`load_config`."""
+def parse_options(raw: Mapping[str, str | None], *, team: str | None = None) -> ExecutorConfig:
+    """Validate raw option strings (``None`` = not set); the pure half of :func:`load_config`.
+
+    ``team``: named in every problem, and kept in the result's ``team``.
+    """
+    try:
+        config = _parse_options(raw)
+    except ConfigError as err:
+        raise err.for_team(team) from None
+    return config if team is None else config.model_copy(update={"team": team})
+
+
+def _parse_options(raw: Mapping[str, str | None]) -> ExecutorConfig:
     problems: list[ConfigProblem] = []
     # Each option read by its type; an unset option without a default is None, an unreadable one absent.
     read: dict[str, Any] = {}
@@ -402,6 +445,7 @@ def resolve_region(config: ExecutorConfig, connection_region: str | None) -> str
                     "region_name",
                     f"a region, or region_name in the extra of the connection {config.conn_id!r}",
                     None,
+                    team=config.team,
                 )
             ]
         )

@@ -8,8 +8,13 @@ Shutdown hands over instead of waiting: ``end()`` (SIGTERM) stops submitting, wa
 for SubmitJobs on the wire, terminates the jobs whose ids Airflow never saved and that have not
 started, and returns; running jobs keep running and the next scheduler adopts them.
 
-Not supported: ``is_local`` (``airflow standalone`` always forces LocalExecutor), multi-team
-deployments, and connection-test workloads.
+Multi-team (``[core] multi_team``): each team's executor reads its own ``[aws_batch_executor]``
+options through its team-aware ``self.conf``, is checked on its own at start, tags its jobs
+``airflow_team=<team>``, and adopts and sweeps only jobs of its team (a global executor: only jobs
+without a team tag).
+
+Not supported: ``is_local`` (``airflow standalone`` always forces LocalExecutor), and connection-test
+workloads.
 """
 
 from __future__ import annotations
@@ -103,6 +108,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
     """Runs each Airflow task as its own AWS Batch job; see the README for the options."""
 
     supports_callbacks = True
+    supports_multi_team = True
     #: Delay between submit attempts (class attribute so tests and subclasses can shorten it).
     backoff = BackoffPolicy()
     #: Least seconds between polling cycles. Short, so that with few jobs (one DescribeJobs a cycle) an
@@ -146,8 +152,13 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
     @property
     def config(self) -> ExecutorConfig:
         if self._config is None:
-            self._config = load_config()
+            self._config = self._load_config()
         return self._config
+
+    def _load_config(self) -> ExecutorConfig:
+        """The section as this executor's team sees it (``self.conf``: Airflow's team-aware lookup)."""
+        team = getattr(self, "team_name", None)
+        return load_config(getattr(self, "conf", None), team=team)
 
     def _make_api(self, *, submit: bool) -> BatchApi:
         config = self.config
@@ -191,9 +202,9 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
         try:
-            config = load_config()
+            config = self._load_config()
         except ConfigError as exc:
-            log.error("AwsBatchExecutor cannot start: %s", exc)
+            log.error("AwsBatchExecutor%s cannot start: %s", _team_label(self), exc)
             raise
         if config.deployment_id is None:
             config = config.model_copy(update={"deployment_id": _derived_deployment_id()})
@@ -241,7 +252,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         # Jobs left by earlier schedulers whose try has moved on: nobody else would end them.
         self._schedule_sweep(0.0)
         log.info(
-            "AwsBatchExecutor started: queue %s, definition %s, region %s, %s submits/s, %s status calls/s",
+            "AwsBatchExecutor%s started: queue %s, definition %s, region %s, %s submits/s, %s status calls/s",
+            _team_label(self),
             config.job_queue,
             config.job_definition,
             config.region_name or "(from connection)",
@@ -347,7 +359,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 priority_weight=ti.priority_weight,
                 # Airflow 3.1-3.3 workloads carry no pool; a template using {pool} is refused at start.
                 pool=getattr(ti, "pool", None),
-                team=self.team_name,
+                team=self.config.team,
                 queue_kind=self._queue_kinds.get,
             )
         callback = workload.callback
@@ -359,7 +371,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             callback_path=data.get("path"),
             dag_id=data.get("dag_id"),
             run_id=data.get("run_id"),
-            team=self.team_name,
+            team=self.config.team,
             queue_kind=self._queue_kinds.get,
         )
 
@@ -509,6 +521,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 tis,
                 queues=self._job_queues(),
                 deployment=str(config.deployment_id),
+                team=config.team,
                 before_call=deadline_limiter(
                     lambda timeout: limiter.acquire(timeout=timeout), time.monotonic() + ADOPT_BUDGET_S
                 ),
@@ -571,6 +584,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                     lookup=task_instances_now,
                     before_call=before_call,
                     suspects=self._sweep_suspects,
+                    team=config.team,
                 )
             except (BatchApiError, OutOfBudget, LookupFailed) as exc:
                 # The next adoption round sweeps again; nothing is terminated on a guess.
@@ -726,6 +740,11 @@ def _check_share_template_fields(config: ExecutorConfig) -> None:
         )
         log.error("AwsBatchExecutor cannot start: %s", problem)
         raise ConfigError([problem])
+
+
+def _team_label(executor: Any) -> str:
+    team = getattr(executor, "team_name", None)
+    return f" (team {team!r})" if team else ""
 
 
 def _monotonic_deadline(epoch_s: float | None) -> float | None:

@@ -201,8 +201,10 @@ def format_failures(config: ExecutorConfig, failures: list[CheckItem], region: s
     """One message naming the region, each failing resource and what is wrong."""
     where = region or config.region_name or "(region from the connection)"
     problems = "; ".join(f"{item.name}: {item.detail}" for item in failures)
+    whose = f" (team {config.team!r})" if config.team is not None else ""
     return (
-        f"AwsBatchExecutor startup check failed in region {where} "
+        f"AwsBatchExecutor{whose} startup check failed in region {where} "
         f"(connection {config.conn_id!r}): {problems}. "
-        "Fix the resource, or set [aws_batch_executor] check_health_on_startup = False to skip this check."
+        f"Fix the resource, or set [aws_batch_executor] check_health_on_startup = False{whose} to skip "
+        "this check."
     )

@@ -7,9 +7,10 @@ Per task, in order:
    so an ``executor_config`` ``jobQueue`` wins over both of the above;
 4. ours, always: the job name ``<jobName>-<dag_id>-<task_id>`` (``jobName`` is a prefix wherever it
    is set), ``containerOverrides.command``, the tags ``dag_id``, ``task_id``, ``run_id``,
-   ``try_number``, ``map_index`` and ``deployment`` (winning over user tags of the same key; the
-   core adds ``submission`` per call), ``propagateTags: true``, ``retryStrategy.attempts: 1`` and
-   the environment variable ``AIRFLOW_IS_EXECUTOR_CONTAINER=true``;
+   ``try_number``, ``map_index``, ``deployment`` and, for a team's executor, ``airflow_team``
+   (winning over user tags of the same key; the core adds ``submission`` per call),
+   ``propagateTags: true``, ``retryStrategy.attempts: 1`` and the environment variable
+   ``AIRFLOW_IS_EXECUTOR_CONTAINER=true``;
 5. on a fair-share job queue only, where steps 1-3 set neither: ``shareIdentifier`` rendered from
    ``share_identifier`` and ``schedulingPriorityOverride`` from the task's ``priority_weight``
    (``scheduling_priority``). When the queue's kind is not known yet they wait under
@@ -32,7 +33,7 @@ from typing import Any, Protocol
 
 from airflow_aws_batch import shapes
 from airflow_aws_batch.config import UNSUPPORTED_SUBMIT_JOB_KEYS, ExecutorConfig, one_job_per_try_problems
-from airflow_aws_batch.core.ownership import DEPLOYMENT_TAG
+from airflow_aws_batch.core.ownership import DEPLOYMENT_TAG, TEAM_TAG
 from airflow_aws_batch.fairshare import (
     DEFAULT_SHARE_TEMPLATE,
     PENDING_KEY,
@@ -244,6 +245,8 @@ def _build(
     overrides["environment"] = environment
     if config.deployment_id:
         our_tags = {**our_tags, DEPLOYMENT_TAG: config.deployment_id}
+    if config.team is not None:
+        our_tags = {**our_tags, TEAM_TAG: config.team}
     request["tags"] = {**request.get("tags", {}), **{k: v[:TAG_VALUE_MAX] for k, v in our_tags.items()}}
     request["propagateTags"] = True
     # One container run per job: a retryStrategy of the job definition would otherwise apply.

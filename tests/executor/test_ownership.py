@@ -65,3 +65,49 @@ def test_the_saved_job_of_a_finished_try_is_terminated_only_when_found_again() -
     assert verdict is not None and verdict.confirm
     other = orphan_reason("job-1", tags(), "prod", TiNow(3, "queued", None))
     assert other is not None and not other.confirm
+
+
+def team_tags(owner: str | None, deployment: str = "prod", **extra: str) -> dict[str, str]:
+    out = tags(deployment=deployment, **extra)
+    if owner is not None:
+        out["airflow_team"] = owner
+    return out
+
+
+@pytest.mark.parametrize(
+    ("job_tags", "team", "required", "expected"),
+    [
+        pytest.param(team_tags("a"), "a", True, True, id="own-team-found-by-tags"),
+        pytest.param(team_tags("a"), "a", False, True, id="own-team-by-saved-id"),
+        pytest.param(team_tags("b"), "a", True, False, id="other-team-not-found-by-tags"),
+        pytest.param(team_tags("b"), "a", False, False, id="other-team-not-by-saved-id"),
+        pytest.param(team_tags("a"), None, True, False, id="global-never-finds-a-teams-job"),
+        pytest.param(team_tags("a"), None, False, False, id="global-never-adopts-a-teams-job"),
+        pytest.param(team_tags(None), "a", True, False, id="team-never-finds-a-global-job"),
+        pytest.param(team_tags(None), "a", False, True, id="team-adopts-pre-team-job-by-saved-id"),
+        pytest.param({}, "a", False, True, id="team-adopts-untagged-older-job-by-saved-id"),
+        pytest.param(team_tags(None), None, True, True, id="global-finds-global-job"),
+        pytest.param(team_tags("a", team="data"), "a", True, True, id="users-own-team-tag-is-no-owner"),
+        pytest.param(team_tags(None, team="data"), None, True, True, id="users-team-tag-on-global-job"),
+    ],
+)
+def test_is_job_of_with_teams(
+    job_tags: dict[str, str], team: str | None, required: bool, expected: bool
+) -> None:
+    assert is_job_of(job_tags, TRY2, "prod", deployment_required=required, team=team) is expected
+
+
+@pytest.mark.parametrize(
+    ("job_tags", "team", "terminated"),
+    [
+        pytest.param(team_tags("a"), "a", True, id="own-team"),
+        pytest.param(team_tags("b"), "a", False, id="other-team-untouched"),
+        pytest.param(team_tags("a"), None, False, id="global-leaves-a-teams-job"),
+        pytest.param(team_tags(None), "a", False, id="team-leaves-a-global-job"),
+        pytest.param(team_tags(None), None, True, id="global-own"),
+        pytest.param(team_tags("a", deployment="other"), "a", False, id="own-team-other-deployment"),
+    ],
+)
+def test_orphan_reason_with_teams(job_tags: dict[str, str], team: str | None, terminated: bool) -> None:
+    verdict = orphan_reason("job-1", job_tags, "prod", None, team=team)
+    assert (verdict is not None) is terminated, verdict

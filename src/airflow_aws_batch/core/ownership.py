@@ -6,6 +6,12 @@ Every job the executor submits carries tags naming its deployment and its try (`
 until the new job's id is saved, so an id handed to adoption may name an earlier try's job. These
 rules decide from the tags alone; the executor does the I/O.
 
+Multi-team: a team's executor tags its jobs ``airflow_team=<team>``; a global executor's jobs have
+no such tag. Found by tags and swept, a job must carry exactly the executor's team (none for a
+global executor), so neither ever touches the other's jobs. By the id Airflow saved, a job of
+another team is refused too; one without the tag (submitted before the deployment went
+multi-team, or without our tags at all) is trusted, as Airflow routed its task instance here.
+
 Not supported: jobs without our tags (submitted by the Amazon provider's executor, another tool or a
 release of this executor older than the tags) are never swept, nor found by tags; they are adopted
 only by the id Airflow saved.
@@ -17,6 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 DEPLOYMENT_TAG = "deployment"
+#: Not ``team``: a user's cost-allocation tag of that name (in ``submit_job_kwargs``) would otherwise
+#: make a global executor take its own jobs for a team's and leave them alone.
+TEAM_TAG = "airflow_team"
 TRY_TAGS = ("dag_id", "task_id", "run_id", "map_index", "try_number")
 #: Task instance states in which a job of the same try may legitimately be alive: queued (its
 #: SubmitJob may have just returned, on this or another scheduler, before the id was saved) and
@@ -68,12 +77,36 @@ def try_of(tags: Mapping[str, str]) -> TryId | None:
         return None
 
 
-def is_job_of(tags: Mapping[str, str], wanted: TryId, deployment: str, *, deployment_required: bool) -> bool:
-    """Does a job with ``tags`` run ``wanted``, for this deployment?
+def is_team_job(tags: Mapping[str, str], team: str | None) -> bool:
+    """Was a job with ``tags`` submitted by ``team``'s executor (None: by a global executor)?"""
+    return tags.get(TEAM_TAG) == team
 
-    ``deployment_required``: False accepts a job without a deployment tag (an id Airflow saved for
-    this task instance), True does not (a job found by its tags on a shared queue).
+
+def not_another_teams_job(tags: Mapping[str, str], team: str | None) -> bool:
+    """A job found by an id Airflow saved: ``team``'s, or one that carries no team tag at all."""
+    owner = tags.get(TEAM_TAG)
+    return owner is None or owner == team
+
+
+def is_job_of(
+    tags: Mapping[str, str],
+    wanted: TryId,
+    deployment: str,
+    *,
+    deployment_required: bool,
+    team: str | None = None,
+) -> bool:
+    """Does a job with ``tags`` run ``wanted``, for this deployment and ``team``?
+
+    ``deployment_required``: False accepts a job without a deployment tag or team tag (an id Airflow
+    saved for this task instance), True does not (a job found by its tags on a shared queue). A job
+    of another team is never accepted.
     """
+    if deployment_required:
+        if not is_team_job(tags, team):
+            return False
+    elif not not_another_teams_job(tags, team):
+        return False
     owner = tags.get(DEPLOYMENT_TAG)
     if owner is None:
         if deployment_required:
@@ -105,12 +138,15 @@ class Verdict:
     confirm: bool = False
 
 
-def orphan_reason(job_id: str, tags: Mapping[str, str], deployment: str, now: TiNow | None) -> Verdict | None:
+def orphan_reason(
+    job_id: str, tags: Mapping[str, str], deployment: str, now: TiNow | None, *, team: str | None = None
+) -> Verdict | None:
     """Why an active job of ours has nobody to watch it (terminate it), or None to leave it alone.
 
-    ``now`` is the task instance the job's tags name (None: it no longer exists).
+    ``now`` is the task instance the job's tags name (None: it no longer exists). A job of another
+    deployment or of another team (``team``: the executor's, None for a global one) is left alone.
     """
-    if tags.get(DEPLOYMENT_TAG) != deployment:
+    if tags.get(DEPLOYMENT_TAG) != deployment or not is_team_job(tags, team):
         return None
     job_try = try_of(tags)
     if job_try is None:
