@@ -9,6 +9,7 @@ whose path the session prints; it is removed when every test passed and kept oth
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -48,7 +49,21 @@ PRE_TRIGGERED = (
     "e2e_stuck",
     "e2e_boot_log",
 )
-ALL_DAGS = (*PRE_TRIGGERED, "e2e_scheduler_kill", "e2e_requeued_kill", "e2e_sigterm", "e2e_ha")
+ALL_DAGS = (
+    *PRE_TRIGGERED,
+    "e2e_scheduler_kill",
+    "e2e_requeued_kill",
+    "e2e_sigterm",
+    "e2e_ha",
+    "e2e_fair_low",
+    "e2e_fair_high",
+)
+#: A fair-share job queue on a compute environment of its own with one vCPU, for tasks of the Airflow
+#: queue ``fair``; every job there shares FAIR_SHARE (the ``{queue}`` share template), so only the
+#: scheduling priority orders them.
+FAIR_JOB_QUEUE = "airflow-fair"
+FAIR_SHARE = "fair"
+FAIR_COMPUTE_ENVIRONMENT = "airflow-fair-ce"
 
 
 @dataclass
@@ -63,6 +78,36 @@ class E2E:
     def need_batch(self) -> None:
         if not self.on_batch:
             pytest.skip("needs AwsBatchExecutor + localbatch (AIRFLOW_AWS_BATCH_E2E_EXECUTOR=local)")
+
+
+def _add_fair_share_queue(stack: Stack) -> None:
+    """The fair-share queue exists before the scheduler's startup check reads every mapped queue."""
+    if stack.executor != "aws_batch":
+        return
+    batch = stack.batch.batch
+    batch.create_compute_environment(
+        computeEnvironmentName=FAIR_COMPUTE_ENVIRONMENT,
+        type="MANAGED",
+        state="ENABLED",
+        computeResources={
+            "type": "EC2",
+            "minvCpus": 0,
+            "maxvCpus": 1,
+            "subnets": ["subnet-localbatch"],
+            "instanceRole": "ecsInstanceRole",
+        },
+    )
+    policy = batch.create_scheduling_policy(
+        name="airflow-fair-policy",
+        fairsharePolicy={"shareDecaySeconds": 0, "shareDistribution": [{"shareIdentifier": FAIR_SHARE}]},
+    )["arn"]
+    batch.create_job_queue(
+        jobQueueName=FAIR_JOB_QUEUE,
+        state="ENABLED",
+        priority=1,
+        schedulingPolicyArn=policy,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": FAIR_COMPUTE_ENVIRONMENT}],
+    )
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +128,10 @@ def e2e(request: pytest.FixtureRequest) -> Iterator[E2E]:
             "AIRFLOW__SCHEDULER__NUM_STUCK_IN_QUEUED_RETRIES": "0",
             # Orphans are adopted once the dead scheduler's heartbeat is this old.
             "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "15",
+            "AIRFLOW__AWS_BATCH_EXECUTOR__QUEUE_MAP": json.dumps({FAIR_SHARE: FAIR_JOB_QUEUE}),
+            "AIRFLOW__AWS_BATCH_EXECUTOR__SHARE_IDENTIFIER": "{queue}",
         },
+        prepare=_add_fair_share_queue,
     )
     print(f"\ne2e stack work dir: {work_dir}")
     with stack:
