@@ -35,7 +35,6 @@ from airflow_aws_batch.aws.batch import BatchApi, BatchApiError, ErrorKind
 from airflow_aws_batch.aws.clients import botocore_config, hook_client_factory
 from airflow_aws_batch.config import (
     ConfigError,
-    ConfigProblem,
     ExecutorConfig,
     derive_deployment_id,
     load_config,
@@ -133,6 +132,10 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         #: Job queue kinds (FIFO / fair-share): read by the startup check, else by a submit thread
         #: before the first SubmitJob to each queue; the request builder only looks them up.
         self._queue_kinds = QueueKinds()
+        #: Whether ``share_identifier`` uses ``{pool}``, and the pools of the tasks queued but not yet
+        #: taken in (see ``queue_workload``).
+        self._share_uses_pool = False
+        self._pools: dict[Any, str | None] = {}
 
     def log_task_event(self, *, event: str, extra: str, ti_key: Any) -> None:
         super().log_task_event(event=event, extra=extra, ti_key=ti_key)
@@ -209,7 +212,9 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         if config.deployment_id is None:
             config = config.model_copy(update={"deployment_id": _derived_deployment_id()})
         self._config = config
-        _check_share_template_fields(config)
+        self._share_uses_pool = config.share_identifier is not None and "pool" in template_fields(
+            config.share_identifier
+        )
         if config.check_health_on_startup:
             from airflow_aws_batch.health import format_failures, run_checks
 
@@ -290,6 +295,19 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         return self._core
 
     # ------------------------------------------------------------ queueing
+    def queue_workload(self, workload: Any, session: Any) -> None:
+        super().queue_workload(workload, session)
+        if not self._share_uses_pool or session is None:
+            return
+        from airflow.executors import workloads
+
+        if isinstance(workload, workloads.ExecuteTask):
+            try:
+                self._pools[workload.ti.key] = _task_pool(session, workload.ti)
+            except Exception:
+                # The share then reads "default" for the pool; queueing the task must not fail.
+                log.warning("Could not read the pool of %s", workload.ti.key, exc_info=True)
+
     def _process_workloads(self, workload_items: Sequence[Any]) -> None:
         from airflow.executors import workloads
 
@@ -357,8 +375,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 queue=ti.queue,
                 executor_config=ti.executor_config,
                 priority_weight=ti.priority_weight,
-                # Airflow 3.1-3.3 workloads carry no pool; a template using {pool} is refused at start.
-                pool=getattr(ti, "pool", None),
+                pool=self._pools.pop(ti.key, None),
                 team=self.config.team,
                 queue_kind=self._queue_kinds.get,
             )
@@ -724,22 +741,20 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         return get_cli_commands()
 
 
-def _check_share_template_fields(config: ExecutorConfig) -> None:
-    """Refuse ``{pool}`` when this Airflow's workloads do not carry the task's pool."""
-    if config.share_identifier is None or "pool" not in template_fields(config.share_identifier):
-        return
-    from airflow.executors import workloads
+def _task_pool(session: Any, ti: Any) -> str | None:
+    """The pool of the task instance a workload names, from the scheduler's own session.
 
-    # Named TaskInstance before Airflow 3.3.
-    model = getattr(workloads, "TaskInstanceDTO", None) or workloads.TaskInstance
-    if "pool" not in model.model_fields:
-        problem = ConfigProblem(
-            "share_identifier",
-            "a template without {pool} (this Airflow's task workloads do not carry the task's pool)",
-            repr(config.share_identifier),
-        )
-        log.error("AwsBatchExecutor cannot start: %s", problem)
-        raise ConfigError([problem])
+    Airflow 3.1-3.3 workloads carry ``pool_slots`` but not the pool. The scheduler queues a workload
+    right after loading and updating its task instance in this session, so ``session.get`` finds the
+    row in the session's identity map, normally without a query.
+    """
+    pool = getattr(ti, "pool", None)
+    if pool:
+        return str(pool)
+    from airflow.models.taskinstance import TaskInstance
+
+    row = session.get(TaskInstance, ti.id)
+    return str(row.pool) if row is not None and row.pool else None
 
 
 def _team_label(executor: Any) -> str:

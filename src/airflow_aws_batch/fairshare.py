@@ -14,8 +14,8 @@ When the request builder does not know the queue's kind yet (the startup check i
 :data:`PENDING_KEY`, and the submit thread resolves them with :meth:`QueueKinds.resolve` before the
 first SubmitJob to that queue (one DescribeJobQueues per queue, within the status-call budget).
 
-Not supported: the ``{pool}`` field on Airflow versions whose workloads do not carry the task's pool
-(3.1 to 3.3 carry ``pool_slots`` only); such a template is refused at start.
+Airflow 3.1 to 3.3 workloads carry ``pool_slots`` but not the pool: for ``{pool}`` the executor reads
+the pool of each task instance it is given from the scheduler's session (``queue_workload``).
 """
 
 from __future__ import annotations

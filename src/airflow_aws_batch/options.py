@@ -180,8 +180,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "(default when the executor has no team). Characters other than letters, digits and _ become _, "
         "and the result is cut to 255 characters. Unset: {dag_id} on fair-share queues. Never sent to a "
         "FIFO queue (set while every queue is FIFO, the startup check stops the scheduler). A "
-        "shareIdentifier in submit_job_kwargs or a task's executor_config wins. Airflow 3.1-3.3 "
-        "workloads do not carry the task's pool: {pool} is refused there.",
+        "shareIdentifier in submit_job_kwargs or a task's executor_config wins.",
         "{team}_{dag_id}",
     ),
     OptionSpec(

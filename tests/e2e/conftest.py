@@ -59,10 +59,10 @@ ALL_DAGS = (
     "e2e_fair_high",
 )
 #: A fair-share job queue on a compute environment of its own with one vCPU, for tasks of the Airflow
-#: queue ``fair``; every job there shares FAIR_SHARE (the ``{queue}`` share template), so only the
-#: scheduling priority orders them.
+#: queue ``fair``; every job there shares FAIR_SHARE (the ``{queue}_{pool}`` share template, the tasks in
+#: ``default_pool``), so only the scheduling priority orders them.
 FAIR_JOB_QUEUE = "airflow-fair"
-FAIR_SHARE = "fair"
+FAIR_SHARE = "fair_default_pool"
 FAIR_COMPUTE_ENVIRONMENT = "airflow-fair-ce"
 
 
@@ -128,8 +128,8 @@ def e2e(request: pytest.FixtureRequest) -> Iterator[E2E]:
             "AIRFLOW__SCHEDULER__NUM_STUCK_IN_QUEUED_RETRIES": "0",
             # Orphans are adopted once the dead scheduler's heartbeat is this old.
             "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "15",
-            "AIRFLOW__AWS_BATCH_EXECUTOR__QUEUE_MAP": json.dumps({FAIR_SHARE: FAIR_JOB_QUEUE}),
-            "AIRFLOW__AWS_BATCH_EXECUTOR__SHARE_IDENTIFIER": "{queue}",
+            "AIRFLOW__AWS_BATCH_EXECUTOR__QUEUE_MAP": json.dumps({"fair": FAIR_JOB_QUEUE}),
+            "AIRFLOW__AWS_BATCH_EXECUTOR__SHARE_IDENTIFIER": "{queue}_{pool}",
         },
         prepare=_add_fair_share_queue,
     )

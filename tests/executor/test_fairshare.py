@@ -336,25 +336,3 @@ def test_fair_share_check(
     assert item.ok is ok
     for word in words:
         assert word in item.detail
-
-
-@pytest.mark.parametrize(
-    ("template", "refused"),
-    [
-        pytest.param("{pool}", True, id="pool"),
-        pytest.param("{team}_{pool}", True, id="pool-among-others"),
-        pytest.param("{team}_{dag_id}", False, id="no-pool"),
-    ],
-)
-def test_pool_field_is_refused_while_workloads_carry_no_pool(template: str, refused: bool) -> None:
-    from airflow.executors import workloads
-
-    from airflow_aws_batch.executor import _check_share_template_fields
-
-    model = getattr(workloads, "TaskInstanceDTO", None) or workloads.TaskInstance
-    config = make_config(share_identifier=template)
-    if not refused or "pool" in model.model_fields:
-        _check_share_template_fields(config)
-        return
-    with pytest.raises(ConfigError, match=r"share_identifier: expected a template without \{pool\}"):
-        _check_share_template_fields(config)
