@@ -178,6 +178,8 @@ class ExecutorConfig(BaseModel):
     scheduling_priority: Literal["clamp", "off"] = "clamp"
     #: Template of a job's shareIdentifier on fair-share queues; None: ``fairshare.DEFAULT_SHARE_TEMPLATE``.
     share_identifier: str | None = None
+    #: Least tasks grouped into one array job (0: arrays off); arrays also need ``workload_store``.
+    array_min_size: int = 10
     #: The team whose executor this is (Airflow's multi-team mode), None for a global executor. Not an
     #: option: set from the executor's ``team_name``; it names the team in the ``airflow_team`` tag.
     team: str | None = None

@@ -39,6 +39,7 @@ from airflow_aws_batch.config import (
     derive_deployment_id,
     load_config,
 )
+from airflow_aws_batch.core.arrays import SubmitArray, group_submits, parent_of
 from airflow_aws_batch.core.state import (
     BackoffPolicy,
     CheckStarted,
@@ -136,6 +137,9 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         #: taken in (see ``queue_workload``).
         self._share_uses_pool = False
         self._pools: dict[Any, str | None] = {}
+        #: Where array children's workloads are written (None: arrays off), and the least array size.
+        self._array_store: Any = None
+        self._array_min_size = 0
 
     def log_task_event(self, *, event: str, extra: str, ti_key: Any) -> None:
         super().log_task_event(event=event, extra=extra, ti_key=ti_key)
@@ -215,6 +219,10 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         self._share_uses_pool = config.share_identifier is not None and "pool" in template_fields(
             config.share_identifier
         )
+        store_url = getattr(config, "workload_store", None)
+        if config.array_min_size and store_url:
+            self._array_store = _open_workload_store(str(store_url))
+            self._array_min_size = config.array_min_size
         if config.check_health_on_startup:
             from airflow_aws_batch.health import format_failures, run_checks
 
@@ -251,6 +259,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             poll_interval_s=self.poll_interval_s,
             start_checker=airflow_saw_task_start,
             prepare=self._prepare_request,
+            array_writer=self._write_array if self._array_store is not None else None,
         )
         self._runtime = runtime
         runtime.start()
@@ -282,6 +291,13 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             return None
         kind = QueueKind.FAIR_SHARE if queue.scheduling_policy_arn else QueueKind.FIFO
         return kind, (queue.name, queue.arn)
+
+    def _write_array(self, cmd: SubmitArray) -> list[str]:
+        """On a submit thread: the children's workloads as one store object; the command they run."""
+        workloads = [_workload_json(command) for command in cmd.commands]
+        name = f"{self.config.deployment_id}/{cmd.request.get('jobName', 'array')}/{cmd.submission}"
+        url = self._array_store.put(name, workloads)
+        return [*LAUNCHER_COMMAND, str(url)]
 
     @property
     def runtime(self) -> Runtime | None:
@@ -479,15 +495,27 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         if self._runtime is None:
             return
         runtime = self._runtime
-        for cmd in self.core.commands(max_submits):
+        core = self.core
+        submits: list[Submit] = []
+        for cmd in core.commands(max_submits):
             if isinstance(cmd, Submit):
-                runtime.submit(cmd)
+                submits.append(cmd)
             elif isinstance(cmd, Terminate | TerminateLookup):
                 runtime.terminate(cmd)
             elif isinstance(cmd, Track | Untrack):
                 runtime.track(cmd)
             elif isinstance(cmd, CheckStarted):
                 runtime.check_started(cmd)
+        if not submits:
+            return
+        # Only first attempts become array children: a child that failed goes out again alone.
+        arrays, singles = group_submits(
+            submits, min_size=self._array_min_size, eligible=lambda s: core.attempts(s.key) == 0
+        )
+        for array in arrays:
+            runtime.submit(array)
+        for submit in singles:
+            runtime.submit(submit)
 
     def _report(self, reports: list[Report]) -> None:
         for report in reports:
@@ -670,11 +698,11 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 for key, (state, info) in list(self.event_buffer.items())
                 if info and str(getattr(state, "value", state)) == "running" and core.job_id(key) == info
             ]
-            for key, job_id in unsaved:
-                if runtime is None or core.job_started(key):
-                    continue
-                reason = "Airflow scheduler stopped before it saved this job's id; the task is handed back"
-                runtime.terminate_now(Terminate(job_id, reason), tries=2)
+            reason = "Airflow scheduler stopped before it saved this job's id; the task is handed back"
+            to_end = [job_id for key, job_id in unsaved if not core.job_started(key)]
+            for cmd in _whole_arrays([Terminate(job_id, reason) for job_id in to_end], core.job_ids()):
+                if runtime is not None:
+                    runtime.terminate_now(cmd, tries=2)
             if unsaved:
                 log.info(
                     "Terminated the not yet started jobs of %d task(s) whose ids were not saved", len(unsaved)
@@ -694,7 +722,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         if self._core is None:
             return
         reason = "Airflow scheduler terminated"
-        commands = self._core.terminate_all(reason)
+        commands = _whole_arrays(self._core.terminate_all(reason), None)
         runtime = self._runtime
         if runtime is not None:
             for cmd in commands:
@@ -739,6 +767,51 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         from airflow_aws_batch.ops.cli import get_cli_commands
 
         return get_cli_commands()
+
+
+#: What an array child runs: the launcher reads the object and picks its workload by
+#: AWS_BATCH_JOB_ARRAY_INDEX (the object's URL follows).
+LAUNCHER_COMMAND = ("python", "-m", "airflow_aws_batch.launch")
+
+
+def _open_workload_store(url: str) -> Any:
+    import importlib
+
+    return importlib.import_module("airflow_aws_batch.workloads").open_store(url)
+
+
+def _workload_json(command: Sequence[str]) -> str:
+    """The workload JSON text of a job command built by ``submit.workload_command``."""
+    if len(command) >= 2 and command[-2] == "--json-string":
+        return str(command[-1])
+    raise ValueError("the request's command carries no workload JSON")
+
+
+def _whole_arrays(commands: list[Terminate], tracked: list[str] | None) -> list[Terminate]:
+    """``commands`` with the children of one array replaced by one TerminateJob of the array, when
+    every child of it still watched (``tracked``; None: every job was forgotten) is to be ended:
+    one call instead of thousands. Batch ends only the unfinished children of a terminated array."""
+    by_parent: dict[str, list[Terminate]] = {}
+    out: list[Terminate] = []
+    for cmd in commands:
+        parent = parent_of(cmd.job_id)
+        if parent is None:
+            out.append(cmd)
+        else:
+            by_parent.setdefault(parent, []).append(cmd)
+    if not by_parent:
+        return out
+    watched: dict[str, int] = {}
+    for job_id in tracked or ():
+        parent = parent_of(job_id)
+        if parent is not None:
+            watched[parent] = watched.get(parent, 0) + 1
+    for parent, children in by_parent.items():
+        if tracked is None or watched.get(parent, 0) <= len(children):
+            out.append(Terminate(parent, children[0].reason))
+        else:
+            out.extend(children)
+    return out
 
 
 def _task_pool(session: Any, ti: Any) -> str | None:

@@ -184,6 +184,19 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "{team}_{dag_id}",
     ),
     OptionSpec(
+        "array_min_size",
+        "integer",
+        "10",
+        "Least number of tasks due together, with SubmitJob requests equal but for the command, job "
+        "name and per-task tags, that go out as one array job (up to 10,000 children; each task is "
+        "one child). 0 turns arrays off. Arrays need workload_store: without it they are off whatever "
+        "this says. Children carry their array's tags only: per-task tags (task_id, map_index, ...) "
+        "that differ within an array are not on its jobs.",
+        "0",
+        valid=lambda size: size >= 0,
+        expected="an integer >= 0 (0 turns arrays off)",
+    ),
+    OptionSpec(
         "aws_conn_id",
         "string",
         None,

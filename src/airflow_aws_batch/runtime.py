@@ -25,6 +25,7 @@ from typing import Any
 
 from airflow_aws_batch.aws.batch import DESCRIBE_MAX_IDS, BatchApi, BatchApiError, ErrorKind, JobDetail
 from airflow_aws_batch.aws.ratelimit import TokenBucket
+from airflow_aws_batch.core.arrays import SubmitArray, child_job_id
 from airflow_aws_batch.core.state import (
     ACTIVE_STATUSES,
     SUBMISSION_TAG,
@@ -78,6 +79,24 @@ class StartChecked:
 #: ``(ti_id, try_number) -> seen``; True, False, or None when it cannot tell. May do I/O; may raise.
 StartChecker = Callable[[str, int], "bool | None"]
 
+#: Writes the workloads of an array's children (in index order) and returns the command every child
+#: runs; raises to fail the attempt (its message is the reason). Runs on a submit thread.
+ArrayWriter = Callable[[SubmitArray], list[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class ArrayRef:
+    """Where the job of one child of an array SubmitJob whose answer was lost would be."""
+
+    job_queue: str
+    job_name: str
+    #: The array call's ``submission`` tag.
+    submission: str
+    index: int
+    #: The array's tags (without ``submission``), which every child carries.
+    tags: tuple[tuple[str, str], ...]
+
+
 Result = SubmitDone | JobsSeen | JobsMissing | StartChecked
 
 
@@ -95,6 +114,7 @@ class Runtime:
         poll_interval_s: float = 1.0,
         start_checker: StartChecker | None = None,
         prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        array_writer: ArrayWriter | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # SubmitJob goes through ``submit_api`` (no botocore retries: it is not idempotent);
@@ -106,7 +126,7 @@ class Runtime:
         self.submit_threads = submit_threads
         self.poll_interval_s = poll_interval_s
         self.results: queue.SimpleQueue[Result] = queue.SimpleQueue()
-        self._submit_q: queue.SimpleQueue[Submit | None] = queue.SimpleQueue()
+        self._submit_q: queue.SimpleQueue[Submit | SubmitArray | None] = queue.SimpleQueue()
         # The terminator thread also runs rare background chores (e.g. copying a failed job's output).
         self._terminate_q: queue.SimpleQueue[Terminate | TerminateLookup | Callable[[], object] | None] = (
             queue.SimpleQueue()
@@ -119,6 +139,13 @@ class Runtime:
         #: Finishes a request before it is sent, on the submit thread (it may do status calls, e.g.
         #: read its job queue's kind): BatchApiError means try again later, ValueError fails the attempt.
         self._prepare = prepare
+        self._array_writer = array_writer
+        #: Children of array SubmitJobs whose answer was lost, by the ``submission`` tag their own
+        #: Submit carried (the core knows only that one); and what the lookup of each such array found
+        #: (its parent id, or None for nothing), so that its N children cost one lookup.
+        self._array_refs: dict[str, ArrayRef] = {}
+        self._array_found: dict[str, str | None] = {}
+        self._array_lock = threading.Lock()
         self._clock = clock
         # Poller state, touched only by the poller thread.
         self._tracked: dict[str, tuple[str | None, float]] = {}
@@ -152,7 +179,7 @@ class Runtime:
         """Hand ``result`` to the scheduler thread, which takes it from :attr:`results`."""
         self.results.put(result)
 
-    def submit(self, cmd: Submit) -> None:
+    def submit(self, cmd: Submit | SubmitArray) -> None:
         self._submit_q.put(cmd)
 
     def terminate(self, cmd: Terminate | TerminateLookup) -> None:
@@ -189,6 +216,16 @@ class Runtime:
             cmd = self._submit_q.get()
             if cmd is None or self._stop.is_set():
                 return
+            if isinstance(cmd, SubmitArray):
+                try:
+                    results = self._submit_array(cmd)
+                except Exception as exc:  # never lose a workload to a bug in this loop
+                    log.exception("Unexpected error submitting an array of %d", len(cmd.keys))
+                    reason = f"unexpected error: {exc}"
+                    results = [SubmitDone(key, SubmitOutcome.FAILED, reason=reason) for key in cmd.keys]
+                for result in results:
+                    self.report(result)
+                continue
             try:
                 self.report(self._submit_one(cmd))
             except Exception as exc:  # never lose a workload to a bug in this loop
@@ -198,6 +235,12 @@ class Runtime:
     def _submit_one(self, cmd: Submit) -> SubmitDone:
         request = cmd.request
         if cmd.lookup_after_ms is not None:
+            try:
+                child = self._find_array_child(cmd.lookup_submissions, cmd.lookup_after_ms)
+            except BatchApiError as exc:
+                return SubmitDone(cmd.key, SubmitOutcome.WAIT, reason=str(exc))
+            if child is not None:
+                return SubmitDone(cmd.key, SubmitOutcome.OK, job_id=child, found=True)
             try:
                 self.status_limiter.acquire()
                 found = self._find_submitted(
@@ -255,6 +298,90 @@ class Runtime:
             )
         return SubmitDone(cmd.key, SubmitOutcome.OK, job_id=job_id)
 
+    def _submit_array(self, cmd: SubmitArray) -> list[SubmitDone]:
+        """One SubmitJob for every child of ``cmd``; one result per child, in index order."""
+        keys = cmd.keys
+
+        def every(outcome: SubmitOutcome, reason: str, sent_at_ms: int | None = None) -> list[SubmitDone]:
+            return [SubmitDone(key, outcome, reason=reason, sent_at_ms=sent_at_ms) for key in keys]
+
+        request = dict(cmd.request)
+        if self._prepare is not None:
+            try:
+                request = self._prepare(request)
+            except BatchApiError as exc:
+                if exc.kind is ErrorKind.CLIENT:
+                    return every(SubmitOutcome.FAILED, f"{exc.code}: {exc.message}")
+                return every(SubmitOutcome.WAIT, str(exc))
+            except ValueError as exc:
+                return every(SubmitOutcome.FAILED, str(exc))
+        if self._array_writer is None:
+            return every(SubmitOutcome.FAILED, "array jobs need a workload store (workload_store)")
+        self.submit_limiter.acquire()
+        if self._stop.is_set():
+            return every(SubmitOutcome.WAIT, "executor stopping")
+        try:
+            # Written after the limiter: an object written for a call that is never sent is waste.
+            command = self._array_writer(cmd)
+        except Exception as exc:
+            # Counted as an attempt of every child: their next attempts go out alone.
+            return every(SubmitOutcome.FAILED, f"writing the array's workloads failed: {exc}")
+        request["containerOverrides"] = {**request.get("containerOverrides", {}), "command": command}
+        request["arrayProperties"] = {"size": len(keys)}
+        sent_at_ms = int(time.time() * 1000)
+        try:
+            parent = self.submit_api.submit_job(request)
+        except BatchApiError as exc:
+            if exc.kind is ErrorKind.THROTTLED:
+                self.submit_limiter.penalize(0.2)
+                return every(SubmitOutcome.WAIT, str(exc))
+            if exc.kind is ErrorKind.CREDENTIALS:
+                log.warning("AWS credentials rejected (%s); reloading them before the next call", exc.code)
+                return every(SubmitOutcome.WAIT, str(exc))
+            if exc.kind is ErrorKind.CLIENT:
+                return every(SubmitOutcome.FAILED, f"{exc.code}: {exc.message}")
+            tags = tuple(sorted((k, v) for k, v in request.get("tags", {}).items() if k != SUBMISSION_TAG))
+            with self._array_lock:
+                for index, submission in enumerate(cmd.submissions):
+                    self._array_refs[submission] = ArrayRef(
+                        str(request["jobQueue"]), str(request["jobName"]), cmd.submission, index, tags
+                    )
+            reason = f"{exc.code}: {exc.message} (array of {len(keys)})"
+            return every(SubmitOutcome.AMBIGUOUS, reason, sent_at_ms)
+        return [
+            SubmitDone(key, SubmitOutcome.OK, job_id=child_job_id(parent, index))
+            for index, key in enumerate(keys)
+        ]
+
+    def _array_refs_of(self, submissions: tuple[str, ...]) -> list[ArrayRef]:
+        with self._array_lock:
+            return [self._array_refs[s] for s in submissions if s in self._array_refs]
+
+    def _find_array_child(self, submissions: tuple[str, ...], created_after_ms: int) -> str | None:
+        """The child job that an array SubmitJob with a lost answer created for this workload, or None.
+
+        Raises :class:`BatchApiError` when Batch cannot be read (nothing is resolved then).
+        """
+        for ref in self._array_refs_of(submissions):
+            with self._array_lock:
+                known = ref.submission in self._array_found
+                parent = self._array_found.get(ref.submission)
+            if not known:
+                self.status_limiter.acquire()
+                found = self.api.find_jobs(
+                    ref.job_queue,
+                    ref.job_name,
+                    created_after_ms,
+                    dict(ref.tags),
+                    any_of=(SUBMISSION_TAG, frozenset({ref.submission})),
+                )
+                parent = found[0].job_id if found else None
+                with self._array_lock:
+                    parent = self._array_found.setdefault(ref.submission, parent)
+            if parent is not None:
+                return child_job_id(parent, ref.index)
+        return None
+
     def _find_submitted(
         self,
         job_queue: str,
@@ -271,6 +398,20 @@ class Runtime:
 
     def terminate_lookup(self, cmd: TerminateLookup) -> None:
         """Terminate what the unresolved ambiguous SubmitJobs of ``cmd`` created (terminator thread)."""
+        if self._array_refs_of(cmd.submissions):
+            for _ in range(3):
+                if not self._status_call():
+                    return
+                try:
+                    child = self._find_array_child(cmd.submissions, cmd.created_after_ms)
+                except BatchApiError as exc:
+                    log.info("Looking up the array of an ambiguous SubmitJob failed (%s); trying again", exc)
+                    time.sleep(0.5)
+                    continue
+                if child is not None:
+                    # Only this child: its siblings run other tasks.
+                    self.terminate_now(Terminate(child, cmd.reason))
+                break
         for _ in range(3):
             if not self._status_call():
                 return

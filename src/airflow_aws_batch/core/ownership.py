@@ -116,8 +116,12 @@ def is_job_of(
     job_try = try_of(tags)
     if job_try is None:
         # Untagged (submitted by the Amazon provider's executor, or an older release of this one):
-        # nothing says it is stale, so the id Airflow saved is trusted.
-        return not deployment_required
+        # nothing says it is stale, so the id Airflow saved is trusted. A child of an array job
+        # carries only the try tags all its siblings share (always try_number): those must match.
+        wanted_tags = wanted.tags()
+        return not deployment_required and all(
+            tags[name] == wanted_tags[name] for name in TRY_TAGS if name in tags
+        )
     return job_try == wanted
 
 

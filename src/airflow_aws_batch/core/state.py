@@ -334,6 +334,15 @@ class Core:
         entry = self._entries.get(key)
         return entry.job_id if entry else None
 
+    def attempts(self, key: Hashable) -> int:
+        """SubmitJob attempts counted so far for the workload (0 for a first submit, or unknown key)."""
+        entry = self._entries.get(key)
+        return entry.attempts if entry else 0
+
+    def job_ids(self) -> list[str]:
+        """Every job watched now (a copy)."""
+        return list(self._by_job)
+
     def job_started(self, key: Hashable) -> bool:
         """Was the workload's current job seen started (RUNNING, or ``startedAt`` set)?"""
         entry = self._entries.get(key)

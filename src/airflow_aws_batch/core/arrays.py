@@ -1,0 +1,153 @@
+"""Which due submits go out together as one AWS Batch array job. Pure: no I/O, no clock.
+
+Due :class:`Submit` commands whose requests are identical except for the command, the job name and
+our per-task tags are grouped, in the order they came, into :class:`SubmitArray` commands of
+``min_size`` to ``max_size`` (10,000, Batch's limit) children. The runtime writes the children's
+workloads as one object and sends one SubmitJob with ``arrayProperties.size``; child ``i`` of parent
+``P`` is Batch job ``P:i``, and the core watches it like any other job.
+
+Rules kept here:
+
+* Only first attempts group (the caller says which those are): a child that failed, and a call whose
+  answer was lost (``lookup_after_ms``), go out alone, as ordinary single jobs.
+* ``try_number`` is part of the grouping key, not only a per-task tag: children carry their parent's
+  tags, and adoption tells a stale id from the current try's job by that tag.
+* The array's tags are the shared request's tags plus every per-task tag whose value all children
+  share (with ``submission``: the first child's, so one lookup finds the array after a lost answer).
+  Per-task tags that differ (e.g. ``task_id``, ``map_index``) are not on the job: Batch gives every
+  child its parent's tags.
+* The array's name is the longest common prefix of the children's names, cut back to a whole
+  ``-``-separated part (so ``airflow-etl-load`` and ``airflow-etl-load_more`` give ``airflow-etl``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_aws_batch.core.state import SUBMISSION_TAG, Submit
+
+#: Batch's limits on ``arrayProperties.size``.
+ARRAY_MIN_CHILDREN = 2
+ARRAY_MAX_CHILDREN = 10_000
+#: Tags the request builder sets per task; an array keeps only those all its children share.
+PER_TASK_TAGS = frozenset(
+    {"dag_id", "task_id", "run_id", "map_index", "callback_id", "callback_path", SUBMISSION_TAG}
+)
+#: Per-task tags that must be equal within one array (see the module docstring).
+GROUP_TAGS = ("try_number",)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitArray:
+    """One SubmitJob for ``len(keys)`` workloads; child ``i`` runs the workload of ``keys[i]``.
+
+    ``request`` is the shared request (the array's name and tags; the first child's command, which
+    the runtime replaces by the launcher's); ``commands[i]`` and ``submissions[i]`` are what child
+    ``i``'s own Submit carried.
+    """
+
+    keys: tuple[Hashable, ...]
+    request: dict[str, Any]
+    commands: tuple[tuple[str, ...], ...]
+    submissions: tuple[str, ...]
+
+    @property
+    def submission(self) -> str:
+        """The array SubmitJob's own ``submission`` tag."""
+        return str(self.request["tags"][SUBMISSION_TAG])
+
+
+def group_key(request: dict[str, Any]) -> str:
+    """What must be equal for two requests to share an array: the request without its command,
+    job name and per-task tags (``try_number`` kept), as canonical JSON."""
+    rest = {k: v for k, v in request.items() if k not in ("jobName", "containerOverrides", "tags")}
+    overrides = {k: v for k, v in (request.get("containerOverrides") or {}).items() if k != "command"}
+    tags = {k: v for k, v in (request.get("tags") or {}).items() if k not in PER_TASK_TAGS}
+    return json.dumps([rest, overrides, tags], sort_keys=True, separators=(",", ":"), default=str)
+
+
+def group_submits(
+    submits: Iterable[Submit],
+    *,
+    min_size: int,
+    max_size: int = ARRAY_MAX_CHILDREN,
+    eligible: Callable[[Submit], bool] = lambda _: True,
+) -> tuple[list[SubmitArray], list[Submit]]:
+    """Split ``submits`` into arrays of ``min_size`` .. ``max_size`` children and the rest.
+
+    ``min_size`` below 2 counts as 2 (an array of one is a single job); 0 turns grouping off.
+    ``eligible(submit)``: may this submit be an array child (first attempts only: see the module
+    docstring)? Lookups after a lost answer never are. The singles keep their order.
+    """
+    submits = list(submits)
+    if min_size <= 0:
+        return [], submits
+    min_size = max(min_size, ARRAY_MIN_CHILDREN)
+    max_size = max(min(max_size, ARRAY_MAX_CHILDREN), ARRAY_MIN_CHILDREN)
+    groups: dict[str, list[int]] = {}
+    for index, submit in enumerate(submits):
+        if submit.lookup_after_ms is not None or submit.lookup_only or not eligible(submit):
+            continue
+        groups.setdefault(group_key(submit.request), []).append(index)
+    grouped: set[int] = set()
+    arrays: list[SubmitArray] = []
+    for members in groups.values():
+        for start in range(0, len(members), max_size):
+            chunk = members[start : start + max_size]
+            if len(chunk) < min_size:
+                continue
+            arrays.append(_array([submits[i] for i in chunk]))
+            grouped.update(chunk)
+    singles = [submit for index, submit in enumerate(submits) if index not in grouped]
+    return arrays, singles
+
+
+def _array(children: list[Submit]) -> SubmitArray:
+    first = children[0].request
+    request = {k: v for k, v in first.items() if k not in ("jobName", "containerOverrides", "tags")}
+    request["jobName"] = array_job_name([str(c.request.get("jobName", "")) for c in children])
+    request["containerOverrides"] = dict(first.get("containerOverrides") or {})
+    all_tags = [c.request.get("tags") or {} for c in children]
+    tags = dict(all_tags[0])
+    for name in PER_TASK_TAGS - {SUBMISSION_TAG}:
+        if name in tags and any(t.get(name) != tags[name] for t in all_tags[1:]):
+            del tags[name]
+    request["tags"] = tags
+    return SubmitArray(
+        keys=tuple(c.key for c in children),
+        request=request,
+        commands=tuple(tuple(c.request.get("containerOverrides", {}).get("command", ())) for c in children),
+        submissions=tuple(str(t.get(SUBMISSION_TAG, "")) for t in all_tags),
+    )
+
+
+def array_job_name(names: list[str]) -> str:
+    """The longest common prefix of ``names``, cut back to whole ``-``-separated parts when the
+    names differ; ``airflow-array`` when nothing valid is left."""
+    prefix = names[0]
+    for name in names[1:]:
+        cut = 0
+        for a, b in zip(prefix, name, strict=False):
+            if a != b:
+                break
+            cut += 1
+        prefix = prefix[:cut]
+    if any(name != prefix for name in names):
+        prefix = prefix[: prefix.rfind("-")] if "-" in prefix else ""
+    prefix = prefix.rstrip("-_")
+    # Each name already starts with a letter or digit, so a non-empty common prefix does too.
+    return prefix or "airflow-array"
+
+
+def child_job_id(parent_id: str, index: int) -> str:
+    """Batch's id of child ``index`` of array job ``parent_id``."""
+    return f"{parent_id}:{index}"
+
+
+def parent_of(job_id: str) -> str | None:
+    """The array job of a child id ``<parent>:<index>``, None for any other job id."""
+    parent, sep, index = job_id.rpartition(":")
+    return parent if sep and parent and index.isdigit() else None
