@@ -63,9 +63,11 @@ from airflow_aws_batch.submit import (
     ExecConfigError,
     build_callback_submit_job_request,
     build_submit_job_request,
+    stored_workload_command,
     token_expires_at,
     workload_command,
 )
+from airflow_aws_batch.workloads import WorkloadStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +253,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             poll_interval_s=self.poll_interval_s,
             start_checker=airflow_saw_task_start,
             prepare=self._prepare_request,
+            store=self._open_store(config),
         )
         self._runtime = runtime
         runtime.start()
@@ -265,6 +268,18 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             config.submit_rate,
             config.status_calls_per_second,
         )
+
+    def _open_store(self, config: ExecutorConfig) -> WorkloadStore | None:
+        """The workload store (no I/O: an s3:// store builds its client on first use, on a submit thread)."""
+        if not config.workload_store:
+            return None
+        s3_config = botocore_config(
+            retry_mode=config.retry_mode, max_attempts=5, pool_size=SUBMIT_THREADS + 2
+        )
+        factory = hook_client_factory(
+            conn_id=config.conn_id, region_name=config.region_name, client_type="s3", config=s3_config
+        )
+        return open_store(config.workload_store, s3_client_factory=factory)
 
     def _prepare_request(self, request: dict[str, Any]) -> dict[str, Any]:
         """On a submit thread: what the builder left for the queue's kind, applied (see ``fairshare``)."""
@@ -361,7 +376,13 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
     def _build_request(self, workload: Any) -> dict[str, Any]:
         from airflow.executors import workloads
 
-        command = workload_command(workload)
+        stored: list[str] | None = None
+        if self.config.workload_store:
+            # The token stays out of the request: the submit thread writes the workload to the store.
+            command = stored_workload_command()
+            stored = [workload.model_dump_json()]
+        else:
+            command = workload_command(workload)
         if isinstance(workload, workloads.ExecuteTask):
             ti = workload.ti
             return build_submit_job_request(
@@ -378,6 +399,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 pool=self._pools.pop(ti.key, None),
                 team=self.config.team,
                 queue_kind=self._queue_kinds.get,
+                stored_workloads=stored,
             )
         callback = workload.callback
         data = callback.data or {}
@@ -390,6 +412,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             run_id=data.get("run_id"),
             team=self.config.team,
             queue_kind=self._queue_kinds.get,
+            stored_workloads=stored,
         )
 
     # ------------------------------------------------------------ the loop
