@@ -180,6 +180,9 @@ class ExecutorConfig(BaseModel):
     share_identifier: str | None = None
     #: Least tasks grouped into one array job (0: arrays off); arrays also need ``workload_store``.
     array_min_size: int = 10
+    #: ``s3://bucket/prefix`` or ``file:///dir``: where workloads are written (see ``workloads``);
+    #: None: in the job's command.
+    workload_store: str | None = None
     #: The team whose executor this is (Airflow's multi-team mode), None for a global executor. Not an
     #: option: set from the executor's ``team_name``; it names the team in the ``airflow_team`` tag.
     team: str | None = None
@@ -347,6 +350,15 @@ def _parse_options(raw: Mapping[str, str | None]) -> ExecutorConfig:
         if found is not None:
             names = ", ".join(f"{{{name}}}" for name in SHARE_FIELDS)
             problems.append(ConfigProblem("share_identifier", f"a template of the fields {names}", found))
+
+    store = read.get("workload_store")
+    if store is not None:
+        from airflow_aws_batch.workloads import parse_store_url
+
+        try:
+            values["workload_store"] = parse_store_url(store).url
+        except ValueError as err:
+            problems.append(ConfigProblem("workload_store", str(err).split(", found ")[0], repr(store)))
 
     queue_map = read.get("queue_map")
     if queue_map is not None:

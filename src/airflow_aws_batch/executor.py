@@ -39,7 +39,7 @@ from airflow_aws_batch.config import (
     derive_deployment_id,
     load_config,
 )
-from airflow_aws_batch.core.arrays import SubmitArray, group_submits, parent_of
+from airflow_aws_batch.core.arrays import group_submits, parent_of
 from airflow_aws_batch.core.state import (
     BackoffPolicy,
     CheckStarted,
@@ -64,9 +64,12 @@ from airflow_aws_batch.submit import (
     ExecConfigError,
     build_callback_submit_job_request,
     build_submit_job_request,
+    stored_workload_command,
     token_expires_at,
     workload_command,
 )
+from airflow_aws_batch.workloads import PENDING_KEY as WORKLOADS_KEY
+from airflow_aws_batch.workloads import WorkloadStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +140,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         #: taken in (see ``queue_workload``).
         self._share_uses_pool = False
         self._pools: dict[Any, str | None] = {}
-        #: Where array children's workloads are written (None: arrays off), and the least array size.
-        self._array_store: Any = None
+        #: Least tasks grouped into one array job; 0: arrays off (also whenever workload_store is unset).
         self._array_min_size = 0
 
     def log_task_event(self, *, event: str, extra: str, ti_key: Any) -> None:
@@ -219,10 +221,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         self._share_uses_pool = config.share_identifier is not None and "pool" in template_fields(
             config.share_identifier
         )
-        store_url = getattr(config, "workload_store", None)
-        if config.array_min_size and store_url:
-            self._array_store = _open_workload_store(str(store_url))
-            self._array_min_size = config.array_min_size
+        self._array_min_size = config.array_min_size if config.workload_store else 0
         if config.check_health_on_startup:
             from airflow_aws_batch.health import format_failures, run_checks
 
@@ -259,7 +258,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             poll_interval_s=self.poll_interval_s,
             start_checker=airflow_saw_task_start,
             prepare=self._prepare_request,
-            array_writer=self._write_array if self._array_store is not None else None,
+            store=self._open_store(config),
         )
         self._runtime = runtime
         runtime.start()
@@ -274,6 +273,18 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             config.submit_rate,
             config.status_calls_per_second,
         )
+
+    def _open_store(self, config: ExecutorConfig) -> WorkloadStore | None:
+        """The workload store (no I/O: an s3:// store builds its client on first use, on a submit thread)."""
+        if not config.workload_store:
+            return None
+        s3_config = botocore_config(
+            retry_mode=config.retry_mode, max_attempts=5, pool_size=SUBMIT_THREADS + 2
+        )
+        factory = hook_client_factory(
+            conn_id=config.conn_id, region_name=config.region_name, client_type="s3", config=s3_config
+        )
+        return open_store(config.workload_store, s3_client_factory=factory)
 
     def _prepare_request(self, request: dict[str, Any]) -> dict[str, Any]:
         """On a submit thread: what the builder left for the queue's kind, applied (see ``fairshare``)."""
@@ -291,13 +302,6 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             return None
         kind = QueueKind.FAIR_SHARE if queue.scheduling_policy_arn else QueueKind.FIFO
         return kind, (queue.name, queue.arn)
-
-    def _write_array(self, cmd: SubmitArray) -> list[str]:
-        """On a submit thread: the children's workloads as one store object; the command they run."""
-        workloads = [_workload_json(command) for command in cmd.commands]
-        name = f"{self.config.deployment_id}/{cmd.request.get('jobName', 'array')}/{cmd.submission}"
-        url = self._array_store.put(name, workloads)
-        return [*LAUNCHER_COMMAND, str(url)]
 
     @property
     def runtime(self) -> Runtime | None:
@@ -377,7 +381,13 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
     def _build_request(self, workload: Any) -> dict[str, Any]:
         from airflow.executors import workloads
 
-        command = workload_command(workload)
+        stored: list[str] | None = None
+        if self.config.workload_store:
+            # The token stays out of the request: the submit thread writes the workload to the store.
+            command = stored_workload_command()
+            stored = [workload.model_dump_json()]
+        else:
+            command = workload_command(workload)
         if isinstance(workload, workloads.ExecuteTask):
             ti = workload.ti
             return build_submit_job_request(
@@ -394,6 +404,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 pool=self._pools.pop(ti.key, None),
                 team=self.config.team,
                 queue_kind=self._queue_kinds.get,
+                stored_workloads=stored,
             )
         callback = workload.callback
         data = callback.data or {}
@@ -406,6 +417,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             run_id=data.get("run_id"),
             team=self.config.team,
             queue_kind=self._queue_kinds.get,
+            stored_workloads=stored,
         )
 
     # ------------------------------------------------------------ the loop
@@ -510,7 +522,10 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             return
         # Only first attempts become array children: a child that failed goes out again alone.
         arrays, singles = group_submits(
-            submits, min_size=self._array_min_size, eligible=lambda s: core.attempts(s.key) == 0
+            submits,
+            min_size=self._array_min_size,
+            workloads_key=WORKLOADS_KEY,
+            eligible=lambda s: core.attempts(s.key) == 0,
         )
         for array in arrays:
             runtime.submit(array)
@@ -767,24 +782,6 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         from airflow_aws_batch.ops.cli import get_cli_commands
 
         return get_cli_commands()
-
-
-#: What an array child runs: the launcher reads the object and picks its workload by
-#: AWS_BATCH_JOB_ARRAY_INDEX (the object's URL follows).
-LAUNCHER_COMMAND = ("python", "-m", "airflow_aws_batch.launch")
-
-
-def _open_workload_store(url: str) -> Any:
-    import importlib
-
-    return importlib.import_module("airflow_aws_batch.workloads").open_store(url)
-
-
-def _workload_json(command: Sequence[str]) -> str:
-    """The workload JSON text of a job command built by ``submit.workload_command``."""
-    if len(command) >= 2 and command[-2] == "--json-string":
-        return str(command[-1])
-    raise ValueError("the request's command carries no workload JSON")
 
 
 def _whole_arrays(commands: list[Terminate], tracked: list[str] | None) -> list[Terminate]:

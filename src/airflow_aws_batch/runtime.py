@@ -19,6 +19,7 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 from airflow_aws_batch.aws.batch import DESCRIBE_MAX_IDS, BatchApi, BatchApiError, ErrorKind, JobDetail
 from airflow_aws_batch.aws.ratelimit import TokenBucket
 from airflow_aws_batch.core.arrays import SubmitArray, child_job_id
+from airflow_aws_batch.core.ownership import DEPLOYMENT_TAG
 from airflow_aws_batch.core.state import (
     ACTIVE_STATUSES,
     SUBMISSION_TAG,
@@ -37,6 +39,13 @@ from airflow_aws_batch.core.state import (
     TerminateLookup,
     Track,
     Untrack,
+)
+from airflow_aws_batch.workloads import (
+    PENDING_KEY,
+    StoreError,
+    WorkloadStore,
+    launch_command,
+    place_workloads,
 )
 
 log = logging.getLogger(__name__)
@@ -79,10 +88,6 @@ class StartChecked:
 #: ``(ti_id, try_number) -> seen``; True, False, or None when it cannot tell. May do I/O; may raise.
 StartChecker = Callable[[str, int], "bool | None"]
 
-#: Writes the workloads of an array's children (in index order) and returns the command every child
-#: runs; raises to fail the attempt (its message is the reason). Runs on a submit thread.
-ArrayWriter = Callable[[SubmitArray], list[str]]
-
 
 @dataclass(frozen=True, slots=True)
 class ArrayRef:
@@ -114,7 +119,7 @@ class Runtime:
         poll_interval_s: float = 1.0,
         start_checker: StartChecker | None = None,
         prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-        array_writer: ArrayWriter | None = None,
+        store: WorkloadStore | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # SubmitJob goes through ``submit_api`` (no botocore retries: it is not idempotent);
@@ -139,13 +144,14 @@ class Runtime:
         #: Finishes a request before it is sent, on the submit thread (it may do status calls, e.g.
         #: read its job queue's kind): BatchApiError means try again later, ValueError fails the attempt.
         self._prepare = prepare
-        self._array_writer = array_writer
         #: Children of array SubmitJobs whose answer was lost, by the ``submission`` tag their own
         #: Submit carried (the core knows only that one); and what the lookup of each such array found
         #: (its parent id, or None for nothing), so that its N children cost one lookup.
         self._array_refs: dict[str, ArrayRef] = {}
         self._array_found: dict[str, str | None] = {}
         self._array_lock = threading.Lock()
+        #: Where workloads go just before SubmitJob (``workload_store``); None: in the command.
+        self._store = store
         self._clock = clock
         # Poller state, touched only by the poller thread.
         self._tracked: dict[str, tuple[str | None, float]] = {}
@@ -280,10 +286,28 @@ class Runtime:
         if self._stop.is_set():
             # Stopped while waiting for the limiter: a job created now would outlive terminate().
             return SubmitDone(cmd.key, SubmitOutcome.WAIT, reason="executor stopping")
+        # Written as late as possible, and afresh for every attempt: an earlier attempt's object may
+        # have been read and deleted by its job already.
+        try:
+            stored = self._place_workloads(request)
+        except StoreError as exc:
+            # Counts as an attempt, like a refused SubmitJob: a missing bucket or permission fails the
+            # task after max_submit_job_attempts with this reason in its event log.
+            return SubmitDone(cmd.key, SubmitOutcome.FAILED, reason=f"workload store: {exc}")
         sent_at_ms = int(time.time() * 1000)
         try:
             job_id = self.submit_api.submit_job(request)
         except BatchApiError as exc:
+            if exc.kind is ErrorKind.AMBIGUOUS:
+                # Its job may exist and read the object: kept.
+                return SubmitDone(
+                    cmd.key,
+                    SubmitOutcome.AMBIGUOUS,
+                    reason=f"{exc.code}: {exc.message}",
+                    sent_at_ms=sent_at_ms,
+                )
+            # No job was created: nobody will read the object (the next attempt writes its own).
+            self._discard(stored)
             if exc.kind is ErrorKind.THROTTLED:
                 # Slow every submit thread down together, not just this one.
                 self.submit_limiter.penalize(0.2)
@@ -291,11 +315,7 @@ class Runtime:
             if exc.kind is ErrorKind.CREDENTIALS:
                 log.warning("AWS credentials rejected (%s); reloading them before the next call", exc.code)
                 return SubmitDone(cmd.key, SubmitOutcome.WAIT, reason=str(exc))
-            if exc.kind is ErrorKind.CLIENT:
-                return SubmitDone(cmd.key, SubmitOutcome.FAILED, reason=f"{exc.code}: {exc.message}")
-            return SubmitDone(
-                cmd.key, SubmitOutcome.AMBIGUOUS, reason=f"{exc.code}: {exc.message}", sent_at_ms=sent_at_ms
-            )
+            return SubmitDone(cmd.key, SubmitOutcome.FAILED, reason=f"{exc.code}: {exc.message}")
         return SubmitDone(cmd.key, SubmitOutcome.OK, job_id=job_id)
 
     def _submit_array(self, cmd: SubmitArray) -> list[SubmitDone]:
@@ -315,23 +335,39 @@ class Runtime:
                 return every(SubmitOutcome.WAIT, str(exc))
             except ValueError as exc:
                 return every(SubmitOutcome.FAILED, str(exc))
-        if self._array_writer is None:
+        if self._store is None:
             return every(SubmitOutcome.FAILED, "array jobs need a workload store (workload_store)")
         self.submit_limiter.acquire()
         if self._stop.is_set():
             return every(SubmitOutcome.WAIT, "executor stopping")
+        tags = request.get("tags") or {}
+        name = "/".join(
+            (
+                str(tags.get(DEPLOYMENT_TAG) or "default"),
+                str(request.get("jobName") or "array"),
+                cmd.submission,
+            )
+        )
         try:
-            # Written after the limiter: an object written for a call that is never sent is waste.
-            command = self._array_writer(cmd)
-        except Exception as exc:
-            # Counted as an attempt of every child: their next attempts go out alone.
-            return every(SubmitOutcome.FAILED, f"writing the array's workloads failed: {exc}")
-        request["containerOverrides"] = {**request.get("containerOverrides", {}), "command": command}
+            # Written after the limiter, like a single job's: one object, child i's workload at index i.
+            url = self._store.put(name, cmd.workloads)
+        except StoreError as exc:
+            # Retryable (throttled, 5xx): the array waits and may form again. Otherwise an attempt of
+            # every child, whose next attempts go out alone.
+            outcome = SubmitOutcome.WAIT if exc.retryable else SubmitOutcome.FAILED
+            return every(outcome, f"workload store: {exc}")
+        request["containerOverrides"] = {
+            **request.get("containerOverrides", {}),
+            "command": launch_command(url),
+        }
         request["arrayProperties"] = {"size": len(keys)}
         sent_at_ms = int(time.time() * 1000)
         try:
             parent = self.submit_api.submit_job(request)
         except BatchApiError as exc:
+            if exc.kind is not ErrorKind.AMBIGUOUS:
+                # No job was created: nobody will read the object.
+                self._discard(url)
             if exc.kind is ErrorKind.THROTTLED:
                 self.submit_limiter.penalize(0.2)
                 return every(SubmitOutcome.WAIT, str(exc))
@@ -340,11 +376,11 @@ class Runtime:
                 return every(SubmitOutcome.WAIT, str(exc))
             if exc.kind is ErrorKind.CLIENT:
                 return every(SubmitOutcome.FAILED, f"{exc.code}: {exc.message}")
-            tags = tuple(sorted((k, v) for k, v in request.get("tags", {}).items() if k != SUBMISSION_TAG))
+            shared = tuple(sorted((k, v) for k, v in tags.items() if k != SUBMISSION_TAG))
             with self._array_lock:
                 for index, submission in enumerate(cmd.submissions):
                     self._array_refs[submission] = ArrayRef(
-                        str(request["jobQueue"]), str(request["jobName"]), cmd.submission, index, tags
+                        str(request["jobQueue"]), str(request["jobName"]), cmd.submission, index, shared
                     )
             reason = f"{exc.code}: {exc.message} (array of {len(keys)})"
             return every(SubmitOutcome.AMBIGUOUS, reason, sent_at_ms)
@@ -381,6 +417,32 @@ class Runtime:
             if parent is not None:
                 return child_job_id(parent, ref.index)
         return None
+
+    def _place_workloads(self, request: dict[str, Any]) -> str | None:
+        """Write the request's workloads to the store and point its command there; the object's URL."""
+        if PENDING_KEY not in request:
+            return None
+        if self._store is None:
+            request.pop(PENDING_KEY)
+            raise StoreError("the request waits for a workload store, but none is configured")
+        tags = request.get("tags") or {}
+        # Unique per SubmitJob call (the submission tag); deployment and job name make it readable.
+        name = "/".join(
+            (
+                str(tags.get(DEPLOYMENT_TAG) or "default"),
+                str(request.get("jobName") or "job"),
+                str(tags.get(SUBMISSION_TAG) or uuid.uuid4().hex),
+            )
+        )
+        return place_workloads(request, self._store, name)
+
+    def _discard(self, url: str | None) -> None:
+        if url is None or self._store is None:
+            return
+        try:
+            self._store.delete(url)
+        except (StoreError, ValueError) as exc:
+            log.info("Could not delete the unused workload object %s (%s); it expires", url, exc)
 
     def _find_submitted(
         self,

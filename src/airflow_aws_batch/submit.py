@@ -10,7 +10,9 @@ Per task, in order:
    ``try_number``, ``map_index``, ``deployment`` and, for a team's executor, ``airflow_team``
    (winning over user tags of the same key; the core adds ``submission`` per call),
    ``propagateTags: true``, ``retryStrategy.attempts: 1`` and the environment variable
-   ``AIRFLOW_IS_EXECUTOR_CONTAINER=true``;
+   ``AIRFLOW_IS_EXECUTOR_CONTAINER=true``; with ``workload_store`` set, the command is the launcher's
+   with a placeholder URL and the workload waits under ``workloads.PENDING_KEY`` for the submit thread
+   (see :mod:`airflow_aws_batch.workloads`);
 5. on a fair-share job queue only, where steps 1-3 set neither: ``shareIdentifier`` rendered from
    ``share_identifier`` and ``schedulingPriorityOverride`` from the task's ``priority_weight``
    (``scheduling_priority``). When the queue's kind is not known yet they wait under
@@ -44,6 +46,8 @@ from airflow_aws_batch.fairshare import (
     priority_override,
     render_share_identifier,
 )
+from airflow_aws_batch.workloads import PENDING_KEY as WORKLOADS_KEY
+from airflow_aws_batch.workloads import PLACEHOLDER_URL, launch_command
 
 MAX_JOB_NAME = 128
 MAX_CONTAINER_OVERRIDES_CHARS = 8192
@@ -83,6 +87,14 @@ def workload_command(workload: SupportsModelDumpJson) -> list[str]:
     ]
 
 
+def stored_workload_command() -> list[str]:
+    """The command of a request whose workload goes to the workload store, until it is written there.
+
+    As long as a real one, so the request's size checks hold for the command that is sent.
+    """
+    return launch_command(PLACEHOLDER_URL)
+
+
 def job_name_for(prefix: str, dag_id: str, task_id: str) -> str:
     """``<prefix>-<dag_id>-<task_id>`` fitted to Batch: ``[A-Za-z0-9][A-Za-z0-9_-]{0,127}``.
 
@@ -117,6 +129,7 @@ def build_submit_job_request(
     pool: str | None = None,
     team: str | None = None,
     queue_kind: QueueKindLookup | None = None,
+    stored_workloads: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """SubmitJob kwargs for one task instance; raises :class:`ExecConfigError` for a bad
     ``executor_config`` or a request over Batch's limits.
@@ -141,6 +154,7 @@ def build_submit_job_request(
         share_fields={"dag_id": dag_id, "task_id": task_id, "queue": queue, "pool": pool, "team": team},
         priority_weight=priority_weight,
         queue_kind=queue_kind,
+        stored_workloads=stored_workloads,
     )
 
 
@@ -156,6 +170,7 @@ def build_callback_submit_job_request(
     executor_config: Mapping[str, Any] | None = None,
     team: str | None = None,
     queue_kind: QueueKindLookup | None = None,
+    stored_workloads: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """SubmitJob kwargs for an ``ExecuteCallback`` workload (Airflow >= 3.3).
 
@@ -186,6 +201,7 @@ def build_callback_submit_job_request(
         },
         priority_weight=None,
         queue_kind=queue_kind,
+        stored_workloads=stored_workloads,
     )
 
 
@@ -229,6 +245,7 @@ def _build(
     share_fields: Mapping[str, str | None],
     priority_weight: int | None,
     queue_kind: QueueKindLookup | None,
+    stored_workloads: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     overlay = check_executor_config(executor_config)
     base = config.base_request()
@@ -274,6 +291,9 @@ def _build(
         )
     if pending is not None:
         request[PENDING_KEY] = pending
+    if stored_workloads is not None:
+        # The command names a placeholder until the submit thread has written these to the store.
+        request[WORKLOADS_KEY] = list(stored_workloads)
     return request
 
 

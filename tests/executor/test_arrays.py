@@ -21,7 +21,8 @@ from airflow_aws_batch.core.arrays import (
 from airflow_aws_batch.core.ownership import TryId, is_job_of
 from airflow_aws_batch.core.state import Core, Submit, Terminate
 from airflow_aws_batch.executor import _whole_arrays
-from airflow_aws_batch.submit import build_submit_job_request
+from airflow_aws_batch.submit import build_submit_job_request, stored_workload_command
+from airflow_aws_batch.workloads import PENDING_KEY as WORKLOADS_KEY
 
 SUBMIT_JOB = botocore.session.get_session().get_service_model("batch").operation_model("SubmitJob")
 CONFIG = parse_options(
@@ -39,7 +40,8 @@ def request(
 ) -> dict[str, Any]:
     return build_submit_job_request(
         CONFIG,
-        command=["python", "-m", "x", "--json-string", f'{{"task": "{task_id}", "map": {map_index}}}'],
+        command=stored_workload_command(),
+        stored_workloads=[f'{{"task": "{task_id}", "map": {map_index}}}'],
         dag_id=dag_id,
         task_id=task_id,
         run_id="manual__1",
@@ -65,7 +67,9 @@ def keys(arrays: list[SubmitArray]) -> list[tuple[Any, ...]]:
 
 
 def test_mapped_task_becomes_one_array_with_the_shared_tags() -> None:
-    arrays, singles = group_submits(due(*(request(map_index=i) for i in range(12))), min_size=10)
+    arrays, singles = group_submits(
+        due(*(request(map_index=i) for i in range(12))), min_size=10, workloads_key=WORKLOADS_KEY
+    )
     assert singles == []
     assert keys(arrays) == [tuple(range(12))]
     array = arrays[0]
@@ -80,7 +84,8 @@ def test_mapped_task_becomes_one_array_with_the_shared_tags() -> None:
     }
     assert array.submission == "sub0"
     assert array.submissions == tuple(f"sub{i}" for i in range(12))
-    assert array.commands[3][-1] == '{"task": "load", "map": 3}'
+    assert array.workloads[3] == '{"task": "load", "map": 3}'
+    assert WORKLOADS_KEY not in array.request
     sent = copy.deepcopy(array.request)
     sent["containerOverrides"]["command"] = ["python", "-m", "airflow_aws_batch.launch", "file:///x"]
     sent["arrayProperties"] = {"size": 12}
@@ -150,7 +155,7 @@ def test_grouping(
     expected_arrays: list[tuple[int, ...]],
     expected_singles: list[int],
 ) -> None:
-    arrays, singles = group_submits(due(*requests), min_size=min_size)
+    arrays, singles = group_submits(due(*requests), min_size=min_size, workloads_key=WORKLOADS_KEY)
     assert keys(arrays) == expected_arrays
     assert [s.key for s in singles] == expected_singles
 
@@ -163,18 +168,40 @@ def test_size_cap_splits_and_leaves_a_short_tail_single() -> None:
         req["tags"]["map_index"] = str(i)
         req["tags"]["submission"] = f"s{i}"
         submits.append(Submit(key=i, request=req))
-    arrays, singles = group_submits(submits, min_size=20)
+    arrays, singles = group_submits(submits, min_size=20, workloads_key=WORKLOADS_KEY)
     assert [len(a.keys) for a in arrays] == [ARRAY_MAX_CHILDREN]
     assert [s.key for s in singles] == list(range(ARRAY_MAX_CHILDREN, ARRAY_MAX_CHILDREN + 12))
-    arrays, singles = group_submits(submits, min_size=10, max_size=4000)
+    arrays, singles = group_submits(submits, min_size=10, max_size=4000, workloads_key=WORKLOADS_KEY)
     assert [len(a.keys) for a in arrays] == [4000, 4000, 2012]
     assert singles == []
+
+
+def test_without_a_workload_store_nothing_groups() -> None:
+    inline = [
+        build_submit_job_request(
+            CONFIG,
+            command=["python", "-m", "x", "--json-string", "{}"],
+            dag_id="etl",
+            task_id="load",
+            run_id="manual__1",
+            try_number=1,
+            map_index=i,
+            queue="default",
+            executor_config=None,
+        )
+        for i in range(12)
+    ]
+    arrays, singles = group_submits(due(*inline), min_size=10, workloads_key=WORKLOADS_KEY)
+    assert arrays == []
+    assert [s.key for s in singles] == list(range(12))
 
 
 def test_retries_and_lookups_go_out_alone() -> None:
     submits = due(*(request(map_index=i) for i in range(12)))
     submits[0] = Submit(key=0, request=submits[0].request, lookup_after_ms=1, lookup_submissions=("x",))
-    arrays, singles = group_submits(submits, min_size=10, eligible=lambda s: s.key != 1)
+    arrays, singles = group_submits(
+        submits, min_size=10, workloads_key=WORKLOADS_KEY, eligible=lambda s: s.key != 1
+    )
     assert keys(arrays) == [tuple(range(2, 12))]
     assert [s.key for s in singles] == [0, 1]
 

@@ -1,8 +1,9 @@
 """Which due submits go out together as one AWS Batch array job. Pure: no I/O, no clock.
 
-Due :class:`Submit` commands whose requests are identical except for the command, the job name and
-our per-task tags are grouped, in the order they came, into :class:`SubmitArray` commands of
-``min_size`` to ``max_size`` (10,000, Batch's limit) children. The runtime writes the children's
+Due :class:`Submit` commands whose requests are identical except for the command, the job name,
+our per-task tags and the workload waiting to be written (under ``workloads_key``) are grouped, in
+the order they came, into :class:`SubmitArray` commands of ``min_size`` to ``max_size`` (10,000,
+Batch's limit) children. The runtime writes the children's
 workloads as one object and sends one SubmitJob with ``arrayProperties.size``; child ``i`` of parent
 ``P`` is Batch job ``P:i``, and the core watches it like any other job.
 
@@ -44,14 +45,14 @@ GROUP_TAGS = ("try_number",)
 class SubmitArray:
     """One SubmitJob for ``len(keys)`` workloads; child ``i`` runs the workload of ``keys[i]``.
 
-    ``request`` is the shared request (the array's name and tags; the first child's command, which
-    the runtime replaces by the launcher's); ``commands[i]`` and ``submissions[i]`` are what child
-    ``i``'s own Submit carried.
+    ``request`` is the shared request (the array's name and tags; the first child's placeholder
+    command, which the runtime replaces by the launcher's once the object is written);
+    ``workloads[i]`` and ``submissions[i]`` are what child ``i``'s own Submit carried.
     """
 
     keys: tuple[Hashable, ...]
     request: dict[str, Any]
-    commands: tuple[tuple[str, ...], ...]
+    workloads: tuple[str, ...]
     submissions: tuple[str, ...]
 
     @property
@@ -60,10 +61,11 @@ class SubmitArray:
         return str(self.request["tags"][SUBMISSION_TAG])
 
 
-def group_key(request: dict[str, Any]) -> str:
+def group_key(request: dict[str, Any], workloads_key: str) -> str:
     """What must be equal for two requests to share an array: the request without its command,
-    job name and per-task tags (``try_number`` kept), as canonical JSON."""
-    rest = {k: v for k, v in request.items() if k not in ("jobName", "containerOverrides", "tags")}
+    job name, per-task tags (``try_number`` kept) and workloads, as canonical JSON."""
+    own = ("jobName", "containerOverrides", "tags", workloads_key)
+    rest = {k: v for k, v in request.items() if k not in own}
     overrides = {k: v for k, v in (request.get("containerOverrides") or {}).items() if k != "command"}
     tags = {k: v for k, v in (request.get("tags") or {}).items() if k not in PER_TASK_TAGS}
     return json.dumps([rest, overrides, tags], sort_keys=True, separators=(",", ":"), default=str)
@@ -73,14 +75,16 @@ def group_submits(
     submits: Iterable[Submit],
     *,
     min_size: int,
+    workloads_key: str,
     max_size: int = ARRAY_MAX_CHILDREN,
     eligible: Callable[[Submit], bool] = lambda _: True,
 ) -> tuple[list[SubmitArray], list[Submit]]:
     """Split ``submits`` into arrays of ``min_size`` .. ``max_size`` children and the rest.
 
     ``min_size`` below 2 counts as 2 (an array of one is a single job); 0 turns grouping off.
-    ``eligible(submit)``: may this submit be an array child (first attempts only: see the module
-    docstring)? Lookups after a lost answer never are. The singles keep their order.
+    Only requests whose one workload waits under ``workloads_key`` (for the workload store) can be
+    children. ``eligible(submit)``: may this submit be an array child (first attempts only: see the
+    module docstring)? Lookups after a lost answer never are. The singles keep their order.
     """
     submits = list(submits)
     if min_size <= 0:
@@ -91,7 +95,10 @@ def group_submits(
     for index, submit in enumerate(submits):
         if submit.lookup_after_ms is not None or submit.lookup_only or not eligible(submit):
             continue
-        groups.setdefault(group_key(submit.request), []).append(index)
+        waiting = submit.request.get(workloads_key)
+        if not isinstance(waiting, list) or len(waiting) != 1:
+            continue
+        groups.setdefault(group_key(submit.request, workloads_key), []).append(index)
     grouped: set[int] = set()
     arrays: list[SubmitArray] = []
     for members in groups.values():
@@ -99,15 +106,16 @@ def group_submits(
             chunk = members[start : start + max_size]
             if len(chunk) < min_size:
                 continue
-            arrays.append(_array([submits[i] for i in chunk]))
+            arrays.append(_array([submits[i] for i in chunk], workloads_key))
             grouped.update(chunk)
     singles = [submit for index, submit in enumerate(submits) if index not in grouped]
     return arrays, singles
 
 
-def _array(children: list[Submit]) -> SubmitArray:
+def _array(children: list[Submit], workloads_key: str) -> SubmitArray:
     first = children[0].request
-    request = {k: v for k, v in first.items() if k not in ("jobName", "containerOverrides", "tags")}
+    own = ("jobName", "containerOverrides", "tags", workloads_key)
+    request = {k: v for k, v in first.items() if k not in own}
     request["jobName"] = array_job_name([str(c.request.get("jobName", "")) for c in children])
     request["containerOverrides"] = dict(first.get("containerOverrides") or {})
     all_tags = [c.request.get("tags") or {} for c in children]
@@ -119,7 +127,7 @@ def _array(children: list[Submit]) -> SubmitArray:
     return SubmitArray(
         keys=tuple(c.key for c in children),
         request=request,
-        commands=tuple(tuple(c.request.get("containerOverrides", {}).get("command", ())) for c in children),
+        workloads=tuple(str(c.request[workloads_key][0]) for c in children),
         submissions=tuple(str(t.get(SUBMISSION_TAG, "")) for t in all_tags),
     )
 
