@@ -190,7 +190,10 @@ def create_app(service: LocalBatch) -> FastAPI:
             200,
             {
                 "status": "ok",
+                # Every job record: single jobs, array parents and their children.
                 "jobs": len(service.batch.jobs),
+                "array_jobs": service.batch.array_parents,
+                "array_children": service.batch.array_children,
                 "running": len(runner.processes.procs) + len(runner.simulation.runs),
                 "simulated": len(runner.simulation.runs),
                 "warm": None if runner.processes.warm is None else runner.processes.warm.stats(),

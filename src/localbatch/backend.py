@@ -3,7 +3,12 @@
 All state lives in memory on the event loop thread and is written through to the Store. Methods
 take the validated request parameters (botocore's input shape) and return the output shape.
 
-Not emulated: array jobs, multi-node parallel jobs, EKS/ECS properties, quota-share scheduling
+Array jobs: SubmitJob with arrayProperties.size creates the parent and its children at once (the
+children's ids are "<parentId>:<index>"); only children are scheduled and run, the parent follows
+them (see `_child_moved`). Not emulated for arrays: SEQUENTIAL dependencies without a jobId (children
+run one after another) and N_TO_N dependencies; a dependency on an array parent waits for every child.
+
+Not emulated: multi-node parallel jobs, EKS/ECS properties, quota-share scheduling
 policies, consumable resources, service environments and jobs, job state time limit actions.
 Fair-share scheduling policies are kept and applied (localbatch.scheduling.FairShareOrder says what
 is simplified).
@@ -24,7 +29,7 @@ from typing import Any
 from localbatch.arns import ARN_NAME_RE, batch_arn, name_from
 from localbatch.errors import ClientException
 from localbatch.faults import Faults
-from localbatch.models import ACCOUNT_ID, Job, JobStatus, check_transition, now_ms
+from localbatch.models import ACCOUNT_ID, ArrayState, Job, JobStatus, check_transition, now_ms
 from localbatch.pagination import decode_token, encode_token
 from localbatch.store import Store
 
@@ -32,6 +37,8 @@ JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 RESOURCE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 MAX_OVERRIDES_CHARS = 8192
 MAX_DESCRIBE_JOBS = 100
+MIN_ARRAY_SIZE = 2
+MAX_ARRAY_SIZE = 10000
 # A share identifier: up to 255 characters; in a policy's shareDistribution, optionally followed by `*`
 # (a prefix). AWS documents "alphanumeric" characters but localbatch does not check the characters.
 SHARE_PATTERN_RE = re.compile(r"^[^*]{1,255}\*?$|^\*$")
@@ -96,8 +103,14 @@ class BatchBackend:
         self.job_definitions: dict[str, dict[str, Any]] = {}  # by ARN
         self.scheduling_policies: dict[str, dict[str, Any]] = {}  # by name
         self.jobs: dict[str, Job] = {}
-        # (queue ARN, status) -> job ids in the order they entered that status (FIFO for RUNNABLE).
+        # (queue ARN, status) -> ids of the jobs that run (single jobs and array children) in the
+        # order they entered that status (FIFO for RUNNABLE). Array parents never run: not here.
         self.by_queue_status: dict[tuple[str, JobStatus], dict[str, None]] = {}
+        # (queue ARN, status) -> ids of the jobs ListJobs shows for a queue: single jobs and array
+        # parents (children are listed by arrayJobId).
+        self.listed: dict[tuple[str, JobStatus], dict[str, None]] = {}
+        self.array_parents = 0
+        self.array_children = 0
         self.dependents: dict[str, set[str]] = {}
         self._dirty: set[str] = set()
         self.on_change = on_change
@@ -114,16 +127,45 @@ class BatchBackend:
             self.job_definitions[jd["jobDefinitionArn"]] = jd
         for sp in self.store.load("scheduling_policy"):
             self.scheduling_policies[sp["name"]] = sp
-        jobs = sorted((Job.from_record(r) for r in self.store.load("job")), key=lambda j: j.created_at)
+        # Children share their parent's creation time; they follow it in index order.
+        jobs = sorted(
+            (Job.from_record(r) for r in self.store.load("job")),
+            key=lambda j: (
+                j.created_at,
+                j.array_parent_id or j.job_id,
+                -1 if j.array_index is None else j.array_index,
+            ),
+        )
         orphans = []
         for job in jobs:
+            if job.is_array_child:
+                parent = self.jobs.get(job.array_parent_id or "")
+                if parent is None or parent.array is None:
+                    continue  # its parent's record was lost: nothing can describe or finish the array
+                self._adopt(parent, job)
+                parent.array.children.append(job)
+                parent.array.move(None, job.status)
+            elif job.is_array_parent:
+                job.array = ArrayState()
+                self.array_parents += 1
             self.jobs[job.job_id] = job
             self._index_add(job)
-            for dep in job.depends_on:
-                self.dependents.setdefault(dep["jobId"], set()).add(job.job_id)
+            if not job.is_array_child:
+                for dep in job.depends_on:
+                    self.dependents.setdefault(dep["jobId"], set()).add(job.job_id)
             if job.status.is_active:
                 orphans.append(job)
         return orphans
+
+    def _adopt(self, parent: Job, child: Job) -> None:
+        """Give a child the members it shares with its parent (the same objects)."""
+        child.container = parent.container
+        child.tags = parent.tags
+        child.parameters = parent.parameters
+        child.depends_on = parent.depends_on
+        child.evaluate_on_exit = parent.evaluate_on_exit
+        child.platform_capabilities = parent.platform_capabilities
+        self.array_children += 1
 
     def flush_dirty(self) -> int:
         dirty, self._dirty = self._dirty, set()
@@ -151,15 +193,22 @@ class BatchBackend:
 
     # -- indexes and transitions -------------------------------------------------------------------
     def _index_add(self, job: Job) -> None:
-        self.by_queue_status.setdefault((job.queue_arn, job.status), {})[job.job_id] = None
+        key = (job.queue_arn, job.status)
+        if not job.is_array_parent:
+            self.by_queue_status.setdefault(key, {})[job.job_id] = None
+        if not job.is_array_child:
+            self.listed.setdefault(key, {})[job.job_id] = None
 
     def _index_remove(self, job: Job) -> None:
-        bucket = self.by_queue_status.get((job.queue_arn, job.status))
-        if bucket is not None:
-            bucket.pop(job.job_id, None)
+        key = (job.queue_arn, job.status)
+        for index in (self.by_queue_status, self.listed):
+            bucket = index.get(key)
+            if bucket is not None:
+                bucket.pop(job.job_id, None)
 
     def set_status(self, job: Job, status: JobStatus, reason: str | None = None) -> None:
-        check_transition(job.status, status)
+        check_transition(job.status, status, parent=job.is_array_parent)
+        old = job.status
         self._index_remove(job)
         job.status = status
         if reason is not None:
@@ -169,6 +218,33 @@ class BatchBackend:
         self._index_add(job)
         self.touch(job)
         self.on_change()
+        if job.array_parent_id is not None:
+            self._child_moved(job, old)
+
+    def _child_moved(self, child: Job, old: JobStatus) -> None:
+        """Batch's rules for an array parent, applied as each child changes status: PENDING once a
+        child is RUNNABLE; when every child has finished, SUCCEEDED if all succeeded, else FAILED."""
+        parent = self.jobs.get(child.array_parent_id or "")
+        if parent is None or parent.array is None:
+            return
+        state = parent.array
+        state.move(old, child.status)
+        self.touch(parent)
+        if child.status == JobStatus.RUNNABLE and parent.status == JobStatus.SUBMITTED:
+            self.set_status(parent, JobStatus.PENDING)
+        if state.finished == len(state.children) and not parent.status.is_final:
+            failed = state.counts[JobStatus.FAILED]
+            if failed == 0:
+                self.set_status(parent, JobStatus.SUCCEEDED)
+                return
+            # A terminate or cancel reason given for the parent stays its reason.
+            reason = (
+                None
+                if parent.is_terminated or parent.is_cancelled
+                else (f"{failed} of {len(state.children)} array child jobs failed")
+            )
+            self.set_status(parent, JobStatus.FAILED, reason)
+            self.fail_dependents(parent)
 
     def jobs_in(self, queue_arn: str, status: JobStatus) -> Iterable[str]:
         return self.by_queue_status.get((queue_arn, status), {})
@@ -548,13 +624,13 @@ class BatchBackend:
                 "letters, numbers, hyphens (-), and underscores (_), and must start with a letter or number."
             )
         for unsupported in (
-            "arrayProperties",
             "nodeOverrides",
             "eksPropertiesOverride",
             "ecsPropertiesOverride",
         ):
             if p.get(unsupported):
                 raise ClientException(f"localbatch does not support {unsupported}")
+        array_size = self._array_size(p)
         jq = self._jq(p["jobQueue"])
         self._check_share(jq, p)
         jd = self._jd(p["jobDefinition"])
@@ -592,6 +668,12 @@ class BatchBackend:
         tags = {**(jd.get("tags", {}) if propagate else {}), **p.get("tags", {})}
         depends_on = []
         for dep in p.get("dependsOn", []):
+            if not dep.get("jobId"):
+                raise ClientException(
+                    "localbatch does not support dependsOn without a jobId (sequential array children)"
+                )
+            if dep.get("type") == "N_TO_N":
+                raise ClientException("localbatch does not support N_TO_N dependencies")
             if dep["jobId"] not in self.jobs:
                 raise ClientException(f"Dependent job {dep['jobId']} not found")
             depends_on.append({"jobId": dep["jobId"], "type": dep.get("type", "SEQUENTIAL")})
@@ -618,6 +700,7 @@ class BatchBackend:
             share_identifier=p.get("shareIdentifier"),
             platform_capabilities=list(jd.get("platformCapabilities", ["EC2"])),
             overrides_too_long=len(json.dumps(overrides)) > MAX_OVERRIDES_CHARS,
+            array_size=array_size,
         )
         if not 1 <= job.retry_attempts <= 10:
             raise ClientException("retryStrategy.attempts must be between 1 and 10")
@@ -628,8 +711,46 @@ class BatchBackend:
         for dep in depends_on:
             self.dependents.setdefault(dep["jobId"], set()).add(job_id)
         self.touch(job)
+        if array_size is not None:
+            self._spawn_children(job, array_size, region)
         self.on_change()
         return {"jobArn": job.job_arn, "jobName": name, "jobId": job_id}
+
+    @staticmethod
+    def _array_size(p: dict[str, Any]) -> int | None:
+        size = (p.get("arrayProperties") or {}).get("size")
+        if size is None:
+            return None
+        if not MIN_ARRAY_SIZE <= size <= MAX_ARRAY_SIZE:
+            raise ClientException(
+                f"Array job size must be between {MIN_ARRAY_SIZE} and {MAX_ARRAY_SIZE}, found {size}."
+            )
+        return int(size)
+
+    def _spawn_children(self, parent: Job, size: int, region: str) -> None:
+        """The children exist as soon as SubmitJob answers, so a client may describe them at once.
+        Each is a shallow copy of the parent: container, tags, parameters and dependencies are the
+        parent's own objects (children share the parent's tags, as on AWS)."""
+        state = parent.array = ArrayState()
+        state.counts[JobStatus.SUBMITTED] = size
+        state.updated_at = parent.created_at
+        children = state.children
+        arn_prefix = batch_arn(region, "job", parent.job_id)
+        for index in range(size):
+            child = copy.copy(parent)
+            child.job_id = f"{parent.job_id}:{index}"
+            child.job_arn = f"{arn_prefix}:{index}"
+            child.attempts = []
+            child.array = None
+            child.array_size = None
+            child.array_index = index
+            child.array_parent_id = parent.job_id
+            children.append(child)
+            self.jobs[child.job_id] = child
+            self._index_add(child)
+            self.touch(child)
+        self.array_parents += 1
+        self.array_children += size
 
     @staticmethod
     def _check_share(jq: dict[str, Any], p: dict[str, Any]) -> None:
@@ -665,30 +786,54 @@ class BatchBackend:
         return {"jobs": out}
 
     def list_jobs(self, p: dict[str, Any], region: str) -> dict[str, Any]:
-        if p.get("arrayJobId") or p.get("multiNodeJobId"):
-            raise ClientException("localbatch does not support array or multi-node jobs")
+        if p.get("multiNodeJobId"):
+            raise ClientException("localbatch does not support multi-node jobs")
+        limit = min(int(p.get("maxResults", 100)), 1000)
+        if limit < 1:
+            raise ClientException("maxResults must be between 1 and 1000")
+        filters = p.get("filters") or []
+        if p.get("arrayJobId"):
+            return self._list_children(p, name_from(p["arrayJobId"], "job"), filters, limit)
         if "jobQueue" in p:
             queues = [self._jq(p["jobQueue"])["jobQueueArn"]]
         else:
             # AWS requires jobQueue; localbatch lists every queue when it is omitted.
             queues = [jq["jobQueueArn"] for jq in self.job_queues.values()]
-        filters = p.get("filters") or []
         # Like AWS: with filters, jobStatus is ignored and every status is listed.
         statuses = list(JobStatus) if filters else [JobStatus(p.get("jobStatus", "RUNNING"))]
-        jobs = [self.jobs[i] for q in queues for s in statuses for i in self.jobs_in(q, s)]
+        jobs = [self.jobs[i] for q in queues for s in statuses for i in self.listed.get((q, s), {})]
         for f in filters:
             jobs = self._apply_filter(jobs, f)
         jobs.sort(key=lambda j: (j.created_at, j.job_id))
         if p.get("nextToken"):
             after = tuple(decode_token(p["nextToken"]))
             jobs = [j for j in jobs if (j.created_at, j.job_id) > after]
-        limit = min(int(p.get("maxResults", 100)), 1000)
-        if limit < 1:
-            raise ClientException("maxResults must be between 1 and 1000")
         page = jobs[:limit]
         result: dict[str, Any] = {"jobSummaryList": [j.to_summary() for j in page]}
         if len(jobs) > limit:
             result["nextToken"] = encode_token([page[-1].created_at, page[-1].job_id])
+        return result
+
+    def _list_children(
+        self, p: dict[str, Any], parent_id: str, filters: list[dict[str, Any]], limit: int
+    ) -> dict[str, Any]:
+        """ListJobs by arrayJobId: the array's children in index order, with the same status and
+        filter rules as a queue's listing; nextToken is the index after the last one returned.
+        An id that names no array parent lists nothing."""
+        parent = self.jobs.get(parent_id)
+        children = parent.array.children if parent is not None and parent.array is not None else []
+        start = int(decode_token(p["nextToken"])) if p.get("nextToken") else 0
+        jobs = children[start:]
+        if filters:
+            for f in filters:
+                jobs = self._apply_filter(jobs, f)
+        else:
+            status = JobStatus(p.get("jobStatus", "RUNNING"))
+            jobs = [j for j in jobs if j.status == status]
+        page = jobs[:limit]
+        result: dict[str, Any] = {"jobSummaryList": [j.to_summary() for j in page]}
+        if len(jobs) > limit:
+            result["nextToken"] = encode_token(int(page[-1].array_index or 0) + 1)
         return result
 
     @staticmethod
@@ -723,8 +868,16 @@ class BatchBackend:
         )
 
     def terminate(self, job: Job, reason: str) -> None:
-        """Fail a job that has not started; stop the process of one that has (TerminateJob)."""
+        """Fail a job that has not started; stop the process of one that has (TerminateJob). An
+        array parent: every unfinished child; the parent fails once the last one has ended."""
         if job.status.is_final:
+            return
+        if job.array is not None:
+            job.is_terminated = True
+            job.status_reason = reason
+            self.touch(job)
+            for child in job.array.children:
+                self.terminate(child, reason)
             return
         job.is_terminated = True
         job.is_cancelled = job.is_cancelled or not job.status.is_active
@@ -743,18 +896,40 @@ class BatchBackend:
 
     def cancel_job(self, p: dict[str, Any], region: str) -> dict[str, Any]:
         job = self._job(name_from(p["jobId"], "job"))
+        if job.array is not None:
+            # Like AWS: cancelling a parent cancels the children that can be; it fails once the
+            # rest (STARTING or RUNNING, left to run) have ended.
+            if not job.status.is_final:
+                job.is_cancelled = True
+                job.status_reason = p["reason"]
+                self.touch(job)
+                for child in job.array.children:
+                    self.cancel(child, p["reason"])
+            return {}
+        self.cancel(job, p["reason"])
+        return {}
+
+    def cancel(self, job: Job, reason: str) -> None:
         # Like AWS: jobs that reached STARTING or RUNNING are not cancelled.
         if job.status in (JobStatus.SUBMITTED, JobStatus.PENDING, JobStatus.RUNNABLE):
             job.is_cancelled = True
-            self.set_status(job, JobStatus.FAILED, p["reason"])
+            self.set_status(job, JobStatus.FAILED, reason)
             self.fail_dependents(job)
-        return {}
 
     def fail_dependents(self, job: Job) -> None:
         for dep_id in sorted(self.dependents.pop(job.job_id, set())):
             dep = self.jobs.get(dep_id)
-            if dep is not None and not dep.status.is_final and not dep.status.is_active:
-                self.set_status(dep, JobStatus.FAILED, f"Dependent Job failed: {job.job_id}")
+            if dep is None or dep.status.is_final:
+                continue
+            reason = f"Dependent Job failed: {job.job_id}"
+            if dep.array is not None:
+                # The array's children wait on the parent's dependencies; they fail, then the parent.
+                for child in dep.array.children:
+                    if not child.status.is_final and not child.status.is_active:
+                        self.set_status(child, JobStatus.FAILED, reason)
+                        self.fail_dependents(child)
+            elif not dep.status.is_active:
+                self.set_status(dep, JobStatus.FAILED, reason)
                 self.fail_dependents(dep)
 
     # -- tags --------------------------------------------------------------------------------------
@@ -778,7 +953,9 @@ class BatchBackend:
             return sp.setdefault("tags", {}), lambda: self._save_sp(sp)
         if kind == "job" and name in self.jobs:
             job = self.jobs[name]
-            return job.tags, lambda: self.touch(job)
+            # A child's tags are its parent's (one dict), kept in the parent's record.
+            owner = self.jobs.get(job.array_parent_id or "", job)
+            return job.tags, lambda: self.touch(owner)
         raise ClientException(f"Resource {arn} not found")
 
     def tag_resource(self, p: dict[str, Any], region: str) -> dict[str, Any]:

@@ -53,12 +53,25 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 
+# An array parent never runs: it waits (PENDING from the moment a child is RUNNABLE) until every child
+# has finished, then SUCCEEDED if all of them did, else FAILED.
+PARENT_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.SUBMITTED: frozenset({JobStatus.PENDING, JobStatus.SUCCEEDED, JobStatus.FAILED}),
+    JobStatus.PENDING: frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED}),
+    JobStatus.RUNNABLE: frozenset(),
+    JobStatus.STARTING: frozenset(),
+    JobStatus.RUNNING: frozenset(),
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+}
+
+
 class InvalidTransition(RuntimeError):
     pass
 
 
-def check_transition(old: JobStatus, new: JobStatus) -> None:
-    if new not in TRANSITIONS[old]:
+def check_transition(old: JobStatus, new: JobStatus, *, parent: bool = False) -> None:
+    if new not in (PARENT_TRANSITIONS if parent else TRANSITIONS)[old]:
         raise InvalidTransition(f"job status cannot move from {old.value} to {new.value}")
 
 
@@ -93,6 +106,41 @@ class Attempt:
         if self.status_reason is not None:
             out["statusReason"] = self.status_reason
         return out
+
+
+@dataclass
+class ArrayState:
+    """An array parent's children (in index order) and how many of them are in each status.
+
+    Kept in memory only: rebuilt from the children's records when localbatch starts."""
+
+    children: list[Job] = field(default_factory=list)
+    counts: dict[JobStatus, int] = field(default_factory=lambda: dict.fromkeys(JobStatus, 0))
+    updated_at: int = 0
+
+    def move(self, old: JobStatus | None, new: JobStatus) -> None:
+        if old is not None:
+            self.counts[old] -= 1
+        self.counts[new] += 1
+        self.updated_at = now_ms()
+
+    @property
+    def finished(self) -> int:
+        return self.counts[JobStatus.SUCCEEDED] + self.counts[JobStatus.FAILED]
+
+    def summary(self) -> dict[str, int]:
+        return {status.value: count for status, count in self.counts.items()}
+
+
+# What a child's record leaves out: it is its parent's (restored from the parent's record at load).
+_SHARED_WITH_PARENT = (
+    "container",
+    "tags",
+    "parameters",
+    "depends_on",
+    "evaluate_on_exit",
+    "platform_capabilities",
+)
 
 
 @dataclass
@@ -133,6 +181,33 @@ class Job:
     stop_kind: str | None = None  # "terminate" | "timeout" | "host_lost"
     is_cancelled: bool = False
     is_terminated: bool = False
+    # Array jobs: a parent has array_size (and `array`, its children, in memory); a child has its
+    # index and its parent's id. Children share the parent's container, tags, parameters and
+    # dependencies (the same objects), which keeps a 10,000-child array cheap.
+    array_size: int | None = None
+    array_index: int | None = None
+    array_parent_id: str | None = None
+    array: ArrayState | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def is_array_parent(self) -> bool:
+        return self.array_size is not None
+
+    @property
+    def is_array_child(self) -> bool:
+        return self.array_index is not None
+
+    def array_properties(self) -> dict[str, Any] | None:
+        if self.array_index is not None:
+            return {"index": self.array_index}
+        if self.array_size is None:
+            return None
+        props: dict[str, Any] = {"size": self.array_size}
+        if self.array is not None:
+            props["statusSummary"] = self.array.summary()
+            if self.array.updated_at:
+                props["statusSummaryLastUpdatedAt"] = self.array.updated_at
+        return props
 
     def to_detail(self, queue_name: str) -> dict[str, Any]:
         container = dict(self.container)
@@ -176,6 +251,9 @@ class Job:
             detail["schedulingPriority"] = self.scheduling_priority
         if self.share_identifier is not None:
             detail["shareIdentifier"] = self.share_identifier
+        array = self.array_properties()
+        if array is not None:
+            detail["arrayProperties"] = array
         return detail
 
     def to_summary(self) -> dict[str, Any]:
@@ -203,11 +281,22 @@ class Job:
             if last.reason is not None:
                 container["reason"] = last.reason
             summary["container"] = container
+        array = self.array_properties()
+        if array is not None:
+            summary["arrayProperties"] = array
         return summary
 
     def to_record(self) -> dict[str, Any]:
-        record = asdict(self)
+        """A snapshot for the store (encoded later, on its thread). Members this service never
+        mutates after submission (container, parameters, dependencies, retry rules) are shared,
+        not copied; attempts and tags are copied."""
+        record = {name: getattr(self, name) for name in _RECORD_FIELDS}
         record["status"] = self.status.value
+        record["attempts"] = [asdict(a) for a in self.attempts]
+        record["tags"] = dict(self.tags)
+        if self.array_index is not None:
+            for name in _SHARED_WITH_PARENT:
+                del record[name]
         return record
 
     @classmethod
@@ -217,3 +306,6 @@ class Job:
         data["attempts"] = [Attempt(**a) for a in data.get("attempts", [])]
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_RECORD_FIELDS = tuple(name for name in Job.__dataclass_fields__ if name != "array")

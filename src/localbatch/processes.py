@@ -55,7 +55,8 @@ def kill_if_same(pid: int | None, ticks: str | None) -> None:
 
 
 def child_env(job: Job, jq: dict[str, Any], ce: dict[str, Any], pass_env: list[str]) -> dict[str, str]:
-    """The attempt's environment: a minimal base, the variables passed through, the job's, AWS_BATCH_*."""
+    """The attempt's environment: a minimal base, the variables passed through, the job's, AWS_BATCH_*
+    (with AWS_BATCH_JOB_ARRAY_INDEX for an array child)."""
     path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", os.defpath)])
     env = {
         "PATH": path,
@@ -74,6 +75,8 @@ def child_env(job: Job, jq: dict[str, Any], ce: dict[str, Any], pass_env: list[s
         AWS_BATCH_JQ_NAME=jq["jobQueueName"],
         AWS_BATCH_CE_NAME=ce["computeEnvironmentName"],
     )
+    if job.array_index is not None:
+        env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(job.array_index)
     return env
 
 
