@@ -25,6 +25,7 @@ def task_workload(
     try_number: int = 1,
     executor_config: dict[str, Any] | None = None,
     log_path: str | None = None,
+    map_index: int = -1,
 ) -> workloads.ExecuteTask:
     ti = TaskInstanceDTO(
         id=uuid.uuid4(),
@@ -33,7 +34,7 @@ def task_workload(
         dag_id=dag_id,
         run_id="manual__1",
         try_number=try_number,
-        map_index=-1,
+        map_index=map_index,
         pool_slots=1,
         priority_weight=1,
         queue="default",

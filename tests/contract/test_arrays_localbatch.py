@@ -1,0 +1,268 @@
+"""Array jobs: AwsBatchExecutor in-process against localbatch (a subprocess, real HTTP, real arrays)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow.executors import workloads
+from airflow.models.taskinstancekey import TaskInstanceKey
+
+from devstack import LocalBatchServer
+
+from ._airflow import FastExecutor, Recorder, configure, task_workload
+
+pytestmark = pytest.mark.contract
+
+QUEUE = "array-queue"
+DEFINITION = "array-def"
+SIZE = 12
+
+
+@pytest.fixture(scope="module")
+def localbatch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBatchServer]:
+    server = LocalBatchServer(tmp_path_factory.mktemp("localbatch"), args=["--kill-grace-seconds", "1"])
+    with server:
+        server.setup(compute_environment="array-ce", job_queue=QUEUE, job_definition=DEFINITION)
+        yield server
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "workloads"
+    path.mkdir()
+    return path
+
+
+@contextlib.contextmanager
+def started(
+    localbatch: LocalBatchServer,
+    monkeypatch: pytest.MonkeyPatch,
+    store_dir: Path,
+    faults: dict[str, Any],
+    **options: str,
+) -> Iterator[FastExecutor]:
+    localbatch.set_faults(faults)
+    configure(
+        monkeypatch,
+        localbatch.url,
+        job_queue=QUEUE,
+        job_definition=DEFINITION,
+        workload_store=f"file://{store_dir}",
+        **options,
+    )
+    executor = FastExecutor(parallelism=256)
+    executor.start()
+    try:
+        yield executor
+    finally:
+        executor.terminate()
+        localbatch.set_faults({})
+
+
+def mapped(task_id: str, size: int = SIZE) -> list[workloads.ExecuteTask]:
+    return [task_workload(task_id, map_index=i) for i in range(size)]
+
+
+def queue_all(executor: FastExecutor, work: list[workloads.ExecuteTask]) -> None:
+    for w in work:
+        executor.queue_workload(w, session=None)  # type: ignore[arg-type]
+
+
+def submits(stats: dict[str, Any]) -> int:
+    return int(stats["operations"].get("SubmitJob", {}).get("requests", 0))
+
+
+def events_of(executor: FastExecutor, key: TaskInstanceKey) -> list[str]:
+    return [
+        f"{log.event}: {log.extra}"
+        for log in executor._task_event_logs
+        if log.task_id == key.task_id and log.map_index == key.map_index
+    ]
+
+
+def job_ids(rec: Recorder, work: list[workloads.ExecuteTask]) -> list[str]:
+    return [str(rec.info(w.key, "running")) for w in work]
+
+
+def held(name_part: str) -> dict[str, Any]:
+    return {
+        "hold_runnable": {"rate": 0.0, "reason": "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - held by test"},
+        "rules": [{"job_name_contains": name_part, "fault": "hold_runnable"}],
+    }
+
+
+def test_a_burst_is_one_array_whose_children_each_report_to_their_task(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, store_dir: Path
+) -> None:
+    with started(localbatch, monkeypatch, store_dir, {"simulate": {"seconds": 0.2}}) as executor:
+        before = localbatch.stats()
+        rec = Recorder(executor)
+        work = mapped("burst")
+        queue_all(executor, work)
+        rec.until(lambda: all("success" in rec.states(w.key) for w in work), timeout=60, what="every task")
+        after = localbatch.stats()
+    assert submits(after) - submits(before) == 1
+    ids = job_ids(rec, work)
+    parent = ids[0].split(":")[0]
+    assert ids == [f"{parent}:{i}" for i in range(SIZE)]
+    (job,) = localbatch.batch.describe_jobs(jobs=[parent])["jobs"]
+    assert job["arrayProperties"]["size"] == SIZE
+    assert job["jobName"] == "airflow-dag-burst"
+    assert job["tags"]["task_id"] == "burst" and "map_index" not in job["tags"]
+    command = job["container"]["command"]
+    assert command[:3] == ["python", "-m", "airflow_aws_batch.launch"]
+    assert "token" not in json.dumps(job)  # the workloads are in the store, not in the request
+    # Child i runs task i: the object holds the workloads in child index order.
+    (written,) = [p for p in store_dir.rglob("*") if p.is_file()]
+    stored = json.loads(written.read_text())["workloads"]
+    assert [w["ti"]["map_index"] for w in stored] == list(range(SIZE))
+    assert [w["ti"]["id"] for w in stored] == [str(w.ti.id) for w in work]
+
+
+def test_too_few_tasks_go_out_as_single_jobs(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, store_dir: Path
+) -> None:
+    with started(
+        localbatch, monkeypatch, store_dir, {"simulate": {"seconds": 0}}, array_min_size="20"
+    ) as executor:
+        before = localbatch.stats()
+        rec = Recorder(executor)
+        work = mapped("few")
+        queue_all(executor, work)
+        rec.until(lambda: all("success" in rec.states(w.key) for w in work), timeout=60, what="every task")
+        after = localbatch.stats()
+    assert submits(after) - submits(before) == SIZE
+    assert all(":" not in job_id for job_id in job_ids(rec, work))
+
+
+def test_a_child_that_failed_before_start_is_resubmitted_alone(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, store_dir: Path
+) -> None:
+    faults = {
+        "simulate": {"seconds": 0.2},
+        "rules": [{"job_name_contains": "airflow-dag-fbs", "fault": "fail_before_start", "times": 1}],
+    }
+    with started(localbatch, monkeypatch, store_dir, faults) as executor:
+        before = localbatch.stats()
+        rec = Recorder(executor)
+        work = mapped("fbs")
+        queue_all(executor, work)
+        rec.until(lambda: all("success" in rec.states(w.key) for w in work), timeout=60, what="every task")
+        after = localbatch.stats()
+    assert submits(after) - submits(before) == 2  # the array, then the one child alone
+    failed = [
+        w for w in work if any("aws_batch_job_failed_before_start" in e for e in events_of(executor, w.key))
+    ]
+    assert len(failed) == 1, [events_of(executor, w.key) for w in work]
+    (retried,) = failed
+    first, *later = [info for key, state, info in rec.events if key == retried.key and state == "running"]
+    assert ":" in first
+    assert later and all(":" not in info for info in later), later  # an ordinary job the second time
+    parents = {
+        job_id.split(":")[0] for w in work if w is not retried for job_id in [rec.info(w.key, "running")]
+    }
+    assert len(parents) == 1
+
+
+def test_a_lost_answer_to_an_array_submit_is_found_not_sent_again(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, store_dir: Path
+) -> None:
+    faults = {
+        "simulate": {"seconds": 0.2},
+        "rules": [{"job_name_contains": "airflow-dag-lost", "fault": "lost_response", "times": 1}],
+    }
+    with started(localbatch, monkeypatch, store_dir, faults) as executor:
+        before = localbatch.stats()
+        rec = Recorder(executor)
+        work = mapped("lost")
+        queue_all(executor, work)
+        rec.until(lambda: all("success" in rec.states(w.key) for w in work), timeout=60, what="every task")
+        after = localbatch.stats()
+    assert submits(after) - submits(before) == 1
+    ids = job_ids(rec, work)
+    parent = ids[0].split(":")[0]
+    assert ids == [f"{parent}:{i}" for i in range(SIZE)]
+    for w in work:
+        assert any("aws_batch_job_found" in e for e in events_of(executor, w.key)), events_of(executor, w.key)
+
+
+def test_revoke_terminates_only_that_child(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, store_dir: Path
+) -> None:
+    batch = localbatch.batch
+    with started(localbatch, monkeypatch, store_dir, held("airflow-dag-revoke")) as executor:
+        rec = Recorder(executor)
+        work = mapped("revoke")
+        queue_all(executor, work)
+        rec.until(lambda: all(rec.states(w.key) for w in work), timeout=60, what="a job for every task")
+        ids = job_ids(rec, work)
+
+        @dataclass
+        class TI:
+            key: TaskInstanceKey
+
+        executor.revoke_task(ti=TI(work[3].key))
+        rec.until(
+            lambda: batch.describe_jobs(jobs=[ids[3]])["jobs"][0]["status"] == "FAILED",
+            timeout=30,
+            what="the revoked child to end",
+        )
+        others = batch.describe_jobs(jobs=[j for i, j in enumerate(ids) if i != 3])["jobs"]
+        assert {j["status"] for j in others} == {"RUNNABLE"}
+        (revoked,) = batch.describe_jobs(jobs=[ids[3]])["jobs"]
+        assert "Revoked by Airflow" in revoked["statusReason"]
+        assert work[3].key not in executor.running
+
+
+@dataclass
+class FakeTi:
+    """What ``try_adopt_task_instances`` reads of a TaskInstance row."""
+
+    task_id: str
+    map_index: int
+    try_number: int
+    external_executor_id: str | None
+    dag_id: str = "dag"
+    run_id: str = "manual__1"
+
+    @property
+    def key(self) -> TaskInstanceKey:
+        return TaskInstanceKey(self.dag_id, self.task_id, self.run_id, self.try_number, self.map_index)
+
+
+def test_a_new_scheduler_adopts_children_by_their_ids(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, store_dir: Path
+) -> None:
+    batch = localbatch.batch
+    with started(localbatch, monkeypatch, store_dir, held("airflow-dag-adopt")) as first:
+        rec = Recorder(first)
+        work = mapped("adopt")
+        queue_all(first, work)
+        rec.until(lambda: all(rec.states(w.key) for w in work), timeout=60, what="a job for every task")
+        ids = job_ids(rec, work)
+        # The next scheduler: same deployment (same database), its own executor.
+        configure(monkeypatch, localbatch.url, job_queue=QUEUE, job_definition=DEFINITION)
+        second = FastExecutor(parallelism=64)
+        second.start()
+        try:
+            current = FakeTi("adopt", 2, 1, ids[2])
+            # Airflow queued try 2 and still holds try 1's child id: that child is not this try's job.
+            stale = FakeTi("adopt", 5, 2, ids[5])
+            handed_back = second.try_adopt_task_instances([current, stale])
+            assert handed_back == [stale]
+            assert second.core.job_id(current.key) == ids[2]
+            assert current.key in second.running
+            # The adopted child's end reaches its task through the new scheduler.
+            batch.terminate_job(jobId=ids[2], reason="ended by test")
+            rec2 = Recorder(second)
+            rec2.until(
+                lambda: "failed" in rec2.states(current.key), timeout=30, what="the adopted child's end"
+            )
+        finally:
+            second.terminate()
