@@ -2,8 +2,8 @@
 
 Run as ``python -m bench.drive PARAMS_JSON OUT_JSON``, one process per executor (the orchestrator does it)
 against that executor's own localbatch, so one executor's threads and memory never affect the other's
-figures. Scenarios run in order memory, burst, steady; each builds a fresh executor like the scheduler
-(``executor_cls(parallelism=...)``, ``start()``) on its own job queue, queues real ``ExecuteTask``
+figures. Scenarios run in order memory, burst, burst-array, steady; each builds a fresh executor like
+the scheduler (``executor_cls(parallelism=...)``, ``start()``) on its own job queue, queues real ``ExecuteTask``
 workloads with ``queue_workload``, then loops ``heartbeat()`` / ``get_event_buffer()`` / draining the task
 event log the way ``SchedulerJobRunner._run_scheduler_loop`` does, with no database and no scheduler.
 Between scenarios the previous one's jobs are ended and its executor ended, so no thread of it is left.
@@ -79,7 +79,10 @@ def configure_scenario(params: dict[str, Any]) -> None:
     os.environ["AIRFLOW__AWS_BATCH_EXECUTOR__JOB_QUEUE"] = params["job_queue"]
     for key, value in params.get("executor_options", {}).items():
         name = f"AIRFLOW__AWS_BATCH_EXECUTOR__{key.upper()}"
-        os.environ[name] = str(value)
+        text = str(value)
+        if "{tmp}" in text:
+            text = text.replace("{tmp}", tempfile.mkdtemp(prefix="bench-workloads-"))
+        os.environ[name] = text
         _SCENARIO_OPTIONS.append(name)
 
 
@@ -124,6 +127,8 @@ class Tracker:
     """What the scheduler would learn from the event buffer, with the wall-clock time it learnt it."""
 
     job_id: dict[Any, str] = field(default_factory=dict)
+    #: When each task's job id reached the event buffer (wall clock).
+    job_id_at: dict[Any, float] = field(default_factory=dict)
     terminal: dict[Any, tuple[str, float]] = field(default_factory=dict)
     running: set[Any] = field(default_factory=set)
     # Light mode (memory scenario) keeps only the set of submitted keys, whose table it can measure.
@@ -139,6 +144,7 @@ class Tracker:
             state_name = str(getattr(state, "value", state))
             if isinstance(info, str) and info and key not in self.job_id:
                 self.job_id[key] = info
+                self.job_id_at[key] = now
             if state_name in ("success", "failed"):
                 self.terminal.setdefault(key, (state_name, now))
             elif state_name == "running":
@@ -234,6 +240,10 @@ def burst(params: dict[str, Any]) -> dict[str, Any]:
         "heartbeat_p99_ms": percentile(heartbeats_ms, 99),
         "heartbeat_max_ms": max(heartbeats_ms) if heartbeats_ms else None,
         "job_ids": len(set(driver.tracker.job_id.values())),
+        # Seconds until every task had its Batch job id in the event buffer (None: some never did).
+        "all_job_ids_s": (
+            max(driver.tracker.job_id_at.values()) - started if len(driver.tracker.job_id_at) >= n else None
+        ),
         "keys": len(keys),
     }
 
@@ -381,6 +391,7 @@ def _drain(executor: Any, driver: Driver, endpoint: str, job_queue: str, timeout
 SCENARIOS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "memory": memory,
     "burst": burst,
+    "burst-array": burst,
     "steady": steady,
 }
 

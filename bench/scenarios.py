@@ -14,6 +14,7 @@ SEED = 1
 @dataclass(frozen=True)
 class Sizes:
     burst_tasks: int
+    burst_array_tasks: int
     steady_tasks: int
     steady_settle_s: int
     steady_window_s: int
@@ -25,6 +26,7 @@ class Sizes:
 
 FULL = Sizes(
     burst_tasks=1000,
+    burst_array_tasks=5000,
     steady_tasks=5000,
     steady_settle_s=10,
     steady_window_s=60,
@@ -35,6 +37,7 @@ FULL = Sizes(
 )
 QUICK = Sizes(
     burst_tasks=100,
+    burst_array_tasks=500,
     steady_tasks=500,
     steady_settle_s=3,
     steady_window_s=10,
@@ -53,6 +56,12 @@ def burst_faults() -> dict[str, Any]:
         "quotas": {"SubmitJob": SUBMIT_QUOTA},
         "simulate": {"seconds": 0},
     }
+
+
+def burst_array_faults() -> dict[str, Any]:
+    # The burst's service (50 ms a call, SubmitJob at AWS's 50/s quota), for a burst that ours sends as
+    # array jobs: what counts is how few SubmitJobs carry how many tasks.
+    return burst_faults()
 
 
 def steady_setup_faults() -> dict[str, Any]:
@@ -75,6 +84,9 @@ def memory_faults() -> dict[str, Any]:
 # options and reads the same [aws_batch_executor] section for the rest.
 OURS_OPTIONS: dict[str, dict[str, Any]] = {
     "burst": {},
+    # "{tmp}": a fresh directory per run. Simulated jobs never read their workloads; the executor
+    # still writes every array's object there before its SubmitJob.
+    "burst-array": {"workload_store": "file://{tmp}", "array_min_size": 10},
     "steady": {"submit_rate": 1000},
     "memory": {"submit_rate": 1000},
     "dag": {},

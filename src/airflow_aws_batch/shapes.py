@@ -72,20 +72,21 @@ def _join(path: str, key: str) -> str:
 
 
 def _check(value: Any, shape: Shape, path: str, out: list[ShapeProblem], *, check_required: bool) -> None:
-    kind = shape.type_name
+    kind = _type_name(shape)
     if isinstance(shape, StructureShape):
         if not isinstance(value, Mapping):
             out.append(ShapeProblem(path, f"an object ({shape.name})", describe_found(value)))
             return
+        members, required_members = _members(shape)
         for key, member_value in value.items():
-            if key not in shape.members:
+            if key not in members:
                 out.append(
                     ShapeProblem(_join(path, str(key)), _known_keys(str(key), shape), "an unknown key")
                 )
                 continue
-            _check(member_value, shape.members[key], _join(path, key), out, check_required=True)
+            _check(member_value, members[key], _join(path, key), out, check_required=True)
         if check_required:
-            for required in shape.required_members:
+            for required in required_members:
                 if required not in value:
                     out.append(ShapeProblem(_join(path, required), "a value (required)", "nothing"))
     elif isinstance(shape, ListShape):
@@ -111,11 +112,11 @@ def _check(value: Any, shape: Shape, path: str, out: list[ShapeProblem], *, chec
         if not isinstance(value, str):
             out.append(ShapeProblem(path, "a string", describe_found(value)))
             return
-        enum = shape.enum if isinstance(shape, StringShape) else []
+        enum = _enum(shape) if isinstance(shape, StringShape) else ()
         if enum and value not in enum:
             out.append(ShapeProblem(path, "one of: " + ", ".join(enum), describe_found(value)))
         _check_size(len(value), shape, path, out, "characters")
-        pattern = shape.metadata.get("pattern")
+        pattern = _metadata(shape).get("pattern")
         if pattern and not re.fullmatch(pattern, value):
             out.append(ShapeProblem(path, f"a string matching {pattern}", describe_found(value)))
     elif kind in ("integer", "long"):
@@ -142,9 +143,33 @@ def _known_keys(key: str, shape: StructureShape) -> str:
     return f"a key of {shape.name}: " + ", ".join(sorted(shape.members))
 
 
+# botocore builds ``Shape.metadata``, ``members`` and ``enum`` afresh on every access, and a validation
+# of a whole SubmitJob request reads them dozens of times, on the scheduler thread. The shapes
+# themselves are cached (``operation_model``), so these are read once per shape.
+@functools.cache
+def _metadata(shape: Shape) -> dict[str, Any]:
+    return dict(shape.metadata)
+
+
+@functools.cache
+def _type_name(shape: Shape) -> str:
+    return str(shape.type_name)
+
+
+@functools.cache
+def _members(shape: StructureShape) -> tuple[dict[str, Shape], tuple[str, ...]]:
+    return dict(shape.members), tuple(shape.required_members)
+
+
+@functools.cache
+def _enum(shape: StringShape) -> tuple[str, ...]:
+    return tuple(shape.enum)
+
+
 def _check_size(size: int, shape: Shape, path: str, out: list[ShapeProblem], unit: str) -> None:
-    low = shape.metadata.get("min")
-    high = shape.metadata.get("max")
+    meta = _metadata(shape)
+    low = meta.get("min")
+    high = meta.get("max")
     if low is not None and size < low:
         out.append(ShapeProblem(path, f"at least {low} {unit}", f"{size} {unit}"))
     if high is not None and size > high:
@@ -152,8 +177,9 @@ def _check_size(size: int, shape: Shape, path: str, out: list[ShapeProblem], uni
 
 
 def _check_range(number: float, shape: Shape, path: str, out: list[ShapeProblem]) -> None:
-    low = shape.metadata.get("min")
-    high = shape.metadata.get("max")
+    meta = _metadata(shape)
+    low = meta.get("min")
+    high = meta.get("max")
     if low is not None and number < low:
         out.append(ShapeProblem(path, f"a number >= {low}", describe_found(number)))
     if high is not None and number > high:
