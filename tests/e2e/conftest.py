@@ -26,7 +26,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from devstack import Stack  # noqa: E402
-from devstack.stack import ExecutorChoice  # noqa: E402
+from devstack.stack import COMPUTE_ENVIRONMENT, ExecutorChoice  # noqa: E402
 
 DAGS = Path(__file__).resolve().parent / "dags"
 #: Seconds a task may sit in queued before Airflow revokes it: short, for the stuck-in-RUNNABLE case, yet
@@ -57,6 +57,7 @@ ALL_DAGS = (
     "e2e_ha",
     "e2e_fair_low",
     "e2e_fair_high",
+    "e2e_arrays",
 )
 #: A fair-share job queue on a compute environment of its own with one vCPU, for tasks of the Airflow
 #: queue ``fair``; every job there shares FAIR_SHARE (the ``{queue}_{pool}`` share template, the tasks in
@@ -64,6 +65,12 @@ ALL_DAGS = (
 FAIR_JOB_QUEUE = "airflow-fair"
 FAIR_SHARE = "fair_default_pool"
 FAIR_COMPUTE_ENVIRONMENT = "airflow-fair-ce"
+#: Workloads go through a file:// store, so tasks due together can run as array jobs. Arrays start at
+#: ARRAY_MIN_SIZE tasks: the twelve map indexes of e2e_arrays, on a Batch queue of their own (Airflow
+#: queue ``arrays``), which never group with the other DAGs' tasks (ten at most at once, and a job
+#: queue is part of what must be equal), whose fault rules match single jobs' names.
+ARRAY_JOB_QUEUE = "airflow-arrays"
+ARRAY_MIN_SIZE = 12
 
 
 @dataclass
@@ -80,11 +87,18 @@ class E2E:
             pytest.skip("needs AwsBatchExecutor + localbatch (AIRFLOW_AWS_BATCH_E2E_EXECUTOR=local)")
 
 
-def _add_fair_share_queue(stack: Stack) -> None:
-    """The fair-share queue exists before the scheduler's startup check reads every mapped queue."""
+def _add_queues(stack: Stack) -> None:
+    """The fair-share and array queues exist before the scheduler's startup check reads every mapped
+    queue."""
     if stack.executor != "aws_batch":
         return
     batch = stack.batch.batch
+    batch.create_job_queue(
+        jobQueueName=ARRAY_JOB_QUEUE,
+        state="ENABLED",
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": COMPUTE_ENVIRONMENT}],
+    )
     batch.create_compute_environment(
         computeEnvironmentName=FAIR_COMPUTE_ENVIRONMENT,
         type="MANAGED",
@@ -128,10 +142,14 @@ def e2e(request: pytest.FixtureRequest) -> Iterator[E2E]:
             "AIRFLOW__SCHEDULER__NUM_STUCK_IN_QUEUED_RETRIES": "0",
             # Orphans are adopted once the dead scheduler's heartbeat is this old.
             "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "15",
-            "AIRFLOW__AWS_BATCH_EXECUTOR__QUEUE_MAP": json.dumps({"fair": FAIR_JOB_QUEUE}),
+            "AIRFLOW__AWS_BATCH_EXECUTOR__QUEUE_MAP": json.dumps(
+                {"fair": FAIR_JOB_QUEUE, "arrays": ARRAY_JOB_QUEUE}
+            ),
             "AIRFLOW__AWS_BATCH_EXECUTOR__SHARE_IDENTIFIER": "{queue}_{pool}",
+            "AIRFLOW__AWS_BATCH_EXECUTOR__WORKLOAD_STORE": f"file://{work_dir / 'workloads'}",
+            "AIRFLOW__AWS_BATCH_EXECUTOR__ARRAY_MIN_SIZE": str(ARRAY_MIN_SIZE),
         },
-        prepare=_add_fair_share_queue,
+        prepare=_add_queues,
     )
     print(f"\ne2e stack work dir: {work_dir}")
     with stack:
