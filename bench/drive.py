@@ -3,10 +3,11 @@
 Run as ``python -m bench.drive PARAMS_JSON OUT_JSON``, one process per executor (the orchestrator does it)
 against that executor's own localbatch, so one executor's threads and memory never affect the other's
 figures. Scenarios run in order memory, burst, burst-array, steady; each builds a fresh executor like
-the scheduler (``executor_cls(parallelism=...)``, ``start()``) on its own job queue, queues real ``ExecuteTask``
-workloads with ``queue_workload``, then loops ``heartbeat()`` / ``get_event_buffer()`` / draining the task
-event log the way ``SchedulerJobRunner._run_scheduler_loop`` does, with no database and no scheduler.
-Between scenarios the previous one's jobs are ended and its executor ended, so no thread of it is left.
+the scheduler (``executor_cls(parallelism=...)``, ``start()``) on its own job queue, queues real
+``ExecuteTask`` workloads with ``queue_workload``, then loops ``heartbeat()`` / ``get_event_buffer()`` /
+draining the task event log the way ``SchedulerJobRunner._run_scheduler_loop`` does, with no database
+and no scheduler. Between scenarios the previous one's jobs are ended and its executor ended, so no
+thread of it is left.
 """
 
 from __future__ import annotations
