@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,3 +267,44 @@ def test_a_new_scheduler_adopts_children_by_their_ids(
             )
         finally:
             second.terminate()
+
+
+def test_end_terminates_an_array_whose_ids_were_never_saved_in_one_call(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, store_dir: Path
+) -> None:
+    batch = localbatch.batch
+    localbatch.set_faults(held("airflow-dag-handover"))
+    configure(
+        monkeypatch,
+        localbatch.url,
+        job_queue=QUEUE,
+        job_definition=DEFINITION,
+        workload_store=f"file://{store_dir}",
+    )
+    executor = FastExecutor(parallelism=64)
+    executor.start()
+    try:
+        work = mapped("handover")
+        queue_all(executor, work)
+        deadline = time.monotonic() + 60
+        # RunningStates wait in the event buffer, never read by "the scheduler": no id is saved.
+        while not all(w.key in executor.event_buffer for w in work):
+            assert time.monotonic() < deadline, "the array was never submitted"
+            executor.heartbeat()
+            time.sleep(0.05)
+        ids = [str(executor.event_buffer[w.key][1]) for w in work]
+        before = localbatch.stats()
+        executor.end()
+        after = localbatch.stats()
+    finally:
+        localbatch.set_faults({})
+    terminated = int(after["operations"].get("TerminateJob", {}).get("requests", 0)) - int(
+        before["operations"].get("TerminateJob", {}).get("requests", 0)
+    )
+    assert terminated == 1, "one TerminateJob for the whole array"
+    deadline = time.monotonic() + 30
+    children = batch.describe_jobs(jobs=ids)["jobs"]
+    while {c["status"] for c in children} != {"FAILED"} and time.monotonic() < deadline:
+        time.sleep(0.2)
+        children = batch.describe_jobs(jobs=ids)["jobs"]
+    assert {c["status"] for c in children} == {"FAILED"}, [(c["jobId"], c["status"]) for c in children]
