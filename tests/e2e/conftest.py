@@ -64,6 +64,8 @@ ALL_DAGS = (
 FAIR_JOB_QUEUE = "airflow-fair"
 FAIR_SHARE = "fair_default_pool"
 FAIR_COMPUTE_ENVIRONMENT = "airflow-fair-ce"
+#: The session's workload store, under the stack's work dir.
+WORKLOAD_DIR = "workloads"
 
 
 @dataclass
@@ -130,6 +132,9 @@ def e2e(request: pytest.FixtureRequest) -> Iterator[E2E]:
             "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "15",
             "AIRFLOW__AWS_BATCH_EXECUTOR__QUEUE_MAP": json.dumps({"fair": FAIR_JOB_QUEUE}),
             "AIRFLOW__AWS_BATCH_EXECUTOR__SHARE_IDENTIFIER": "{queue}_{pool}",
+            # Every job of the session reads its workload from here (test_workload_store checks that no
+            # token reaches Batch); the jobs run on this machine, as this user.
+            "AIRFLOW__AWS_BATCH_EXECUTOR__WORKLOAD_STORE": f"file://{work_dir / WORKLOAD_DIR}",
         },
         prepare=_add_fair_share_queue,
     )
