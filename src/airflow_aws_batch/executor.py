@@ -67,7 +67,7 @@ from airflow_aws_batch.submit import (
     token_expires_at,
     workload_command,
 )
-from airflow_aws_batch.workloads import WorkloadStore, open_store
+from airflow_aws_batch.workloads import StoreError, WorkloadStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -217,10 +217,13 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         self._share_uses_pool = config.share_identifier is not None and "pool" in template_fields(
             config.share_identifier
         )
+        store = self._open_store(config)
         if config.check_health_on_startup:
             from airflow_aws_batch.health import format_failures, run_checks
 
             items = run_checks(self.api, config, self._queue_kinds)
+            if store is not None:
+                items.append(_probe_store(store))
             failures = [item for item in items if not item.ok and item.fatal]
             if failures:
                 message = format_failures(config, failures)
@@ -253,7 +256,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             poll_interval_s=self.poll_interval_s,
             start_checker=airflow_saw_task_start,
             prepare=self._prepare_request,
-            store=self._open_store(config),
+            store=store,
         )
         self._runtime = runtime
         runtime.start()
@@ -762,6 +765,19 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         from airflow_aws_batch.ops.cli import get_cli_commands
 
         return get_cli_commands()
+
+
+def _probe_store(store: WorkloadStore) -> Any:
+    """The startup check's item for the workload store: a probe object written, read and deleted."""
+    from airflow_aws_batch.health import CheckItem
+
+    try:
+        store.probe()
+    except (StoreError, ValueError) as exc:
+        return CheckItem("workload_store", False, f"{store.url}: {exc}")
+    except Exception as exc:  # a bad connection makes the hook raise many kinds
+        return CheckItem("workload_store", False, f"{store.url}: {type(exc).__name__}: {exc}")
+    return CheckItem("workload_store", True, f"{store.url}: probe object written, read and deleted")
 
 
 def _task_pool(session: Any, ti: Any) -> str | None:

@@ -32,10 +32,21 @@ def localbatch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBatchS
 
 @contextlib.contextmanager
 def started(
-    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, faults: dict[str, Any], store: str
+    localbatch: LocalBatchServer,
+    monkeypatch: pytest.MonkeyPatch,
+    faults: dict[str, Any],
+    store: str,
+    **options: str,
 ) -> Iterator[FastExecutor]:
     localbatch.set_faults(faults)
-    configure(monkeypatch, localbatch.url, job_queue=QUEUE, job_definition=DEFINITION, workload_store=store)
+    configure(
+        monkeypatch,
+        localbatch.url,
+        job_queue=QUEUE,
+        job_definition=DEFINITION,
+        workload_store=store,
+        **options,
+    )
     executor = FastExecutor(parallelism=16)
     executor.start()
     try:
@@ -105,7 +116,10 @@ def test_a_store_that_cannot_be_written_fails_the_task_with_the_reason(
 ) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    with started(localbatch, monkeypatch, {}, f"file://{blocker}") as executor:
+    # The startup check would refuse this store (see below); without it, each submit finds out.
+    with started(
+        localbatch, monkeypatch, {}, f"file://{blocker}", check_health_on_startup="False"
+    ) as executor:
         rec = Recorder(executor)
         workload = task_workload("unwritable")
         executor.queue_workload(workload, session=None)  # type: ignore[arg-type]
@@ -126,3 +140,24 @@ def test_a_refused_submit_leaves_no_object(
         executor.queue_workload(workload, session=None)  # type: ignore[arg-type]
         rec.until(lambda: "failed" in rec.states(workload.key), timeout=60, what="the task to fail")
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_the_startup_check_refuses_a_store_it_cannot_write(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from airflow_aws_batch.executor import HealthCheckFailed
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    configure(
+        monkeypatch,
+        localbatch.url,
+        job_queue=QUEUE,
+        job_definition=DEFINITION,
+        workload_store=f"file://{blocker}",
+    )
+    executor = FastExecutor(parallelism=1)
+    with pytest.raises(HealthCheckFailed) as caught:
+        executor.start()
+    assert f"workload_store: file://{blocker}: could not write {blocker}/probe/" in str(caught.value)
+    assert executor.runtime is None
