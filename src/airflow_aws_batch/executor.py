@@ -69,7 +69,7 @@ from airflow_aws_batch.submit import (
     workload_command,
 )
 from airflow_aws_batch.workloads import PENDING_KEY as WORKLOADS_KEY
-from airflow_aws_batch.workloads import WorkloadStore, open_store
+from airflow_aws_batch.workloads import StoreError, WorkloadStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -222,10 +222,13 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             config.share_identifier
         )
         self._array_min_size = config.array_min_size if config.workload_store else 0
+        store = self._open_store(config)
         if config.check_health_on_startup:
             from airflow_aws_batch.health import format_failures, run_checks
 
             items = run_checks(self.api, config, self._queue_kinds)
+            if store is not None:
+                items.append(_probe_store(store))
             failures = [item for item in items if not item.ok and item.fatal]
             if failures:
                 message = format_failures(config, failures)
@@ -258,7 +261,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             poll_interval_s=self.poll_interval_s,
             start_checker=airflow_saw_task_start,
             prepare=self._prepare_request,
-            store=self._open_store(config),
+            store=store,
         )
         self._runtime = runtime
         runtime.start()
@@ -809,6 +812,19 @@ def _whole_arrays(commands: list[Terminate], tracked: list[str] | None) -> list[
         else:
             out.extend(children)
     return out
+
+
+def _probe_store(store: WorkloadStore) -> Any:
+    """The startup check's item for the workload store: a probe object written, read and deleted."""
+    from airflow_aws_batch.health import CheckItem
+
+    try:
+        store.probe()
+    except (StoreError, ValueError) as exc:
+        return CheckItem("workload_store", False, f"{store.url}: {exc}")
+    except Exception as exc:  # a bad connection makes the hook raise many kinds
+        return CheckItem("workload_store", False, f"{store.url}: {type(exc).__name__}: {exc}")
+    return CheckItem("workload_store", True, f"{store.url}: probe object written, read and deleted")
 
 
 def _task_pool(session: Any, ti: Any) -> str | None:

@@ -73,13 +73,20 @@ def run(workload_json: str) -> None:
     """Run one workload as the Task SDK's ``execute_workload --json-string`` does."""
     from airflow.executors import workloads
     from airflow.sdk.execution_time.execute_workload import execute_workload
-    from pydantic import TypeAdapter
+    from pydantic import TypeAdapter, ValidationError
 
     decoder: TypeAdapter[Any] = TypeAdapter(workloads.All)
     try:
         workload = decoder.validate_json(workload_json)
-    except Exception as exc:
-        raise LaunchError(f"the stored workload is not one the Task SDK accepts: {exc}") from None
+    except ValidationError as exc:
+        # Without the input: it holds the token, and this line goes to the job's log.
+        problems = [
+            f"{'.'.join(str(part) for part in error['loc']) or '(workload)'}: {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)[:5]
+        ]
+        raise LaunchError(
+            f"the stored workload is not one this Task SDK accepts: {'; '.join(problems)}"
+        ) from None
     execute_workload(workload)
 
 

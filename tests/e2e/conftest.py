@@ -65,6 +65,8 @@ ALL_DAGS = (
 FAIR_JOB_QUEUE = "airflow-fair"
 FAIR_SHARE = "fair_default_pool"
 FAIR_COMPUTE_ENVIRONMENT = "airflow-fair-ce"
+#: The session's workload store, under the stack's work dir.
+WORKLOAD_DIR = "workloads"
 #: Workloads go through a file:// store, so tasks due together can run as array jobs. Arrays start at
 #: ARRAY_MIN_SIZE tasks: the twelve map indexes of e2e_arrays, on a Batch queue of their own (Airflow
 #: queue ``arrays``), which never group with the other DAGs' tasks (ten at most at once, and a job
@@ -146,7 +148,9 @@ def e2e(request: pytest.FixtureRequest) -> Iterator[E2E]:
                 {"fair": FAIR_JOB_QUEUE, "arrays": ARRAY_JOB_QUEUE}
             ),
             "AIRFLOW__AWS_BATCH_EXECUTOR__SHARE_IDENTIFIER": "{queue}_{pool}",
-            "AIRFLOW__AWS_BATCH_EXECUTOR__WORKLOAD_STORE": f"file://{work_dir / 'workloads'}",
+            # Every job of the session reads its workload from here (test_workload_store checks that no
+            # token reaches Batch); the jobs run on this machine, as this user.
+            "AIRFLOW__AWS_BATCH_EXECUTOR__WORKLOAD_STORE": f"file://{work_dir / WORKLOAD_DIR}",
             "AIRFLOW__AWS_BATCH_EXECUTOR__ARRAY_MIN_SIZE": str(ARRAY_MIN_SIZE),
         },
         prepare=_add_queues,
