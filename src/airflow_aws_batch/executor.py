@@ -118,6 +118,10 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
     #: ended job is seen within a fraction of a second; with many, ``status_calls_per_second`` is what
     #: spaces the calls (a cycle over 5,000 jobs takes about a second at the default budget of 5).
     poll_interval_s = 0.25
+    #: With arrays on, how long a task that could be an array child waits for enough tasks like it:
+    #: Airflow's scheduler queues the tasks of one burst over several loops (at most
+    #: ``[scheduler] max_tis_per_query`` a loop, shared with every other DAG).
+    array_hold_s = 2.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -142,6 +146,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         self._pools: dict[Any, str | None] = {}
         #: Least tasks grouped into one array job; 0: arrays off (also whenever workload_store is unset).
         self._array_min_size = 0
+        #: Due submits of too small a group, held back (with when) for tasks like them to come.
+        self._held: list[tuple[Submit, float]] = []
 
     def log_task_event(self, *, event: str, extra: str, ti_key: Any) -> None:
         super().log_task_event(event=event, extra=extra, ti_key=ti_key)
@@ -521,11 +527,14 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 runtime.track(cmd)
             elif isinstance(cmd, CheckStarted):
                 runtime.check_started(cmd)
-        if not submits:
+        held, self._held = self._held, []
+        if not submits and not held:
             return
+        now = time.monotonic()
+        since = {id(submit): at for submit, at in held}
         # Only first attempts become array children: a child that failed goes out again alone.
         arrays, singles = group_submits(
-            submits,
+            [submit for submit, _ in held] + submits,
             min_size=self._array_min_size,
             workloads_key=WORKLOADS_KEY,
             eligible=lambda s: core.attempts(s.key) == 0,
@@ -533,7 +542,27 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         for array in arrays:
             runtime.submit(array)
         for submit in singles:
-            runtime.submit(submit)
+            at = since.get(id(submit), now)
+            if self._may_join_an_array(submit) and now - at < self.array_hold_s:
+                self._held.append((submit, at))
+            else:
+                runtime.submit(submit)
+
+    def _may_join_an_array(self, submit: Submit) -> bool:
+        """Could ``submit`` still become an array child if more tasks like it came?"""
+        return (
+            self._array_min_size > 0
+            and submit.lookup_after_ms is None
+            and isinstance(submit.request.get(WORKLOADS_KEY), list)
+            and self.core.attempts(submit.key) == 0
+        )
+
+    def _release_held(self) -> None:
+        """Held submits go back to the core as not sent (the executor is stopping)."""
+        held, self._held = self._held, []
+        if self._runtime is not None:
+            for submit, _ in held:
+                self._runtime.report(SubmitDone(submit.key, SubmitOutcome.WAIT, reason="executor stopping"))
 
     def _report(self, reports: list[Report]) -> None:
         for report in reports:
@@ -704,6 +733,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             return
         try:
             core.stop_submitting()
+            self._release_held()
             deadline = time.monotonic() + END_SUBMIT_WAIT_S
             self._apply_results()
             while core.in_flight() and time.monotonic() < deadline:
@@ -739,6 +769,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         """TerminateJob for every tracked job, then stop the threads."""
         if self._core is None:
             return
+        self._held = []  # never sent: the core forgets them below
         reason = "Airflow scheduler terminated"
         commands = _whole_arrays(self._core.terminate_all(reason), None)
         runtime = self._runtime

@@ -189,7 +189,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "10",
         "Least number of tasks due together, with SubmitJob requests equal but for the command, job "
         "name and per-task tags, that go out as one array job (up to 10,000 children; each task is "
-        "one child). 0 turns arrays off. Arrays need workload_store: without it they are off whatever "
+        "one child); a task that could join one waits up to 2 s for enough like it. 0 turns arrays "
+        "off. Arrays need workload_store: without it they are off whatever "
         "this says. Children carry their array's tags only: per-task tags (task_id, map_index, ...) "
         "that differ within an array are not on its jobs.",
         "0",
