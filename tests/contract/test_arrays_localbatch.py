@@ -126,6 +126,23 @@ def test_a_burst_is_one_array_whose_children_each_report_to_their_task(
     assert [w["ti"]["id"] for w in stored] == [str(w.ti.id) for w in work]
 
 
+def test_tasks_queued_over_two_heartbeats_still_form_one_array(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, store_dir: Path
+) -> None:
+    # Airflow's scheduler queues a burst over several loops; the first part waits for the rest.
+    with started(localbatch, monkeypatch, store_dir, {"simulate": {"seconds": 0}}) as executor:
+        before = localbatch.stats()
+        rec = Recorder(executor)
+        work = mapped("split")
+        queue_all(executor, work[:7])
+        rec.beat()
+        queue_all(executor, work[7:])
+        rec.until(lambda: all("success" in rec.states(w.key) for w in work), timeout=60, what="every task")
+        after = localbatch.stats()
+    assert submits(after) - submits(before) == 1
+    assert len({job_id.split(":")[0] for job_id in job_ids(rec, work)}) == 1
+
+
 def test_too_few_tasks_go_out_as_single_jobs(
     localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, store_dir: Path
 ) -> None:
