@@ -289,5 +289,8 @@ class Runner:
             backend.set_status(job, JobStatus.RUNNABLE, status_reason)
         else:
             backend.set_status(job, JobStatus.FAILED, status_reason)
+        if job.status.is_final:
+            # The job stopped when its last attempt did (set_status stamps a later millisecond).
+            job.stopped_at = attempt.stopped_at
         if job.status == JobStatus.FAILED:
             backend.fail_dependents(job)
