@@ -155,6 +155,9 @@ class BatchBackend:
                     self.dependents.setdefault(dep["jobId"], set()).add(job.job_id)
             if job.status.is_active:
                 orphans.append(job)
+        for job in jobs:
+            if job.array is not None and not job.status.is_final:
+                self._follow_children(job)
         return orphans
 
     def _adopt(self, parent: Job, child: Job) -> None:
@@ -227,22 +230,29 @@ class BatchBackend:
         parent = self.jobs.get(child.array_parent_id or "")
         if parent is None or parent.array is None:
             return
-        state = parent.array
-        state.move(old, child.status)
+        parent.array.move(old, child.status)
         self.touch(parent)
-        if child.status == JobStatus.RUNNABLE and parent.status == JobStatus.SUBMITTED:
+        self._follow_children(parent)
+
+    def _follow_children(self, parent: Job) -> None:
+        """End the parent once every child has ended. Also run at load: a hard stop can leave the
+        parent's record a step behind its children's."""
+        state = parent.array
+        assert state is not None
+        counts = state.counts
+        if parent.status == JobStatus.SUBMITTED and any(
+            counts[s] for s in (JobStatus.RUNNABLE, JobStatus.STARTING, JobStatus.RUNNING)
+        ):
             self.set_status(parent, JobStatus.PENDING)
         if state.finished == len(state.children) and not parent.status.is_final:
-            failed = state.counts[JobStatus.FAILED]
+            failed = counts[JobStatus.FAILED]
             if failed == 0:
                 self.set_status(parent, JobStatus.SUCCEEDED)
                 return
             # A terminate or cancel reason given for the parent stays its reason.
-            reason = (
-                None
-                if parent.is_terminated or parent.is_cancelled
-                else (f"{failed} of {len(state.children)} array child jobs failed")
-            )
+            reason = f"{failed} of {len(state.children)} array child jobs failed"
+            if parent.is_terminated or parent.is_cancelled:
+                reason = parent.status_reason or reason
             self.set_status(parent, JobStatus.FAILED, reason)
             self.fail_dependents(parent)
 
