@@ -127,48 +127,42 @@ class BatchBackend:
             self.job_definitions[jd["jobDefinitionArn"]] = jd
         for sp in self.store.load("scheduling_policy"):
             self.scheduling_policies[sp["name"]] = sp
-        # Children share their parent's creation time; they follow it in index order.
+        records = list(self.store.load("job"))
         jobs = sorted(
-            (Job.from_record(r) for r in self.store.load("job")),
-            key=lambda j: (
-                j.created_at,
-                j.array_parent_id or j.job_id,
-                -1 if j.array_index is None else j.array_index,
-            ),
+            (Job.from_record(r) for r in records if r.get("array_parent_id") is None),
+            key=lambda j: j.created_at,
         )
         orphans = []
         for job in jobs:
-            if job.is_array_child:
-                parent = self.jobs.get(job.array_parent_id or "")
-                if parent is None or parent.array is None:
-                    continue  # its parent's record was lost: nothing can describe or finish the array
-                self._adopt(parent, job)
-                parent.array.children.append(job)
-                parent.array.move(None, job.status)
-            elif job.is_array_parent:
+            if job.is_array_parent:
                 job.array = ArrayState()
                 self.array_parents += 1
             self.jobs[job.job_id] = job
-            self._index_add(job)
-            if not job.is_array_child:
-                for dep in job.depends_on:
-                    self.dependents.setdefault(dep["jobId"], set()).add(job.job_id)
-            if job.status.is_active:
-                orphans.append(job)
+            for dep in job.depends_on:
+                self.dependents.setdefault(dep["jobId"], set()).add(job.job_id)
+        children = sorted(
+            (r for r in records if r.get("array_parent_id") is not None),
+            key=lambda r: (r["array_parent_id"], r["array_index"]),
+        )
+        for record in children:
+            parent = self.jobs.get(record["array_parent_id"])
+            if parent is None or parent.array is None:
+                continue  # its parent's record was lost: nothing can describe or finish the array
+            child = parent.child_from_record(record)
+            parent.array.children.append(child)
+            parent.array.move(None, child.status)
+            self.jobs[child.job_id] = child
+            self.array_children += 1
+        # Index in creation order (children follow their parent, in index order): FIFO survives.
+        for job in jobs:
+            for member in [job, *(job.array.children if job.array is not None else ())]:
+                self._index_add(member)
+                if member.status.is_active:
+                    orphans.append(member)
         for job in jobs:
             if job.array is not None and not job.status.is_final:
                 self._follow_children(job)
         return orphans
-
-    def _adopt(self, parent: Job, child: Job) -> None:
-        """Give a child the members it shares with its parent (the same objects)."""
-        child.container = parent.container
-        child.tags = parent.tags
-        child.parameters = parent.parameters
-        child.depends_on = parent.depends_on
-        child.evaluate_on_exit = parent.evaluate_on_exit
-        child.platform_capabilities = parent.platform_capabilities
-        self.array_children += 1
 
     def flush_dirty(self) -> int:
         dirty, self._dirty = self._dirty, set()
@@ -722,7 +716,7 @@ class BatchBackend:
             self.dependents.setdefault(dep["jobId"], set()).add(job_id)
         self.touch(job)
         if array_size is not None:
-            self._spawn_children(job, array_size, region)
+            self._spawn_children(job, array_size)
         self.on_change()
         return {"jobArn": job.job_arn, "jobName": name, "jobId": job_id}
 
@@ -737,24 +731,14 @@ class BatchBackend:
             )
         return int(size)
 
-    def _spawn_children(self, parent: Job, size: int, region: str) -> None:
-        """The children exist as soon as SubmitJob answers, so a client may describe them at once.
-        Each is a shallow copy of the parent: container, tags, parameters and dependencies are the
-        parent's own objects (children share the parent's tags, as on AWS)."""
+    def _spawn_children(self, parent: Job, size: int) -> None:
+        """The children exist as soon as SubmitJob answers, so a client may describe them at once."""
         state = parent.array = ArrayState()
         state.counts[JobStatus.SUBMITTED] = size
         state.updated_at = parent.created_at
         children = state.children
-        arn_prefix = batch_arn(region, "job", parent.job_id)
         for index in range(size):
-            child = copy.copy(parent)
-            child.job_id = f"{parent.job_id}:{index}"
-            child.job_arn = f"{arn_prefix}:{index}"
-            child.attempts = []
-            child.array = None
-            child.array_size = None
-            child.array_index = index
-            child.array_parent_id = parent.job_id
+            child = parent.child(index)
             children.append(child)
             self.jobs[child.job_id] = child
             self._index_add(child)
