@@ -203,3 +203,28 @@ def test_access_denied_fails_the_task_with_the_reason(
     assert rec.states(w.key) == ["failed"]
     events = "\n".join(rec.task_events(w.key))
     assert "AccessDeniedException" in events and "batch:RegisterJobDefinition" in events
+
+
+def test_check_says_whether_the_credentials_may_register(service: Service) -> None:
+    from airflow_aws_batch.config import parse_options
+    from airflow_aws_batch.health import job_definition_registration_items
+
+    config = parse_options(
+        {"job_queue": service.job_queue, "job_definition": service.job_definition, "job_name": "a"}
+    )
+    before = derived_definitions(service)
+    # Neither server answers iam:SimulatePrincipalPolicy: the Batch probe decides.
+    register, pass_role = job_definition_registration_items(service.batch, config)
+    assert (register.name, register.ok, register.fatal) == ("register_job_definitions", True, False)
+    assert "allowed" in register.detail
+    assert (pass_role.ok, pass_role.fatal) == (False, False) and "not verified" in pass_role.detail
+    assert derived_definitions(service) == before  # the probe registered nothing
+    if service.localbatch is None:
+        return
+    service.localbatch.set_faults({"simulate": {"seconds": 0}, "denied": ["RegisterJobDefinition"]})
+    try:
+        register, _ = job_definition_registration_items(service.batch, config)
+    finally:
+        service.localbatch.set_faults({"simulate": {"seconds": 0}})
+    assert (register.ok, register.fatal) == (False, False)
+    assert "denied (AccessDeniedException)" in register.detail

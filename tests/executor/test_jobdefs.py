@@ -306,3 +306,50 @@ def test_a_base_without_active_revision_fails() -> None:
     request = {**request_for("i:1"), "jobDefinition": "missing"}
     with pytest.raises(DerivationError, match="'missing' has no ACTIVE revision"):
         JobDefinitions(batch, refusal).resolve(request)
+
+
+def test_check_asks_iam_when_it_may() -> None:
+    # No server here answers iam:SimulatePrincipalPolicy, so botocore's Stubber stands in for IAM.
+    import boto3
+    from botocore.stub import Stubber
+
+    from airflow_aws_batch.health import job_definition_registration_items
+
+    session = boto3.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="us-east-1")
+    batch, iam, sts = (session.client(s) for s in ("batch", "iam", "sts"))
+    role = "arn:aws:iam::123456789012:role/task"
+    with Stubber(batch) as b, Stubber(iam) as i, Stubber(sts) as s:
+        entry = {**BASE, "containerProperties": {"image": "x", "jobRoleArn": role}}
+        b.add_response("describe_job_definitions", {"jobDefinitions": [entry]})
+        b.add_response("describe_job_definitions", {"jobDefinitions": [entry]})
+        s.add_response(
+            "get_caller_identity",
+            {"Arn": "arn:aws:sts::123456789012:assumed-role/scheduler/i-1", "Account": "1", "UserId": "u"},
+        )
+        principal = "arn:aws:iam::123456789012:role/scheduler"
+        i.add_response(
+            "simulate_principal_policy",
+            {
+                "EvaluationResults": [
+                    {"EvalActionName": "batch:RegisterJobDefinition", "EvalDecision": "allowed"}
+                ]
+            },
+            {"PolicySourceArn": principal, "ActionNames": ["batch:RegisterJobDefinition"]},
+        )
+        i.add_response(
+            "simulate_principal_policy",
+            {
+                "EvaluationResults": [
+                    {
+                        "EvalActionName": "iam:PassRole",
+                        "EvalResourceName": role,
+                        "EvalDecision": "implicitDeny",
+                    }
+                ]
+            },
+            {"PolicySourceArn": principal, "ActionNames": ["iam:PassRole"], "ResourceArns": [role]},
+        )
+        config = parse_options({"job_queue": "q", "job_definition": "airflow-task", "job_name": "a"})
+        register, pass_role = job_definition_registration_items(batch, config, iam, sts)
+    assert register.ok and "batch:RegisterJobDefinition allowed" in register.detail
+    assert (pass_role.ok, pass_role.detail) == (False, f"iam:PassRole denied on {role}")
