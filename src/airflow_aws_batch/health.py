@@ -232,12 +232,12 @@ def job_definition_registration_items(
     roles: list[str] = []
     try:
         definition = _api(batch_client).describe_job_definition(config.job_definition)
-    except BatchApiError:
-        definition = None
-    if definition is not None:
-        raw = batch_client.describe_job_definitions(jobDefinitions=[definition.arn]).get("jobDefinitions", [])
-        props = (raw[0].get("containerProperties") or {}) if raw else {}
-        roles = [str(props[k]) for k in ("jobRoleArn", "executionRoleArn") if props.get(k)]
+        if definition is not None:
+            raw = batch_client.describe_job_definitions(jobDefinitions=[definition.arn])["jobDefinitions"]
+            props = (raw[0].get("containerProperties") or {}) if raw else {}
+            roles = [str(props[k]) for k in ("jobRoleArn", "executionRoleArn") if props.get(k)]
+    except Exception:
+        pass  # the job_definition item reports what is wrong with it; no roles to ask about then
     simulated = _simulate(iam_client, sts_client, roles)
     if simulated is not None:
         return simulated
