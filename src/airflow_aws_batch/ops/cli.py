@@ -174,6 +174,8 @@ def _label(name: str) -> str:
         "compute_environments": "compute environment",
         "queue_map": f"queue_map {which}",
         "job_definition": "job definition",
+        "register_job_definitions": "register definitions",
+        "pass_role": "pass role",
     }
     return labels.get(kind, name.replace("_", " "))
 
