@@ -27,7 +27,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from airflow_aws_batch import shapes
+from airflow_aws_batch import jobdefs, shapes
 from airflow_aws_batch.fairshare import SHARE_FIELDS, fair_share_member_problems, template_problem
 from airflow_aws_batch.options import OPTIONS, SECTION, OptionSpec, OptionType, env_var
 
@@ -388,7 +388,9 @@ def _parse_options(raw: Mapping[str, str | None]) -> ExecutorConfig:
         raise ConfigError(problems)
     config = ExecutorConfig(**values)
     # Checking the assembled request catches what no single option shows, e.g. an empty queue name.
-    request_problems = shapes.validate(config.base_request())
+    request_problems = shapes.validate(
+        {k: v for k, v in config.base_request().items() if k != jobdefs.OVERRIDES_KEY}
+    )
     if request_problems:
         raise ConfigError(
             [ConfigProblem("submit_job_kwargs", p.expected, p.found, p.path) for p in request_problems]
@@ -428,7 +430,12 @@ def _check_submit_job_kwargs(kwargs: dict[str, Any], problems: list[ConfigProble
         problems.append(ConfigProblem("submit_job_kwargs", expected, found, path))
     for path, expected, found in fair_share_member_problems(kwargs):
         problems.append(ConfigProblem("submit_job_kwargs", expected, found, path))
-    for problem in shapes.validate(kwargs, partial=True):
+    if jobdefs.OVERRIDES_KEY in kwargs:
+        # A deployment-wide default of the job definition properties each task may override.
+        for path, expected, found in jobdefs.overrides_problems(kwargs[jobdefs.OVERRIDES_KEY]):
+            problems.append(ConfigProblem("submit_job_kwargs", expected, found, path))
+    submit_members = {k: v for k, v in kwargs.items() if k != jobdefs.OVERRIDES_KEY}
+    for problem in shapes.validate(submit_members, partial=True):
         if problem.path.startswith("containerOverrides.command"):
             continue
         problems.append(ConfigProblem("submit_job_kwargs", problem.expected, problem.found, problem.path))

@@ -56,6 +56,7 @@ from airflow_aws_batch.core.state import (
     Untrack,
 )
 from airflow_aws_batch.fairshare import QueueKind, QueueKinds, template_fields
+from airflow_aws_batch.jobdefs import JobDefinitions, PagedCalls
 from airflow_aws_batch.logs import write_failure_log
 from airflow_aws_batch.runtime import JobsMissing, JobsSeen, Runtime, StartChecked, SubmitDone
 from airflow_aws_batch.started import airflow_saw_task_start, task_instances_now
@@ -97,6 +98,13 @@ class HealthCheckFailed(RuntimeError):
     """Raised by ``start()`` when a fatal startup check fails; the scheduler does not start."""
 
 
+def _refusal(exc: Exception) -> str | None:
+    """What Batch said when it refused a job definition call (4xx, e.g. AccessDenied), else None."""
+    if isinstance(exc, BatchApiError) and exc.kind is ErrorKind.CLIENT:
+        return f"{exc.code}: {exc.message}"
+    return None
+
+
 def _stats() -> Any:
     from airflow._shared.observability.metrics import stats
 
@@ -136,6 +144,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         #: taken in (see ``queue_workload``).
         self._share_uses_pool = False
         self._pools: dict[Any, str | None] = {}
+        #: Job definitions derived for tasks' jobDefinitionOverrides (submit threads only; see jobdefs).
+        self._job_definitions = JobDefinitions(PagedCalls(lambda: self.api, self._status_budget), _refusal)
 
     def log_task_event(self, *, event: str, extra: str, ti_key: Any) -> None:
         super().log_task_event(event=event, extra=extra, ti_key=ti_key)
@@ -267,8 +277,21 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         )
 
     def _prepare_request(self, request: dict[str, Any]) -> dict[str, Any]:
-        """On a submit thread: what the builder left for the queue's kind, applied (see ``fairshare``)."""
-        return self._queue_kinds.resolve(request, self._read_queue_kind)
+        """On a submit thread: what the builder left for the queue's kind, applied (see ``fairshare``),
+        and the task's own job definition derived, found or registered (see ``jobdefs``)."""
+        request = self._queue_kinds.resolve(request, self._read_queue_kind)
+        return self._job_definitions.resolve(request)
+
+    @property
+    def job_definitions(self) -> JobDefinitions:
+        """The job definitions derived for tasks so far (name -> ARN in ``known()``)."""
+        return self._job_definitions
+
+    def _status_budget(self) -> None:
+        """Take one status call from the budget (submit threads only); raise when none comes soon."""
+        runtime = self._runtime
+        if runtime is None or not runtime.status_limiter.acquire(timeout=30.0):
+            raise BatchApiError(ErrorKind.AMBIGUOUS, "Busy", "no status call available", "job_definitions")
 
     def _read_queue_kind(self, job_queue: str) -> tuple[QueueKind, tuple[str, ...]] | None:
         """DescribeJobQueues for one queue, within the status-call budget (submit threads only)."""

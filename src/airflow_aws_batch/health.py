@@ -13,14 +13,17 @@ job_definition      ``job_definition`` exists with an ACTIVE revision      yes
 fair_share          the fair-share settings fit the queues' kinds          yes
 ==================  =====================================================  =====
 
+``airflow aws-batch check`` adds :func:`job_definition_registration_items` (never fatal): whether the
+credentials may register the definitions that ``jobDefinitionOverrides`` needs.
+
 Each queue item says whether the queue is fair-share or FIFO, and each compute environment item its
 minimum, desired and maximum vCPUs. The kinds read are recorded in ``kinds`` when given, so the
 executor knows them before its first SubmitJob. ``fair_share`` fails when ``share_identifier`` is set
 but every queue is FIFO, or when ``submit_job_kwargs`` sets ``shareIdentifier`` and a queue is FIFO.
 
 When the credentials check fails the others are skipped. Callers add their own items (the CLI adds
-the environment and execution API URL checks). Not checked: IAM permissions beyond the Describe
-calls, networking from the compute environment to the API server.
+the environment and execution API URL checks). Not checked at start: IAM permissions beyond the
+Describe calls, networking from the compute environment to the API server.
 """
 
 from __future__ import annotations
@@ -207,4 +210,129 @@ def format_failures(config: ExecutorConfig, failures: list[CheckItem], region: s
         f"(connection {config.conn_id!r}): {problems}. "
         f"Fix the resource, or set [aws_batch_executor] check_health_on_startup = False{whose} to skip "
         "this check."
+    )
+
+
+#: Error codes that mean "these credentials may not make this call".
+DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
+
+
+def job_definition_registration_items(
+    batch_client: Any, config: ExecutorConfig, iam_client: Any = None, sts_client: Any = None
+) -> list[CheckItem]:
+    """Whether the credentials may register the job definitions that ``jobDefinitionOverrides``
+    needs (``airflow aws-batch check`` only; never fatal: tasks without the key need none of it).
+
+    First asks IAM (``iam:SimulatePrincipalPolicy`` on the caller from ``sts:GetCallerIdentity``) about
+    ``batch:RegisterJobDefinition`` and ``iam:PassRole`` on the roles of ``job_definition``. Where IAM
+    will not answer, probes Batch: a RegisterJobDefinition without container properties, which Batch
+    refuses for its content when the call is allowed and with AccessDenied when it is not (a
+    definition registered all the same is deregistered). PassRole is then reported as not verified.
+    """
+    roles: list[str] = []
+    try:
+        definition = _api(batch_client).describe_job_definition(config.job_definition)
+        if definition is not None:
+            raw = batch_client.describe_job_definitions(jobDefinitions=[definition.arn])["jobDefinitions"]
+            props = (raw[0].get("containerProperties") or {}) if raw else {}
+            roles = [str(props[k]) for k in ("jobRoleArn", "executionRoleArn") if props.get(k)]
+    except Exception:
+        pass  # the job_definition item reports what is wrong with it; no roles to ask about then
+    simulated = _simulate(iam_client, sts_client, roles)
+    if simulated is not None:
+        return simulated
+    probe = _probe_register(batch_client, f"{config.job_definition}-permission-probe")
+    passrole = CheckItem(
+        "pass_role",
+        False,
+        "not verified (iam:SimulatePrincipalPolicy not answered): a definition that names a job or "
+        "execution role needs iam:PassRole on it",
+        fatal=False,
+    )
+    return [probe, passrole]
+
+
+def _principal(arn: str) -> str:
+    """The IAM principal of a caller ARN: an assumed-role session's role (paths are not in the session
+    ARN, so a role with a path is simulated under its name only)."""
+    parts = arn.split(":", 5)
+    if len(parts) == 6 and parts[2] == "sts" and parts[5].startswith("assumed-role/"):
+        role = parts[5].split("/")[1]
+        return f"{parts[0]}:{parts[1]}:iam::{parts[4]}:role/{role}"
+    return arn
+
+
+def _simulate(iam_client: Any, sts_client: Any, roles: list[str]) -> list[CheckItem] | None:
+    if iam_client is None or sts_client is None:
+        return None
+    try:
+        principal = _principal(str(sts_client.get_caller_identity()["Arn"]))
+        register = iam_client.simulate_principal_policy(
+            PolicySourceArn=principal, ActionNames=["batch:RegisterJobDefinition"]
+        )["EvaluationResults"]
+        passes = (
+            iam_client.simulate_principal_policy(
+                PolicySourceArn=principal, ActionNames=["iam:PassRole"], ResourceArns=roles
+            )["EvaluationResults"]
+            if roles
+            else []
+        )
+    except Exception:
+        return None  # no permission to simulate, or no IAM here: probe instead
+    items = []
+    decision = register[0]["EvalDecision"] if register else "implicitDeny"
+    items.append(
+        CheckItem(
+            "register_job_definitions",
+            decision == "allowed",
+            f"IAM simulation for {principal}: batch:RegisterJobDefinition {decision}"
+            + ("" if decision == "allowed" else "; tasks with jobDefinitionOverrides would fail"),
+            fatal=False,
+        )
+    )
+    denied = [r.get("EvalResourceName", "?") for r in passes if r.get("EvalDecision") != "allowed"]
+    if not roles:
+        detail = "the job definition names no job or execution role"
+    elif denied:
+        detail = f"iam:PassRole denied on {', '.join(denied)}"
+    else:
+        detail = f"iam:PassRole allowed on {', '.join(roles)}"
+    items.append(CheckItem("pass_role", not denied, detail, fatal=False))
+    return items
+
+
+def _probe_register(batch_client: Any, name: str) -> CheckItem:
+    try:
+        answer = batch_client.register_job_definition(jobDefinitionName=name, type="container")
+    except Exception as exc:
+        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__))
+        if code in DENIED_CODES:
+            return CheckItem(
+                "register_job_definitions",
+                False,
+                f"RegisterJobDefinition denied ({code}): tasks with jobDefinitionOverrides would fail",
+                fatal=False,
+            )
+        if code == "ClientException":
+            return CheckItem(
+                "register_job_definitions",
+                True,
+                "RegisterJobDefinition allowed (a probe without container properties was refused for "
+                "its content, not for permissions; nothing was registered)",
+                fatal=False,
+            )
+        return CheckItem(
+            "register_job_definitions", False, f"not verified: the probe got {code}", fatal=False
+        )
+    arn = answer.get("jobDefinitionArn")
+    try:
+        batch_client.deregister_job_definition(jobDefinition=arn)
+        cleanup = "then deregistered it"
+    except Exception as exc:
+        cleanup = f"which could not be deregistered ({exc}): deregister it by hand"
+    return CheckItem(
+        "register_job_definitions",
+        True,
+        f"RegisterJobDefinition allowed (the probe registered {arn}, {cleanup})",
+        fatal=False,
     )

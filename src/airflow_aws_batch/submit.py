@@ -11,7 +11,10 @@ Per task, in order:
    (winning over user tags of the same key; the core adds ``submission`` per call),
    ``propagateTags: true``, ``retryStrategy.attempts: 1`` and the environment variable
    ``AIRFLOW_IS_EXECUTOR_CONTAINER=true``;
-5. on a fair-share job queue only, where steps 1-3 set neither: ``shareIdentifier`` rendered from
+5. the task's ``jobDefinitionOverrides`` (merged over ``submit_job_kwargs``' as in step 3) left in
+   the request for the submit thread, which replaces ``jobDefinition`` by a definition derived from
+   it (see :mod:`airflow_aws_batch.jobdefs`);
+6. on a fair-share job queue only, where steps 1-3 set neither: ``shareIdentifier`` rendered from
    ``share_identifier`` and ``schedulingPriorityOverride`` from the task's ``priority_weight``
    (``scheduling_priority``). When the queue's kind is not known yet they wait under
    ``fairshare.PENDING_KEY`` for the submit thread (see :mod:`airflow_aws_batch.fairshare`).
@@ -44,6 +47,7 @@ from airflow_aws_batch.fairshare import (
     priority_override,
     render_share_identifier,
 )
+from airflow_aws_batch.jobdefs import OVERRIDES_KEY, overrides_problems
 
 MAX_JOB_NAME = 128
 MAX_CONTAINER_OVERRIDES_CHARS = 8192
@@ -211,7 +215,11 @@ def check_executor_config(executor_config: Any) -> dict[str, Any]:
         raise ExecConfigError(path, expected, found)
     for path, expected, found in fair_share_member_problems(executor_config):
         raise ExecConfigError(path, expected, found)
-    problems = shapes.validate(dict(executor_config), partial=True)
+    if OVERRIDES_KEY in executor_config:
+        for path, expected, found in overrides_problems(executor_config[OVERRIDES_KEY]):
+            raise ExecConfigError(path, expected, found)
+    submit_members = {k: v for k, v in executor_config.items() if k != OVERRIDES_KEY}
+    problems = shapes.validate(submit_members, partial=True)
     if problems:
         first = problems[0]
         raise ExecConfigError(first.path, first.expected, first.found)
@@ -234,6 +242,8 @@ def _build(
     base = config.base_request()
     base["jobQueue"] = config.job_queue_for(queue)
     request = shapes.deep_merge(base, overlay)
+    # Job definition properties are not SubmitJob members: the submit thread derives a definition.
+    definition_overrides = request.pop(OVERRIDES_KEY, None)
 
     request["jobName"] = job_name_for(str(request["jobName"]), *name_parts)
     overrides: dict[str, Any] = request.setdefault("containerOverrides", {})
@@ -274,6 +284,8 @@ def _build(
         )
     if pending is not None:
         request[PENDING_KEY] = pending
+    if definition_overrides:
+        request[OVERRIDES_KEY] = definition_overrides
     return request
 
 

@@ -35,6 +35,10 @@ from localbatch.store import Store
 
 JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 RESOURCE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+# Batch's rule for containerProperties.image: up to 255 letters, numbers, hyphens, underscores, colons,
+# periods, forward slashes and number signs (and "@" of an image digest, which ECS accepts).
+IMAGE_RE = re.compile(r"^[A-Za-z0-9._:/#@-]{1,255}$")
+MAX_DESCRIBE_JOB_DEFINITIONS = 100
 MAX_OVERRIDES_CHARS = 8192
 MAX_DESCRIBE_JOBS = 100
 MIN_ARRAY_SIZE = 2
@@ -561,6 +565,11 @@ class BatchBackend:
         container = p.get("containerProperties")
         if not container or not container.get("image"):
             raise ClientException("containerProperties.image must be provided for a container job definition")
+        if not isinstance(container["image"], str) or not IMAGE_RE.match(container["image"]):
+            raise ClientException(
+                f"Invalid image name {container['image']!r}: up to 255 letters, numbers, hyphens, "
+                "underscores, colons, periods, forward slashes and number signs are allowed"
+            )
         # AWS echoes these lists back empty when they were not given.
         container = {
             **{k: [] for k in ("environment", "mountPoints", "secrets", "ulimits", "volumes")},
@@ -599,6 +608,10 @@ class BatchBackend:
             self.job_definitions.values(), key=lambda d: (d["jobDefinitionName"], int(d["revision"]))
         )
         if p.get("jobDefinitions"):
+            if p.get("jobDefinitionName") or p.get("status"):
+                raise ClientException("jobDefinitions can't be used with jobDefinitionName or status")
+            if len(p["jobDefinitions"]) > MAX_DESCRIBE_JOB_DEFINITIONS:
+                raise ClientException(f"jobDefinitions takes at most {MAX_DESCRIBE_JOB_DEFINITIONS} entries")
             refs = set(p["jobDefinitions"])
             items = [
                 d

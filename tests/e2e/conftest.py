@@ -57,6 +57,8 @@ ALL_DAGS = (
     "e2e_ha",
     "e2e_fair_low",
     "e2e_fair_high",
+    "e2e_images",
+    "e2e_bad_job_definition",
 )
 #: A fair-share job queue on a compute environment of its own with one vCPU, for tasks of the Airflow
 #: queue ``fair``; every job there shares FAIR_SHARE (the ``{queue}_{pool}`` share template, the tasks in

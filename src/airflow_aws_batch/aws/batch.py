@@ -459,6 +459,29 @@ class BatchApi:
             environment=env,
         )
 
+    def describe_job_definitions_page(
+        self, kwargs: dict[str, Any], token: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of DescribeJobDefinitions(**kwargs): the raw entries and the next token."""
+        if token:
+            kwargs = {**kwargs, "nextToken": token}
+        response = self._call("batch", "describe_job_definitions", **kwargs)
+        entries = [dict(e) for e in response.get("jobDefinitions", []) if isinstance(e, dict)]
+        return entries, response.get("nextToken") or None
+
+    def register_job_definition(self, request: dict[str, Any]) -> str:
+        """RegisterJobDefinition(**request); the ARN of the new revision."""
+        response = self._call("batch", "register_job_definition", **request)
+        arn = response.get("jobDefinitionArn")
+        if not arn:
+            raise BatchApiError(
+                ErrorKind.AMBIGUOUS,
+                "EmptyResponse",
+                "RegisterJobDefinition answered without a jobDefinitionArn",
+                "register_job_definition",
+            )
+        return str(arn)
+
     # ------------------------------------------------------------ logs
     def get_log_lines(self, group: str, stream: str, limit: int = 10_000) -> list[str]:
         """Messages of one CloudWatch Logs stream, oldest first, at most ``limit`` lines."""

@@ -174,6 +174,8 @@ def _label(name: str) -> str:
         "compute_environments": "compute environment",
         "queue_map": f"queue_map {which}",
         "job_definition": "job definition",
+        "register_job_definitions": "register definitions",
+        "pass_role": "pass role",
     }
     return labels.get(kind, name.replace("_", " "))
 
@@ -228,6 +230,8 @@ def run_check(args: argparse.Namespace) -> list[CheckLine]:
 
     client = hook.get_client_type(region_name=region)
     items = run_checks(client, config)
+    if not any(item.name == "credentials" and not item.ok for item in items):
+        items.extend(_registration_items(client, config, region))
     for item in items:
         status: Status = "OK" if item.ok else ("FAIL" if item.fatal else "WARN")
         lines.append(CheckLine(status, _label(item.name), item.detail))
@@ -244,6 +248,18 @@ def run_check(args: argparse.Namespace) -> list[CheckLine]:
     lines.extend(task_environment_lines(environment))
     lines.append(execution_api_line(environment.get(EXECUTION_API_ENV)))
     return lines
+
+
+def _registration_items(client: Any, config: Any, region: str) -> list[Any]:
+    """Whether these credentials may register per-task job definitions (see health)."""
+    from airflow_aws_batch.health import job_definition_registration_items
+
+    try:
+        iam = _hook("iam", config.conn_id, region).get_client_type(region_name=region)
+        sts = _hook("sts", config.conn_id, region).get_client_type(region_name=region)
+    except Exception:
+        iam = sts = None
+    return job_definition_registration_items(client, config, iam, sts)
 
 
 def _quiet_botocore() -> None:
