@@ -55,6 +55,8 @@ from airflow_aws_batch.core.state import (
     Track,
     Untrack,
 )
+from airflow_aws_batch.eks import PENDING_KEY as EKS_PENDING_KEY
+from airflow_aws_batch.eks import DefinitionInfo, DefinitionKinds
 from airflow_aws_batch.fairshare import QueueKind, QueueKinds, template_fields
 from airflow_aws_batch.logs import write_failure_log
 from airflow_aws_batch.runtime import JobsMissing, JobsSeen, Runtime, StartChecked, SubmitDone
@@ -63,6 +65,7 @@ from airflow_aws_batch.submit import (
     ExecConfigError,
     build_callback_submit_job_request,
     build_submit_job_request,
+    finish_request,
     token_expires_at,
     workload_command,
 )
@@ -132,6 +135,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         #: Job queue kinds (FIFO / fair-share): read by the startup check, else by a submit thread
         #: before the first SubmitJob to each queue; the request builder only looks them up.
         self._queue_kinds = QueueKinds()
+        #: Job definition kinds (container / EKS): read likewise, by the startup check or a submit thread.
+        self._definition_kinds = DefinitionKinds()
         #: Whether ``share_identifier`` uses ``{pool}``, and the pools of the tasks queued but not yet
         #: taken in (see ``queue_workload``).
         self._share_uses_pool = False
@@ -218,7 +223,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         if config.check_health_on_startup:
             from airflow_aws_batch.health import format_failures, run_checks
 
-            items = run_checks(self.api, config, self._queue_kinds)
+            items = run_checks(self.api, config, self._queue_kinds, self._definition_kinds)
             failures = [item for item in items if not item.ok and item.fatal]
             if failures:
                 message = format_failures(config, failures)
@@ -267,8 +272,23 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         )
 
     def _prepare_request(self, request: dict[str, Any]) -> dict[str, Any]:
-        """On a submit thread: what the builder left for the queue's kind, applied (see ``fairshare``)."""
-        return self._queue_kinds.resolve(request, self._read_queue_kind)
+        """On a submit thread: what the builder left for the queue's kind (see ``fairshare``) and the
+        job definition's kind (see ``eks``), applied."""
+        request = self._queue_kinds.resolve(request, self._read_queue_kind)
+        if EKS_PENDING_KEY in request:
+            info = self._definition_kinds.ensure(str(request["jobDefinition"]), self._read_definition_kind)
+            request = finish_request(request, info)
+        return request
+
+    def _read_definition_kind(self, job_definition: str) -> DefinitionInfo | None:
+        """DescribeJobDefinitions for one definition, within the status-call budget (submit threads only)."""
+        runtime = self._runtime
+        if runtime is None or not runtime.status_limiter.acquire(timeout=30.0):
+            raise BatchApiError(
+                ErrorKind.AMBIGUOUS, "Busy", "no status call available", "describe_job_definitions"
+            )
+        definition = self.api.describe_job_definition(job_definition)
+        return definition.info if definition is not None else None
 
     def _read_queue_kind(self, job_queue: str) -> tuple[QueueKind, tuple[str, ...]] | None:
         """DescribeJobQueues for one queue, within the status-call budget (submit threads only)."""
@@ -378,6 +398,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 pool=self._pools.pop(ti.key, None),
                 team=self.config.team,
                 queue_kind=self._queue_kinds.get,
+                definition_kind=self._definition_kinds.get,
             )
         callback = workload.callback
         data = callback.data or {}
@@ -390,6 +411,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             run_id=data.get("run_id"),
             team=self.config.team,
             queue_kind=self._queue_kinds.get,
+            definition_kind=self._definition_kinds.get,
         )
 
     # ------------------------------------------------------------ the loop

@@ -9,13 +9,17 @@ credentials         a DescribeJobQueues call is answered                   yes
 job_queue           ``job_queue`` exists, ENABLED and VALID                yes
 compute_env:<name>  each compute environment of the queue ENABLED+VALID    yes
 queue_map:<queue>   each job queue named in ``queue_map`` exists/ENABLED   yes
-job_definition      ``job_definition`` exists with an ACTIVE revision      yes
+job_definition      ``job_definition`` exists with an ACTIVE revision of   yes
+                    a kind the executor can run (container or EKS)
 fair_share          the fair-share settings fit the queues' kinds          yes
 ==================  =====================================================  =====
 
 Each queue item says whether the queue is fair-share or FIFO, and each compute environment item its
 minimum, desired and maximum vCPUs. The kinds read are recorded in ``kinds`` when given, so the
-executor knows them before its first SubmitJob. ``fair_share`` fails when ``share_identifier`` is set
+executor knows them before its first SubmitJob. The job definition item says whether the definition
+is a container or an EKS one, recorded in ``definitions`` when given (see :mod:`airflow_aws_batch.eks`);
+it fails for multi-node or ECS-properties definitions, and for EKS ones whose first container sets
+``args``. ``fair_share`` fails when ``share_identifier`` is set
 but every queue is FIFO, or when ``submit_job_kwargs`` sets ``shareIdentifier`` and a queue is FIFO.
 
 When the credentials check fails the others are skipped. Callers add their own items (the CLI adds
@@ -28,8 +32,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_aws_batch.aws.batch import BatchApi, BatchApiError, JobQueueInfo
+from airflow_aws_batch.aws.batch import BatchApi, BatchApiError, JobDefinitionInfo, JobQueueInfo
 from airflow_aws_batch.config import ExecutorConfig
+from airflow_aws_batch.eks import DefinitionKind, DefinitionKinds
 from airflow_aws_batch.fairshare import DEFAULT_SHARE_TEMPLATE, QueueKind, QueueKinds
 
 
@@ -54,7 +59,10 @@ def queue_kind(queue: JobQueueInfo) -> QueueKind:
 
 
 def run_checks(
-    api_or_client: BatchApi | Any, config: ExecutorConfig, kinds: QueueKinds | None = None
+    api_or_client: BatchApi | Any,
+    config: ExecutorConfig,
+    kinds: QueueKinds | None = None,
+    definitions: DefinitionKinds | None = None,
 ) -> list[CheckItem]:
     """Run the checks against a :class:`BatchApi` or a boto3 ``batch`` client. Never raises for AWS errors."""
     api = _api(api_or_client)
@@ -97,14 +105,40 @@ def run_checks(
             )
         )
     else:
-        items.append(
-            CheckItem(
-                "job_definition",
-                True,
-                f"{definition.name}:{definition.revision} is ACTIVE ({definition.arn})",
-            )
-        )
+        items.append(definition_item(definition))
+        if definitions is not None:
+            definitions.record(definition.info, config.job_definition)
     return items
+
+
+def definition_item(definition: JobDefinitionInfo) -> CheckItem:
+    """The ``job_definition`` item of an ACTIVE definition: its kind, and whether the executor can use it."""
+    info = definition.info
+    name = f"{definition.name}:{definition.revision}"
+    if info.kind is DefinitionKind.OTHER:
+        return CheckItem(
+            "job_definition",
+            False,
+            f"{name} is a multi-node or ECS-properties job definition; the executor runs tasks on container "
+            "or EKS job definitions only",
+        )
+    if info.kind is DefinitionKind.CONTAINER:
+        return CheckItem(
+            "job_definition", True, f"{name} is ACTIVE, a container job definition ({definition.arn})"
+        )
+    if info.first_container_args:
+        return CheckItem(
+            "job_definition",
+            False,
+            f"{name} is an EKS job definition whose first container sets args, which Kubernetes would "
+            "append to the task's command: remove them",
+        )
+    container = f"container {info.first_container!r}" if info.first_container else "its first container"
+    return CheckItem(
+        "job_definition",
+        True,
+        f"{name} is ACTIVE, an EKS job definition: tasks run in {container} of its pod ({definition.arn})",
+    )
 
 
 def _record(seen: dict[str, QueueKind], kinds: QueueKinds | None, name: str, queue: Any) -> None:

@@ -316,9 +316,9 @@ def test_executor_config_is_not_modified() -> None:
         pytest.param(
             {"eksPropertiesOverride": {}},
             "eksPropertiesOverride",
-            "only container job definitions",
-            "a value",
-            id="eks",
+            "is a container job definition, which takes no eksPropertiesOverride",
+            "eksPropertiesOverride",
+            id="eks-on-container-definition",
         ),
         pytest.param(
             {"tags": {f"t{i}": "v" for i in range(46)}},
