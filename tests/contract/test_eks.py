@@ -167,7 +167,7 @@ def test_container_overrides_on_an_eks_definition_fail_the_task_clearly(
     assert any("is an EKS job definition, which takes no containerOverrides" in e for e in events), events
     assert (
         localbatch.batch.list_jobs(
-            jobQueue=EKS_QUEUE, filters=[{"name": "JOB_NAME", "values": ["*eks_bad*"]}]
+            jobQueue=EKS_QUEUE, filters=[{"name": "JOB_NAME", "values": ["airflow-dag-eks_bad"]}]
         )["jobSummaryList"]
         == []
     )
