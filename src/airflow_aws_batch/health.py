@@ -11,6 +11,8 @@ compute_env:<name>  each compute environment of the queue ENABLED+VALID    yes
 queue_map:<queue>   each job queue named in ``queue_map`` exists/ENABLED   yes
 job_definition      ``job_definition`` exists with an ACTIVE revision of   yes
                     a kind the executor can run (container or EKS)
+definition_queue    only on a mismatch: an EKS definition on a queue of    yes
+                    ECS compute environments, or a container one on EKS
 fair_share          the fair-share settings fit the queues' kinds          yes
 ==================  =====================================================  =====
 
@@ -32,7 +34,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_aws_batch.aws.batch import BatchApi, BatchApiError, JobDefinitionInfo, JobQueueInfo
+from airflow_aws_batch.aws.batch import (
+    BatchApi,
+    BatchApiError,
+    ComputeEnvironmentInfo,
+    JobDefinitionInfo,
+    JobQueueInfo,
+)
 from airflow_aws_batch.config import ExecutorConfig
 from airflow_aws_batch.eks import DefinitionKind, DefinitionKinds
 from airflow_aws_batch.fairshare import DEFAULT_SHARE_TEMPLATE, QueueKind, QueueKinds
@@ -75,7 +83,12 @@ def run_checks(
         return items
     items.append(CheckItem("credentials", True, "DescribeJobQueues answered"))
     _record(seen, kinds, config.job_queue, queue)
-    items.extend(_queue_items("job_queue", config.job_queue, queue, api, with_compute_environments=True))
+    environments: list[ComputeEnvironmentInfo] = []
+    items.extend(
+        _queue_items(
+            "job_queue", config.job_queue, queue, api, with_compute_environments=True, seen=environments
+        )
+    )
     for airflow_queue, batch_queue in sorted(config.queue_map.items()):
         try:
             mapped = api.describe_job_queue(batch_queue)
@@ -106,9 +119,31 @@ def run_checks(
         )
     else:
         items.append(definition_item(definition))
+        mismatch = orchestration_problem(definition, config.job_queue, environments)
+        if mismatch:
+            items.append(CheckItem("definition_queue", False, mismatch))
         if definitions is not None:
             definitions.record(definition.info, config.job_definition)
     return items
+
+
+def orchestration_problem(
+    definition: JobDefinitionInfo, queue_name: str, environments: list[ComputeEnvironmentInfo]
+) -> str | None:
+    """Why ``job_definition`` cannot run on ``job_queue`` (EKS definitions need EKS compute environments,
+    container ones ECS ones), or None. Pure."""
+    kinds = {ce.orchestration for ce in environments}
+    if not kinds or definition.info.kind is DefinitionKind.OTHER:
+        return None
+    wanted = "EKS" if definition.info.kind is DefinitionKind.EKS else "ECS"
+    if wanted in kinds:
+        return None
+    what = "an EKS" if wanted == "EKS" else "a container"
+    return (
+        f"{definition.name}:{definition.revision} is {what} job definition but the compute environments "
+        f"of job queue {queue_name!r} are {'/'.join(sorted(kinds))}: Batch refuses such jobs; use a job "
+        f"queue of {wanted} compute environments"
+    )
 
 
 def definition_item(definition: JobDefinitionInfo) -> CheckItem:
@@ -188,7 +223,13 @@ def fair_share_items(config: ExecutorConfig, seen: dict[str, QueueKind]) -> list
 
 
 def _queue_items(
-    name: str, queue_name: str, queue: Any, api: BatchApi, with_compute_environments: bool
+    name: str,
+    queue_name: str,
+    queue: Any,
+    api: BatchApi,
+    with_compute_environments: bool,
+    *,
+    seen: list[ComputeEnvironmentInfo] | None = None,
 ) -> list[CheckItem]:
     if queue is None:
         return [CheckItem(name, False, f"job queue {queue_name!r} does not exist")]
@@ -215,6 +256,8 @@ def _queue_items(
             *items,
             CheckItem("compute_environments", False, f"DescribeComputeEnvironments failed: {exc}"),
         ]
+    if seen is not None:
+        seen.extend(environments)
     if not environments:
         items.append(
             CheckItem("compute_environments", False, f"job queue {queue_name!r} has no compute environment")
@@ -225,6 +268,8 @@ def _queue_items(
         detail = f"compute environment {ce.name!r} is {ce.state}/{ce.status}{reason}"
         if ce.min_vcpus is not None:
             detail += f", vCPUs min {ce.min_vcpus} desired {ce.desired_vcpus} max {ce.max_vcpus}"
+        if ce.orchestration == "EKS":
+            detail += f", EKS (namespace {ce.kubernetes_namespace!r})"
         items.append(
             CheckItem(f"compute_env:{ce.name}", ok, detail if ok else f"{detail}, expected ENABLED/VALID")
         )

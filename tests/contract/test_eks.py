@@ -267,3 +267,55 @@ def test_moto_accepts_the_eks_request(
     container = job["eksProperties"]["podProperties"]["containers"][0]
     assert container["command"][:3] == ["python", "-m", "airflow.sdk.execution_time.execute_workload"]
     assert {"name": "AIRFLOW_IS_EXECUTOR_CONTAINER", "value": "true"} in container["env"]
+
+
+@pytest.mark.parametrize(
+    ("job_queue", "job_definition", "failing", "texts"),
+    [
+        pytest.param(
+            EKS_QUEUE,
+            EKS_DEFINITION,
+            [],
+            ["an EKS job definition: tasks run in container 'main'", f"EKS (namespace '{NAMESPACE}')"],
+            id="eks-on-eks",
+        ),
+        pytest.param(
+            CONTAINER_QUEUE,
+            EKS_DEFINITION,
+            ["definition_queue"],
+            ["are ECS: Batch refuses such jobs; use a job queue of EKS compute environments"],
+            id="eks-on-ecs",
+        ),
+        pytest.param(
+            EKS_QUEUE,
+            CONTAINER_DEFINITION,
+            ["definition_queue"],
+            ["is a container job definition but the compute environments"],
+            id="container-on-eks",
+        ),
+    ],
+)
+def test_startup_check_names_the_definition_kind_and_refuses_a_mismatched_queue(
+    localbatch: LocalBatchServer, job_queue: str, job_definition: str, failing: list[str], texts: list[str]
+) -> None:
+    from airflow_aws_batch.config import parse_options
+    from airflow_aws_batch.eks import DefinitionKind, DefinitionKinds
+    from airflow_aws_batch.health import run_checks
+
+    config = parse_options(
+        {
+            "job_queue": job_queue,
+            "job_definition": job_definition,
+            "job_name": "a",
+            "region_name": "us-east-1",
+        }
+    )
+    definitions = DefinitionKinds()
+    items = run_checks(localbatch.batch, config, definitions=definitions)
+    assert [item.name for item in items if not item.ok] == failing, items
+    details = "\n".join(item.detail for item in items)
+    for text in texts:
+        assert text in details
+    info = definitions.get(job_definition)
+    assert info is not None
+    assert info.kind is (DefinitionKind.EKS if job_definition == EKS_DEFINITION else DefinitionKind.CONTAINER)

@@ -245,6 +245,9 @@ class ComputeEnvironmentInfo:
     min_vcpus: int | None = None
     desired_vcpus: int | None = None
     max_vcpus: int | None = None
+    #: ``ECS`` or ``EKS`` (``containerOrchestrationType``), and for EKS the cluster's namespace.
+    orchestration: str = "ECS"
+    kubernetes_namespace: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,6 +482,10 @@ class BatchApi:
                 min_vcpus=_int_or_none((raw.get("computeResources") or {}).get("minvCpus")),
                 desired_vcpus=_int_or_none((raw.get("computeResources") or {}).get("desiredvCpus")),
                 max_vcpus=_int_or_none((raw.get("computeResources") or {}).get("maxvCpus")),
+                orchestration=str(raw.get("containerOrchestrationType") or "ECS"),
+                kubernetes_namespace=str(
+                    (raw.get("eksConfiguration") or {}).get("kubernetesNamespace") or ""
+                ),
             )
             for raw in response.get("computeEnvironments", [])
         ]
