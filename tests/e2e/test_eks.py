@@ -21,7 +21,8 @@ def test_a_task_on_an_eks_job_definition_succeeds_with_its_command_in_the_pod(e2
     stack = e2e.stack
     run_id = e2e.run_ids["e2e_eks"]
     assert stack.airflow.wait_for_run("e2e_eks", run_id, timeout=300)["state"] == "success"
-    (job,) = stack.batch.jobs_for("e2e_eks", run_id=run_id, job_queue=EKS_JOB_QUEUE)
+    (job,) = stack.batch.wait_final("e2e_eks", run_id=run_id)
+    assert job["jobQueue"].endswith(f"job-queue/{EKS_JOB_QUEUE}")
     assert job["status"] == "SUCCEEDED", json.dumps(job)[:2000]
     assert "container" not in job
     first = job["eksProperties"]["podProperties"]["containers"][0]
