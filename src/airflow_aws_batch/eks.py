@@ -87,7 +87,7 @@ def override_problems(request: Mapping[str, Any]) -> list[Problem]:
     ``submit_job_kwargs``): a command or args of the first container, resources Batch would refuse,
     and both overrides at once. Types are left to the botocore model check."""
     problems: list[Problem] = []
-    if CONTAINER_OVERRIDE in request and EKS_OVERRIDE in request:
+    if request.get(CONTAINER_OVERRIDE) and request.get(EKS_OVERRIDE):
         problems.append(
             (
                 EKS_OVERRIDE,
@@ -190,6 +190,11 @@ def place_task_container(
                 f"{definition}, a multi-node or ECS-properties job definition",
             )
         ]
+    # An empty override says nothing (the Amazon provider's configurations carry
+    # ``containerOverrides: {"command": []}``, which loading the options leaves as ``{}``): dropped.
+    for member in (CONTAINER_OVERRIDE, EKS_OVERRIDE):
+        if member in request and not request[member]:
+            del request[member]
     if info.kind is DefinitionKind.CONTAINER:
         if EKS_OVERRIDE in request:
             return [
@@ -246,7 +251,7 @@ def _with_env(current: list[dict[str, str]], ours: list[dict[str, str]]) -> list
 def guess_info(request: Mapping[str, Any]) -> DefinitionInfo:
     """The kind a request implies while its definition's kind is not known: EKS when it carries an
     ``eksPropertiesOverride``, else container. Only used to check the request's size and shape early."""
-    if EKS_OVERRIDE in request:
+    if request.get(EKS_OVERRIDE):
         return DefinitionInfo(DefinitionKind.EKS)
     return CONTAINER
 

@@ -12,7 +12,8 @@ queue_map:<queue>   each job queue named in ``queue_map`` exists/ENABLED   yes
 job_definition      ``job_definition`` exists with an ACTIVE revision of   yes
                     a kind the executor can run (container or EKS)
 definition_queue    only on a mismatch: an EKS definition on a queue of    yes
-                    ECS compute environments, or a container one on EKS
+                    ECS compute environments, or a container one on EKS;
+                    or ``submit_job_kwargs`` with the other kind's override
 fair_share          the fair-share settings fit the queues' kinds          yes
 ==================  =====================================================  =====
 
@@ -119,7 +120,9 @@ def run_checks(
         )
     else:
         items.append(definition_item(definition))
-        mismatch = orchestration_problem(definition, config.job_queue, environments)
+        mismatch = orchestration_problem(definition, config.job_queue, environments) or kwargs_problem(
+            definition, config
+        )
         if mismatch:
             items.append(CheckItem("definition_queue", False, mismatch))
         if definitions is not None:
@@ -143,6 +146,23 @@ def orchestration_problem(
         f"{definition.name}:{definition.revision} is {what} job definition but the compute environments "
         f"of job queue {queue_name!r} are {'/'.join(sorted(kinds))}: Batch refuses such jobs; use a job "
         f"queue of {wanted} compute environments"
+    )
+
+
+def kwargs_problem(definition: JobDefinitionInfo, config: ExecutorConfig) -> str | None:
+    """Why ``submit_job_kwargs`` cannot go with ``job_definition``: the other kind's override. Pure."""
+    kind = definition.info.kind
+    member = {
+        DefinitionKind.CONTAINER: "eksPropertiesOverride",
+        DefinitionKind.EKS: "containerOverrides",
+    }.get(kind)
+    if member is None or not config.submit_job_kwargs.get(member):
+        return None
+    what = "container" if kind is DefinitionKind.CONTAINER else "EKS"
+    return (
+        f"submit_job_kwargs sets {member}, which {what} job definition "
+        f"{definition.name}:{definition.revision} refuses: every task would fail; move it to the "
+        "executor_config of the tasks on job definitions of the other kind"
     )
 
 

@@ -108,6 +108,15 @@ def test_a_user_named_first_container_keeps_its_name_and_sidecars_keep_their_ove
     assert containers[1] == sidecar
 
 
+def test_empty_overrides_of_the_other_kind_are_dropped() -> None:
+    # The Amazon provider's configurations carry containerOverrides {"command": []}, left as {} at load.
+    config = make_config(submit_job_kwargs='{"containerOverrides": {"command": []}}')
+    request = build(EKS_UNNAMED, config=config)
+    assert "containerOverrides" not in request
+    assert request["eksPropertiesOverride"]["podProperties"]["containers"][0]["command"] == COMMAND
+    assert "eksPropertiesOverride" not in build(CONTAINER, {"eksPropertiesOverride": {}})
+
+
 def test_container_definition_is_unchanged() -> None:
     request = build(CONTAINER)
     assert request["containerOverrides"] == {"command": COMMAND, "environment": [OUR_ENV]}
@@ -147,7 +156,7 @@ def test_container_definition_is_unchanged() -> None:
         ),
         pytest.param(
             EKS_MAIN,
-            {"containerOverrides": {"vcpus": 2}, "eksPropertiesOverride": {}},
+            {"containerOverrides": {"vcpus": 2}, "eksPropertiesOverride": {"podProperties": {}}},
             "eksPropertiesOverride",
             "not both",
             id="both",
@@ -445,3 +454,33 @@ def test_health_item_names_the_definition_kind(info: DefinitionInfo, ok: bool, t
     item = definition_item(JobDefinitionInfo("d", "arn:d", 1, "ACTIVE", {}, info))
     assert item.ok is ok
     assert text in item.detail
+
+
+@pytest.mark.parametrize(
+    ("info", "kwargs", "problem"),
+    [
+        pytest.param(
+            CONTAINER,
+            '{"eksPropertiesOverride": {"podProperties": {}}}',
+            "sets eksPropertiesOverride",
+            id="eks-kwargs",
+        ),
+        pytest.param(
+            EKS_MAIN, '{"containerOverrides": {"vcpus": 1}}', "sets containerOverrides", id="container-kwargs"
+        ),
+        pytest.param(EKS_MAIN, '{"containerOverrides": {"command": []}}', None, id="provider-placeholder"),
+        pytest.param(CONTAINER, '{"containerOverrides": {"vcpus": 1}}', None, id="same-kind"),
+    ],
+)
+def test_startup_check_refuses_submit_job_kwargs_of_the_other_kind(
+    info: DefinitionInfo, kwargs: str, problem: str | None
+) -> None:
+    from airflow_aws_batch.health import kwargs_problem
+
+    found = kwargs_problem(
+        JobDefinitionInfo("d", "arn:d", 1, "ACTIVE", {}, info), make_config(submit_job_kwargs=kwargs)
+    )
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and problem in found and "every task would fail" in found

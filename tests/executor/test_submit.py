@@ -314,7 +314,7 @@ def test_executor_config_is_not_modified() -> None:
             id="command",
         ),
         pytest.param(
-            {"eksPropertiesOverride": {}},
+            {"eksPropertiesOverride": {"podProperties": {}}},
             "eksPropertiesOverride",
             "is a container job definition, which takes no eksPropertiesOverride",
             "eksPropertiesOverride",
