@@ -8,8 +8,11 @@ from localbatch's job record.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+
+from devstack import wait_until
 
 from .conftest import E2E, EKS_JOB_QUEUE
 
@@ -21,8 +24,13 @@ def test_a_task_on_an_eks_job_definition_succeeds_with_its_command_in_the_pod(e2
     stack = e2e.stack
     run_id = e2e.run_ids["e2e_eks"]
     assert stack.airflow.wait_for_run("e2e_eks", run_id, timeout=300)["state"] == "success"
-    (job,) = stack.batch.wait_final("e2e_eks", run_id=run_id)
-    assert job["jobQueue"].endswith(f"job-queue/{EKS_JOB_QUEUE}")
+
+    # Airflow can record the task's success before its job's process has exited.
+    def ended() -> tuple[bool, Any]:
+        jobs = stack.batch.jobs_for("e2e_eks", run_id=run_id, job_queue=EKS_JOB_QUEUE)
+        return len(jobs) == 1 and jobs[0]["status"] in ("SUCCEEDED", "FAILED"), jobs
+
+    (job,) = wait_until("the EKS job to end", ended, timeout=60, interval=0.5)
     assert job["status"] == "SUCCEEDED", json.dumps(job)[:2000]
     assert "container" not in job
     first = job["eksProperties"]["podProperties"]["containers"][0]
