@@ -55,6 +55,8 @@ from airflow_aws_batch.core.state import (
     Track,
     Untrack,
 )
+from airflow_aws_batch.eks import PENDING_KEY as EKS_PENDING_KEY
+from airflow_aws_batch.eks import DefinitionInfo, DefinitionKinds
 from airflow_aws_batch.fairshare import QueueKind, QueueKinds, template_fields
 from airflow_aws_batch.jobdefs import JobDefinitions, PagedCalls
 from airflow_aws_batch.logs import write_failure_log
@@ -64,6 +66,7 @@ from airflow_aws_batch.submit import (
     ExecConfigError,
     build_callback_submit_job_request,
     build_submit_job_request,
+    finish_request,
     token_expires_at,
     workload_command,
 )
@@ -140,6 +143,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         #: Job queue kinds (FIFO / fair-share): read by the startup check, else by a submit thread
         #: before the first SubmitJob to each queue; the request builder only looks them up.
         self._queue_kinds = QueueKinds()
+        #: Job definition kinds (container / EKS): read likewise, by the startup check or a submit thread.
+        self._definition_kinds = DefinitionKinds()
         #: Whether ``share_identifier`` uses ``{pool}``, and the pools of the tasks queued but not yet
         #: taken in (see ``queue_workload``).
         self._share_uses_pool = False
@@ -228,7 +233,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         if config.check_health_on_startup:
             from airflow_aws_batch.health import format_failures, run_checks
 
-            items = run_checks(self.api, config, self._queue_kinds)
+            items = run_checks(self.api, config, self._queue_kinds, self._definition_kinds)
             failures = [item for item in items if not item.ok and item.fatal]
             if failures:
                 message = format_failures(config, failures)
@@ -277,9 +282,13 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         )
 
     def _prepare_request(self, request: dict[str, Any]) -> dict[str, Any]:
-        """On a submit thread: what the builder left for the queue's kind, applied (see ``fairshare``),
-        and the task's own job definition derived, found or registered (see ``jobdefs``)."""
+        """On a submit thread: what the builder left for the queue's kind (see ``fairshare``) and the
+        job definition's kind (see ``eks``) applied, and the task's own job definition derived, found
+        or registered (see ``jobdefs``)."""
         request = self._queue_kinds.resolve(request, self._read_queue_kind)
+        if EKS_PENDING_KEY in request:
+            info = self._definition_kinds.ensure(str(request["jobDefinition"]), self._read_definition_kind)
+            request = finish_request(request, info)
         return self._job_definitions.resolve(request)
 
     @property
@@ -287,11 +296,17 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         """The job definitions derived for tasks so far (name -> ARN in ``known()``)."""
         return self._job_definitions
 
-    def _status_budget(self) -> None:
+    def _status_budget(self, operation: str = "job_definitions") -> None:
         """Take one status call from the budget (submit threads only); raise when none comes soon."""
         runtime = self._runtime
         if runtime is None or not runtime.status_limiter.acquire(timeout=30.0):
-            raise BatchApiError(ErrorKind.AMBIGUOUS, "Busy", "no status call available", "job_definitions")
+            raise BatchApiError(ErrorKind.AMBIGUOUS, "Busy", "no status call available", operation)
+
+    def _read_definition_kind(self, job_definition: str) -> DefinitionInfo | None:
+        """DescribeJobDefinitions for one definition, within the status-call budget (submit threads only)."""
+        self._status_budget("describe_job_definitions")
+        definition = self.api.describe_job_definition(job_definition)
+        return definition.info if definition is not None else None
 
     def _read_queue_kind(self, job_queue: str) -> tuple[QueueKind, tuple[str, ...]] | None:
         """DescribeJobQueues for one queue, within the status-call budget (submit threads only)."""
@@ -401,6 +416,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 pool=self._pools.pop(ti.key, None),
                 team=self.config.team,
                 queue_kind=self._queue_kinds.get,
+                definition_kind=self._definition_kinds.get,
             )
         callback = workload.callback
         data = callback.data or {}
@@ -413,6 +429,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             run_id=data.get("run_id"),
             team=self.config.team,
             queue_kind=self._queue_kinds.get,
+            definition_kind=self._definition_kinds.get,
         )
 
     # ------------------------------------------------------------ the loop

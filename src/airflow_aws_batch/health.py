@@ -9,7 +9,11 @@ credentials         a DescribeJobQueues call is answered                   yes
 job_queue           ``job_queue`` exists, ENABLED and VALID                yes
 compute_env:<name>  each compute environment of the queue ENABLED+VALID    yes
 queue_map:<queue>   each job queue named in ``queue_map`` exists/ENABLED   yes
-job_definition      ``job_definition`` exists with an ACTIVE revision      yes
+job_definition      ``job_definition`` exists with an ACTIVE revision of   yes
+                    a kind the executor can run (container or EKS)
+definition_queue    only on a mismatch: an EKS definition on a queue of    yes
+                    ECS compute environments, or a container one on EKS;
+                    or ``submit_job_kwargs`` with the other kind's override
 fair_share          the fair-share settings fit the queues' kinds          yes
 ==================  =====================================================  =====
 
@@ -18,7 +22,10 @@ credentials may register the definitions that ``jobDefinitionOverrides`` needs.
 
 Each queue item says whether the queue is fair-share or FIFO, and each compute environment item its
 minimum, desired and maximum vCPUs. The kinds read are recorded in ``kinds`` when given, so the
-executor knows them before its first SubmitJob. ``fair_share`` fails when ``share_identifier`` is set
+executor knows them before its first SubmitJob. The job definition item says whether the definition
+is a container or an EKS one, recorded in ``definitions`` when given (see :mod:`airflow_aws_batch.eks`);
+it fails for multi-node or ECS-properties definitions, and for EKS ones whose first container sets
+``args``. ``fair_share`` fails when ``share_identifier`` is set
 but every queue is FIFO, or when ``submit_job_kwargs`` sets ``shareIdentifier`` and a queue is FIFO.
 
 When the credentials check fails the others are skipped. Callers add their own items (the CLI adds
@@ -31,8 +38,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_aws_batch.aws.batch import BatchApi, BatchApiError, JobQueueInfo
+from airflow_aws_batch.aws.batch import (
+    BatchApi,
+    BatchApiError,
+    ComputeEnvironmentInfo,
+    JobDefinitionInfo,
+    JobQueueInfo,
+)
 from airflow_aws_batch.config import ExecutorConfig
+from airflow_aws_batch.eks import DefinitionKind, DefinitionKinds
 from airflow_aws_batch.fairshare import DEFAULT_SHARE_TEMPLATE, QueueKind, QueueKinds
 
 
@@ -57,7 +71,10 @@ def queue_kind(queue: JobQueueInfo) -> QueueKind:
 
 
 def run_checks(
-    api_or_client: BatchApi | Any, config: ExecutorConfig, kinds: QueueKinds | None = None
+    api_or_client: BatchApi | Any,
+    config: ExecutorConfig,
+    kinds: QueueKinds | None = None,
+    definitions: DefinitionKinds | None = None,
 ) -> list[CheckItem]:
     """Run the checks against a :class:`BatchApi` or a boto3 ``batch`` client. Never raises for AWS errors."""
     api = _api(api_or_client)
@@ -70,7 +87,12 @@ def run_checks(
         return items
     items.append(CheckItem("credentials", True, "DescribeJobQueues answered"))
     _record(seen, kinds, config.job_queue, queue)
-    items.extend(_queue_items("job_queue", config.job_queue, queue, api, with_compute_environments=True))
+    environments: list[ComputeEnvironmentInfo] = []
+    items.extend(
+        _queue_items(
+            "job_queue", config.job_queue, queue, api, with_compute_environments=True, seen=environments
+        )
+    )
     for airflow_queue, batch_queue in sorted(config.queue_map.items()):
         try:
             mapped = api.describe_job_queue(batch_queue)
@@ -100,14 +122,81 @@ def run_checks(
             )
         )
     else:
-        items.append(
-            CheckItem(
-                "job_definition",
-                True,
-                f"{definition.name}:{definition.revision} is ACTIVE ({definition.arn})",
-            )
+        items.append(definition_item(definition))
+        mismatch = orchestration_problem(definition, config.job_queue, environments) or kwargs_problem(
+            definition, config
         )
+        if mismatch:
+            items.append(CheckItem("definition_queue", False, mismatch))
+        if definitions is not None:
+            definitions.record(definition.info, config.job_definition)
     return items
+
+
+def orchestration_problem(
+    definition: JobDefinitionInfo, queue_name: str, environments: list[ComputeEnvironmentInfo]
+) -> str | None:
+    """Why ``job_definition`` cannot run on ``job_queue`` (EKS definitions need EKS compute environments,
+    container ones ECS ones), or None. Pure."""
+    kinds = {ce.orchestration for ce in environments}
+    if not kinds or definition.info.kind is DefinitionKind.OTHER:
+        return None
+    wanted = "EKS" if definition.info.kind is DefinitionKind.EKS else "ECS"
+    if wanted in kinds:
+        return None
+    what = "an EKS" if wanted == "EKS" else "a container"
+    return (
+        f"{definition.name}:{definition.revision} is {what} job definition but the compute environments "
+        f"of job queue {queue_name!r} are {'/'.join(sorted(kinds))}: Batch refuses such jobs; use a job "
+        f"queue of {wanted} compute environments"
+    )
+
+
+def kwargs_problem(definition: JobDefinitionInfo, config: ExecutorConfig) -> str | None:
+    """Why ``submit_job_kwargs`` cannot go with ``job_definition``: the other kind's override. Pure."""
+    kind = definition.info.kind
+    member = {
+        DefinitionKind.CONTAINER: "eksPropertiesOverride",
+        DefinitionKind.EKS: "containerOverrides",
+    }.get(kind)
+    if member is None or not config.submit_job_kwargs.get(member):
+        return None
+    what = "container" if kind is DefinitionKind.CONTAINER else "EKS"
+    return (
+        f"submit_job_kwargs sets {member}, which {what} job definition "
+        f"{definition.name}:{definition.revision} refuses: every task would fail; move it to the "
+        "executor_config of the tasks on job definitions of the other kind"
+    )
+
+
+def definition_item(definition: JobDefinitionInfo) -> CheckItem:
+    """The ``job_definition`` item of an ACTIVE definition: its kind, and whether the executor can use it."""
+    info = definition.info
+    name = f"{definition.name}:{definition.revision}"
+    if info.kind is DefinitionKind.OTHER:
+        return CheckItem(
+            "job_definition",
+            False,
+            f"{name} is a multi-node or ECS-properties job definition; the executor runs tasks on container "
+            "or EKS job definitions only",
+        )
+    if info.kind is DefinitionKind.CONTAINER:
+        return CheckItem(
+            "job_definition", True, f"{name} is ACTIVE, a container job definition ({definition.arn})"
+        )
+    if info.first_container_args:
+        return CheckItem(
+            "job_definition",
+            False,
+            f"{name} is an EKS job definition whose first container sets args, which Kubernetes would "
+            "append to the task's command: remove them",
+        )
+    container = f"container {info.first_container!r}" if info.first_container else "its first container"
+    return CheckItem(
+        "job_definition",
+        True,
+        f"{name} is ACTIVE, an EKS job definition: tasks run in {container} of its pod ({definition.arn})",
+    )
 
 
 def _record(seen: dict[str, QueueKind], kinds: QueueKinds | None, name: str, queue: Any) -> None:
@@ -157,7 +246,13 @@ def fair_share_items(config: ExecutorConfig, seen: dict[str, QueueKind]) -> list
 
 
 def _queue_items(
-    name: str, queue_name: str, queue: Any, api: BatchApi, with_compute_environments: bool
+    name: str,
+    queue_name: str,
+    queue: Any,
+    api: BatchApi,
+    with_compute_environments: bool,
+    *,
+    seen: list[ComputeEnvironmentInfo] | None = None,
 ) -> list[CheckItem]:
     if queue is None:
         return [CheckItem(name, False, f"job queue {queue_name!r} does not exist")]
@@ -184,6 +279,8 @@ def _queue_items(
             *items,
             CheckItem("compute_environments", False, f"DescribeComputeEnvironments failed: {exc}"),
         ]
+    if seen is not None:
+        seen.extend(environments)
     if not environments:
         items.append(
             CheckItem("compute_environments", False, f"job queue {queue_name!r} has no compute environment")
@@ -194,6 +291,8 @@ def _queue_items(
         detail = f"compute environment {ce.name!r} is {ce.state}/{ce.status}{reason}"
         if ce.min_vcpus is not None:
             detail += f", vCPUs min {ce.min_vcpus} desired {ce.desired_vcpus} max {ce.max_vcpus}"
+        if ce.orchestration == "EKS":
+            detail += f", EKS (namespace {ce.kubernetes_namespace!r})"
         items.append(
             CheckItem(f"compute_env:{ce.name}", ok, detail if ok else f"{detail}, expected ENABLED/VALID")
         )

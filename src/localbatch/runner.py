@@ -226,6 +226,12 @@ class Runner:
             task_arn=f"arn:aws:ecs:{region}:{ACCOUNT_ID}:task/{ce_name}_Batch/{task_id}",
             container_instance_arn=f"arn:aws:ecs:{region}:{ACCOUNT_ID}:container-instance/{ce_name}_Batch/localhost",
         )
+        eks = ce.get("eksConfiguration")
+        if job.eks_properties is not None:
+            attempt.pod_name = f"aws-batch.{task_id}"
+            attempt.node_name = f"localbatch-{ce_name}"
+            attempt.pod_namespace = (eks or {}).get("kubernetesNamespace", "")
+            attempt.eks_cluster_arn = (eks or {}).get("eksClusterArn", "")
         job.attempts.append(attempt)
         job.compute_environment = ce_name
         job.stop_kind = job.stop_reason = None

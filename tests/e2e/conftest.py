@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from devstack import Stack  # noqa: E402
+from devstack import JOB_DEFINITION, Stack  # noqa: E402
 from devstack.stack import ExecutorChoice  # noqa: E402
 
 DAGS = Path(__file__).resolve().parent / "dags"
@@ -48,6 +48,7 @@ PRE_TRIGGERED = (
     "e2e_bad_exec_config",
     "e2e_stuck",
     "e2e_boot_log",
+    "e2e_eks",
 )
 ALL_DAGS = (
     *PRE_TRIGGERED,
@@ -66,6 +67,11 @@ ALL_DAGS = (
 FAIR_JOB_QUEUE = "airflow-fair"
 FAIR_SHARE = "fair_default_pool"
 FAIR_COMPUTE_ENVIRONMENT = "airflow-fair-ce"
+#: An EKS compute environment, job queue and job definition (the container definition's environment in
+#: its pod's first container), used by the tasks whose executor_config names them (DAG ``e2e_eks``).
+EKS_COMPUTE_ENVIRONMENT = "airflow-eks-ce"
+EKS_JOB_QUEUE = "airflow-eks"
+EKS_JOB_DEFINITION = "airflow-task-eks"
 
 
 @dataclass
@@ -80,6 +86,52 @@ class E2E:
     def need_batch(self) -> None:
         if not self.on_batch:
             pytest.skip("needs AwsBatchExecutor + localbatch (AIRFLOW_AWS_BATCH_E2E_EXECUTOR=local)")
+
+
+def _prepare(stack: Stack) -> None:
+    _add_fair_share_queue(stack)
+    _add_eks_resources(stack)
+
+
+def _add_eks_resources(stack: Stack) -> None:
+    if stack.executor != "aws_batch":
+        return
+    batch = stack.batch.batch
+    batch.create_compute_environment(
+        computeEnvironmentName=EKS_COMPUTE_ENVIRONMENT,
+        type="MANAGED",
+        state="ENABLED",
+        computeResources={
+            "type": "EC2",
+            "minvCpus": 0,
+            "maxvCpus": 4,
+            "subnets": ["subnet-localbatch"],
+            "instanceRole": "eksNodeRole",
+        },
+        eksConfiguration={
+            "eksClusterArn": "arn:aws:eks:us-east-1:123456789012:cluster/airflow",
+            "kubernetesNamespace": "airflow-batch",
+        },
+    )
+    batch.create_job_queue(
+        jobQueueName=EKS_JOB_QUEUE,
+        state="ENABLED",
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": EKS_COMPUTE_ENVIRONMENT}],
+    )
+    (container,) = batch.describe_job_definitions(jobDefinitionName=JOB_DEFINITION, status="ACTIVE")[
+        "jobDefinitions"
+    ]
+    props = container["containerProperties"]
+    batch.register_job_definition(
+        jobDefinitionName=EKS_JOB_DEFINITION,
+        type="container",
+        eksProperties={
+            "podProperties": {
+                "containers": [{"name": "airflow-task", "image": props["image"], "env": props["environment"]}]
+            }
+        },
+    )
 
 
 def _add_fair_share_queue(stack: Stack) -> None:
@@ -133,7 +185,7 @@ def e2e(request: pytest.FixtureRequest) -> Iterator[E2E]:
             "AIRFLOW__AWS_BATCH_EXECUTOR__QUEUE_MAP": json.dumps({"fair": FAIR_JOB_QUEUE}),
             "AIRFLOW__AWS_BATCH_EXECUTOR__SHARE_IDENTIFIER": "{queue}_{pool}",
         },
-        prepare=_add_fair_share_queue,
+        prepare=_prepare,
     )
     print(f"\ne2e stack work dir: {work_dir}")
     with stack:

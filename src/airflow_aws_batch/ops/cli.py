@@ -157,7 +157,11 @@ def _environment_of(definition_env: dict[str, str], submit_job_kwargs: dict[str,
     from airflow_aws_batch.submit import EXECUTOR_CONTAINER_ENV
 
     env = dict(definition_env)
-    overrides = (submit_job_kwargs.get("containerOverrides") or {}).get("environment", [])
+    overrides = list((submit_job_kwargs.get("containerOverrides") or {}).get("environment", []))
+    # EKS job definitions: the env of the pod's first container, where the executor puts its command.
+    pod = (submit_job_kwargs.get("eksPropertiesOverride") or {}).get("podProperties") or {}
+    containers = pod.get("containers") or [{}]
+    overrides.extend(containers[0].get("env") or [])
     for pair in overrides:
         env[str(pair.get("name"))] = str(pair.get("value", ""))
     env[EXECUTOR_CONTAINER_ENV] = "true"
