@@ -362,10 +362,11 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         from airflow.executors import workloads
 
         command = workload_command(workload)
+        config = self.config
         if isinstance(workload, workloads.ExecuteTask):
             ti = workload.ti
             return build_submit_job_request(
-                self.config,
+                config,
                 command=command,
                 dag_id=ti.dag_id,
                 task_id=ti.task_id,
@@ -375,20 +376,21 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 queue=ti.queue,
                 executor_config=ti.executor_config,
                 priority_weight=ti.priority_weight,
-                pool=self._pools.pop(ti.key, None),
-                team=self.config.team,
+                # Only filled in when the share template uses {pool}: the key is not free to build.
+                pool=self._pools.pop(workload.key, None) if self._pools else None,
+                team=config.team,
                 queue_kind=self._queue_kinds.get,
             )
         callback = workload.callback
         data = callback.data or {}
         return build_callback_submit_job_request(
-            self.config,
+            config,
             command=command,
             callback_id=str(callback.id),
             callback_path=data.get("path"),
             dag_id=data.get("dag_id"),
             run_id=data.get("run_id"),
-            team=self.config.team,
+            team=config.team,
             queue_kind=self._queue_kinds.get,
         )
 
