@@ -477,7 +477,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
 
     def _dispatch(self, max_submits: int | None = None) -> None:
         """Hand the core's commands to the worker threads; ``max_submits`` bounds the due submits taken
-        (0: only what earlier results produced, without the core's scan over every tracked job)."""
+        (0: only what earlier results produced)."""
         if self._runtime is None:
             return
         runtime = self._runtime
