@@ -303,7 +303,9 @@ def _fair_share(
         try:
             apply_kind(request, kind, {})
         except FairShareMismatch as exc:
-            raise ExecConfigError("shareIdentifier", "no shareIdentifier on a FIFO job queue", str(exc)) from None
+            raise ExecConfigError(
+                "shareIdentifier", "no shareIdentifier on a FIFO job queue", str(exc)
+            ) from None
         return None
     ours: dict[str, Any] = {}
     if "shareIdentifier" not in request:

@@ -139,7 +139,8 @@ def run_sequence(seed: int, steps: int) -> None:
         elif op < 0.78 and jobs:
             job_id = rng.choice(jobs)
             status = rng.choice(STATUSES)
-            view = JobView(job_id, status, status_reason=rng.choice(("", "because")), started=rng.random() < 0.3)
+            reason = rng.choice(("", "because"))
+            view = JobView(job_id, status, status_reason=reason, started=rng.random() < 0.3)
             both("job_seen", view)
         elif op < 0.82 and jobs:
             both("job_missing", rng.choice(jobs))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
@@ -137,5 +138,5 @@ def test_a_token_is_never_handed_out_early() -> None:
     for _ in range(500):
         bucket.acquire()
         stamps.append(t.now)
-    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert min(gaps) >= 0.2
