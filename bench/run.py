@@ -89,7 +89,8 @@ def job_summaries(service: LocalBatch, queue: str) -> list[dict[str, Any]]:
     return jobs
 
 
-QUEUES = {name: f"bench-{name}" for name in ("memory", "burst", "steady")}
+IN_PROCESS = ("memory", "burst", "steady", "scale")
+QUEUES = {name: f"bench-{name}" for name in IN_PROCESS}
 
 
 def _create_queues(service: LocalBatch) -> None:
@@ -138,6 +139,18 @@ def driver_params(executor: str, sizes: scenarios.Sizes, service: LocalBatch) ->
                 "executor_options": options("steady"),
                 "tasks": sizes.steady_tasks,
                 "setup_timeout_s": 30 + sizes.steady_tasks * 0.05,
+                "settle_s": sizes.steady_settle_s,
+                "window_s": sizes.steady_window_s,
+                "finish_per_s": sizes.steady_finish_per_s,
+                "grace_s": 30,
+            },
+            "scale": {
+                "job_queue": QUEUES["scale"],
+                "faults": scenarios.scale_faults(),
+                "measure_faults": scenarios.steady_measure_faults(),
+                "executor_options": options("scale"),
+                "tasks": sizes.scale_tasks,
+                "setup_timeout_s": 30 + sizes.scale_tasks * 0.05,
                 "settle_s": sizes.steady_settle_s,
                 "window_s": sizes.steady_window_s,
                 "finish_per_s": sizes.steady_finish_per_s,
@@ -193,6 +206,14 @@ def steady_figures(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def scale_figures(result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **steady_figures(result),
+        "bytes_per_job": result["bytes_per_job"],
+        "rss_bytes_per_job": result["rss_bytes_per_job"],
+    }
+
+
 def memory_figures(result: dict[str, Any]) -> dict[str, Any]:
     keys = ("tasks", "tracked", "bytes_per_job", "bytes_per_1000_jobs", "rss_bytes_per_job", "elapsed_s")
     return {key: result[key] for key in keys}
@@ -201,8 +222,8 @@ def memory_figures(result: dict[str, Any]) -> dict[str, Any]:
 def run_executor(
     executor: str, sizes: scenarios.Sizes, selected: list[str], work_dir: Path
 ) -> dict[str, Any]:
-    """Memory, burst and steady for one executor, in one driver process against its own localbatch."""
-    biggest = max(sizes.memory_tasks, sizes.burst_tasks, sizes.steady_tasks)
+    """Memory, burst, steady and scale for one executor, in one driver process against its own localbatch."""
+    biggest = max(sizes.memory_tasks, sizes.burst_tasks, sizes.steady_tasks, sizes.scale_tasks)
     with localbatch(work_dir, {}, max_vcpus=biggest) as service:
         _create_queues(service)
         params = driver_params(executor, sizes, service)
@@ -214,7 +235,7 @@ def run_executor(
         results = run_driver(params, work_dir, timeout_s=budget)
         burst_jobs = [j for j in job_summaries(service, QUEUES["burst"])] if "burst" in results else []
     figures: dict[str, Any] = {}
-    for name in ("memory", "burst", "steady"):
+    for name in IN_PROCESS:
         result = results.get(name)
         if name not in selected:
             figures[name] = {}
@@ -224,6 +245,8 @@ def run_executor(
             figures[name] = burst_figures(result, burst_jobs, sizes.burst_tasks)
         elif name == "steady":
             figures[name] = steady_figures(result)
+        elif name == "scale":
+            figures[name] = scale_figures(result)
         else:
             figures[name] = memory_figures(result)
     return figures
@@ -272,12 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench-results.json", type=Path)
     parser.add_argument(
         "--only",
-        default="burst,steady,memory,dag",
+        default="burst,steady,memory,scale,dag",
         help="comma-separated scenarios to run (the JSON keeps every key, null where not run)",
     )
     parser.add_argument("--work-dir", type=Path, default=None, help="keep logs here (default: a temp dir)")
     parser.add_argument(
-        "--executors", default="ours,theirs", help="executors of memory/burst/steady (comma-separated)"
+        "--executors", default="ours,theirs", help="executors of memory/burst/steady/scale (comma-separated)"
     )
     parser.add_argument(
         "--dag-executors",
@@ -296,15 +319,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         root = args.work_dir or Path(tmp)
-        in_process = [name for name in ("memory", "burst", "steady") if name in selected]
+        in_process = [name for name in IN_PROCESS if name in selected]
         for executor in args.executors.split(",") if in_process else ():
-            log(f"{executor}: {', '.join(n for n in ('memory', 'burst', 'steady') if n in selected)} ...")
+            log(f"{executor}: {', '.join(n for n in IN_PROCESS if n in selected)} ...")
             began = time.monotonic()
             figures = run_executor(executor, sizes, selected, root / executor)
             results[executor].update(figures)
             log(f"{executor}: done in {time.monotonic() - began:.0f} s: {json.dumps(figures)}")
         for executor in EXECUTOR_NAMES:
-            for name in ("memory", "burst", "steady"):
+            for name in IN_PROCESS:
                 results[executor].setdefault(name, {})
         if "dag" in selected:
             from bench.dag import run_dag

@@ -400,10 +400,11 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         from airflow.executors import workloads
 
         command = workload_command(workload)
+        config = self.config
         if isinstance(workload, workloads.ExecuteTask):
             ti = workload.ti
             return build_submit_job_request(
-                self.config,
+                config,
                 command=command,
                 dag_id=ti.dag_id,
                 task_id=ti.task_id,
@@ -413,21 +414,22 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 queue=ti.queue,
                 executor_config=ti.executor_config,
                 priority_weight=ti.priority_weight,
-                pool=self._pools.pop(ti.key, None),
-                team=self.config.team,
+                # Only filled in when the share template uses {pool}: the key is not free to build.
+                pool=self._pools.pop(workload.key, None) if self._pools else None,
+                team=config.team,
                 queue_kind=self._queue_kinds.get,
                 definition_kind=self._definition_kinds.get,
             )
         callback = workload.callback
         data = callback.data or {}
         return build_callback_submit_job_request(
-            self.config,
+            config,
             command=command,
             callback_id=str(callback.id),
             callback_path=data.get("path"),
             dag_id=data.get("dag_id"),
             run_id=data.get("run_id"),
-            team=self.config.team,
+            team=config.team,
             queue_kind=self._queue_kinds.get,
             definition_kind=self._definition_kinds.get,
         )
@@ -515,7 +517,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
 
     def _dispatch(self, max_submits: int | None = None) -> None:
         """Hand the core's commands to the worker threads; ``max_submits`` bounds the due submits taken
-        (0: only what earlier results produced, without the core's scan over every tracked job)."""
+        (0: only what earlier results produced)."""
         if self._runtime is None:
             return
         runtime = self._runtime

@@ -363,6 +363,17 @@ def _fair_share(
     """
     if queue_kind is None:
         return None
+    kind = queue_kind(str(request["jobQueue"]))
+    if kind is QueueKind.FIFO:
+        # Nothing of ours goes to a FIFO queue: rendering the share identifier for every task of a
+        # burst (most deployments have no fair-share queue) is wasted work on the scheduler thread.
+        try:
+            apply_kind(request, kind, {})
+        except FairShareMismatch as exc:
+            raise ExecConfigError(
+                "shareIdentifier", "no shareIdentifier on a FIFO job queue", str(exc)
+            ) from None
+        return None
     ours: dict[str, Any] = {}
     if "shareIdentifier" not in request:
         template = config.share_identifier or DEFAULT_SHARE_TEMPLATE
@@ -377,7 +388,6 @@ def _fair_share(
         priority = priority_override(config.scheduling_priority, priority_weight)
         if priority is not None:
             ours["schedulingPriorityOverride"] = priority
-    kind = queue_kind(str(request["jobQueue"]))
     if kind is None:
         return ours
     try:
