@@ -168,6 +168,10 @@ class LocalBatch:
         result: dict[str, Any] = self._admin_ok("GET", "stats")
         return result
 
+    def submit_requests(self) -> list[str]:
+        """Bodies of localbatch's latest SubmitJob calls as sent (``GET /_localbatch/requests/SubmitJob``)."""
+        return list(self._admin_ok("GET", "requests/SubmitJob")["requests"])
+
     def finish_simulated(self, job_ids: Sequence[str], exit_code: int | None = None) -> list[dict[str, Any]]:
         """End simulated jobs now (``POST /_localbatch/simulate/finish``); returns the jobs it ended."""
         body: dict[str, Any] = {"job_ids": list(job_ids)}

@@ -179,6 +179,9 @@ class ExecutorConfig(BaseModel):
     scheduling_priority: Literal["clamp", "off"] = "clamp"
     #: Template of a job's shareIdentifier on fair-share queues; None: ``fairshare.DEFAULT_SHARE_TEMPLATE``.
     share_identifier: str | None = None
+    #: ``s3://bucket/prefix`` or ``file:///dir``: where workloads are written (see ``workloads``);
+    #: None: in the job's command.
+    workload_store: str | None = None
     #: The team whose executor this is (Airflow's multi-team mode), None for a global executor. Not an
     #: option: set from the executor's ``team_name``; it names the team in the ``airflow_team`` tag.
     team: str | None = None
@@ -346,6 +349,15 @@ def _parse_options(raw: Mapping[str, str | None]) -> ExecutorConfig:
         if found is not None:
             names = ", ".join(f"{{{name}}}" for name in SHARE_FIELDS)
             problems.append(ConfigProblem("share_identifier", f"a template of the fields {names}", found))
+
+    store = read.get("workload_store")
+    if store is not None:
+        from airflow_aws_batch.workloads import parse_store_url
+
+        try:
+            values["workload_store"] = parse_store_url(store).url
+        except ValueError as err:
+            problems.append(ConfigProblem("workload_store", str(err).split(", found ")[0], repr(store)))
 
     queue_map = read.get("queue_map")
     if queue_map is not None:

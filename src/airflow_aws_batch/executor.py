@@ -67,9 +67,11 @@ from airflow_aws_batch.submit import (
     build_callback_submit_job_request,
     build_submit_job_request,
     finish_request,
+    stored_workload_command,
     token_expires_at,
     workload_command,
 )
+from airflow_aws_batch.workloads import StoreError, WorkloadStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -230,10 +232,13 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         self._share_uses_pool = config.share_identifier is not None and "pool" in template_fields(
             config.share_identifier
         )
+        store = self._open_store(config)
         if config.check_health_on_startup:
             from airflow_aws_batch.health import format_failures, run_checks
 
             items = run_checks(self.api, config, self._queue_kinds, self._definition_kinds)
+            if store is not None:
+                items.append(_probe_store(store))
             failures = [item for item in items if not item.ok and item.fatal]
             if failures:
                 message = format_failures(config, failures)
@@ -266,6 +271,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             poll_interval_s=self.poll_interval_s,
             start_checker=airflow_saw_task_start,
             prepare=self._prepare_request,
+            store=store,
         )
         self._runtime = runtime
         runtime.start()
@@ -280,6 +286,18 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             config.submit_rate,
             config.status_calls_per_second,
         )
+
+    def _open_store(self, config: ExecutorConfig) -> WorkloadStore | None:
+        """The workload store (no I/O: an s3:// store builds its client on first use, on a submit thread)."""
+        if not config.workload_store:
+            return None
+        s3_config = botocore_config(
+            retry_mode=config.retry_mode, max_attempts=5, pool_size=SUBMIT_THREADS + 2
+        )
+        factory = hook_client_factory(
+            conn_id=config.conn_id, region_name=config.region_name, client_type="s3", config=s3_config
+        )
+        return open_store(config.workload_store, s3_client_factory=factory)
 
     def _prepare_request(self, request: dict[str, Any]) -> dict[str, Any]:
         """On a submit thread: what the builder left for the queue's kind (see ``fairshare``) and the
@@ -399,8 +417,14 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
     def _build_request(self, workload: Any) -> dict[str, Any]:
         from airflow.executors import workloads
 
-        command = workload_command(workload)
         config = self.config
+        stored: list[str] | None = None
+        if config.workload_store:
+            # The token stays out of the request: the submit thread writes the workload to the store.
+            command = stored_workload_command()
+            stored = [workload.model_dump_json()]
+        else:
+            command = workload_command(workload)
         if isinstance(workload, workloads.ExecuteTask):
             ti = workload.ti
             return build_submit_job_request(
@@ -419,6 +443,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 team=config.team,
                 queue_kind=self._queue_kinds.get,
                 definition_kind=self._definition_kinds.get,
+                stored_workloads=stored,
             )
         callback = workload.callback
         data = callback.data or {}
@@ -432,6 +457,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             team=config.team,
             queue_kind=self._queue_kinds.get,
             definition_kind=self._definition_kinds.get,
+            stored_workloads=stored,
         )
 
     # ------------------------------------------------------------ the loop
@@ -781,6 +807,19 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         from airflow_aws_batch.ops.cli import get_cli_commands
 
         return get_cli_commands()
+
+
+def _probe_store(store: WorkloadStore) -> Any:
+    """The startup check's item for the workload store: a probe object written, read and deleted."""
+    from airflow_aws_batch.health import CheckItem
+
+    try:
+        store.probe()
+    except (StoreError, ValueError) as exc:
+        return CheckItem("workload_store", False, f"{store.url}: {exc}")
+    except Exception as exc:  # a bad connection makes the hook raise many kinds
+        return CheckItem("workload_store", False, f"{store.url}: {type(exc).__name__}: {exc}")
+    return CheckItem("workload_store", True, f"{store.url}: probe object written, read and deleted")
 
 
 def _task_pool(session: Any, ti: Any) -> str | None:

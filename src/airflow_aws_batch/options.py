@@ -186,6 +186,19 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "{team}_{dag_id}",
     ),
     OptionSpec(
+        "workload_store",
+        "string",
+        None,
+        "Where each task's workload (its JSON, with the task's token) is written before SubmitJob: "
+        "s3://bucket/prefix, or file:///absolute/dir (a directory every job can read, e.g. for "
+        "localbatch). The job's command then only names the object (python -m airflow_aws_batch.launch "
+        "<url>), so no token appears in the SubmitJob request, DescribeJobs or the job's log. The "
+        "scheduler needs s3:PutObject, GetObject and DeleteObject on the prefix, the job role "
+        "s3:GetObject and DeleteObject; expire objects after a day with a lifecycle rule. Unset: the "
+        "workload travels in containerOverrides.command.",
+        "s3://my-airflow-workloads/airflow",
+    ),
+    OptionSpec(
         "aws_conn_id",
         "string",
         None,

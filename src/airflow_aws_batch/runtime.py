@@ -19,12 +19,14 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from airflow_aws_batch.aws.batch import DESCRIBE_MAX_IDS, BatchApi, BatchApiError, ErrorKind, JobDetail
 from airflow_aws_batch.aws.ratelimit import TokenBucket
+from airflow_aws_batch.core.ownership import DEPLOYMENT_TAG
 from airflow_aws_batch.core.state import (
     ACTIVE_STATUSES,
     SUBMISSION_TAG,
@@ -37,6 +39,7 @@ from airflow_aws_batch.core.state import (
     Track,
     Untrack,
 )
+from airflow_aws_batch.workloads import PENDING_KEY, StoreError, WorkloadStore, place_workloads
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,7 @@ class Runtime:
         poll_interval_s: float = 1.0,
         start_checker: StartChecker | None = None,
         prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        store: WorkloadStore | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # SubmitJob goes through ``submit_api`` (no botocore retries: it is not idempotent);
@@ -119,6 +123,8 @@ class Runtime:
         #: Finishes a request before it is sent, on the submit thread (it may do status calls, e.g.
         #: read its job queue's kind): BatchApiError means try again later, ValueError fails the attempt.
         self._prepare = prepare
+        #: Where workloads go just before SubmitJob (``workload_store``); None: in the command.
+        self._store = store
         self._clock = clock
         # Poller state, touched only by the poller thread.
         self._tracked: dict[str, tuple[str | None, float]] = {}
@@ -237,10 +243,28 @@ class Runtime:
         if self._stop.is_set():
             # Stopped while waiting for the limiter: a job created now would outlive terminate().
             return SubmitDone(cmd.key, SubmitOutcome.WAIT, reason="executor stopping")
+        # Written as late as possible, and afresh for every attempt: an earlier attempt's object may
+        # have been read and deleted by its job already.
+        try:
+            stored = self._place_workloads(request)
+        except StoreError as exc:
+            # Counts as an attempt, like a refused SubmitJob: a missing bucket or permission fails the
+            # task after max_submit_job_attempts with this reason in its event log.
+            return SubmitDone(cmd.key, SubmitOutcome.FAILED, reason=f"workload store: {exc}")
         sent_at_ms = int(time.time() * 1000)
         try:
             job_id = self.submit_api.submit_job(request)
         except BatchApiError as exc:
+            if exc.kind is ErrorKind.AMBIGUOUS:
+                # Its job may exist and read the object: kept.
+                return SubmitDone(
+                    cmd.key,
+                    SubmitOutcome.AMBIGUOUS,
+                    reason=f"{exc.code}: {exc.message}",
+                    sent_at_ms=sent_at_ms,
+                )
+            # No job was created: nobody will read the object (the next attempt writes its own).
+            self._discard(stored)
             if exc.kind is ErrorKind.THROTTLED:
                 # Slow every submit thread down together, not just this one.
                 self.submit_limiter.penalize(0.2)
@@ -248,12 +272,34 @@ class Runtime:
             if exc.kind is ErrorKind.CREDENTIALS:
                 log.warning("AWS credentials rejected (%s); reloading them before the next call", exc.code)
                 return SubmitDone(cmd.key, SubmitOutcome.WAIT, reason=str(exc))
-            if exc.kind is ErrorKind.CLIENT:
-                return SubmitDone(cmd.key, SubmitOutcome.FAILED, reason=f"{exc.code}: {exc.message}")
-            return SubmitDone(
-                cmd.key, SubmitOutcome.AMBIGUOUS, reason=f"{exc.code}: {exc.message}", sent_at_ms=sent_at_ms
-            )
+            return SubmitDone(cmd.key, SubmitOutcome.FAILED, reason=f"{exc.code}: {exc.message}")
         return SubmitDone(cmd.key, SubmitOutcome.OK, job_id=job_id)
+
+    def _place_workloads(self, request: dict[str, Any]) -> str | None:
+        """Write the request's workloads to the store and point its command there; the object's URL."""
+        if PENDING_KEY not in request:
+            return None
+        if self._store is None:
+            request.pop(PENDING_KEY)
+            raise StoreError("the request waits for a workload store, but none is configured")
+        tags = request.get("tags") or {}
+        # Unique per SubmitJob call (the submission tag); deployment and job name make it readable.
+        name = "/".join(
+            (
+                str(tags.get(DEPLOYMENT_TAG) or "default"),
+                str(request.get("jobName") or "job"),
+                str(tags.get(SUBMISSION_TAG) or uuid.uuid4().hex),
+            )
+        )
+        return place_workloads(request, self._store, name)
+
+    def _discard(self, url: str | None) -> None:
+        if url is None or self._store is None:
+            return
+        try:
+            self._store.delete(url)
+        except (StoreError, ValueError) as exc:
+            log.info("Could not delete the unused workload object %s (%s); it expires", url, exc)
 
     def _find_submitted(
         self,

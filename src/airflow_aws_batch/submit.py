@@ -11,7 +11,9 @@ Per task, in order:
    tags ``dag_id``, ``task_id``, ``run_id``, ``try_number``, ``map_index``, ``deployment`` and, for a
    team's executor, ``airflow_team`` (winning over user tags of the same key; the core adds
    ``submission`` per call), ``propagateTags: true``, ``retryStrategy.attempts: 1`` and the environment
-   variable ``AIRFLOW_IS_EXECUTOR_CONTAINER=true``;
+   variable ``AIRFLOW_IS_EXECUTOR_CONTAINER=true``; with ``workload_store`` set, the command is the
+   launcher's with a placeholder URL and the workload waits under ``workloads.PENDING_KEY`` for the
+   submit thread (see :mod:`airflow_aws_batch.workloads`);
 5. the task's ``jobDefinitionOverrides`` (merged over ``submit_job_kwargs``' as in step 3) left in
    the request for the submit thread, which replaces ``jobDefinition`` by a definition derived from
    it (see :mod:`airflow_aws_batch.jobdefs`);
@@ -49,6 +51,8 @@ from airflow_aws_batch.fairshare import (
     render_share_identifier,
 )
 from airflow_aws_batch.jobdefs import OVERRIDES_KEY, overrides_problems
+from airflow_aws_batch.workloads import PENDING_KEY as WORKLOADS_KEY
+from airflow_aws_batch.workloads import PLACEHOLDER_URL, launch_command
 
 MAX_JOB_NAME = 128
 MAX_CONTAINER_OVERRIDES_CHARS = 8192
@@ -88,6 +92,14 @@ def workload_command(workload: SupportsModelDumpJson) -> list[str]:
     ]
 
 
+def stored_workload_command() -> list[str]:
+    """The command of a request whose workload goes to the workload store, until it is written there.
+
+    As long as a real one, so the request's size checks hold for the command that is sent.
+    """
+    return launch_command(PLACEHOLDER_URL)
+
+
 def job_name_for(prefix: str, dag_id: str, task_id: str) -> str:
     """``<prefix>-<dag_id>-<task_id>`` fitted to Batch: ``[A-Za-z0-9][A-Za-z0-9_-]{0,127}``.
 
@@ -123,6 +135,7 @@ def build_submit_job_request(
     team: str | None = None,
     queue_kind: QueueKindLookup | None = None,
     definition_kind: DefinitionLookup | None = None,
+    stored_workloads: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """SubmitJob kwargs for one task instance; raises :class:`ExecConfigError` for a bad
     ``executor_config`` or a request over Batch's limits.
@@ -150,6 +163,7 @@ def build_submit_job_request(
         priority_weight=priority_weight,
         queue_kind=queue_kind,
         definition_kind=definition_kind,
+        stored_workloads=stored_workloads,
     )
 
 
@@ -166,6 +180,7 @@ def build_callback_submit_job_request(
     team: str | None = None,
     queue_kind: QueueKindLookup | None = None,
     definition_kind: DefinitionLookup | None = None,
+    stored_workloads: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """SubmitJob kwargs for an ``ExecuteCallback`` workload (Airflow >= 3.3).
 
@@ -197,6 +212,7 @@ def build_callback_submit_job_request(
         priority_weight=None,
         queue_kind=queue_kind,
         definition_kind=definition_kind,
+        stored_workloads=stored_workloads,
     )
 
 
@@ -247,6 +263,7 @@ def _build(
     priority_weight: int | None,
     queue_kind: QueueKindLookup | None,
     definition_kind: DefinitionLookup | None = None,
+    stored_workloads: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     overlay = check_executor_config(executor_config)
     base = config.base_request()
@@ -283,6 +300,9 @@ def _build(
         request[PENDING_KEY] = pending
     if definition_overrides:
         request[OVERRIDES_KEY] = definition_overrides
+    if stored_workloads is not None:
+        # The command names a placeholder until the submit thread has written these to the store.
+        request[WORKLOADS_KEY] = list(stored_workloads)
     return request
 
 
@@ -331,12 +351,11 @@ def finish_request(request: dict[str, Any], info: eks.DefinitionInfo | None) -> 
         return request
     request = shapes.deep_merge(request, {})
     task_container = request.pop(eks.PENDING_KEY)
-    # Not a SubmitJob member: kept aside while the request is checked, for jobdefs on this thread.
-    definition_overrides = request.pop(OVERRIDES_KEY, None)
+    # Not SubmitJob members: kept aside while the request is checked, for later steps on this thread.
+    private = {key: request.pop(key) for key in (OVERRIDES_KEY, WORKLOADS_KEY) if key in request}
     _place(request, info or eks.CONTAINER, task_container)
     _check_limits(request)
-    if definition_overrides:
-        request[OVERRIDES_KEY] = definition_overrides
+    request.update(private)
     return request
 
 

@@ -7,6 +7,7 @@ backend and serialise the answer. Everything else lives below.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import uuid
@@ -39,6 +40,8 @@ from localbatch.store import Store
 ADMIN_PREFIX = "/_localbatch"
 log = logging.getLogger("localbatch")
 MAX_SUBMIT_BYTES = 30 * 1024
+#: SubmitJob bodies kept for ``GET /_localbatch/requests/SubmitJob`` (newest last; older ones dropped).
+KEPT_SUBMIT_REQUESTS = 2000
 # STS GetCallerIdentity, so credential checks pointed at the same endpoint_url succeed.
 STS_IDENTITY = (
     '<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult>'
@@ -66,6 +69,8 @@ class LocalBatch:
         self.store = Store(settings.data_dir)
         self.faults = Faults(settings.faults)
         self.stats = Stats()
+        #: The raw bodies of the latest SubmitJob calls, so tests can check what the caller sent.
+        self.submit_requests: collections.deque[str] = collections.deque(maxlen=KEPT_SUBMIT_REQUESTS)
         self.logs = LogsBackend(self.store)
         self.runner = Runner(
             self.store,
@@ -171,6 +176,10 @@ def create_app(service: LocalBatch) -> FastAPI:
         service.stats.operations.clear()
         return _json(200, {"operations": {}})
 
+    @app.get(f"{ADMIN_PREFIX}/requests/SubmitJob")
+    async def get_submit_requests() -> Response:
+        return _json(200, {"requests": list(service.submit_requests)})
+
     @app.post(f"{ADMIN_PREFIX}/simulate/finish")
     async def finish_simulated(request: Request) -> Response:
         try:
@@ -229,8 +238,10 @@ def create_app(service: LocalBatch) -> FastAPI:
         try:
             await service.apply_faults(service_name, operation)
             body = await request.body()
-            if operation == "SubmitJob" and len(body) > MAX_SUBMIT_BYTES:
-                raise ClientException("SubmitJob request payload exceeds the 30 KiB limit")
+            if operation == "SubmitJob":
+                service.submit_requests.append(body.decode(errors="replace"))
+                if len(body) > MAX_SUBMIT_BYTES:
+                    raise ClientException("SubmitJob request payload exceeds the 30 KiB limit")
             result = service.call(headers, request.method, raw_path, request.url.query, body)
             if operation == "SubmitJob" and service.faults.lost_response(str(result["jobName"])):
                 # The job exists and runs; only the caller never learns its id.

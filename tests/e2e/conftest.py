@@ -72,6 +72,8 @@ FAIR_COMPUTE_ENVIRONMENT = "airflow-fair-ce"
 EKS_COMPUTE_ENVIRONMENT = "airflow-eks-ce"
 EKS_JOB_QUEUE = "airflow-eks"
 EKS_JOB_DEFINITION = "airflow-task-eks"
+#: The session's workload store, under the stack's work dir.
+WORKLOAD_DIR = "workloads"
 
 
 @dataclass
@@ -184,6 +186,9 @@ def e2e(request: pytest.FixtureRequest) -> Iterator[E2E]:
             "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "15",
             "AIRFLOW__AWS_BATCH_EXECUTOR__QUEUE_MAP": json.dumps({"fair": FAIR_JOB_QUEUE}),
             "AIRFLOW__AWS_BATCH_EXECUTOR__SHARE_IDENTIFIER": "{queue}_{pool}",
+            # Every job of the session reads its workload from here (test_workload_store checks that no
+            # token reaches Batch); the jobs run on this machine, as this user.
+            "AIRFLOW__AWS_BATCH_EXECUTOR__WORKLOAD_STORE": f"file://{work_dir / WORKLOAD_DIR}",
         },
         prepare=_prepare,
     )

@@ -190,3 +190,34 @@ def test_provision_refused_names_the_cause(
     )  # fmt: skip
     assert result.returncode != 0
     assert "sg-0000000000" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("bucket_exists", "status", "detail"),
+    [
+        pytest.param(True, "OK", "wrote, read and deleted a probe object", id="store-works"),
+        pytest.param(False, "FAIL", "NoSuchBucket", id="missing-bucket"),
+    ],
+)
+def test_check_probes_the_workload_store(
+    *,
+    run_airflow: RunAirflow,
+    provisioned: dict[str, Any],
+    moto_url: str,
+    bucket_exists: bool,
+    status: str,
+    detail: str,
+) -> None:
+    s3 = aws_client("s3", moto_url)
+    bucket = f"check-workloads-{'present' if bucket_exists else 'absent'}"
+    if bucket_exists:
+        s3.create_bucket(Bucket=bucket)
+    env = {**provisioned["env"], "AIRFLOW__AWS_BATCH_EXECUTOR__WORKLOAD_STORE": f"s3://{bucket}/airflow"}
+    result = run_airflow(["check"], env)
+    lines = [line for line in result.stdout.splitlines() if "workload store" in line]
+    assert len(lines) == 1, result.stdout + result.stderr[-3000:]
+    assert lines[0].startswith(status) and detail in lines[0], lines[0]
+    assert f"s3://{bucket}/airflow" in lines[0]
+    assert result.returncode == (0 if status == "OK" else 1), result.stdout
+    if bucket_exists:
+        assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0

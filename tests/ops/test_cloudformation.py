@@ -272,3 +272,92 @@ def test_scheduler_policy_lets_it_register_per_task_definitions_with_the_stacks_
         "Resource": [{"Fn::GetAtt": ["JobRole", "Arn"]}, {"Fn::GetAtt": ["ExecutionRole", "Arn"]}],
     }
     assert template["Outputs"]["SchedulerPolicyArn"] == {"Value": {"Ref": "SchedulerPolicy"}}
+
+
+def _policy_statements(template: dict[str, Any], resource: str) -> list[dict[str, Any]]:
+    return list(template["Resources"][resource]["Properties"]["PolicyDocument"]["Statement"])
+
+
+WORKLOAD_OBJECTS = {"Fn::Sub": "arn:${AWS::Partition}:s3:::airflow-workloads/prod/airflow/*"}
+
+
+@pytest.mark.parametrize("create_bucket", [True, False], ids=["create-bucket", "existing-bucket"])
+def test_workload_store_grants_the_prefix_only_and_expires_objects(create_bucket: bool) -> None:
+    template = build_template(
+        TemplateOptions(
+            workload_store="s3://airflow-workloads/prod/airflow/",
+            create_workload_bucket=create_bucket,
+            scheduler_role="airflow-scheduler",
+        )
+    )
+    job = [s for s in _statements(template, "JobRole") if s["Sid"] == "ReadOwnWorkload"]
+    assert job == [
+        {
+            "Sid": "ReadOwnWorkload",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:DeleteObject"],
+            "Resource": [WORKLOAD_OBJECTS],
+        }
+    ]
+    policy = template["Resources"]["SchedulerWorkloadPolicy"]
+    assert policy["Type"] == "AWS::IAM::ManagedPolicy"
+    assert policy["Properties"]["Roles"] == ["airflow-scheduler"]
+    assert _policy_statements(template, "SchedulerWorkloadPolicy") == [
+        {
+            "Sid": "WriteWorkloads",
+            "Effect": "Allow",
+            "Action": ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
+            "Resource": [WORKLOAD_OBJECTS],
+        }
+    ]
+    assert template["Outputs"]["SchedulerWorkloadPolicyArn"] == {"Value": {"Ref": "SchedulerWorkloadPolicy"}}
+    hints = template["Metadata"]["AirflowAwsBatch"]
+    assert hints["ExecutorSettings"]["[aws_batch_executor] workload_store"] == (
+        "s3://airflow-workloads/prod/airflow/"
+    )
+    if create_bucket:
+        bucket = template["Resources"]["WorkloadBucket"]
+        assert bucket["DeletionPolicy"] == "Retain"
+        props = bucket["Properties"]
+        assert props["BucketName"] == "airflow-workloads"
+        assert props["LifecycleConfiguration"]["Rules"] == [
+            {
+                "Id": "expire-airflow-workloads",
+                "Status": "Enabled",
+                "Prefix": "prod/airflow/",
+                "ExpirationInDays": 1,
+            }
+        ]
+        assert all(props["PublicAccessBlockConfiguration"].values())
+        assert "WorkloadStoreLifecycle" not in hints
+    else:
+        assert "WorkloadBucket" not in template["Resources"]
+        assert '"Expiration":{"Days":1}' in hints["WorkloadStoreLifecycle"]
+        assert '"Prefix":"prod/airflow/"' in hints["WorkloadStoreLifecycle"]
+
+
+def test_no_workload_store_grants_no_s3() -> None:
+    template = build_template(TemplateOptions())
+    assert "SchedulerWorkloadPolicy" not in template["Resources"]
+    assert "WorkloadBucket" not in template["Resources"]
+    assert not any("s3:" in json.dumps(s) for s in _statements(template, "JobRole"))
+    assert "--workload-store" in template["Metadata"]["AirflowAwsBatch"]["WorkloadStore"]
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        pytest.param({"workload_store": "file:///srv/w"}, "expected s3://BUCKET/PREFIX", id="file-store"),
+        pytest.param({"workload_store": "s3://Bad_Bucket/p"}, "valid bucket name", id="bad-bucket"),
+        pytest.param({"create_workload_bucket": True}, "create_workload_bucket needs", id="create-without"),
+        pytest.param({"scheduler_role": "r"}, "scheduler_role needs", id="role-without"),
+        pytest.param(
+            {"workload_store": "s3://b-1/p", "scheduler_role": "arn:aws:iam::1:role/r"},
+            "not an ARN",
+            id="role-arn",
+        ),
+    ],
+)
+def test_bad_workload_store_options_are_refused_by_name(options: dict[str, Any], says: str) -> None:
+    with pytest.raises(TemplateError, match=says):
+        TemplateOptions(**options)

@@ -1,7 +1,8 @@
 """``airflow aws-batch ...``: operator commands for the AWS Batch executor.
 
-- ``check``: one line per item that decides whether tasks can run (credentials, region, job
-  queue, compute environments, job definition, the environment tasks get, the execution API);
+- ``check``: one line per item that decides whether tasks can run (credentials, region, the workload
+  store's probe object, job queue, compute environments, job definition, the environment tasks get,
+  the execution API);
   exit status 1 when any item fails.
 - ``render``: prints the CloudFormation template of :mod:`airflow_aws_batch.ops.cloudformation`.
 - ``provision``: creates or updates that stack and waits for it.
@@ -149,6 +150,28 @@ def execution_api_line(url: str | None, timeout: float = 5.0) -> CheckLine:
     return line
 
 
+def workload_store_line(url: str, s3_hook: Any) -> CheckLine:
+    """Write, read back and delete a probe object in the workload store, as the scheduler would.
+
+    ``s3_hook``: builds the AwsBaseHook of the executor's connection (only called for s3:// stores).
+    """
+    from airflow_aws_batch.workloads import StoreError, open_store
+
+    def client() -> Any:
+        return s3_hook().get_client_type(region_name=None)
+
+    try:
+        open_store(url, s3_client_factory=client).probe()
+    except (StoreError, ValueError) as err:
+        return CheckLine("FAIL", "workload store", f"{url}: {err}")
+    except Exception as err:  # the hook raises many kinds for a bad connection
+        return CheckLine("FAIL", "workload store", f"{url}: {type(err).__name__}: {err}")
+    detail = f"{url}: wrote, read and deleted a probe object"
+    if url.startswith("s3://"):
+        detail += " (the job role needs s3:GetObject and s3:DeleteObject there too; not checked from here)"
+    return CheckLine("OK", "workload store", detail)
+
+
 def _environment_of(definition_env: dict[str, str], submit_job_kwargs: dict[str, Any]) -> dict[str, str]:
     """Job definition environment, then submit_job_kwargs' overrides, then what the executor adds.
 
@@ -232,6 +255,8 @@ def run_check(args: argparse.Namespace) -> list[CheckLine]:
         return [*lines, CheckLine("FAIL", "region", detail)]
     lines.append(CheckLine("OK", "region", region))
 
+    if config.workload_store:
+        lines.append(workload_store_line(config.workload_store, lambda: _hook("s3", config.conn_id, region)))
     client = hook.get_client_type(region_name=region)
     items = run_checks(client, config)
     if not any(item.name == "credentials" and not item.ok for item in items):
@@ -320,7 +345,19 @@ def template_options(args: argparse.Namespace) -> TemplateOptions:
         dags_s3_uri=args.dags_s3_uri or "",
         assign_public_ip=not args.no_public_ip,
         extra_environment=env,
+        workload_store=_s3_workload_store(args),
+        create_workload_bucket=bool(getattr(args, "create_workload_bucket", False)),
+        scheduler_role=getattr(args, "scheduler_role", None) or "",
     )
+
+
+def _s3_workload_store(args: argparse.Namespace) -> str:
+    """--workload-store, else the configured store when it is an s3:// one (a file:// store is local)."""
+    given = getattr(args, "workload_store", None)
+    if given:
+        return str(given)
+    configured = _conf("workload_store") or ""
+    return configured if configured.startswith("s3://") else ""
 
 
 def render_command(args: argparse.Namespace) -> None:
@@ -422,6 +459,22 @@ def get_cli_commands() -> list[Any]:
         Arg(("--dags-s3-uri",), help="s3://BUCKET/PREFIX the image's entrypoint syncs DAGs from"),
         Arg(("--no-public-ip",), action="store_true", help="Fargate: no public IP (needs NAT or endpoints)"),
         Arg(("--env",), action="append", metavar="KEY=VALUE", help="Extra task environment (repeatable)"),
+        Arg(
+            ("--workload-store",),
+            help="s3://BUCKET/PREFIX where the scheduler writes workloads for the jobs: grants the job role "
+            "s3:GetObject/DeleteObject and a scheduler policy s3:PutObject/GetObject/DeleteObject on the "
+            f"prefix only (default: [{SECTION}] workload_store when it is s3://)",
+        ),
+        Arg(
+            ("--create-workload-bucket",),
+            action="store_true",
+            help="With --workload-store: create the bucket (private, encrypted, objects expire after 1 day); "
+            "without it the bucket must exist and the template says how to add the expiry rule",
+        ),
+        Arg(
+            ("--scheduler-role",),
+            help="With --workload-store: name of the scheduler's IAM role to attach the store's policy to",
+        ),
         job_queue,
         job_definition,
     )

@@ -6,8 +6,11 @@
 The template creates a compute environment (EC2, Spot, Fargate or Fargate Spot), a job queue,
 a container job definition, a log group, a job role, an execution role, a Batch service role,
 for EC2/Spot an instance role with its instance profile, and a managed policy to attach to the
-scheduler's role. It does not create a VPC, the database, the API server or an ECR repository:
-subnets and security groups are parameters, and the image is a parameter.
+scheduler's role. With a workload store (``s3://bucket/prefix``): the job role may read and delete
+objects under the prefix, a managed policy lets the scheduler write, read and delete there (attached to
+``scheduler_role`` when named), and, when asked, the bucket itself (private, encrypted, objects under
+the prefix expire after a day). It does not create a VPC, the database, the API server or an ECR
+repository: subnets and security groups are parameters, and the image is a parameter.
 """
 
 from __future__ import annotations
@@ -41,6 +44,11 @@ INSTANCE_ROLE = "InstanceRole"
 #: A managed policy for the scheduler's own role (the template does not know that role).
 SCHEDULER_POLICY = "SchedulerPolicy"
 INSTANCE_PROFILE = "InstanceProfile"
+WORKLOAD_BUCKET = "WorkloadBucket"
+SCHEDULER_WORKLOAD_POLICY = "SchedulerWorkloadPolicy"
+#: Days after which the lifecycle rule expires workload objects nobody consumed (a token outlives
+#: its use by [scheduler] task_queued_timeout at most, 10 minutes by default).
+WORKLOAD_EXPIRY_DAYS = 1
 
 _ECR_IMAGE = re.compile(
     r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<repo>[^:@]+)"
@@ -79,6 +87,13 @@ class TemplateOptions:
     dags_s3_uri: str = ""
     assign_public_ip: bool = True
     extra_environment: Mapping[str, str] = field(default_factory=dict)
+    # ``s3://bucket/prefix`` of [aws_batch_executor] workload_store. Empty: workloads travel in the
+    # job's command and no store is granted.
+    workload_store: str = ""
+    # Create the store's bucket (private, encrypted, objects expire); otherwise it exists already.
+    create_workload_bucket: bool = False
+    # Name of the scheduler's IAM role, to attach the store's write policy to. Empty: attach it yourself.
+    scheduler_role: str = ""
 
     def __post_init__(self) -> None:
         for option in ("job_queue", "job_definition", "compute_environment"):
@@ -117,6 +132,38 @@ class TemplateOptions:
                 f"share_decay_seconds={self.share_decay_seconds}: expected 0 to {MAX_SHARE_DECAY_SECONDS} "
                 "(0: Batch's minimum window of 600 s)"
             )
+
+        if self.workload_store:
+            from airflow_aws_batch.workloads import parse_store_url
+
+            try:
+                location = parse_store_url(self.workload_store)
+            except ValueError as err:
+                raise TemplateError(f"workload_store={self.workload_store!r}: expected {err}") from None
+            if location.scheme != "s3":
+                raise TemplateError(
+                    f"workload_store={self.workload_store!r}: expected s3://BUCKET/PREFIX (a file:// store "
+                    "is for jobs on the scheduler's machine, e.g. localbatch)"
+                )
+        if self.create_workload_bucket and not self.workload_store:
+            raise TemplateError("create_workload_bucket needs workload_store=s3://BUCKET/PREFIX")
+        if self.scheduler_role and not re.match(r"^[\w+=,.@-]{1,64}$", self.scheduler_role):
+            raise TemplateError(
+                f"scheduler_role={self.scheduler_role!r}: expected an IAM role name (not an ARN), "
+                "up to 64 letters, digits or +=,.@_-"
+            )
+        if self.scheduler_role and not self.workload_store:
+            raise TemplateError("scheduler_role needs workload_store=s3://BUCKET/PREFIX")
+
+    @property
+    def workload_location(self) -> tuple[str, str] | None:
+        """``(bucket, prefix)`` of the workload store, or None."""
+        if not self.workload_store:
+            return None
+        from airflow_aws_batch.workloads import parse_store_url
+
+        location = parse_store_url(self.workload_store)
+        return location.bucket, location.key
 
     @property
     def is_fargate(self) -> bool:
@@ -213,6 +260,17 @@ def _job_role_statements(options: TemplateOptions) -> list[dict[str, Any]]:
                     "logs:DescribeLogStreams",
                 ],
                 "Resource": [group_arn, f"{group_arn}:*"],
+            }
+        )
+    store = options.workload_location
+    if store is not None:
+        # Read its own workload, and delete it once read: nothing else of the store.
+        statements.append(
+            {
+                "Sid": "ReadOwnWorkload",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:DeleteObject"],
+                "Resource": [_s3_objects_arn(*store)],
             }
         )
     if not statements:
@@ -384,8 +442,109 @@ def _hints(options: TemplateOptions) -> dict[str, Any]:
         "ExecutorSettings": {
             "[aws_batch_executor] job_queue": options.job_queue,
             "[aws_batch_executor] job_definition": options.job_definition,
+            **(
+                {"[aws_batch_executor] workload_store": options.workload_store}
+                if options.workload_store
+                else {}
+            ),
+        },
+        **_workload_hints(options),
+    }
+
+
+def _workload_hints(options: TemplateOptions) -> dict[str, Any]:
+    store = options.workload_location
+    if store is None:
+        return {
+            "WorkloadStore": "None: each task's token travels in its job's command, visible to DescribeJobs. "
+            "Re-render with --workload-store s3://BUCKET/PREFIX to keep it out."
+        }
+    bucket, prefix = store
+    hints: dict[str, Any] = {}
+    if not options.scheduler_role:
+        hints["WorkloadStoreScheduler"] = (
+            f"Attach the managed policy {SCHEDULER_WORKLOAD_POLICY} (output SchedulerWorkloadPolicyArn) "
+            "to the scheduler's role, or re-render with --scheduler-role NAME."
+        )
+    if not options.create_workload_bucket:
+        rule = {
+            "Rules": [
+                {
+                    "ID": "expire-airflow-workloads",
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": f"{prefix}/" if prefix else ""},
+                    "Expiration": {"Days": WORKLOAD_EXPIRY_DAYS},
+                }
+            ]
+        }
+        hints["WorkloadStoreLifecycle"] = (
+            f"The bucket {bucket} exists outside this stack: expire unconsumed workloads with "
+            f"aws s3api put-bucket-lifecycle-configuration --bucket {bucket} --lifecycle-configuration "
+            f"'{json.dumps(rule, separators=(',', ':'))}' (this replaces the bucket's other rules: merge "
+            "them in if it has any)"
+        )
+    return hints
+
+
+def _workload_resources(options: TemplateOptions) -> dict[str, Any]:
+    """The store's bucket (when created here) and the scheduler's write policy, on the prefix only."""
+    store = options.workload_location
+    if store is None:
+        return {}
+    bucket, prefix = store
+    policy: dict[str, Any] = {
+        "Description": f"Write, read and delete Airflow workloads under s3://{bucket}/{prefix}",
+        "PolicyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "WriteWorkloads",
+                    "Effect": "Allow",
+                    "Action": ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
+                    "Resource": [_s3_objects_arn(bucket, prefix)],
+                }
+            ],
         },
     }
+    if options.scheduler_role:
+        policy["Roles"] = [options.scheduler_role]
+    resources: dict[str, Any] = {
+        SCHEDULER_WORKLOAD_POLICY: {"Type": "AWS::IAM::ManagedPolicy", "Properties": policy}
+    }
+    if options.create_workload_bucket:
+        resources[WORKLOAD_BUCKET] = {
+            "Type": "AWS::S3::Bucket",
+            # Kept when the stack goes: deleting a bucket fails while it holds objects, and a replaced
+            # bucket would lose the workloads of jobs still queued.
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": {
+                "BucketName": bucket,
+                "PublicAccessBlockConfiguration": {
+                    "BlockPublicAcls": True,
+                    "BlockPublicPolicy": True,
+                    "IgnorePublicAcls": True,
+                    "RestrictPublicBuckets": True,
+                },
+                "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+                "BucketEncryption": {
+                    "ServerSideEncryptionConfiguration": [
+                        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+                    ]
+                },
+                "LifecycleConfiguration": {
+                    "Rules": [
+                        {
+                            "Id": "expire-airflow-workloads",
+                            "Status": "Enabled",
+                            **({"Prefix": f"{prefix}/"} if prefix else {}),
+                            "ExpirationInDays": WORKLOAD_EXPIRY_DAYS,
+                        }
+                    ]
+                },
+            },
+        }
+    return resources
 
 
 def build_template(options: TemplateOptions) -> dict[str, Any]:
@@ -484,6 +643,7 @@ def build_template(options: TemplateOptions) -> dict[str, Any]:
             },
         }
         resources[JOB_QUEUE]["Properties"]["SchedulingPolicyArn"] = {"Ref": SCHEDULING_POLICY}
+    resources.update(_workload_resources(options))
     if not options.is_fargate:
         resources[INSTANCE_ROLE] = {
             "Type": "AWS::IAM::Role",
@@ -541,6 +701,11 @@ def build_template(options: TemplateOptions) -> dict[str, Any]:
             "JobRoleArn": {"Value": {"Fn::GetAtt": [JOB_ROLE, "Arn"]}},
             "ExecutionRoleArn": {"Value": {"Fn::GetAtt": [EXECUTION_ROLE, "Arn"]}},
             "SchedulerPolicyArn": {"Value": {"Ref": SCHEDULER_POLICY}},
+            **(
+                {"SchedulerWorkloadPolicyArn": {"Value": {"Ref": SCHEDULER_WORKLOAD_POLICY}}}
+                if options.workload_store
+                else {}
+            ),
         },
     }
 

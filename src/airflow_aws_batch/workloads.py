@@ -1,0 +1,436 @@
+"""The workload store: each workload (its JSON, token included) written where only its job reads it.
+
+With ``workload_store`` unset, a task's workload travels in ``containerOverrides.command``, so its
+token is in the SubmitJob request and in everything that shows it (DescribeJobs, EventBridge "Batch
+Job State Change" events, API activity logs). With it set, the submit thread writes the workload(s)
+to one object just before SubmitJob and the job's command only names that object::
+
+    python -m airflow_aws_batch.launch s3://bucket/prefix/<name>.json
+
+The launcher (:mod:`airflow_aws_batch.launch`) reads it, deletes it when it holds a single workload
+and runs the Task SDK on it.
+
+Object format (UTF-8 JSON): ``{"version": 1, "workloads": [<workload>, ...]}``, each workload the
+parsed ``model_dump_json()`` of an ``ExecuteTask``/``ExecuteCallback``. A single job's object holds one;
+an array job's object holds one per child, in child index order.
+
+Until the submit thread places them, the workloads of a request wait under :data:`PENDING_KEY` (a
+list of ``model_dump_json()`` strings) and the command holds :data:`PLACEHOLDER_URL`; the core keeps
+that request, so every attempt (a resubmission included) writes a fresh object.
+
+Stores: ``s3://bucket[/prefix]`` (the scheduler's AWS connection writes, the job role reads) and
+``file:///absolute/dir`` (a directory every job can read: localbatch, the demo). Not supported: other
+schemes, S3 access points or bucket ARNs, server-side encryption settings beyond the bucket's default.
+Objects of jobs that never ran (terminated, revoked, lost) are not deleted by anyone: an S3 lifecycle
+rule expires them (``airflow aws-batch render`` adds one of a day); a ``file://`` directory is left as is.
+
+Nothing here imports boto3 or Airflow at module level: ``config`` validates URLs with it, and the
+launcher must start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+from urllib.parse import unquote, urlsplit
+
+__all__ = [
+    "FORMAT_VERSION",
+    "LAUNCH_MODULE",
+    "PENDING_KEY",
+    "FileStore",
+    "Location",
+    "S3Store",
+    "StoreError",
+    "WorkloadStore",
+    "decode_object",
+    "delete_object",
+    "encode_object",
+    "launch_command",
+    "open_store",
+    "parse_store_url",
+    "place_workloads",
+    "read_object",
+]
+
+FORMAT_VERSION = 1
+LAUNCH_MODULE = "airflow_aws_batch.launch"
+#: Request member holding the ``model_dump_json()`` strings of the workloads a request runs, until the
+#: submit thread writes them to the store (never sent to Batch).
+PENDING_KEY = "x-airflow-workloads"
+#: The command's object URL until the submit thread knows it; as long as a real one (for size checks).
+PLACEHOLDER_URL = "s3://" + "x" * 63 + "/" + "x" * 200
+#: Longest ``prefix`` of an s3:// store: S3 keys are at most 1,024 bytes, and names take up to 250.
+MAX_PREFIX_BYTES = 700
+MAX_NAME_CHARS = 250
+
+# S3 bucket names: 3-63 lower-case letters, digits, dots and hyphens, starting and ending alphanumeric.
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# Characters kept in object names as they are; anything else becomes "_" (S3's "safe" set, and safe
+# as file names).
+_UNSAFE = re.compile(r"[^A-Za-z0-9!_.*'()/-]")
+# Error codes after which writing again soon may work: an attempt that waits, not one that counts.
+_RETRYABLE_CODES = frozenset(
+    {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "503", "500", "Throttling"}
+)
+# What to check for the errors one fixes in the deployment, not by waiting.
+_HINTS = {
+    "NoSuchBucket": "the bucket does not exist (create it, or fix [aws_batch_executor] workload_store)",
+    "AccessDenied": "the role lacks s3:PutObject/GetObject/DeleteObject on the prefix",
+    "AllAccessDisabled": "the bucket refuses all access",
+    "InvalidAccessKeyId": "the AWS credentials are not valid",
+    "SignatureDoesNotMatch": "the AWS credentials are not valid",
+    "ExpiredToken": "the AWS credentials have expired",
+    "PermanentRedirect": "the bucket is in another region than the connection's",
+    "AuthorizationHeaderMalformed": "the bucket is in another region than the connection's",
+    "NoSuchKey": "the object does not exist (already consumed, expired, or never written)",
+    "404": "the object does not exist (already consumed, expired, or never written)",
+    "403": "access denied (the role lacks s3:GetObject/DeleteObject on the prefix)",
+}
+
+
+class StoreError(Exception):
+    """A store could not be used. ``retryable``: the same call may work shortly (throttling, 5xx,
+    a dropped connection); otherwise something must be fixed (missing bucket, permissions)."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class Location:
+    """A store (``key`` is then the prefix, maybe empty) or one object: where ``url`` points."""
+
+    scheme: Literal["s3", "file"]
+    #: The bucket (s3) or "" (file).
+    bucket: str
+    #: The key or key prefix without leading or trailing "/" (s3), or an absolute path (file).
+    key: str
+
+    @property
+    def url(self) -> str:
+        if self.scheme == "file":
+            return "file://" + self.key
+        return f"s3://{self.bucket}/{self.key}" if self.key else f"s3://{self.bucket}"
+
+
+def parse_store_url(url: str) -> Location:
+    """``url`` of a store (``workload_store``); ValueError saying what is expected otherwise."""
+    return _parse(url, what="store")
+
+
+def parse_object_url(url: str) -> Location:
+    """``url`` of one object (the launcher's argument); ValueError saying what is expected otherwise."""
+    location = _parse(url, what="object")
+    if location.scheme == "s3" and not location.key:
+        raise ValueError(f"an object URL s3://bucket/key, found {url!r} (no key)")
+    return location
+
+
+def _parse(url: str, *, what: str) -> Location:
+    expected = "s3://bucket/prefix or file:///absolute/dir" if what == "store" else "s3://... or file://..."
+    parts = urlsplit(url.strip())
+    if parts.scheme == "s3":
+        bucket = parts.netloc
+        if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+            raise ValueError(
+                f"{expected} with a valid bucket name (3-63 lower-case letters, digits, . or -), "
+                f"found {url!r}"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError(f"{expected} without ?query or #fragment, found {url!r}")
+        key = unquote(parts.path).strip("/")
+        if "//" in key:
+            raise ValueError(f"{expected} without empty path segments (//), found {url!r}")
+        if len(key.encode()) > MAX_PREFIX_BYTES and what == "store":
+            raise ValueError(f"{expected} with a prefix of at most {MAX_PREFIX_BYTES} bytes, found {url!r}")
+        return Location("s3", bucket, key)
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise ValueError(f"{expected}: file URLs name a local path (file:///dir), found {url!r}")
+        path = unquote(parts.path)
+        if not path.startswith("/"):
+            raise ValueError(f"{expected} with an absolute path, found {url!r}")
+        if parts.query or parts.fragment:
+            raise ValueError(f"{expected} without ?query or #fragment, found {url!r}")
+        normal = os.path.normpath(path)
+        return Location("file", "", normal if what == "object" else normal.rstrip("/") or "/")
+    raise ValueError(f"{expected}, found {url!r}")
+
+
+# ---------------------------------------------------------------- object format
+
+
+def encode_object(workloads: Sequence[str]) -> bytes:
+    """The object holding ``workloads`` (``model_dump_json()`` strings), in order."""
+    if not workloads:
+        raise ValueError("an object holds at least one workload")
+    parsed = [json.loads(text) for text in workloads]
+    return json.dumps({"version": FORMAT_VERSION, "workloads": parsed}, separators=(",", ":")).encode()
+
+
+def decode_object(data: bytes) -> list[Any]:
+    """The workloads of an object (parsed JSON, in order); ValueError naming what is wrong."""
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"not JSON ({err.msg} at character {err.pos})") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"expected a JSON object, found {type(document).__name__}")
+    version = document.get("version")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"expected version {FORMAT_VERSION}, found {version!r}")
+    workloads = document.get("workloads")
+    if not isinstance(workloads, list) or not workloads:
+        raise ValueError("expected a non-empty list under 'workloads'")
+    return workloads
+
+
+def launch_command(url: str) -> list[str]:
+    """The job command that runs the workload(s) stored at ``url``."""
+    return ["python", "-m", LAUNCH_MODULE, url]
+
+
+def object_key(prefix: str, name: str) -> str:
+    """Key (or relative path) of the object ``name`` under ``prefix``: unsafe characters become ``_``;
+    each path segment starts with neither ``.`` nor ``-``, so the name cannot leave the prefix."""
+    segments = [_UNSAFE.sub("_", part).lstrip(".-") or "_" for part in name.split("/") if part]
+    relative = "/".join(segments)[:MAX_NAME_CHARS] or "_"
+    return f"{prefix}/{relative}.json" if prefix else f"{relative}.json"
+
+
+# ---------------------------------------------------------------- stores
+
+
+class WorkloadStore(Protocol):
+    """Where the executor writes workloads (sync; called on worker threads only)."""
+
+    @property
+    def url(self) -> str: ...
+
+    def put(self, name: str, workloads: Sequence[str]) -> str:
+        """Write ``workloads`` (``model_dump_json()`` strings) as object ``name``; its URL."""
+        ...
+
+    def delete(self, url: str) -> None:
+        """Remove an object this store wrote (gone already is fine)."""
+        ...
+
+    def probe(self) -> None:
+        """Write, read back and delete a probe object; StoreError saying what failed."""
+        ...
+
+
+def _probe_body() -> tuple[str, bytes]:
+    marker = uuid.uuid4().hex
+    return f"probe/{marker}", json.dumps({"probe": marker}).encode()
+
+
+class FileStore:
+    """Objects as files under a directory (created when missing), readable by this user only."""
+
+    def __init__(self, location: Location) -> None:
+        self.root = Path(location.key)
+        self.url = location.url
+
+    def put(self, name: str, workloads: Sequence[str]) -> str:
+        return self._write(object_key("", name), encode_object(workloads))
+
+    def _write(self, relative: str, body: bytes) -> str:
+        path = self.root / relative
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Written aside, then renamed: a launcher never reads half an object.
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(body)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise StoreError(f"could not write {path}: {exc.strerror or exc}") from exc
+        return "file://" + str(path)
+
+    def delete(self, url: str) -> None:
+        delete_object(url)
+
+    def probe(self) -> None:
+        relative, body = _probe_body()
+        url = self._write(relative + ".json", body)
+        if read_object(url) != body:
+            raise StoreError(f"the probe object {url} read back differs from what was written")
+        delete_object(url)
+
+
+#: Builds an S3 client (called again after an error: credentials may have been refreshed).
+S3ClientFactory = Callable[[], Any]
+
+
+class S3Store:
+    """Objects under ``s3://bucket/prefix``, written with the scheduler's AWS connection."""
+
+    def __init__(self, location: Location, client_factory: S3ClientFactory) -> None:
+        self.bucket = location.bucket
+        self.prefix = location.key
+        self.url = location.url
+        self._factory = client_factory
+        self._client: Any = None
+
+    def _s3(self) -> Any:
+        if self._client is None:
+            self._client = self._factory()
+        return self._client
+
+    def put(self, name: str, workloads: Sequence[str]) -> str:
+        key = object_key(self.prefix, name)
+        self._put(key, encode_object(workloads))
+        return f"s3://{self.bucket}/{key}"
+
+    def _put(self, key: str, body: bytes) -> None:
+        try:
+            self._s3().put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")
+        except Exception as exc:
+            self._client = None
+            raise _s3_error(f"could not write s3://{self.bucket}/{key}", exc) from exc
+
+    def delete(self, url: str) -> None:
+        location = parse_object_url(url)
+        try:
+            self._s3().delete_object(Bucket=location.bucket, Key=location.key)
+        except Exception as exc:
+            self._client = None
+            raise _s3_error(f"could not delete {url}", exc) from exc
+
+    def probe(self) -> None:
+        relative, body = _probe_body()
+        key = object_key(self.prefix, relative)
+        self._put(key, body)
+        url = f"s3://{self.bucket}/{key}"
+        try:
+            read = self._s3().get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except Exception as exc:
+            self._client = None
+            raise _s3_error(f"wrote but could not read back {url}", exc) from exc
+        if read != body:
+            raise StoreError(f"the probe object {url} read back differs from what was written")
+        self.delete(url)
+
+
+def _s3_error(doing: str, exc: Exception) -> StoreError:
+    """``exc`` (botocore's, or a connection error) as a StoreError saying what to fix."""
+    code, message = _error_code(exc)
+    if code is None:
+        # No answer from S3 (connection refused or reset, timeout, DNS): may work shortly.
+        return StoreError(f"{doing}: {type(exc).__name__}: {exc}", retryable=True)
+    hint = _HINTS.get(code)
+    text = f"{doing}: {code}: {message}" + (f" ({hint})" if hint else "")
+    return StoreError(text, retryable=code in _RETRYABLE_CODES)
+
+
+def _error_code(exc: Exception) -> tuple[str | None, str]:
+    response = getattr(exc, "response", None)
+    if not isinstance(response, Mapping):
+        return None, str(exc)
+    error = response.get("Error") or {}
+    code = str(error.get("Code") or response.get("ResponseMetadata", {}).get("HTTPStatusCode") or "")
+    return (code or "Unknown"), str(error.get("Message") or exc)
+
+
+def open_store(url: str, *, s3_client_factory: S3ClientFactory | None = None) -> WorkloadStore:
+    """The store ``url`` names (ValueError if it names none). ``s3_client_factory``: builds the S3
+    client of an s3:// store (default: boto3's default session, i.e. the default credential chain)."""
+    location = parse_store_url(url)
+    if location.scheme == "file":
+        return FileStore(location)
+    return S3Store(location, s3_client_factory or _default_s3_client)
+
+
+def _default_s3_client() -> Any:
+    import boto3
+
+    # boto3 reads AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL itself (e.g. a local S3 for tests).
+    return boto3.client("s3")
+
+
+# ---------------------------------------------------------------- reading (the launcher's side)
+
+
+def read_object(url: str, *, s3_client: Any = None) -> bytes:
+    """The bytes of the object at ``url``; StoreError saying why it cannot be read."""
+    location = parse_object_url(url)
+    if location.scheme == "file":
+        try:
+            return Path(location.key).read_bytes()
+        except FileNotFoundError:
+            raise StoreError(f"{url} does not exist (already consumed, expired, or never written)") from None
+        except OSError as exc:
+            raise StoreError(f"could not read {url}: {exc.strerror or exc}") from exc
+    client = s3_client if s3_client is not None else _default_s3_client()
+    try:
+        body: bytes = client.get_object(Bucket=location.bucket, Key=location.key)["Body"].read()
+    except Exception as exc:
+        raise _s3_error(f"could not read {url}", exc) from exc
+    return body
+
+
+def delete_object(url: str, *, s3_client: Any = None) -> None:
+    """Remove the object at ``url`` (already gone is fine); StoreError when it cannot be removed."""
+    location = parse_object_url(url)
+    if location.scheme == "file":
+        try:
+            Path(location.key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StoreError(f"could not delete {url}: {exc.strerror or exc}") from exc
+        return
+    client = s3_client if s3_client is not None else _default_s3_client()
+    try:
+        client.delete_object(Bucket=location.bucket, Key=location.key)
+    except Exception as exc:
+        raise _s3_error(f"could not delete {url}", exc) from exc
+
+
+# ---------------------------------------------------------------- requests
+
+
+def pending_workloads(request: Mapping[str, Any]) -> list[str] | None:
+    """The workloads a request waits to store, or None when it carries its workload in its command."""
+    pending = request.get(PENDING_KEY)
+    return list(pending) if pending is not None else None
+
+
+def place_workloads(request: dict[str, Any], store: WorkloadStore, name: str) -> str | None:
+    """Write the request's pending workloads as object ``name`` and point its command at it (in place).
+
+    Returns the object's URL; None when the request has no pending workloads (nothing is written).
+    Raises StoreError when the store refuses.
+    """
+    pending = request.pop(PENDING_KEY, None)
+    if pending is None:
+        return None
+    url = store.put(name, list(pending))
+    _command_holder(request)["command"] = launch_command(url)
+    return url
+
+
+def _command_holder(request: dict[str, Any]) -> dict[str, Any]:
+    """The override that carries the task's command: an EKS job's first pod container when the request
+    has one (the submit thread has placed the command for the definition's kind by now), else
+    ``containerOverrides``."""
+    containers = ((request.get("eksPropertiesOverride") or {}).get("podProperties") or {}).get("containers")
+    if containers and isinstance(containers[0], dict) and "command" in containers[0]:
+        holder: dict[str, Any] = containers[0]
+        return holder
+    overrides: dict[str, Any] = request.setdefault("containerOverrides", {})
+    return overrides

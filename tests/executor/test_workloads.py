@@ -1,0 +1,310 @@
+"""The workload store: URLs, the object format, the file store, and the launcher as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_aws_batch.config import ConfigError, parse_options
+from airflow_aws_batch.core.state import SUBMISSION_TAG
+from airflow_aws_batch.submit import MAX_CONTAINER_OVERRIDES_CHARS, build_submit_job_request
+from airflow_aws_batch.workloads import (
+    PENDING_KEY,
+    FileStore,
+    StoreError,
+    decode_object,
+    encode_object,
+    launch_command,
+    object_key,
+    open_store,
+    parse_object_url,
+    parse_store_url,
+    place_workloads,
+    read_object,
+)
+
+REQUIRED = {"job_queue": "q", "job_definition": "d", "job_name": "airflow"}
+
+
+@pytest.mark.parametrize(
+    ("url", "normalised"),
+    [
+        pytest.param("s3://my-bucket/airflow/workloads", "s3://my-bucket/airflow/workloads", id="s3-prefix"),
+        pytest.param("s3://my-bucket/airflow/", "s3://my-bucket/airflow", id="s3-trailing-slash"),
+        pytest.param("s3://my-bucket", "s3://my-bucket", id="s3-no-prefix"),
+        pytest.param("s3://my.bucket-1/", "s3://my.bucket-1", id="s3-dots"),
+        pytest.param("file:///var/lib/airflow/workloads/", "file:///var/lib/airflow/workloads", id="file"),
+        pytest.param("file://localhost/srv/w", "file:///srv/w", id="file-localhost"),
+        pytest.param(" s3://b-1/p ", "s3://b-1/p", id="blanks-around"),
+    ],
+)
+def test_store_urls_accepted(url: str, normalised: str) -> None:
+    assert parse_store_url(url).url == normalised
+    config = parse_options({**REQUIRED, "workload_store": url})
+    assert config.workload_store == normalised
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        pytest.param("s3://My_Bucket/p", "valid bucket name", id="bucket-upper-case"),
+        pytest.param("s3://ab/p", "valid bucket name", id="bucket-too-short"),
+        pytest.param("s3:///p", "valid bucket name", id="bucket-missing"),
+        pytest.param("s3://b-1/a//b", "empty path segments", id="empty-segment"),
+        pytest.param("s3://b-1/p?versionId=1", "without ?query", id="query"),
+        pytest.param("s3://b-1/" + "p" * 701, "at most 700 bytes", id="prefix-too-long"),
+        pytest.param("file://relative/dir", "local path", id="file-host"),
+        pytest.param("file:relative", "absolute path", id="file-relative"),
+        pytest.param(
+            "https://bucket.s3.amazonaws.com/p", "s3://bucket/prefix or file:///absolute/dir", id="https"
+        ),
+        pytest.param("/plain/path", "s3://bucket/prefix or file:///absolute/dir", id="no-scheme"),
+    ],
+)
+def test_bad_store_urls_are_config_errors_naming_the_option(url: str, says: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_options({**REQUIRED, "workload_store": url})
+    message = str(caught.value)
+    assert message.startswith("[aws_batch_executor] workload_store: expected ")
+    assert says in message
+    assert repr(url) in message
+    assert "AIRFLOW__AWS_BATCH_EXECUTOR__WORKLOAD_STORE" in message
+
+
+def test_unset_store_keeps_the_workload_in_the_command() -> None:
+    assert parse_options(REQUIRED).workload_store is None
+
+
+def test_object_url_needs_a_key() -> None:
+    with pytest.raises(ValueError, match="no key"):
+        parse_object_url("s3://bucket-1")
+    assert parse_object_url("s3://bucket-1/a/b.json").key == "a/b.json"
+
+
+def test_object_format_round_trip_keeps_order() -> None:
+    texts = [json.dumps({"type": "ExecuteTask", "n": i}) for i in range(3)]
+    data = encode_object(texts)
+    assert json.loads(data) == {"version": 1, "workloads": [json.loads(t) for t in texts]}
+    assert decode_object(data) == [json.loads(t) for t in texts]
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        pytest.param(b"\xff\xfe", "not UTF-8", id="binary"),
+        pytest.param(b"{", "not JSON", id="truncated"),
+        pytest.param(b"[]", "expected a JSON object, found list", id="list"),
+        pytest.param(b'{"version": 2, "workloads": [{}]}', "expected version 1, found 2", id="version"),
+        pytest.param(b'{"version": 1, "workloads": []}', "non-empty list", id="empty"),
+        pytest.param(b'{"version": 1}', "non-empty list", id="missing"),
+    ],
+)
+def test_bad_objects_are_refused_with_the_reason(data: bytes, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        decode_object(data)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "name", "key"),
+    [
+        pytest.param("p", "dep/airflow-dag-task/abc", "p/dep/airflow-dag-task/abc.json", id="plain"),
+        pytest.param("", "a b/c", "a_b/c.json", id="no-prefix-unsafe-space"),
+        pytest.param("p", "../../etc/passwd", "p/_/_/etc/passwd.json", id="no-escape"),
+        pytest.param("p", "db-1:x@y/j", "p/db-1_x_y/j.json", id="tag-characters"),
+    ],
+)
+def test_object_keys_stay_under_the_prefix(prefix: str, name: str, key: str) -> None:
+    assert object_key(prefix, name) == key
+
+
+def test_file_store_writes_one_private_object_per_name(tmp_path: Path) -> None:
+    store = open_store(f"file://{tmp_path}/store")
+    assert isinstance(store, FileStore)
+    url = store.put("dep/job/sub-1", ['{"a": 1}'])
+    assert url == f"file://{tmp_path}/store/dep/job/sub-1.json"
+    path = Path(url.removeprefix("file://"))
+    assert decode_object(path.read_bytes()) == [{"a": 1}]
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert read_object(url) == path.read_bytes()
+    store.probe()
+    # The probe leaves nothing behind but its (empty) directory.
+    assert [p for p in (tmp_path / "store").rglob("*") if p.is_file()] == [path]
+    store.delete(url)
+    assert not path.exists()
+    store.delete(url)  # gone already is fine
+
+
+def test_file_store_that_cannot_write_says_where(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    store = open_store(f"file://{blocker}")
+    with pytest.raises(StoreError, match=f"could not write {blocker}/x.json"):
+        store.put("x", ["{}"])
+    with pytest.raises(StoreError, match="could not write"):
+        store.probe()
+
+
+def _config(**options: str) -> Any:
+    return parse_options({**REQUIRED, **options})
+
+
+def test_stored_request_holds_a_placeholder_until_placed(tmp_path: Path) -> None:
+    from airflow_aws_batch.submit import stored_workload_command
+
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ0aSJ9.c2lnbmF0dXJlLXNlY3JldA"
+    workload = json.dumps({"type": "ExecuteTask", "token": token})
+    request = build_submit_job_request(
+        _config(workload_store=f"file://{tmp_path}"),
+        command=stored_workload_command(),
+        dag_id="d",
+        task_id="t",
+        run_id="r",
+        try_number=1,
+        map_index=-1,
+        queue=None,
+        executor_config=None,
+        stored_workloads=[workload],
+    )
+    assert request[PENDING_KEY] == [workload]
+    request["tags"][SUBMISSION_TAG] = "sub-1"
+    url = place_workloads(request, open_store(f"file://{tmp_path}"), "dep/job/sub-1")
+    assert url is not None
+    assert PENDING_KEY not in request
+    assert request["containerOverrides"]["command"] == launch_command(url)
+    assert token not in json.dumps(request)
+    assert decode_object(read_object(url)) == [json.loads(workload)]
+    # A request without pending workloads is left as it is.
+    assert (
+        place_workloads({"containerOverrides": {"command": ["x"]}}, open_store(f"file://{tmp_path}"), "n")
+        is None
+    )
+
+
+def test_an_eks_request_gets_the_launcher_in_its_pod_container(tmp_path: Path) -> None:
+    """On an EKS job definition the command lives in the first pod container, not containerOverrides."""
+    from airflow_aws_batch.submit import stored_workload_command
+
+    workload = json.dumps({"type": "ExecuteTask", "token": "t"})
+    request: dict[str, Any] = {
+        "eksPropertiesOverride": {
+            "podProperties": {"containers": [{"name": "main", "command": stored_workload_command()}]}
+        },
+        PENDING_KEY: [workload],
+    }
+    url = place_workloads(request, open_store(f"file://{tmp_path}"), "dep/job/sub-eks")
+    assert url is not None
+    assert request["eksPropertiesOverride"]["podProperties"]["containers"][0]["command"] == launch_command(
+        url
+    )
+    assert "containerOverrides" not in request
+
+
+def test_a_big_workload_fits_when_stored() -> None:
+    """The workload no longer counts toward Batch's 8,192 characters of container overrides."""
+    from airflow_aws_batch.submit import ExecConfigError, stored_workload_command, workload_command
+
+    class Big:
+        def model_dump_json(self) -> str:
+            return json.dumps({"type": "ExecuteTask", "pad": "x" * MAX_CONTAINER_OVERRIDES_CHARS})
+
+    common: dict[str, Any] = dict(
+        dag_id="d", task_id="t", run_id="r", try_number=1, map_index=-1, queue=None, executor_config=None
+    )
+    with pytest.raises(ExecConfigError, match="container overrides"):
+        build_submit_job_request(_config(), command=workload_command(Big()), **common)
+    request = build_submit_job_request(
+        _config(workload_store="s3://bucket-1/p"),
+        command=stored_workload_command(),
+        stored_workloads=[Big().model_dump_json()],
+        **common,
+    )
+    assert len(request[PENDING_KEY][0]) > MAX_CONTAINER_OVERRIDES_CHARS
+
+
+# ---------------------------------------------------------------- the launcher, as a job runs it
+
+
+def _launch(url: str, index: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "AWS_BATCH_JOB_ARRAY_INDEX"}
+    if index is not None:
+        env["AWS_BATCH_JOB_ARRAY_INDEX"] = index
+    return subprocess.run(
+        [sys.executable, "-m", "airflow_aws_batch.launch", url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def _write(path: Path, workloads: list[dict[str, Any]]) -> str:
+    path.write_bytes(encode_object([json.dumps(w) for w in workloads]))
+    return f"file://{path}"
+
+
+def test_launcher_picks_the_array_index_keeps_shared_objects_and_deletes_single_ones(tmp_path: Path) -> None:
+    # Workloads the Task SDK refuses, each named by its type tag: the refusal names the one picked,
+    # and happens after the object was read (and, for a single one, deleted).
+    shared = _write(
+        tmp_path / "array.json", [{"type": f"child-{i}", "token": "secret-token"} for i in range(3)]
+    )
+    result = _launch(shared, index="1")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Input tag 'child-1'" in lines[0]
+    assert "secret-token" not in result.stderr + result.stdout
+    assert (tmp_path / "array.json").exists()
+
+    single = _write(tmp_path / "single.json", [{"type": "only-one"}])
+    result = _launch(single)
+    assert result.returncode == 2
+    assert "Input tag 'only-one'" in result.stderr
+    assert not (tmp_path / "single.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "index", "says"),
+    [
+        pytest.param(
+            None, None, "does not exist (already consumed, expired, or never written)", id="missing"
+        ),
+        pytest.param("two.json", "2", "AWS_BATCH_JOB_ARRAY_INDEX=2 is out of range", id="index-out-of-range"),
+        pytest.param(
+            "two.json", "x", "AWS_BATCH_JOB_ARRAY_INDEX must be an integer, found 'x'", id="index-not-int"
+        ),
+        pytest.param("bad.json", None, "is not a workload object: expected version 1", id="not-an-object"),
+    ],
+)
+def test_launcher_exits_2_with_one_clear_line(
+    tmp_path: Path, name: str | None, index: str | None, says: str
+) -> None:
+    _write(tmp_path / "two.json", [{"type": "a"}, {"type": "b"}])
+    (tmp_path / "bad.json").write_text('{"version": 7, "workloads": [{}]}')
+    url = f"file://{tmp_path}/{name or 'missing.json'}"
+    result = _launch(url, index)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("airflow_aws_batch.launch: "), result.stderr
+    assert says in lines[0]
+    if name == "two.json":
+        assert (tmp_path / "two.json").exists()
+
+
+def test_launcher_usage() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow_aws_batch.launch"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "usage: python -m airflow_aws_batch.launch" in result.stderr
