@@ -135,12 +135,20 @@ class Tracker:
     # Light mode (memory scenario) keeps only the set of submitted keys, whose table it can measure.
     light: bool = False
     submitted: set[Any] = field(default_factory=set)
+    # ... and the job ids (the scale scenario measures memory first, then detection delays).
+    keep_job_ids: bool = False
+
+    def harness_bytes(self) -> int:
+        """The tables of this tracker, which are not the executor's memory (keys and ids are shared)."""
+        return sys.getsizeof(self.submitted) + sys.getsizeof(self.job_id)
 
     def record(self, events: dict[Any, tuple[Any, Any]], now: float) -> None:
         for key, (state, info) in events.items():
             if self.light:
                 if info:
                     self.submitted.add(key)
+                    if self.keep_job_ids and isinstance(info, str):
+                        self.job_id.setdefault(key, info)
                 continue
             state_name = str(getattr(state, "value", state))
             if isinstance(info, str) and info and key not in self.job_id:
@@ -252,7 +260,6 @@ def burst(params: dict[str, Any]) -> dict[str, Any]:
 def steady(params: dict[str, Any]) -> dict[str, Any]:
     """N long-running jobs tracked; a few end every second; count status calls and detection delay."""
     n = params["tasks"]
-    endpoint = params["endpoint"]
     factory = Workloads()
     executor = make_executor(params["executor"], parallelism=n)
     # Filling localbatch is set-up: the loop runs back to back, like a busy scheduler's.
@@ -262,8 +269,17 @@ def steady(params: dict[str, Any]) -> dict[str, Any]:
     # Let every job reach RUNNING in localbatch and the executor see it before measuring.
     driver.interval_s = LOOP_INTERVAL_S
     driver.loop_until(lambda: False, params["settle_s"])
+    return {"tasks": n, "tracked": tracked, "keys": len(keys), **_measure_steady(executor, driver, params)}
+
+
+def _measure_steady(executor: Any, driver: Driver, params: dict[str, Any]) -> dict[str, Any]:
+    """The steady window: a few jobs end every second; status calls, detection delays, heartbeats."""
+    endpoint = params["endpoint"]
     localbatch = LocalBatch(endpoint)
     localbatch.set_faults(params["measure_faults"])
+    # The calls are counted between two reads of localbatch's stats: the window they are divided by
+    # spans both reads (it used to start after the first one, inflating calls per second).
+    measure_started = time.monotonic()
     before = localbatch.stats()
     window_s = params["window_s"]
     per_second = params["finish_per_s"]
@@ -284,7 +300,6 @@ def steady(params: dict[str, Any]) -> dict[str, Any]:
             stop.wait(max(0.0, next_at - time.monotonic()))
 
     driver.heartbeats_s.clear()
-    measure_started = time.monotonic()
     thread = threading.Thread(target=finisher, daemon=True)
     thread.start()
     driver.loop_until(lambda: time.monotonic() - measure_started >= window_s, window_s + 5)
@@ -303,9 +318,6 @@ def steady(params: dict[str, Any]) -> dict[str, Any]:
     heartbeats_ms = [s * 1000 for s in driver.heartbeats_s]
     _drain(executor, driver, endpoint, params["job_queue"])
     return {
-        "tasks": n,
-        "tracked": tracked,
-        "keys": len(keys),
         "window_s": measured_s,
         "stats_before": before,
         "stats_after": after,
@@ -370,6 +382,47 @@ def memory(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def scale(params: dict[str, Any]) -> dict[str, Any]:
+    """Steady at scale: N long-running jobs tracked (20,000 in the full profile). First the memory per
+    tracked job (the slope between a fifth and all of them, as in ``memory``), then, with tracemalloc
+    off, the steady window: heartbeat p99, status calls per second and detection delays."""
+    n = params["tasks"]
+    factory = Workloads()
+    executor = make_executor(params["executor"], parallelism=n)
+    tracker = Tracker(light=True, keep_job_ids=True)
+    driver = Driver(executor, tracker, interval_s=0.05)
+    tracemalloc.start()
+    points: list[tuple[int, int, int]] = []
+    start = 0
+    for count in (n // 5, n):
+        _queue(executor, (factory.make(i) for i in range(start, count)))
+        start = count
+        driver.loop_until(functools.partial(_at_least, tracker.submitted, count), params["setup_timeout_s"])
+        driver.loop_until(lambda: False, params["settle_s"])
+        gc.collect()
+        samples = []
+        sampling_until = time.monotonic() + MEMORY_SAMPLING_S
+        while time.monotonic() < sampling_until:
+            driver.tick()
+            samples.append(tracemalloc.get_traced_memory()[0])
+        points.append((len(tracker.submitted), min(samples) - tracker.harness_bytes(), _rss()))
+    tracemalloc.stop()
+    (n1, traced1, rss1), (n2, traced2, rss2) = points
+    jobs = max(1, n2 - n1)
+    # From here on every event counts: the window needs each task's end and when it was reported.
+    tracker.light = False
+    driver.interval_s = LOOP_INTERVAL_S
+    driver.loop_until(lambda: False, params["settle_s"])
+    return {
+        "tasks": n,
+        "tracked": len(tracker.job_id) >= n,
+        "points": points,
+        "bytes_per_job": (traced2 - traced1) / jobs,
+        "rss_bytes_per_job": (rss2 - rss1) / jobs,
+        **_measure_steady(executor, driver, params),
+    }
+
+
 def _drain(executor: Any, driver: Driver, endpoint: str, job_queue: str, timeout_s: float = 60) -> bool:
     """End every job still running on the queue and let the executor see it, then end the executor."""
     localbatch = LocalBatch(endpoint)
@@ -394,6 +447,7 @@ SCENARIOS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "burst": burst,
     "burst-array": burst,
     "steady": steady,
+    "scale": scale,
 }
 
 

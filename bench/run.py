@@ -89,7 +89,7 @@ def job_summaries(service: LocalBatch, queue: str) -> list[dict[str, Any]]:
     return jobs
 
 
-IN_PROCESS = ("memory", "burst", "burst-array", "steady")
+IN_PROCESS = ("memory", "burst", "burst-array", "steady", "scale")
 QUEUES = {name: f"bench-{name}" for name in IN_PROCESS}
 
 
@@ -146,6 +146,18 @@ def driver_params(executor: str, sizes: scenarios.Sizes, service: LocalBatch) ->
                 "executor_options": options("steady"),
                 "tasks": sizes.steady_tasks,
                 "setup_timeout_s": 30 + sizes.steady_tasks * 0.05,
+                "settle_s": sizes.steady_settle_s,
+                "window_s": sizes.steady_window_s,
+                "finish_per_s": sizes.steady_finish_per_s,
+                "grace_s": 30,
+            },
+            "scale": {
+                "job_queue": QUEUES["scale"],
+                "faults": scenarios.scale_faults(),
+                "measure_faults": scenarios.steady_measure_faults(),
+                "executor_options": options("scale"),
+                "tasks": sizes.scale_tasks,
+                "setup_timeout_s": 30 + sizes.scale_tasks * 0.05,
                 "settle_s": sizes.steady_settle_s,
                 "window_s": sizes.steady_window_s,
                 "finish_per_s": sizes.steady_finish_per_s,
@@ -223,6 +235,14 @@ def steady_figures(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def scale_figures(result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **steady_figures(result),
+        "bytes_per_job": result["bytes_per_job"],
+        "rss_bytes_per_job": result["rss_bytes_per_job"],
+    }
+
+
 def memory_figures(result: dict[str, Any]) -> dict[str, Any]:
     keys = ("tasks", "tracked", "bytes_per_job", "bytes_per_1000_jobs", "rss_bytes_per_job", "elapsed_s")
     return {key: result[key] for key in keys}
@@ -231,8 +251,11 @@ def memory_figures(result: dict[str, Any]) -> dict[str, Any]:
 def run_executor(
     executor: str, sizes: scenarios.Sizes, selected: list[str], work_dir: Path
 ) -> dict[str, Any]:
-    """Memory, burst and steady for one executor, in one driver process against its own localbatch."""
-    biggest = max(sizes.memory_tasks, sizes.burst_tasks, sizes.burst_array_tasks, sizes.steady_tasks)
+    """Memory, burst, burst-array, steady and scale for one executor, in one driver process against its
+    own localbatch."""
+    biggest = max(
+        sizes.memory_tasks, sizes.burst_tasks, sizes.burst_array_tasks, sizes.steady_tasks, sizes.scale_tasks
+    )
     with localbatch(work_dir, {}, max_vcpus=biggest) as service:
         _create_queues(service)
         params = driver_params(executor, sizes, service)
@@ -256,6 +279,8 @@ def run_executor(
             figures[name] = burst_array_figures(result)
         elif name == "steady":
             figures[name] = steady_figures(result)
+        elif name == "scale":
+            figures[name] = scale_figures(result)
         else:
             figures[name] = memory_figures(result)
     return figures
@@ -304,14 +329,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench-results.json", type=Path)
     parser.add_argument(
         "--only",
-        default="burst,burst-array,steady,memory,dag",
+        default="burst,burst-array,steady,memory,scale,dag",
         help="comma-separated scenarios to run (the JSON keeps every key, null where not run)",
     )
     parser.add_argument("--work-dir", type=Path, default=None, help="keep logs here (default: a temp dir)")
     parser.add_argument(
         "--executors",
         default="ours,theirs",
-        help="executors of memory/burst/burst-array/steady (comma-separated)",
+        help="executors of memory/burst/burst-array/steady/scale (comma-separated)",
     )
     parser.add_argument(
         "--dag-executors",

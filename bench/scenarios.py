@@ -20,6 +20,8 @@ class Sizes:
     steady_window_s: int
     steady_finish_per_s: int
     memory_tasks: int
+    #: Steady at scale: this many long-running jobs tracked (memory, heartbeat, status calls, detection).
+    scale_tasks: int
     dag_tasks: int
     dag_parallelism: int
 
@@ -32,6 +34,7 @@ FULL = Sizes(
     steady_window_s=60,
     steady_finish_per_s=10,
     memory_tasks=5000,
+    scale_tasks=20000,
     dag_tasks=300,
     dag_parallelism=16,
 )
@@ -43,6 +46,7 @@ QUICK = Sizes(
     steady_window_s=10,
     steady_finish_per_s=5,
     memory_tasks=500,
+    scale_tasks=2000,
     dag_tasks=30,
     dag_parallelism=16,
 )
@@ -78,10 +82,14 @@ def memory_faults() -> dict[str, Any]:
     return steady_setup_faults()
 
 
+def scale_faults() -> dict[str, Any]:
+    return steady_setup_faults()
+
+
 # Options of our executor per scenario. Everything not listed keeps its default (submit_rate 50,
 # status_calls_per_second 5). The steady and memory scenarios only raise submit_rate to fill localbatch
 # quickly; their figures are taken after submission is over. The Amazon provider's executor has no such
-# options and reads the same [aws_batch_executor] section for the rest.
+# options and reads the same [aws_batch_executor] section for the rest. The scale scenario fills like memory.
 OURS_OPTIONS: dict[str, dict[str, Any]] = {
     "burst": {},
     # "{tmp}": a fresh directory per run. Simulated jobs never read their workloads; the executor
@@ -89,5 +97,6 @@ OURS_OPTIONS: dict[str, dict[str, Any]] = {
     "burst-array": {"workload_store": "file://{tmp}", "array_min_size": 10},
     "steady": {"submit_rate": 1000},
     "memory": {"submit_rate": 1000},
+    "scale": {"submit_rate": 1000},
     "dag": {},
 }

@@ -89,6 +89,18 @@ ROWS = [
         "<= 2048",
     ),
     Row("memory", "rss_bytes_per_job", "memory: RSS bytes per tracked job", "{:.0f}"),
+    Row("scale", "tasks", "scale: tracked jobs", "{:.0f}"),
+    Row("scale", "heartbeat_p99_ms", "scale: heartbeat() p99 ms", "{:.2f}", lambda v, _: v <= 20, "<= 20"),
+    Row("scale", "describe_calls_per_s", "scale: status calls/s", "{:.2f}", lambda v, _: v <= 5, "<= 5"),
+    Row("scale", "detect_p95_s", "scale: end -> reported p95 s", "{:.2f}", lambda v, _: v <= 15, "<= 15"),
+    Row(
+        "scale",
+        "bytes_per_job",
+        "scale: bytes per tracked job",
+        "{:.0f}",
+        lambda v, _: v <= 1536,
+        "<= 1536",
+    ),
 ]
 
 

@@ -1,7 +1,9 @@
 """The demo DAG: every task below runs as its own AWS Batch job (here on localbatch).
 
 - three extract tasks run in parallel;
-- ``train`` asks for 2 vCPUs, 2 GiB and an extra environment variable through ``executor_config``;
+- ``train`` asks for 2 vCPUs, 2 GiB and an extra environment variable through ``executor_config``,
+  and for its own image (``jobDefinitionOverrides``: the executor registers a job definition for it;
+  localbatch runs commands on this machine and only records the image);
 - ``publish`` fails on its first try and succeeds on Airflow's retry (a new Batch job per try);
 - ``score`` is mapped over three shards (one Batch job per shard).
 """
@@ -14,11 +16,13 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import dag, get_current_context, task
 
+TRAIN_IMAGE = "python:3.12-slim"
 TRAIN_OVERRIDES = {
     "containerOverrides": {
         "resourceRequirements": [{"type": "VCPU", "value": "2"}, {"type": "MEMORY", "value": "2048"}],
         "environment": [{"name": "MODEL_SIZE", "value": "large"}],
-    }
+    },
+    "jobDefinitionOverrides": {"image": TRAIN_IMAGE},
 }
 
 

@@ -10,8 +10,8 @@ section of airflow.cfg, then our defaults. Airflow does not fall back to the glo
 team, so every required option is set per team. Every problem of a team's section names the team.
 
 Not supported: team options from ``_cmd``/``_secret`` variants (Airflow reads neither for a team);
-``submit_job_kwargs`` for multi-node, ECS or EKS job definitions (the executor can only place its
-command in ``containerOverrides``).
+``submit_job_kwargs`` for multi-node or ECS-properties job definitions (the executor places its
+command in ``containerOverrides``, or ``eksPropertiesOverride`` for EKS job definitions).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from airflow_aws_batch import shapes
+from airflow_aws_batch import jobdefs, shapes
+from airflow_aws_batch.eks import override_problems as eks_override_problems
 from airflow_aws_batch.fairshare import SHARE_FIELDS, fair_share_member_problems, template_problem
 from airflow_aws_batch.options import OPTIONS, SECTION, OptionSpec, OptionType, env_var
 
@@ -46,8 +47,8 @@ __all__ = [
 # Batch job names: first character alphanumeric, then letters, digits, hyphens, underscores.
 JOB_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
-# SubmitJob members that would take the task's command away from containerOverrides.
-UNSUPPORTED_SUBMIT_JOB_KEYS = ("nodeOverrides", "ecsPropertiesOverride", "eksPropertiesOverride")
+# SubmitJob members of job definitions where the executor cannot place the task's command.
+UNSUPPORTED_SUBMIT_JOB_KEYS = ("nodeOverrides", "ecsPropertiesOverride")
 #: SubmitJob members that would make one task try more than one job, or one job run its container
 #: more than once: the executor's accounting (adoption, resubmits before start, the orphan sweep)
 #: rests on one try being one job run once.
@@ -402,7 +403,9 @@ def _parse_options(raw: Mapping[str, str | None]) -> ExecutorConfig:
         raise ConfigError(problems)
     config = ExecutorConfig(**values)
     # Checking the assembled request catches what no single option shows, e.g. an empty queue name.
-    request_problems = shapes.validate(config.base_request())
+    request_problems = shapes.validate(
+        {k: v for k, v in config.base_request().items() if k != jobdefs.OVERRIDES_KEY}
+    )
     if request_problems:
         raise ConfigError(
             [ConfigProblem("submit_job_kwargs", p.expected, p.found, p.path) for p in request_problems]
@@ -432,17 +435,24 @@ def _check_submit_job_kwargs(kwargs: dict[str, Any], problems: list[ConfigProble
             problems.append(
                 ConfigProblem(
                     "submit_job_kwargs",
-                    "no such key (only container job definitions are supported: the task's command "
-                    "goes into containerOverrides)",
+                    "no such key (only container and EKS job definitions are supported: the task's "
+                    "command goes into containerOverrides or eksPropertiesOverride)",
                     "a value",
                     key,
                 )
             )
+    for path, expected, found in eks_override_problems(kwargs):
+        problems.append(ConfigProblem("submit_job_kwargs", expected, found, path))
     for path, expected, found in one_job_per_try_problems(kwargs):
         problems.append(ConfigProblem("submit_job_kwargs", expected, found, path))
     for path, expected, found in fair_share_member_problems(kwargs):
         problems.append(ConfigProblem("submit_job_kwargs", expected, found, path))
-    for problem in shapes.validate(kwargs, partial=True):
+    if jobdefs.OVERRIDES_KEY in kwargs:
+        # A deployment-wide default of the job definition properties each task may override.
+        for path, expected, found in jobdefs.overrides_problems(kwargs[jobdefs.OVERRIDES_KEY]):
+            problems.append(ConfigProblem("submit_job_kwargs", expected, found, path))
+    submit_members = {k: v for k, v in kwargs.items() if k != jobdefs.OVERRIDES_KEY}
+    for problem in shapes.validate(submit_members, partial=True):
         if problem.path.startswith("containerOverrides.command"):
             continue
         problems.append(ConfigProblem("submit_job_kwargs", problem.expected, problem.found, problem.path))

@@ -56,7 +56,10 @@ from airflow_aws_batch.core.state import (
     Track,
     Untrack,
 )
+from airflow_aws_batch.eks import PENDING_KEY as EKS_PENDING_KEY
+from airflow_aws_batch.eks import DefinitionInfo, DefinitionKinds
 from airflow_aws_batch.fairshare import QueueKind, QueueKinds, template_fields
+from airflow_aws_batch.jobdefs import JobDefinitions, PagedCalls
 from airflow_aws_batch.logs import write_failure_log
 from airflow_aws_batch.runtime import JobsMissing, JobsSeen, Runtime, StartChecked, SubmitDone
 from airflow_aws_batch.started import airflow_saw_task_start, task_instances_now
@@ -64,6 +67,7 @@ from airflow_aws_batch.submit import (
     ExecConfigError,
     build_callback_submit_job_request,
     build_submit_job_request,
+    finish_request,
     stored_workload_command,
     token_expires_at,
     workload_command,
@@ -99,6 +103,13 @@ SWEEP_BUDGET_S = 120.0
 
 class HealthCheckFailed(RuntimeError):
     """Raised by ``start()`` when a fatal startup check fails; the scheduler does not start."""
+
+
+def _refusal(exc: Exception) -> str | None:
+    """What Batch said when it refused a job definition call (4xx, e.g. AccessDenied), else None."""
+    if isinstance(exc, BatchApiError) and exc.kind is ErrorKind.CLIENT:
+        return f"{exc.code}: {exc.message}"
+    return None
 
 
 def _stats() -> Any:
@@ -140,6 +151,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         #: Job queue kinds (FIFO / fair-share): read by the startup check, else by a submit thread
         #: before the first SubmitJob to each queue; the request builder only looks them up.
         self._queue_kinds = QueueKinds()
+        #: Job definition kinds (container / EKS): read likewise, by the startup check or a submit thread.
+        self._definition_kinds = DefinitionKinds()
         #: Whether ``share_identifier`` uses ``{pool}``, and the pools of the tasks queued but not yet
         #: taken in (see ``queue_workload``).
         self._share_uses_pool = False
@@ -148,6 +161,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         self._array_min_size = 0
         #: Due submits of too small a group, held back (with when) for tasks like them to come.
         self._held: list[tuple[Submit, float]] = []
+        #: Job definitions derived for tasks' jobDefinitionOverrides (submit threads only; see jobdefs).
+        self._job_definitions = JobDefinitions(PagedCalls(lambda: self.api, self._status_budget), _refusal)
 
     def log_task_event(self, *, event: str, extra: str, ti_key: Any) -> None:
         super().log_task_event(event=event, extra=extra, ti_key=ti_key)
@@ -232,7 +247,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         if config.check_health_on_startup:
             from airflow_aws_batch.health import format_failures, run_checks
 
-            items = run_checks(self.api, config, self._queue_kinds)
+            items = run_checks(self.api, config, self._queue_kinds, self._definition_kinds)
             if store is not None:
                 items.append(_probe_store(store))
             failures = [item for item in items if not item.ok and item.fatal]
@@ -296,8 +311,31 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         return open_store(config.workload_store, s3_client_factory=factory)
 
     def _prepare_request(self, request: dict[str, Any]) -> dict[str, Any]:
-        """On a submit thread: what the builder left for the queue's kind, applied (see ``fairshare``)."""
-        return self._queue_kinds.resolve(request, self._read_queue_kind)
+        """On a submit thread: what the builder left for the queue's kind (see ``fairshare``) and the
+        job definition's kind (see ``eks``) applied, and the task's own job definition derived, found
+        or registered (see ``jobdefs``)."""
+        request = self._queue_kinds.resolve(request, self._read_queue_kind)
+        if EKS_PENDING_KEY in request:
+            info = self._definition_kinds.ensure(str(request["jobDefinition"]), self._read_definition_kind)
+            request = finish_request(request, info)
+        return self._job_definitions.resolve(request)
+
+    @property
+    def job_definitions(self) -> JobDefinitions:
+        """The job definitions derived for tasks so far (name -> ARN in ``known()``)."""
+        return self._job_definitions
+
+    def _status_budget(self, operation: str = "job_definitions") -> None:
+        """Take one status call from the budget (submit threads only); raise when none comes soon."""
+        runtime = self._runtime
+        if runtime is None or not runtime.status_limiter.acquire(timeout=30.0):
+            raise BatchApiError(ErrorKind.AMBIGUOUS, "Busy", "no status call available", operation)
+
+    def _read_definition_kind(self, job_definition: str) -> DefinitionInfo | None:
+        """DescribeJobDefinitions for one definition, within the status-call budget (submit threads only)."""
+        self._status_budget("describe_job_definitions")
+        definition = self.api.describe_job_definition(job_definition)
+        return definition.info if definition is not None else None
 
     def _read_queue_kind(self, job_queue: str) -> tuple[QueueKind, tuple[str, ...]] | None:
         """DescribeJobQueues for one queue, within the status-call budget (submit threads only)."""
@@ -390,8 +428,9 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
     def _build_request(self, workload: Any) -> dict[str, Any]:
         from airflow.executors import workloads
 
+        config = self.config
         stored: list[str] | None = None
-        if self.config.workload_store:
+        if config.workload_store:
             # The token stays out of the request: the submit thread writes the workload to the store.
             command = stored_workload_command()
             stored = [workload.model_dump_json()]
@@ -400,7 +439,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         if isinstance(workload, workloads.ExecuteTask):
             ti = workload.ti
             return build_submit_job_request(
-                self.config,
+                config,
                 command=command,
                 dag_id=ti.dag_id,
                 task_id=ti.task_id,
@@ -410,22 +449,25 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 queue=ti.queue,
                 executor_config=ti.executor_config,
                 priority_weight=ti.priority_weight,
-                pool=self._pools.pop(ti.key, None),
-                team=self.config.team,
+                # Only filled in when the share template uses {pool}: the key is not free to build.
+                pool=self._pools.pop(workload.key, None) if self._pools else None,
+                team=config.team,
                 queue_kind=self._queue_kinds.get,
+                definition_kind=self._definition_kinds.get,
                 stored_workloads=stored,
             )
         callback = workload.callback
         data = callback.data or {}
         return build_callback_submit_job_request(
-            self.config,
+            config,
             command=command,
             callback_id=str(callback.id),
             callback_path=data.get("path"),
             dag_id=data.get("dag_id"),
             run_id=data.get("run_id"),
-            team=self.config.team,
+            team=config.team,
             queue_kind=self._queue_kinds.get,
+            definition_kind=self._definition_kinds.get,
             stored_workloads=stored,
         )
 
@@ -512,7 +554,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
 
     def _dispatch(self, max_submits: int | None = None) -> None:
         """Hand the core's commands to the worker threads; ``max_submits`` bounds the due submits taken
-        (0: only what earlier results produced, without the core's scan over every tracked job)."""
+        (0: only what earlier results produced)."""
         if self._runtime is None:
             return
         runtime = self._runtime

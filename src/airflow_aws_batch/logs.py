@@ -5,6 +5,11 @@ its name and its ``try_number`` tag on the task's job queue (jobs older than Bat
 about 7 days, cannot be found). Streams come from ``attempts[].container.logStreamName`` (every
 Batch attempt of the job, oldest first); the group is the job's ``awslogs-group`` log option, else
 ``/aws/batch/job``.
+
+EKS jobs have no log stream: Batch sends a pod's output to no CloudWatch stream of its own, and its
+DescribeJobs shapes name none (``eksAttempts`` carry pod and node names only). Their output is in the
+cluster's logging (e.g. CloudWatch Container Insights with Fluent Bit), which this module does not
+read; the messages say so and name the pods.
 """
 
 from __future__ import annotations
@@ -57,6 +62,9 @@ def read_task_log(
     messages = [f"AWS Batch job {job.job_id} ({job.status}) in queue {job.job_queue}"]
     if job.status_reason:
         messages.append(f"statusReason: {job.status_reason}")
+    if job.is_eks:
+        messages.append(eks_logs_message(job))
+        return messages, []
     if not job.log_stream_names:
         messages.append("The job has no log stream yet (it has not started)")
         return messages, []
@@ -68,6 +76,19 @@ def read_task_log(
         except BatchApiError as exc:
             messages.append(f"Could not read {job.log_group}/{stream}: {exc.code}: {exc.message}")
     return messages, lines
+
+
+def eks_logs_message(job: JobDetail) -> str:
+    """Why an EKS job's output cannot be shown here, and where to look instead."""
+    where = f" in namespace {job.pod_namespace}" if job.pod_namespace else ""
+    pods = ", ".join(job.pod_names) if job.pod_names else "not created yet"
+    return (
+        "This is an AWS Batch on EKS job: Batch writes no CloudWatch log stream for EKS jobs, so the "
+        f"executor cannot read its output. Pod(s){where}: {pods}. Read them with `kubectl logs` while "
+        "the pod exists (Batch deletes pods soon after they end), or in the log destination of the "
+        "cluster's logging (e.g. CloudWatch Container Insights: "
+        "/aws/containerinsights/<cluster>/application)."
+    )
 
 
 def write_failure_log(api: BatchApi, job_id: str, log_path: str, reason: str) -> Path | None:
@@ -90,6 +111,8 @@ def write_failure_log(api: BatchApi, job_id: str, log_path: str, reason: str) ->
         header = [f"AWS Batch job {job_id} FAILED and the task wrote no log: {reason}"]
         if details:
             job = details[0]
+            if job.is_eks:
+                header.append(eks_logs_message(job))
             for stream in job.log_stream_names:
                 header.append(f"Output of CloudWatch Logs {job.log_group}/{stream}:")
                 try:

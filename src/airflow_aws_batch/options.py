@@ -94,7 +94,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "timeout, tags, schedulingPriorityOverride). Its jobQueue, jobDefinition and jobName win over "
         "the options above. It must not set containerOverrides.command (the executor owns the "
         "command), nor arrayProperties, dependsOn or a retryStrategy of more than one attempt (a task "
-        "try is exactly one Batch job, run once).",
+        "try is exactly one Batch job, run once). Its jobDefinitionOverrides (container properties "
+        "SubmitJob cannot override: image, jobRoleArn, volumes, ...) is every task's default; the "
+        "executor registers a job definition derived from job_definition for them (see the README).",
         '{"containerOverrides": {"resourceRequirements": [{"type": "MEMORY", "value": "2048"}]}, '
         '"tags": {"team": "data"}}',
     ),

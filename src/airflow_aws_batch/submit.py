@@ -6,21 +6,25 @@ Per task, in order:
 3. the task's ``executor_config`` merged recursively (dicts key by key; lists and scalars replace),
    so an ``executor_config`` ``jobQueue`` wins over both of the above;
 4. ours, always: the job name ``<jobName>-<dag_id>-<task_id>`` (``jobName`` is a prefix wherever it
-   is set), ``containerOverrides.command``, the tags ``dag_id``, ``task_id``, ``run_id``,
-   ``try_number``, ``map_index``, ``deployment`` and, for a team's executor, ``airflow_team``
-   (winning over user tags of the same key; the core adds ``submission`` per call),
-   ``propagateTags: true``, ``retryStrategy.attempts: 1`` and the environment variable
-   ``AIRFLOW_IS_EXECUTOR_CONTAINER=true``; with ``workload_store`` set, the command is the launcher's
-   with a placeholder URL and the workload waits under ``workloads.PENDING_KEY`` for the submit thread
-   (see :mod:`airflow_aws_batch.workloads`);
-5. on a fair-share job queue only, where steps 1-3 set neither: ``shareIdentifier`` rendered from
+   is set), the command (``containerOverrides.command``, or for an EKS job definition
+   ``eksPropertiesOverride.podProperties.containers[0].command``: :mod:`airflow_aws_batch.eks`), the
+   tags ``dag_id``, ``task_id``, ``run_id``, ``try_number``, ``map_index``, ``deployment`` and, for a
+   team's executor, ``airflow_team`` (winning over user tags of the same key; the core adds
+   ``submission`` per call), ``propagateTags: true``, ``retryStrategy.attempts: 1`` and the environment
+   variable ``AIRFLOW_IS_EXECUTOR_CONTAINER=true``; with ``workload_store`` set, the command is the
+   launcher's with a placeholder URL and the workload waits under ``workloads.PENDING_KEY`` for the
+   submit thread (see :mod:`airflow_aws_batch.workloads`);
+5. the task's ``jobDefinitionOverrides`` (merged over ``submit_job_kwargs``' as in step 3) left in
+   the request for the submit thread, which replaces ``jobDefinition`` by a definition derived from
+   it (see :mod:`airflow_aws_batch.jobdefs`);
+6. on a fair-share job queue only, where steps 1-3 set neither: ``shareIdentifier`` rendered from
    ``share_identifier`` and ``schedulingPriorityOverride`` from the task's ``priority_weight``
    (``scheduling_priority``). When the queue's kind is not known yet they wait under
    ``fairshare.PENDING_KEY`` for the submit thread (see :mod:`airflow_aws_batch.fairshare`).
 
 The result is checked against botocore's SubmitJob model and Batch's size limits.
-Not supported: multi-node, ECS- or EKS-properties job definitions (``nodeOverrides``,
-``ecsPropertiesOverride``, ``eksPropertiesOverride`` are refused), and anything that makes a task
+Not supported: multi-node or ECS-properties job definitions (``nodeOverrides``,
+``ecsPropertiesOverride`` are refused), and anything that makes a task
 try more or other than one job run once (``arrayProperties``, ``dependsOn``, a ``retryStrategy`` of
 more than one attempt are refused).
 """
@@ -33,7 +37,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from airflow_aws_batch import shapes
+from airflow_aws_batch import eks, shapes
 from airflow_aws_batch.config import UNSUPPORTED_SUBMIT_JOB_KEYS, ExecutorConfig, one_job_per_try_problems
 from airflow_aws_batch.core.ownership import DEPLOYMENT_TAG, TEAM_TAG
 from airflow_aws_batch.fairshare import (
@@ -46,6 +50,7 @@ from airflow_aws_batch.fairshare import (
     priority_override,
     render_share_identifier,
 )
+from airflow_aws_batch.jobdefs import OVERRIDES_KEY, overrides_problems
 from airflow_aws_batch.workloads import PENDING_KEY as WORKLOADS_KEY
 from airflow_aws_batch.workloads import PLACEHOLDER_URL, launch_command
 
@@ -129,13 +134,16 @@ def build_submit_job_request(
     pool: str | None = None,
     team: str | None = None,
     queue_kind: QueueKindLookup | None = None,
+    definition_kind: DefinitionLookup | None = None,
     stored_workloads: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """SubmitJob kwargs for one task instance; raises :class:`ExecConfigError` for a bad
     ``executor_config`` or a request over Batch's limits.
 
     Without ``queue_kind`` every queue is taken as FIFO and nothing of fair-share is added (the
-    request is exactly the configured one). With it, see :func:`_fair_share`.
+    request is exactly the configured one). With it, see :func:`_fair_share`. Without
+    ``definition_kind`` every job definition is taken as a container one; with it, a definition of
+    unknown kind leaves the command under ``eks.PENDING_KEY`` (see :func:`finish_request`).
     """
     tags = {
         "dag_id": dag_id,
@@ -154,6 +162,7 @@ def build_submit_job_request(
         share_fields={"dag_id": dag_id, "task_id": task_id, "queue": queue, "pool": pool, "team": team},
         priority_weight=priority_weight,
         queue_kind=queue_kind,
+        definition_kind=definition_kind,
         stored_workloads=stored_workloads,
     )
 
@@ -170,6 +179,7 @@ def build_callback_submit_job_request(
     executor_config: Mapping[str, Any] | None = None,
     team: str | None = None,
     queue_kind: QueueKindLookup | None = None,
+    definition_kind: DefinitionLookup | None = None,
     stored_workloads: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """SubmitJob kwargs for an ``ExecuteCallback`` workload (Airflow >= 3.3).
@@ -201,6 +211,7 @@ def build_callback_submit_job_request(
         },
         priority_weight=None,
         queue_kind=queue_kind,
+        definition_kind=definition_kind,
         stored_workloads=stored_workloads,
     )
 
@@ -221,13 +232,19 @@ def check_executor_config(executor_config: Any) -> dict[str, Any]:
     for key in UNSUPPORTED_SUBMIT_JOB_KEYS:
         if key in executor_config:
             raise ExecConfigError(
-                key, "no such key (only container job definitions are supported)", "a value"
+                key, "no such key (only container and EKS job definitions are supported)", "a value"
             )
+    for path, expected, found in eks.override_problems(executor_config):
+        raise ExecConfigError(path, expected, found)
     for path, expected, found in one_job_per_try_problems(executor_config):
         raise ExecConfigError(path, expected, found)
     for path, expected, found in fair_share_member_problems(executor_config):
         raise ExecConfigError(path, expected, found)
-    problems = shapes.validate(dict(executor_config), partial=True)
+    if OVERRIDES_KEY in executor_config:
+        for path, expected, found in overrides_problems(executor_config[OVERRIDES_KEY]):
+            raise ExecConfigError(path, expected, found)
+    submit_members = {k: v for k, v in executor_config.items() if k != OVERRIDES_KEY}
+    problems = shapes.validate(submit_members, partial=True)
     if problems:
         first = problems[0]
         raise ExecConfigError(first.path, first.expected, first.found)
@@ -245,21 +262,19 @@ def _build(
     share_fields: Mapping[str, str | None],
     priority_weight: int | None,
     queue_kind: QueueKindLookup | None,
+    definition_kind: DefinitionLookup | None = None,
     stored_workloads: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     overlay = check_executor_config(executor_config)
     base = config.base_request()
     base["jobQueue"] = config.job_queue_for(queue)
     request = shapes.deep_merge(base, overlay)
+    # Job definition properties are not SubmitJob members: the submit thread derives a definition.
+    definition_overrides = request.pop(OVERRIDES_KEY, None)
 
     request["jobName"] = job_name_for(str(request["jobName"]), *name_parts)
-    overrides: dict[str, Any] = request.setdefault("containerOverrides", {})
-    overrides["command"] = list(command)
-    environment = [
-        entry for entry in overrides.get("environment", []) if entry.get("name") != EXECUTOR_CONTAINER_ENV
-    ]
-    environment.append({"name": EXECUTOR_CONTAINER_ENV, "value": "true"})
-    overrides["environment"] = environment
+    for path, expected, found in eks.override_problems(request):
+        raise ExecConfigError(path, expected, found)
     if config.deployment_id:
         our_tags = {**our_tags, DEPLOYMENT_TAG: config.deployment_id}
     if config.team is not None:
@@ -270,18 +285,55 @@ def _build(
     request["retryStrategy"] = {**request.get("retryStrategy", {}), "attempts": 1}
     pending = _fair_share(config, request, share_fields, priority_weight, queue_kind)
 
+    task_container = {"command": list(command), "environment": [dict(EXECUTOR_ENV_ENTRY)]}
+    info = eks.CONTAINER if definition_kind is None else definition_kind(str(request["jobDefinition"]))
+    if info is None:
+        # Checked as the kind the request implies; the submit thread places it for the real kind.
+        trial = shapes.deep_merge(request, {})
+        _place(trial, eks.guess_info(trial), task_container)
+        _check_limits(trial)
+        request[eks.PENDING_KEY] = task_container
+    else:
+        _place(request, info, task_container)
+        _check_limits(request)
+    if pending is not None:
+        request[PENDING_KEY] = pending
+    if definition_overrides:
+        request[OVERRIDES_KEY] = definition_overrides
+    if stored_workloads is not None:
+        # The command names a placeholder until the submit thread has written these to the store.
+        request[WORKLOADS_KEY] = list(stored_workloads)
+    return request
+
+
+EXECUTOR_ENV_ENTRY = {"name": EXECUTOR_CONTAINER_ENV, "value": "true"}
+
+
+def _place(request: dict[str, Any], info: eks.DefinitionInfo, task_container: Mapping[str, Any]) -> None:
+    problems = eks.place_task_container(
+        request, info, list(task_container["command"]), list(task_container["environment"])
+    )
+    for path, expected, found in problems:
+        raise ExecConfigError(path, expected, found)
+
+
+def _check_limits(request: dict[str, Any]) -> None:
+    """The complete request against botocore's SubmitJob model and Batch's size limits."""
     problems = shapes.validate(request)
     if problems:
         first = problems[0]
         raise ExecConfigError(first.path, first.expected, first.found)
-    overrides_chars = len(json.dumps(overrides, separators=(",", ":")))
-    if overrides_chars > MAX_CONTAINER_OVERRIDES_CHARS:
-        raise ExecConfigError(
-            "containerOverrides",
-            f"at most {MAX_CONTAINER_OVERRIDES_CHARS} characters of container overrides (Batch limit, "
-            "command included)",
-            f"{overrides_chars} characters",
-        )
+    for member in (eks.CONTAINER_OVERRIDE, eks.EKS_OVERRIDE):
+        if member not in request:
+            continue
+        overrides_chars = len(json.dumps(request[member], separators=(",", ":")))
+        if overrides_chars > MAX_CONTAINER_OVERRIDES_CHARS:
+            raise ExecConfigError(
+                member,
+                f"at most {MAX_CONTAINER_OVERRIDES_CHARS} characters of container overrides (Batch limit, "
+                "command included)",
+                f"{overrides_chars} characters",
+            )
     request_bytes = len(json.dumps(request, separators=(",", ":")).encode())
     if request_bytes > MAX_REQUEST_BYTES:
         raise ExecConfigError(
@@ -289,12 +341,26 @@ def _build(
             f"a SubmitJob request of at most {MAX_REQUEST_BYTES} bytes (Batch limit)",
             f"{request_bytes} bytes",
         )
-    if pending is not None:
-        request[PENDING_KEY] = pending
-    if stored_workloads is not None:
-        # The command names a placeholder until the submit thread has written these to the store.
-        request[WORKLOADS_KEY] = list(stored_workloads)
+
+
+def finish_request(request: dict[str, Any], info: eks.DefinitionInfo | None) -> dict[str, Any]:
+    """``request`` with the task's command placed for its job definition's kind (``info``; None: no such
+    definition, taken as a container one so that Batch says what is wrong). On a submit thread, for
+    requests built while the kind was unknown; raises :class:`ExecConfigError`."""
+    if eks.PENDING_KEY not in request:
+        return request
+    request = shapes.deep_merge(request, {})
+    task_container = request.pop(eks.PENDING_KEY)
+    # Not SubmitJob members: kept aside while the request is checked, for later steps on this thread.
+    private = {key: request.pop(key) for key in (OVERRIDES_KEY, WORKLOADS_KEY) if key in request}
+    _place(request, info or eks.CONTAINER, task_container)
+    _check_limits(request)
+    request.update(private)
     return request
+
+
+#: The job definition info of a definition name as far as known now, without I/O; None when unknown.
+DefinitionLookup = Callable[[str], "eks.DefinitionInfo | None"]
 
 
 #: The kind of a job queue (name or ARN) as far as known now, without I/O; None when not known yet.
@@ -316,6 +382,17 @@ def _fair_share(
     """
     if queue_kind is None:
         return None
+    kind = queue_kind(str(request["jobQueue"]))
+    if kind is QueueKind.FIFO:
+        # Nothing of ours goes to a FIFO queue: rendering the share identifier for every task of a
+        # burst (most deployments have no fair-share queue) is wasted work on the scheduler thread.
+        try:
+            apply_kind(request, kind, {})
+        except FairShareMismatch as exc:
+            raise ExecConfigError(
+                "shareIdentifier", "no shareIdentifier on a FIFO job queue", str(exc)
+            ) from None
+        return None
     ours: dict[str, Any] = {}
     if "shareIdentifier" not in request:
         template = config.share_identifier or DEFAULT_SHARE_TEMPLATE
@@ -330,7 +407,6 @@ def _fair_share(
         priority = priority_override(config.scheduling_priority, priority_weight)
         if priority is not None:
             ours["schedulingPriorityOverride"] = priority
-    kind = queue_kind(str(request["jobQueue"]))
     if kind is None:
         return ours
     try:

@@ -420,5 +420,17 @@ def place_workloads(request: dict[str, Any], store: WorkloadStore, name: str) ->
     if pending is None:
         return None
     url = store.put(name, list(pending))
-    request.setdefault("containerOverrides", {})["command"] = launch_command(url)
+    _command_holder(request)["command"] = launch_command(url)
     return url
+
+
+def _command_holder(request: dict[str, Any]) -> dict[str, Any]:
+    """The override that carries the task's command: an EKS job's first pod container when the request
+    has one (the submit thread has placed the command for the definition's kind by now), else
+    ``containerOverrides``."""
+    containers = ((request.get("eksPropertiesOverride") or {}).get("podProperties") or {}).get("containers")
+    if containers and isinstance(containers[0], dict) and "command" in containers[0]:
+        holder: dict[str, Any] = containers[0]
+        return holder
+    overrides: dict[str, Any] = request.setdefault("containerOverrides", {})
+    return overrides

@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from localbatch import protocol
 from localbatch.errors import (
+    AccessDeniedException,
     ClientException,
     LogsInvalidParameter,
     LogsServiceUnavailable,
@@ -100,6 +101,10 @@ class LocalBatch:
         config = self.faults.config
         if config.latency_ms > 0:
             await asyncio.sleep(config.latency_ms / 1000)
+        if operation in config.denied:
+            raise AccessDeniedException(
+                f"User is not authorized to perform: batch:{operation} (injected fault 'denied')"
+            )
         if not self.faults.allow(operation):
             stats.throttled += 1
             if service == "logs":

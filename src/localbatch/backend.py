@@ -8,7 +8,14 @@ children's ids are "<parentId>:<index>"); only children are scheduled and run, t
 them (see `_child_moved`). Not emulated for arrays: SEQUENTIAL dependencies without a jobId (children
 run one after another) and N_TO_N dependencies; a dependency on an array parent waits for every child.
 
-Not emulated: multi-node parallel jobs, EKS/ECS properties, quota-share scheduling
+EKS: compute environments with ``eksConfiguration`` are kept as metadata (no cluster is contacted),
+job definitions with ``eksProperties`` and SubmitJob's ``eksPropertiesOverride`` are accepted, and an
+EKS job runs its pod's first container (command + args, env) as a local process, as a container job
+runs; its other containers are not run. DescribeJobs reports ``eksProperties`` and ``eksAttempts``
+(pod and node names are made up). An EKS job needs a queue of EKS compute environments, and a
+container job one of ECS ones (the wording of those refusals is localbatch's).
+
+Not emulated: multi-node parallel jobs, ECS properties, quota-share scheduling
 policies, consumable resources, service environments and jobs, job state time limit actions.
 Fair-share scheduling policies are kept and applied (localbatch.scheduling.FairShareOrder says what
 is simplified).
@@ -35,6 +42,10 @@ from localbatch.store import Store
 
 JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 RESOURCE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+# Batch's rule for containerProperties.image: up to 255 letters, numbers, hyphens, underscores, colons,
+# periods, forward slashes and number signs (and "@" of an image digest, which ECS accepts).
+IMAGE_RE = re.compile(r"^[A-Za-z0-9._:/#@-]{1,255}$")
+MAX_DESCRIBE_JOB_DEFINITIONS = 100
 MAX_OVERRIDES_CHARS = 8192
 MAX_DESCRIBE_JOBS = 100
 MIN_ARRAY_SIZE = 2
@@ -45,6 +56,9 @@ SHARE_PATTERN_RE = re.compile(r"^[^*]{1,255}\*?$|^\*$")
 MAX_SCHEDULING_PRIORITY = 9999
 MAX_SHARE_DECAY_SECONDS = 604800
 MAX_COMPUTE_RESERVATION = 99
+# AWS's rule for EksConfiguration.kubernetesNamespace (besides: not "default", not "kube-...", < 64).
+K8S_NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+EKS_MEMORY_RE = re.compile(r"^(\d+)Mi$")
 
 
 def _resources(container: dict[str, Any]) -> tuple[float | None, int | None]:
@@ -60,6 +74,58 @@ def _resources(container: dict[str, Any]) -> tuple[float | None, int | None]:
     if memory is None and container.get("memory") is not None:
         memory = int(container["memory"])
     return vcpus, memory
+
+
+def _eks_resources(container: dict[str, Any]) -> tuple[float | None, int | None]:
+    """vCPUs and MiB of an EKS container's ``resources`` (requests, else limits)."""
+    resources = container.get("resources") or {}
+    vcpus: float | None = None
+    memory: int | None = None
+    for part in ("limits", "requests"):
+        values = resources.get(part) or {}
+        if "cpu" in values:
+            try:
+                vcpus = float(values["cpu"])
+            except ValueError:
+                raise ClientException(f"resources.{part}.cpu must be a number of CPUs") from None
+        if "memory" in values:
+            match = EKS_MEMORY_RE.match(str(values["memory"]))
+            if match is None:
+                raise ClientException(f"resources.{part}.memory must be whole MiB with a Mi suffix")
+            memory = int(match.group(1))
+    return vcpus, memory
+
+
+def _merge_eks_containers(
+    base: list[dict[str, Any]], overrides: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The pod's containers with SubmitJob's container overrides applied (by name, else by position)."""
+    merged = [copy.deepcopy(c) for c in base]
+    by_name = {c.get("name"): i for i, c in enumerate(merged) if c.get("name")}
+    for position, override in enumerate(overrides):
+        name = override.get("name")
+        if name:
+            if name not in by_name:
+                raise ClientException(
+                    f"eksPropertiesOverride: no container named {name} in the job definition"
+                )
+            index = by_name[name]
+        elif position < len(merged):
+            index = position
+        else:
+            raise ClientException("eksPropertiesOverride has more containers than the job definition")
+        target = merged[index]
+        for key in ("image", "command", "args"):
+            if key in override:
+                target[key] = list(override[key]) if isinstance(override[key], list) else override[key]
+        if "env" in override:
+            target["env"] = _merge_env(target.get("env", []), override["env"])
+        if "resources" in override:
+            resources = target.setdefault("resources", {})
+            for part in ("limits", "requests"):
+                if part in override["resources"]:
+                    resources[part] = {**resources.get(part, {}), **override["resources"][part]}
+    return merged
 
 
 def _merge_env(base: list[dict[str, str]], override: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -127,45 +193,42 @@ class BatchBackend:
             self.job_definitions[jd["jobDefinitionArn"]] = jd
         for sp in self.store.load("scheduling_policy"):
             self.scheduling_policies[sp["name"]] = sp
-        # Children share their parent's creation time; they follow it in index order.
+        records = list(self.store.load("job"))
         jobs = sorted(
-            (Job.from_record(r) for r in self.store.load("job")),
-            key=lambda j: (
-                j.created_at,
-                j.array_parent_id or j.job_id,
-                -1 if j.array_index is None else j.array_index,
-            ),
+            (Job.from_record(r) for r in records if r.get("array_parent_id") is None),
+            key=lambda j: j.created_at,
         )
         orphans = []
         for job in jobs:
-            if job.is_array_child:
-                parent = self.jobs.get(job.array_parent_id or "")
-                if parent is None or parent.array is None:
-                    continue  # its parent's record was lost: nothing can describe or finish the array
-                self._adopt(parent, job)
-                parent.array.children.append(job)
-                parent.array.move(None, job.status)
-            elif job.is_array_parent:
+            if job.is_array_parent:
                 job.array = ArrayState()
                 self.array_parents += 1
             self.jobs[job.job_id] = job
-            self._index_add(job)
-            if not job.is_array_child:
-                for dep in job.depends_on:
-                    self.dependents.setdefault(dep["jobId"], set()).add(job.job_id)
-            if job.status.is_active:
-                orphans.append(job)
+            for dep in job.depends_on:
+                self.dependents.setdefault(dep["jobId"], set()).add(job.job_id)
+        children = sorted(
+            (r for r in records if r.get("array_parent_id") is not None),
+            key=lambda r: (r["array_parent_id"], r["array_index"]),
+        )
+        for record in children:
+            parent = self.jobs.get(record["array_parent_id"])
+            if parent is None or parent.array is None:
+                continue  # its parent's record was lost: nothing can describe or finish the array
+            child = parent.child_from_record(record)
+            parent.array.children.append(child)
+            parent.array.move(None, child.status)
+            self.jobs[child.job_id] = child
+            self.array_children += 1
+        # Index in creation order (children follow their parent, in index order): FIFO survives.
+        for job in jobs:
+            for member in [job, *(job.array.children if job.array is not None else ())]:
+                self._index_add(member)
+                if member.status.is_active:
+                    orphans.append(member)
+        for job in jobs:
+            if job.array is not None and not job.status.is_final:
+                self._follow_children(job)
         return orphans
-
-    def _adopt(self, parent: Job, child: Job) -> None:
-        """Give a child the members it shares with its parent (the same objects)."""
-        child.container = parent.container
-        child.tags = parent.tags
-        child.parameters = parent.parameters
-        child.depends_on = parent.depends_on
-        child.evaluate_on_exit = parent.evaluate_on_exit
-        child.platform_capabilities = parent.platform_capabilities
-        self.array_children += 1
 
     def flush_dirty(self) -> int:
         dirty, self._dirty = self._dirty, set()
@@ -227,22 +290,29 @@ class BatchBackend:
         parent = self.jobs.get(child.array_parent_id or "")
         if parent is None or parent.array is None:
             return
-        state = parent.array
-        state.move(old, child.status)
+        parent.array.move(old, child.status)
         self.touch(parent)
-        if child.status == JobStatus.RUNNABLE and parent.status == JobStatus.SUBMITTED:
+        self._follow_children(parent)
+
+    def _follow_children(self, parent: Job) -> None:
+        """End the parent once every child has ended. Also run at load: a hard stop can leave the
+        parent's record a step behind its children's."""
+        state = parent.array
+        assert state is not None
+        counts = state.counts
+        if parent.status == JobStatus.SUBMITTED and any(
+            counts[s] for s in (JobStatus.RUNNABLE, JobStatus.STARTING, JobStatus.RUNNING)
+        ):
             self.set_status(parent, JobStatus.PENDING)
         if state.finished == len(state.children) and not parent.status.is_final:
-            failed = state.counts[JobStatus.FAILED]
+            failed = counts[JobStatus.FAILED]
             if failed == 0:
                 self.set_status(parent, JobStatus.SUCCEEDED)
                 return
             # A terminate or cancel reason given for the parent stays its reason.
-            reason = (
-                None
-                if parent.is_terminated or parent.is_cancelled
-                else (f"{failed} of {len(state.children)} array child jobs failed")
-            )
+            reason = f"{failed} of {len(state.children)} array child jobs failed"
+            if parent.is_terminated or parent.is_cancelled:
+                reason = parent.status_reason or reason
             self.set_status(parent, JobStatus.FAILED, reason)
             self.fail_dependents(parent)
 
@@ -314,6 +384,19 @@ class BatchBackend:
             raise ClientException("Object already exists")
         if p["type"] == "MANAGED" and "computeResources" not in p:
             raise ClientException("computeResources must be provided for a MANAGED compute environment")
+        eks = p.get("eksConfiguration")
+        if eks is not None:
+            namespace = eks["kubernetesNamespace"]
+            if (
+                len(namespace) >= 64
+                or namespace == "default"
+                or namespace.startswith("kube-")
+                or not K8S_NAMESPACE_RE.match(namespace)
+            ):
+                raise ClientException(
+                    f"kubernetesNamespace {namespace!r} is invalid: fewer than 64 characters matching "
+                    f"{K8S_NAMESPACE_RE.pattern}, not 'default', not starting with 'kube-'"
+                )
         arn = batch_arn(region, "compute-environment", name)
         ce: dict[str, Any] = {
             "computeEnvironmentName": name,
@@ -332,6 +415,11 @@ class BatchBackend:
             ce["computeResources"] = p["computeResources"]
         if "unmanagedvCpus" in p:
             ce["unmanagedvCpus"] = p["unmanagedvCpus"]
+        if eks is not None:
+            # Kept as metadata: no cluster is contacted; EKS jobs run as local processes all the same.
+            del ce["ecsClusterArn"]
+            ce["eksConfiguration"] = dict(eks)
+            ce["containerOrchestrationType"] = "EKS"
         self.compute_environments[name] = ce
         self._save_ce(ce)
         return {"computeEnvironmentName": name, "computeEnvironmentArn": arn}
@@ -554,14 +642,36 @@ class BatchBackend:
             )
         if p["type"] != "container":
             raise ClientException("localbatch supports only job definitions of type container")
+        eks = p.get("eksProperties")
         container = p.get("containerProperties")
-        if not container or not container.get("image"):
+        if eks is not None:
+            if container is not None:
+                raise ClientException("Specify either containerProperties or eksProperties, not both")
+            containers = (eks.get("podProperties") or {}).get("containers") or []
+            if not containers:
+                raise ClientException(
+                    "eksProperties.podProperties.containers must list at least one container"
+                )
+            names = [c["name"] for c in containers if c.get("name")]
+            if len(names) != len(set(names)):
+                raise ClientException(
+                    "eksProperties.podProperties.containers: container names must be unique"
+                )
+            for c in containers:
+                _eks_resources(c)
+        elif not container or not container.get("image"):
             raise ClientException("containerProperties.image must be provided for a container job definition")
-        # AWS echoes these lists back empty when they were not given.
-        container = {
-            **{k: [] for k in ("environment", "mountPoints", "secrets", "ulimits", "volumes")},
-            **container,
-        }
+        else:
+            if not isinstance(container["image"], str) or not IMAGE_RE.match(container["image"]):
+                raise ClientException(
+                    f"Invalid image name {container['image']!r}: up to 255 letters, numbers, hyphens, "
+                    "underscores, colons, periods, forward slashes and number signs are allowed"
+                )
+            # AWS echoes these lists back empty when they were not given.
+            container = {
+                **{k: [] for k in ("environment", "mountPoints", "secrets", "ulimits", "volumes")},
+                **container,
+            }
         revisions = [
             int(d["revision"]) for d in self.job_definitions.values() if d["jobDefinitionName"] == name
         ]
@@ -574,12 +684,16 @@ class BatchBackend:
             "status": "ACTIVE",
             "type": "container",
             "parameters": p.get("parameters", {}),
-            "containerProperties": container,
             "tags": p.get("tags", {}),
             "propagateTags": p.get("propagateTags", False),
-            "platformCapabilities": p.get("platformCapabilities", ["EC2"]),
-            "containerOrchestrationType": "ECS",
         }
+        if eks is not None:
+            jd["eksProperties"] = copy.deepcopy(eks)
+            jd["containerOrchestrationType"] = "EKS"
+        else:
+            jd["containerProperties"] = container
+            jd["platformCapabilities"] = p.get("platformCapabilities", ["EC2"])
+            jd["containerOrchestrationType"] = "ECS"
         priority = p.get("schedulingPriority")
         if priority is not None and not 0 <= priority <= MAX_SCHEDULING_PRIORITY:
             raise ClientException(f"schedulingPriority must be between 0 and {MAX_SCHEDULING_PRIORITY}")
@@ -595,6 +709,10 @@ class BatchBackend:
             self.job_definitions.values(), key=lambda d: (d["jobDefinitionName"], int(d["revision"]))
         )
         if p.get("jobDefinitions"):
+            if p.get("jobDefinitionName") or p.get("status"):
+                raise ClientException("jobDefinitions can't be used with jobDefinitionName or status")
+            if len(p["jobDefinitions"]) > MAX_DESCRIBE_JOB_DEFINITIONS:
+                raise ClientException(f"jobDefinitions takes at most {MAX_DESCRIBE_JOB_DEFINITIONS} entries")
             refs = set(p["jobDefinitions"])
             items = [
                 d
@@ -625,7 +743,6 @@ class BatchBackend:
             )
         for unsupported in (
             "nodeOverrides",
-            "eksPropertiesOverride",
             "ecsPropertiesOverride",
         ):
             if p.get(unsupported):
@@ -634,34 +751,17 @@ class BatchBackend:
         jq = self._jq(p["jobQueue"])
         self._check_share(jq, p)
         jd = self._jd(p["jobDefinition"])
-        overrides = p.get("containerOverrides", {})
-        props = jd["containerProperties"]
+        self._check_orchestration(jq, jd, p)
         parameters = {**jd.get("parameters", {}), **p.get("parameters", {})}
-        command = overrides.get("command") or props.get("command") or []
-        container: dict[str, Any] = {
-            "image": props["image"],
-            "command": _substitute(list(command), parameters),
-            "environment": _merge_env(props.get("environment", []), overrides.get("environment", [])),
-            "resourceRequirements": _merge_requirements(
-                props.get("resourceRequirements", []), overrides.get("resourceRequirements", [])
-            ),
-            "volumes": props.get("volumes", []),
-            "mountPoints": props.get("mountPoints", []),
-            "ulimits": props.get("ulimits", []),
-            "secrets": props.get("secrets", []),
-            "networkInterfaces": [],
-        }
-        for key in ("jobRoleArn", "executionRoleArn", "user", "logConfiguration", "linuxParameters"):
-            if key in props:
-                container[key] = props[key]
-        for key in ("vcpus", "memory"):
-            if key in overrides:
-                container[key] = overrides[key]
-            elif key in props:
-                container[key] = props[key]
-        if "instanceType" in overrides:
-            container["instanceType"] = overrides["instanceType"]
-        vcpus, memory = _resources(container)
+        eks_properties: dict[str, Any] | None = None
+        if "eksProperties" in jd:
+            overrides = p.get("eksPropertiesOverride") or {}
+            eks_properties, container = self._eks_job(jd, overrides, parameters)
+            vcpus, memory = _eks_resources((eks_properties["podProperties"]["containers"] or [{}])[0])
+        else:
+            overrides = p.get("containerOverrides", {})
+            container = self._container_job(jd, overrides, parameters)
+            vcpus, memory = _resources(container)
         retry = p.get("retryStrategy") or jd.get("retryStrategy") or {}
         timeout = (p.get("timeout") or jd.get("timeout") or {}).get("attemptDurationSeconds")
         propagate = p.get("propagateTags", jd.get("propagateTags", False))
@@ -698,9 +798,10 @@ class BatchBackend:
             depends_on=depends_on,
             scheduling_priority=p.get("schedulingPriorityOverride", jd.get("schedulingPriority")),
             share_identifier=p.get("shareIdentifier"),
-            platform_capabilities=list(jd.get("platformCapabilities", ["EC2"])),
+            platform_capabilities=list(jd.get("platformCapabilities", [] if eks_properties else ["EC2"])),
             overrides_too_long=len(json.dumps(overrides)) > MAX_OVERRIDES_CHARS,
             array_size=array_size,
+            eks_properties=eks_properties,
         )
         if not 1 <= job.retry_attempts <= 10:
             raise ClientException("retryStrategy.attempts must be between 1 and 10")
@@ -712,7 +813,7 @@ class BatchBackend:
             self.dependents.setdefault(dep["jobId"], set()).add(job_id)
         self.touch(job)
         if array_size is not None:
-            self._spawn_children(job, array_size, region)
+            self._spawn_children(job, array_size)
         self.on_change()
         return {"jobArn": job.job_arn, "jobName": name, "jobId": job_id}
 
@@ -727,30 +828,107 @@ class BatchBackend:
             )
         return int(size)
 
-    def _spawn_children(self, parent: Job, size: int, region: str) -> None:
-        """The children exist as soon as SubmitJob answers, so a client may describe them at once.
-        Each is a shallow copy of the parent: container, tags, parameters and dependencies are the
-        parent's own objects (children share the parent's tags, as on AWS)."""
+    def _spawn_children(self, parent: Job, size: int) -> None:
+        """The children exist as soon as SubmitJob answers, so a client may describe them at once."""
         state = parent.array = ArrayState()
         state.counts[JobStatus.SUBMITTED] = size
         state.updated_at = parent.created_at
         children = state.children
-        arn_prefix = batch_arn(region, "job", parent.job_id)
         for index in range(size):
-            child = copy.copy(parent)
-            child.job_id = f"{parent.job_id}:{index}"
-            child.job_arn = f"{arn_prefix}:{index}"
-            child.attempts = []
-            child.array = None
-            child.array_size = None
-            child.array_index = index
-            child.array_parent_id = parent.job_id
+            child = parent.child(index)
             children.append(child)
             self.jobs[child.job_id] = child
             self._index_add(child)
             self.touch(child)
         self.array_parents += 1
         self.array_children += size
+
+    @staticmethod
+    def _container_job(
+        jd: dict[str, Any], overrides: dict[str, Any], parameters: dict[str, str]
+    ) -> dict[str, Any]:
+        """A container job's ``container`` as DescribeJobs reports it (overrides applied)."""
+        props = jd["containerProperties"]
+        command = overrides.get("command") or props.get("command") or []
+        container: dict[str, Any] = {
+            "image": props["image"],
+            "command": _substitute(list(command), parameters),
+            "environment": _merge_env(props.get("environment", []), overrides.get("environment", [])),
+            "resourceRequirements": _merge_requirements(
+                props.get("resourceRequirements", []), overrides.get("resourceRequirements", [])
+            ),
+            "volumes": props.get("volumes", []),
+            "mountPoints": props.get("mountPoints", []),
+            "ulimits": props.get("ulimits", []),
+            "secrets": props.get("secrets", []),
+            "networkInterfaces": [],
+        }
+        for key in ("jobRoleArn", "executionRoleArn", "user", "logConfiguration", "linuxParameters"):
+            if key in props:
+                container[key] = props[key]
+        for key in ("vcpus", "memory"):
+            if key in overrides:
+                container[key] = overrides[key]
+            elif key in props:
+                container[key] = props[key]
+        if "instanceType" in overrides:
+            container["instanceType"] = overrides["instanceType"]
+        return container
+
+    @staticmethod
+    def _eks_job(
+        jd: dict[str, Any], overrides: dict[str, Any], parameters: dict[str, str]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """An EKS job's ``eksProperties`` (overrides applied) and what the runner needs of it."""
+        props = copy.deepcopy(jd["eksProperties"])
+        pod = props.setdefault("podProperties", {})
+        pod_overrides = overrides.get("podProperties") or {}
+        pod["containers"] = _merge_eks_containers(
+            pod.get("containers") or [], pod_overrides.get("containers") or []
+        )
+        if "metadata" in pod_overrides:
+            labels = {
+                **(pod.get("metadata") or {}).get("labels", {}),
+                **pod_overrides["metadata"].get("labels", {}),
+            }
+            pod["metadata"] = {**pod.get("metadata", {}), **pod_overrides["metadata"], "labels": labels}
+        for c in pod["containers"]:
+            c.setdefault("command", [])
+            c.setdefault("args", [])
+            c.setdefault("env", [])
+            _eks_resources(c)
+        first = pod["containers"][0]
+        command = _substitute(list(first.get("command") or []) + list(first.get("args") or []), parameters)
+        container = {
+            "image": first.get("image", ""),
+            "command": command,
+            "environment": [{"name": e["name"], "value": e.get("value", "")} for e in first.get("env", [])],
+        }
+        return props, container
+
+    def _check_orchestration(self, jq: dict[str, Any], jd: dict[str, Any], p: dict[str, Any]) -> None:
+        """EKS jobs on EKS queues, container jobs on ECS queues; each override only on its own kind."""
+        is_eks = "eksProperties" in jd
+        if is_eks and p.get("containerOverrides"):
+            raise ClientException(
+                f"containerOverrides can't be used with job definition {jd['jobDefinitionName']}, an EKS "
+                "job definition: use eksPropertiesOverride"
+            )
+        if not is_eks and p.get("eksPropertiesOverride"):
+            raise ClientException(
+                f"eksPropertiesOverride can't be used with job definition {jd['jobDefinitionName']}, which "
+                "has no eksProperties: use containerOverrides"
+            )
+        kinds = {
+            self._ce(o["computeEnvironment"]).get("containerOrchestrationType", "ECS")
+            for o in jq["computeEnvironmentOrder"]
+        }
+        wanted = "EKS" if is_eks else "ECS"
+        if kinds and wanted not in kinds:
+            raise ClientException(
+                f"Job definition {jd['jobDefinitionName']} ({wanted}) is not compatible with job queue "
+                f"{jq['jobQueueName']}, whose compute environments are {'/'.join(sorted(kinds))}"
+            )
 
     @staticmethod
     def _check_share(jq: dict[str, Any], p: dict[str, Any]) -> None:

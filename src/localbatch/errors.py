@@ -19,6 +19,11 @@ class ClientException(ServiceError):
     status = 400
 
 
+class AccessDeniedException(ServiceError):
+    code = "AccessDeniedException"
+    status = 403
+
+
 class TooManyRequestsException(ServiceError):
     code = "TooManyRequestsException"
     status = 429

@@ -24,6 +24,13 @@ DEFAULT_HOLD_REASON = (
 HOST_LOST_AFTER_SECONDS = (0.5, 3.0)
 
 
+def _operation_names() -> set[str]:
+    known = {"GetCallerIdentity"}
+    for service in ("batch", "logs"):
+        known.update(botocore.session.get_session().get_service_model(service).operation_names)
+    return known
+
+
 class HoldRunnable(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rate: float = Field(default=0.0, ge=0.0, le=1.0)
@@ -70,14 +77,22 @@ class FaultConfig(BaseModel):
     rules: list[Rule] = Field(default_factory=list)
     # Applies to attempts that start while it is set; null: jobs run their command.
     simulate: Simulate | None = None
+    # Operations answered 403 AccessDeniedException, as for credentials whose policy lacks them.
+    denied: list[str] = Field(default_factory=list)
+
+    @field_validator("denied")
+    @classmethod
+    def denied_names_operations(cls, denied: list[str]) -> list[str]:
+        unknown = sorted(set(denied) - _operation_names())
+        if unknown:
+            raise ValueError(f"unknown operations {unknown}: use names like RegisterJobDefinition")
+        return denied
 
     @field_validator("quotas")
     @classmethod
     def quotas_name_operations(cls, quotas: dict[str, float]) -> dict[str, float]:
         """Keys are Batch/Logs operation names, or "*": one bucket shared by every other operation."""
-        known = {"*", "GetCallerIdentity"}
-        for service in ("batch", "logs"):
-            known.update(botocore.session.get_session().get_service_model(service).operation_names)
+        known = {"*", *_operation_names()}
         unknown = sorted(set(quotas) - known)
         if unknown:
             raise ValueError(

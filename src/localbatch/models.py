@@ -7,6 +7,7 @@ dictionaries they describe, so Describe* returns them unchanged. Jobs carry more
 
 from __future__ import annotations
 
+import copy
 import enum
 import time
 from dataclasses import asdict, dataclass, field
@@ -86,6 +87,40 @@ class Attempt:
     exit_code: int | None = None
     reason: str | None = None
     status_reason: str | None = None
+    # EKS jobs only: the pod of this attempt (None for container jobs).
+    pod_name: str | None = None
+    node_name: str | None = None
+    pod_namespace: str | None = None
+    eks_cluster_arn: str | None = None
+
+    def to_eks_aws(self, container_names: list[str]) -> dict[str, Any]:
+        """This attempt as an ``EksAttemptDetail``: the first container ran the command; the others
+        (sidecars) are reported with the same end, since localbatch runs one process per pod."""
+        containers: list[dict[str, Any]] = []
+        for index, name in enumerate(container_names or [""]):
+            item: dict[str, Any] = {"containerID": f"{self.task_id}-{index}"}
+            if name:
+                item["name"] = name
+            if self.exit_code is not None:
+                item["exitCode"] = self.exit_code
+            if self.reason is not None:
+                item["reason"] = self.reason
+            containers.append(item)
+        out: dict[str, Any] = {
+            "containers": containers,
+            "initContainers": [],
+            "podName": self.pod_name or "",
+            "nodeName": self.node_name or "",
+            "podNamespace": self.pod_namespace or "",
+            "eksClusterArn": self.eks_cluster_arn or "",
+        }
+        if self.started_at is not None:
+            out["startedAt"] = self.started_at
+        if self.stopped_at is not None:
+            out["stoppedAt"] = self.stopped_at
+        if self.status_reason is not None:
+            out["statusReason"] = self.status_reason
+        return out
 
     def to_aws(self) -> dict[str, Any]:
         container: dict[str, Any] = {
@@ -132,14 +167,27 @@ class ArrayState:
         return {status.value: count for status, count in self.counts.items()}
 
 
-# What a child's record leaves out: it is its parent's (restored from the parent's record at load).
-_SHARED_WITH_PARENT = (
-    "container",
-    "tags",
-    "parameters",
-    "depends_on",
-    "evaluate_on_exit",
-    "platform_capabilities",
+# What a child's record holds: what can differ between children. The rest is its parent's (the
+# same values, and for container, tags, parameters and dependencies the same objects), taken from
+# the parent's record at load. Keeps the records of a 10,000-child array small and cheap to write.
+_CHILD_OWN = (
+    "job_id",
+    "job_arn",
+    "status",
+    "status_reason",
+    "started_at",
+    "stopped_at",
+    "attempts",
+    "compute_environment",
+    "pid",
+    "pid_start_ticks",
+    "held_reason",
+    "stop_reason",
+    "stop_kind",
+    "is_cancelled",
+    "is_terminated",
+    "array_index",
+    "array_parent_id",
 )
 
 
@@ -157,7 +205,11 @@ class Job:
     started_at: int | None = None
     stopped_at: int | None = None
     # The container as AWS reports it (image, command, environment, resources...), overrides applied.
+    # For an EKS job: what the runner needs of the pod's first container (image, command + args,
+    # environment as name/value pairs), while ``eks_properties`` holds what AWS reports.
     container: dict[str, Any] = field(default_factory=dict)
+    #: EKS jobs only: ``eksProperties`` as DescribeJobs reports it (overrides applied), else None.
+    eks_properties: dict[str, Any] | None = None
     vcpus: float = 1.0
     memory_mib: int = 2048
     retry_attempts: int = 1
@@ -209,7 +261,38 @@ class Job:
                 props["statusSummaryLastUpdatedAt"] = self.array.updated_at
         return props
 
+    def _eks_detail(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """``eksProperties`` (with the current attempt's pod, exit code and reason) and ``eksAttempts``."""
+        props = copy.deepcopy(self.eks_properties or {})
+        pod = props.setdefault("podProperties", {})
+        containers = pod.get("containers") or []
+        names = [str(c.get("name", "")) for c in containers]
+        if self.attempts:
+            last = self.attempts[-1]
+            pod["podName"] = last.pod_name or ""
+            pod["nodeName"] = last.node_name or ""
+            for container in containers:
+                container.pop("exitCode", None)
+                container.pop("reason", None)
+                if last.exit_code is not None:
+                    container["exitCode"] = last.exit_code
+                if last.reason is not None:
+                    container["reason"] = last.reason
+        return props, [a.to_eks_aws(names) for a in self.attempts]
+
     def to_detail(self, queue_name: str) -> dict[str, Any]:
+        if self.eks_properties is not None:
+            eks_properties, eks_attempts = self._eks_detail()
+            detail = self._common_detail()
+            detail["eksProperties"] = eks_properties
+            detail["eksAttempts"] = eks_attempts
+            return detail
+        detail = self._common_detail()
+        detail["attempts"] = [a.to_aws() for a in self.attempts]
+        detail["container"] = self._container_detail()
+        return detail
+
+    def _container_detail(self) -> dict[str, Any]:
         container = dict(self.container)
         if self.attempts:
             last = self.attempts[-1]
@@ -220,18 +303,19 @@ class Job:
                 container["exitCode"] = last.exit_code
             if last.reason is not None:
                 container["reason"] = last.reason
+        return container
+
+    def _common_detail(self) -> dict[str, Any]:
         detail: dict[str, Any] = {
             "jobArn": self.job_arn,
             "jobName": self.job_name,
             "jobId": self.job_id,
             "jobQueue": self.queue_arn,
             "status": self.status.value,
-            "attempts": [a.to_aws() for a in self.attempts],
             "createdAt": self.created_at,
             "dependsOn": self.depends_on,
             "jobDefinition": self.job_definition_arn,
             "parameters": self.parameters,
-            "container": container,
             "tags": self.tags,
             "propagateTags": self.propagate_tags,
             "platformCapabilities": self.platform_capabilities,
@@ -273,7 +357,7 @@ class Job:
             summary["startedAt"] = self.started_at
         if self.stopped_at is not None:
             summary["stoppedAt"] = self.stopped_at
-        if self.attempts:
+        if self.attempts and self.eks_properties is None:
             last = self.attempts[-1]
             container: dict[str, Any] = {}
             if last.exit_code is not None:
@@ -290,14 +374,36 @@ class Job:
         """A snapshot for the store (encoded later, on its thread). Members this service never
         mutates after submission (container, parameters, dependencies, retry rules) are shared,
         not copied; attempts and tags are copied."""
-        record = {name: getattr(self, name) for name in _RECORD_FIELDS}
+        child = self.array_index is not None
+        record = {name: getattr(self, name) for name in (_CHILD_OWN if child else _RECORD_FIELDS)}
         record["status"] = self.status.value
         record["attempts"] = [asdict(a) for a in self.attempts]
-        record["tags"] = dict(self.tags)
-        if self.array_index is not None:
-            for name in _SHARED_WITH_PARENT:
-                del record[name]
+        if not child:
+            record["tags"] = dict(self.tags)
         return record
+
+    def child(self, index: int) -> Job:
+        """This array parent's child `index`: a shallow copy, so it shares the parent's container,
+        tags, parameters and dependencies (children share the parent's tags, as on AWS)."""
+        child = copy.copy(self)
+        child.job_id = f"{self.job_id}:{index}"
+        child.job_arn = f"{self.job_arn}:{index}"
+        child.attempts = []
+        child.array = None
+        child.array_size = None
+        child.array_index = index
+        child.array_parent_id = self.job_id
+        return child
+
+    def child_from_record(self, record: dict[str, Any]) -> Job:
+        """A child of this array parent as persisted by `to_record`."""
+        child = self.child(int(record["array_index"]))
+        for name in _CHILD_OWN:
+            if name in record:
+                setattr(child, name, record[name])
+        child.status = JobStatus(record["status"])
+        child.attempts = [Attempt(**a) for a in record.get("attempts", [])]
+        return child
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Job:

@@ -226,6 +226,12 @@ class Runner:
             task_arn=f"arn:aws:ecs:{region}:{ACCOUNT_ID}:task/{ce_name}_Batch/{task_id}",
             container_instance_arn=f"arn:aws:ecs:{region}:{ACCOUNT_ID}:container-instance/{ce_name}_Batch/localhost",
         )
+        eks = ce.get("eksConfiguration")
+        if job.eks_properties is not None:
+            attempt.pod_name = f"aws-batch.{task_id}"
+            attempt.node_name = f"localbatch-{ce_name}"
+            attempt.pod_namespace = (eks or {}).get("kubernetesNamespace", "")
+            attempt.eks_cluster_arn = (eks or {}).get("eksClusterArn", "")
         job.attempts.append(attempt)
         job.compute_environment = ce_name
         job.stop_kind = job.stop_reason = None
@@ -289,5 +295,8 @@ class Runner:
             backend.set_status(job, JobStatus.RUNNABLE, status_reason)
         else:
             backend.set_status(job, JobStatus.FAILED, status_reason)
+        if job.status.is_final:
+            # The job stopped when its last attempt did (set_status stamps a later millisecond).
+            job.stopped_at = attempt.stopped_at
         if job.status == JobStatus.FAILED:
             backend.fail_dependents(job)

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from devstack import Stack  # noqa: E402
+from devstack import JOB_DEFINITION, Stack  # noqa: E402
 from devstack.stack import COMPUTE_ENVIRONMENT, ExecutorChoice  # noqa: E402
 
 DAGS = Path(__file__).resolve().parent / "dags"
@@ -48,6 +48,7 @@ PRE_TRIGGERED = (
     "e2e_bad_exec_config",
     "e2e_stuck",
     "e2e_boot_log",
+    "e2e_eks",
 )
 ALL_DAGS = (
     *PRE_TRIGGERED,
@@ -58,6 +59,8 @@ ALL_DAGS = (
     "e2e_fair_low",
     "e2e_fair_high",
     "e2e_arrays",
+    "e2e_images",
+    "e2e_bad_job_definition",
 )
 #: A fair-share job queue on a compute environment of its own with one vCPU, for tasks of the Airflow
 #: queue ``fair``; every job there shares FAIR_SHARE (the ``{queue}_{pool}`` share template, the tasks in
@@ -65,6 +68,11 @@ ALL_DAGS = (
 FAIR_JOB_QUEUE = "airflow-fair"
 FAIR_SHARE = "fair_default_pool"
 FAIR_COMPUTE_ENVIRONMENT = "airflow-fair-ce"
+#: An EKS compute environment, job queue and job definition (the container definition's environment in
+#: its pod's first container), used by the tasks whose executor_config names them (DAG ``e2e_eks``).
+EKS_COMPUTE_ENVIRONMENT = "airflow-eks-ce"
+EKS_JOB_QUEUE = "airflow-eks"
+EKS_JOB_DEFINITION = "airflow-task-eks"
 #: The session's workload store, under the stack's work dir.
 WORKLOAD_DIR = "workloads"
 #: Workloads go through a file:// store, so tasks due together can run as array jobs. Arrays start at
@@ -89,18 +97,70 @@ class E2E:
             pytest.skip("needs AwsBatchExecutor + localbatch (AIRFLOW_AWS_BATCH_E2E_EXECUTOR=local)")
 
 
-def _add_queues(stack: Stack) -> None:
-    """The fair-share and array queues exist before the scheduler's startup check reads every mapped
-    queue."""
+def _prepare(stack: Stack) -> None:
+    _add_fair_share_queue(stack)
+    _add_eks_resources(stack)
+    _add_array_queue(stack)
+
+
+def _add_array_queue(stack: Stack) -> None:
+    """The array queue exists before the scheduler's startup check reads every mapped queue."""
     if stack.executor != "aws_batch":
         return
-    batch = stack.batch.batch
-    batch.create_job_queue(
+    stack.batch.batch.create_job_queue(
         jobQueueName=ARRAY_JOB_QUEUE,
         state="ENABLED",
         priority=1,
         computeEnvironmentOrder=[{"order": 1, "computeEnvironment": COMPUTE_ENVIRONMENT}],
     )
+
+
+def _add_eks_resources(stack: Stack) -> None:
+    if stack.executor != "aws_batch":
+        return
+    batch = stack.batch.batch
+    batch.create_compute_environment(
+        computeEnvironmentName=EKS_COMPUTE_ENVIRONMENT,
+        type="MANAGED",
+        state="ENABLED",
+        computeResources={
+            "type": "EC2",
+            "minvCpus": 0,
+            "maxvCpus": 4,
+            "subnets": ["subnet-localbatch"],
+            "instanceRole": "eksNodeRole",
+        },
+        eksConfiguration={
+            "eksClusterArn": "arn:aws:eks:us-east-1:123456789012:cluster/airflow",
+            "kubernetesNamespace": "airflow-batch",
+        },
+    )
+    batch.create_job_queue(
+        jobQueueName=EKS_JOB_QUEUE,
+        state="ENABLED",
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": EKS_COMPUTE_ENVIRONMENT}],
+    )
+    (container,) = batch.describe_job_definitions(jobDefinitionName=JOB_DEFINITION, status="ACTIVE")[
+        "jobDefinitions"
+    ]
+    props = container["containerProperties"]
+    batch.register_job_definition(
+        jobDefinitionName=EKS_JOB_DEFINITION,
+        type="container",
+        eksProperties={
+            "podProperties": {
+                "containers": [{"name": "airflow-task", "image": props["image"], "env": props["environment"]}]
+            }
+        },
+    )
+
+
+def _add_fair_share_queue(stack: Stack) -> None:
+    """The fair-share queue exists before the scheduler's startup check reads every mapped queue."""
+    if stack.executor != "aws_batch":
+        return
+    batch = stack.batch.batch
     batch.create_compute_environment(
         computeEnvironmentName=FAIR_COMPUTE_ENVIRONMENT,
         type="MANAGED",
@@ -153,7 +213,7 @@ def e2e(request: pytest.FixtureRequest) -> Iterator[E2E]:
             "AIRFLOW__AWS_BATCH_EXECUTOR__WORKLOAD_STORE": f"file://{work_dir / WORKLOAD_DIR}",
             "AIRFLOW__AWS_BATCH_EXECUTOR__ARRAY_MIN_SIZE": str(ARRAY_MIN_SIZE),
         },
-        prepare=_add_queues,
+        prepare=_prepare,
     )
     print(f"\ne2e stack work dir: {work_dir}")
     with stack:

@@ -332,7 +332,7 @@ def test_config_is_immutable(env: Any) -> None:
         pytest.param(
             {"submit_job_kwargs": '{"nodeOverrides": {"numNodes": 2}}'},
             "submit_job_kwargs",
-            "only container job definitions",
+            "only container and EKS job definitions",
             "a value",
             id="kwargs-node-overrides",
         ),
@@ -383,7 +383,9 @@ def test_a_full_valid_submit_job_kwargs_is_accepted(env: Any) -> None:
         pytest.param(
             '{"retryStrategy": {"attempts": 3}}', "retryStrategy.attempts", "1 or unset", id="batch-retries"
         ),
-        pytest.param('{"nodeOverrides": {"numNodes": 2}}', "nodeOverrides", "container job", id="multi-node"),
+        pytest.param(
+            '{"nodeOverrides": {"numNodes": 2}}', "nodeOverrides", "container and EKS job", id="multi-node"
+        ),
     ],
 )
 def test_a_try_is_exactly_one_job_run_once(env: Any, kwargs: str, path: str, expected: str) -> None:

@@ -314,11 +314,11 @@ def test_executor_config_is_not_modified() -> None:
             id="command",
         ),
         pytest.param(
-            {"eksPropertiesOverride": {}},
+            {"eksPropertiesOverride": {"podProperties": {}}},
             "eksPropertiesOverride",
-            "only container job definitions",
-            "a value",
-            id="eks",
+            "is a container job definition, which takes no eksPropertiesOverride",
+            "eksPropertiesOverride",
+            id="eks-on-container-definition",
         ),
         pytest.param(
             {"tags": {f"t{i}": "v" for i in range(46)}},

@@ -186,6 +186,25 @@ def test_stored_request_holds_a_placeholder_until_placed(tmp_path: Path) -> None
     )
 
 
+def test_an_eks_request_gets_the_launcher_in_its_pod_container(tmp_path: Path) -> None:
+    """On an EKS job definition the command lives in the first pod container, not containerOverrides."""
+    from airflow_aws_batch.submit import stored_workload_command
+
+    workload = json.dumps({"type": "ExecuteTask", "token": "t"})
+    request: dict[str, Any] = {
+        "eksPropertiesOverride": {
+            "podProperties": {"containers": [{"name": "main", "command": stored_workload_command()}]}
+        },
+        PENDING_KEY: [workload],
+    }
+    url = place_workloads(request, open_store(f"file://{tmp_path}"), "dep/job/sub-eks")
+    assert url is not None
+    assert request["eksPropertiesOverride"]["podProperties"]["containers"][0]["command"] == launch_command(
+        url
+    )
+    assert "containerOverrides" not in request
+
+
 def test_a_big_workload_fits_when_stored() -> None:
     """The workload no longer counts toward Batch's 8,192 characters of container overrides."""
     from airflow_aws_batch.submit import ExecConfigError, stored_workload_command, workload_command

@@ -65,6 +65,18 @@ def _code(call: Any) -> tuple[str, int]:
             "Job nope not found",
             id="terminate-unknown",
         ),
+        pytest.param(
+            lambda b, e: b.register_job_definition(
+                jobDefinitionName="img", type="container", containerProperties={"image": "no spaces"}
+            ),
+            "Invalid image name",
+            id="register-bad-image",
+        ),
+        pytest.param(
+            lambda b, e: b.describe_job_definitions(jobDefinitions=[e.jd], status="ACTIVE"),
+            "can't be used with",
+            id="describe-definitions-and-status",
+        ),
     ],
 )
 def test_client_errors(batch: Any, env: Env, call: Any, message: str) -> None:
@@ -197,3 +209,16 @@ def test_container_overrides_over_8192_characters_fail_the_job(batch: Any, env: 
         "FAILED",
         "Container Overrides length must be at most 8192",
     )
+
+
+@pytest.mark.usefixtures("clean_faults")
+def test_denied_operations_answer_access_denied(batch: Any, env: Env, server: Server) -> None:
+    server.set_faults({"denied": ["RegisterJobDefinition"]})
+    code = _code(
+        lambda: batch.register_job_definition(
+            jobDefinitionName="denied", type="container", containerProperties={"image": "busybox"}
+        )
+    )
+    assert code == ("AccessDeniedException", 403)
+    # Other operations are untouched.
+    assert batch.describe_job_definitions(jobDefinitionName=env.jd)["jobDefinitions"]

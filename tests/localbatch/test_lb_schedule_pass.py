@@ -81,3 +81,51 @@ def test_a_chain_behind_a_failed_job_fails_whole_in_one_pass(tmp_path: Path) -> 
     assert statuses == {"first": JobStatus.FAILED, "second": JobStatus.FAILED, "third": JobStatus.FAILED}
     assert backend.jobs[first].status_reason == "Dependent Job failed"
     assert backend.jobs[second].status_reason == f"Dependent Job failed: {first}"
+
+
+def test_children_behind_a_failed_dependency_fail_the_array_in_one_pass(tmp_path: Path) -> None:
+    runner = _runner(tmp_path)
+    _create_queue_and_definition(runner)
+    backend = runner.backend
+    failed = _submit(runner, "failed")
+    backend.set_status(backend.jobs[failed], JobStatus.FAILED, "Essential container in task exited")
+    params: dict[str, Any] = {
+        "jobName": "array",
+        "jobQueue": "q",
+        "jobDefinition": "jd",
+        "arrayProperties": {"size": 3},
+        "dependsOn": [{"jobId": failed}],
+    }
+    parent = backend.jobs[backend.submit_job(params, REGION)["jobId"]]
+
+    asyncio.run(runner.schedule_pass())
+
+    assert parent.array is not None
+    assert [c.status for c in parent.array.children] == [JobStatus.FAILED] * 3
+    assert (parent.status, parent.status_reason) == (JobStatus.FAILED, "3 of 3 array child jobs failed")
+    assert parent.array.summary()["FAILED"] == 3
+
+
+def test_load_ends_an_array_whose_parent_record_lagged_behind_its_children(tmp_path: Path) -> None:
+    # A hard stop can persist the children's last change and not the parent's: at load the parent
+    # follows its children.
+    runner = _runner(tmp_path)
+    _create_queue_and_definition(runner)
+    backend = runner.backend
+    params: dict[str, Any] = {"jobName": "array", "jobQueue": "q", "jobDefinition": "jd"}
+    parent_id = backend.submit_job({**params, "arrayProperties": {"size": 2}}, REGION)["jobId"]
+    parent = backend.jobs[parent_id]
+    assert parent.array is not None
+    for child in parent.array.children:
+        child.status = JobStatus.SUCCEEDED  # as persisted, without the parent's own update
+        backend.touch(child)
+    backend.flush_dirty()
+    backend.store.close()
+
+    reloaded = _runner(tmp_path).backend
+    assert reloaded.load() == []
+    parent = reloaded.jobs[parent_id]
+    assert parent.status == JobStatus.SUCCEEDED
+    assert parent.array is not None
+    assert parent.array.summary()["SUCCEEDED"] == 2
+    assert reloaded.jobs[f"{parent_id}:1"].container == parent.container

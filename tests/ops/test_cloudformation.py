@@ -255,6 +255,25 @@ def test_fair_share_attaches_a_scheduling_policy_to_the_queue(fair_share: bool) 
     assert queue["SchedulingPolicyArn"] == {"Ref": "SchedulingPolicy"}
 
 
+def test_scheduler_policy_lets_it_register_per_task_definitions_with_the_stacks_roles() -> None:
+    template = build_template(TemplateOptions(job_definition="etl-task"))
+    policy = template["Resources"]["SchedulerPolicy"]
+    assert policy["Type"] == "AWS::IAM::ManagedPolicy"
+    statements = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    register = statements["PerTaskJobDefinitions"]
+    assert register["Action"] == ["batch:RegisterJobDefinition"]
+    # Derived definitions are named <job_definition>-<hash>.
+    assert register["Resource"]["Fn::Sub"].endswith(":job-definition/etl-task*")
+    assert "batch:DescribeJobDefinitions" in statements["WatchJobs"]["Action"]
+    assert statements["PassTaskRoles"] == {
+        "Sid": "PassTaskRoles",
+        "Effect": "Allow",
+        "Action": ["iam:PassRole"],
+        "Resource": [{"Fn::GetAtt": ["JobRole", "Arn"]}, {"Fn::GetAtt": ["ExecutionRole", "Arn"]}],
+    }
+    assert template["Outputs"]["SchedulerPolicyArn"] == {"Value": {"Ref": "SchedulerPolicy"}}
+
+
 def _policy_statements(template: dict[str, Any], resource: str) -> list[dict[str, Any]]:
     return list(template["Resources"][resource]["Properties"]["PolicyDocument"]["Statement"])
 

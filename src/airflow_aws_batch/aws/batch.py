@@ -3,7 +3,8 @@
 Responses are parsed here into small typed objects (unknown fields ignored), and every botocore
 error is translated here, once, into :class:`BatchApiError` with an :class:`ErrorKind`.
 
-Not supported: array jobs, multi-node jobs and EKS jobs (only the container fields are read).
+EKS jobs are read from ``eksAttempts`` / ``eksProperties`` (exit code and reason of the pod's first
+container, pod names); Batch names no log stream for them. Not supported: array and multi-node jobs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from botocore.exceptions import ClientError, NoCredentialsError
 
 from airflow_aws_batch.core.state import JobView
+from airflow_aws_batch.eks import CONTAINER, DefinitionInfo, DefinitionKind, definition_info
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +119,16 @@ class JobDetail:
     log_stream_names: tuple[str, ...] = ()
     log_group: str = DEFAULT_LOG_GROUP
     tags: dict[str, str] = field(default_factory=dict)
+    #: An EKS job (it has ``eksProperties``): no CloudWatch log stream, a pod per attempt instead.
+    is_eks: bool = False
+    #: EKS: the pod of every attempt, oldest first, and their namespace.
+    pod_names: tuple[str, ...] = ()
+    pod_namespace: str = ""
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> JobDetail:
+        if raw.get("eksProperties") is not None:
+            return cls._parse_eks(raw)
         container = raw.get("container") or {}
         streams: list[str] = []
         for attempt in raw.get("attempts") or []:
@@ -144,6 +153,44 @@ class JobDetail:
             log_stream_names=tuple(streams),
             log_group=str(log_options.get("awslogs-group") or DEFAULT_LOG_GROUP),
             tags={str(k): str(v) for k, v in (raw.get("tags") or {}).items()},
+        )
+
+    @classmethod
+    def _parse_eks(cls, raw: dict[str, Any]) -> JobDetail:
+        """The first container of the pod ran the task: its exit code and reason are the job's."""
+        attempts = raw.get("eksAttempts") or []
+        pod = (raw.get("eksProperties") or {}).get("podProperties") or {}
+        exit_code: Any = None
+        reason: Any = None
+        last_containers = (
+            (attempts[-1].get("containers") if attempts else None) or pod.get("containers") or []
+        )
+        if last_containers:
+            exit_code = last_containers[0].get("exitCode")
+            reason = last_containers[0].get("reason")
+        pods: list[str] = []
+        for attempt in attempts:
+            name = attempt.get("podName")
+            if name and name not in pods:
+                pods.append(str(name))
+        if pod.get("podName") and pod["podName"] not in pods:
+            pods.append(str(pod["podName"]))
+        namespace = next((str(a["podNamespace"]) for a in reversed(attempts) if a.get("podNamespace")), "")
+        return cls(
+            job_id=str(raw["jobId"]),
+            job_name=str(raw.get("jobName", "")),
+            job_queue=str(raw.get("jobQueue", "")),
+            status=str(raw.get("status", "")),
+            status_reason=str(raw.get("statusReason") or ""),
+            created_at=raw.get("createdAt"),
+            started_at=raw.get("startedAt"),
+            stopped_at=raw.get("stoppedAt"),
+            exit_code=int(exit_code) if exit_code is not None else None,
+            container_reason=str(reason or ""),
+            tags={str(k): str(v) for k, v in (raw.get("tags") or {}).items()},
+            is_eks=True,
+            pod_names=tuple(pods),
+            pod_namespace=namespace,
         )
 
     def view(self) -> JobView:
@@ -198,6 +245,9 @@ class ComputeEnvironmentInfo:
     min_vcpus: int | None = None
     desired_vcpus: int | None = None
     max_vcpus: int | None = None
+    #: ``ECS`` or ``EKS`` (``containerOrchestrationType``), and for EKS the cluster's namespace.
+    orchestration: str = "ECS"
+    kubernetes_namespace: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +257,8 @@ class JobDefinitionInfo:
     revision: int
     status: str
     environment: dict[str, str]
+    #: Where the executor places the task's command (container, EKS or neither).
+    info: DefinitionInfo = CONTAINER
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -430,6 +482,10 @@ class BatchApi:
                 min_vcpus=_int_or_none((raw.get("computeResources") or {}).get("minvCpus")),
                 desired_vcpus=_int_or_none((raw.get("computeResources") or {}).get("desiredvCpus")),
                 max_vcpus=_int_or_none((raw.get("computeResources") or {}).get("maxvCpus")),
+                orchestration=str(raw.get("containerOrchestrationType") or "ECS"),
+                kubernetes_namespace=str(
+                    (raw.get("eksConfiguration") or {}).get("kubernetesNamespace") or ""
+                ),
             )
             for raw in response.get("computeEnvironments", [])
         ]
@@ -447,17 +503,46 @@ class BatchApi:
             return None
         active = [d for d in defs if d.get("status") == "ACTIVE"]
         raw = max(active or defs, key=lambda d: int(d.get("revision", 0)))
-        env = {
-            str(e.get("name")): str(e.get("value", ""))
-            for e in (raw.get("containerProperties") or {}).get("environment") or []
-        }
+        info = definition_info(raw)
+        if info.kind is DefinitionKind.EKS:
+            containers = ((raw.get("eksProperties") or {}).get("podProperties") or {}).get("containers") or [
+                {}
+            ]
+            entries = containers[0].get("env") or []
+        else:
+            entries = (raw.get("containerProperties") or {}).get("environment") or []
+        env = {str(e.get("name")): str(e.get("value", "")) for e in entries}
         return JobDefinitionInfo(
             name=str(raw.get("jobDefinitionName", "")),
             arn=str(raw.get("jobDefinitionArn", "")),
             revision=int(raw.get("revision", 0)),
             status=str(raw.get("status", "")),
             environment=env,
+            info=info,
         )
+
+    def describe_job_definitions_page(
+        self, kwargs: dict[str, Any], token: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of DescribeJobDefinitions(**kwargs): the raw entries and the next token."""
+        if token:
+            kwargs = {**kwargs, "nextToken": token}
+        response = self._call("batch", "describe_job_definitions", **kwargs)
+        entries = [dict(e) for e in response.get("jobDefinitions", []) if isinstance(e, dict)]
+        return entries, response.get("nextToken") or None
+
+    def register_job_definition(self, request: dict[str, Any]) -> str:
+        """RegisterJobDefinition(**request); the ARN of the new revision."""
+        response = self._call("batch", "register_job_definition", **request)
+        arn = response.get("jobDefinitionArn")
+        if not arn:
+            raise BatchApiError(
+                ErrorKind.AMBIGUOUS,
+                "EmptyResponse",
+                "RegisterJobDefinition answered without a jobDefinitionArn",
+                "register_job_definition",
+            )
+        return str(arn)
 
     # ------------------------------------------------------------ logs
     def get_log_lines(self, group: str, stream: str, limit: int = 10_000) -> list[str]:

@@ -10,12 +10,20 @@ import threading
 import time
 from collections.abc import Callable
 
+_MIN_WAIT_S = 1e-6
+
 
 class TokenBucket:
     """``rate`` tokens per second, holding at most ``capacity``; ``acquire`` blocks until one is free.
 
     The capacity is small on purpose: AWS counts calls per second, so a large burst after an idle
     period would be answered with 429s.
+
+    The budget it keeps, whatever the callers and threads: at most ``capacity + rate * W`` calls start
+    in any window of ``W`` seconds. With a capacity of 1 (the status budget) that is one call every
+    ``1 / rate`` seconds at the closest, i.e. at most ``ceil(rate * W)`` calls in any window
+    ``[t, t + W)``. A token is never handed out before it has fully accrued: rounding may make a
+    caller wait a microsecond longer, never a call start early.
     """
 
     def __init__(
@@ -45,10 +53,12 @@ class TokenBucket:
         with self._lock:
             now = self._clock()
             self._refill(now)
-            if self._tokens >= tokens - 1e-9:  # float rounding must not spin
+            if self._tokens >= tokens:
                 self._tokens -= tokens
                 return 0.0
-            return (tokens - self._tokens) / self.rate
+            # At least a microsecond: a wait rounded down to nothing would spin (a fake clock
+            # advanced by exactly this wait may land a rounding error short of the token).
+            return max((tokens - self._tokens) / self.rate, _MIN_WAIT_S)
 
     def acquire(self, tokens: float = 1.0, timeout: float | None = None) -> bool:
         """Block until ``tokens`` are taken; False if ``timeout`` seconds would be exceeded."""

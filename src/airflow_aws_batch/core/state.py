@@ -39,6 +39,7 @@ Airflow types; workload keys are opaque hashables.
 from __future__ import annotations
 
 import enum
+import heapq
 import json
 import uuid
 import zlib
@@ -209,6 +210,7 @@ class _Entry:
     __slots__ = (
         "ambiguous",
         "attempts",
+        "due",
         "expires_at",
         "failed_job_id",
         "job_id",
@@ -221,6 +223,7 @@ class _Entry:
         "phase",
         "request",
         "revoked",
+        "seq",
         "started",
         "status",
         "status_reason",
@@ -254,6 +257,10 @@ class _Entry:
         self.ambiguous: tuple[str, ...] = ()
         #: When the workload's token expires (the core's clock); None when unknown.
         self.expires_at: float | None = None
+        #: Position in ``Core._entries`` (insertion order), which is the order due submits go out in.
+        self.seq = 0
+        #: The one heap item of ``Core`` that stands for this pending entry; older items are stale.
+        self.due: tuple[Any, ...] | None = None
 
 
 _WINDOW_BITS = 12
@@ -298,6 +305,9 @@ class Counts:
     checking: int = 0
 
 
+_PHASE_INDEX = {phase: index for index, phase in enumerate(Phase)}
+
+
 class Core:
     """Bookkeeping for every workload the executor owns. Not thread-safe: one owner thread."""
 
@@ -322,6 +332,15 @@ class Core:
         self._outbox: list[Command] = []
         #: Workloads queued again while the old one's SubmitJob was in flight (see ``add``).
         self._requeued: dict[Hashable, _Entry] = {}
+        # Kept up to date on every change so that a heartbeat costs the same with 20 or 20,000 jobs
+        # tracked: entries of ``_entries`` per phase (index: ``_PHASE_INDEX``), pending entries not
+        # due yet by (next_at, seq), and due ones by seq (the order of ``_entries``, which is the
+        # order a scan would submit them in). Heap items left behind by a change are skipped when
+        # they surface: an item counts only while it is its entry's ``due``.
+        self._phase_counts = [0] * len(_PHASE_INDEX)
+        self._next_seq = 0
+        self._waiting: list[tuple[float, int, _Entry]] = []
+        self._ready: list[tuple[int, _Entry]] = []
 
     # ----------------------------------------------------------------- queries
     def __contains__(self, key: Hashable) -> bool:
@@ -354,47 +373,59 @@ class Core:
         return job_id in self._by_job
 
     def counts(self) -> Counts:
-        counts = Counts()
-        for entry in self._entries.values():
-            if entry.phase is Phase.PENDING:
-                counts.pending += 1
-            elif entry.phase is Phase.SUBMITTING:
-                counts.submitting += 1
-            elif entry.phase is Phase.SUBMITTED:
-                counts.submitted += 1
-            elif entry.phase is Phase.CHECKING:
-                counts.checking += 1
-            else:
-                counts.running += 1
-        return counts
+        """Workloads per phase (kept up to date, not counted: the heartbeat asks every time)."""
+        n = self._phase_counts
+        return Counts(
+            pending=n[_PHASE_INDEX[Phase.PENDING]],
+            submitting=n[_PHASE_INDEX[Phase.SUBMITTING]],
+            submitted=n[_PHASE_INDEX[Phase.SUBMITTED]],
+            running=n[_PHASE_INDEX[Phase.RUNNING]],
+            checking=n[_PHASE_INDEX[Phase.CHECKING]],
+        )
 
     def in_flight(self) -> int:
         """SubmitJob calls sent whose outcome is not known yet."""
-        return sum(1 for e in self._entries.values() if e.phase is Phase.SUBMITTING)
+        return self._phase_counts[_PHASE_INDEX[Phase.SUBMITTING]]
 
     def stop_submitting(self) -> None:
         """Send no further SubmitJob (the scheduler is shutting down); in-flight calls still report."""
         self._submitting = False
 
     def next_due(self) -> float | None:
-        """Earliest time a pending entry becomes due, or None."""
+        """Earliest time a pending entry becomes due, or None (a scan: not for every heartbeat)."""
         times = [e.next_at for e in self._entries.values() if e.phase is Phase.PENDING]
         return min(times) if times else None
 
     # ----------------------------------------------------------------- commands
     def commands(self, limit: int | None = None) -> list[Command]:
-        """Drain queued commands plus up to ``limit`` due submits (each moves to submitting)."""
+        """Drain queued commands plus up to ``limit`` due submits (each moves to submitting).
+
+        Due submits go out in the order the workloads were added. The cost is that of the commands
+        returned and of the entries that became due, not of the number of workloads tracked.
+        """
         out, self._outbox = self._outbox, []
         if not self._submitting:
             return out
         now = self.clock()
+        waiting, ready = self._waiting, self._ready
+        while waiting and waiting[0][0] <= now:
+            item = heapq.heappop(waiting)
+            entry = item[2]
+            if entry.due is item:
+                entry.due = due = (entry.seq, entry)
+                heapq.heappush(ready, due)
         submits = 0
-        for entry in self._entries.values():
+        while ready:
             if limit is not None and submits >= limit:
                 break
-            if entry.phase is not Phase.PENDING or entry.next_at > now or entry.request is None:
+            due = heapq.heappop(ready)
+            entry = due[1]
+            if entry.due is not due:
                 continue
-            entry.phase = Phase.SUBMITTING
+            entry.due = None
+            if entry.request is None:
+                continue
+            self._set_phase(entry, Phase.SUBMITTING)
             entry.submission = self._new_submission()
             request = self._packer.unpack(entry.request)
             request["tags"] = {**request.get("tags", {}), SUBMISSION_TAG: entry.submission}
@@ -452,7 +483,7 @@ class Core:
             # already), so the old job is ending, perhaps still shipping the task's logs; the poller
             # may simply not have seen it start.
             self._forget(old)
-        self._entries[key] = entry
+        self._store(entry)
 
     def adopt(self, key: Hashable, job_id: str) -> None:
         """A live job of a previous scheduler: watch it, never resubmit it."""
@@ -462,7 +493,7 @@ class Core:
         entry.phase = Phase.SUBMITTED
         entry.job_id = job_id
         entry.started = True
-        self._entries[key] = entry
+        self._store(entry)
         self._by_job[job_id] = entry
         self._outbox.append(Track(job_id, None))
 
@@ -484,7 +515,7 @@ class Core:
                 self._outbox.append(Terminate(job_id, "Task revoked by Airflow before its job was submitted"))
             return []
         if entry.revoked:
-            del self._entries[key]
+            self._drop(entry)
             reason_revoked = "Task revoked by Airflow while its job was submitted"
             if outcome is SubmitOutcome.OK and job_id:
                 self._outbox.append(Terminate(job_id, reason_revoked))
@@ -495,7 +526,7 @@ class Core:
             requeued = self._requeued.pop(key, None)
             if requeued is not None:
                 requeued.next_at = self.clock()
-                self._entries[key] = requeued
+                self._store(requeued)
             return []
         now = self.clock()
         # Kept only while the call is in flight or unresolved (``ambiguous``): thousands of entries.
@@ -505,7 +536,7 @@ class Core:
                 raise ValueError("SubmitOutcome.OK needs a job_id")
             if not found:  # a found job's attempt was counted when it turned ambiguous
                 entry.attempts += 1
-            entry.phase = Phase.SUBMITTED
+            self._set_phase(entry, Phase.SUBMITTED)
             entry.job_id = job_id
             entry.lookup_after_ms = None
             entry.ambiguous = ()
@@ -522,8 +553,7 @@ class Core:
                 )
             return reports
         if outcome is SubmitOutcome.WAIT:
-            entry.phase = Phase.PENDING
-            entry.next_at = now + self.backoff.wait_s
+            self._schedule(entry, now + self.backoff.wait_s)
             return []
         # FAILED or AMBIGUOUS: both count.
         if not (entry.lookup_after_ms is not None and entry.attempts >= self.max_attempts):
@@ -532,8 +562,7 @@ class Core:
         if outcome is SubmitOutcome.AMBIGUOUS:
             entry.ambiguous += (submission,)
             entry.lookup_after_ms = _lookup_floor(entry.lookup_after_ms, sent_at_ms)
-            entry.phase = Phase.PENDING
-            entry.next_at = now + self.backoff.delay(entry.attempts)
+            self._schedule(entry, now + self.backoff.delay(entry.attempts))
             return [
                 TaskEvent(
                     key,
@@ -550,8 +579,7 @@ class Core:
         expired = self._expires_before(entry, now + delay)
         if expired:
             return self._fail(entry, f"SubmitJob failed: {entry.last_reason}; {expired}")
-        entry.phase = Phase.PENDING
-        entry.next_at = now + delay
+        self._schedule(entry, now + delay)
         return [
             TaskEvent(
                 key,
@@ -574,13 +602,13 @@ class Core:
             if entry.ti_id is None:
                 entry.request = None  # cannot be checked, so never resubmitted from now on
         if view.status in QUEUED_STATUSES:
-            entry.phase = Phase.SUBMITTED
+            self._set_phase(entry, Phase.SUBMITTED)
             if changed and view.status_reason:
                 return [TaskEvent(key, f"aws_batch_job_{view.status.lower()}", view.reason())]
             return []
         if view.status == "RUNNING":
             first = entry.phase is not Phase.RUNNING
-            entry.phase = Phase.RUNNING
+            self._set_phase(entry, Phase.RUNNING)
             # Said again, once: Airflow drops an executor event whose task instance row is locked
             # when it processes it (skip_locked), and the task's own start through the API server
             # locks that row at about the moment SubmitJob returns. The id would then never be saved.
@@ -605,7 +633,7 @@ class Core:
                     f"{reason} after it started; Airflow's retries decide what happens next",
                     job_id=view.job_id,
                 )
-            entry.phase = Phase.CHECKING
+            self._set_phase(entry, Phase.CHECKING)
             entry.failed_job_id = view.job_id
             entry.last_reason = reason
             self._outbox.append(CheckStarted(key, str(uuid.UUID(bytes=entry.ti_id)), entry.try_number))
@@ -652,9 +680,8 @@ class Core:
         expired = self._expires_before(entry, self.clock() + delay)
         if expired:
             return self._fail(entry, f"{reason}; {expired}", job_id=job_id)
-        entry.phase = Phase.PENDING
         entry.started = False
-        entry.next_at = self.clock() + delay
+        self._schedule(entry, self.clock() + delay)
         return [
             TaskEvent(
                 entry.key,
@@ -693,11 +720,48 @@ class Core:
         self._by_job.clear()
         self._outbox.clear()
         self._requeued.clear()
+        self._phase_counts = [0] * len(_PHASE_INDEX)
+        self._waiting.clear()
+        self._ready.clear()
         return out
 
     # ----------------------------------------------------------------- helpers
+    def _store(self, entry: _Entry) -> None:
+        """Put ``entry`` in ``_entries`` (its key not there), counted, and queued when pending."""
+        self._entries[entry.key] = entry
+        entry.seq = self._next_seq
+        self._next_seq += 1
+        self._phase_counts[_PHASE_INDEX[entry.phase]] += 1
+        if entry.phase is Phase.PENDING:
+            self._push(entry)
+
+    def _drop(self, entry: _Entry) -> None:
+        """Take ``entry`` out of ``_entries`` and of the counts; its heap items become stale."""
+        if self._entries.get(entry.key) is entry:
+            del self._entries[entry.key]
+            self._phase_counts[_PHASE_INDEX[entry.phase]] -= 1
+        entry.due = None
+
+    def _set_phase(self, entry: _Entry, phase: Phase) -> None:
+        counts = self._phase_counts
+        counts[_PHASE_INDEX[entry.phase]] -= 1
+        counts[_PHASE_INDEX[phase]] += 1
+        entry.phase = phase
+        if phase is not Phase.PENDING:
+            entry.due = None
+
+    def _schedule(self, entry: _Entry, at: float) -> None:
+        """``entry`` (in ``_entries``) goes back to pending, due at ``at``."""
+        self._set_phase(entry, Phase.PENDING)
+        entry.next_at = at
+        self._push(entry)
+
+    def _push(self, entry: _Entry) -> None:
+        entry.due = item = (entry.next_at, entry.seq, entry)
+        heapq.heappush(self._waiting, item)
+
     def _forget(self, entry: _Entry, reason: str = "Task no longer run by this Batch job") -> None:
-        self._entries.pop(entry.key, None)
+        self._drop(entry)
         if entry.job_id is not None:
             self._by_job.pop(entry.job_id, None)
             self._outbox.append(Untrack(entry.job_id))

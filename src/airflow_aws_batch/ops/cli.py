@@ -180,7 +180,11 @@ def _environment_of(definition_env: dict[str, str], submit_job_kwargs: dict[str,
     from airflow_aws_batch.submit import EXECUTOR_CONTAINER_ENV
 
     env = dict(definition_env)
-    overrides = (submit_job_kwargs.get("containerOverrides") or {}).get("environment", [])
+    overrides = list((submit_job_kwargs.get("containerOverrides") or {}).get("environment", []))
+    # EKS job definitions: the env of the pod's first container, where the executor puts its command.
+    pod = (submit_job_kwargs.get("eksPropertiesOverride") or {}).get("podProperties") or {}
+    containers = pod.get("containers") or [{}]
+    overrides.extend(containers[0].get("env") or [])
     for pair in overrides:
         env[str(pair.get("name"))] = str(pair.get("value", ""))
     env[EXECUTOR_CONTAINER_ENV] = "true"
@@ -197,6 +201,8 @@ def _label(name: str) -> str:
         "compute_environments": "compute environment",
         "queue_map": f"queue_map {which}",
         "job_definition": "job definition",
+        "register_job_definitions": "register definitions",
+        "pass_role": "pass role",
     }
     return labels.get(kind, name.replace("_", " "))
 
@@ -253,6 +259,8 @@ def run_check(args: argparse.Namespace) -> list[CheckLine]:
         lines.append(workload_store_line(config.workload_store, lambda: _hook("s3", config.conn_id, region)))
     client = hook.get_client_type(region_name=region)
     items = run_checks(client, config)
+    if not any(item.name == "credentials" and not item.ok for item in items):
+        items.extend(_registration_items(client, config, region))
     for item in items:
         status: Status = "OK" if item.ok else ("FAIL" if item.fatal else "WARN")
         lines.append(CheckLine(status, _label(item.name), item.detail))
@@ -269,6 +277,18 @@ def run_check(args: argparse.Namespace) -> list[CheckLine]:
     lines.extend(task_environment_lines(environment))
     lines.append(execution_api_line(environment.get(EXECUTION_API_ENV)))
     return lines
+
+
+def _registration_items(client: Any, config: Any, region: str) -> list[Any]:
+    """Whether these credentials may register per-task job definitions (see health)."""
+    from airflow_aws_batch.health import job_definition_registration_items
+
+    try:
+        iam = _hook("iam", config.conn_id, region).get_client_type(region_name=region)
+        sts = _hook("sts", config.conn_id, region).get_client_type(region_name=region)
+    except Exception:
+        iam = sts = None
+    return job_definition_registration_items(client, config, iam, sts)
 
 
 def _quiet_botocore() -> None:

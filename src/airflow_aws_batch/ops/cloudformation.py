@@ -4,13 +4,13 @@
 ``airflow aws-batch render`` prints it and ``airflow aws-batch provision`` deploys it.
 
 The template creates a compute environment (EC2, Spot, Fargate or Fargate Spot), a job queue,
-a container job definition, a log group, a job role, an execution role, a Batch service role
-and, for EC2/Spot, an instance role with its instance profile. With a workload store
-(``s3://bucket/prefix``): the job role may read and delete objects under the prefix, a managed policy
-lets the scheduler write, read and delete there (attached to ``scheduler_role`` when named), and,
-when asked, the bucket itself (private, encrypted, objects under the prefix expire after a day).
-It does not create a VPC, the database, the API server or an ECR repository: subnets and security
-groups are parameters, and the image is a parameter.
+a container job definition, a log group, a job role, an execution role, a Batch service role,
+for EC2/Spot an instance role with its instance profile, and a managed policy to attach to the
+scheduler's role. With a workload store (``s3://bucket/prefix``): the job role may read and delete
+objects under the prefix, a managed policy lets the scheduler write, read and delete there (attached to
+``scheduler_role`` when named), and, when asked, the bucket itself (private, encrypted, objects under
+the prefix expire after a day). It does not create a VPC, the database, the API server or an ECR
+repository: subnets and security groups are parameters, and the image is a parameter.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ JOB_ROLE = "JobRole"
 EXECUTION_ROLE = "ExecutionRole"
 SERVICE_ROLE = "BatchServiceRole"
 INSTANCE_ROLE = "InstanceRole"
+#: A managed policy for the scheduler's own role (the template does not know that role).
+SCHEDULER_POLICY = "SchedulerPolicy"
 INSTANCE_PROFILE = "InstanceProfile"
 WORKLOAD_BUCKET = "WorkloadBucket"
 SCHEDULER_WORKLOAD_POLICY = "SchedulerWorkloadPolicy"
@@ -368,6 +370,54 @@ def _container_properties(options: TemplateOptions) -> dict[str, Any]:
     return props
 
 
+def _scheduler_statements(options: TemplateOptions) -> list[dict[str, Any]]:
+    """What the scheduler's credentials need: the executor's calls, and for per-task job definitions
+    (``jobDefinitionOverrides``) registering definitions named ``<job_definition>-<hash>`` that may
+    carry this stack's job and execution roles."""
+    arn = "arn:${AWS::Partition}:batch:${AWS::Region}:${AWS::AccountId}"
+    logs_arn = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}"
+    definitions = {"Fn::Sub": f"{arn}:job-definition/{options.job_definition}*"}
+    return [
+        {
+            "Sid": "SubmitJobs",
+            "Effect": "Allow",
+            "Action": ["batch:SubmitJob", "batch:TagResource"],
+            "Resource": [{"Ref": JOB_QUEUE}, definitions, {"Fn::Sub": f"{arn}:job/*"}],
+        },
+        {
+            "Sid": "WatchJobs",
+            "Effect": "Allow",
+            "Action": [
+                "batch:DescribeJobs",
+                "batch:ListJobs",
+                "batch:TerminateJob",
+                "batch:DescribeJobQueues",
+                "batch:DescribeJobDefinitions",
+                "batch:DescribeComputeEnvironments",
+            ],
+            "Resource": "*",
+        },
+        {
+            "Sid": "PerTaskJobDefinitions",
+            "Effect": "Allow",
+            "Action": ["batch:RegisterJobDefinition"],
+            "Resource": definitions,
+        },
+        {
+            "Sid": "PassTaskRoles",
+            "Effect": "Allow",
+            "Action": ["iam:PassRole"],
+            "Resource": [{"Fn::GetAtt": [JOB_ROLE, "Arn"]}, {"Fn::GetAtt": [EXECUTION_ROLE, "Arn"]}],
+        },
+        {
+            "Sid": "ReadTaskLogs",
+            "Effect": "Allow",
+            "Action": ["logs:GetLogEvents"],
+            "Resource": {"Fn::Sub": f"{logs_arn}:log-group:{options.log_group}:*"},
+        },
+    ]
+
+
 def _hints(options: TemplateOptions) -> dict[str, Any]:
     """Settings that live outside this stack but must agree with it; shown to whoever reads the template."""
     logging_hint = (
@@ -613,6 +663,13 @@ def build_template(options: TemplateOptions) -> dict[str, Any]:
             "Type": "AWS::IAM::InstanceProfile",
             "Properties": {"Roles": [{"Ref": INSTANCE_ROLE}]},
         }
+    resources[SCHEDULER_POLICY] = {
+        "Type": "AWS::IAM::ManagedPolicy",
+        "Properties": {
+            "Description": "Attach to the Airflow scheduler's role: what AwsBatchExecutor calls",
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": _scheduler_statements(options)},
+        },
+    }
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": (
@@ -643,6 +700,7 @@ def build_template(options: TemplateOptions) -> dict[str, Any]:
             "LogGroupName": {"Value": {"Ref": LOG_GROUP}},
             "JobRoleArn": {"Value": {"Fn::GetAtt": [JOB_ROLE, "Arn"]}},
             "ExecutionRoleArn": {"Value": {"Fn::GetAtt": [EXECUTION_ROLE, "Arn"]}},
+            "SchedulerPolicyArn": {"Value": {"Ref": SCHEDULER_POLICY}},
             **(
                 {"SchedulerWorkloadPolicyArn": {"Value": {"Ref": SCHEDULER_WORKLOAD_POLICY}}}
                 if options.workload_store
