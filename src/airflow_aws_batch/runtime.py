@@ -44,7 +44,6 @@ from airflow_aws_batch.workloads import (
     PENDING_KEY,
     StoreError,
     WorkloadStore,
-    launch_command,
     place_workloads,
 )
 
@@ -349,17 +348,15 @@ class Runtime:
             )
         )
         try:
-            # Written after the limiter, like a single job's: one object, child i's workload at index i.
-            url = self._store.put(name, cmd.workloads)
+            # Written after the limiter, like a single job's: one object, child i's workload at index i;
+            # the launcher's command goes where the request's command is (container or EKS pod).
+            request[PENDING_KEY] = list(cmd.workloads)
+            url = place_workloads(request, self._store, name)
         except StoreError as exc:
             # Retryable (throttled, 5xx): the array waits and may form again. Otherwise an attempt of
             # every child, whose next attempts go out alone.
             outcome = SubmitOutcome.WAIT if exc.retryable else SubmitOutcome.FAILED
             return every(outcome, f"workload store: {exc}")
-        request["containerOverrides"] = {
-            **request.get("containerOverrides", {}),
-            "command": launch_command(url),
-        }
         request["arrayProperties"] = {"size": len(keys)}
         sent_at_ms = int(time.time() * 1000)
         try:
