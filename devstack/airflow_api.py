@@ -39,9 +39,7 @@ def wait_until(
 class AirflowClient:
     """Airflow's public API with a JWT from ``/auth/token`` (the simple auth manager's login)."""
 
-    # The API server answers nothing while it serves its first execution-API call (seen taking 50 s
-    # with the machine at a load average of 13): a poll sent then must outlast that, not fail the test.
-    def __init__(self, base_url: str, username: str, password: str, timeout: float = 120.0):
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0):
         self.base_url = base_url.rstrip("/")
         self.username = username
         self.password = password
