@@ -189,12 +189,11 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "array_min_size",
         "integer",
         "10",
-        "Least number of tasks due together, with SubmitJob requests equal but for the command, job "
-        "name and per-task tags, that go out as one array job (up to 10,000 children; each task is "
-        "one child); a task that could join one waits up to 2 s for enough like it. 0 turns arrays "
-        "off. Arrays need workload_store: without it they are off whatever "
-        "this says. Children carry their array's tags only: per-task tags (task_id, map_index, ...) "
-        "that differ within an array are not on its jobs.",
+        "Least number of instances of one task in one DAG run (same try) due together, with SubmitJob "
+        "requests equal but for the command and map index, that go out as one array job (up to 10,000 "
+        "children; each task instance is one child); one that could join an array waits up to 2 s for "
+        "enough like it. 0 turns arrays off. Arrays need workload_store: without it they are off "
+        "whatever this says. Children carry their array's tags only, so map_index is not on their jobs.",
         "0",
         valid=lambda size: size >= 0,
         expected="an integer >= 0 (0 turns arrays off)",

@@ -103,11 +103,18 @@ def test_mapped_task_becomes_one_array_with_the_shared_tags() -> None:
         ),
         pytest.param([request()], 1, [], [0], id="never-an-array-of-one"),
         pytest.param(
-            [request(task_id=f"t{i}") for i in range(4)],
+            [request(task_id=f"t{i % 2}", map_index=i) for i in range(4)],
             2,
-            [(0, 1, 2, 3)],
+            [(0, 2), (1, 3)],
             [],
-            id="different-tasks-of-one-dag-group",
+            id="an-array-is-one-task",
+        ),
+        pytest.param(
+            [request(dag_id=f"d{i % 2}", map_index=i) for i in range(4)],
+            2,
+            [(0, 2), (1, 3)],
+            [],
+            id="an-array-is-one-dag",
         ),
         pytest.param(
             [request(map_index=i, try_number=1 + i % 2) for i in range(6)],

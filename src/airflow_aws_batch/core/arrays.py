@@ -11,11 +11,13 @@ Rules kept here:
 
 * Only first attempts group (the caller says which those are): a child that failed, and a call whose
   answer was lost (``lookup_after_ms``), go out alone, as ordinary single jobs.
-* ``try_number`` is part of the grouping key, not only a per-task tag: children carry their parent's
-  tags, and adoption tells a stale id from the current try's job by that tag.
+* ``dag_id``, ``task_id``, ``run_id`` and ``try_number`` are part of the grouping key, not per-task
+  tags: an array is one try of one task's mapped instances in one DAG run. Children carry their
+  parent's tags, so this keeps cost attribution by DAG and task, job names ``<prefix>-<dag>-<task>``
+  and adoption, which tells a stale id from the current try's job by ``try_number``.
 * The array's tags are the shared request's tags plus every per-task tag whose value all children
   share (with ``submission``: the first child's, so one lookup finds the array after a lost answer).
-  Per-task tags that differ (e.g. ``task_id``, ``map_index``) are not on the job: Batch gives every
+  Per-task tags that differ (``map_index``) are not on the job: Batch gives every
   child its parent's tags.
 * The array's name is the longest common prefix of the children's names, cut back to a whole
   ``-``-separated part (so ``airflow-etl-load`` and ``airflow-etl-load_more`` give ``airflow-etl``).
@@ -34,11 +36,11 @@ from airflow_aws_batch.core.state import SUBMISSION_TAG, Submit
 ARRAY_MIN_CHILDREN = 2
 ARRAY_MAX_CHILDREN = 10_000
 #: Tags the request builder sets per task; an array keeps only those all its children share.
-PER_TASK_TAGS = frozenset(
-    {"dag_id", "task_id", "run_id", "map_index", "callback_id", "callback_path", SUBMISSION_TAG}
-)
+#: ``dag_id``, ``task_id``, ``run_id`` and ``try_number`` are not among them: they are part of the
+#: grouping key (see the module docstring).
+PER_TASK_TAGS = frozenset({"map_index", "callback_id", "callback_path", SUBMISSION_TAG})
 #: Per-task tags that must be equal within one array (see the module docstring).
-GROUP_TAGS = ("try_number",)
+GROUP_TAGS = ("dag_id", "task_id", "run_id", "try_number")
 
 
 @dataclass(frozen=True, slots=True)
