@@ -98,18 +98,21 @@ class Workloads:
         )
         self._dag_version_id = uuid.uuid4()
 
-    def make(self, index: int) -> Any:
+    def make(self, index: int, *, mapped: bool = False) -> Any:
+        """Task ``index`` of the run: its own task, or (``mapped``) map index ``index`` of one mapped task."""
         from airflow.executors.workloads import BundleInfo, ExecuteTask
         from airflow.executors.workloads.task import TaskInstanceDTO
 
         ti_id = uuid.uuid4()
-        task_id = f"task_{index:05d}"
+        task_id = "mapped" if mapped else f"task_{index:05d}"
+        map_index = index if mapped else -1
         return ExecuteTask(
             ti=TaskInstanceDTO(
                 id=ti_id,
                 task_id=task_id,
                 dag_id=DAG_ID,
                 run_id=RUN_ID,
+                map_index=map_index,
                 try_number=1,
                 dag_version_id=self._dag_version_id,
                 pool_slots=1,
@@ -118,7 +121,9 @@ class Workloads:
             ),
             dag_rel_path="bench_dag.py",
             token=ExecuteTask.generate_token(str(ti_id), self._generator),
-            log_path=f"dag_id={DAG_ID}/run_id={RUN_ID}/task_id={task_id}/attempt=1.log",
+            log_path=f"dag_id={DAG_ID}/run_id={RUN_ID}/task_id={task_id}/"
+            + (f"map_index={map_index}/" if mapped else "")
+            + "attempt=1.log",
             bundle_info=BundleInfo(name="dags-folder"),
         )
 
@@ -222,10 +227,11 @@ def _queue(executor: Any, workloads: Iterator[Any]) -> dict[Any, int]:
 
 
 def burst(params: dict[str, Any]) -> dict[str, Any]:
-    """N tasks queued at once; localbatch finishes every job as soon as it starts."""
+    """N tasks queued at once (burst-array: N map indexes of one mapped task, what arrays are for);
+    localbatch finishes every job as soon as it starts."""
     n = params["tasks"]
     factory = Workloads()
-    workloads = [factory.make(i) for i in range(n)]
+    workloads = [factory.make(i, mapped=params.get("mapped", False)) for i in range(n)]
     executor = make_executor(params["executor"], parallelism=n)
     driver = Driver(executor)
     started = time.time()

@@ -137,6 +137,7 @@ def driver_params(executor: str, sizes: scenarios.Sizes, service: LocalBatch) ->
                 "faults": scenarios.burst_array_faults(),
                 "executor_options": options("burst-array"),
                 "tasks": sizes.burst_array_tasks,
+                "mapped": True,
                 "timeout_s": 60 + sizes.burst_array_tasks * 0.3,
             },
             "steady": {

@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -165,6 +166,114 @@ def build_submit_job_request(
         definition_kind=definition_kind,
         stored_workloads=stored_workloads,
     )
+
+
+class RequestTemplates:
+    """:func:`build_submit_job_request` for the map indexes of one mapped task at the cost of a copy.
+
+    With a workload store the command is the launcher's, the same for every task, so the requests of
+    one task's map indexes in one run and try differ only in the ``map_index`` tag and the workload
+    waiting for the store: the first is built and checked in full, the others copy it. A burst of
+    thousands of map indexes is accepted on the scheduler thread, where a full build (merging,
+    checking against botocore's model) costs several times the copy.
+
+    Used only for requests with stored workloads; anything else is built in full. The key holds every
+    other input, the map index's length included (the size checks see the same bytes), and a template
+    is used only while the queue's and the job definition's kinds are what they were when it was built.
+    Not thread-safe: the scheduler thread's.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._templates: OrderedDict[tuple[Any, ...], _Template] = OrderedDict()
+
+    def build(
+        self,
+        config: ExecutorConfig,
+        *,
+        stored_workloads: Sequence[str],
+        map_index: int,
+        queue: str | None,
+        executor_config: Mapping[str, Any] | None,
+        queue_kind: QueueKindLookup | None = None,
+        definition_kind: DefinitionLookup | None = None,
+        **rest: Any,
+    ) -> dict[str, Any]:
+        """As :func:`build_submit_job_request` with the launcher's command (``stored_workloads`` set)."""
+        key = self._key(config, map_index, queue, executor_config, rest)
+
+        def fresh() -> dict[str, Any]:
+            return build_submit_job_request(
+                config,
+                command=stored_workload_command(),
+                map_index=map_index,
+                queue=queue,
+                executor_config=executor_config,
+                queue_kind=queue_kind,
+                definition_kind=definition_kind,
+                stored_workloads=stored_workloads,
+                **rest,
+            )
+
+        if key is None:
+            return fresh()
+        template = self._templates.get(key)
+        if template is None or not template.still_holds(queue_kind, definition_kind):
+            template = self._templates[key] = _Template(fresh(), queue_kind, definition_kind)
+            while len(self._templates) > self._size:
+                self._templates.popitem(last=False)
+        self._templates.move_to_end(key)
+        # A new top level, tags and workloads; the nested members are the template's, which is safe
+        # because the core packs a request (serialises it) as it takes it and never changes it before.
+        request = dict(template.request)
+        request["tags"] = {**template.request["tags"], "map_index": str(map_index)}
+        request[WORKLOADS_KEY] = list(stored_workloads)
+        return request
+
+    @staticmethod
+    def _key(
+        config: ExecutorConfig,
+        map_index: int,
+        queue: str | None,
+        executor_config: Mapping[str, Any] | None,
+        rest: Mapping[str, Any],
+    ) -> tuple[Any, ...] | None:
+        if not executor_config:
+            overlay = ""
+        else:
+            try:
+                overlay = json.dumps(executor_config, sort_keys=True, separators=(",", ":"))
+            except (TypeError, ValueError):
+                return None  # not JSON: checking it fails, and the full build says why
+        return (id(config), len(str(map_index)), queue, overlay, tuple(sorted(rest.items())))
+
+
+class _Template:
+    """A request built in full, and the kinds of its queue and definition it was built for."""
+
+    __slots__ = ("definition", "queue", "request")
+
+    def __init__(
+        self,
+        request: dict[str, Any],
+        queue_kind: QueueKindLookup | None,
+        definition_kind: DefinitionLookup | None,
+    ) -> None:
+        self.request = request
+        self.queue = _ask(queue_kind, request["jobQueue"])
+        self.definition = _ask(definition_kind, request["jobDefinition"])
+
+    def still_holds(
+        self, queue_kind: QueueKindLookup | None, definition_kind: DefinitionLookup | None
+    ) -> bool:
+        return bool(
+            _ask(queue_kind, self.request["jobQueue"]) == self.queue
+            and _ask(definition_kind, self.request["jobDefinition"]) == self.definition
+        )
+
+
+def _ask(lookup: Callable[[str], Any] | None, name: Any) -> Any:
+    return None if lookup is None else (lookup(str(name)),)
 
 
 def build_callback_submit_job_request(

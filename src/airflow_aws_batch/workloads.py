@@ -411,8 +411,10 @@ def pending_workloads(request: Mapping[str, Any]) -> list[str] | None:
 
 
 def place_workloads(request: dict[str, Any], store: WorkloadStore, name: str) -> str | None:
-    """Write the request's pending workloads as object ``name`` and point its command at it (in place).
+    """Write the request's pending workloads as object ``name`` and point its command at it.
 
+    Changes ``request``'s top level only: the members on the way to the command are replaced by copies,
+    because the executor's requests share nested members (see ``Core.add``).
     Returns the object's URL; None when the request has no pending workloads (nothing is written).
     Raises StoreError when the store refuses.
     """
@@ -420,17 +422,17 @@ def place_workloads(request: dict[str, Any], store: WorkloadStore, name: str) ->
     if pending is None:
         return None
     url = store.put(name, list(pending))
-    _command_holder(request)["command"] = launch_command(url)
-    return url
-
-
-def _command_holder(request: dict[str, Any]) -> dict[str, Any]:
-    """The override that carries the task's command: an EKS job's first pod container when the request
-    has one (the submit thread has placed the command for the definition's kind by now), else
-    ``containerOverrides``."""
-    containers = ((request.get("eksPropertiesOverride") or {}).get("podProperties") or {}).get("containers")
+    command = launch_command(url)
+    eks = request.get("eksPropertiesOverride") or {}
+    pod = eks.get("podProperties") or {}
+    containers = pod.get("containers")
     if containers and isinstance(containers[0], dict) and "command" in containers[0]:
-        holder: dict[str, Any] = containers[0]
-        return holder
-    overrides: dict[str, Any] = request.setdefault("containerOverrides", {})
-    return overrides
+        # An EKS job's first pod container (the submit thread has placed the command for the kind).
+        first = {**containers[0], "command": command}
+        request["eksPropertiesOverride"] = {
+            **eks,
+            "podProperties": {**pod, "containers": [first, *containers[1:]]},
+        }
+    else:
+        request["containerOverrides"] = {**(request.get("containerOverrides") or {}), "command": command}
+    return url

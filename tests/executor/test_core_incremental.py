@@ -49,7 +49,7 @@ class ScanningCore(Core):
                 continue
             self._set_phase(entry, Phase.SUBMITTING)
             entry.submission = self._new_submission()
-            request = self._packer.unpack(entry.request)
+            request = self._packer.copy_of(entry.request)
             request["tags"] = {**request.get("tags", {}), SUBMISSION_TAG: entry.submission}
             out.append(
                 Submit(
