@@ -8,7 +8,13 @@ Inputs are what the harness read from outside the executor:
 - execution records: the JSON lines each task appends from its own code (``chaos.tasks``): one
   ``start`` line, a ``beat`` line every half second, one ``end`` line;
 - Batch jobs: DescribeJobs dicts from localbatch (``jobId, status, statusReason, isTerminated,
-  isCancelled, createdAt, tags``; the executor tags every job with its try);
+  isCancelled, createdAt, tags``; the executor tags every single job with its try);
+- array jobs: ListJobs lists an array's parent, never its children, and the children carry the
+  parent's tags, which name the DAG, task, run and try but no map index. So the harness also
+  describes every child (``<arrayJobId>:<i>``) and reads the array's workload object (the URL is the
+  last element of the parent's command): workload ``i`` names the task instance and try child ``i``
+  ran (:func:`expand_arrays`). Every count below sees a child as a job of that try, and never the
+  parent, which runs nothing;
 - process exits that the harness observed, and the text of every scheduler log.
 
 Definitions (what each figure counts):
@@ -40,6 +46,11 @@ Definitions (what each figure counts):
   try that had moved on) or that ran a try another execution also ran stays an orphan.
 - **scheduler crashes**: scheduler process exits that the harness did not cause.
 - **executor errors**: tracebacks in the scheduler logs that mention ``airflow_aws_batch``.
+- **arrays / array children**: array jobs the executor submitted during the run and their children.
+  The target is at least one array, so that a run where grouping silently stopped (arrays off, or
+  never enough tasks due together) misses instead of passing without testing arrays. **Array
+  mismatches** (target 0): children whose workload names another DAG, task, run or try than the
+  array's tags, or whose workload cannot be read.
 """
 
 from __future__ import annotations
@@ -234,6 +245,83 @@ def job_try_key(job: Mapping[str, Any]) -> TryKey | None:
         return None
 
 
+#: Fields of a try, as tags and in the identity the harness reads from an array's workloads.
+TRY_FIELDS = ("dag_id", "task_id", "run_id", "map_index", "try_number")
+#: The fields an array's tags must share with every child's workload (the executor's grouping key).
+ARRAY_TAGS = ("dag_id", "task_id", "run_id", "try_number")
+
+
+def is_array_parent(job: Mapping[str, Any]) -> bool:
+    return bool((job.get("arrayProperties") or {}).get("size"))
+
+
+def expand_arrays(
+    jobs: Sequence[Mapping[str, Any]],
+    children: Sequence[Mapping[str, Any]],
+    arrays: Sequence[Mapping[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the jobs that ran tasks, array mismatches): single jobs as listed; each array parent
+    replaced by its children, each child's tags completed from its workload (``map_index``, and the
+    other try fields, which the workload names authoritatively).
+
+    ``children``: DescribeJobs of ``<arrayJobId>:<i>``; ``arrays``: per parent ``jobId``, ``size``
+    and ``tries`` (child index -> the ``ti`` fields of its workload) or ``error``. A child whose
+    workload is unknown keeps its parent's tags only, so it names no try (and counts as such).
+    """
+    described = {str(child.get("jobId")): child for child in children}
+    read = {str(array.get("jobId")): array for array in arrays}
+    expanded: list[dict[str, Any]] = []
+    mismatches: list[dict[str, Any]] = []
+    for job in jobs:
+        if not is_array_parent(job):
+            expanded.append(dict(job))
+            continue
+        parent_id, size = str(job.get("jobId")), int(job["arrayProperties"]["size"])
+        array = read.get(parent_id, {})
+        tries = list(array.get("tries") or [])
+        parent_tags = dict(job.get("tags") or {})
+        for index in range(size):
+            child_id = f"{parent_id}:{index}"
+            child = dict(described.get(child_id) or {"jobId": child_id, "status": "NOT DESCRIBED"})
+            child["arrayJobId"] = parent_id
+            tags = dict(child.get("tags") or parent_tags)
+            if index >= len(tries):
+                why = array.get("error") or f"the object holds {len(tries)} workloads, the array {size}"
+                mismatches.append({"job_id": child_id, "why": why})
+                child["tags"] = {k: v for k, v in tags.items() if k != "map_index"}
+                expanded.append(child)
+                continue
+            workload = tries[index]
+            differs = {
+                name: (tags.get(name), workload.get(name))
+                for name in ARRAY_TAGS
+                if str(tags.get(name)) != str(workload.get(name))
+            }
+            if differs:
+                mismatches.append(
+                    {"job_id": child_id, "why": "workload differs from the array's tags", **differs}
+                )
+            child["tags"] = {**tags, **{name: str(workload.get(name)) for name in TRY_FIELDS}}
+            child["workload_ti_id"] = workload.get("ti_id")
+            expanded.append(child)
+    return expanded, mismatches
+
+
+def array_parents(jobs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The array jobs among the listed jobs: id, size, status and its children's status counts."""
+    return [
+        {
+            "job_id": job.get("jobId"),
+            "size": int(job["arrayProperties"]["size"]),
+            "status": job.get("status"),
+            "children": job["arrayProperties"].get("statusSummary"),
+            "tags": job.get("tags"),
+        }
+        for job in jobs
+        if is_array_parent(job)
+    ]
+
+
 #: Logged by Airflow's scheduler each time it saves an executor's job id on a task instance, e.g.
 #: ``Setting external_executor_id for <TaskInstance: chaos.work manual__... map_index=6 [queued]
 #: ti_id=...> to 8eac9e07-...``.
@@ -311,7 +399,10 @@ def _classify_jobs(
         if outcome == "FAILED: terminated":
             continue
         if key is None:
-            found.append(("orphan", {**evidence, "why": "ended on its own and carries no try tags"}))
+            why = "ended on its own and carries no try tags"
+            if job.get("arrayJobId"):
+                why = "array child that ended on its own; no workload names its try"
+            found.append(("orphan", {**evidence, "why": why}))
             continue
         if job_id in pointers.get(key, set()) or key[:4] in (logged or {}).get(job_id, set()):
             continue
@@ -466,6 +557,10 @@ def misses(figures: Mapping[str, Any]) -> list[str]:
     exit_s = figures.get("sigterm_exit_s")
     if exit_s is None or exit_s > SIGTERM_EXIT_LIMIT_S:
         found.append(f"sigterm_exit_s = {exit_s} (target <= {SIGTERM_EXIT_LIMIT_S:.0f})")
+    if not figures.get("arrays"):
+        found.append(f"arrays = {figures.get('arrays')} (target >= 1: no array job formed)")
+    if figures.get("array_mismatches"):
+        found.append(f"array_mismatches = {figures['array_mismatches']} (target 0)")
     if figures.get("not_performed"):
         found.append(f"fault steps not performed: {', '.join(figures['not_performed'])}")
     return found
@@ -475,25 +570,21 @@ def figures(raw: Mapping[str, Any], tasks: int) -> tuple[dict[str, Any], dict[st
     """(figures, evidence) of one seed from what the harness collected (keys as ``chaos.drive`` sets)."""
     tis = list(raw.get("task_instances", []))
     runs = executions(raw.get("records", []))
+    listed = list(raw.get("jobs", []))
+    jobs, mismatches = expand_arrays(listed, raw.get("array_children", []), raw.get("arrays", []))
+    logged = logged_pointers(raw.get("scheduler_logs", {}), tis)
+    tries = [*tis, *raw.get("history", [])]
     found = {
         "lost": lost(tis, runs),
         "run_twice": run_twice(runs),
         "ran_concurrently": ran_concurrently(runs),
-        "orphan_jobs": orphan_jobs(
-            raw.get("jobs", []),
-            [*tis, *raw.get("history", [])],
-            runs,
-            logged_pointers(raw.get("scheduler_logs", {}), tis),
-        ),
+        "orphan_jobs": orphan_jobs(jobs, tries, runs, logged),
         "scheduler_crashes": scheduler_crashes(raw.get("exits", [])),
         "executor_errors": executor_errors(raw.get("scheduler_logs", {})),
         "failed_retries_exhausted": failed_retries_exhausted(tis),
-        "unrecorded_accounted": unrecorded_accounted(
-            raw.get("jobs", []),
-            [*tis, *raw.get("history", [])],
-            runs,
-            logged_pointers(raw.get("scheduler_logs", {}), tis),
-        ),
+        "unrecorded_accounted": unrecorded_accounted(jobs, tries, runs, logged),
+        "arrays": array_parents(listed),
+        "array_mismatches": mismatches,
     }
     result: dict[str, Any] = {name: len(items) for name, items in found.items()}
     result.update(
@@ -504,7 +595,8 @@ def figures(raw: Mapping[str, Any], tasks: int) -> tuple[dict[str, Any], dict[st
             "run_s": raw.get("run_s"),
             "task_instances": len(tis),
             "executions": len(runs),
-            "jobs": job_outcomes(raw.get("jobs", [])),
+            "jobs": job_outcomes(jobs),
+            "array_children": sum(array["size"] for array in found["arrays"]),
             "api_calls": api_calls(raw.get("stats_parts", []), tasks),
         }
     )

@@ -26,8 +26,9 @@ from chaos.tasks import RECORD_FILE
 from devstack import JOB_QUEUE, LocalBatch, Stack
 from devstack.procs import Process
 
-#: SubmitJob calls within BURST_WINDOW_S that make a burst (the first scheduling loop queues up to
-#: [core] parallelism tasks at once; the executor submits them within a fraction of a second).
+#: Tasks submitted within BURST_WINDOW_S that make a burst (the first scheduling loop queues up to
+#: [core] parallelism tasks at once; the executor submits them within a fraction of a second). Counted
+#: as jobs that run, single jobs and array children, not SubmitJob calls: one call submits a whole array.
 BURST_MIN_SUBMITS = max(4, PARALLELISM * 3 // 4)
 BURST_WINDOW_S = 1.0
 #: Seconds both schedulers must have been heartbeating before one of them is killed.
@@ -110,7 +111,7 @@ class Harness:
         self.stack.batch.set_faults(self.faults)
         # Count the run's calls only, not the stack's set-up.
         self.stack.batch.reset_stats()
-        self._baseline_submits = self._submit_requests()
+        self._baseline_submits = self._tasks_submitted()
         self.run_id = self.stack.airflow.trigger(DAG_ID, conf={"seed": self.seed})
         self._t0 = time.monotonic()
         self.log(f"seed {self.seed}: triggered {DAG_ID}/{self.run_id} ({n} tasks)")
@@ -164,7 +165,7 @@ class Harness:
         )
 
     def _burst_seen(self) -> bool:
-        now, submits = time.monotonic(), self._submit_requests() - self._baseline_submits
+        now, submits = time.monotonic(), self._tasks_submitted() - self._baseline_submits
         self._submits.append((now, submits))
         while self._submits and self._submits[0][0] < now - BURST_WINDOW_S:
             self._submits.popleft()
@@ -353,9 +354,12 @@ class Harness:
             ).scalar()
         return int(found or 0)
 
-    def _submit_requests(self) -> int:
-        operations = self.stack.batch.stats().get("operations", {})
-        return int(operations.get("SubmitJob", {}).get("requests", 0))
+    def _tasks_submitted(self) -> int:
+        """Jobs localbatch holds that run a task: single jobs and array children, not array parents."""
+        answer = self.stack.batch.admin("GET", "health")
+        answer.raise_for_status()
+        health = answer.json()
+        return int(health["jobs"]) - int(health.get("array_jobs", 0))
 
     def _snapshot_stats(self) -> None:
         try:
@@ -391,6 +395,10 @@ class Harness:
             config=Config(retries={"mode": "standard", "max_attempts": 10}),
         )
         jobs = reader.all_jobs()
+        # ListJobs lists array parents, not their children: describe the children by id, and read
+        # each array's workload object (named by its command) for the task instance each child ran.
+        arrays = [read_array(job) for job in jobs if (job.get("arrayProperties") or {}).get("size")]
+        children = reader.describe([f"{a['jobId']}:{i}" for a in arrays for i in range(int(a["size"]))])
         records, bad_lines = read_records(self.record_dir / RECORD_FILE)
         logs = {
             path.name: path.read_text(errors="replace")
@@ -400,10 +408,40 @@ class Harness:
             "task_instances": tis,
             "history": history,
             "jobs": jobs,
+            "array_children": children,
+            "arrays": arrays,
             "records": records,
             "bad_record_lines": bad_lines,
             "scheduler_logs": logs,
         }
+
+
+def read_array(parent: dict[str, Any]) -> dict[str, Any]:
+    """An array parent's id, size, object URL and, per child index, the try its workload names.
+
+    The object is ``{"version": 1, "workloads": [...]}`` with one workload per child in index order
+    (README, workload store); nobody deletes an array's object, so it is still there. Only the task
+    instance's identity is kept, not the workloads' tokens. ``error`` says why the tries are missing.
+    """
+    command = (parent.get("container") or {}).get("command") or []
+    url = str(command[-1]) if command else ""
+    found: dict[str, Any] = {
+        "jobId": parent["jobId"],
+        "size": parent["arrayProperties"]["size"],
+        "object": url,
+    }
+    if not url.startswith("file://"):
+        return {**found, "error": f"the array's command names no file:// object: {command}"}
+    try:
+        workloads = json.loads(Path(url.removeprefix("file://")).read_text())["workloads"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return {**found, "error": f"unreadable workload object: {error!r}"}
+    tries = []
+    for workload in workloads:
+        ti = (workload.get("ti") or {}) if isinstance(workload, dict) else {}
+        keys = ("dag_id", "task_id", "run_id", "map_index", "try_number")
+        tries.append({"ti_id": str(ti.get("id")), **{k: ti.get(k) for k in keys}})
+    return {**found, "tries": tries}
 
 
 def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:

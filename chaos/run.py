@@ -31,6 +31,7 @@ def run_seed(profile: settings.Profile, seed: int, work_dir: Path, db_url: str) 
     from bench.dag import PRELOAD
     from devstack import Stack
 
+    work_dir = work_dir.resolve()  # the workload store's file:// URL needs an absolute path
     if work_dir.exists():
         shutil.rmtree(work_dir)
     record_dir = work_dir / "records"
@@ -49,10 +50,14 @@ def run_seed(profile: settings.Profile, seed: int, work_dir: Path, db_url: str) 
         db_url=db_url,
         executor="aws_batch",
         dags_folder=dags,
-        env=settings.airflow_env(),
+        env=settings.airflow_env(work_dir),
         task_env=settings.task_env(record_dir),
         # Warm task processes (see bench.dag): a cold Task SDK costs seconds of CPU per task here.
-        localbatch_args=[arg for module in PRELOAD for arg in ("--preload", module)],
+        # With the workload store every job runs the launcher, so it is preloaded too: without it each
+        # job ran cold, 8.6 s (median) from job start to the task's code with 8 tasks on 2 cores.
+        localbatch_args=[
+            arg for module in (*PRELOAD, settings.LAUNCH_MODULE) for arg in ("--preload", module)
+        ],
         job_name="chaos",
         max_vcpus=settings.MAX_VCPUS,
         on_step=lambda message: log(f"seed {seed}: {message}"),
@@ -63,7 +68,7 @@ def run_seed(profile: settings.Profile, seed: int, work_dir: Path, db_url: str) 
         log(f"seed {seed}: stack up in {time.monotonic() - began:.0f} s (work dir {work_dir})")
         raw = Harness(stack, profile, seed, log, record_dir).run()
     # Everything collected, for post-mortems; chaos-results.json keeps the figures and evidence.
-    keep = ("task_instances", "history", "jobs", "events", "exits", "stats_parts")
+    keep = ("task_instances", "history", "jobs", "array_children", "arrays", "events", "exits", "stats_parts")
     (work_dir / "raw.json").write_text(json.dumps({k: raw[k] for k in keep}, indent=1, default=str))
     raw["logs_dir"] = str(stack.logs_dir)
     raw["work_dir"] = str(work_dir)
@@ -79,7 +84,10 @@ def environment(profile: settings.Profile) -> dict[str, Any]:
         "max_vcpus": settings.MAX_VCPUS,
         "retries": settings.RETRIES,
         "retry_delay_s": settings.RETRY_DELAY_S,
-        "airflow_env": {k: v for k, v in settings.airflow_env().items() if k != "PYTHONPATH"},
+        "airflow_env": {
+            k: v for k, v in settings.airflow_env(Path("/<work dir>")).items() if k != "PYTHONPATH"
+        },
+        "array_min_size": settings.ARRAY_MIN_SIZE,
         "faults": settings.fault_config(0, "server_error") | {"seed": "per seed"},
         "sigterm_wait_s": settings.SIGTERM_WAIT_S,
         "cpu_count": os.cpu_count(),

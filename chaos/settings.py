@@ -26,6 +26,14 @@ ORPHANED_TASKS_CHECK_INTERVAL_S = 5
 TASK_INSTANCE_HEARTBEAT_TIMEOUT_S = 60
 LATENCY_MS = 20
 SUBMIT_QUOTA = 50
+#: Arrays in play: workloads go through a file:// store (``<work dir>/workloads``), and at least this
+#: many instances of the mapped task due together (at the same try) go out as one array job. Half of
+#: PARALLELISM, so that the first burst (PARALLELISM tasks queued at once) forms an array, and so do
+#: the smaller batches queued as tasks end and retries come due (up to ``array_hold_s`` apart).
+ARRAY_MIN_SIZE = PARALLELISM // 2
+WORKLOADS_DIR = "workloads"
+#: What every job runs with the store set (``python -m airflow_aws_batch.launch <object URL>``).
+LAUNCH_MODULE = "airflow_aws_batch.launch"
 #: How long the harness waits for a SIGTERMed scheduler before it SIGKILLs it (the target is 30 s).
 SIGTERM_WAIT_S = 90.0
 
@@ -45,9 +53,15 @@ FULL = Profile("full", tasks=500, seeds=(1, 2, 3), orphan_wait_s=60.0, run_deadl
 QUICK = Profile("quick", tasks=100, seeds=(1,), orphan_wait_s=30.0, run_deadline_s=240.0)
 
 
-def airflow_env() -> dict[str, str]:
-    """Environment of every Airflow component (on top of what ``devstack.Stack`` sets)."""
+def airflow_env(work_dir: Path) -> dict[str, str]:
+    """Environment of every Airflow component (on top of what ``devstack.Stack`` sets).
+
+    ``work_dir``: the seed's work dir; the workload store is its ``workloads/`` directory, where the
+    harness reads each array's object to tell which task instance and try every child ran.
+    """
     return {
+        "AIRFLOW__AWS_BATCH_EXECUTOR__WORKLOAD_STORE": workload_store_url(work_dir),
+        "AIRFLOW__AWS_BATCH_EXECUTOR__ARRAY_MIN_SIZE": str(ARRAY_MIN_SIZE),
         # The DAG file imports chaos.tasks; the warm interpreter preloads bench.warm_task_sdk.
         "PYTHONPATH": _pythonpath(),
         "AIRFLOW__CORE__PARALLELISM": str(PARALLELISM),
@@ -60,6 +74,10 @@ def airflow_env() -> dict[str, str]:
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
         "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
     }
+
+
+def workload_store_url(work_dir: Path) -> str:
+    return f"file://{work_dir / WORKLOADS_DIR}"
 
 
 def task_env(record_dir: Path) -> dict[str, str]:

@@ -37,6 +37,12 @@ def render(seeds: Mapping[str, Mapping[str, Any]]) -> str:
 
     row("SIGTERM to scheduler exit (s)", f"<= {SIGTERM_EXIT_LIMIT_S:.0f}", sigterm)
     row(
+        "array jobs / children",
+        ">= 1",
+        lambda f: _mark(f"{f.get('arrays')} / {f.get('array_children')}", bool(f.get("arrays"))),
+    )
+    row("array children mismatched", "0", zero("array_mismatches"))
+    row(
         "fault steps not performed",
         "0",
         lambda f: _mark(len(f.get("not_performed", [])), not f.get("not_performed")),

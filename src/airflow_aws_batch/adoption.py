@@ -21,6 +21,8 @@ from airflow_aws_batch.core.ownership import (
     DEPLOYMENT_TAG,
     TiNow,
     TryId,
+    Verdict,
+    array_child_tries,
     is_job_of,
     is_team_job,
     not_another_teams_job,
@@ -28,6 +30,7 @@ from airflow_aws_batch.core.ownership import (
     try_of,
 )
 from airflow_aws_batch.core.state import ACTIVE_STATUSES, Terminate
+from airflow_aws_batch.workloads import StoreError, WorkloadStore, decode_object
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +169,7 @@ def sweep(
     before_call: BeforeCall,
     suspects: MutableSet[str] | None = None,
     team: str | None = None,
+    store: WorkloadStore | None = None,
 ) -> list[Terminate]:
     """TerminateJob commands for the active jobs of this deployment and ``team`` (None: a global
     executor, whose jobs carry no team tag) that no live try points at.
@@ -175,17 +179,36 @@ def sweep(
     alone: another scheduler may have just submitted it and not saved its id yet. ``suspects``
     carries, from one sweep to the next, the jobs whose verdict waits for confirmation (updated in
     place); without it they are never terminated.
+
+    Array children: ListJobs lists only their parent, whose tags name no map index. With ``store``
+    (the workload store the arrays' objects are in), each active array's object says which try
+    every child runs, and a child is judged like a single job of that try; only the children so
+    judged are described, to learn whether they are still active. An object that cannot be read
+    (expired, or not under ``store``) leaves its children alone.
     """
+    active = active_jobs(api, queues, before_call)
     ours = {
         job_id: detail
-        for job_id, detail in active_jobs(api, queues, before_call).items()
+        for job_id, detail in active.items()
         if detail.tags.get(DEPLOYMENT_TAG) == deployment
         and is_team_job(detail.tags, team)
         and try_of(detail.tags) is not None
     }
-    if not ours:
+    children: dict[str, tuple[TryId, dict[str, str]]] = {}
+    if store is not None:
+        for parent_id, detail in active.items():
+            if (
+                detail.array_size
+                and detail.tags.get(DEPLOYMENT_TAG) == deployment
+                and is_team_job(detail.tags, team)
+            ):
+                for index, child_try in enumerate(_array_tries(store, detail)):
+                    if child_try is not None:
+                        children[f"{parent_id}:{index}"] = (child_try, {**detail.tags, **child_try.tags()})
+    if not ours and not children:
         return []
     tries = [t for t in (try_of(d.tags) for d in ours.values()) if t is not None]
+    tries += [child_try for child_try, _ in children.values()]
     try:
         now = lookup(tries)
     except Exception as exc:
@@ -194,20 +217,57 @@ def sweep(
     seen_before = set(suspects or ())
     if suspects is not None:
         suspects.clear()
+
+    def judge(job_id: str, verdict: Verdict | None) -> None:
+        if verdict is None:
+            return
+        if verdict.confirm and job_id not in seen_before:
+            if suspects is not None:
+                suspects.add(job_id)
+            return
+        out.append(Terminate(job_id, verdict.reason))
+
     for job_id, detail in ours.items():
         if tracked(job_id):
             continue
         job_try = try_of(detail.tags)
         assert job_try is not None
-        verdict = orphan_reason(job_id, detail.tags, deployment, now.get(job_try.ti), team=team)
-        if verdict is None:
-            continue
-        if verdict.confirm and job_id not in seen_before:
-            if suspects is not None:
-                suspects.add(job_id)
-            continue
-        out.append(Terminate(job_id, verdict.reason))
+        judge(job_id, orphan_reason(job_id, detail.tags, deployment, now.get(job_try.ti), team=team))
+    verdicts = {
+        child_id: verdict
+        for child_id, (child_try, tags) in children.items()
+        if not tracked(child_id)
+        and (verdict := orphan_reason(child_id, tags, deployment, now.get(child_try.ti), team=team))
+        is not None
+    }
+    if verdicts:
+        for child_id, detail in describe_all(api, verdicts, before_call).items():
+            if detail.status in ACTIVE_STATUSES:
+                judge(child_id, verdicts[child_id])
     return out
+
+
+def _array_tries(store: WorkloadStore, parent: JobDetail) -> list[TryId | None]:
+    """The try each child of the array ``parent`` runs, from the object its command names (the last
+    element, as the launcher reads it); empty when that object cannot be read."""
+    url = parent.command[-1] if parent.command else ""
+    if not url.startswith(store.url.rstrip("/") + "/"):
+        log.info(
+            "Array job %s names no object of the workload store (%s): its children are not swept",
+            parent.job_id,
+            url,
+        )
+        return []
+    try:
+        workloads = decode_object(store.read(url))
+    except (StoreError, ValueError) as exc:
+        log.info(
+            "Cannot read the workload object of array job %s, its children are not swept: %s",
+            parent.job_id,
+            exc,
+        )
+        return []
+    return array_child_tries(parent.tags, workloads)[: parent.array_size]
 
 
 def deadline_limiter(acquire: Callable[[float], bool], deadline: float) -> BeforeCall:

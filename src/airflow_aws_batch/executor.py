@@ -148,6 +148,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         # Nothing here may do I/O: the API server builds executors only to call get_task_log().
         self._config: ExecutorConfig | None = None
+        #: The workload store (None: workloads travel in the command); the sweep reads arrays' objects.
+        self._store: WorkloadStore | None = None
         self._api: BatchApi | None = None
         self._status_api: BatchApi | None = None
         self._core: Core | None = None
@@ -254,7 +256,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             config.share_identifier
         )
         self._array_min_size = config.array_min_size if config.workload_store else 0
-        store = self._open_store(config)
+        store = self._store = self._open_store(config)
         if config.check_health_on_startup:
             from airflow_aws_batch.health import format_failures, run_checks
 
@@ -748,6 +750,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                     before_call=before_call,
                     suspects=self._sweep_suspects,
                     team=config.team,
+                    store=self._store,
                 )
             except (BatchApiError, OutOfBudget, LookupFailed) as exc:
                 # The next adoption round sweeps again; nothing is terminated on a guess.

@@ -226,6 +226,10 @@ class WorkloadStore(Protocol):
         """Remove an object this store wrote (gone already is fine)."""
         ...
 
+    def read(self, url: str) -> bytes:
+        """The bytes of an object this store wrote; StoreError when it cannot be read (or is gone)."""
+        ...
+
     def probe(self) -> None:
         """Write, read back and delete a probe object; StoreError saying what failed."""
         ...
@@ -265,6 +269,9 @@ class FileStore:
 
     def delete(self, url: str) -> None:
         delete_object(url)
+
+    def read(self, url: str) -> bytes:
+        return read_object(url)
 
     def probe(self) -> None:
         relative, body = _probe_body()
@@ -312,6 +319,13 @@ class S3Store:
         except Exception as exc:
             self._client = None
             raise _s3_error(f"could not delete {url}", exc) from exc
+
+    def read(self, url: str) -> bytes:
+        try:
+            return read_object(url, s3_client=self._s3())
+        except StoreError:
+            self._client = None
+            raise
 
     def probe(self) -> None:
         relative, body = _probe_body()

@@ -356,23 +356,32 @@ def test_api_calls_sum_over_localbatch_restarts() -> None:
     }
 
 
+MET: dict[str, Any] = {**dict.fromkeys(count.ZERO_TARGETS, 0), "arrays": 2, "array_children": 9}
+
+
 @pytest.mark.parametrize(
     ("figures", "missed"),
     [
-        pytest.param({**dict.fromkeys(count.ZERO_TARGETS, 0), "sigterm_exit_s": 3.0}, [], id="all-met"),
+        pytest.param({**MET, "sigterm_exit_s": 3.0}, [], id="all-met"),
         pytest.param(
-            {**dict.fromkeys(count.ZERO_TARGETS, 0), "orphan_jobs": 2, "sigterm_exit_s": 31.0},
+            {**MET, "orphan_jobs": 2, "sigterm_exit_s": 31.0},
             ["orphan_jobs = 2 (target 0)", "sigterm_exit_s = 31.0 (target <= 30)"],
             id="orphans-and-slow-exit",
         ),
         pytest.param(
-            {
-                **dict.fromkeys(count.ZERO_TARGETS, 0),
-                "sigterm_exit_s": None,
-                "not_performed": ["sigterm scheduler"],
-            },
+            {**MET, "sigterm_exit_s": None, "not_performed": ["sigterm scheduler"]},
             ["sigterm_exit_s = None (target <= 30)", "fault steps not performed: sigterm scheduler"],
             id="step-not-performed",
+        ),
+        pytest.param(
+            {**MET, "sigterm_exit_s": 3.0, "arrays": 0, "array_children": 0},
+            ["arrays = 0 (target >= 1: no array job formed)"],
+            id="no-array-formed",
+        ),
+        pytest.param(
+            {**MET, "sigterm_exit_s": 3.0, "array_mismatches": 1},
+            ["array_mismatches = 1 (target 0)"],
+            id="array-child-mismatched",
         ),
     ],
 )
@@ -435,3 +444,140 @@ def test_unrecorded_jobs_are_orphans_unless_accounted_for(
     runs = count.executions(records)
     assert [found["job_id"] for found in count.orphan_jobs(jobs, tries, runs, {})] == orphans
     assert [found["job_id"] for found in count.unrecorded_accounted(jobs, tries, runs, {})] == accounted
+
+
+# --- array jobs ------------------------------------------------------------------------------------
+
+PARENT = "p"
+
+
+def parent(size: int, status: str = "SUCCEEDED", try_number: int = 1) -> dict[str, Any]:
+    """An array job as ListJobs + DescribeJobs give it: the tags children share, no map index."""
+    tags = {"dag_id": "chaos", "task_id": "work", "run_id": RUN, "try_number": str(try_number)}
+    command = ["python", "-m", "airflow_aws_batch.launch", "file:///w/chaos.json"]
+    return {
+        "jobId": PARENT,
+        "status": status,
+        "tags": tags,
+        "container": {"command": command},
+        "arrayProperties": {"size": size, "statusSummary": {status: size}},
+    }
+
+
+def child(index: int, status: str = "SUCCEEDED", **extra: Any) -> dict[str, Any]:
+    shared = parent(1)
+    return {"jobId": f"{PARENT}:{index}", "status": status, "tags": shared["tags"], **extra}
+
+
+def workload_try(index: int, try_number: int = 1, **changes: Any) -> dict[str, Any]:
+    identity = {
+        "dag_id": "chaos",
+        "task_id": "work",
+        "run_id": RUN,
+        "map_index": index,
+        "try_number": try_number,
+    }
+    return {"ti_id": f"ti-{index}-{try_number}", **identity, **changes}
+
+
+def test_an_array_counts_as_its_children_each_a_job_of_the_try_its_workload_names() -> None:
+    # Children 0..2 run map indexes 5, 3, 4 (the order the executor grouped them), each saved on its
+    # task instance; a single job runs index 0.
+    listed = [job("s", "SUCCEEDED", 0), parent(3)]
+    arrays = [{"jobId": PARENT, "size": 3, "tries": [workload_try(5), workload_try(3), workload_try(4)]}]
+    jobs, mismatches = count.expand_arrays(listed, [child(0), child(1), child(2)], arrays)
+    assert mismatches == []
+    assert [(j["jobId"], count.job_try_key(j)) for j in jobs] == [
+        ("s", ("chaos", "work", RUN, 0, 1)),
+        ("p:0", ("chaos", "work", RUN, 5, 1)),
+        ("p:1", ("chaos", "work", RUN, 3, 1)),
+        ("p:2", ("chaos", "work", RUN, 4, 1)),
+    ]
+    tis = [ti(0, "success", job="s"), ti(5, "success", job="p:0"), ti(3, "success", job="p:1")]
+    tis.append(ti(4, "success", job="p:2"))
+    assert count.orphan_jobs(jobs, tis, []) == []
+    # Saved on another task instance than the one it ran: child 2 is an orphan.
+    wrong = [*tis[:3], ti(4, "success", job="x")]
+    assert [o["job_id"] for o in count.orphan_jobs(jobs, wrong, [])] == ["p:2"]
+
+
+def test_an_array_child_that_ran_a_try_another_job_also_ran_is_an_orphan() -> None:
+    # p:0 ran index 1's try 1, never saved; job b ran it again and is the one saved.
+    listed = [parent(1), job("b", "SUCCEEDED", 1, created=1)]
+    arrays = [{"jobId": PARENT, "size": 1, "tries": [workload_try(1)]}]
+    jobs, _ = count.expand_arrays(listed, [child(0)], arrays)
+    runs = count.executions(_ran(1, 10, "p:0", 1.0) + _ran(1, 11, "b", 5.0))
+    [found] = count.orphan_jobs(jobs, [ti(1, "success", job="b")], runs, {})
+    assert (found["job_id"], found["try"], found["ran_code_in_pids"]) == (
+        "p:0",
+        f"chaos/{RUN}/work[1] try 1",
+        [10],
+    )
+    assert count.run_twice(runs) != []
+
+
+def test_a_child_still_running_after_the_run_is_an_orphan_and_the_parent_never_counts() -> None:
+    listed = [parent(2, status="RUNNING")]
+    arrays = [{"jobId": PARENT, "size": 2, "tries": [workload_try(0), workload_try(1)]}]
+    jobs, _ = count.expand_arrays(listed, [child(0), child(1, "RUNNING")], arrays)
+    tis = [ti(0, "success", job="p:0"), ti(1, "success", job="p:1")]
+    assert [(o["job_id"], o["why"]) for o in count.orphan_jobs(jobs, tis, [])] == [
+        ("p:1", "still RUNNING after the run ended")
+    ]
+    assert count.job_outcomes(jobs) == {"RUNNING": 1, "SUCCEEDED": 1}
+
+
+def test_array_children_whose_workload_is_unknown_or_disagrees_are_mismatches() -> None:
+    unreadable = [{"jobId": PARENT, "size": 2, "error": "unreadable workload object: FileNotFoundError()"}]
+    jobs, mismatches = count.expand_arrays([parent(2)], [child(0), child(1)], unreadable)
+    assert [m["job_id"] for m in mismatches] == ["p:0", "p:1"]
+    assert mismatches[0]["why"] == "unreadable workload object: FileNotFoundError()"
+    # Without its workload a child names no try, and one that ended on its own is an orphan.
+    whys = {o["job_id"]: o["why"] for o in count.orphan_jobs(jobs, [], [])}
+    assert whys == dict.fromkeys(
+        ["p:0", "p:1"], "array child that ended on its own; no workload names its try"
+    )
+
+    other_try = [{"jobId": PARENT, "size": 2, "tries": [workload_try(0), workload_try(1, try_number=2)]}]
+    jobs, mismatches = count.expand_arrays([parent(2)], [child(0), child(1)], other_try)
+    assert mismatches == [
+        {"job_id": "p:1", "why": "workload differs from the array's tags", "try_number": ("1", 2)}
+    ]
+    # The workload, not the array's tags, says which try the child ran.
+    assert count.job_try_key(jobs[1]) == ("chaos", "work", RUN, 1, 2)
+
+
+def test_figures_count_arrays_and_their_children_as_jobs() -> None:
+    raw = {
+        "task_instances": [ti(i, "success", job=f"p:{i}") for i in range(3)],
+        "records": [r for i in range(3) for r in _ran(i, 10 + i, f"p:{i}", 1.0)],
+        "jobs": [parent(3)],
+        "array_children": [
+            child(0),
+            child(1),
+            child(2, "FAILED", statusReason="CannotPullContainerError: x"),
+        ],
+        "arrays": [{"jobId": PARENT, "size": 3, "tries": [workload_try(i) for i in range(3)]}],
+        "sigterm_exit_s": 1.0,
+    }
+    figures, evidence = count.figures(raw, 3)
+    assert (figures["arrays"], figures["array_children"], figures["array_mismatches"]) == (1, 3, 0)
+    assert figures["jobs"] == {"FAILED: image pull": 1, "SUCCEEDED": 2}
+    assert figures["orphan_jobs"] == 0
+    assert evidence["arrays"][0]["job_id"] == PARENT
+    assert count.misses(figures) == []
+
+
+def test_the_harness_reads_each_childs_try_from_the_arrays_workload_object(tmp_path: Path) -> None:
+    from chaos.drive import read_array
+
+    path = tmp_path / "chaos-work.json"
+    ti_fields = {"dag_id": "chaos", "task_id": "work", "run_id": RUN, "try_number": 1}
+    workloads = [{"ti": {"id": f"u{i}", **ti_fields, "map_index": i}, "token": "secret"} for i in (7, 2)]
+    path.write_text(__import__("json").dumps({"version": 1, "workloads": workloads}))
+    array = {**parent(2), "container": {"command": ["python", "-m", "x", f"file://{path}"]}}
+    found = read_array(array)
+    assert found["tries"] == [workload_try(7, ti_id="u7"), workload_try(2, ti_id="u2")]
+    assert "secret" not in str(found)
+    path.unlink()
+    assert "unreadable workload object" in read_array(array)["error"]

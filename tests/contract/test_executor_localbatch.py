@@ -19,6 +19,7 @@ from airflow.utils.state import TaskInstanceState
 from airflow_aws_batch.adoption import sweep
 from airflow_aws_batch.core.ownership import TiNow
 from airflow_aws_batch.core.state import BackoffPolicy
+from airflow_aws_batch.workloads import launch_command, open_store
 from devstack import LocalBatchServer
 
 from ._airflow import FastExecutor, Recorder, configure, task_workload
@@ -421,6 +422,76 @@ class FakeTi:
     @property
     def key(self) -> TaskInstanceKey:
         return TaskInstanceKey(self.dag_id, self.task_id, self.run_id, self.try_number, self.map_index)
+
+
+def test_the_sweep_terminates_array_children_whose_try_moved_on(
+    executor: FastExecutor, localbatch: LocalBatchServer, tmp_path: Path
+) -> None:
+    # A scheduler died between an array's SubmitJob and Airflow saving its children's ids: the next
+    # one reset their task instances (now at try 2) and ListJobs lists only the array, whose tags
+    # name no map index. The array's workload object says which try each child runs.
+    localbatch.set_faults(held("sweep_array"))
+    batch = localbatch.batch
+    deployment = str(executor.config.deployment_id)
+    store = open_store(f"file://{tmp_path}/workloads")
+    ti = {"dag_id": "dag", "task_id": "sweep_array", "run_id": "manual__1", "try_number": 1}
+    # The executor groups in the order tasks came: child i need not run map index i.
+    indexes = [2, 0, 1]
+    url = store.put(
+        "airflow-dag-sweep_array/s1",
+        [json.dumps({"ti": {**ti, "id": f"u{m}", "map_index": m}}) for m in indexes],
+    )
+    parent = batch.submit_job(
+        jobName="airflow-dag-sweep_array",
+        jobQueue=QUEUE,
+        jobDefinition=DEFINITION,
+        arrayProperties={"size": len(indexes)},
+        containerOverrides={"command": launch_command(url)},
+        tags={**{k: str(v) for k, v in ti.items()}, "deployment": deployment},
+    )["jobId"]
+    moved_on, live, watched = (f"{parent}:{i}" for i in range(3))  # map indexes 2, 0, 1
+    airflow_now = {
+        ("dag", "sweep_array", "manual__1", 2): TiNow(2, "queued", None),
+        ("dag", "sweep_array", "manual__1", 0): TiNow(1, "queued", None),  # its id is not saved yet
+        ("dag", "sweep_array", "manual__1", 1): TiNow(2, "queued", None),
+    }
+    looked_up: list[Any] = []
+
+    def one_sweep(**options: Any) -> set[str]:
+        def lookup(tries: Any) -> Any:
+            looked_up.extend(tries)
+            return airflow_now
+
+        commands = sweep(
+            executor.api,
+            queues=[QUEUE],
+            deployment=deployment,
+            tracked=lambda job_id: job_id == watched,
+            lookup=lookup,
+            before_call=lambda: True,
+            suspects=set(),
+            **options,
+        )
+        return {cmd.job_id for cmd in commands}
+
+    try:
+        wait_job(batch, moved_on, "RUNNABLE")
+        assert one_sweep(store=store) == {moved_on}
+        assert sorted(t.map_index for t in looked_up) == [0, 1, 2]
+        # Without the store, or once the object is gone, the children are left alone.
+        assert one_sweep() == set()
+        Path(url.removeprefix("file://")).unlink()
+        assert one_sweep(store=store) == set()
+        # A child that already ended is not terminated again.
+        Path(url.removeprefix("file://")).write_text(
+            json.dumps({"version": 1, "workloads": [{"ti": {**ti, "map_index": m}} for m in indexes]})
+        )
+        batch.terminate_job(jobId=moved_on, reason="test")
+        wait_job(batch, moved_on, "FAILED")
+        assert one_sweep(store=store) == set()
+        assert job_of(batch, live)["status"] == "RUNNABLE"
+    finally:
+        batch.terminate_job(jobId=parent, reason="test cleanup")
 
 
 def submit_tagged(batch: Any, task_id: str, try_number: int, deployment: str, dag_id: str = "dag") -> str:

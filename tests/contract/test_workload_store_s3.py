@@ -41,6 +41,16 @@ def test_put_writes_one_object_under_the_prefix(moto_server: Moto, bucket: str) 
     assert _keys(moto_server, bucket) == []
 
 
+def test_read_gives_back_what_put_wrote_and_says_when_it_is_gone(moto_server: Moto, bucket: str) -> None:
+    # The orphan sweep reads an array's object this way (with the scheduler's connection).
+    store = open_store(f"s3://{bucket}/airflow/w", s3_client_factory=lambda: moto_server.client("s3"))
+    url = store.put("dep/airflow-dag-task/sub-2", ['{"ti": {"map_index": 4}}', '{"ti": {"map_index": 9}}'])
+    assert decode_object(store.read(url)) == [{"ti": {"map_index": 4}}, {"ti": {"map_index": 9}}]
+    store.delete(url)
+    with pytest.raises(StoreError, match="NoSuchKey"):
+        store.read(url)
+
+
 def test_probe_leaves_nothing_behind(moto_server: Moto, bucket: str) -> None:
     store = open_store(f"s3://{bucket}/p", s3_client_factory=lambda: moto_server.client("s3"))
     store.probe()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_aws_batch.core.ownership import TiNow, TryId, is_job_of, orphan_reason, try_of
+from airflow_aws_batch.core.ownership import TiNow, TryId, array_child_tries, is_job_of, orphan_reason, try_of
 
 TRY2 = TryId("etl", "load", "manual__1", 3, 2)
 
@@ -111,3 +111,30 @@ def test_is_job_of_with_teams(
 def test_orphan_reason_with_teams(job_tags: dict[str, str], team: str | None, terminated: bool) -> None:
     verdict = orphan_reason("job-1", job_tags, "prod", None, team=team)
     assert (verdict is not None) is terminated, verdict
+
+
+def _workload(map_index: object, try_number: object = 2, **changes: object) -> dict[str, object]:
+    ti = {**TRY2.tags(), "map_index": map_index, "try_number": try_number, "id": "u", **changes}
+    return {"type": "ExecuteTask", "ti": ti, "token": "t"}
+
+
+def test_array_child_tries_come_from_the_workloads_in_child_index_order() -> None:
+    array_tags = {k: v for k, v in tags().items() if k != "map_index"}
+    workloads = [
+        _workload(7),
+        _workload(3),
+        _workload(4, try_number=1),  # another try than the array's: not this array's object
+        _workload(5, task_id="other"),
+        {"type": "ExecuteCallback"},  # names no task instance
+        _workload("x"),
+        "not a workload",
+    ]
+    assert array_child_tries(array_tags, workloads) == [
+        TryId("etl", "load", "manual__1", 7, 2),
+        TryId("etl", "load", "manual__1", 3, 2),
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]

@@ -124,6 +124,10 @@ class JobDetail:
     #: EKS: the pod of every attempt, oldest first, and their namespace.
     pod_names: tuple[str, ...] = ()
     pod_namespace: str = ""
+    #: An array parent: its number of children (``arrayProperties.size``); None for any other job.
+    array_size: int | None = None
+    #: The command of the job's (EKS: the pod's first) container; an array's names its workload object.
+    command: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> JobDetail:
@@ -153,6 +157,8 @@ class JobDetail:
             log_stream_names=tuple(streams),
             log_group=str(log_options.get("awslogs-group") or DEFAULT_LOG_GROUP),
             tags={str(k): str(v) for k, v in (raw.get("tags") or {}).items()},
+            array_size=_array_size(raw),
+            command=tuple(str(part) for part in container.get("command") or ()),
         )
 
     @classmethod
@@ -191,6 +197,8 @@ class JobDetail:
             is_eks=True,
             pod_names=tuple(pods),
             pod_namespace=namespace,
+            array_size=_array_size(raw),
+            command=tuple(str(part) for part in (pod.get("containers") or [{}])[0].get("command") or ()),
         )
 
     def view(self) -> JobView:
@@ -203,6 +211,12 @@ class JobDetail:
             exit_code=self.exit_code,
             container_reason=self.container_reason,
         )
+
+
+def _array_size(raw: dict[str, Any]) -> int | None:
+    """``arrayProperties.size`` of an array parent (a child has ``index`` instead, a single job neither)."""
+    size = (raw.get("arrayProperties") or {}).get("size")
+    return int(size) if size is not None else None
 
 
 @dataclass(frozen=True, slots=True)

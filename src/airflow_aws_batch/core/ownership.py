@@ -19,8 +19,9 @@ only by the id Airflow saved.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 DEPLOYMENT_TAG = "deployment"
 #: Not ``team``: a user's cost-allocation tag of that name (in ``submit_job_kwargs``) would otherwise
@@ -123,6 +124,41 @@ def is_job_of(
             tags[name] == wanted_tags[name] for name in TRY_TAGS if name in tags
         )
     return job_try == wanted
+
+
+#: The try tags every child of an array job shares with its siblings: an array is one try of one
+#: task's mapped instances in one DAG run (see ``core.arrays``); only ``map_index`` differs.
+ARRAY_TRY_TAGS = ("dag_id", "task_id", "run_id", "try_number")
+
+
+def array_child_tries(tags: Mapping[str, str], workloads: Sequence[Any]) -> list[TryId | None]:
+    """The try child ``i`` of an array job runs, from its workload object (``workloads[i]``, decoded).
+
+    Batch gives every child its parent's tags, which name no map index: the workload object the
+    executor wrote for the array is the only record of which task instance each child runs. None
+    for a child whose workload names no task instance try, or one outside the array's own
+    ``ARRAY_TRY_TAGS`` (an object that does not belong to this array: nothing is decided from it).
+    """
+    found: list[TryId | None] = []
+    for workload in workloads:
+        ti = workload.get("ti") if isinstance(workload, Mapping) else None
+        if not isinstance(ti, Mapping):
+            found.append(None)
+            continue
+        try:
+            child = TryId(
+                str(ti["dag_id"]),
+                str(ti["task_id"]),
+                str(ti["run_id"]),
+                int(ti["map_index"]),
+                int(ti["try_number"]),
+            )
+        except (KeyError, TypeError, ValueError):  # a field missing, or not a number
+            found.append(None)
+            continue
+        shared = child.tags()
+        found.append(child if all(tags.get(name) == shared[name] for name in ARRAY_TRY_TAGS) else None)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
