@@ -22,10 +22,10 @@ from __future__ import annotations
 import functools
 import gc
 import logging
-import math
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,7 +62,7 @@ from airflow_aws_batch.eks import DefinitionInfo, DefinitionKinds
 from airflow_aws_batch.fairshare import QueueKind, QueueKinds, template_fields
 from airflow_aws_batch.jobdefs import JobDefinitions, PagedCalls
 from airflow_aws_batch.logs import write_failure_log
-from airflow_aws_batch.runtime import JobsMissing, JobsSeen, Runtime, StartChecked, SubmitDone
+from airflow_aws_batch.runtime import Accepted, JobsMissing, JobsSeen, Runtime, StartChecked, SubmitDone
 from airflow_aws_batch.started import airflow_saw_task_start, task_instances_now
 from airflow_aws_batch.submit import (
     ExecConfigError,
@@ -81,26 +81,27 @@ log = logging.getLogger(__name__)
 
 METRIC_PREFIX = "aws_batch_executor"
 SUBMIT_THREADS = 8
-# A burst is accepted a slice at a time: each request takes a little CPU to build, and the heartbeat
-# runs on the scheduler's loop, which must stay short; what is left stays queued for the next one.
-MAX_ACCEPT_PER_HEARTBEAT = 500
-ACCEPT_BUDGET_S = 0.005
-# With array jobs a SubmitJob carries up to 10,000 tasks: accepting, not the SubmitJob quota, bounds a
-# burst of map indexes, so the heartbeat gives it a larger share (its target is 20 ms at p99).
-ARRAY_ACCEPT_BUDGET_S = 0.010
-# Accepted whatever the time budget says: what the scheduler queues in one loop ([scheduler]
-# max_tis_per_query, 16), so a loaded machine, where each request takes longer to build, does not
-# hold tasks back for whole scheduler loops.
-MIN_ACCEPT_PER_HEARTBEAT = 16
-# ... and at least what the submit threads can send (submit_rate) until the next heartbeat, taking
-# the time since the last one as the loop's period with this margin: otherwise a machine where each
-# request takes longer to build submits below the quota.
-ACCEPT_RATE_MARGIN = 1.25
-# The core packs the requests it took (about 30 us each) a few at a time, within this share of each
-# heartbeat: after a burst the memory per tracked job comes down over a few heartbeats, not at once.
+# The heartbeat only hands queued workloads over: the intake thread builds their requests (see
+# ``runtime``), so a burst of thousands is taken off Airflow's queue in a heartbeat or two (Airflow sorts
+# the whole queue on every heartbeat while it is not empty). A few are built at once, on the scheduler
+# thread, as before: a thread hop would only add latency to the usual handful.
+ACCEPT_BUDGET_S = 0.008
+INLINE_ACCEPT = 16
+# What the intake built and the poller saw is taken in within this share of a heartbeat; the rest waits
+# in the results queue for the next one. Slot counts (asked several times a loop) take in less. A built
+# request is cheap to take in but costs several times that once due (submit, grouping): they are
+# taken in a round at a time, each round dispatched before the clock is read again.
+# The budget counts from the start of the heartbeat (taking in a burst spends some of it first), but
+# always leaves ``SYNC_MIN_S`` to take in results.
+HEARTBEAT_BUDGET_S = 0.010
+SYNC_MIN_S = 0.002
+SLOTS_BUDGET_S = 0.002
+ACCEPTED_PER_ROUND = 256
+# The core packs the requests it took (about 15 us each) a few at a time, within this share of each
+# heartbeat, and only in heartbeats without a burst to take in: memory per tracked job comes down over
+# the heartbeats after a burst.
 COMPACT_BUDGET_S = 0.002
-COMPACT_BURST_BUDGET_S = 0.0005
-COMPACT_STEP = 16
+COMPACT_STEP = 4
 END_POLL_S = 1.0
 #: How long ``end()`` waits for SubmitJobs already on the wire: a call's answer, not a job's run.
 END_SUBMIT_WAIT_S = 5.0
@@ -155,7 +156,14 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         self._core: Core | None = None
         self._runtime: Runtime | None = None
         self._pinned_event_logs: list[Any] = []
-        self._last_accept_at: float | None = None
+        #: Workloads handed over and not yet taken in, by key: the hand-over's number (a revoke or a
+        #: later queueing of the key drops or replaces it, so a stale build is ignored).
+        self._intake: dict[Any, int] = {}
+        self._intake_seq = 0
+        #: When the heartbeat under way started (``perf_counter``); None outside ``heartbeat()``.
+        self._heartbeat_started: float | None = None
+        #: Builds handed to the intake thread whose result has not been read yet.
+        self._building = 0
         self._sweep_timers: list[threading.Timer] = []
         #: Jobs a sweep found active for a finished try; terminated if the next sweep finds them too.
         #: Touched only by the terminator thread, which runs the sweeps one after another.
@@ -389,55 +397,92 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 # The share then reads "default" for the pool; queueing the task must not fail.
                 log.warning("Could not read the pool of %s", workload.ti.key, exc_info=True)
 
+    def heartbeat(self) -> None:
+        runtime = self._runtime
+        if runtime is None:
+            super().heartbeat()
+            return
+        # Our threads start no new work meanwhile: they need the GIL too, and the scheduler's loop
+        # waits for the heartbeat.
+        runtime.hold()
+        self._heartbeat_started = time.perf_counter()
+        try:
+            super().heartbeat()
+        finally:
+            self._heartbeat_started = None
+            runtime.release()
+
     def _process_workloads(self, workload_items: Sequence[Any]) -> None:
         from airflow.executors import workloads
 
-        now = time.perf_counter()
-        deadline = now + (ARRAY_ACCEPT_BUDGET_S if self._array_min_size > 0 else ACCEPT_BUDGET_S)
-        at_least = self._min_accept(now)
-        for index, workload in enumerate(workload_items[:MAX_ACCEPT_PER_HEARTBEAT]):
-            if index >= at_least and time.perf_counter() > deadline:
-                break
+        runtime = self._runtime
+        deadline = time.perf_counter() + ACCEPT_BUDGET_S
+        inline = runtime is None or (self._building == 0 and len(workload_items) <= INLINE_ACCEPT)
+        handed: list[tuple[Any, int, Any]] = []
+        core = self._core
+        for workload in workload_items:
+            if handed and time.perf_counter() > deadline:
+                break  # the rest stays queued for the next heartbeat
             key = workload.key
             if isinstance(workload, workloads.ExecuteTask):
                 self.queued_tasks.pop(key, None)
             else:
                 self.queued_callbacks.pop(key, None)
-            try:
-                request = self._build_request(workload)
-            except ExecConfigError as exc:
-                message = f"Bad executor_config, task not submitted: {exc}"
-                self.log_task_event(event="aws_batch_bad_executor_config", extra=message, ti_key=key)
-                self.fail(key, message)
-                continue
-            except Exception as exc:
-                message = f"Could not build the SubmitJob request: {exc}"
-                log.exception("%s (%s)", message, key)
-                self.log_task_event(event="aws_batch_submit_failed", extra=message, ti_key=key)
-                self.fail(key, message)
-                continue
             self.running.add(key)
-            log_path = getattr(workload, "log_path", None)
-            # Only a task instance can be checked for "did Airflow see it start"; callbacks cannot.
-            ti = workload.ti if isinstance(workload, workloads.ExecuteTask) else None
-            self.core.add(
-                key,
-                request,
-                log_path=str(log_path) if log_path else None,
-                ti_id=ti.id if ti is not None else None,
-                try_number=ti.try_number if ti is not None else 0,
-                expires_at=_monotonic_deadline(token_expires_at(str(getattr(workload, "token", "") or ""))),
-            )
+            self._intake_seq += 1
+            seq = self._intake[key] = self._intake_seq
+            # A key the core still tracks (queued again) is replaced at once, as the core always did.
+            if inline or (core is not None and key in core):
+                self._take_accepted(self._accept(key, seq, workload))
+            else:
+                handed.append((key, seq, workload))
+        if handed and runtime is not None:
+            self._building += len(handed)
+            runtime.intake(handed, self._accept)
 
-    def _min_accept(self, now: float) -> int:
-        """How many queued workloads this heartbeat accepts whatever its time budget says."""
-        last, self._last_accept_at = self._last_accept_at, now
-        if last is None or self._config is None:
-            return MIN_ACCEPT_PER_HEARTBEAT
-        # A scheduler idle for long is no guide to the next period; its idle sleep is 1 s by default.
-        period = min(now - last, 1.0)
-        keep_fed = math.ceil(self._config.submit_rate * period * ACCEPT_RATE_MARGIN)
-        return min(MAX_ACCEPT_PER_HEARTBEAT, max(MIN_ACCEPT_PER_HEARTBEAT, keep_fed))
+    def _accept(self, key: Any, seq: int, workload: Any) -> Accepted:
+        """The request of ``workload`` (on the intake thread, or inline for a few)."""
+        from airflow.executors import workloads
+
+        try:
+            request = self._build_request(workload)
+        except ExecConfigError as exc:
+            message = f"Bad executor_config, task not submitted: {exc}"
+            return Accepted(key, seq, error=message, event="aws_batch_bad_executor_config")
+        except Exception as exc:
+            message = f"Could not build the SubmitJob request: {exc}"
+            log.exception("%s (%s)", message, key)
+            return Accepted(key, seq, error=message, event="aws_batch_submit_failed")
+        log_path = getattr(workload, "log_path", None)
+        # Only a task instance can be checked for "did Airflow see it start"; callbacks cannot.
+        ti = workload.ti if isinstance(workload, workloads.ExecuteTask) else None
+        return Accepted(
+            key,
+            seq,
+            request,
+            log_path=str(log_path) if log_path else None,
+            ti_id=_uuid_bytes(ti.id) if ti is not None else None,
+            try_number=ti.try_number if ti is not None else 0,
+            expires_at=_monotonic_deadline(token_expires_at(str(getattr(workload, "token", "") or ""))),
+        )
+
+    def _take_accepted(self, result: Accepted) -> None:
+        key = result.key
+        if self._intake.get(key) != result.seq:
+            return  # revoked, failed by Airflow or queued again while it was being built
+        del self._intake[key]
+        if result.request is None:
+            self.log_task_event(event=result.event, extra=result.error, ti_key=key)
+            self.fail(key, result.error)
+            return
+        self.core.add(
+            key,
+            result.request,
+            log_path=result.log_path,
+            ti_id=result.ti_id,
+            try_number=result.try_number,
+            expires_at=result.expires_at,
+        )
 
     def _build_request(self, workload: Any) -> dict[str, Any]:
         from airflow.executors import workloads
@@ -511,7 +556,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
 
     def _take_in_results(self) -> None:
         try:
-            self._apply_results()
+            self._apply_results(time.perf_counter() + SLOTS_BUDGET_S, ACCEPTED_PER_ROUND)
             # What the results produced (e.g. tracking for jobs just submitted): queues only, no I/O.
             # Due submits are left to sync(): the scheduler reads the slot counts several times a loop.
             self._dispatch(max_submits=0)
@@ -522,21 +567,32 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         # Runs on the scheduler thread: no network I/O, and nothing may escape.
         try:
             self._unpin_saved_event_logs()
-            self._apply_results()
-            self._dispatch()
-            # Little while a burst is being taken in: its heartbeats are full already.
-            self._compact(COMPACT_BUDGET_S if not self.queued_tasks else COMPACT_BURST_BUDGET_S)
+            now = time.perf_counter()
+            deadline = max((self._heartbeat_started or now) + HEARTBEAT_BUDGET_S, now + SYNC_MIN_S)
+            more = True
+            while more and time.perf_counter() < deadline:
+                more = self._apply_results(deadline, ACCEPTED_PER_ROUND)
+                self._dispatch()
+            # Not while a burst is being taken in: its heartbeats are full already.
+            if not (more or self._building or self.queued_tasks):
+                self._compact(COMPACT_BUDGET_S)
             self._emit_metrics_now()
         except Exception:
             log.exception("AwsBatchExecutor.sync failed; it will try again on the next heartbeat")
 
-    def _apply_results(self) -> None:
+    def _apply_results(self, deadline: float | None = None, accepted: int | None = None) -> bool:
+        """Take in the threads' results until ``deadline`` (``perf_counter``) or ``accepted`` built
+        requests, if given; whether some are left."""
         if self._runtime is None:
-            return
+            return False
         core = self.core
         results = self._runtime.results
         submitted = failures = 0
+        more = False
         while True:
+            if (deadline is not None and time.perf_counter() > deadline) or accepted == 0:
+                more = not results.empty()
+                break
             try:
                 result = results.get_nowait()
             except queue.Empty:
@@ -563,13 +619,19 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                     self._report(core.job_missing(job_id))
             elif isinstance(result, StartChecked):
                 self._report(core.start_checked(result.key, result.seen))
+            elif isinstance(result, Accepted):
+                self._building -= 1
+                self._take_accepted(result)
+                if accepted is not None:
+                    accepted -= 1
         self._count_submits(submitted, failures)
+        return more
 
     def _compact(self, budget_s: float) -> None:
         """Pack the requests the core still keeps as given, within ``budget_s`` of this heartbeat."""
         deadline = time.perf_counter() + budget_s
         core = self.core
-        while core.compact(COMPACT_STEP) and time.perf_counter() < deadline:
+        while time.perf_counter() < deadline and core.compact(COMPACT_STEP):
             pass
 
     @staticmethod
@@ -770,6 +832,9 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
 
     def change_state(self, key: Any, state: Any, info: Any = None, remove_running: bool = True) -> None:
         super().change_state(key, state, info, remove_running=remove_running)
+        if str(getattr(state, "value", state)) == "failed":
+            # Failed by Airflow while its request was being built: no job may be submitted for it.
+            self._intake.pop(key, None)
         # Our own failures forget the workload before reporting it, so a FAILED for a workload still
         # tracked comes from the scheduler: a task without heartbeats (a hung or lost container).
         # Nothing else would stop its job, which would keep running next to the retry.
@@ -786,6 +851,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             key = ti.key
             self.queued_tasks.pop(key, None)
             self.running.discard(key)
+            self._intake.pop(key, None)  # not built yet: no job is ever submitted for it
             if self._core is not None:
                 self.core.revoke(
                     key, f"Revoked by Airflow (task {key.dag_id}.{key.task_id} try {key.try_number})"
@@ -807,6 +873,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             return
         try:
             core.stop_submitting()
+            # Not taken in yet: left for the next scheduler, which finds their tasks still queued.
+            self._intake.clear()
             self._release_held()
             deadline = time.monotonic() + END_SUBMIT_WAIT_S
             self._apply_results()
@@ -844,6 +912,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         if self._core is None:
             return
         self._held = []  # never sent: the core forgets them below
+        self._intake.clear()
         reason = "Airflow scheduler terminated"
         commands = _whole_arrays(self._core.terminate_all(reason), None)
         runtime = self._runtime
@@ -945,6 +1014,10 @@ def _probe_store(store: WorkloadStore) -> Any:
     except Exception as exc:  # a bad connection makes the hook raise many kinds
         return CheckItem("workload_store", False, f"{store.url}: {type(exc).__name__}: {exc}")
     return CheckItem("workload_store", True, f"{store.url}: probe object written, read and deleted")
+
+
+def _uuid_bytes(value: Any) -> bytes:
+    return (value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))).bytes
 
 
 def _task_pool(session: Any, ti: Any) -> str | None:

@@ -1,4 +1,7 @@
-"""The executor's I/O threads: submit workers, one poller, one terminator.
+"""The executor's threads: submit workers, one poller, one terminator, one intake.
+
+The intake thread builds the SubmitJob requests of a burst of queued workloads (about 30 us each,
+pure CPU), so that the heartbeat which takes the burst in only hands it over (see :class:`Accepted`).
 
 The terminator thread also runs rare chores: copying a failed job's output into the task log, and
 asking Airflow's metadata DB whether it saw a task start (:class:`CheckStarted`).
@@ -101,7 +104,31 @@ class ArrayRef:
     tags: tuple[tuple[str, str], ...]
 
 
-Result = SubmitDone | JobsSeen | JobsMissing | StartChecked
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A queued workload taken in: its SubmitJob request, or why none could be built (``request`` None).
+
+    ``seq`` tells this hand-over from a later one of the same key: Airflow may queue a key again, or
+    revoke it, while its request is being built.
+    """
+
+    key: Any
+    seq: int
+    request: dict[str, Any] | None = None
+    log_path: str | None = None
+    ti_id: bytes | None = None
+    try_number: int = 0
+    #: When the workload's token expires (monotonic clock); None when unknown.
+    expires_at: float | None = None
+    #: Why there is no request, and the task event that says so.
+    error: str = ""
+    event: str = ""
+
+
+#: Builds the :class:`Accepted` of ``(key, seq, workload)``; runs on the intake thread.
+Build = Callable[[Any, int, Any], Accepted]
+
+Result = SubmitDone | JobsSeen | JobsMissing | StartChecked | Accepted
 
 
 class Runtime:
@@ -136,7 +163,15 @@ class Runtime:
             queue.SimpleQueue()
         )
         self._poll_inbox: queue.SimpleQueue[Track | Untrack] = queue.SimpleQueue()
+        self._intake_q: queue.SimpleQueue[tuple[list[tuple[Any, int, Any]], Build] | None] = (
+            queue.SimpleQueue()
+        )
         self._stop = threading.Event()
+        #: Cleared while the scheduler heartbeats (:meth:`hold`): the intake thread waits between two
+        #: builds, submit threads before their next SubmitJob and the poller before its next call,
+        #: instead of taking the GIL from the heartbeat (CPython hands it over every 5 ms).
+        self._open = threading.Event()
+        self._open.set()
         self._wake_poller = threading.Event()
         self._threads: list[threading.Thread] = []
         self._start_checker = start_checker
@@ -162,6 +197,7 @@ class Runtime:
             self._spawn(self._submit_loop, f"aws-batch-submit-{i}")
         self._spawn(self._poll_loop, "aws-batch-poller")
         self._spawn(self._terminate_loop, "aws-batch-terminator")
+        self._spawn(self._intake_loop, "aws-batch-intake")
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -171,9 +207,11 @@ class Runtime:
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._wake_poller.set()
+        self._open.set()
         for _ in range(self.submit_threads):
             self._submit_q.put(None)
         self._terminate_q.put(None)
+        self._intake_q.put(None)
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -193,6 +231,17 @@ class Runtime:
     def run_later(self, chore: Callable[[], object]) -> None:
         """Run ``chore`` on the terminator thread (it may do I/O; exceptions are logged)."""
         self._terminate_q.put(chore)
+
+    def intake(self, items: list[tuple[Any, int, Any]], build: Build) -> None:
+        """Report ``build(key, seq, workload)`` of each item, in order, built on the intake thread."""
+        self._intake_q.put((items, build))
+
+    def hold(self) -> None:
+        """Keep the threads from starting new work until :meth:`release` (work under way goes on)."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
 
     def check_started(self, cmd: CheckStarted) -> None:
         """Answer ``cmd`` with a :class:`StartChecked` result, asked on the terminator thread."""
@@ -215,10 +264,31 @@ class Runtime:
         if isinstance(cmd, Track):
             self._wake_poller.set()
 
+    # ------------------------------------------------------------ intake
+    def _intake_loop(self) -> None:
+        while True:
+            batch = self._intake_q.get()
+            if batch is None or self._stop.is_set():
+                return
+            items, build = batch
+            for key, seq, workload in items:
+                self._open.wait()
+                if self._stop.is_set():
+                    return
+                try:
+                    result = build(key, seq, workload)
+                except Exception as exc:  # the task is failed, not left queued forever
+                    log.exception("Unexpected error taking in %s", key)
+                    result = Accepted(
+                        key, seq, error=f"unexpected error: {exc}", event="aws_batch_submit_failed"
+                    )
+                self.report(result)
+
     # ------------------------------------------------------------ submit workers
     def _submit_loop(self) -> None:
         while True:
             cmd = self._submit_q.get()
+            self._open.wait()
             if cmd is None or self._stop.is_set():
                 return
             if isinstance(cmd, SubmitArray):
@@ -561,6 +631,7 @@ class Runtime:
             self._wake_poller.clear()
 
     def _status_call(self) -> bool:
+        self._open.wait()
         return self.status_limiter.acquire(timeout=30.0) and not self._stop.is_set()
 
     def poll_once(self) -> None:

@@ -349,29 +349,83 @@ def test_terminate_with_submits_in_flight_leaves_no_live_job(
     assert live == [], "jobs submitted around terminate() were left running"
 
 
-def test_a_slow_heartbeat_accepts_enough_to_keep_submitting_at_the_rate(
+def test_a_burst_is_built_off_the_scheduler_thread_and_submitted_at_the_rate(
     executor: FastExecutor, localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A loaded machine: each SubmitJob request takes 2 ms to build, so the 5 ms budget alone would
-    # accept a handful per heartbeat, far below submit_rate (50/s) x the scheduler's loop period.
+    # A loaded machine: each SubmitJob request takes 2 ms to build. Built in the heartbeat, 200 of
+    # them would hold the scheduler's loop for 400 ms; the heartbeat only hands them to the intake.
     localbatch.set_faults(held("slowbuild"))
     build = executor._build_request
+    built_on: set[str] = set()
 
     def slow_build(workload: Any) -> dict[str, Any]:
+        built_on.add(threading.current_thread().name)
         time.sleep(0.002)
         return build(workload)
 
     monkeypatch.setattr(executor, "_build_request", slow_build)
-    work = [task_workload(f"slowbuild_{i}") for i in range(200)]
+    for i in range(200):
+        executor.queue_workload(task_workload(f"slowbuild_{i}"), session=None)  # type: ignore[arg-type]
+    for _ in range(10):
+        executor.heartbeat()
+        if not executor.queued_tasks:
+            break
+    assert not executor.queued_tasks, "the heartbeats did not take the burst off Airflow's queue"
+    assert len(executor.running) == 200
+    before = count(localbatch.stats(), "SubmitJob", "requests")
+    deadline = time.monotonic() + 30
+    while count(localbatch.stats(), "SubmitJob", "requests") - before < 100:
+        assert time.monotonic() < deadline, "the built requests were not submitted"
+        executor.heartbeat()
+        time.sleep(0.1)
+    assert built_on == {"aws-batch-intake"}
+
+
+def test_a_task_revoked_or_failed_while_its_request_is_built_gets_no_job(
+    executor: FastExecutor, localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    localbatch.set_faults(held("intake"))
+    release = threading.Event()
+    build = executor._build_request
+
+    def held_build(workload: Any) -> dict[str, Any]:
+        release.wait(30)
+        return build(workload)
+
+    monkeypatch.setattr(executor, "_build_request", held_build)
+    work = [task_workload(f"intake_{i}") for i in range(40)]
     for w in work:
         executor.queue_workload(w, session=None)  # type: ignore[arg-type]
     executor.heartbeat()
-    first = len(executor.running)
-    time.sleep(0.5)
+    assert not executor.queued_tasks and len(executor.running) == 40
+    revoked, failed = work[0].ti, work[1].ti
+    executor.revoke_task(ti=revoked)
+    executor.fail(failed.key, "failed by the scheduler")
+    release.set()
+    deadline = time.monotonic() + 30
+    while len(executor.core) < 38:
+        assert time.monotonic() < deadline, "the intake's requests were not taken in"
+        executor.heartbeat()
+        time.sleep(0.05)
+    assert revoked.key not in executor.core and failed.key not in executor.core
+    assert revoked.key not in executor.running
+    submitted: set[str] = set()
+    while len(submitted) < 38:
+        assert time.monotonic() < deadline, f"only {len(submitted)} of 38 jobs were submitted"
+        executor.heartbeat()
+        jobs = localbatch.batch.list_jobs(
+            jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": ["airflow-dag-intake_*"]}]
+        )["jobSummaryList"]
+        submitted = {j["jobName"] for j in jobs}
+        time.sleep(0.1)
+    time.sleep(1.0)  # a job for either would have been submitted with the others
     executor.heartbeat()
-    # 0.5 s at 50 submits/s is 25 submits; the executor accepts that with a margin.
-    assert len(executor.running) - first >= 25
-    assert len(executor.running) < 200  # still a slice at a time, not the whole queue
+    jobs = localbatch.batch.list_jobs(
+        jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": ["airflow-dag-intake_*"]}]
+    )["jobSummaryList"]
+    names = {j["jobName"] for j in jobs}
+    assert len(names) == 38
+    assert not names & {"airflow-dag-intake_0", "airflow-dag-intake_1"}, names
 
 
 @pytest.mark.parametrize(

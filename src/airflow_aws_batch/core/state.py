@@ -485,7 +485,7 @@ class Core:
         request: dict[str, Any],
         log_path: str | None = None,
         *,
-        ti_id: uuid.UUID | str | None = None,
+        ti_id: uuid.UUID | str | bytes | None = None,
         try_number: int = 0,
         expires_at: float | None = None,
     ) -> None:
@@ -512,7 +512,12 @@ class Core:
         entry.log_path = log_path
         entry.expires_at = expires_at
         if ti_id is not None:
-            entry.ti_id = (ti_id if isinstance(ti_id, uuid.UUID) else uuid.UUID(str(ti_id))).bytes
+            if isinstance(ti_id, bytes):  # a UUID's 16 bytes, as the intake thread passes it
+                if len(ti_id) != 16:
+                    raise ValueError(f"ti_id of {len(ti_id)} bytes, not a UUID's 16")
+                entry.ti_id = ti_id
+            else:
+                entry.ti_id = (ti_id if isinstance(ti_id, uuid.UUID) else uuid.UUID(str(ti_id))).bytes
             entry.try_number = try_number
         entry.next_at = self.clock()
         old = self._entries.get(key)
