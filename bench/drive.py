@@ -471,6 +471,9 @@ def main(argv: list[str] | None = None) -> int:
             scenario_params = {**params, **params["scenarios"][name]}
             configure_scenario(scenario_params)
             localbatch.set_faults(scenario_params["faults"])
+            # The scenarios share this process; the garbage of the ones before (an ended executor
+            # and its jobs are cycles) must not land in this one's heartbeats as a full collection.
+            gc.collect()
             before = localbatch.stats()
             began = time.monotonic()
             try:

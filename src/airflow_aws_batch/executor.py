@@ -573,9 +573,11 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             while more and time.perf_counter() < deadline:
                 more = self._apply_results(deadline, ACCEPTED_PER_ROUND)
                 self._dispatch()
-            # Not while a burst is being taken in: its heartbeats are full already.
-            if not (more or self._building or self.queued_tasks):
-                self._compact(COMPACT_BUDGET_S)
+            if not more:
+                # While a burst is being taken in, only in what is left of the heartbeat's budget.
+                busy = bool(self._building or self.queued_tasks)
+                until = time.perf_counter() + COMPACT_BUDGET_S
+                self._compact(min(until, deadline) if busy else until)
             self._emit_metrics_now()
         except Exception:
             log.exception("AwsBatchExecutor.sync failed; it will try again on the next heartbeat")
@@ -627,9 +629,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         self._count_submits(submitted, failures)
         return more
 
-    def _compact(self, budget_s: float) -> None:
-        """Pack the requests the core still keeps as given, within ``budget_s`` of this heartbeat."""
-        deadline = time.perf_counter() + budget_s
+    def _compact(self, deadline: float) -> None:
+        """Pack the requests the core still keeps as given, until ``deadline`` (``perf_counter``)."""
         core = self.core
         while time.perf_counter() < deadline and core.compact(COMPACT_STEP):
             pass
