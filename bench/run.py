@@ -1,8 +1,9 @@
 """``make bench`` / ``make bench-quick``: every scenario for both executors, one table, one JSON file.
 
-Each (scenario, executor) pair gets its own localbatch process started with identical flags and faults,
-and its own driver process (``bench.drive``), so neither executor's jobs, threads or memory touch the
-other's figures. The dag scenario runs real Airflow through ``devstack`` (``bench.dag``).
+Each executor gets its own localbatch process, started with identical flags and faults, and its own
+driver process (``bench.drive``), so neither executor's jobs, threads or memory touch the other's
+figures. Its scenarios run one after another in that process, with garbage collected in between.
+The dag scenario runs real Airflow through ``devstack`` (``bench.dag``).
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from airflow_aws_batch.config import (
     derive_deployment_id,
     load_config,
 )
-from airflow_aws_batch.core.arrays import group_submits, parent_of
+from airflow_aws_batch.core.arrays import group_key, group_submits, parent_of
 from airflow_aws_batch.core.state import (
     BackoffPolicy,
     CheckStarted,
@@ -84,8 +84,11 @@ SUBMIT_THREADS = 8
 # The heartbeat only hands queued workloads over: the intake thread builds their requests (see
 # ``runtime``), so a burst of thousands is taken off Airflow's queue in a heartbeat or two (Airflow sorts
 # the whole queue on every heartbeat while it is not empty). A few are built at once, on the scheduler
-# thread, as before: a thread hop would only add latency to the usual handful.
-ACCEPT_BUDGET_S = 0.008
+# thread, as before: a thread hop would only add latency to the usual handful. The budget counts from
+# the start of the heartbeat, so Airflow's sort of a long queue (about 1 us a task) is part of it, but
+# never leaves less than ``ACCEPT_MIN_S``: a queue of thousands would otherwise be taken a few at a time.
+ACCEPT_BUDGET_S = 0.007
+ACCEPT_MIN_S = 0.004
 INLINE_ACCEPT = 16
 # What the intake built and the poller saw is taken in within this share of a heartbeat; the rest waits
 # in the results queue for the next one. Slot counts (asked several times a loop) take in less. A built
@@ -96,7 +99,7 @@ INLINE_ACCEPT = 16
 HEARTBEAT_BUDGET_S = 0.010
 SYNC_MIN_S = 0.002
 SLOTS_BUDGET_S = 0.002
-ACCEPTED_PER_ROUND = 256
+ACCEPTED_PER_ROUND = 128
 # The core packs the requests it took (about 15 us each) a few at a time, within this share of each
 # heartbeat, and only in heartbeats without a burst to take in: memory per tracked job comes down over
 # the heartbeats after a burst.
@@ -164,6 +167,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         self._heartbeat_started: float | None = None
         #: Builds handed to the intake thread whose result has not been read yet.
         self._building = 0
+        #: Array grouping keys of requests taken in since the last dispatch (and of held submits).
+        self._group_keys: dict[Any, bytes] = {}
         self._sweep_timers: list[threading.Timer] = []
         #: Jobs a sweep found active for a finished try; terminated if the next sweep finds them too.
         #: Touched only by the terminator thread, which runs the sweeps one after another.
@@ -416,7 +421,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         from airflow.executors import workloads
 
         runtime = self._runtime
-        deadline = time.perf_counter() + ACCEPT_BUDGET_S
+        now = time.perf_counter()
+        deadline = max((self._heartbeat_started or now) + ACCEPT_BUDGET_S, now + ACCEPT_MIN_S)
         inline = runtime is None or (self._building == 0 and len(workload_items) <= INLINE_ACCEPT)
         handed: list[tuple[Any, int, Any]] = []
         core = self._core
@@ -456,6 +462,10 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         log_path = getattr(workload, "log_path", None)
         # Only a task instance can be checked for "did Airflow see it start"; callbacks cannot.
         ti = workload.ti if isinstance(workload, workloads.ExecuteTask) else None
+        waiting = request.get(WORKLOADS_KEY)
+        group = None
+        if self._array_min_size > 0 and isinstance(waiting, list) and len(waiting) == 1:
+            group = group_key(request, WORKLOADS_KEY)
         return Accepted(
             key,
             seq,
@@ -464,6 +474,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             ti_id=_uuid_bytes(ti.id) if ti is not None else None,
             try_number=ti.try_number if ti is not None else 0,
             expires_at=_monotonic_deadline(token_expires_at(str(getattr(workload, "token", "") or ""))),
+            group=group,
         )
 
     def _take_accepted(self, result: Accepted) -> None:
@@ -483,6 +494,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             try_number=result.try_number,
             expires_at=result.expires_at,
         )
+        if result.group is not None:
+            self._group_keys[key] = result.group
 
     def _build_request(self, workload: Any) -> dict[str, Any]:
         from airflow.executors import workloads
@@ -668,12 +681,14 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             return
         now = time.monotonic()
         since = {id(submit): at for submit, at in held}
+        groups = self._group_keys
         # Only first attempts become array children: a child that failed goes out again alone.
         arrays, singles = group_submits(
             [submit for submit, _ in held] + submits,
             min_size=self._array_min_size,
             workloads_key=WORKLOADS_KEY,
             eligible=lambda s: core.attempts(s.key) == 0,
+            key_of=lambda s: groups.get(s.key),
         )
         for array in arrays:
             runtime.submit(array)
@@ -683,6 +698,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 self._held.append((submit, at))
             else:
                 runtime.submit(submit)
+        # Kept only for what may still join an array; the rest is computed again if ever needed.
+        self._group_keys = {s.key: groups[s.key] for s, _ in self._held if s.key in groups}
 
     def _may_join_an_array(self, submit: Submit) -> bool:
         """Could ``submit`` still become an array child if more tasks like it came?"""

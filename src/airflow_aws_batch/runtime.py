@@ -123,6 +123,8 @@ class Accepted:
     #: Why there is no request, and the task event that says so.
     error: str = ""
     event: str = ""
+    #: The request's array grouping key, computed here rather than on the scheduler thread.
+    group: bytes | None = None
 
 
 #: Builds the :class:`Accepted` of ``(key, seq, workload)``; runs on the intake thread.
@@ -261,7 +263,8 @@ class Runtime:
 
     def track(self, cmd: Track | Untrack) -> None:
         self._poll_inbox.put(cmd)
-        if isinstance(cmd, Track):
+        # An array's answer tracks thousands of children at once; setting a set Event takes a lock.
+        if isinstance(cmd, Track) and not self._wake_poller.is_set():
             self._wake_poller.set()
 
     # ------------------------------------------------------------ intake

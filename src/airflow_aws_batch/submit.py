@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -180,12 +181,14 @@ class RequestTemplates:
     Used only for requests with stored workloads; anything else is built in full. The key holds every
     other input, the map index's length included (the size checks see the same bytes), and a template
     is used only while the queue's and the job definition's kinds are what they were when it was built.
-    Not thread-safe: the scheduler thread's.
+    Thread-safe: the executor's intake thread builds a burst's requests while the scheduler thread may
+    build a few inline.
     """
 
     def __init__(self, size: int = 64) -> None:
         self._size = size
         self._templates: OrderedDict[tuple[Any, ...], _Template] = OrderedDict()
+        self._lock = threading.Lock()
 
     def build(
         self,
@@ -217,12 +220,18 @@ class RequestTemplates:
 
         if key is None:
             return fresh()
-        template = self._templates.get(key)
+        with self._lock:
+            template = self._templates.get(key)
         if template is None or not template.still_holds(queue_kind, definition_kind):
-            template = self._templates[key] = _Template(fresh(), queue_kind, definition_kind)
-            while len(self._templates) > self._size:
-                self._templates.popitem(last=False)
-        self._templates.move_to_end(key)
+            # Built outside the lock; two threads building the same key both get a valid request.
+            template = _Template(fresh(), queue_kind, definition_kind)
+            with self._lock:
+                self._templates[key] = template
+                while len(self._templates) > self._size:
+                    self._templates.popitem(last=False)
+        with self._lock:
+            if key in self._templates:
+                self._templates.move_to_end(key)
         # A new top level, tags and workloads; the nested members are the template's, which is safe
         # because the core packs a request (serialises it) as it takes it and never changes it before.
         request = dict(template.request)

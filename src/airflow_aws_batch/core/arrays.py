@@ -85,13 +85,15 @@ def group_submits(
     workloads_key: str,
     max_size: int = ARRAY_MAX_CHILDREN,
     eligible: Callable[[Submit], bool] = lambda _: True,
+    key_of: Callable[[Submit], bytes | None] = lambda _: None,
 ) -> tuple[list[SubmitArray], list[Submit]]:
     """Split ``submits`` into arrays of ``min_size`` .. ``max_size`` children and the rest.
 
     ``min_size`` below 2 counts as 2 (an array of one is a single job); 0 turns grouping off.
     Only requests whose one workload waits under ``workloads_key`` (for the workload store) can be
     children. ``eligible(submit)``: may this submit be an array child (first attempts only: see the
-    module docstring)? Lookups after a lost answer never are. The singles keep their order.
+    module docstring)? Lookups after a lost answer never are. ``key_of(submit)``: its
+    :func:`group_key` if already known (None: computed here). The singles keep their order.
     """
     submits = list(submits)
     if min_size <= 0:
@@ -105,7 +107,8 @@ def group_submits(
         waiting = submit.request.get(workloads_key)
         if not isinstance(waiting, list) or len(waiting) != 1:
             continue
-        groups.setdefault(group_key(submit.request, workloads_key), []).append(index)
+        key = key_of(submit) or group_key(submit.request, workloads_key)
+        groups.setdefault(key, []).append(index)
     grouped: set[int] = set()
     arrays: list[SubmitArray] = []
     for members in groups.values():
@@ -142,15 +145,16 @@ def _array(children: list[Submit], workloads_key: str) -> SubmitArray:
 def array_job_name(names: list[str]) -> str:
     """The longest common prefix of ``names``, cut back to whole ``-``-separated parts when the
     names differ; ``airflow-array`` when nothing valid is left."""
-    prefix = names[0]
-    for name in names[1:]:
-        cut = 0
-        for a, b in zip(prefix, name, strict=False):
-            if a != b:
-                break
-            cut += 1
-        prefix = prefix[:cut]
-    if any(name != prefix for name in names):
+    # The prefix all names share is the one the least and the greatest share (min and max run in C:
+    # an array of thousands of children is named on the scheduler thread).
+    low, high = min(names), max(names)
+    cut = 0
+    for a, b in zip(low, high, strict=False):
+        if a != b:
+            break
+        cut += 1
+    prefix = low[:cut]
+    if low != high:
         prefix = prefix[: prefix.rfind("-")] if "-" in prefix else ""
     prefix = prefix.rstrip("-_")
     # Each name already starts with a letter or digit, so a non-empty common prefix does too.
