@@ -15,6 +15,7 @@ from airflow_aws_batch.core.arrays import (
     ARRAY_MAX_CHILDREN,
     SubmitArray,
     array_job_name,
+    group_key,
     group_submits,
     parent_of,
 )
@@ -280,3 +281,21 @@ def test_array_child_adopted_by_id_only_when_its_shared_tags_name_this_try(
 )
 def test_whole_arrays(commands: list[Terminate], tracked: list[str] | None, expected: list[str]) -> None:
     assert [cmd.job_id for cmd in _whole_arrays(commands, tracked)] == expected
+
+
+def test_keys_known_ahead_are_used_and_the_others_computed() -> None:
+    """The executor computes grouping keys on its intake thread and passes them in; a submit whose
+    key is not known (one held over from an earlier heartbeat) gets it computed the same way."""
+    submits = due(*(request(map_index=i) for i in range(12)))
+    known = {s.key: group_key(s.request, WORKLOADS_KEY) for s in submits[:6]}
+    arrays, singles = group_submits(
+        submits, min_size=10, workloads_key=WORKLOADS_KEY, key_of=lambda s: known.get(s.key)
+    )
+    assert singles == []
+    assert keys(arrays) == [tuple(range(12))]
+    # A given key is trusted: keys that differ split what would otherwise be one array.
+    split = {s.key: (b"a" if s.key < 6 else b"b") for s in submits}
+    arrays, singles = group_submits(
+        submits, min_size=5, workloads_key=WORKLOADS_KEY, key_of=lambda s: split[s.key]
+    )
+    assert keys(arrays) == [tuple(range(6)), tuple(range(6, 12))]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +186,38 @@ def test_compaction_skips_dropped_and_replaced_entries() -> None:
 
 def _workload(map_index: int) -> str:
     return json.dumps({"type": "ExecuteTask", "token": f"t{map_index}"})
+
+
+def test_two_threads_building_at_once_get_full_builds() -> None:
+    """The executor's intake thread builds a burst while the scheduler thread may build a few inline:
+    with one template slot, each thread's builds evict the other's template between its lookup and
+    its use, and every request must still equal a full build."""
+    cfg = config()
+    templates = RequestTemplates(size=1)
+    lookups: dict[str, Any] = {"queue_kind": lambda _q: None, "definition_kind": lambda _d: CONTAINER}
+    errors: list[BaseException] = []
+    wrong: list[tuple[str, int]] = []
+
+    def build_many(task_id: str) -> None:
+        try:
+            for map_index in range(300):
+                kw = {**fields(map_index, task_id=task_id), **lookups}
+                got = templates.build(cfg, stored_workloads=[f"w{map_index}"], **kw)
+                if map_index % 50 == 0 and got != full(cfg, f"w{map_index}", **kw):
+                    wrong.append((task_id, map_index))
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    # Switch threads as often as the interpreter allows, so lookups and evictions interleave.
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=build_many, args=(name,)) for name in ("load", "other")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(previous)
+    assert errors == []
+    assert wrong == []
