@@ -101,8 +101,8 @@ SYNC_MIN_S = 0.002
 SLOTS_BUDGET_S = 0.002
 ACCEPTED_PER_ROUND = 128
 # The core packs the requests it took (about 15 us each) a few at a time, within this share of each
-# heartbeat, and only in heartbeats without a burst to take in: memory per tracked job comes down over
-# the heartbeats after a burst.
+# heartbeat once its results are all taken in; while a burst is being taken in, only in what is left
+# of HEARTBEAT_BUDGET_S. Memory per tracked job comes down over the heartbeats after a burst.
 COMPACT_BUDGET_S = 0.002
 COMPACT_STEP = 4
 END_POLL_S = 1.0
