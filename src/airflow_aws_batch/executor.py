@@ -859,13 +859,14 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
 
     def change_state(self, key: Any, state: Any, info: Any = None, remove_running: bool = True) -> None:
         super().change_state(key, state, info, remove_running=remove_running)
-        if str(getattr(state, "value", state)) == "failed":
+        failed = _state_name(state) == "failed"
+        if failed:
             # Failed by Airflow while its request was being built: no job may be submitted for it.
             self._intake.pop(key, None)
         # Our own failures forget the workload before reporting it, so a FAILED for a workload still
         # tracked comes from the scheduler: a task without heartbeats (a hung or lost container).
         # Nothing else would stop its job, which would keep running next to the retry.
-        if self._core is not None and key in self._core and str(getattr(state, "value", state)) == "failed":
+        if failed and self._core is not None and key in self._core:
             try:
                 self.core.revoke(key, f"Airflow failed the task ({info or 'no heartbeat'})"[:1024])
                 self._dispatch(max_submits=0)
@@ -913,7 +914,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             unsaved = [
                 (key, str(info))
                 for key, (state, info) in list(self.event_buffer.items())
-                if info and str(getattr(state, "value", state)) == "running" and core.job_id(key) == info
+                if info and _state_name(state) == "running" and core.job_id(key) == info
             ]
             reason = "Airflow scheduler stopped before it saved this job's id; the task is handed back"
             to_end = [job_id for key, job_id in unsaved if not core.job_started(key)]
@@ -986,6 +987,11 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         from airflow_aws_batch.ops.cli import get_cli_commands
 
         return get_cli_commands()
+
+
+def _state_name(state: Any) -> str:
+    """A TaskInstanceState (a str enum) or a plain string, as its value: ``"failed"``, ``"running"``."""
+    return str(getattr(state, "value", state))
 
 
 def _whole_arrays(commands: list[Terminate], tracked: list[str] | None) -> list[Terminate]:
