@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,28 @@ def _dag_target(ours: float, results: dict[str, Any]) -> bool:
     local = _local_drain(results)
     theirs = _theirs(results, "dag", "drain_s")
     return local is not None and ours <= 1.3 * local and (theirs is None or ours < theirs)
+
+
+STATUS_BUDGET_PER_S = 5
+
+
+def _status_budget(scenario: str) -> Callable[[float, dict[str, Any]], bool]:
+    """Whether the status calls counted in the scenario's window fit a budget of 5 calls/s.
+
+    The calls are counted between two reads of localbatch's stats, W seconds apart. A caller that keeps
+    to 5/s (one call every 0.2 s at the closest, as the executor's token bucket does) can still have a
+    call fall at each end of that window: up to floor(5 W) + 1 calls, 301 in 60.16 s, which reads as
+    5.004/s. More than that is a call the budget did not allow; calls / W compared with 5 would flag the
+    fencepost instead.
+    """
+
+    def fits(per_s: float, results: dict[str, Any]) -> bool:
+        window = results.get("ours", {}).get(scenario, {}).get("window_s")
+        if not isinstance(window, (int, float)) or window <= 0:
+            return per_s <= STATUS_BUDGET_PER_S
+        return round(per_s * window) <= math.floor(STATUS_BUDGET_PER_S * window) + 1
+
+    return fits
 
 
 ROWS = [
@@ -76,7 +99,14 @@ ROWS = [
         lambda v, _: v <= 0.1,
         "<= 0.1",
     ),
-    Row("steady", "describe_calls_per_s", "steady: status calls/s", "{:.2f}", lambda v, _: v <= 5, "<= 5"),
+    Row(
+        "steady",
+        "describe_calls_per_s",
+        "steady: status calls/s",
+        "{:.2f}",
+        _status_budget("steady"),
+        "<= 5 (budget)",
+    ),
     Row("steady", "detect_p50_s", "steady: end -> reported p50 s", "{:.2f}"),
     Row("steady", "detect_p95_s", "steady: end -> reported p95 s", "{:.2f}", lambda v, _: v <= 10, "<= 10"),
     Row("dag", "drain_s", "dag: drain s", "{:.1f}", _dag_target, "<= 1.3x local, < theirs"),
@@ -91,7 +121,14 @@ ROWS = [
     Row("memory", "rss_bytes_per_job", "memory: RSS bytes per tracked job", "{:.0f}"),
     Row("scale", "tasks", "scale: tracked jobs", "{:.0f}"),
     Row("scale", "heartbeat_p99_ms", "scale: heartbeat() p99 ms", "{:.2f}", lambda v, _: v <= 20, "<= 20"),
-    Row("scale", "describe_calls_per_s", "scale: status calls/s", "{:.2f}", lambda v, _: v <= 5, "<= 5"),
+    Row(
+        "scale",
+        "describe_calls_per_s",
+        "scale: status calls/s",
+        "{:.2f}",
+        _status_budget("scale"),
+        "<= 5 (budget)",
+    ),
     Row("scale", "detect_p95_s", "scale: end -> reported p95 s", "{:.2f}", lambda v, _: v <= 15, "<= 15"),
     Row(
         "scale",
