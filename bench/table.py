@@ -148,6 +148,10 @@ def _cell(value: Any, fmt: str) -> str:
 
 
 def render(results: dict[str, Any]) -> str:
+    # The targets are set for the full sizes: at a tenth of them fixed costs weigh in (100 submits
+    # include the ramp up to the quota; 500 tracked jobs, the dicts' growth steps), so a quick run
+    # shows the targets without judging them.
+    quick = results.get("env", {}).get("size") == "quick"
     lines: list[list[str]] = [["figure", "ours", "theirs", "ours/theirs", "target (ours)"]]
     for row in ROWS:
         ours = results.get("ours", {}).get(row.scenario, {}).get(row.key)
@@ -156,7 +160,7 @@ def render(results: dict[str, Any]) -> str:
         if isinstance(ours, (int, float)) and isinstance(theirs, (int, float)) and theirs:
             ratio = f"{ours / theirs:.3g}"
         target = row.target_text
-        if row.target is not None and isinstance(ours, (int, float)):
+        if row.target is not None and isinstance(ours, (int, float)) and not quick:
             target += " ok" if row.target(float(ours), results) else " MISSED"
         lines.append([row.label, _cell(ours, row.fmt), _cell(theirs, row.fmt), ratio, target])
     local = _local_drain(results)
@@ -174,5 +178,7 @@ def render(results: dict[str, Any]) -> str:
         out.append("| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in pairs) + " |")
         if index == 0:
             out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    if quick:
+        out.append("quick run: targets are judged on the full sizes only (make bench)")
     out.extend(f"error: {error}" for error in errors)
     return "\n".join(out)

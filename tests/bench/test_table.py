@@ -29,3 +29,12 @@ def test_one_call_more_than_the_budget_allows_is_missed() -> None:
     # A short window: 51 calls in 10 s fit, 52 do not.
     assert all("ok" in row for row in _status_rows(render(_results(51, 10.0))))
     assert all("MISSED" in row for row in _status_rows(render(_results(52, 10.0))))
+
+
+def test_a_quick_run_shows_the_targets_without_judging_them() -> None:
+    results = _results(52, 10.0)
+    results["env"] = {"size": "quick"}
+    table = render(results)
+    assert "MISSED" not in table and " ok" not in table
+    assert all(row.rstrip(" |").endswith("<= 5 (budget)") for row in _status_rows(table))
+    assert "targets are judged on the full sizes only" in table
