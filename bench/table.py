@@ -148,9 +148,9 @@ def _cell(value: Any, fmt: str) -> str:
 
 
 def render(results: dict[str, Any]) -> str:
-    # The targets are set for the full sizes: at a tenth of them fixed costs weigh in (100 submits
-    # include the ramp up to the quota; 500 tracked jobs, the dicts' growth steps), so a quick run
-    # shows the targets without judging them.
+    # The targets are set for the full sizes. At a tenth of them fixed costs weigh in: 100 submits
+    # include the ramp up to the quota, and a memory slope over 400 jobs spreads any one-off
+    # allocation over few jobs (not traced one by one). A quick run shows the targets unjudged.
     quick = results.get("env", {}).get("size") == "quick"
     lines: list[list[str]] = [["figure", "ours", "theirs", "ours/theirs", "target (ours)"]]
     for row in ROWS:
