@@ -8,7 +8,8 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: venv test test-ui lint unit contract e2e e2e-postgres demo bench bench-quick chaos chaos-quick clean
+.PHONY: venv test test-ui lint unit contract e2e e2e-postgres demo bench bench-quick chaos chaos-quick clean \
+	compat-lock test-compat
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -79,6 +80,40 @@ chaos: venv
 chaos-quick: venv
 	$(VENV)/bin/python -m chaos --quick --out chaos-results.json
 
+# Every older Airflow minor we support, each in its own venv from its own lock (compat/airflow-X.Y.txt,
+# resolved from compat/airflow-X.Y.in + pyproject.toml by `make compat-lock`): the unit and contract
+# suites, the end-to-end tests of submit, adoption, revoke, arrays and the workload store, then the demo.
+# The newest minor is the default lock's, which `make test` covers. COMPAT_MINORS=3.2 for one minor.
+COMPAT_MINORS ?= 3.1 3.2
+COMPAT_E2E := tests/e2e/test_arrays.py tests/e2e/test_workload_store.py \
+	"tests/e2e/test_e2e.py::test_run_outcome[success]" \
+	tests/e2e/test_e2e.py::test_success_runs_one_batch_job_per_task \
+	tests/e2e/test_e2e.py::test_task_stuck_in_runnable_has_its_job_terminated \
+	tests/e2e/test_e2e.py::test_scheduler_killed_while_tasks_run_is_restarted_and_adopts_them
+
+compat-lock: $(UV)
+	for minor in $(COMPAT_MINORS); do \
+		$(UV) pip compile pyproject.toml --group pyproject.toml:dev --constraints compat/airflow-$$minor.in \
+			--python-version 3.11 --generate-hashes --quiet --custom-compile-command "make compat-lock" \
+			--output-file compat/airflow-$$minor.txt || exit 1; \
+	done
+
+.compat/%/.synced: compat/airflow-%.txt $(UV)
+	rm -rf .compat/$*
+	$(UV) venv --quiet --python $(PYTHON) .compat/$*
+	VIRTUAL_ENV=.compat/$* $(UV) pip sync --quiet compat/airflow-$*.txt
+	VIRTUAL_ENV=.compat/$* $(UV) pip install --quiet --no-deps -e .
+	touch $@
+
+test-compat: $(foreach minor,$(COMPAT_MINORS),.compat/$(minor)/.synced)
+	set -e; for minor in $(COMPAT_MINORS); do \
+		echo "=== Airflow $$minor: $$(.compat/$$minor/bin/python -c 'import airflow; print(airflow.__version__)')"; \
+		.compat/$$minor/bin/pytest tests/executor tests/ops tests/contract tests/test_layout.py \
+			-m "not e2e and not packaging" -p no:cacheprovider; \
+		.compat/$$minor/bin/pytest $(COMPAT_E2E) -p no:cacheprovider; \
+		DEMO_EXIT=1 DEMO_DIR=.demo-$$minor .compat/$$minor/bin/python -m demo; \
+	done
+
 # An sdist and a wheel in dist/ for `pip install dist/aws_batch_airflow-*.whl` (README). uv builds the
 # wheel from the sdist, so a broken sdist fails here. dist/ is emptied first so that glob matches one wheel.
 .PHONY: dist
@@ -87,4 +122,4 @@ dist: $(UV)
 	$(UV) build --python $(PYTHON) --out-dir dist
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache .demo .ui-test dist
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .pytest_cache .ruff_cache .demo .demo-* .ui-test dist .compat

@@ -100,8 +100,11 @@ class Workloads:
 
     def make(self, index: int, *, mapped: bool = False) -> Any:
         """Task ``index`` of the run: its own task, or (``mapped``) map index ``index`` of one mapped task."""
+        from airflow.executors import workloads
         from airflow.executors.workloads import BundleInfo, ExecuteTask
-        from airflow.executors.workloads.task import TaskInstanceDTO
+
+        # TaskInstanceDTO from Airflow 3.2; TaskInstance in 3.1.
+        TaskInstanceDTO = getattr(workloads, "TaskInstanceDTO", None) or workloads.TaskInstance
 
         ti_id = uuid.uuid4()
         task_id = "mapped" if mapped else f"task_{index:05d}"

@@ -165,7 +165,8 @@ def wait_for_ctrl_c(stack: Stack) -> None:
 
 def main() -> int:
     interactive = sys.stdin.isatty() and os.environ.get("DEMO_EXIT") != "1"
-    work_dir = REPO / ".demo"
+    # DEMO_DIR: another work dir (make test-compat runs one demo per Airflow minor).
+    work_dir = Path(os.environ.get("DEMO_DIR") or REPO / ".demo").resolve()
     shutil.rmtree(work_dir, ignore_errors=True)
     db_url = os.environ.get("DEMO_DB_URL") or None
     port = pick_port()

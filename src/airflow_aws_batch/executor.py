@@ -1,5 +1,8 @@
 """``AwsBatchExecutor``: every Airflow task (and, on Airflow >= 3.3, every callback) as one AWS Batch job.
 
+Written against one shape of Airflow: where 3.1, 3.2 and 3.3 differ, :mod:`airflow_aws_batch.compat`
+decides (workload keys, callbacks, metrics).
+
 The class is thin: :mod:`airflow_aws_batch.core` decides, :mod:`airflow_aws_batch.runtime` threads
 do the AWS calls, and ``heartbeat()``/``sync()`` on the scheduler thread only move messages between
 them and Airflow. No network call ever happens on the scheduler thread.
@@ -34,6 +37,16 @@ from airflow.executors.base_executor import BaseExecutor
 from airflow_aws_batch.adoption import LookupFailed, OutOfBudget, deadline_limiter, plan_adoption, sweep
 from airflow_aws_batch.aws.batch import BatchApi, BatchApiError, ErrorKind
 from airflow_aws_batch.aws.clients import botocore_config, hook_client_factory
+from airflow_aws_batch.compat import (
+    MULTI_TEAM,
+    RUNS_CALLBACKS,
+    callback_refusal,
+    is_task,
+    unsupported_version,
+    version_text,
+    workload_key,
+)
+from airflow_aws_batch.compat import stats as _stats
 from airflow_aws_batch.config import (
     ConfigError,
     ExecutorConfig,
@@ -126,12 +139,6 @@ def _refusal(exc: Exception) -> str | None:
     return None
 
 
-def _stats() -> Any:
-    from airflow._shared.observability.metrics import stats
-
-    return stats
-
-
 class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
     """Runs each Airflow task as its own AWS Batch job; see the README for the options."""
 
@@ -191,6 +198,13 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         self._job_definitions = JobDefinitions(PagedCalls(lambda: self.api, self._status_budget), _refusal)
 
     def log_task_event(self, *, event: str, extra: str, ti_key: Any) -> None:
+        from airflow.models.taskinstancekey import TaskInstanceKey
+
+        if not isinstance(ti_key, TaskInstanceKey):
+            # A callback's key: the event log holds task instances' rows only (Airflow 3.2 would
+            # fail building the row; 3.3 skips it too).
+            log.info("%s for callback %s: %s", event, ti_key, extra)
+            return
         super().log_task_event(event=event, extra=extra, ti_key=ti_key)
         # Airflow 3.3's scheduler saves these rows with bulk_save_objects over a generator that pops
         # them off the deque, so nothing else holds the ORM objects: they are collected mid-save and
@@ -257,6 +271,12 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        unsupported = unsupported_version()
+        if unsupported is None and getattr(self, "team_name", None) and not MULTI_TEAM:
+            unsupported = f"Airflow {version_text()} has no multi-team executors (team {self.team_name!r})"
+        if unsupported is not None:
+            log.error("AwsBatchExecutor cannot start: %s", unsupported)
+            raise RuntimeError(unsupported)
         try:
             config = self._load_config()
         except ConfigError as exc:
@@ -393,9 +413,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         super().queue_workload(workload, session)
         if not self._share_uses_pool or session is None:
             return
-        from airflow.executors import workloads
-
-        if isinstance(workload, workloads.ExecuteTask):
+        if is_task(workload):
             try:
                 self._pools[workload.ti.key] = _task_pool(session, workload.ti)
             except Exception:
@@ -427,8 +445,6 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 gc.enable()
 
     def _process_workloads(self, workload_items: Sequence[Any]) -> None:
-        from airflow.executors import workloads
-
         runtime = self._runtime
         now = time.perf_counter()
         deadline = max((self._heartbeat_started or now) + ACCEPT_BUDGET_S, now + ACCEPT_MIN_S)
@@ -438,8 +454,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         for workload in workload_items:
             if handed and time.perf_counter() > deadline:
                 break  # the rest stays queued for the next heartbeat
-            key = workload.key
-            if isinstance(workload, workloads.ExecuteTask):
+            key = workload_key(workload)
+            if is_task(workload):
                 self.queued_tasks.pop(key, None)
             else:
                 self.queued_callbacks.pop(key, None)
@@ -457,8 +473,9 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
 
     def _accept(self, key: Any, seq: int, workload: Any) -> Accepted:
         """The request of ``workload`` (on the intake thread, or inline for a few)."""
-        from airflow.executors import workloads
-
+        task = is_task(workload)
+        if not task and not RUNS_CALLBACKS:
+            return Accepted(key, seq, error=callback_refusal(), event="aws_batch_callback_unsupported")
         try:
             request = self._build_request(workload)
         except ExecConfigError as exc:
@@ -470,7 +487,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             return Accepted(key, seq, error=message, event="aws_batch_submit_failed")
         log_path = getattr(workload, "log_path", None)
         # Only a task instance can be checked for "did Airflow see it start"; callbacks cannot.
-        ti = workload.ti if isinstance(workload, workloads.ExecuteTask) else None
+        ti = workload.ti if task else None
         waiting = request.get(WORKLOADS_KEY)
         group = None
         if self._array_min_size > 0 and isinstance(waiting, list) and len(waiting) == 1:
@@ -507,10 +524,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             self._group_keys[key] = result.group
 
     def _build_request(self, workload: Any) -> dict[str, Any]:
-        from airflow.executors import workloads
-
         config = self.config
-        if isinstance(workload, workloads.ExecuteTask):
+        if is_task(workload):
             ti = workload.ti
             fields: dict[str, Any] = {
                 "dag_id": ti.dag_id,
@@ -522,7 +537,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 "executor_config": ti.executor_config,
                 "priority_weight": ti.priority_weight,
                 # Only filled in when the share template uses {pool}: the key is not free to build.
-                "pool": self._pools.pop(workload.key, None) if self._pools else None,
+                "pool": self._pools.pop(ti.key, None) if self._pools else None,
                 "team": config.team,
                 "queue_kind": self._queue_kinds.get,
                 "definition_kind": self._definition_kinds.get,

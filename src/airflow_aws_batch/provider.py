@@ -1,10 +1,15 @@
 """Provider metadata for Airflow's ProvidersManager (entry point ``apache_airflow_provider``).
 
-Airflow merges provider config descriptions section by section, in order of distribution name,
-the last one winning the whole section. The amazon provider also describes
+From Airflow 3.2, provider config descriptions are merged section by section, in order of
+distribution name, the last one winning each option. The amazon provider also describes
 ``[aws_batch_executor]``; our distribution name sorts after ``apache-airflow-providers-amazon``, so
-our description (and our defaults) replace theirs. ``tests/executor/test_provider.py`` checks this
+our descriptions (and our defaults) replace theirs. ``tests/executor/test_provider.py`` checks this
 with a real ``airflow config list``.
+
+Airflow 3.1 refuses a second provider's description of a section it already has, and every
+``airflow`` command would fail. There we describe nothing: the section stays the Amazon provider's
+(the same defaults for the options both have), ``config.read_options`` reads ours with our defaults,
+and ``airflow aws-batch options`` prints every option with its value and where it came from.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_aws_batch import __version__
+from airflow_aws_batch.compat import MERGES_PROVIDER_SECTIONS
 from airflow_aws_batch.options import OPTIONS, SECTION
 
 # Must equal the distribution name in pyproject.toml (Airflow refuses a mismatch).
@@ -19,7 +25,7 @@ PACKAGE_NAME = "aws-batch-airflow"
 
 
 def get_provider_info() -> dict[str, Any]:
-    return {
+    info: dict[str, Any] = {
         "package-name": PACKAGE_NAME,
         "name": "AWS Batch Executor",
         "description": "Runs every Airflow task as its own AWS Batch job.",
@@ -27,8 +33,10 @@ def get_provider_info() -> dict[str, Any]:
         "executors": ["airflow_aws_batch.AwsBatchExecutor"],
         # Without a "cli" entry Airflow warns on every command and imports the executor to ask it.
         "cli": ["airflow_aws_batch.provider.get_cli_commands"],
-        "config": {SECTION: config_description()},
     }
+    if MERGES_PROVIDER_SECTIONS:
+        info["config"] = {SECTION: config_description()}
+    return info
 
 
 def config_description() -> dict[str, Any]:

@@ -15,9 +15,9 @@ always can); there the answer is "cannot tell", and the task fails as it would w
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 
+from airflow_aws_batch.compat import task_instance_id
 from airflow_aws_batch.core.ownership import TiNow, TryId
 
 
@@ -33,7 +33,7 @@ def airflow_saw_task_start(ti_id: str, try_number: int) -> bool | None:
     from sqlalchemy import select
 
     query = select(TaskInstance.state, TaskInstance.try_number, TaskInstance.next_method).where(
-        TaskInstance.id == uuid.UUID(ti_id)
+        TaskInstance.id == task_instance_id(ti_id)
     )
     with create_session() as session:
         row = session.execute(query).one_or_none()

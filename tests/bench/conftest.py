@@ -52,8 +52,11 @@ def executor_config(
 
 
 def _make_workload(index: int, dag_id: str = "bench_test") -> Any:
+    from airflow.executors import workloads
     from airflow.executors.workloads import BundleInfo, ExecuteTask
-    from airflow.executors.workloads.task import TaskInstanceDTO
+
+    # TaskInstanceDTO from Airflow 3.2; TaskInstance in 3.1.
+    TaskInstanceDTO = getattr(workloads, "TaskInstanceDTO", None) or workloads.TaskInstance
 
     run_id = "manual__2026-01-01T00:00:00+00:00"
     task_id = f"task_{index:04d}"

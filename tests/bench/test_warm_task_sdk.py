@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench import dag
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,6 +34,10 @@ print(os.read(read, 1000).decode())
 
 
 def test_a_forked_job_reuses_the_preloaded_ssl_context() -> None:
+    from airflow.sdk.api.client import Client
+
+    if not hasattr(Client, "_get_ssl_context_cached"):
+        pytest.skip("this Task SDK (Airflow < 3.3) builds its SSL context per client: nothing to preload")
     done = subprocess.run(
         [sys.executable, "-c", PROBE], cwd=REPO, capture_output=True, text=True, timeout=120, check=True
     )

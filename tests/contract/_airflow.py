@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from airflow.executors import workloads
-from airflow.executors.workloads.task import TaskInstanceDTO
 
+from airflow_aws_batch import compat
 from airflow_aws_batch.core.state import BackoffPolicy
 from airflow_aws_batch.executor import AwsBatchExecutor
+
+#: The task instance of an ExecuteTask: ``TaskInstanceDTO`` from Airflow 3.2, ``TaskInstance`` in 3.1.
+TaskInstanceDTO: Any = getattr(workloads, "TaskInstanceDTO", None) or workloads.TaskInstance
 
 
 def task_workload(
@@ -103,3 +107,26 @@ class Recorder:
                 return
             time.sleep(0.05)
         raise AssertionError(f"timed out waiting for {what}; events so far: {self.events}")
+
+
+@contextlib.contextmanager
+def recording_stats(backend: Any) -> Iterator[None]:
+    """Airflow's Stats (where the scheduler sends its metrics) sends to ``backend`` meanwhile."""
+    stats = compat.stats()
+    if hasattr(stats, "incr") and not isinstance(stats, type):
+        # Airflow 3.3: a module whose backend is made by a factory.
+        from airflow._shared.observability.metrics.stats import NoStatsLogger
+
+        stats.initialize(factory=lambda: backend, export_legacy_names=False)
+        try:
+            yield
+        finally:
+            stats.initialize(factory=NoStatsLogger, export_legacy_names=False)
+        return
+    # Airflow 3.1/3.2: a class holding one instance per process.
+    saved = (stats.instance, stats._instance_pid)
+    stats.instance, stats._instance_pid = backend, os.getpid()
+    try:
+        yield
+    finally:
+        stats.instance, stats._instance_pid = saved

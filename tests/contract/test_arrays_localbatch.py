@@ -88,7 +88,7 @@ def events_of(executor: FastExecutor, key: TaskInstanceKey) -> list[str]:
 
 
 def job_ids(rec: Recorder, work: list[workloads.ExecuteTask]) -> list[str]:
-    return [str(rec.info(w.key, "running")) for w in work]
+    return [str(rec.info(w.ti.key, "running")) for w in work]
 
 
 def held(name_part: str) -> dict[str, Any]:
@@ -106,7 +106,7 @@ def test_a_burst_is_one_array_whose_children_each_report_to_their_task(
         rec = Recorder(executor)
         work = mapped("burst")
         queue_all(executor, work)
-        rec.until(lambda: all("success" in rec.states(w.key) for w in work), timeout=60, what="every task")
+        rec.until(lambda: all("success" in rec.states(w.ti.key) for w in work), timeout=60, what="every task")
         after = localbatch.stats()
     assert submits(after) - submits(before) == 1
     ids = job_ids(rec, work)
@@ -137,7 +137,7 @@ def test_tasks_queued_over_two_heartbeats_still_form_one_array(
         queue_all(executor, work[:7])
         rec.beat()
         queue_all(executor, work[7:])
-        rec.until(lambda: all("success" in rec.states(w.key) for w in work), timeout=60, what="every task")
+        rec.until(lambda: all("success" in rec.states(w.ti.key) for w in work), timeout=60, what="every task")
         after = localbatch.stats()
     assert submits(after) - submits(before) == 1
     assert len({job_id.split(":")[0] for job_id in job_ids(rec, work)}) == 1
@@ -153,7 +153,7 @@ def test_too_few_tasks_go_out_as_single_jobs(
         rec = Recorder(executor)
         work = mapped("few")
         queue_all(executor, work)
-        rec.until(lambda: all("success" in rec.states(w.key) for w in work), timeout=60, what="every task")
+        rec.until(lambda: all("success" in rec.states(w.ti.key) for w in work), timeout=60, what="every task")
         after = localbatch.stats()
     assert submits(after) - submits(before) == SIZE
     assert all(":" not in job_id for job_id in job_ids(rec, work))
@@ -171,19 +171,21 @@ def test_a_child_that_failed_before_start_is_resubmitted_alone(
         rec = Recorder(executor)
         work = mapped("fbs")
         queue_all(executor, work)
-        rec.until(lambda: all("success" in rec.states(w.key) for w in work), timeout=60, what="every task")
+        rec.until(lambda: all("success" in rec.states(w.ti.key) for w in work), timeout=60, what="every task")
         after = localbatch.stats()
     assert submits(after) - submits(before) == 2  # the array, then the one child alone
     failed = [
-        w for w in work if any("aws_batch_job_failed_before_start" in e for e in events_of(executor, w.key))
+        w
+        for w in work
+        if any("aws_batch_job_failed_before_start" in e for e in events_of(executor, w.ti.key))
     ]
-    assert len(failed) == 1, [events_of(executor, w.key) for w in work]
+    assert len(failed) == 1, [events_of(executor, w.ti.key) for w in work]
     (retried,) = failed
-    first, *later = [info for key, state, info in rec.events if key == retried.key and state == "running"]
+    first, *later = [info for key, state, info in rec.events if key == retried.ti.key and state == "running"]
     assert ":" in first
     assert later and all(":" not in info for info in later), later  # an ordinary job the second time
     parents = {
-        job_id.split(":")[0] for w in work if w is not retried for job_id in [rec.info(w.key, "running")]
+        job_id.split(":")[0] for w in work if w is not retried for job_id in [rec.info(w.ti.key, "running")]
     }
     assert len(parents) == 1
 
@@ -200,14 +202,16 @@ def test_a_lost_answer_to_an_array_submit_is_found_not_sent_again(
         rec = Recorder(executor)
         work = mapped("lost")
         queue_all(executor, work)
-        rec.until(lambda: all("success" in rec.states(w.key) for w in work), timeout=60, what="every task")
+        rec.until(lambda: all("success" in rec.states(w.ti.key) for w in work), timeout=60, what="every task")
         after = localbatch.stats()
     assert submits(after) - submits(before) == 1
     ids = job_ids(rec, work)
     parent = ids[0].split(":")[0]
     assert ids == [f"{parent}:{i}" for i in range(SIZE)]
     for w in work:
-        assert any("aws_batch_job_found" in e for e in events_of(executor, w.key)), events_of(executor, w.key)
+        assert any("aws_batch_job_found" in e for e in events_of(executor, w.ti.key)), events_of(
+            executor, w.ti.key
+        )
 
 
 def test_revoke_terminates_only_that_child(
@@ -218,7 +222,7 @@ def test_revoke_terminates_only_that_child(
         rec = Recorder(executor)
         work = mapped("revoke")
         queue_all(executor, work)
-        rec.until(lambda: all(rec.states(w.key) for w in work), timeout=60, what="a job for every task")
+        rec.until(lambda: all(rec.states(w.ti.key) for w in work), timeout=60, what="a job for every task")
         ids = job_ids(rec, work)
 
         @dataclass
@@ -262,7 +266,7 @@ def test_a_new_scheduler_adopts_children_by_their_ids(
         rec = Recorder(first)
         work = mapped("adopt")
         queue_all(first, work)
-        rec.until(lambda: all(rec.states(w.key) for w in work), timeout=60, what="a job for every task")
+        rec.until(lambda: all(rec.states(w.ti.key) for w in work), timeout=60, what="a job for every task")
         ids = job_ids(rec, work)
         # The next scheduler: same deployment (same database), its own executor.
         configure(monkeypatch, localbatch.url, job_queue=QUEUE, job_definition=DEFINITION)
@@ -274,13 +278,13 @@ def test_a_new_scheduler_adopts_children_by_their_ids(
             stale = FakeTi("adopt", 5, 2, ids[5])
             handed_back = second.try_adopt_task_instances([current, stale])
             assert handed_back == [stale]
-            assert second.core.job_id(current.key) == ids[2]
-            assert current.key in second.running
+            assert second.core.job_id(current.ti.key) == ids[2]
+            assert current.ti.key in second.running
             # The adopted child's end reaches its task through the new scheduler.
             batch.terminate_job(jobId=ids[2], reason="ended by test")
             rec2 = Recorder(second)
             rec2.until(
-                lambda: "failed" in rec2.states(current.key), timeout=30, what="the adopted child's end"
+                lambda: "failed" in rec2.states(current.ti.key), timeout=30, what="the adopted child's end"
             )
         finally:
             second.terminate()
@@ -305,11 +309,11 @@ def test_end_terminates_an_array_whose_ids_were_never_saved_in_one_call(
         queue_all(executor, work)
         deadline = time.monotonic() + 60
         # RunningStates wait in the event buffer, never read by "the scheduler": no id is saved.
-        while not all(w.key in executor.event_buffer for w in work):
+        while not all(w.ti.key in executor.event_buffer for w in work):
             assert time.monotonic() < deadline, "the array was never submitted"
             executor.heartbeat()
             time.sleep(0.05)
-        ids = [str(executor.event_buffer[w.key][1]) for w in work]
+        ids = [str(executor.event_buffer[w.ti.key][1]) for w in work]
         before = localbatch.stats()
         executor.end()
         after = localbatch.stats()

@@ -119,12 +119,12 @@ def test_eks_definition_runs_the_task_command_in_the_pod(
         }
         w = task_workload(task_id, executor_config=extra)
         executor.queue_workload(w, session=None)  # type: ignore[arg-type]
-        rec.until(lambda: bool(rec.states(w.key)), what="the job id")
-        job_id = rec.info(w.key, "running")
+        rec.until(lambda: bool(rec.states(w.ti.key)), what="the job id")
+        job_id = rec.info(w.ti.key, "running")
         # The command runs for real, with a token no API server accepts: the job ends FAILED, which is
         # what carries an exit code and a reason back.
         job = wait_final(localbatch.batch, job_id)
-        rec.until(lambda: "failed" in rec.states(w.key), what="the task's failure")
+        rec.until(lambda: "failed" in rec.states(w.ti.key), what="the task's failure")
     finally:
         executor.terminate()
 
@@ -141,7 +141,7 @@ def test_eks_definition_runs_the_task_command_in_the_pod(
     assert attempt["podNamespace"] == NAMESPACE and attempt["podName"]
     exit_code = attempt["containers"][0]["exitCode"]
     assert exit_code != 0
-    reason = rec.info(w.key, "failed")
+    reason = rec.info(w.ti.key, "failed")
     assert f"exitCode: {exit_code}" in str(reason), reason
 
     messages, lines = executor.get_task_log(TI(task_id, job_id), 1)
@@ -160,8 +160,8 @@ def test_container_overrides_on_an_eks_definition_fail_the_task_clearly(
         rec = Recorder(executor)
         w = task_workload("eks_bad", executor_config={"containerOverrides": {"vcpus": 2}})
         executor.queue_workload(w, session=None)  # type: ignore[arg-type]
-        rec.until(lambda: "failed" in rec.states(w.key), what="the task's failure")
-        events = rec.task_events(w.key)
+        rec.until(lambda: "failed" in rec.states(w.ti.key), what="the task's failure")
+        events = rec.task_events(w.ti.key)
     finally:
         executor.terminate()
     assert any("is an EKS job definition, which takes no containerOverrides" in e for e in events), events
@@ -198,9 +198,9 @@ def test_executor_config_moves_one_task_to_the_eks_definition(
         on_container = task_workload("stays_on_container")
         for w in (on_eks, on_container):
             executor.queue_workload(w, session=None)  # type: ignore[arg-type]
-        rec.until(lambda: all(rec.states(w.key) for w in (on_eks, on_container)), what="both job ids")
+        rec.until(lambda: all(rec.states(w.ti.key) for w in (on_eks, on_container)), what="both job ids")
         eks_job, container_job = localbatch.batch.describe_jobs(
-            jobs=[rec.info(on_eks.key, "running"), rec.info(on_container.key, "running")]
+            jobs=[rec.info(on_eks.key, "running"), rec.info(on_container.ti.key, "running")]
         )["jobs"]
     finally:
         executor.terminate()
@@ -263,8 +263,8 @@ def test_moto_accepts_the_eks_request(
         rec = Recorder(executor)
         w = task_workload("moto_eks")
         executor.queue_workload(w, session=None)  # type: ignore[arg-type]
-        rec.until(lambda: bool(rec.states(w.key)), what="the job id")
-        (job,) = batch.describe_jobs(jobs=[rec.info(w.key, "running")])["jobs"]
+        rec.until(lambda: bool(rec.states(w.ti.key)), what="the job id")
+        (job,) = batch.describe_jobs(jobs=[rec.info(w.ti.key, "running")])["jobs"]
     finally:
         executor.terminate()
     container = job["eksProperties"]["podProperties"]["containers"][0]

@@ -94,10 +94,10 @@ def test_a_429_storm_loses_no_task(executor: FastExecutor, localbatch: LocalBatc
     work = [task_workload(f"storm_{i}") for i in range(40)]
     for w in work:
         executor.queue_workload(w, session=None)  # type: ignore[arg-type]
-    rec.until(lambda: all(rec.states(w.key) for w in work), timeout=60, what="a job for every task")
+    rec.until(lambda: all(rec.states(w.ti.key) for w in work), timeout=60, what="a job for every task")
     for w in work:
-        assert rec.states(w.key) == ["running"], rec.task_events(w.key)
-    job_ids = {rec.info(w.key, "running") for w in work}
+        assert rec.states(w.ti.key) == ["running"], rec.task_events(w.ti.key)
+    job_ids = {rec.info(w.ti.key, "running") for w in work}
     assert len(job_ids) == len(work)
     after = localbatch.stats()
     print("localbatch stats after the storm:", json.dumps(after)[:800])
@@ -118,13 +118,13 @@ def test_runnable_reason_reaches_event_log_and_revoke_terminates(
     w = task_workload("stuck_task")
     executor.queue_workload(w, session=None)  # type: ignore[arg-type]
     rec.until(
-        lambda: any("INSUFFICIENT_INSTANCE_CAPACITY" in e for e in rec.task_events(w.key)),
+        lambda: any("INSUFFICIENT_INSTANCE_CAPACITY" in e for e in rec.task_events(w.ti.key)),
         what="the RUNNABLE reason in the event log",
     )
-    job_id = rec.info(w.key, "running")
+    job_id = rec.info(w.ti.key, "running")
 
     class TI:
-        key = w.key
+        key = w.ti.key
 
     executor.revoke_task(ti=TI())
     batch = localbatch.batch
@@ -138,8 +138,8 @@ def test_runnable_reason_reaches_event_log_and_revoke_terminates(
         time.sleep(0.2)
     assert job["status"] == "FAILED", job
     assert "Revoked by Airflow" in job.get("statusReason", "")
-    assert w.key not in executor.running
-    assert rec.states(w.key) == ["running"]  # revoke reports nothing to Airflow
+    assert w.ti.key not in executor.running
+    assert rec.states(w.ti.key) == ["running"]  # revoke reports nothing to Airflow
 
 
 def test_get_task_log_reads_the_job_output(
@@ -152,8 +152,8 @@ def test_get_task_log_reads_the_job_output(
     rec = Recorder(executor)
     w = task_workload("logged_task", log_path=log_file)
     executor.queue_workload(w, session=None)  # type: ignore[arg-type]
-    rec.until(lambda: bool(rec.states(w.key)), what="the job id")
-    job_id = rec.info(w.key, "running")
+    rec.until(lambda: bool(rec.states(w.ti.key)), what="the job id")
+    job_id = rec.info(w.ti.key, "running")
     batch = localbatch.batch
     deadline = time.monotonic() + 120
     job: dict[str, Any] = {}
@@ -189,7 +189,7 @@ def test_get_task_log_reads_the_job_output(
     # The task never wrote a log: the executor copies the job's output into the task's log file,
     # where Airflow's log reader finds it for a finished task.
     assert job["status"] == "FAILED", job
-    rec.until(lambda: "failed" in rec.states(w.key), what="the task's failure")
+    rec.until(lambda: "failed" in rec.states(w.ti.key), what="the task's failure")
     written = tmp_path / log_file
     deadline = time.monotonic() + 30
     while not written.exists() and time.monotonic() < deadline:
@@ -230,9 +230,9 @@ def test_server_errors_are_retried_after_a_lookup_without_duplicates(
         work = [task_workload(f"flaky_{i}") for i in range(15)]
         for w in work:
             executor.queue_workload(w, session=None)  # type: ignore[arg-type]
-        rec.until(lambda: all(rec.states(w.key) for w in work), timeout=90, what="a job for every task")
-        assert all(rec.states(w.key) == ["running"] for w in work), rec.events
-        events = [e for w in work for e in rec.task_events(w.key)]
+        rec.until(lambda: all(rec.states(w.ti.key) for w in work), timeout=90, what="a job for every task")
+        assert all(rec.states(w.ti.key) == ["running"] for w in work), rec.events
+        events = [e for w in work for e in rec.task_events(w.ti.key)]
         assert any("aws_batch_submit_ambiguous" in e for e in events), "no 5xx was injected on SubmitJob"
         localbatch.set_faults({})
         listed = localbatch.batch.list_jobs(
@@ -283,7 +283,7 @@ def test_lost_submit_responses_run_each_task_exactly_once(
         for w in work:
             executor.queue_workload(w, session=None)  # type: ignore[arg-type]
         rec.until(
-            lambda: all("success" in rec.states(w.key) or "failed" in rec.states(w.key) for w in work),
+            lambda: all("success" in rec.states(w.ti.key) or "failed" in rec.states(w.ti.key) for w in work),
             timeout=60,
             what="every task to finish",
         )
@@ -297,9 +297,9 @@ def test_lost_submit_responses_run_each_task_exactly_once(
     assert submits == len(work), "a job that was found must not be submitted again"
     for w in work:
         # "running" once when submitted, and again when seen RUNNING (when the poller catches it).
-        states = rec.states(w.key)
-        assert list(dict.fromkeys(states)) == ["running", "success"], (states, rec.task_events(w.key))
-        assert any("aws_batch_job_found" in e for e in rec.task_events(w.key)), rec.task_events(w.key)
+        states = rec.states(w.ti.key)
+        assert list(dict.fromkeys(states)) == ["running", "success"], (states, rec.task_events(w.ti.key))
+        assert any("aws_batch_job_found" in e for e in rec.task_events(w.ti.key)), rec.task_events(w.ti.key)
 
     batch = localbatch.batch
     listed = batch.list_jobs(
@@ -309,7 +309,7 @@ def test_lost_submit_responses_run_each_task_exactly_once(
     by_task = sorted((j["tags"]["task_id"], j["jobName"], j["status"]) for j in jobs)
     assert by_task == [(t, f"airflow-dag-{t}", "SUCCEEDED") for t in task_ids]  # one job per task
     # The job id Airflow recorded is that one job's, although SubmitJob never answered with it.
-    recorded = {rec.info(w.key, "running") for w in work}
+    recorded = {rec.info(w.ti.key, "running") for w in work}
     assert recorded == {j["jobId"] for j in jobs}
 
 
@@ -400,15 +400,15 @@ def test_a_task_revoked_or_failed_while_its_request_is_built_gets_no_job(
     assert not executor.queued_tasks and len(executor.running) == 40
     revoked, failed = work[0].ti, work[1].ti
     executor.revoke_task(ti=revoked)
-    executor.fail(failed.key, "failed by the scheduler")
+    executor.fail(failed.ti.key, "failed by the scheduler")
     release.set()
     deadline = time.monotonic() + 30
     while len(executor.core) < 38:
         assert time.monotonic() < deadline, "the intake's requests were not taken in"
         executor.heartbeat()
         time.sleep(0.05)
-    assert revoked.key not in executor.core and failed.key not in executor.core
-    assert revoked.key not in executor.running
+    assert revoked.ti.key not in executor.core and failed.ti.key not in executor.core
+    assert revoked.ti.key not in executor.running
     submitted: set[str] = set()
     while len(submitted) < 38:
         assert time.monotonic() < deadline, f"only {len(submitted)} of 38 jobs were submitted"
@@ -448,7 +448,7 @@ def test_slots_of_ended_jobs_are_free_before_the_next_heartbeat(
             time.sleep(0.05)
         events = executor.get_event_buffer()
     # Their success is in the event buffer, for the scheduler to process in the same loop.
-    assert {w.key: str(events[w.key][0]) for w in work} == {w.key: "success" for w in work}
+    assert {w.ti.key: str(events[w.ti.key][0]) for w in work} == {w.ti.key: "success" for w in work}
 
 
 # ----------------------------------------------------------------- adoption, shutdown, sweeps
@@ -598,10 +598,10 @@ def test_adoption_takes_only_this_trys_job_and_finds_the_one_whose_id_was_not_sa
     handed_back = executor.try_adopt_task_instances(tis)
 
     assert [ti.task_id for ti in handed_back] == ["adopt_nojob"]
-    assert executor.core.job_id(requeued.key) == unsaved
+    assert executor.core.job_id(requeued.ti.key) == unsaved
     assert executor.core.job_id(tis[1].key) == saved
     # Airflow is told the found job's id; the saved one needs no event.
-    assert executor.event_buffer[requeued.key][1] == unsaved
+    assert executor.event_buffer[requeued.ti.key][1] == unsaved
     assert tis[1].key not in executor.event_buffer
     assert "Stale Batch job of try 1" in wait_job(batch, stale, "FAILED")["statusReason"]
     assert job_of(batch, other_deployment)["status"] == "RUNNABLE"  # never another deployment's
@@ -618,15 +618,15 @@ def test_end_hands_over_and_terminates_only_the_jobs_whose_ids_were_not_saved(
     saved = [task_workload(f"handover_saved_{i}") for i in range(2)]
     for w in saved:
         executor.queue_workload(w, session=None)  # type: ignore[arg-type]
-    rec.until(lambda: all(rec.states(w.key) for w in saved), what="the saved jobs")  # the buffer is read
+    rec.until(lambda: all(rec.states(w.ti.key) for w in saved), what="the saved jobs")  # the buffer is read
     unsaved = task_workload("handover_unsaved")
     executor.queue_workload(unsaved, session=None)  # type: ignore[arg-type]
     deadline = time.monotonic() + 60
-    while unsaved.key not in executor.event_buffer:  # RunningState, never read by "the scheduler"
+    while unsaved.ti.key not in executor.event_buffer:  # RunningState, never read by "the scheduler"
         assert time.monotonic() < deadline, "the last job was never submitted"
         executor.heartbeat()
         time.sleep(0.05)
-    unsaved_job = executor.event_buffer[unsaved.key][1]
+    unsaved_job = executor.event_buffer[unsaved.ti.key][1]
 
     ender = threading.Thread(target=executor.end, daemon=True)
     ender.start()
@@ -636,8 +636,8 @@ def test_end_hands_over_and_terminates_only_the_jobs_whose_ids_were_not_saved(
     batch = localbatch.batch
     assert "stopped before it saved" in wait_job(batch, unsaved_job, "FAILED")["statusReason"]
     for w in saved:
-        assert job_of(batch, rec.info(w.key, "running"))["status"] == "RUNNABLE"  # left for adoption
-        batch.terminate_job(jobId=rec.info(w.key, "running"), reason="test cleanup")
+        assert job_of(batch, rec.info(w.ti.key, "running"))["status"] == "RUNNABLE"  # left for adoption
+        batch.terminate_job(jobId=rec.info(w.ti.key, "running"), reason="test cleanup")
     localbatch.set_faults({})
 
 
@@ -648,12 +648,12 @@ def test_a_task_airflow_fails_for_missing_heartbeats_has_its_job_terminated(
     rec = Recorder(executor)
     w = task_workload("zombie_task")
     executor.queue_workload(w, session=None)  # type: ignore[arg-type]
-    rec.until(lambda: bool(rec.states(w.key)), what="the job id")
+    rec.until(lambda: bool(rec.states(w.ti.key)), what="the job id")
     # What the scheduler does to a task instance without heartbeats.
-    executor.change_state(w.key, TaskInstanceState.FAILED, remove_running=True)
-    job = wait_job(localbatch.batch, rec.info(w.key, "running"), "FAILED")
+    executor.change_state(w.ti.key, TaskInstanceState.FAILED, remove_running=True)
+    job = wait_job(localbatch.batch, rec.info(w.ti.key, "running"), "FAILED")
     assert "Airflow failed the task" in job["statusReason"]
-    assert w.key not in executor.core
+    assert w.ti.key not in executor.core
 
 
 def test_revoking_a_task_whose_submit_was_ambiguous_terminates_the_job_it_created(
@@ -666,7 +666,7 @@ def test_revoking_a_task_whose_submit_was_ambiguous_terminates_the_job_it_create
         w = task_workload("revamb_task")
         executor.queue_workload(w, session=None)  # type: ignore[arg-type]
         rec.until(
-            lambda: any("aws_batch_submit_ambiguous" in e for e in rec.task_events(w.key)),
+            lambda: any("aws_batch_submit_ambiguous" in e for e in rec.task_events(w.ti.key)),
             what="the ambiguous submit",
         )
         batch = localbatch.batch
@@ -688,20 +688,20 @@ def test_the_lookup_after_an_ambiguous_submit_never_takes_an_earlier_job_of_the_
         rec = Recorder(executor)
         first = task_workload("resumed_task")
         executor.queue_workload(first, session=None)  # type: ignore[arg-type]
-        rec.until(lambda: "success" in rec.states(first.key), what="the first job to succeed")
-        earlier_job = rec.info(first.key, "running")
+        rec.until(lambda: "success" in rec.states(first.ti.key), what="the first job to succeed")
+        earlier_job = rec.info(first.ti.key, "running")
 
         localbatch.set_faults({"simulate": {"seconds": 0}, "error_rate": 1.0})
         resumed = workloads.ExecuteTask.model_validate({**first.model_dump(), "token": "resumed"})
         executor.queue_workload(resumed, session=None)  # type: ignore[arg-type]
         rec.until(
-            lambda: any("aws_batch_submit_ambiguous" in e for e in rec.task_events(first.key)),
+            lambda: any("aws_batch_submit_ambiguous" in e for e in rec.task_events(first.ti.key)),
             what="the ambiguous submit",
         )
         localbatch.set_faults({"simulate": {"seconds": 0}})
-        rec.until(lambda: rec.states(first.key).count("success") == 2, what="the resumed job to succeed")
+        rec.until(lambda: rec.states(first.ti.key).count("success") == 2, what="the resumed job to succeed")
     # Each job's id is reported when it is submitted, and again if the poller sees it RUNNING.
-    running = [info for key, state, info in rec.events if key == first.key and state == "running"]
+    running = [info for key, state, info in rec.events if key == first.ti.key and state == "running"]
     jobs = list(dict.fromkeys(running))
     assert len(jobs) == 2 and jobs[1] != earlier_job, running
 

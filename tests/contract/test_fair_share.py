@@ -183,23 +183,23 @@ def test_jobs_carry_share_and_priority_only_on_the_fair_share_queue(
             executor.queue_workload(work, session=None)  # type: ignore[arg-type]
         rec.until(
             lambda: (
-                all("running" in rec.states(w.key) for w in (fair, fifo))
-                and all("failed" in rec.states(w.key) for w in (bad, forced_fifo))
+                all("running" in rec.states(w.ti.key) for w in (fair, fifo))
+                and all("failed" in rec.states(w.ti.key) for w in (bad, forced_fifo))
             ),
             what="two jobs running and two tasks failed",
         )
         batch = localbatch.client("batch")
-        (fair_job,) = batch.describe_jobs(jobs=[rec.info(fair.key, "running")])["jobs"]
-        (fifo_job,) = batch.describe_jobs(jobs=[rec.info(fifo.key, "running")])["jobs"]
+        (fair_job,) = batch.describe_jobs(jobs=[rec.info(fair.ti.key, "running")])["jobs"]
+        (fifo_job,) = batch.describe_jobs(jobs=[rec.info(fifo.ti.key, "running")])["jobs"]
         assert fair_job["shareIdentifier"] == "dag"
         assert fair_job["schedulingPriority"] == 9999
         assert "shareIdentifier" not in fifo_job
         assert "schedulingPriority" not in fifo_job
-        assert "0 to 9999" in str(rec.info(bad.key, "failed"))
-        assert "is FIFO" in str(rec.info(forced_fifo.key, "failed"))
+        assert "0 to 9999" in str(rec.info(bad.ti.key, "failed"))
+        assert "is FIFO" in str(rec.info(forced_fifo.ti.key, "failed"))
         # The reason is in each failed task's own event log, and only there.
-        assert any("0 to 9999" in event for event in rec.task_events(bad.key))
-        assert any("is FIFO" in event for event in rec.task_events(forced_fifo.key))
-        assert not any("is FIFO" in event for event in rec.task_events(fifo.key))
+        assert any("0 to 9999" in event for event in rec.task_events(bad.ti.key))
+        assert any("is FIFO" in event for event in rec.task_events(forced_fifo.ti.key))
+        assert not any("is FIFO" in event for event in rec.task_events(fifo.ti.key))
     finally:
         executor.terminate()

@@ -118,7 +118,7 @@ def run(executor: FastExecutor, *work: Any) -> Recorder:
     for w in work:
         executor.queue_workload(w, session=None)  # type: ignore[arg-type]
     rec.until(
-        lambda: all({"success", "failed"} & set(rec.states(w.key)) for w in work),
+        lambda: all({"success", "failed"} & set(rec.states(w.ti.key)) for w in work),
         timeout=60,
         what="every task to end",
     )
@@ -126,7 +126,7 @@ def run(executor: FastExecutor, *work: Any) -> Recorder:
 
 
 def job_of(service: Service, rec: Recorder, w: Any) -> dict[str, Any]:
-    (job,) = service.batch.describe_jobs(jobs=[rec.info(w.key, "running")])["jobs"]
+    (job,) = service.batch.describe_jobs(jobs=[rec.info(w.ti.key, "running")])["jobs"]
     return dict(job)
 
 
@@ -147,7 +147,7 @@ def test_found_before_registering_and_by_a_second_scheduler(service: Service, st
     plain = task_workload("plain")
     rec = run(first, *tasks, plain)
     for w in [*tasks, plain]:
-        assert rec.states(w.key)[-1] == "success", rec.task_events(w.key)
+        assert rec.states(w.ti.key)[-1] == "success", rec.task_events(w.ti.key)
     (derived,) = [d for d in derived_definitions(service) if d not in before]
     assert derived["containerProperties"]["image"] == image
     assert derived["jobDefinitionName"].startswith(f"{service.job_definition}-")
@@ -165,7 +165,7 @@ def test_found_before_registering_and_by_a_second_scheduler(service: Service, st
     second = start()
     again = task_workload("img_again", executor_config={OVERRIDES_KEY: {"image": image}})
     rec2 = run(second, again)
-    assert rec2.states(again.key)[-1] == "success", rec2.task_events(again.key)
+    assert rec2.states(again.ti.key)[-1] == "success", rec2.task_events(again.ti.key)
     assert job_of(service, rec2, again)["jobDefinition"] == derived["jobDefinitionArn"]
     assert second.job_definitions.registered == 0
     assert [d for d in derived_definitions(service) if d not in before] == [derived]
@@ -178,9 +178,9 @@ def test_a_refused_registration_fails_only_that_task(service: Service, start: An
     bad = task_workload("refused", executor_config={OVERRIDES_KEY: service.refused})
     good = task_workload("fine", executor_config={OVERRIDES_KEY: {"image": f"python:3.13-{service.name}"}})
     rec = run(executor, bad, good)
-    assert rec.states(good.key)[-1] == "success", rec.task_events(good.key)
-    assert rec.states(bad.key) == ["failed"], rec.task_events(bad.key)
-    events = "\n".join(rec.task_events(bad.key))
+    assert rec.states(good.ti.key)[-1] == "success", rec.task_events(good.ti.key)
+    assert rec.states(bad.ti.key) == ["failed"], rec.task_events(bad.ti.key)
+    events = "\n".join(rec.task_events(bad.ti.key))
     assert "RegisterJobDefinition of " in events
     assert service.refused_reason in events
     # The refusal was remembered: the task's later attempts failed without another registration.
@@ -200,8 +200,8 @@ def test_access_denied_fails_the_task_with_the_reason(
     finally:
         executor.terminate()
         localbatch.set_faults({"simulate": {"seconds": 0}})
-    assert rec.states(w.key) == ["failed"]
-    events = "\n".join(rec.task_events(w.key))
+    assert rec.states(w.ti.key) == ["failed"]
+    events = "\n".join(rec.task_events(w.ti.key))
     assert "AccessDeniedException" in events and "batch:RegisterJobDefinition" in events
 
 

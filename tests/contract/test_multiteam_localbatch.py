@@ -107,10 +107,10 @@ def test_each_team_submits_to_its_own_queue_with_its_team_tag(
         w = task_workload(f"mtsubmit_{team or 'global'}")
         executor.queue_workload(w, session=None)  # type: ignore[arg-type]
         rec.until(
-            lambda rec=rec, key=w.key: bool(rec.states(key)),  # type: ignore[misc]
+            lambda rec=rec, key=w.ti.key: bool(rec.states(key)),  # type: ignore[misc]
             what=f"the job of {team or 'the global executor'}",
         )
-        job = job_of(localbatch.batch, rec.info(w.key, "running"))
+        job = job_of(localbatch.batch, rec.info(w.ti.key, "running"))
         seen[team] = (job["jobQueue"].rsplit("/", 1)[-1], job["tags"].get("airflow_team"))
         localbatch.batch.terminate_job(jobId=job["jobId"], reason="test cleanup")
     assert seen == {

@@ -78,8 +78,8 @@ def test_the_job_names_its_stored_workload_and_the_token_stays_out(
         workload = task_workload("kept_out")
         workload.token = "header.payload-that-must-stay-secret.signature"
         executor.queue_workload(workload, session=None)  # type: ignore[arg-type]
-        rec.until(lambda: bool(rec.states(workload.key)), timeout=60, what="the job's id")
-        assert rec.states(workload.key) == ["running"], rec.task_events(workload.key)
+        rec.until(lambda: bool(rec.states(workload.ti.key)), timeout=60, what="the job's id")
+        assert rec.states(workload.ti.key) == ["running"], rec.task_events(workload.ti.key)
         (job,) = _jobs(localbatch, "kept_out")
     command = job["container"]["command"]
     assert command[:3] == ["python", "-m", LAUNCH_MODULE]
@@ -123,12 +123,12 @@ def test_a_store_that_cannot_be_written_fails_the_task_with_the_reason(
         rec = Recorder(executor)
         workload = task_workload("unwritable")
         executor.queue_workload(workload, session=None)  # type: ignore[arg-type]
-        rec.until(lambda: "failed" in rec.states(workload.key), timeout=60, what="the task to fail")
-        events = rec.task_events(workload.key)
-    assert rec.states(workload.key) == ["failed"]
+        rec.until(lambda: "failed" in rec.states(workload.ti.key), timeout=60, what="the task to fail")
+        events = rec.task_events(workload.ti.key)
+    assert rec.states(workload.ti.key) == ["failed"]
     assert _jobs(localbatch, "unwritable") == []
     assert any(f"workload store: could not write {blocker}/" in event for event in events), events
-    assert "SubmitJob failed 3 times" in rec.info(workload.key, "failed")
+    assert "SubmitJob failed 3 times" in rec.info(workload.ti.key, "failed")
 
 
 def test_a_refused_submit_leaves_no_object(
@@ -138,7 +138,7 @@ def test_a_refused_submit_leaves_no_object(
         rec = Recorder(executor)
         workload = task_workload("refused", executor_config={"jobQueue": "no-such-queue"})
         executor.queue_workload(workload, session=None)  # type: ignore[arg-type]
-        rec.until(lambda: "failed" in rec.states(workload.key), timeout=60, what="the task to fail")
+        rec.until(lambda: "failed" in rec.states(workload.ti.key), timeout=60, what="the task to fail")
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
 

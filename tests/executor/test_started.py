@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from airflow_aws_batch.compat import task_instance_id
 from airflow_aws_batch.core.state import CheckStarted
 from airflow_aws_batch.runtime import Runtime, StartChecked, StartChecker
 from airflow_aws_batch.started import airflow_saw_task_start
@@ -91,7 +92,8 @@ def set_ti(ti_id: str, **values: Any) -> None:
     from sqlalchemy import update
 
     with create_session() as session:
-        session.execute(update(TaskInstance).where(TaskInstance.id == uuid.UUID(ti_id)).values(**values))
+        row = TaskInstance.id == task_instance_id(ti_id)
+        session.execute(update(TaskInstance).where(row).values(**values))
 
 
 def ask(checker: StartChecker | None, cmd: CheckStarted, timeout: float = 60.0) -> StartChecked:

@@ -11,10 +11,10 @@ from typing import Any
 import botocore.session
 import botocore.validate
 import pytest
-from airflow.executors.workloads import BundleInfo, ExecuteCallback, ExecuteTask, TaskInstanceDTO
-from airflow.executors.workloads.callback import CallbackDTO, CallbackFetchMethod
+from airflow.executors import workloads
+from airflow.executors.workloads import BundleInfo, ExecuteTask
 
-from airflow_aws_batch import shapes
+from airflow_aws_batch import compat, shapes
 from airflow_aws_batch.config import ExecutorConfig, parse_options
 from airflow_aws_batch.submit import (
     MAX_CONTAINER_OVERRIDES_CHARS,
@@ -385,6 +385,10 @@ def test_callback_without_path_or_dag_is_named_from_its_id() -> None:
     assert request["tags"] == {"callback_id": "abc-123"}
 
 
+#: ``TaskInstanceDTO`` from Airflow 3.2, ``TaskInstance`` in 3.1.
+TaskInstanceDTO: Any = getattr(workloads, "TaskInstanceDTO", None) or workloads.TaskInstance
+
+
 def _task_workload() -> ExecuteTask:
     ti = TaskInstanceDTO(
         id=uuid.uuid4(),
@@ -430,7 +434,11 @@ def test_workload_command_for_a_real_execute_task() -> None:
     assert_botocore_accepts(request)
 
 
+@pytest.mark.skipif(not compat.QUEUES_CALLBACKS, reason="Airflow 3.1 has no callback workloads")
 def test_workload_command_for_a_real_execute_callback() -> None:
+    from airflow.executors.workloads import ExecuteCallback
+    from airflow.executors.workloads.callback import CallbackDTO, CallbackFetchMethod
+
     workload = ExecuteCallback(
         callback=CallbackDTO(
             id=str(uuid.uuid4()),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_aws_batch import compat
 from devstack import LocalBatchServer
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
@@ -107,8 +108,12 @@ def _airflow_env(home: Path, endpoint_url: str, **options: str) -> dict[str, str
 
 
 def _run_airflow(args: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    env = dict(env)
+    if not compat.PROVIDER_CLI:
+        # Airflow 3.1 has `airflow aws-batch` only where [core] executor names our executor.
+        env.setdefault("AIRFLOW__CORE__EXECUTOR", "airflow_aws_batch.AwsBatchExecutor")
     return subprocess.run(
-        [AIRFLOW, "aws-batch", *args], env=dict(env), capture_output=True, text=True, timeout=180, check=False
+        [AIRFLOW, "aws-batch", *args], env=env, capture_output=True, text=True, timeout=180, check=False
     )
 
 
