@@ -229,7 +229,7 @@ def test_revoke_terminates_only_that_child(
         class TI:
             key: TaskInstanceKey
 
-        executor.revoke_task(ti=TI(work[3].key))
+        executor.revoke_task(ti=TI(work[3].ti.key))
         rec.until(
             lambda: batch.describe_jobs(jobs=[ids[3]])["jobs"][0]["status"] == "FAILED",
             timeout=30,
@@ -239,7 +239,7 @@ def test_revoke_terminates_only_that_child(
         assert {j["status"] for j in others} == {"RUNNABLE"}
         (revoked,) = batch.describe_jobs(jobs=[ids[3]])["jobs"]
         assert "Revoked by Airflow" in revoked["statusReason"]
-        assert work[3].key not in executor.running
+        assert work[3].ti.key not in executor.running
 
 
 @dataclass
@@ -278,13 +278,13 @@ def test_a_new_scheduler_adopts_children_by_their_ids(
             stale = FakeTi("adopt", 5, 2, ids[5])
             handed_back = second.try_adopt_task_instances([current, stale])
             assert handed_back == [stale]
-            assert second.core.job_id(current.ti.key) == ids[2]
-            assert current.ti.key in second.running
+            assert second.core.job_id(current.key) == ids[2]
+            assert current.key in second.running
             # The adopted child's end reaches its task through the new scheduler.
             batch.terminate_job(jobId=ids[2], reason="ended by test")
             rec2 = Recorder(second)
             rec2.until(
-                lambda: "failed" in rec2.states(current.ti.key), timeout=30, what="the adopted child's end"
+                lambda: "failed" in rec2.states(current.key), timeout=30, what="the adopted child's end"
             )
         finally:
             second.terminate()

@@ -200,7 +200,7 @@ def test_executor_config_moves_one_task_to_the_eks_definition(
             executor.queue_workload(w, session=None)  # type: ignore[arg-type]
         rec.until(lambda: all(rec.states(w.ti.key) for w in (on_eks, on_container)), what="both job ids")
         eks_job, container_job = localbatch.batch.describe_jobs(
-            jobs=[rec.info(on_eks.key, "running"), rec.info(on_container.ti.key, "running")]
+            jobs=[rec.info(on_eks.ti.key, "running"), rec.info(on_container.ti.key, "running")]
         )["jobs"]
     finally:
         executor.terminate()

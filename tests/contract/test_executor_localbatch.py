@@ -196,7 +196,9 @@ def test_get_task_log_reads_the_job_output(
         time.sleep(0.2)
     content = written.read_text().splitlines()
     assert job_id in content[0]
-    assert lines[0].strip() in content  # the job's own JSON records, unchanged
+    # The job's own JSON records, unchanged (Airflow 3.1 also prints plain lines while importing).
+    records = [line.strip() for line in lines if line.strip().startswith("{")]
+    assert records and records[0] in content
 
 
 def test_get_task_log_never_raises(executor: FastExecutor) -> None:
@@ -400,15 +402,15 @@ def test_a_task_revoked_or_failed_while_its_request_is_built_gets_no_job(
     assert not executor.queued_tasks and len(executor.running) == 40
     revoked, failed = work[0].ti, work[1].ti
     executor.revoke_task(ti=revoked)
-    executor.fail(failed.ti.key, "failed by the scheduler")
+    executor.fail(failed.key, "failed by the scheduler")
     release.set()
     deadline = time.monotonic() + 30
     while len(executor.core) < 38:
         assert time.monotonic() < deadline, "the intake's requests were not taken in"
         executor.heartbeat()
         time.sleep(0.05)
-    assert revoked.ti.key not in executor.core and failed.ti.key not in executor.core
-    assert revoked.ti.key not in executor.running
+    assert revoked.key not in executor.core and failed.key not in executor.core
+    assert revoked.key not in executor.running
     submitted: set[str] = set()
     while len(submitted) < 38:
         assert time.monotonic() < deadline, f"only {len(submitted)} of 38 jobs were submitted"
@@ -598,10 +600,10 @@ def test_adoption_takes_only_this_trys_job_and_finds_the_one_whose_id_was_not_sa
     handed_back = executor.try_adopt_task_instances(tis)
 
     assert [ti.task_id for ti in handed_back] == ["adopt_nojob"]
-    assert executor.core.job_id(requeued.ti.key) == unsaved
+    assert executor.core.job_id(requeued.key) == unsaved
     assert executor.core.job_id(tis[1].key) == saved
     # Airflow is told the found job's id; the saved one needs no event.
-    assert executor.event_buffer[requeued.ti.key][1] == unsaved
+    assert executor.event_buffer[requeued.key][1] == unsaved
     assert tis[1].key not in executor.event_buffer
     assert "Stale Batch job of try 1" in wait_job(batch, stale, "FAILED")["statusReason"]
     assert job_of(batch, other_deployment)["status"] == "RUNNABLE"  # never another deployment's

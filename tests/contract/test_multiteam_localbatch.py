@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from airflow_aws_batch import compat
 from airflow_aws_batch.adoption import sweep
 from airflow_aws_batch.config import ConfigError, team_env_var
 from airflow_aws_batch.core.ownership import TiNow
@@ -23,7 +24,10 @@ from devstack import LocalBatchServer
 from ._airflow import FastExecutor, Recorder, configure, task_workload
 from .test_executor_localbatch import FakeTi, held, job_of
 
-pytestmark = pytest.mark.contract
+pytestmark = [
+    pytest.mark.contract,
+    pytest.mark.skipif(not compat.MULTI_TEAM, reason="Airflow 3.1 has no multi-team executors"),
+]
 
 DEFINITION = "team-def"
 QUEUES = {"team_a": "team-a-queue", "team_b": "team-b-queue"}

@@ -21,10 +21,14 @@ from typing import Any
 
 import pytest
 
+from airflow_aws_batch import compat
 from devstack import Stack, wait_until
 from devstack.stack import COMPUTE_ENVIRONMENT, JOB_DEFINITION
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not compat.MULTI_TEAM, reason="Airflow 3.1 has no multi-team executors"),
+]
 
 DAGS = Path(__file__).resolve().parent / "multiteam_dags"
 TEAMS = {"team_a": "team-a-jobs", "team_b": "team-b-jobs"}
