@@ -293,11 +293,10 @@ def run_check(args: argparse.Namespace) -> list[CheckLine]:
     lines.append(CheckLine("OK", "credentials", f"connection {config.conn_id!r}, source {source}"))
     lines.append(CheckLine("OK", "region", f"{region} (from {where})"))
 
+    client = hook.get_client_type(region_name=region)
+    lines.append(_endpoint_line(client, hook, config.conn_id))
     if config.workload_store:
         lines.append(workload_store_line(config.workload_store, lambda: _hook("s3", config.conn_id, region)))
-    client = hook.get_client_type(region_name=region)
-    endpoint = _endpoint_line(client, hook, config.conn_id)
-    lines.append(endpoint)
     items = [
         _with_suggestions(item, client, config, f"{region} at {_endpoint_url(client)}")
         for item in run_checks(client, config)
