@@ -93,7 +93,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "JSON object of extra SubmitJob parameters (botocore names, e.g. containerOverrides, "
         "timeout, tags, schedulingPriorityOverride). Its jobQueue, jobDefinition and jobName win over "
         "the options above. It must not set containerOverrides.command (the executor owns the "
-        "command), nor arrayProperties, dependsOn or a retryStrategy of more than one attempt (a task "
+        "command; an empty or null placeholder, which the Amazon provider's executor needs, is ignored), "
+        "nor arrayProperties, dependsOn or a retryStrategy of more than one attempt (a task "
         "try is exactly one Batch job, run once). Its jobDefinitionOverrides (container properties "
         "SubmitJob cannot override: image, jobRoleArn, volumes, ...) is every task's default; the "
         "executor registers a job definition derived from job_definition for them.",

@@ -1,4 +1,4 @@
-"""docs/localbatch.md's boto3 example works as printed: `localbatch setup`, then boto3 submit, describe, logs."""
+"""docs/localbatch.md's boto3 example works as printed: `localbatch setup`, then submit, describe, logs."""
 
 from __future__ import annotations
 
