@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: venv test test-ui lint unit contract e2e e2e-postgres demo bench bench-quick chaos chaos-quick clean \
-	compat-lock test-compat
+	compat-lock test-compat docs
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -26,6 +26,11 @@ lint: venv
 	$(VENV)/bin/ruff format --check src tests tests_ui devstack demo bench chaos
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy devstack demo/run.py demo/__main__.py bench chaos tests_ui
+
+# The option reference of docs/configuration.md, regenerated from src/airflow_aws_batch/options.py
+# (tests/test_docs.py fails when the page and the code disagree).
+docs: venv
+	$(VENV)/bin/python -m airflow_aws_batch.options --update docs/configuration.md
 
 # The README's test command: lint, types, unit, contract (moto + localbatch) and end-to-end on SQLite.
 test: venv lint
@@ -63,7 +68,7 @@ e2e-postgres: venv
 demo: venv
 	$(VENV)/bin/python -m demo
 
-# Our executor and the Amazon provider's, side by side against localbatch (README "Performance").
+# Our executor and the Amazon provider's, side by side against localbatch (docs/performance.md).
 bench: venv
 	$(VENV)/bin/python -m bench --out bench-results.json
 
@@ -71,7 +76,7 @@ bench: venv
 bench-quick: venv
 	$(VENV)/bin/python -m bench --quick --out bench-results.json
 
-# localbatch with faults + Airflow on PostgreSQL (127.0.0.1:5432) with our executor: 500 mapped tasks per
+# docs/reliability.md: localbatch with faults + Airflow on PostgreSQL (127.0.0.1:5432) with our executor: 500 mapped tasks per
 # fault seed under scheduler kills, HA, SIGTERM and a localbatch restart (chaos/__init__.py). Exits 1 on a miss.
 chaos: venv
 	$(VENV)/bin/python -m chaos --seeds 1,2,3 --out chaos-results.json

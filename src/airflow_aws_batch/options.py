@@ -93,10 +93,11 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "JSON object of extra SubmitJob parameters (botocore names, e.g. containerOverrides, "
         "timeout, tags, schedulingPriorityOverride). Its jobQueue, jobDefinition and jobName win over "
         "the options above. It must not set containerOverrides.command (the executor owns the "
-        "command), nor arrayProperties, dependsOn or a retryStrategy of more than one attempt (a task "
+        "command; an empty or null placeholder, which the Amazon provider's executor needs, is ignored), "
+        "nor arrayProperties, dependsOn or a retryStrategy of more than one attempt (a task "
         "try is exactly one Batch job, run once). Its jobDefinitionOverrides (container properties "
         "SubmitJob cannot override: image, jobRoleArn, volumes, ...) is every task's default; the "
-        "executor registers a job definition derived from job_definition for them (see the README).",
+        "executor registers a job definition derived from job_definition for them.",
         '{"containerOverrides": {"resourceRequirements": [{"type": "MEMORY", "value": "2048"}]}, '
         '"tags": {"team": "data"}}',
     ),
@@ -139,7 +140,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "status_calls_per_second",
         "float",
         "5",
-        "Budget of DescribeJobs calls per second for status polling (each covers up to 100 jobs).",
+        "Budget of status calls per second, shared by every read of job state: DescribeJobs (up to 100 "
+        "jobs each), ListJobs pages (adoption, the orphan sweep, the look-up before a resubmit) and the "
+        "DescribeJobDefinitions/RegisterJobDefinition calls of per-task job definitions.",
         "2",
         valid=_positive_rate,
         expected="a number > 0 (calls per second)",
@@ -226,3 +229,101 @@ OPTION_NAMES = tuple(spec.name for spec in OPTIONS)
 
 def env_var(option: str) -> str:
     return f"AIRFLOW__{SECTION.upper()}__{option.upper()}"
+
+
+#: The Amazon provider's options of the same section (apache-airflow-providers-amazon 9.x), for the
+#: reference's comparison column: everything else is ours alone.
+PROVIDER_OPTIONS = frozenset(
+    {
+        "conn_id",
+        "region_name",
+        "max_submit_job_attempts",
+        "check_health_on_startup",
+        "job_name",
+        "job_queue",
+        "job_definition",
+        "submit_job_kwargs",
+    }
+)
+_PROVIDER_NOTES = {
+    "aws_conn_id": "its documentation's name for `conn_id`",
+    "job_name": "same name; there the whole job name, here a prefix",
+}
+
+#: The generated part of docs/configuration.md lies between these lines.
+BEGIN_MARK = "<!-- BEGIN GENERATED: python -m airflow_aws_batch.options --update docs/configuration.md -->"
+END_MARK = "<!-- END GENERATED -->"
+
+
+def _code(value: str) -> str:
+    # A backtick inside a value needs a longer fence; none of ours has one, so one backtick suffices.
+    return f"`{value}`"
+
+
+def _provider_column(spec: OptionSpec) -> str:
+    if spec.name in _PROVIDER_NOTES:
+        return _PROVIDER_NOTES[spec.name]
+    return "same name" if spec.name in PROVIDER_OPTIONS else "not in the provider"
+
+
+def markdown() -> str:
+    """The option reference of docs/configuration.md, from :data:`OPTIONS` (one source, no drift)."""
+    lines = [
+        BEGIN_MARK,
+        "",
+        "| option | type | default | environment variable | Amazon provider |",
+        "|---|---|---|---|---|",
+    ]
+    for spec in OPTIONS:
+        default = _code(spec.default) if spec.default is not None else "unset"
+        lines.append(
+            f"| [`{spec.name}`](#{spec.name}) | {spec.type} | {default} | `{env_var(spec.name)}` "
+            f"| {_provider_column(spec)} |"
+        )
+    for spec in OPTIONS:
+        lines += ["", f"### {spec.name}", "", spec.description, ""]
+        facts = [f"type {spec.type}"]
+        facts.append(f"default {_code(spec.default)}" if spec.default is not None else "no default")
+        if spec.choices:
+            facts.append("one of " + ", ".join(_code(choice) for choice in spec.choices))
+        if spec.expected:
+            facts.append(f"expected {spec.expected}")
+        lines.append("- " + "; ".join(facts))
+        if spec.example is not None:
+            lines.append(f"- example: {_code(spec.example)}")
+        lines.append(f"- environment: {_code(env_var(spec.name) + '=...')}")
+    lines += ["", END_MARK]
+    return "\n".join(lines) + "\n"
+
+
+def splice(page: str, generated: str) -> str:
+    """``page`` with the text between its markers replaced by ``generated`` (markers included)."""
+    head, found, rest = page.partition(BEGIN_MARK)
+    _, found_end, tail = rest.partition(END_MARK + "\n")
+    if not found or not found_end:
+        raise ValueError(f"the page has no {BEGIN_MARK!r} ... {END_MARK!r} block")
+    return head + generated + tail
+
+
+def _main(argv: list[str] | None = None) -> int:
+    import argparse
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(
+        prog="python -m airflow_aws_batch.options",
+        description=f"The [{SECTION}] option reference, generated from the option table.",
+    )
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--markdown", action="store_true", help="print the reference as Markdown")
+    mode.add_argument("--update", metavar="PAGE", help="rewrite the generated block of PAGE in place")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(), end="")
+        return 0
+    page = Path(args.update)
+    page.write_text(splice(page.read_text(), markdown()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

@@ -58,6 +58,7 @@ def provisioned(
         "--execution-api-url", execution_api_url,
         "--stack-name", "airflow-batch",
         "--poll-interval", "0.2",
+        "--image", "123456789012.dkr.ecr.us-east-1.amazonaws.com/airflow-task:1",
     ]  # fmt: skip
     first = run_airflow(args, env)
     second = run_airflow(args, env)
@@ -185,6 +186,7 @@ def test_provision_refused_names_the_cause(
             "--job-queue", "broken-q",
             "--compute-environment", "broken-ce",
             "--log-group", "/broken",
+            "--image", "123456789012.dkr.ecr.us-east-1.amazonaws.com/airflow-task:1",
         ],
         env,
     )  # fmt: skip

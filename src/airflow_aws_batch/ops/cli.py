@@ -14,11 +14,15 @@ provider's ``AwsBaseHook``, so the connection's ``endpoint_url`` (moto, localbat
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from typing import Any, Literal, TextIO
 
 from airflow_aws_batch.ops.cloudformation import (
@@ -29,7 +33,7 @@ from airflow_aws_batch.ops.cloudformation import (
     build_template,
     dump_template,
 )
-from airflow_aws_batch.options import SECTION
+from airflow_aws_batch.options import SECTION, env_var
 
 DEFAULT_STACK = "airflow-aws-batch"
 
@@ -122,10 +126,21 @@ def task_environment_lines(environment: dict[str, str]) -> list[CheckLine]:
     return lines
 
 
-def execution_api_line(url: str | None, timeout: float = 5.0) -> CheckLine:
-    """Whether ``<url>health`` answers like Airflow's execution API, from where this command runs."""
+def execution_api_line(url: str | None, timeout: float = 5.0, source: str | None = None) -> CheckLine:
+    """Whether ``<url>health`` answers like Airflow's execution API, from where this command runs.
+
+    ``source``: where the URL came from (the job definition's environment, submit_job_kwargs), named in
+    the line so that a wrong URL can be fixed where it is set.
+    """
     if not url:
         return CheckLine("FAIL", "execution API", "no URL to try (see the execution API URL line)")
+    line = _execution_api_line(url, timeout)
+    if source:
+        line = CheckLine(line.status, line.item, f"{line.detail} (URL from {source})")
+    return line
+
+
+def _execution_api_line(url: str, timeout: float) -> CheckLine:
     health = url.rstrip("/") + "/health"
     try:
         with urllib.request.urlopen(health, timeout=timeout) as response:
@@ -191,6 +206,21 @@ def _environment_of(definition_env: dict[str, str], submit_job_kwargs: dict[str,
     return env
 
 
+def _execution_api_source(
+    definition: Any, definition_env: dict[str, str], submit_job_kwargs: dict[str, Any]
+) -> str | None:
+    """Where the task's execution API URL is set: submit_job_kwargs wins over the job definition."""
+    overrides = (submit_job_kwargs.get("containerOverrides") or {}).get("environment") or []
+    pod = (submit_job_kwargs.get("eksPropertiesOverride") or {}).get("podProperties") or {}
+    overrides = [*overrides, *((pod.get("containers") or [{}])[0].get("env") or [])]
+    if any(pair.get("name") == EXECUTION_API_ENV for pair in overrides):
+        return f"{EXECUTION_API_ENV} in [{SECTION}] submit_job_kwargs"
+    if EXECUTION_API_ENV in definition_env and definition is not None:
+        name = f"{definition.name}:{definition.revision}"
+        return f"{EXECUTION_API_ENV} in the environment of job definition {name}"
+    return None
+
+
 def _label(name: str) -> str:
     """health.py's item names as report labels: ``compute_env:NAME`` -> ``compute environment``."""
     kind, _, which = name.partition(":")
@@ -242,23 +272,35 @@ def run_check(args: argparse.Namespace) -> list[CheckLine]:
         return lines
     try:
         hook = _hook("batch", config.conn_id, config.region_name)
-        region = config.region_name or hook.conn_region_name
-        credentials = hook.get_session(region_name=region).get_credentials()
+        connection_region = hook.conn_config.region_name
     except Exception as err:  # the hook raises many kinds for a bad connection
+        return [CheckLine("FAIL", "credentials", f"connection {config.conn_id!r}: {err}")]
+    region, where = _region_and_source(hook, config, connection_region)
+    if not region:
+        # Without this, botocore's "You must specify a region." is all the user would see.
+        detail = (
+            f"none found: set [{SECTION}] region_name ({env_var('region_name')}) or region_name in the "
+            f"extra of connection {config.conn_id!r}"
+        )
+        return [*lines, CheckLine("FAIL", "region", detail)]
+    try:
+        credentials = hook.get_session(region_name=region).get_credentials()
+    except Exception as err:
         return [CheckLine("FAIL", "credentials", f"connection {config.conn_id!r}: {err}")]
     if credentials is None:
         return [CheckLine("FAIL", "credentials", f"none found for connection {config.conn_id!r}")]
     source = getattr(credentials, "method", "?")
     lines.append(CheckLine("OK", "credentials", f"connection {config.conn_id!r}, source {source}"))
-    if not region:
-        detail = f"none: set [{SECTION}] region_name or region_name in the connection's extra"
-        return [*lines, CheckLine("FAIL", "region", detail)]
-    lines.append(CheckLine("OK", "region", region))
+    lines.append(CheckLine("OK", "region", f"{region} (from {where})"))
 
+    client = hook.get_client_type(region_name=region)
+    lines.append(_endpoint_line(client, hook, config.conn_id))
     if config.workload_store:
         lines.append(workload_store_line(config.workload_store, lambda: _hook("s3", config.conn_id, region)))
-    client = hook.get_client_type(region_name=region)
-    items = run_checks(client, config)
+    items = [
+        _with_suggestions(item, client, config, f"{region} at {_endpoint_url(client)}")
+        for item in run_checks(client, config)
+    ]
     if not any(item.name == "credentials" and not item.ok for item in items):
         items.extend(_registration_items(client, config, region))
     for item in items:
@@ -273,10 +315,78 @@ def run_check(args: argparse.Namespace) -> list[CheckLine]:
         definition = BatchApi(lambda: client).describe_job_definition(config.job_definition)
     except BatchApiError as err:
         return [*lines, CheckLine("FAIL", "task environment", f"DescribeJobDefinitions failed: {err}")]
-    environment = _environment_of(definition.environment if definition else {}, config.submit_job_kwargs)
+    definition_env = definition.environment if definition else {}
+    environment = _environment_of(definition_env, config.submit_job_kwargs)
     lines.extend(task_environment_lines(environment))
-    lines.append(execution_api_line(environment.get(EXECUTION_API_ENV)))
+    source = _execution_api_source(definition, definition_env, config.submit_job_kwargs)
+    lines.append(execution_api_line(environment.get(EXECUTION_API_ENV), source=source))
     return lines
+
+
+def _region_and_source(hook: Any, config: Any, connection_region: str | None) -> tuple[str | None, str]:
+    """The region the executor would use and where it comes from; None when there is none."""
+    if config.region_name:
+        return str(config.region_name), f"[{SECTION}] region_name"
+    if connection_region:
+        return str(connection_region), f"region_name in the extra of connection {config.conn_id!r}"
+    try:
+        # botocore's own chain (AWS_DEFAULT_REGION, the profile), as the executor's hook would use it.
+        fallback = hook.conn_region_name
+    except Exception:
+        fallback = None
+    return (
+        (str(fallback), "the AWS environment (AWS_DEFAULT_REGION or the profile)") if fallback else (None, "")
+    )
+
+
+def _endpoint_url(client: Any) -> str:
+    return str(getattr(getattr(client, "meta", None), "endpoint_url", "?"))
+
+
+def _endpoint_line(client: Any, hook: Any, conn_id: str) -> CheckLine:
+    """The Batch endpoint the checks call, and whether the connection chose it (moto, localbatch, VPC)."""
+    try:
+        configured = hook.conn_config.get_service_endpoint_url(service_name="batch")
+    except Exception:
+        configured = None
+    why = f"endpoint_url of connection {conn_id!r}" if configured else "AWS's endpoint for the region"
+    return CheckLine("OK", "endpoint", f"{_endpoint_url(client)} ({why})")
+
+
+def _existing(client: Any, what: str) -> list[str]:
+    """Names of the job queues or ACTIVE job definitions there are (first pages only: for a hint)."""
+    try:
+        if what == "queue":
+            answer = client.describe_job_queues(maxResults=100)
+            return sorted(str(q["jobQueueName"]) for q in answer.get("jobQueues", []))
+        answer = client.describe_job_definitions(status="ACTIVE", maxResults=100)
+        return sorted({str(d["jobDefinitionName"]) for d in answer.get("jobDefinitions", [])})
+    except Exception:
+        return []
+
+
+def _with_suggestions(item: Any, client: Any, config: Any, where: str) -> Any:
+    """A "does not exist" item, completed with where it was looked for and what exists there."""
+    from airflow_aws_batch.health import CheckItem
+
+    if item.ok or "does not exist" not in item.detail:
+        return item
+    kind = item.name.partition(":")[0]
+    if kind in ("job_queue", "queue_map"):
+        what, wanted, plural = "queue", item.detail.split("'")[1], "job queues"
+    elif kind == "job_definition":
+        what, wanted, plural = "definition", config.job_definition, "ACTIVE job definitions"
+    else:
+        return item
+    names = _existing(client, what)
+    hint = f"looked in {where}; "
+    if not names:
+        hint += f"there are no {plural} there"
+    else:
+        close = difflib.get_close_matches(wanted, names, n=1)
+        shown = ", ".join(repr(name) for name in names[:20]) + (", ..." if len(names) > 20 else "")
+        hint += f"{plural} there: {shown}" + (f" (did you mean {close[0]!r}?)" if close else "")
+    return CheckItem(item.name, item.ok, f"{item.detail} ({hint})", item.fatal)
 
 
 def _registration_items(client: Any, config: Any, region: str) -> list[Any]:
@@ -292,23 +402,60 @@ def _registration_items(client: Any, config: Any, region: str) -> list[Any]:
 
 
 def _quiet_botocore() -> None:
-    # Airflow's logging prints botocore's INFO lines ("Found credentials ...") between report lines.
+    # Airflow's logging prints botocore's and the Amazon provider's INFO lines ("Found credentials ...",
+    # "AWS Connection ... credentials retrieved ...") on stdout, between the report's lines.
     import logging
 
-    logging.getLogger("botocore").setLevel(logging.WARNING)
+    for name in ("botocore", "airflow.providers.amazon"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send whatever is written to stdout meanwhile to stderr, file descriptor included.
+
+    Airflow's logging writes the Amazon provider's info lines ("AWS Connection ... credentials
+    retrieved ...") to a stream it opened on stdout, whatever the logger levels say; the report (and
+    its JSON) must be all that stdout holds.
+    """
+    streams = [stream for stream in (sys.stdout, sys.__stdout__) if stream is not None]
+    for stream in streams:
+        stream.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no file descriptor 1 (embedded use): the Python-level redirect still applies
+        saved = -1
+    try:
+        if saved >= 0:
+            os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        for stream in streams:
+            stream.flush()
+        if saved >= 0:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def check_command(args: argparse.Namespace, out: TextIO | None = None) -> None:
-    out = out or sys.stdout
     _quiet_botocore()
-    lines = run_check(args)
-    for line in lines:
-        print(line.render(), file=out)
+    with _stdout_to_stderr():
+        lines = run_check(args)
+    out = out or sys.stdout
     failed = [line for line in lines if line.status == "FAIL"]
+    if getattr(args, "json", False):
+        report = {"ok": not failed, "failed": len(failed), "checks": [asdict(line) for line in lines]}
+        print(json.dumps(report, indent=2), file=out)
+    else:
+        for line in lines:
+            print(line.render(), file=out)
+        if failed:
+            print(f"{len(failed)} check(s) failed: tasks would not run.", file=out)
+        else:
+            print("All checks passed.", file=out)
     if failed:
-        print(f"{len(failed)} check(s) failed: tasks would not run.", file=out)
         raise SystemExit(1)
-    print("All checks passed.", file=out)
 
 
 # ------------------------------------------------------------------------------ render/provision
@@ -332,7 +479,7 @@ def template_options(args: argparse.Namespace) -> TemplateOptions:
         job_definition=args.job_definition or _conf("job_definition") or TemplateOptions.job_definition,
         compute_environment=args.compute_environment,
         compute=args.compute,
-        image=args.image,
+        image=args.image or TemplateOptions.image,
         execution_api_url=url,
         vcpus=args.vcpus,
         memory_mib=args.memory,
@@ -365,6 +512,12 @@ def render_command(args: argparse.Namespace) -> None:
         options = template_options(args)
     except TemplateError as err:
         raise SystemExit(f"airflow aws-batch render: {err}") from None
+    if not args.image:
+        print(
+            f"warning: no --image: the job definition names the placeholder {options.image}; "
+            "pass the task image you pushed (see docker/Dockerfile)",
+            file=sys.stderr,
+        )
     if any(h in options.execution_api_url for h in ("://localhost", "://127.")):
         print(
             f"warning: {options.execution_api_url} is a loopback address; jobs on AWS cannot reach it",
@@ -378,6 +531,13 @@ def provision_command(args: argparse.Namespace) -> None:
 
     from airflow_aws_batch.ops.provision import ProvisionError, deploy_stack
 
+    if not args.image:
+        raise SystemExit(
+            "airflow aws-batch provision: --image is required: the task image every job runs, built from "
+            "docker/Dockerfile and pushed to a registry the jobs can pull from (e.g. "
+            "ACCOUNT.dkr.ecr.REGION.amazonaws.com/airflow-task:3.3.2-1). Without it the job definition "
+            f"would name the placeholder {TemplateOptions.image}, which no job can pull."
+        )
     try:
         options = template_options(args)
     except TemplateError as err:
@@ -407,38 +567,84 @@ def provision_command(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------------ commands
 
 
+def _escape(text: str) -> str:
+    """``text`` as Airflow's help formatter (rich-argparse) prints it: ``[...]`` is markup to it."""
+    return text.replace("[", "\\[")
+
+
+def _option(name: str) -> str:
+    return _escape(f"[{SECTION}] {name}")
+
+
 def get_cli_commands() -> list[Any]:
     """The ``aws-batch`` command group (``list[GroupCommand]``) for ``get_cli_commands``."""
     from airflow.cli.cli_config import ActionCommand, Arg, GroupCommand
 
-    conn_id = Arg(("--conn-id",), help=f"Airflow AWS connection (default: [{SECTION}] conn_id, aws_default)")
-    region = Arg(("--region",), help=f"AWS region (default: [{SECTION}] region_name, then the connection's)")
-    job_queue = Arg(("--job-queue",), help=f"Batch job queue (default: [{SECTION}] job_queue)")
+    conn_id = Arg(
+        ("--conn-id",), help=f"Airflow AWS connection (default: {_option('conn_id')}, else aws_default)"
+    )
+    region = Arg(
+        ("--region",),
+        help=f"AWS region (default: {_option('region_name')}, else region_name in the connection's extra)",
+    )
+    job_queue = Arg(
+        ("--job-queue",),
+        help=f"Batch job queue (default: {_option('job_queue')}, else {TemplateOptions.job_queue} for "
+        "render/provision)",
+    )
     job_definition = Arg(
-        ("--job-definition",), help=f"Batch job definition (default: [{SECTION}] job_definition)"
+        ("--job-definition",),
+        help=f"Batch job definition (default: {_option('job_definition')}, else "
+        f"{TemplateOptions.job_definition} for render/provision)",
     )
     template_args = (
-        Arg(("--compute",), choices=COMPUTE_TYPES, default="fargate", help="Compute environment type"),
-        Arg(("--compute-environment",), default="airflow-compute", help="Compute environment name"),
-        Arg(("--image",), default=TemplateOptions.image, help="Task image (see docker/Dockerfile)"),
+        Arg(
+            ("--compute",),
+            choices=COMPUTE_TYPES,
+            default="fargate",
+            help="Compute environment type (default: %(default)s)",
+        ),
+        Arg(
+            ("--compute-environment",),
+            default="airflow-compute",
+            help="Compute environment name (default: %(default)s)",
+        ),
+        Arg(
+            ("--image",),
+            help="Task image, built from docker/Dockerfile and pushed to a registry the jobs can pull from, "
+            "e.g. ACCOUNT.dkr.ecr.REGION.amazonaws.com/airflow-task:3.3.2-1 (required by provision; "
+            f"render writes the placeholder {TemplateOptions.image} without it)",
+        ),
         Arg(
             ("--execution-api-url",),
             help="API server's execution API as the jobs reach it, ending in /execution/ "
-            "(default: [core] execution_api_server_url)",
+            f"(default: {_escape('[core]')} execution_api_server_url, else {_escape('[api]')} base_url "
+            "+ /execution/)",
         ),
-        Arg(("--vcpus",), type=float, default=TemplateOptions.vcpus, help="vCPUs per task"),
-        Arg(("--memory",), type=int, default=TemplateOptions.memory_mib, help="Memory per task, MiB"),
+        Arg(
+            ("--vcpus",),
+            type=float,
+            default=TemplateOptions.vcpus,
+            help="vCPUs per task (default: %(default)s)",
+        ),
+        Arg(
+            ("--memory",),
+            type=int,
+            default=TemplateOptions.memory_mib,
+            help="Memory per task, MiB (default: %(default)s)",
+        ),
         Arg(
             ("--max-vcpus",),
             type=int,
             default=TemplateOptions.max_vcpus,
-            help="Compute environment max vCPUs",
+            help="Compute environment max vCPUs (default: %(default)s)",
         ),
         Arg(
             ("--min-vcpus",),
             type=int,
             default=TemplateOptions.min_vcpus,
-            help="Compute environment min vCPUs kept running while idle (warm capacity; EC2/Spot only)",
+            help="Compute environment min vCPUs kept running while idle (warm capacity; EC2/Spot only; "
+            "default: %(default)s)",
         ),
         Arg(
             ("--fair-share",),
@@ -449,9 +655,13 @@ def get_cli_commands() -> list[Any]:
             ("--share-decay-seconds",),
             type=int,
             default=TemplateOptions.share_decay_seconds,
-            help="With --fair-share: the policy's usage decay window, 0-604800 s",
+            help="With --fair-share: the policy's usage decay window, 0-604800 s (default: %(default)s)",
         ),
-        Arg(("--log-group",), default=TemplateOptions.log_group, help="Log group for container output"),
+        Arg(
+            ("--log-group",),
+            default=TemplateOptions.log_group,
+            help="Log group for container output (default: %(default)s)",
+        ),
         Arg(
             ("--remote-log-folder",),
             help="Airflow remote logging target for tasks: s3://BUCKET/PREFIX or cloudwatch://LOG_GROUP_ARN",
@@ -463,7 +673,7 @@ def get_cli_commands() -> list[Any]:
             ("--workload-store",),
             help="s3://BUCKET/PREFIX where the scheduler writes workloads for the jobs: grants the job role "
             "s3:GetObject/DeleteObject and a scheduler policy s3:PutObject/GetObject/DeleteObject on the "
-            f"prefix only (default: [{SECTION}] workload_store when it is s3://)",
+            f"prefix only (default: {_option('workload_store')} when it is s3://)",
         ),
         Arg(
             ("--create-workload-bucket",),
@@ -487,7 +697,17 @@ def get_cli_commands() -> list[Any]:
                     name="check",
                     help="Report whether tasks can run: credentials, queue, compute, job definition, API",
                     func=check_command,
-                    args=(conn_id, region, job_queue, job_definition),
+                    args=(
+                        conn_id,
+                        region,
+                        job_queue,
+                        job_definition,
+                        Arg(
+                            ("--json",),
+                            action="store_true",
+                            help="Print the report as JSON: {ok, failed, checks: [{status, item, detail}]}",
+                        ),
+                    ),
                 ),
                 ActionCommand(
                     name="render",
@@ -495,7 +715,12 @@ def get_cli_commands() -> list[Any]:
                     func=render_command,
                     args=(
                         *template_args,
-                        Arg(("--format",), choices=("yaml", "json"), default="yaml", help="Output format"),
+                        Arg(
+                            ("--format",),
+                            choices=("yaml", "json"),
+                            default="yaml",
+                            help="Output format (default: %(default)s)",
+                        ),
                     ),
                 ),
                 ActionCommand(
@@ -510,10 +735,22 @@ def get_cli_commands() -> list[Any]:
                             required=True,
                             help="Comma-separated security group ids for the jobs",
                         ),
-                        Arg(("--stack-name",), default=DEFAULT_STACK, help="CloudFormation stack name"),
-                        Arg(("--timeout",), type=float, default=1800.0, help="Seconds to wait for the stack"),
                         Arg(
-                            ("--poll-interval",), type=float, default=5.0, help="Seconds between status polls"
+                            ("--stack-name",),
+                            default=DEFAULT_STACK,
+                            help="CloudFormation stack name (default: %(default)s)",
+                        ),
+                        Arg(
+                            ("--timeout",),
+                            type=float,
+                            default=1800.0,
+                            help="Seconds to wait for the stack (default: %(default)s)",
+                        ),
+                        Arg(
+                            ("--poll-interval",),
+                            type=float,
+                            default=5.0,
+                            help="Seconds between status polls (default: %(default)s)",
                         ),
                         conn_id,
                         region,

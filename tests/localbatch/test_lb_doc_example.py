@@ -1,4 +1,4 @@
-"""The README's localbatch example works as printed: `localbatch setup`, then boto3 submit, describe, logs."""
+"""docs/localbatch.md's boto3 example works as printed: `localbatch setup`, then submit, describe, logs."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from lb_support import Server, wait_for
 
 pytestmark = pytest.mark.contract
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "localbatch.md"
 
 
 def _readme_example() -> str:
-    section = README.read_text().split("## localbatch", 1)[1]
+    section = PAGE.read_text().split("## Serve and set up", 1)[1]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert blocks, "README's localbatch section has no python example"
+    assert blocks, "docs/localbatch.md's 'Serve and set up' has no python example"
     return str(blocks[0])
 
 
@@ -35,14 +35,14 @@ def test_readme_example_submits_describes_and_reads_logs(server: Server) -> None
     # between, so run it in two halves with the poll between them.
     submit_part, rest = code.split("detail = ", 1)
     scope: dict[str, Any] = {}
-    exec(compile(submit_part, "README.md", "exec"), scope)
+    exec(compile(submit_part, "docs/localbatch.md", "exec"), scope)
     batch, job = scope["batch"], scope["job"]
     finished = wait_for(
         lambda: batch.describe_jobs(jobs=[job["jobId"]])["jobs"][0],
         lambda d: d["status"] in ("SUCCEEDED", "FAILED"),
-        what="the README job to finish",
+        what="the documented job to finish",
     )
     assert finished["status"] == "SUCCEEDED", finished.get("statusReason")
-    exec(compile("detail = " + rest, "README.md", "exec"), scope)
+    exec(compile("detail = " + rest, "docs/localbatch.md", "exec"), scope)
     messages = [event["message"] for event in scope["events"]]
     assert f"hello from {job['jobId']}" in messages
