@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import json
 import re
+from html import escape
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -152,10 +153,17 @@ def verify_signature(policy: Policy, incoming: Incoming, body: bytes) -> None:
         )
 
 
-async def _refuse(send: Send, error: Refused) -> None:
-    body = json.dumps({"__type": error.code, "message": error.message}).encode()
+async def _refuse(send: Send, error: Refused, xml: bool) -> None:
+    """AWS's JSON error, or for a form-encoded request (the query protocol: STS) its XML error."""
+    if xml:
+        body = (
+            f"<ErrorResponse><Error><Type>Sender</Type><Code>{error.code}</Code>"
+            f"<Message>{escape(error.message)}</Message></Error></ErrorResponse>"
+        ).encode()
+    else:
+        body = json.dumps({"__type": error.code, "message": error.message}).encode()
     headers = [
-        (b"content-type", b"application/json"),
+        (b"content-type", b"text/xml" if xml else b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"x-amzn-errortype", error.code.encode()),
     ]
@@ -197,7 +205,8 @@ class Admission:
             body, messages = await _read_body(receive)
             verify_signature(self.policy, incoming, body)
         except Refused as error:
-            await _refuse(send, error)
+            content_type = headers.get("content-type", [""])[0]
+            await _refuse(send, error, xml=content_type.lower().startswith(FORM_TYPE))
             return
         pending = list(messages)
 
