@@ -11,12 +11,13 @@ The checks run before routing, so a request for an unknown route is refused the 
 
 from __future__ import annotations
 
+import calendar
 import hmac
 import json
 import re
-from html import escape
+import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from html import escape
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -32,6 +33,7 @@ LOCAL_NAMES = ("127.0.0.1", "localhost", "[::1]")
 MAX_SKEW_S = 15 * 60
 #: Bodies are buffered to check their signature; nothing botocore sends here is near this size.
 MAX_BODY_BYTES = 4 * 1024 * 1024
+_AMZ_DATE_RE = re.compile(r"\d{8}T\d{6}Z")
 _AUTH_RE = re.compile(
     r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/,\s]+)/(?P<date>\d{8})/(?P<region>[a-z0-9-]+)/"
     r"(?P<service>[a-z0-9-]+)/aws4_request,\s*SignedHeaders=(?P<signed>[a-z0-9;-]+),\s*"
@@ -130,11 +132,12 @@ def verify_signature(policy: Policy, incoming: Incoming, body: bytes) -> None:
     amz_date = _header(headers, "x-amz-date") or ""
     if "host" not in signed or "x-amz-date" not in signed or not amz_date.startswith(match["date"]):
         raise Refused("IncompleteSignatureException", "The signature must cover Host and X-Amz-Date")
-    try:
-        signed_at = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
-    except ValueError:
-        raise Refused("IncompleteSignatureException", f"X-Amz-Date {amz_date!r} is malformed") from None
-    if abs((datetime.now(timezone.utc) - signed_at).total_seconds()) > MAX_SKEW_S:
+    if _AMZ_DATE_RE.fullmatch(amz_date) is None:
+        raise Refused("IncompleteSignatureException", f"X-Amz-Date {amz_date!r} is malformed")
+    # By hand: strptime would cost as much as the rest of the check.
+    fields = (amz_date[0:4], amz_date[4:6], amz_date[6:8], amz_date[9:11], amz_date[11:13], amz_date[13:15])
+    signed_at = calendar.timegm(tuple(int(field) for field in fields))
+    if abs(time.time() - signed_at) > MAX_SKEW_S:
         raise Refused("InvalidSignatureException", "Signature expired: X-Amz-Date is too far from now")
     url = f"http://{headers['host'][0]}{incoming.path}" + (f"?{incoming.query}" if incoming.query else "")
     request = AWSRequest(
