@@ -12,6 +12,8 @@ import json
 import os
 import re
 import stat
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -309,3 +311,20 @@ def test_sts_refusals_are_xml_client_errors(server: Server) -> None:
         stranger.get_caller_identity()
     assert info.value.response["Error"]["Code"] == "UnrecognizedClientException"
     assert server.client("sts").get_caller_identity()["Account"]
+
+
+@pytest.mark.parametrize("flag", ["--credentials", "--credentials-file"])
+def test_serve_refuses_credentials_that_are_not_key_colon_secret(tmp_path: Path, flag: str) -> None:
+    value = "only-a-key"
+    if flag == "--credentials-file":
+        (tmp_path / "keys").write_text(value + "\n")
+        value = str(tmp_path / "keys")
+    result = subprocess.run(
+        [sys.executable, "-m", "localbatch", "serve", "--data-dir", str(tmp_path / "d"), flag, value],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2 and "invalid credentials: credentials must read KEY:SECRET" in result.stderr
+    assert not (tmp_path / "d").exists()
