@@ -44,9 +44,16 @@ DAG_ID = "bench"
 RUN_ID = "manual__2026-01-01T00:00:00+00:00"
 
 
+def localbatch_of(params: dict[str, Any]) -> LocalBatch:
+    """The benchmark's localbatch: its URL, the keys it verifies and its admin token."""
+    return LocalBatch(
+        params["endpoint"], credentials=params["credentials"], admin_token=params["admin_token"]
+    )
+
+
 def configure_airflow(params: dict[str, Any], home: Path) -> None:
     """Airflow configuration shared by both executors: the same section, the same values."""
-    endpoint = params["endpoint"]
+    service = localbatch_of(params)
     os.environ.update(
         {
             "AIRFLOW_HOME": str(home),
@@ -55,12 +62,8 @@ def configure_airflow(params: dict[str, Any], home: Path) -> None:
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
             "AIRFLOW__API_AUTH__JWT_SECRET": JWT_SECRET,
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
-                {"conn_type": "aws", "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
-            ),
+            **service.aws_env(),
+            "AIRFLOW_CONN_AWS_DEFAULT": service.airflow_connection(),
             "AIRFLOW__AWS_BATCH_EXECUTOR__JOB_DEFINITION": params["job_definition"],
             "AIRFLOW__AWS_BATCH_EXECUTOR__JOB_NAME": "bench",
             "AIRFLOW__AWS_BATCH_EXECUTOR__REGION_NAME": "us-east-1",
@@ -283,8 +286,7 @@ def steady(params: dict[str, Any]) -> dict[str, Any]:
 
 def _measure_steady(executor: Any, driver: Driver, params: dict[str, Any]) -> dict[str, Any]:
     """The steady window: a few jobs end every second; status calls, detection delays, heartbeats."""
-    endpoint = params["endpoint"]
-    localbatch = LocalBatch(endpoint)
+    localbatch = localbatch_of(params)
     localbatch.set_faults(params["measure_faults"])
     # The calls are counted between two reads of localbatch's stats: the window they are divided by
     # spans both reads (it used to start after the first one, inflating calls per second).
@@ -325,7 +327,7 @@ def _measure_steady(executor: Any, driver: Driver, params: dict[str, Any]) -> di
         if by_job.get(job) in driver.tracker.terminal
     ]
     heartbeats_ms = [s * 1000 for s in driver.heartbeats_s]
-    _drain(executor, driver, endpoint, params["job_queue"])
+    _drain(executor, driver, localbatch, params["job_queue"])
     return {
         "window_s": measured_s,
         "stats_before": before,
@@ -378,7 +380,7 @@ def memory(params: dict[str, Any]) -> dict[str, Any]:
         traced = min(samples) - sys.getsizeof(submitted)
         points.append((len(submitted), traced, _rss()))
     tracemalloc.stop()
-    _drain(executor, driver, params["endpoint"], params["job_queue"])
+    _drain(executor, driver, localbatch_of(params), params["job_queue"])
     (n1, traced1, rss1), (n2, traced2, rss2) = points
     jobs = max(1, n2 - n1)
     return {
@@ -432,9 +434,10 @@ def scale(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _drain(executor: Any, driver: Driver, endpoint: str, job_queue: str, timeout_s: float = 60) -> bool:
+def _drain(
+    executor: Any, driver: Driver, localbatch: LocalBatch, job_queue: str, timeout_s: float = 60
+) -> bool:
     """End every job still running on the queue and let the executor see it, then end the executor."""
-    localbatch = LocalBatch(endpoint)
     localbatch.set_faults({"simulate": {"seconds": 0}})
     ids = [
         job["jobId"]
@@ -465,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     params = json.loads(Path(args[0]).read_text())
     out = Path(args[1])
     results: dict[str, Any] = {}
-    localbatch = LocalBatch(params["endpoint"])
+    localbatch = localbatch_of(params)
     with tempfile.TemporaryDirectory(prefix="bench-airflow-home-") as home:
         configure_airflow(params, Path(home))
         for name, scenario in SCENARIOS.items():

@@ -54,7 +54,10 @@ def delta(after: dict[str, Any], before: dict[str, Any], operation: str) -> dict
 def run_driver(params: dict[str, Any], work_dir: Path, timeout_s: float) -> dict[str, Any]:
     params_file = work_dir / "params.json"
     out_file = work_dir / "result.json"
-    params_file.write_text(json.dumps(params))
+    # It holds localbatch's keys and admin token: the driver's eyes only.
+    params_file.unlink(missing_ok=True)
+    with os.fdopen(os.open(params_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+        handle.write(json.dumps(params))
     with (work_dir / "driver.log").open("wb") as driver_log:
         process = subprocess.Popen(
             [sys.executable, "-m", "bench.drive", str(params_file), str(out_file)],
@@ -115,6 +118,8 @@ def driver_params(executor: str, sizes: scenarios.Sizes, service: LocalBatch) ->
     return {
         "executor": executor,
         "endpoint": service.url,
+        "credentials": service.credentials,
+        "admin_token": service.admin_token,
         "job_definition": JOB_DEFINITION,
         "seed": scenarios.SEED,
         "scenarios": {

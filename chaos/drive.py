@@ -393,6 +393,7 @@ class Harness:
             self.stack.batch.url,
             JOB_QUEUE,
             config=Config(retries={"mode": "standard", "max_attempts": 10}),
+            credentials=self.stack.batch.credentials,
         )
         jobs = reader.all_jobs()
         # ListJobs lists array parents, not their children: describe the children by id, and read

@@ -206,6 +206,7 @@ def main() -> int:
                 say("Every task ended as designed.")
             say(f"\nAirflow UI: {stack.ui_url}   login: {USERNAME} / {PASSWORD}")
             say(f"localbatch (AWS Batch API, use with boto3 endpoint_url): {stack.localbatch_url}")
+            say(f"  with the keys it checks signatures against: KEY:SECRET in {stack.batch.credentials_file}")
             say(f"logs of every process: {stack.logs_dir}")
             say(
                 f"workload store: file://{work_dir / 'workloads'} (each job's command names its object, "

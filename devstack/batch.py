@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
 from botocore.config import Config
 
-from devstack.clients import aws_client
+from devstack.clients import REGION, TESTING_CREDENTIALS, aws_client
 from devstack.procs import StackError
 
 __all__ = ["FINAL_STATUSES", "JOB_STATUSES", "LocalBatch"]
@@ -23,11 +24,26 @@ ADMIN_TIMEOUT_S = 60.0
 class LocalBatch:
     """boto3 Batch and Logs clients pointed at localbatch, plus its admin endpoints (``/_localbatch/``)."""
 
-    def __init__(self, url: str, job_queue: str = "airflow-jobs", config: Config | None = None):
-        """``config``: botocore client config, e.g. more retries for a caller that meets injected faults."""
+    def __init__(
+        self,
+        url: str,
+        job_queue: str = "airflow-jobs",
+        config: Config | None = None,
+        *,
+        credentials: Mapping[str, str] = TESTING_CREDENTIALS,
+        admin_token: str | None = None,
+    ):
+        """``config``: botocore client config, e.g. more retries for a caller that meets injected faults.
+
+        ``credentials``: the keys the server verifies signatures with (``aws_access_key_id``,
+        ``aws_secret_access_key``). ``admin_token``: the bearer token of its admin routes (the
+        ``admin-token`` file of its data dir).
+        """
         self._url: str | None = url.rstrip("/")
         self.job_queue = job_queue
         self.config = config
+        self.credentials = dict(credentials)
+        self.admin_token = admin_token
         self._clients: dict[str, Any] = {}
 
     @property
@@ -43,7 +59,27 @@ class LocalBatch:
 
     def client(self, service: str, config: Config | None = None) -> Any:
         """A new boto3 client of ``service`` (``batch``, ``logs``, ``sts``) at this localbatch."""
-        return aws_client(service, self.url, config=config or self.config)
+        return aws_client(service, self.url, config=config or self.config, credentials=self.credentials)
+
+    def aws_env(self) -> dict[str, str]:
+        """The environment variables that give a child process (Airflow, a CLI) this object's keys."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.credentials["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": self.credentials["aws_secret_access_key"],
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+    def airflow_connection(self) -> str:
+        """``AIRFLOW_CONN_AWS_DEFAULT``'s value: this localbatch's URL and keys."""
+        return json.dumps(
+            {
+                "conn_type": "aws",
+                "login": self.credentials["aws_access_key_id"],
+                "password": self.credentials["aws_secret_access_key"],
+                "extra": {"endpoint_url": self.url, "region_name": REGION},
+            }
+        )
 
     @property
     def batch(self) -> Any:
@@ -143,8 +179,16 @@ class LocalBatch:
 
     def admin(self, method: str, path: str, body: Any = None) -> httpx.Response:
         """``method`` on ``/_localbatch/<path>``, the answer as it came (error answers included)."""
+        if self.admin_token is None:
+            raise StackError("no admin token for this localbatch (the admin-token file of its data dir)")
         # A connection per call: a pooled one would outlive a restart of the server.
-        return httpx.request(method, f"{self.url}/_localbatch/{path}", json=body, timeout=ADMIN_TIMEOUT_S)
+        return httpx.request(
+            method,
+            f"{self.url}/_localbatch/{path}",
+            json=body,
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+            timeout=ADMIN_TIMEOUT_S,
+        )
 
     def _admin_ok(self, method: str, path: str, body: Any = None) -> Any:
         response = self.admin(method, path, body)

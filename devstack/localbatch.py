@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -30,7 +31,15 @@ from botocore.config import Config
 from devstack.batch import LocalBatch
 from devstack.procs import Process, StackError
 
-__all__ = ["LocalBatchServer", "localbatch_env"]
+__all__ = ["LocalBatchServer", "localbatch_env", "random_credentials"]
+
+
+def random_credentials() -> dict[str, str]:
+    """A key pair nobody else knows, for a localbatch that verifies signatures."""
+    return {
+        "aws_access_key_id": "LB" + secrets.token_hex(9).upper(),
+        "aws_secret_access_key": secrets.token_urlsafe(30),
+    }
 
 
 def localbatch_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -56,6 +65,11 @@ class LocalBatchServer(LocalBatch):
     ``args``: ``localbatch serve`` arguments of every start, e.g. ``["--latency-ms", "50"]``.
     ``env``: added to the server's environment (see :func:`localbatch_env`).
     ``ready_timeout``: seconds a start may take before it counts as failed.
+    ``credentials``: the keys the server verifies every signature with (a new random pair by
+    default, kept across restarts); its clients, :meth:`aws_env` and :meth:`airflow_connection`
+    carry them. They reach the server in a 0600 file, never on its command line.
+    ``check_signatures``: False starts the server without keys, so it admits any signed request
+    (its default; only for tests of that default).
     """
 
     def __init__(
@@ -68,8 +82,10 @@ class LocalBatchServer(LocalBatch):
         job_queue: str = "airflow-jobs",
         config: Config | None = None,
         ready_timeout: float = 60.0,
+        credentials: Mapping[str, str] | None = None,
+        check_signatures: bool = True,
     ):
-        super().__init__("", job_queue, config)
+        super().__init__("", job_queue, config, credentials=credentials or random_credentials())
         self._moved(None)
         self.work_dir = Path(work_dir).resolve()
         self.data_dir = self.work_dir / "data"
@@ -79,6 +95,9 @@ class LocalBatchServer(LocalBatch):
         self.ready_timeout = ready_timeout
         self.process: Process | None = None
         self._ready_file = self.work_dir / "localbatch.url"
+        #: ``KEY:SECRET``, the keys the server verifies (0600; what the server reads them from).
+        self.credentials_file = self.work_dir / "credentials"
+        self.check_signatures = check_signatures
         self._starts = 0
 
     def __enter__(self) -> LocalBatchServer:
@@ -129,6 +148,9 @@ class LocalBatchServer(LocalBatch):
             *self.args,
             *args,
         ]
+        if self.check_signatures:
+            self._write_credentials()
+            argv += ["--credentials-file", str(self.credentials_file)]
         if faults is not None:
             faults_file = self.work_dir / f"faults-{self._starts}.json"
             faults_file.write_text(json.dumps(dict(faults)))
@@ -137,10 +159,19 @@ class LocalBatchServer(LocalBatch):
         self.process.start()
         try:
             self._moved(self._wait_ready(self.process))
+            # Written before the server listens; a new one at every start.
+            self.admin_token = (self.data_dir / "admin-token").read_text().strip()
         except BaseException:
             self.process.stop(grace=5.0)
             raise
         return self.process
+
+    def _write_credentials(self) -> None:
+        self.credentials_file.unlink(missing_ok=True)
+        fd = os.open(self.credentials_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            key, secret = self.credentials["aws_access_key_id"], self.credentials["aws_secret_access_key"]
+            handle.write(f"{key}:{secret}\n")
 
     def _wait_ready(self, process: Process) -> str:
         deadline = time.monotonic() + self.ready_timeout
@@ -220,7 +251,8 @@ class LocalBatchServer(LocalBatch):
             argv += ["--env", f"{key}={value}"]
         if api_server_url:
             argv += ["--api-server-url", api_server_url]
-        result = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=120, check=False)
+        env = {**self.env, **self.aws_env()}
+        result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
         output = result.stdout + result.stderr
         self.log_path.with_name(f"{self.log_path.stem}-setup.log").write_text(output)
         if result.returncode != 0:

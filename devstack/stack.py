@@ -361,15 +361,13 @@ class Stack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        if self.executor == "aws_batch" and self.localbatch_url:
+        if self.executor == "aws_batch" and self.localbatch is not None and self.localbatch_url:
             env.update(
                 {
-                    "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
-                        {
-                            "conn_type": "aws",
-                            "extra": {"endpoint_url": self.localbatch_url, "region_name": REGION},
-                        }
-                    ),
+                    # The keys localbatch verifies signatures with, in the connection and for any
+                    # client that reads the environment instead.
+                    **self.localbatch.aws_env(),
+                    "AIRFLOW_CONN_AWS_DEFAULT": self.localbatch.airflow_connection(),
                     "AIRFLOW__AWS_BATCH_EXECUTOR__JOB_QUEUE": JOB_QUEUE,
                     "AIRFLOW__AWS_BATCH_EXECUTOR__JOB_DEFINITION": JOB_DEFINITION,
                     "AIRFLOW__AWS_BATCH_EXECUTOR__JOB_NAME": self.job_name,

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
 from localbatch import protocol
+from localbatch.admission import Admission, Policy
 from localbatch.errors import (
     AccessDeniedException,
     ClientException,
@@ -34,6 +35,7 @@ from localbatch.errors import (
 from localbatch.faults import FaultConfig, Faults, Stats
 from localbatch.logs import LogsBackend
 from localbatch.models import ACCOUNT_ID
+from localbatch.redact import mask_workloads
 from localbatch.runner import Runner
 from localbatch.store import Store
 
@@ -69,7 +71,7 @@ class LocalBatch:
         self.store = Store(settings.data_dir)
         self.faults = Faults(settings.faults)
         self.stats = Stats()
-        #: The raw bodies of the latest SubmitJob calls, so tests can check what the caller sent.
+        #: The latest SubmitJob bodies, so tests can check what the caller sent (workloads masked).
         self.submit_requests: collections.deque[str] = collections.deque(maxlen=KEPT_SUBMIT_REQUESTS)
         self.logs = LogsBackend(self.store)
         self.runner = Runner(
@@ -151,8 +153,10 @@ def _json(
     return Response(json.dumps(payload).encode(), status_code=status, headers=headers, media_type=media)
 
 
-def create_app(service: LocalBatch) -> FastAPI:
+def create_app(service: LocalBatch, policy: Policy) -> FastAPI:
+    """The routes behind :class:`Admission`, which refuses what ``policy`` does not admit."""
     app = FastAPI(title="localbatch", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(Admission, policy=policy)
 
     @app.get(f"{ADMIN_PREFIX}/faults")
     async def get_faults() -> Response:
@@ -239,7 +243,7 @@ def create_app(service: LocalBatch) -> FastAPI:
             await service.apply_faults(service_name, operation)
             body = await request.body()
             if operation == "SubmitJob":
-                service.submit_requests.append(body.decode(errors="replace"))
+                service.submit_requests.append(mask_workloads(body.decode(errors="replace")))
                 if len(body) > MAX_SUBMIT_BYTES:
                     raise ClientException("SubmitJob request payload exceeds the 30 KiB limit")
             result = service.call(headers, request.method, raw_path, request.url.query, body)

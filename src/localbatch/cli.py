@@ -14,6 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from localbatch.faults import FaultConfig
+from localbatch.privacy import make_private, read_credentials, write_admin_token
+
+SERVE_DESCRIPTION = """\
+Run the Batch and CloudWatch Logs APIs on one port. Only AWS clients on this machine are admitted:
+each request needs a Host naming this address (127.0.0.1, localhost, [::1] or --host, with the
+port), no Origin, a JSON Content-Type and an `Authorization: AWS4-HMAC-SHA256 ...` header (any key
+unless --credentials is given, then a valid signature). Anything else gets a 403; CORS preflights
+are never approved. /_localbatch/* admin routes also take `Authorization: Bearer <token>`, the token
+in DATA_DIR/admin-token (0600, new at every start)."""
 
 
 def _quota(text: str) -> tuple[str, float]:
@@ -37,10 +46,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="localbatch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the Batch-compatible service")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve = sub.add_parser(
+        "serve",
+        help="run the Batch-compatible service",
+        description=SERVE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on; also a Host header it admits"
+    )
     serve.add_argument("--port", type=int, default=8000, help="0 picks a free port")
-    serve.add_argument("--data-dir", type=Path, required=True, help="SQLite store and job working directory")
+    serve.add_argument(
+        "--data-dir",
+        type=Path,
+        required=True,
+        help="SQLite store, job working directories and the admin token (made private: 0700/0600)",
+    )
+    credentials = serve.add_mutually_exclusive_group()
+    credentials.add_argument(
+        "--credentials",
+        metavar="KEY:SECRET",
+        help="verify every SigV4 signature with this key (visible to `ps`: prefer --credentials-file)",
+    )
+    credentials.add_argument(
+        "--credentials-file", type=Path, metavar="PATH", help="as --credentials, read from PATH's first line"
+    )
     serve.add_argument("--ready-file", type=Path, help="write the service URL here once listening")
     serve.add_argument("--faults", type=Path, help="fault config JSON (flags below override its fields)")
     serve.add_argument("--seed", type=int)
@@ -123,10 +153,22 @@ def fault_config(args: argparse.Namespace) -> FaultConfig:
     return FaultConfig.model_validate(data)
 
 
+def credentials(args: argparse.Namespace) -> tuple[str, str] | None:
+    if args.credentials_file is not None:
+        return read_credentials(args.credentials_file.read_text())
+    if args.credentials is not None:
+        return read_credentials(args.credentials)
+    return None
+
+
 async def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from localbatch.admission import Policy, served_hosts
     from localbatch.app import LocalBatch, Settings, create_app
+
+    make_private(args.data_dir)
+    admin_token = write_admin_token(args.data_dir)
 
     settings = Settings(
         data_dir=args.data_dir,
@@ -141,10 +183,11 @@ async def _serve(args: argparse.Namespace) -> None:
     sock.bind((args.host, args.port))
     sock.listen(2048)
     port = sock.getsockname()[1]
+    policy = Policy(served_hosts(args.host, port), admin_token, credentials(args))
     service = LocalBatch(settings)
     await service.start()
     config = uvicorn.Config(
-        create_app(service), log_level="warning", access_log=False, lifespan="off", backlog=2048
+        create_app(service, policy), log_level="warning", access_log=False, lifespan="off", backlog=2048
     )
     server = uvicorn.Server(config)
     # uvicorn captures SIGINT/SIGTERM only while it serves; these cover the moments around that.
@@ -185,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
             fault_config(args)
         except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
             parser.error(f"invalid fault configuration: {exc}")
+        try:
+            credentials(args)
+        except (OSError, ValueError) as exc:
+            parser.error(f"invalid credentials: {exc}")
         return _serve_main(args)
     from localbatch.setup import run_setup
 

@@ -3,7 +3,7 @@
 Batch speaks rest-json (`POST /v1/<operation>` plus `/v1/tags/{resourceArn}`); CloudWatch Logs speaks
 the JSON protocol (`POST /` with `X-Amz-Target: Logs_20140328.<Operation>`). Incoming parameters are
 validated against the operation's input shape, so malformed requests fail the way they would fail
-client-side in botocore. Signatures are not checked: any credentials are accepted.
+client-side in botocore. Who may send a request at all is admission.py's concern.
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 
 from bench import service
-from devstack import TESTING_ENV, LocalBatchServer
+from devstack import LocalBatchServer
 
 JOB_QUEUE = service.JOB_QUEUE
 JOB_DEFINITION = service.JOB_DEFINITION
@@ -34,10 +33,8 @@ def executor_config(
 
     def configure(options: dict[str, Any]) -> None:
         env = {
-            "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
-                {"conn_type": "aws", "extra": {"endpoint_url": localbatch.url, "region_name": "us-east-1"}}
-            ),
-            **TESTING_ENV,
+            "AIRFLOW_CONN_AWS_DEFAULT": localbatch.airflow_connection(),
+            **localbatch.aws_env(),
             "AIRFLOW__AWS_BATCH_EXECUTOR__JOB_QUEUE": JOB_QUEUE,
             "AIRFLOW__AWS_BATCH_EXECUTOR__JOB_DEFINITION": JOB_DEFINITION,
             "AIRFLOW__AWS_BATCH_EXECUTOR__JOB_NAME": "benchtest",

@@ -17,6 +17,8 @@ from airflow.executors import workloads
 from airflow_aws_batch import compat
 from airflow_aws_batch.core.state import BackoffPolicy
 from airflow_aws_batch.executor import AwsBatchExecutor
+from devstack import LocalBatch
+from devstack.clients import TESTING_CREDENTIALS
 
 #: The task instance of an ExecuteTask: ``TaskInstanceDTO`` from Airflow 3.2, ``TaskInstance`` in 3.1.
 TaskInstanceDTO: Any = getattr(workloads, "TaskInstanceDTO", None) or workloads.TaskInstance
@@ -53,17 +55,22 @@ def task_workload(
     )
 
 
-def configure(monkeypatch: pytest.MonkeyPatch, endpoint_url: str, **options: str) -> None:
-    """Point the executor's options and its ``aws_default`` connection at ``endpoint_url``."""
+def configure(monkeypatch: pytest.MonkeyPatch, endpoint: str | LocalBatch, **options: str) -> None:
+    """Point the executor's options and its ``aws_default`` connection at ``endpoint``: moto's URL
+    (any keys do), or a localbatch (its URL and the keys it verifies signatures with)."""
     for name in list(os.environ):
         if name.startswith("AIRFLOW__AWS_BATCH_EXECUTOR__"):
             monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_AWS_DEFAULT",
-        json.dumps({"conn_type": "aws", "extra": {"endpoint_url": endpoint_url, "region_name": "us-east-1"}}),
-    )
+    if isinstance(endpoint, str):
+        keys, connection = (
+            TESTING_CREDENTIALS,
+            json.dumps({"conn_type": "aws", "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}}),
+        )
+    else:
+        keys, connection = endpoint.credentials, endpoint.airflow_connection()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", keys["aws_access_key_id"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", keys["aws_secret_access_key"])
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", connection)
     defaults = {"job_name": "airflow", "region_name": "us-east-1"}
     for option, value in {**defaults, **options}.items():
         monkeypatch.setenv(f"AIRFLOW__AWS_BATCH_EXECUTOR__{option.upper()}", value)

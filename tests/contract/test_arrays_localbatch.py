@@ -51,7 +51,7 @@ def started(
     localbatch.set_faults(faults)
     configure(
         monkeypatch,
-        localbatch.url,
+        localbatch,
         job_queue=QUEUE,
         job_definition=DEFINITION,
         workload_store=f"file://{store_dir}",
@@ -269,7 +269,7 @@ def test_a_new_scheduler_adopts_children_by_their_ids(
         rec.until(lambda: all(rec.states(w.ti.key) for w in work), timeout=60, what="a job for every task")
         ids = job_ids(rec, work)
         # The next scheduler: same deployment (same database), its own executor.
-        configure(monkeypatch, localbatch.url, job_queue=QUEUE, job_definition=DEFINITION)
+        configure(monkeypatch, localbatch, job_queue=QUEUE, job_definition=DEFINITION)
         second = FastExecutor(parallelism=64)
         second.start()
         try:
@@ -297,7 +297,7 @@ def test_end_terminates_an_array_whose_ids_were_never_saved_in_one_call(
     localbatch.set_faults(held("airflow-dag-handover"))
     configure(
         monkeypatch,
-        localbatch.url,
+        localbatch,
         job_queue=QUEUE,
         job_definition=DEFINITION,
         workload_store=f"file://{store_dir}",

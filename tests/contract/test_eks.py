@@ -102,7 +102,7 @@ def test_eks_definition_runs_the_task_command_in_the_pod(
 ) -> None:
     configure(
         monkeypatch,
-        localbatch.url,
+        localbatch,
         job_queue=EKS_QUEUE,
         job_definition=EKS_DEFINITION,
         check_health_on_startup=check_health,
@@ -153,7 +153,7 @@ def test_eks_definition_runs_the_task_command_in_the_pod(
 def test_container_overrides_on_an_eks_definition_fail_the_task_clearly(
     localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    configure(monkeypatch, localbatch.url, job_queue=EKS_QUEUE, job_definition=EKS_DEFINITION)
+    configure(monkeypatch, localbatch, job_queue=EKS_QUEUE, job_definition=EKS_DEFINITION)
     executor = FastExecutor(parallelism=8)
     executor.start()
     try:
@@ -178,7 +178,7 @@ def test_executor_config_moves_one_task_to_the_eks_definition(
 ) -> None:
     """Deployment default: a container definition; one task names the EKS definition and queue. Its kind
     is read on a submit thread, before that task's first SubmitJob."""
-    configure(monkeypatch, localbatch.url, job_queue=CONTAINER_QUEUE, job_definition=CONTAINER_DEFINITION)
+    configure(monkeypatch, localbatch, job_queue=CONTAINER_QUEUE, job_definition=CONTAINER_DEFINITION)
     executor = FastExecutor(parallelism=8)
     executor.start()
     try:

@@ -41,7 +41,7 @@ def localbatch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBatchS
 @pytest.fixture
 def executor(localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[FastExecutor]:
     localbatch.set_faults({})
-    configure(monkeypatch, localbatch.url, job_queue=QUEUE, job_definition=DEFINITION)
+    configure(monkeypatch, localbatch, job_queue=QUEUE, job_definition=DEFINITION)
     executor = FastExecutor(parallelism=256)
     executor.start()
     try:
@@ -62,7 +62,7 @@ def started(
 ) -> Iterator[FastExecutor]:
     """An executor of ``cls`` against ``localbatch`` with ``faults``; terminated and faults cleared after."""
     localbatch.set_faults(faults)
-    configure(monkeypatch, localbatch.url, job_queue=QUEUE, job_definition=DEFINITION, **options)
+    configure(monkeypatch, localbatch, job_queue=QUEUE, job_definition=DEFINITION, **options)
     executor = cls(parallelism=parallelism)
     executor.start()
     try:
@@ -223,7 +223,7 @@ def test_server_errors_are_retried_after_a_lookup_without_duplicates(
     faults.update(error_rate=0.3, seed=7)
     localbatch.set_faults(faults)
     configure(
-        monkeypatch, localbatch.url, job_queue=QUEUE, job_definition=DEFINITION, max_submit_job_attempts="10"
+        monkeypatch, localbatch, job_queue=QUEUE, job_definition=DEFINITION, max_submit_job_attempts="10"
     )
     executor = FastExecutor(parallelism=64)
     executor.start()
@@ -271,7 +271,7 @@ def test_lost_submit_responses_run_each_task_exactly_once(
     )
     configure(
         monkeypatch,
-        localbatch.url,
+        localbatch,
         job_queue=QUEUE,
         job_definition=DEFINITION,
         max_submit_job_attempts=max_attempts,
@@ -321,7 +321,7 @@ def test_terminate_with_submits_in_flight_leaves_no_live_job(
     # Slow answers and a slow submit rate keep SubmitJobs on the wire or waiting on the rate limiter
     # when the scheduler stops: none of them may create a job that outlives terminate().
     localbatch.set_faults({**held("inflight"), "latency_ms": 500})
-    configure(monkeypatch, localbatch.url, job_queue=QUEUE, job_definition=DEFINITION, submit_rate="2")
+    configure(monkeypatch, localbatch, job_queue=QUEUE, job_definition=DEFINITION, submit_rate="2")
     executor = FastExecutor(parallelism=64)
     executor.start()
     try:
@@ -613,7 +613,7 @@ def test_end_hands_over_and_terminates_only_the_jobs_whose_ids_were_not_saved(
     localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     localbatch.set_faults(held("handover"))
-    configure(monkeypatch, localbatch.url, job_queue=QUEUE, job_definition=DEFINITION)
+    configure(monkeypatch, localbatch, job_queue=QUEUE, job_definition=DEFINITION)
     executor = FastExecutor(parallelism=64)
     executor.start()
     rec = Recorder(executor)

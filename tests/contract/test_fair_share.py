@@ -164,7 +164,7 @@ def test_jobs_carry_share_and_priority_only_on_the_fair_share_queue(
 ) -> None:
     configure(
         monkeypatch,
-        localbatch.url,
+        localbatch,
         job_queue=FIFO_QUEUE,
         job_definition=DEFINITION,
         queue_map=json.dumps({"fair": FAIR_QUEUE}),

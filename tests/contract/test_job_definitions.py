@@ -85,7 +85,10 @@ def start(service: Service, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
     def new_executor() -> FastExecutor:
         configure(
-            monkeypatch, service.url, job_queue=service.job_queue, job_definition=service.job_definition
+            monkeypatch,
+            service.localbatch or service.url,
+            job_queue=service.job_queue,
+            job_definition=service.job_definition,
         )
         executor = FastExecutor(parallelism=16)
         executor.start()
@@ -191,7 +194,7 @@ def test_access_denied_fails_the_task_with_the_reason(
     localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     localbatch.set_faults({"simulate": {"seconds": 0}, "denied": ["RegisterJobDefinition"]})
-    configure(monkeypatch, localbatch.url, job_queue=QUEUE, job_definition=DEFINITION)
+    configure(monkeypatch, localbatch, job_queue=QUEUE, job_definition=DEFINITION)
     executor = FastExecutor(parallelism=4)
     executor.start()
     try:

@@ -60,7 +60,7 @@ def teams(localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch) -> Iter
     for name in list(os.environ):
         if "___AWS_BATCH_EXECUTOR__" in name:
             monkeypatch.delenv(name)
-    configure(monkeypatch, localbatch.url, job_queue=SHARED, job_definition=DEFINITION)
+    configure(monkeypatch, localbatch, job_queue=SHARED, job_definition=DEFINITION)
     for team, queue in QUEUES.items():
         configure_team(monkeypatch, team, job_queue=queue, queue_map=f'{{"shared": "{SHARED}"}}')
     executors = {
@@ -194,7 +194,7 @@ def test_each_sweep_terminates_only_its_own_teams_orphans(
 def test_each_team_is_checked_on_its_own_and_errors_name_it(
     localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    configure(monkeypatch, localbatch.url, job_queue=SHARED, job_definition=DEFINITION)
+    configure(monkeypatch, localbatch, job_queue=SHARED, job_definition=DEFINITION)
     configure_team(monkeypatch, "team_a", job_queue=QUEUES["team_a"])
     configure_team(monkeypatch, "team_b", job_queue="no-such-queue")
     good = FastExecutor(parallelism=4, team_name="team_a")

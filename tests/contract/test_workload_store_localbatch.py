@@ -41,7 +41,7 @@ def started(
     localbatch.set_faults(faults)
     configure(
         monkeypatch,
-        localbatch.url,
+        localbatch,
         job_queue=QUEUE,
         job_definition=DEFINITION,
         workload_store=store,
@@ -151,7 +151,7 @@ def test_the_startup_check_refuses_a_store_it_cannot_write(
     blocker.write_text("not a directory")
     configure(
         monkeypatch,
-        localbatch.url,
+        localbatch,
         job_queue=QUEUE,
         job_definition=DEFINITION,
         workload_store=f"file://{blocker}",

@@ -97,6 +97,6 @@ def test_a_server_not_ready_in_time_is_stopped_and_reported(tmp_path: Path) -> N
 
 def test_aws_client_reaches_the_server_in_the_testing_region(tmp_path: Path) -> None:
     with LocalBatchServer(tmp_path) as server:
-        client = aws_client("sts", server.url)
+        client = aws_client("sts", server.url, credentials=server.credentials)
         assert client.meta.region_name == "us-east-1"
         assert client.get_caller_identity()["Account"]

@@ -12,9 +12,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 from botocore.model import Shape
 
 from devstack import LocalBatchServer
@@ -200,4 +205,33 @@ def wait_status(batch: Any, job_id: str, *statuses: str, timeout: float = 20.0) 
     wanted = statuses or ("SUCCEEDED", "FAILED")
     return wait_for(
         lambda: describe(batch, job_id), lambda j: j["status"] in wanted, timeout, f"{job_id} {wanted}"
+    )
+
+
+def signed_request(
+    server: Server,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    *,
+    service: str = "batch",
+    credentials: dict[str, str] | None = None,
+    host: str | None = None,
+    send_body: bytes | None = None,
+) -> httpx.Response:
+    """``method`` on ``path``, signed by botocore's SigV4 signer as a boto3 client would sign it.
+
+    ``host``: the Host header to sign and send (default: the server's address). ``send_body``: a
+    different body to send than the one signed.
+    """
+    keys = credentials or server.credentials
+    url = f"{server.url}{path}"
+    all_headers = {"Host": host or urlsplit(server.url).netloc, **(headers or {})}
+    request = AWSRequest(method=method, url=url, data=body, headers=all_headers)
+    credentials_ = Credentials(keys["aws_access_key_id"], keys["aws_secret_access_key"])
+    SigV4Auth(credentials_, service, "us-east-1").add_auth(request)
+    sent = {name: str(value) for name, value in request.headers.items()}
+    return httpx.request(
+        method, url, content=body if send_body is None else send_body, headers=sent, timeout=30
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import time
@@ -9,7 +11,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from lb_support import Env, Server, make_env, run, wait_status
+from lb_support import Env, Server, make_env, run, signed_request, wait_status
 
 pytestmark = pytest.mark.contract
 
@@ -89,10 +91,9 @@ def test_client_errors(batch: Any, env: Env, call: Any, message: str) -> None:
 
 
 def test_requests_are_validated_against_the_model(server: Server) -> None:
-    import requests
-
     before = server.admin("GET", "stats").json()["operations"].get("SubmitJob", {"client_errors": 0})
-    response = requests.post(f"{server.url}/v1/submitjob", json={"jobName": "x"}, timeout=10)
+    body = json.dumps({"jobName": "x"}).encode()
+    response = signed_request(server, "POST", "/v1/submitjob", body, {"Content-Type": "application/json"})
     assert response.status_code == 400
     after = server.admin("GET", "stats").json()["operations"]["SubmitJob"]
     assert after["client_errors"] == before["client_errors"] + 1
@@ -172,7 +173,10 @@ def test_setup_is_idempotent(server: Server) -> None:
         *("--compute-environment", "setup-ce", "--job-queue", "setup-q", "--job-definition", "setup-jd"),
         *("--env", "A=1", "--api-server-url", "http://127.0.0.1:8080/"),
     ]
-    outputs = [subprocess.run(command, capture_output=True, text=True, check=True).stdout for _ in range(2)]
+    env = {**os.environ, **server.aws_env()}
+    outputs = [
+        subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout for _ in range(2)
+    ]
     assert outputs[0] == outputs[1]
     assert "setup-jd:1" in outputs[0]
     batch = server.client("batch")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -29,8 +30,18 @@ def test_readme_example_submits_describes_and_reads_logs(server: Server) -> None
         check=True,
         capture_output=True,
         timeout=60,
+        env={**os.environ, **server.aws_env()},
     )
-    code = _readme_example().replace("http://127.0.0.1:8000", server.url)
+    # The example's keys are any keys; this server checks signatures against its own.
+    keys = server.credentials
+    code = (
+        _readme_example()
+        .replace("http://127.0.0.1:8000", server.url)
+        .replace('aws_access_key_id="testing"', f'aws_access_key_id="{keys["aws_access_key_id"]}"')
+        .replace(
+            'aws_secret_access_key="testing"', f'aws_secret_access_key="{keys["aws_secret_access_key"]}"'
+        )
+    )
     # The example submits, then describes and reads the logs; as its comment says, a user polls in
     # between, so run it in two halves with the poll between them.
     submit_part, rest = code.split("detail = ", 1)

@@ -15,7 +15,7 @@ differ, localbatch follows AWS (the botocore service model and the AWS API refer
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -25,6 +25,7 @@ from lb_support import Server, wait_for
 from moto.server import ThreadedMotoServer
 
 from devstack import aws_client
+from devstack.clients import TESTING_CREDENTIALS
 
 pytestmark = pytest.mark.contract
 
@@ -82,8 +83,10 @@ def _shape(value: Any) -> Any:
     return type(value).__name__
 
 
-def _scenario(url: str, is_moto: bool) -> dict[str, Outcome]:
-    batch = aws_client("batch", url)
+def _scenario(
+    url: str, is_moto: bool, credentials: Mapping[str, str] = TESTING_CREDENTIALS
+) -> dict[str, Outcome]:
+    batch = aws_client("batch", url, credentials=credentials)
     role = "arn:aws:iam::123456789012:role/batch"
     if is_moto:  # moto insists that the service role exists in its IAM
         iam = aws_client("iam", url)
@@ -185,7 +188,7 @@ def _strip(shape: Any, optional: set[str]) -> Any:
 
 
 def test_same_requests_same_shapes_and_error_codes(server: Server, moto_url: str) -> None:
-    ours = _scenario(server.url, is_moto=False)
+    ours = _scenario(server.url, is_moto=False, credentials=server.credentials)
     theirs = _scenario(moto_url, is_moto=True)
     assert ours.keys() == theirs.keys()
     differences = {}
@@ -213,8 +216,10 @@ ARRAY_OPTIONAL: dict[str, set[str]] = {
 }
 
 
-def _array_scenario(url: str, is_moto: bool) -> dict[str, Outcome]:
-    batch = aws_client("batch", url)
+def _array_scenario(
+    url: str, is_moto: bool, credentials: Mapping[str, str] = TESTING_CREDENTIALS
+) -> dict[str, Outcome]:
+    batch = aws_client("batch", url, credentials=credentials)
     role = "arn:aws:iam::123456789012:role/batch"
     if is_moto:
         iam = aws_client("iam", url)
@@ -266,7 +271,7 @@ def _array_scenario(url: str, is_moto: bool) -> dict[str, Outcome]:
 
 
 def test_array_jobs_same_shapes_as_moto(server: Server, moto_url: str) -> None:
-    ours = _array_scenario(server.url, is_moto=False)
+    ours = _array_scenario(server.url, is_moto=False, credentials=server.credentials)
     theirs = _array_scenario(moto_url, is_moto=True)
     assert ours.keys() == theirs.keys()
     differences = {}

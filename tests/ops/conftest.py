@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from airflow_aws_batch import compat
-from devstack import LocalBatchServer
+from devstack import LocalBatch, LocalBatchServer
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 REGION = "us-east-1"
@@ -88,19 +88,25 @@ def execution_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         _stop(proc)
 
 
-def _airflow_env(home: Path, endpoint_url: str, **options: str) -> dict[str, str]:
-    """A minimal environment for `airflow aws-batch ...` against a local AWS endpoint."""
+def _airflow_env(home: Path, endpoint: str | LocalBatch, **options: str) -> dict[str, str]:
+    """A minimal environment for `airflow aws-batch ...` against a local AWS endpoint: moto's URL
+    (any keys do) or a localbatch (its URL and the keys it verifies)."""
+    if isinstance(endpoint, str):
+        connection = json.dumps(
+            {"conn_type": "aws", "extra": {"endpoint_url": endpoint, "region_name": REGION}}
+        )
+        keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    else:
+        connection = endpoint.airflow_connection()
+        keys = {k: endpoint.aws_env()[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(home),
         "LANG": os.environ.get("LANG", "C.UTF-8"),
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
-            {"conn_type": "aws", "extra": {"endpoint_url": endpoint_url, "region_name": REGION}}
-        ),
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AIRFLOW_CONN_AWS_DEFAULT": connection,
+        **keys,
     }
     for option, value in options.items():
         env[f"AIRFLOW__AWS_BATCH_EXECUTOR__{option.upper()}"] = value

@@ -17,14 +17,14 @@ RunAirflow = Callable[[list[str], Mapping[str, str]], subprocess.CompletedProces
 
 
 @pytest.fixture(scope="module")
-def localbatch_resources(localbatch: LocalBatchServer, execution_api_url: str) -> str:
+def localbatch_resources(localbatch: LocalBatchServer, execution_api_url: str) -> LocalBatchServer:
     """localbatch's own setup command creates the compute environment, queue and job definition."""
     localbatch.setup(
         job_queue="airflow-jobs",
         job_definition="airflow-task",
         api_server_url=execution_api_url.removesuffix("/execution/"),
     )
-    return localbatch.url
+    return localbatch
 
 
 @pytest.mark.parametrize(
@@ -45,7 +45,7 @@ def test_check_against_localbatch(
     *,
     run_airflow: RunAirflow,
     airflow_env: Callable[..., dict[str, str]],
-    localbatch_resources: str,
+    localbatch_resources: LocalBatchServer,
     tmp_path: Path,
     job_queue: str,
     returncode: int,
@@ -67,7 +67,7 @@ def test_check_on_an_eks_job_definition(
     run_airflow: RunAirflow,
     airflow_env: Callable[..., dict[str, str]],
     localbatch: LocalBatchServer,
-    localbatch_resources: str,
+    localbatch_resources: LocalBatchServer,
     tmp_path: Path,
 ) -> None:
     """An EKS queue and definition (the container definition's environment in the pod's first container):
