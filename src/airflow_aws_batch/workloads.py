@@ -48,6 +48,7 @@ from urllib.parse import unquote, urlsplit
 __all__ = [
     "FORMAT_VERSION",
     "LAUNCH_MODULE",
+    "NO_STORE_WARNING",
     "PENDING_KEY",
     "FileStore",
     "Location",
@@ -79,6 +80,15 @@ MAX_NAME_CHARS = 250
 RANDOM_BYTES = 16
 #: Characters of a SHA-256 (hex) that stand for the cut end of a readable part too long to keep whole.
 _CUT_HASH_CHARS = 12
+
+#: What the scheduler (at start) and ``airflow aws-batch check`` say while ``workload_store`` is unset.
+NO_STORE_WARNING = (
+    "workload_store is unset: each task's token travels in its job's command "
+    "(containerOverrides.command), readable by whoever may call DescribeJobs or read the account's "
+    "EventBridge events and API activity logs. Fix: set "
+    "AIRFLOW__AWS_BATCH_EXECUTOR__WORKLOAD_STORE=s3://BUCKET/PREFIX "
+    "(airflow aws-batch render --workload-store s3://BUCKET/PREFIX creates the bucket and its grants)"
+)
 
 # S3 bucket names: 3-63 lower-case letters, digits, dots and hyphens, starting and ending alphanumeric.
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
