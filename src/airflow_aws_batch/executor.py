@@ -74,8 +74,8 @@ from airflow_aws_batch.submit import (
     token_expires_at,
     workload_command,
 )
-from airflow_aws_batch.workloads import PENDING_KEY as WORKLOADS_KEY
 from airflow_aws_batch.workloads import NO_STORE_WARNING, StoreError, WorkloadStore, open_store
+from airflow_aws_batch.workloads import PENDING_KEY as WORKLOADS_KEY
 
 log = logging.getLogger(__name__)
 

@@ -269,6 +269,7 @@ def test_metrics_reach_airflow_stats(executor: FastExecutor) -> None:
 
 @pytest.mark.parametrize("store", [False, True], ids=["no-store", "file-store"])
 def test_start_warns_while_tokens_travel_in_the_command(
+    *,
     moto_server: Moto,
     batch_resources: BatchResources,
     monkeypatch: pytest.MonkeyPatch,

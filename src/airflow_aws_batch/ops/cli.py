@@ -485,7 +485,11 @@ def get_cli_commands() -> list[Any]:
             help="Fargate: give each task a public IP (default: none; tasks then reach the API server and "
             "registry through NAT or VPC endpoints)",
         ),
-        Arg(("--no-public-ip",), action="store_true", help="Fargate: no public IP (the default; kept for scripts)"),
+        Arg(
+            ("--no-public-ip",),
+            action="store_true",
+            help="Fargate: no public IP (the default; kept for scripts)",
+        ),
         Arg(("--env",), action="append", metavar="KEY=VALUE", help="Extra task environment (repeatable)"),
         Arg(
             ("--workload-store",),
