@@ -347,7 +347,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         if EKS_PENDING_KEY in request:
             info = self._definition_kinds.ensure(str(request["jobDefinition"]), self._read_definition_kind)
             request = finish_request(request, info)
-        return self._job_definitions.resolve(request)
+        return self._job_definitions.resolve(request, self.config.allowed_job_definition_overrides)
 
     @property
     def job_definitions(self) -> JobDefinitions:
