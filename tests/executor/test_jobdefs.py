@@ -398,7 +398,19 @@ def test_check_asks_iam_when_it_may() -> None:
                     {"EvalActionName": "batch:RegisterJobDefinition", "EvalDecision": "allowed"}
                 ]
             },
-            {"PolicySourceArn": principal, "ActionNames": ["batch:RegisterJobDefinition"]},
+            {
+                "PolicySourceArn": principal,
+                "ActionNames": ["batch:RegisterJobDefinition"],
+                # Asked as the rendered policy allows it: a non-privileged definition of the base image.
+                "ContextEntries": [
+                    {
+                        "ContextKeyName": "batch:Privileged",
+                        "ContextKeyValues": ["false"],
+                        "ContextKeyType": "boolean",
+                    },
+                    {"ContextKeyName": "batch:Image", "ContextKeyValues": ["x"], "ContextKeyType": "string"},
+                ],
+            },
         )
         i.add_response(
             "simulate_principal_policy",
