@@ -125,14 +125,22 @@ def test_object_keys_stay_under_the_prefix(prefix: str, name: str, key: str) -> 
     assert object_key(prefix, name, random_part="R") == key
 
 
-def test_object_keys_end_in_128_random_bits_whatever_the_readable_part() -> None:
-    # The longest deployment id the executor takes (128) and a long job name: the readable part is cut
-    # (with a hash of the whole), the random end never is.
+def test_object_keys_end_in_128_random_bits_whatever_the_readable_part(tmp_path: Path) -> None:
+    # The longest deployment id the executor takes (128) and a long job name (128), named as the submit
+    # thread names them (deployment/job name/submission): the readable part is cut (with a hash of the
+    # whole), the random end never is. Written to a real store: 1,000 objects, none overwritten.
+    store = open_store(f"file://{tmp_path}/store")
     deployment = "d" * 128
-    keys = [object_key("prefix", f"{deployment}/airflow-{'j' * 120}-{n % 7}/sub{n:04d}") for n in range(1000)]
-    assert len(set(keys)) == 1000
+    urls = []
+    for n in range(1000):
+        request: dict[str, Any] = {PENDING_KEY: [json.dumps({"n": n})]}
+        name = f"{deployment}/airflow-{'j' * 120}-{n % 7}/{'s' * 16}{n:016x}"
+        urls.append(place_workloads(request, store, name))
+    assert len(set(urls)) == 1000
+    assert len([p for p in (tmp_path / "store").rglob("*.json")]) == 1000
+    keys = [str(url).removeprefix(f"file://{tmp_path}/store/") for url in urls]
     for key in keys:
-        name = key.removeprefix("prefix/").removesuffix(".json")
+        name = key.removesuffix(".json")
         assert len(name) <= MAX_NAME_CHARS
         random_hex = name.rsplit("-", 1)[1]
         assert re.fullmatch(r"[0-9a-f]{32}", random_hex), key
