@@ -5,12 +5,16 @@
 
 The template creates a compute environment (EC2, Spot, Fargate or Fargate Spot), a job queue,
 a container job definition, a log group, a job role, an execution role, a Batch service role,
-for EC2/Spot an instance role with its instance profile, and a managed policy to attach to the
-scheduler's role. With a workload store (``s3://bucket/prefix``): the job role may read and delete
-objects under the prefix, a managed policy lets the scheduler write, read and delete there (attached to
-``scheduler_role`` when named), and, when asked, the bucket itself (private, encrypted, objects under
-the prefix expire after a day). It does not create a VPC, the database, the API server or an ECR
-repository: subnets and security groups are parameters, and the image is a parameter.
+for EC2/Spot an instance role with its instance profile and an IMDSv2-only launch template, and a
+managed policy to attach to the scheduler's role. With a workload store (``s3://bucket/prefix``):
+the job role may read and delete objects under the prefix, a managed policy lets the scheduler
+write, read and delete there (attached to ``scheduler_role`` when named), and, unless told it
+exists, the bucket itself (private, encrypted, objects under the prefix expire after a day). It
+does not create a VPC, the database, the API server or an ECR repository: subnets and security
+groups are parameters, and the image is a parameter.
+
+The IAM statements are :mod:`.template_iam`'s, the launch template, the YAML writer and the store's
+exposure check :mod:`.template_hardening`'s; docs/security.md says what each role may do.
 """
 
 from __future__ import annotations
