@@ -14,6 +14,11 @@ over it, dicts key by key, lists and scalars replace). The executor then derives
    is none; the answer is kept for the life of the scheduler, so a restarted scheduler finds the
    definition again instead of registering a duplicate.
 
+Overrides that would reach the job's host (``privileged``, host volumes and their mount points,
+``linuxParameters.devices``, ``user`` root) are refused unless ``allowed_job_definition_overrides``
+names them (:func:`host_access`): by the request builder, at start for ``submit_job_kwargs``, and
+again here where the base definition's volumes are known.
+
 Pure apart from :class:`JobDefinitions`, a lock-guarded cache whose I/O is passed in (the executor
 runs it on its submit threads within the status-call budget). Not supported: job definitions of
 other kinds than ``container`` (multi-node, EKS, ECS properties), and top-level members of the

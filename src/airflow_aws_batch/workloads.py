@@ -5,7 +5,7 @@ token is in the SubmitJob request and in everything that shows it (DescribeJobs,
 Job State Change" events, API activity logs). With it set, the submit thread writes the workload(s)
 to one object just before SubmitJob and the job's command only names that object::
 
-    python -m airflow_aws_batch.launch s3://bucket/prefix/<name>.json
+    python -m airflow_aws_batch.launch s3://bucket/prefix/<name>-<32 random hex digits>.json
 
 The launcher (:mod:`airflow_aws_batch.launch`) reads it, deletes it when it holds a single workload
 and runs the Task SDK on it.
@@ -19,7 +19,8 @@ list of ``model_dump_json()`` strings) and the command holds :data:`PLACEHOLDER_
 that request, so every attempt (a resubmission included) writes a fresh object.
 
 Stores: ``s3://bucket[/prefix]`` (the scheduler's AWS connection writes, the job role reads) and
-``file:///absolute/dir`` (a directory every job can read: localbatch, the demo). Not supported: other
+``file:///absolute/dir`` (a private directory of the user whose processes run the jobs: localbatch,
+the demo). Not supported: other
 schemes, S3 access points or bucket ARNs, server-side encryption settings beyond the bucket's default.
 Objects of jobs that never ran (terminated, revoked, lost) are not deleted by anyone: an S3 lifecycle
 rule expires them (``airflow aws-batch render`` adds one of a day); a ``file://`` directory is left as is.
