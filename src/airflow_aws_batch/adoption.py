@@ -11,6 +11,7 @@ and the sweep read ``job_queue`` and the values of ``queue_map``).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, MutableSet, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,13 @@ from airflow_aws_batch.core.ownership import (
     try_of,
 )
 from airflow_aws_batch.core.state import ACTIVE_STATUSES, Terminate
-from airflow_aws_batch.workloads import StoreError, WorkloadStore, decode_object
+from airflow_aws_batch.workloads import (
+    StoreError,
+    WorkloadStore,
+    decode_object,
+    parse_object_url,
+    parse_store_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +258,7 @@ def _array_tries(store: WorkloadStore, parent: JobDetail) -> list[TryId | None]:
     """The try each child of the array ``parent`` runs, from the object its command names (the last
     element, as the launcher reads it); empty when that object cannot be read."""
     url = parent.command[-1] if parent.command else ""
-    if not url.startswith(store.url.rstrip("/") + "/"):
+    if not in_store(store.url, url):
         log.info(
             "Array job %s names no object of the workload store (%s): its children are not swept",
             parent.job_id,
@@ -268,6 +275,24 @@ def _array_tries(store: WorkloadStore, parent: JobDetail) -> list[TryId | None]:
         )
         return []
     return array_child_tries(parent.tags, workloads)[: parent.array_size]
+
+
+def in_store(store_url: str, url: str) -> bool:
+    """Whether ``url`` names an object inside the store ``store_url``, judged on the normalised path (a
+    job's command is whatever its job says: ``file://<store>/../x`` is outside, whatever it starts with)."""
+    try:
+        store = parse_store_url(store_url)
+        location = parse_object_url(url)
+    except ValueError:
+        return False
+    if location.scheme != store.scheme or location.bucket != store.bucket:
+        return False
+    if location.scheme == "file":
+        root = os.path.normpath(store.key)
+        return location.key != root and os.path.commonpath([root, location.key]) == root
+    # S3 keys are not paths: no "..", and the key must be under the prefix.
+    segments = location.key.split("/")
+    return ".." not in segments and (not store.key or location.key.startswith(store.key + "/"))
 
 
 def deadline_limiter(acquire: Callable[[float], bool], deadline: float) -> BeforeCall:

@@ -184,6 +184,8 @@ class ExecutorConfig(BaseModel):
     #: ``s3://bucket/prefix`` or ``file:///dir``: where workloads are written (see ``workloads``);
     #: None: in the job's command.
     workload_store: str | None = None
+    #: Ways jobDefinitionOverrides may reach the host (``jobdefs.HOST_ACCESS``); empty: none.
+    allowed_job_definition_overrides: frozenset[str] = frozenset()
     #: The team whose executor this is (Airflow's multi-team mode), None for a global executor. Not an
     #: option: set from the executor's ``team_name``; it names the team in the ``airflow_team`` tag.
     team: str | None = None
@@ -352,6 +354,12 @@ def _parse_options(raw: Mapping[str, str | None]) -> ExecutorConfig:
             names = ", ".join(f"{{{name}}}" for name in SHARE_FIELDS)
             problems.append(ConfigProblem("share_identifier", f"a template of the fields {names}", found))
 
+    allowed = values.pop("allowed_job_definition_overrides", None)
+    if allowed is not None:
+        values["allowed_job_definition_overrides"] = frozenset(
+            part.strip() for part in allowed.split(",") if part.strip()
+        )
+
     store = read.get("workload_store")
     if store is not None:
         from airflow_aws_batch.workloads import parse_store_url
@@ -398,6 +406,19 @@ def _parse_options(raw: Mapping[str, str | None]) -> ExecutorConfig:
                 repr(job_name),
             )
         )
+
+    defaults = (values.get("submit_job_kwargs") or {}).get(jobdefs.OVERRIDES_KEY)
+    if isinstance(defaults, Mapping):
+        allowed_kinds = values.get("allowed_job_definition_overrides", frozenset())
+        for path, kind, found in jobdefs.host_access(defaults, allowed_kinds):
+            problems.append(
+                ConfigProblem(
+                    "submit_job_kwargs",
+                    jobdefs.host_access_expected(kind),
+                    found,
+                    f"{jobdefs.OVERRIDES_KEY}.{path}",
+                )
+            )
 
     if problems:
         raise ConfigError(problems)

@@ -87,8 +87,8 @@ from airflow_aws_batch.submit import (
     token_expires_at,
     workload_command,
 )
+from airflow_aws_batch.workloads import NO_STORE_WARNING, StoreError, WorkloadStore, open_store
 from airflow_aws_batch.workloads import PENDING_KEY as WORKLOADS_KEY
-from airflow_aws_batch.workloads import StoreError, WorkloadStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -289,6 +289,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             config.share_identifier
         )
         self._array_min_size = config.array_min_size if config.workload_store else 0
+        if not config.workload_store:
+            log.warning("AwsBatchExecutor%s: %s", _team_label(self), NO_STORE_WARNING)
         store = self._store = self._open_store(config)
         if config.check_health_on_startup:
             from airflow_aws_batch.health import format_failures, run_checks
@@ -365,7 +367,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         if EKS_PENDING_KEY in request:
             info = self._definition_kinds.ensure(str(request["jobDefinition"]), self._read_definition_kind)
             request = finish_request(request, info)
-        return self._job_definitions.resolve(request)
+        return self._job_definitions.resolve(request, self.config.allowed_job_definition_overrides)
 
     @property
     def job_definitions(self) -> JobDefinitions:

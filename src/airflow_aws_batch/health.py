@@ -329,15 +329,17 @@ def job_definition_registration_items(
     definition registered all the same is deregistered). PassRole is then reported as not verified.
     """
     roles: list[str] = []
+    image: str | None = None
     try:
         definition = _api(batch_client).describe_job_definition(config.job_definition)
         if definition is not None:
             raw = batch_client.describe_job_definitions(jobDefinitions=[definition.arn])["jobDefinitions"]
             props = (raw[0].get("containerProperties") or {}) if raw else {}
             roles = [str(props[k]) for k in ("jobRoleArn", "executionRoleArn") if props.get(k)]
+            image = str(props["image"]) if props.get("image") else None
     except Exception:
         pass  # the job_definition item reports what is wrong with it; no roles to ask about then
-    simulated = _simulate(iam_client, sts_client, roles)
+    simulated = _simulate(iam_client, sts_client, roles, image)
     if simulated is not None:
         return simulated
     probe = _probe_register(batch_client, f"{config.job_definition}-permission-probe")
@@ -361,13 +363,24 @@ def _principal(arn: str) -> str:
     return arn
 
 
-def _simulate(iam_client: Any, sts_client: Any, roles: list[str]) -> list[CheckItem] | None:
+def _simulate(
+    iam_client: Any, sts_client: Any, roles: list[str], image: str | None = None
+) -> list[CheckItem] | None:
     if iam_client is None or sts_client is None:
         return None
+    # What a derived definition is: not privileged (the executor refuses that by default, and the
+    # rendered policy allows registering only such), and as a rule with the base definition's image.
+    context = [
+        {"ContextKeyName": "batch:Privileged", "ContextKeyValues": ["false"], "ContextKeyType": "boolean"}
+    ]
+    if image:
+        context.append(
+            {"ContextKeyName": "batch:Image", "ContextKeyValues": [image], "ContextKeyType": "string"}
+        )
     try:
         principal = _principal(str(sts_client.get_caller_identity()["Arn"]))
         register = iam_client.simulate_principal_policy(
-            PolicySourceArn=principal, ActionNames=["batch:RegisterJobDefinition"]
+            PolicySourceArn=principal, ActionNames=["batch:RegisterJobDefinition"], ContextEntries=context
         )["EvaluationResults"]
         passes = (
             iam_client.simulate_principal_policy(

@@ -14,6 +14,11 @@ over it, dicts key by key, lists and scalars replace). The executor then derives
    is none; the answer is kept for the life of the scheduler, so a restarted scheduler finds the
    definition again instead of registering a duplicate.
 
+Overrides that would reach the job's host (``privileged``, host volumes and their mount points,
+``linuxParameters.devices``, ``user`` root) are refused unless ``allowed_job_definition_overrides``
+names them (:func:`host_access`): by the request builder, at start for ``submit_job_kwargs``, and
+again here where the base definition's volumes are known.
+
 Pure apart from :class:`JobDefinitions`, a lock-guarded cache whose I/O is passed in (the executor
 runs it on its submit threads within the status-call budget). Not supported: job definitions of
 other kinds than ``container`` (multi-node, EKS, ECS properties), and top-level members of the
@@ -61,6 +66,61 @@ IDENTITY_PROPERTIES = (
 REFUSAL_MEMORY_S = 60.0
 
 _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_-]")
+
+#: The option that lets ``jobDefinitionOverrides`` reach the host, and what each of its values allows.
+ALLOW_OPTION = "allowed_job_definition_overrides"
+HOST_ACCESS = {
+    "privileged": "privileged: true (a container with every capability of the host)",
+    "host_volumes": "volumes with host.sourcePath, and mountPoints of such volumes (host directories)",
+    "devices": "linuxParameters.devices (host devices)",
+    "root_user": "user root or 0",
+}
+
+
+def host_access(
+    overrides: Mapping[str, Any],
+    allowed: frozenset[str] = frozenset(),
+    merged: Mapping[str, Any] | None = None,
+) -> list[tuple[str, str, str]]:
+    """``(path, kind, found)`` for each way ``overrides`` (a DAG author's container properties) would
+    let a job reach its host, unless ``allowed`` (values of :data:`HOST_ACCESS`) allows that kind.
+
+    ``merged``: the container properties the overrides make with the base definition, when known: a
+    mountPoint of the overrides may name a host volume of the base definition.
+    """
+    found: list[tuple[str, str, str]] = []
+    if overrides.get("privileged") and "privileged" not in allowed:
+        found.append(("privileged", "privileged", shapes.describe_found(overrides["privileged"])))
+    linux = overrides.get("linuxParameters")
+    if isinstance(linux, Mapping) and linux.get("devices") and "devices" not in allowed:
+        found.append(("linuxParameters.devices", "devices", shapes.describe_found(linux["devices"])))
+    user = overrides.get("user")
+    root = isinstance(user, str | int) and str(user).split(":")[0].strip() in ("root", "0")
+    if root and "root_user" not in allowed:
+        found.append(("user", "root_user", repr(user)))
+    if "host_volumes" not in allowed:
+        volumes = (merged or {}).get("volumes", overrides.get("volumes")) or []
+        host_volumes = {str(v.get("name")) for v in volumes if _host_path(v)}
+        for index, volume in enumerate(overrides.get("volumes") or []):
+            path = _host_path(volume)
+            if path:
+                found.append((f"volumes[{index}].host.sourcePath", "host_volumes", repr(path)))
+        for index, mount in enumerate(overrides.get("mountPoints") or []):
+            if isinstance(mount, Mapping) and str(mount.get("sourceVolume")) in host_volumes:
+                found.append(
+                    (f"mountPoints[{index}].sourceVolume", "host_volumes", repr(mount["sourceVolume"]))
+                )
+    return found
+
+
+def _host_path(volume: Any) -> Any:
+    host = volume.get("host") if isinstance(volume, Mapping) else None
+    return host.get("sourcePath") if isinstance(host, Mapping) else None
+
+
+def host_access_expected(kind: str) -> str:
+    """What a refusal of ``kind`` says is expected: no such property, and how to allow it."""
+    return f"no {HOST_ACCESS[kind]}: refused unless [aws_batch_executor] {ALLOW_OPTION} includes {kind}"
 
 
 class DerivationError(ValueError):
@@ -128,10 +188,13 @@ class Derived:
     base_arn: str
 
 
-def derive(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> Derived:
+def derive(
+    base: Mapping[str, Any], overrides: Mapping[str, Any], allowed: frozenset[str] = frozenset()
+) -> Derived:
     """The definition ``overrides`` make of ``base`` (a DescribeJobDefinitions entry).
 
-    Raises :class:`DerivationError` for a base of another kind than ``container`` or a result that
+    Raises :class:`DerivationError` for a base of another kind than ``container``, overrides that
+    reach the host in a way ``allowed`` does not allow (see :func:`host_access`), or a result that
     botocore's RegisterJobDefinition model refuses.
     """
     base_name = str(base.get("jobDefinitionName") or "")
@@ -148,6 +211,8 @@ def derive(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> Derived:
     # Keep only what RegisterJobDefinition takes: a newer service may answer with more.
     container = {k: v for k, v in container_props.items() if k in container_members}
     merged = prune(shapes.deep_merge(container, overrides))
+    for path, kind, found in host_access(overrides, allowed, merged):
+        raise DerivationError(f"{OVERRIDES_KEY}.{path}: expected {host_access_expected(kind)}, found {found}")
     request: dict[str, Any] = {"type": "container", "containerProperties": merged}
     for member in COPIED_MEMBERS:
         if member in base:
@@ -255,10 +320,11 @@ class JobDefinitions:
         with self._lock:
             return self._locks.setdefault(key, threading.Lock())
 
-    def resolve(self, request: dict[str, Any]) -> dict[str, Any]:
+    def resolve(self, request: dict[str, Any], allowed: frozenset[str] = frozenset()) -> dict[str, Any]:
         """``request`` ready to send: a :data:`OVERRIDES_KEY` member replaced by the ARN of the derived
-        definition in ``jobDefinition``. Raises :class:`DerivationError`, or what the calls raise when
-        they may work later (throttling, server errors)."""
+        definition in ``jobDefinition``. Raises :class:`DerivationError` (``allowed``: see
+        :func:`host_access`), or what the calls raise when they may work later (throttling, server
+        errors)."""
         if OVERRIDES_KEY not in request:
             return request
         request = dict(request)
@@ -266,7 +332,7 @@ class JobDefinitions:
         if not overrides:
             return request
         base = self.base(str(request["jobDefinition"]))
-        derived = derive(base, overrides)
+        derived = derive(base, overrides, allowed)
         request["jobDefinition"] = self.ensure(derived)
         return request
 

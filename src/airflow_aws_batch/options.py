@@ -39,6 +39,10 @@ class OptionSpec:
     expected: str | None = None
 
 
+#: The values of allowed_job_definition_overrides (``jobdefs.HOST_ACCESS`` describes each).
+_HOST_ACCESS_KINDS = ("privileged", "host_volumes", "devices", "root_user")
+
+
 def _positive_rate(value: float) -> bool:
     return 0 < value < math.inf
 
@@ -213,6 +217,24 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "s3:GetObject and DeleteObject; expire objects after a day with a lifecycle rule. Unset: the "
         "workload travels in containerOverrides.command.",
         "s3://my-airflow-workloads/airflow",
+    ),
+    OptionSpec(
+        "allowed_job_definition_overrides",
+        "string",
+        None,
+        "Comma-separated ways a task's jobDefinitionOverrides (or submit_job_kwargs') may reach the "
+        "host its job runs on, which are otherwise refused (the task fails, naming the field and this "
+        "option): privileged (privileged: true), host_volumes (volumes with host.sourcePath and "
+        "mountPoints of such volumes), devices (linuxParameters.devices), root_user (user root or 0). "
+        "Unset (the default): none of them, so that no DAG author can turn a task into a container "
+        "with the host's devices, files or capabilities (on EC2 compute: a way to the instance and its "
+        "role). The scheduler's IAM policy from airflow aws-batch render refuses privileged "
+        "definitions too; allowing privileged here needs that policy changed as well.",
+        "host_volumes,devices",
+        valid=lambda value: all(
+            item in _HOST_ACCESS_KINDS for item in (part.strip() for part in value.split(",")) if item
+        ),
+        expected="a comma-separated list of privileged, host_volumes, devices, root_user (or empty)",
     ),
     OptionSpec(
         "aws_conn_id",

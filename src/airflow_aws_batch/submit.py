@@ -52,7 +52,7 @@ from airflow_aws_batch.fairshare import (
     priority_override,
     render_share_identifier,
 )
-from airflow_aws_batch.jobdefs import OVERRIDES_KEY, overrides_problems
+from airflow_aws_batch.jobdefs import OVERRIDES_KEY, host_access, host_access_expected, overrides_problems
 from airflow_aws_batch.workloads import PENDING_KEY as WORKLOADS_KEY
 from airflow_aws_batch.workloads import PLACEHOLDER_URL, launch_command
 
@@ -389,6 +389,10 @@ def _build(
     request = shapes.deep_merge(base, overlay)
     # Job definition properties are not SubmitJob members: the submit thread derives a definition.
     definition_overrides = request.pop(OVERRIDES_KEY, None)
+    if isinstance(definition_overrides, Mapping):
+        allowed = config.allowed_job_definition_overrides
+        for path, kind, found in host_access(definition_overrides, allowed):
+            raise ExecConfigError(f"{OVERRIDES_KEY}.{path}", host_access_expected(kind), found)
 
     request["jobName"] = job_name_for(str(request["jobName"]), *name_parts)
     for path, expected, found in eks.override_problems(request):

@@ -5,7 +5,7 @@ token is in the SubmitJob request and in everything that shows it (DescribeJobs,
 Job State Change" events, API activity logs). With it set, the submit thread writes the workload(s)
 to one object just before SubmitJob and the job's command only names that object::
 
-    python -m airflow_aws_batch.launch s3://bucket/prefix/<name>.json
+    python -m airflow_aws_batch.launch s3://bucket/prefix/<name>-<32 random hex digits>.json
 
 The launcher (:mod:`airflow_aws_batch.launch`) reads it, deletes it when it holds a single workload
 and runs the Task SDK on it.
@@ -19,7 +19,8 @@ list of ``model_dump_json()`` strings) and the command holds :data:`PLACEHOLDER_
 that request, so every attempt (a resubmission included) writes a fresh object.
 
 Stores: ``s3://bucket[/prefix]`` (the scheduler's AWS connection writes, the job role reads) and
-``file:///absolute/dir`` (a directory every job can read: localbatch, the demo). Not supported: other
+``file:///absolute/dir`` (a private directory of the user whose processes run the jobs: localbatch,
+the demo). Not supported: other
 schemes, S3 access points or bucket ARNs, server-side encryption settings beyond the bucket's default.
 Objects of jobs that never ran (terminated, revoked, lost) are not deleted by anyone: an S3 lifecycle
 rule expires them (``airflow aws-batch render`` adds one of a day); a ``file://`` directory is left as is.
@@ -30,9 +31,13 @@ launcher must start fast.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import re
+import secrets
+import stat
 import tempfile
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -44,6 +49,7 @@ from urllib.parse import unquote, urlsplit
 __all__ = [
     "FORMAT_VERSION",
     "LAUNCH_MODULE",
+    "NO_STORE_WARNING",
     "PENDING_KEY",
     "FileStore",
     "Location",
@@ -70,6 +76,20 @@ PLACEHOLDER_URL = "s3://" + "x" * 63 + "/" + "x" * 200
 #: Longest ``prefix`` of an s3:// store: S3 keys are at most 1,024 bytes, and names take up to 250.
 MAX_PREFIX_BYTES = 700
 MAX_NAME_CHARS = 250
+#: Random bytes ending every object name (hex: twice as many characters). A job's role may read every
+#: object under the prefix, so a name nobody can compute is what keeps a task from its siblings' tokens.
+RANDOM_BYTES = 16
+#: Characters of a SHA-256 (hex) that stand for the cut end of a readable part too long to keep whole.
+_CUT_HASH_CHARS = 12
+
+#: What the scheduler (at start) and ``airflow aws-batch check`` say while ``workload_store`` is unset.
+NO_STORE_WARNING = (
+    "workload_store is unset: each task's token travels in its job's command "
+    "(containerOverrides.command), readable by whoever may call DescribeJobs or read the account's "
+    "EventBridge events and API activity logs. Fix: set "
+    "AIRFLOW__AWS_BATCH_EXECUTOR__WORKLOAD_STORE=s3://BUCKET/PREFIX "
+    "(airflow aws-batch render --workload-store s3://BUCKET/PREFIX creates the bucket and its grants)"
+)
 
 # S3 bucket names: 3-63 lower-case letters, digits, dots and hyphens, starting and ending alphanumeric.
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -201,11 +221,23 @@ def launch_command(url: str) -> list[str]:
     return ["python", "-m", LAUNCH_MODULE, url]
 
 
-def object_key(prefix: str, name: str) -> str:
-    """Key (or relative path) of the object ``name`` under ``prefix``: unsafe characters become ``_``;
-    each path segment starts with neither ``.`` nor ``-``, so the name cannot leave the prefix."""
+def object_key(prefix: str, name: str, *, random_part: str | None = None) -> str:
+    """Key (or relative path) of a new object for ``name`` under ``prefix``.
+
+    ``name`` is only the readable part: unsafe characters become ``_``, each path segment starts with
+    neither ``.`` nor ``-`` (so the name cannot leave the prefix), and a part longer than fits is cut
+    with a hash of the whole in place of its end. Then come ``-`` and :data:`RANDOM_BYTES` random bytes
+    in hex (``random_part``, for tests), never cut: two objects never share a key, and nobody who can
+    list or guess the readable part can name the object.
+    """
+    suffix = random_part if random_part is not None else secrets.token_hex(RANDOM_BYTES)
     segments = [_UNSAFE.sub("_", part).lstrip(".-") or "_" for part in name.split("/") if part]
-    relative = "/".join(segments)[:MAX_NAME_CHARS] or "_"
+    readable = "/".join(segments) or "_"
+    room = MAX_NAME_CHARS - len(suffix) - 1
+    if len(readable) > room:
+        digest = hashlib.sha256(readable.encode()).hexdigest()[:_CUT_HASH_CHARS]
+        readable = readable[: room - _CUT_HASH_CHARS - 1].rstrip("/") + "_" + digest
+    relative = f"{readable}-{suffix}"
     return f"{prefix}/{relative}.json" if prefix else f"{relative}.json"
 
 
@@ -241,7 +273,12 @@ def _probe_body() -> tuple[str, bytes]:
 
 
 class FileStore:
-    """Objects as files under a directory (created when missing), readable by this user only."""
+    """Objects as files under a directory, readable by this user only.
+
+    The directory (and each one under it) is created 0700 when missing; an existing one must belong
+    to this user and be writable by nobody else, or nothing is written: whoever else may write there
+    could swap an object before its job reads it, or place one under a name a job will be given.
+    """
 
     def __init__(self, location: Location) -> None:
         self.root = Path(location.key)
@@ -253,7 +290,7 @@ class FileStore:
     def _write(self, relative: str, body: bytes) -> str:
         path = self.root / relative
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            self._private_dirs(path.parent)
             # Written aside, then renamed: a launcher never reads half an object.
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             try:
@@ -267,6 +304,22 @@ class FileStore:
             raise StoreError(f"could not write {path}: {exc.strerror or exc}") from exc
         return "file://" + str(path)
 
+    def _private_dirs(self, directory: Path) -> None:
+        """Create ``directory`` (under the root) and whatever is missing above it, each 0700; StoreError
+        when the root or a directory under it is somebody else's or writable by group or others.
+
+        Judged from the root down, each before anything is made in it: another user may have made
+        one first, and one made meanwhile by another thread is judged like any other.
+        """
+        if not self.root.exists():
+            self.root.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        here = self.root
+        for part in ("", *directory.relative_to(self.root).parts):
+            here = here / part if part else here
+            with contextlib.suppress(FileExistsError):
+                here.mkdir(mode=0o700)
+            _refuse_foreign(here)
+
     def delete(self, url: str) -> None:
         delete_object(url)
 
@@ -279,6 +332,23 @@ class FileStore:
         if read_object(url) != body:
             raise StoreError(f"the probe object {url} read back differs from what was written")
         delete_object(url)
+
+
+def _refuse_foreign(directory: Path) -> None:
+    """StoreError unless ``directory`` belongs to this user and only this user may write in it."""
+    info = directory.stat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise StoreError(f"could not write under {directory}: not a directory")
+    if info.st_uid != os.geteuid():
+        raise StoreError(
+            f"refusing the workload store directory {directory}: it belongs to uid {info.st_uid}, not to "
+            f"this user (uid {os.geteuid()}); use a directory of your own"
+        )
+    if info.st_mode & 0o022:
+        raise StoreError(
+            f"refusing the workload store directory {directory}: group or others may write in it "
+            f"(mode {stat.S_IMODE(info.st_mode):o}); chmod 700 it"
+        )
 
 
 #: Builds an S3 client (called again after an error: credentials may have been refreshed).

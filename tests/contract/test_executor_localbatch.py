@@ -550,6 +550,45 @@ def test_the_sweep_terminates_array_children_whose_try_moved_on(
         batch.terminate_job(jobId=parent, reason="test cleanup")
 
 
+def test_the_sweep_reads_no_object_outside_the_store(
+    executor: FastExecutor, localbatch: LocalBatchServer, tmp_path: Path
+) -> None:
+    # A job's command is whatever its job says: "file://<store>/../x" starts like the store's URL but
+    # names a file outside it, which the sweep must not read (nor act on).
+    localbatch.set_faults(held("sweep_outside"))
+    batch = localbatch.batch
+    deployment = str(executor.config.deployment_id)
+    store = open_store(f"file://{tmp_path}/workloads")
+    ti = {"dag_id": "dag", "task_id": "sweep_outside", "run_id": "manual__1", "try_number": 1}
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps({"version": 1, "workloads": [{"ti": {**ti, "map_index": 0}}]}))
+    parent = batch.submit_job(
+        jobName="airflow-dag-sweep_outside",
+        jobQueue=QUEUE,
+        jobDefinition=DEFINITION,
+        arrayProperties={"size": 2},
+        containerOverrides={"command": launch_command(f"file://{tmp_path}/workloads/../outside.json")},
+        tags={**{k: str(v) for k, v in ti.items()}, "deployment": deployment},
+    )["jobId"]
+    moved_on = {("dag", "sweep_outside", "manual__1", 0): TiNow(2, "queued", None)}
+    try:
+        wait_job(batch, f"{parent}:0", "RUNNABLE")
+        commands = sweep(
+            executor.api,
+            queues=[QUEUE],
+            deployment=deployment,
+            tracked=lambda job_id: False,
+            lookup=lambda tries: moved_on,
+            before_call=lambda: True,
+            suspects=set(),
+            store=store,
+        )
+        assert {cmd.job_id for cmd in commands} == set()
+        assert job_of(batch, f"{parent}:0")["status"] == "RUNNABLE"
+    finally:
+        batch.terminate_job(jobId=parent, reason="test cleanup")
+
+
 def submit_tagged(batch: Any, task_id: str, try_number: int, deployment: str, dag_id: str = "dag") -> str:
     tags = {
         "dag_id": dag_id,

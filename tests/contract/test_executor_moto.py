@@ -270,3 +270,37 @@ def test_metrics_reach_airflow_stats(executor: FastExecutor) -> None:
         ("gauge", "aws_batch_executor.running"),
     ]:
         assert expected in sent, (expected, sorted(sent))
+
+
+@pytest.mark.parametrize("store", [False, True], ids=["no-store", "file-store"])
+def test_start_warns_while_tokens_travel_in_the_command(
+    *,
+    moto_server: Moto,
+    batch_resources: BatchResources,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Any,
+    store: bool,
+) -> None:
+    from airflow_aws_batch.workloads import NO_STORE_WARNING
+
+    options = {"workload_store": f"file://{tmp_path}/store"} if store else {}
+    configure(
+        monkeypatch,
+        moto_server.url,
+        job_queue=batch_resources.job_queue,
+        job_definition=batch_resources.job_definition,
+        **options,
+    )
+    executor = FastExecutor()
+    with caplog.at_level("WARNING", logger="airflow_aws_batch.executor"):
+        executor.start()
+    executor.terminate()
+    warned = [r for r in caplog.records if NO_STORE_WARNING in r.getMessage()]
+    if store:
+        assert warned == []
+    else:
+        assert [r.levelname for r in warned] == ["WARNING"]
+        message = warned[0].getMessage()
+        assert "containerOverrides.command" in message
+        assert "AIRFLOW__AWS_BATCH_EXECUTOR__WORKLOAD_STORE=s3://BUCKET/PREFIX" in message

@@ -231,3 +231,56 @@ def test_check_says_whether_the_credentials_may_register(service: Service) -> No
         service.localbatch.set_faults({"simulate": {"seconds": 0}})
     assert (register.ok, register.fatal) == (False, False)
     assert "denied (AccessDeniedException)" in register.detail
+
+
+def test_overrides_that_reach_the_host_fail_unless_allowed(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host_volume = {
+        "volumes": [{"name": "hostroot", "host": {"sourcePath": "/"}}],
+        "mountPoints": [{"sourceVolume": "hostroot", "containerPath": "/host"}],
+    }
+    asks = {
+        "privileged": ({"privileged": True}, "privileged"),
+        "host_volumes": (host_volume, "volumes[0].host.sourcePath"),
+        "devices": ({"linuxParameters": {"devices": [{"hostPath": "/dev/mem"}]}}, "linuxParameters.devices"),
+        "root_user": ({"user": "root"}, "user"),
+    }
+
+    def run_with(allowed: str | None, name: str) -> tuple[Recorder, dict[str, Any]]:
+        options = {"allowed_job_definition_overrides": allowed} if allowed else {}
+        configure(
+            monkeypatch,
+            service.url,
+            job_queue=service.job_queue,
+            job_definition=service.job_definition,
+            **options,
+        )
+        executor = FastExecutor(parallelism=8)
+        executor.start()
+        try:
+            work = {
+                kind: task_workload(f"{name}_{kind}", executor_config={OVERRIDES_KEY: overrides})
+                for kind, (overrides, _) in asks.items()
+            }
+            return run(executor, *work.values()), work
+        finally:
+            executor.terminate()
+
+    before = derived_definitions(service)
+    rec, work = run_with(None, "refused")
+    for kind, (_, path) in asks.items():
+        assert rec.states(work[kind].key) == ["failed"], rec.task_events(work[kind].key)
+        events = "\n".join(rec.task_events(work[kind].key))
+        assert f"{OVERRIDES_KEY}.{path}" in events
+        assert f"allowed_job_definition_overrides includes {kind}" in events
+    # Refused before any call: nothing was registered.
+    assert derived_definitions(service) == before
+
+    rec, work = run_with("host_volumes,devices,root_user", "allowed")
+    for kind in ("host_volumes", "devices", "root_user"):
+        assert rec.states(work[kind].key)[-1] == "success", rec.task_events(work[kind].key)
+    assert rec.states(work["privileged"].key) == ["failed"]
+    registered = [d for d in derived_definitions(service) if d not in before]
+    assert len(registered) == 3
+    assert not any(d["containerProperties"].get("privileged") for d in registered)

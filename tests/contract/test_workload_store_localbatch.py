@@ -58,11 +58,14 @@ def started(
 
 def _jobs(localbatch: LocalBatchServer, task_id: str) -> list[dict[str, Any]]:
     batch = localbatch.batch
-    ids = [
-        summary["jobId"]
-        for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
-        for summary in batch.list_jobs(jobQueue=QUEUE, jobStatus=status)["jobSummaryList"]
-    ]
+    # A job that moves on between two ListJobs calls (STARTING, then FAILED) is listed twice: once each.
+    ids = list(
+        dict.fromkeys(
+            summary["jobId"]
+            for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
+            for summary in batch.list_jobs(jobQueue=QUEUE, jobStatus=status)["jobSummaryList"]
+        )
+    )
     jobs = batch.describe_jobs(jobs=ids)["jobs"] if ids else []
     return sorted(
         (job for job in jobs if job["tags"].get("task_id") == task_id), key=lambda job: job["createdAt"]
@@ -127,7 +130,9 @@ def test_a_store_that_cannot_be_written_fails_the_task_with_the_reason(
         events = rec.task_events(workload.ti.key)
     assert rec.states(workload.ti.key) == ["failed"]
     assert _jobs(localbatch, "unwritable") == []
-    assert any(f"workload store: could not write {blocker}/" in event for event in events), events
+    assert any(
+        f"workload store: could not write under {blocker}: not a directory" in event for event in events
+    ), events
     assert "SubmitJob failed 3 times" in rec.info(workload.ti.key, "failed")
 
 
@@ -159,5 +164,7 @@ def test_the_startup_check_refuses_a_store_it_cannot_write(
     executor = FastExecutor(parallelism=1)
     with pytest.raises(HealthCheckFailed) as caught:
         executor.start()
-    assert f"workload_store: file://{blocker}: could not write {blocker}/probe/" in str(caught.value)
+    assert f"workload_store: file://{blocker}: could not write under {blocker}: not a directory" in str(
+        caught.value
+    )
     assert executor.runtime is None

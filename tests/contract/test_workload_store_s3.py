@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -33,8 +34,11 @@ def _keys(moto: Moto, bucket: str) -> list[str]:
 def test_put_writes_one_object_under_the_prefix(moto_server: Moto, bucket: str) -> None:
     store = open_store(f"s3://{bucket}/airflow/w", s3_client_factory=lambda: moto_server.client("s3"))
     url = store.put("dep/airflow-dag-task/sub-1", ['{"type": "ExecuteTask", "token": "t"}'])
-    assert url == f"s3://{bucket}/airflow/w/dep/airflow-dag-task/sub-1.json"
-    body = moto_server.client("s3").get_object(Bucket=bucket, Key="airflow/w/dep/airflow-dag-task/sub-1.json")
+    # The name ends in 128 random bits (32 hex digits) after the readable part.
+    assert re.fullmatch(rf"s3://{bucket}/airflow/w/dep/airflow-dag-task/sub-1-[0-9a-f]{{32}}\.json", url)
+    key = url.removeprefix(f"s3://{bucket}/")
+    assert _keys(moto_server, bucket) == [key]
+    body = moto_server.client("s3").get_object(Bucket=bucket, Key=key)
     assert body["ContentType"] == "application/json"
     assert decode_object(body["Body"].read()) == [{"type": "ExecuteTask", "token": "t"}]
     store.delete(url)
@@ -62,7 +66,9 @@ def test_a_missing_bucket_says_what_to_fix(moto_server: Moto) -> None:
     with pytest.raises(StoreError) as caught:
         store.put("n", ["{}"])
     message = str(caught.value)
-    assert message.startswith("could not write s3://no-such-bucket-here/p/n.json: NoSuchBucket: ")
+    assert re.match(
+        r"could not write s3://no-such-bucket-here/p/n-[0-9a-f]{32}\.json: NoSuchBucket: ", message
+    )
     assert "the bucket does not exist" in message
     assert not caught.value.retryable
     with pytest.raises(StoreError, match="NoSuchBucket"):

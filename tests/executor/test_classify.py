@@ -43,3 +43,34 @@ def test_classify(exc: Exception, kind: ErrorKind) -> None:
     error = classify(exc, "SubmitJob")
     assert error.kind is kind
     assert error.operation == "SubmitJob"
+
+
+def test_an_unreadable_describe_jobs_entry_is_logged_without_its_content(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # No server answers with a malformed entry, so a client object stands in for one. The entry's
+    # command holds a token (the store is off), and its exit code is what cannot be read.
+    from airflow_aws_batch.aws.batch import BatchApi
+
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ0aSJ9.c2lnbmF0dXJlLXNlY3JldA"
+
+    class Client:
+        def describe_jobs(self, jobs: list[str]) -> dict[str, object]:
+            bad_exit = {
+                "jobId": "job-bad",
+                "status": "FAILED",
+                "container": {"exitCode": token, "command": [token]},
+            }
+            no_id = {"status": "RUNNING", "container": {"command": ["python", token]}}
+            good = {"jobId": "job-good", "status": "RUNNING", "container": {"command": [token]}}
+            return {"jobs": [bad_exit, no_id, good]}
+
+    with caplog.at_level("WARNING", logger="airflow_aws_batch.aws.batch"):
+        details = BatchApi(Client).describe_jobs(["job-bad", "job-x", "job-good"])
+    assert [d.job_id for d in details] == ["job-good"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2
+    assert "job job-bad: ValueError" in messages[0]
+    assert "job without an id: KeyError 'jobId'" in messages[1]
+    for message in messages:
+        assert token[:20] not in message and "python" not in message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from typing import Any
@@ -75,7 +76,7 @@ def test_the_name_is_deterministic_and_ignores_key_order_and_empty_members() -> 
     two = derive(reordered, {"user": "nobody", "image": "python:3.12", "secrets": []})
     assert one.name == two.name
     assert one.request == two.request
-    assert derive(BASE, {"image": "python:3.12", "user": "root"}).name != one.name
+    assert derive(BASE, {"image": "python:3.12", "user": "airflow"}).name != one.name
     # The same content from another revision of the base is the same definition.
     assert (
         derive(
@@ -180,6 +181,69 @@ def test_the_builder_merges_the_task_over_the_deployment_default() -> None:
 def test_a_bad_deployment_default_stops_the_start() -> None:
     with pytest.raises(ConfigError, match=r"submit_job_kwargs.*jobDefinitionOverrides\.imag"):
         build(config={"submit_job_kwargs": '{"jobDefinitionOverrides": {"imag": "x"}}'})
+
+
+HOST_ACCESS_CASES = [
+    pytest.param({"privileged": True}, "privileged", "privileged", id="privileged"),
+    pytest.param(
+        {
+            "volumes": [{"name": "root", "host": {"sourcePath": "/"}}],
+            "mountPoints": [{"sourceVolume": "root"}],
+        },
+        "volumes[0].host.sourcePath",
+        "host_volumes",
+        id="host-volume",
+    ),
+    pytest.param(
+        {"linuxParameters": {"devices": [{"hostPath": "/dev/sda"}]}},
+        "linuxParameters.devices",
+        "devices",
+        id="devices",
+    ),
+    pytest.param({"user": "root"}, "user", "root_user", id="user-root"),
+    pytest.param({"user": "0:0"}, "user", "root_user", id="user-0"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "path", "kind"), HOST_ACCESS_CASES)
+def test_overrides_that_reach_the_host_fail_the_task_naming_field_and_option(
+    overrides: dict[str, Any], path: str, kind: str
+) -> None:
+    with pytest.raises(ExecConfigError) as info:
+        build(executor_config={OVERRIDES_KEY: overrides})
+    assert info.value.path == f"{OVERRIDES_KEY}.{path}"
+    message = str(info.value)
+    assert f"allowed_job_definition_overrides includes {kind}" in message
+    # The same refusal where the submit thread derives the definition, and at start for a default.
+    with pytest.raises(DerivationError, match=f"{OVERRIDES_KEY}.{re.escape(path)}: .*includes {kind}"):
+        derive(BASE, overrides)
+    with pytest.raises(ConfigError, match=f"allowed_job_definition_overrides includes {kind}"):
+        build(config={"submit_job_kwargs": json.dumps({OVERRIDES_KEY: overrides})})
+    # Allowed by the option: built and derived as asked.
+    allowed = {"allowed_job_definition_overrides": f"devices, {kind}"}
+    request = build(config=allowed, executor_config={OVERRIDES_KEY: overrides})
+    assert request[OVERRIDES_KEY] == overrides
+    derive(BASE, overrides, frozenset({kind}))
+
+
+def test_a_mount_of_the_base_definitions_host_volume_is_refused() -> None:
+    # The overrides add only a mount point; the host volume it names is the base definition's.
+    base = {**BASE, "containerProperties": {**BASE["containerProperties"], "volumes": [
+        {"name": "docker", "host": {"sourcePath": "/var/run/docker.sock"}}
+    ]}}  # fmt: skip
+    overrides = {"mountPoints": [{"sourceVolume": "docker", "containerPath": "/var/run/docker.sock"}]}
+    with pytest.raises(DerivationError, match=r"mountPoints\[0\].sourceVolume: .*includes host_volumes"):
+        derive(base, overrides)
+    derive(base, overrides, frozenset({"host_volumes"}))
+    # An EFS or task-local volume is no host path: mounting it is fine.
+    efs = {"mountPoints": [{"sourceVolume": "data", "containerPath": "/data"}],
+           "volumes": [{"name": "data", "efsVolumeConfiguration": {"fileSystemId": "fs-1"}}]}  # fmt: skip
+    derive(BASE, efs)
+
+
+def test_unknown_allowed_kinds_stop_the_start() -> None:
+    with pytest.raises(ConfigError, match="allowed_job_definition_overrides"):
+        build(config={"allowed_job_definition_overrides": "privileged,everything"})
 
 
 class FakeBatch:
@@ -334,7 +398,19 @@ def test_check_asks_iam_when_it_may() -> None:
                     {"EvalActionName": "batch:RegisterJobDefinition", "EvalDecision": "allowed"}
                 ]
             },
-            {"PolicySourceArn": principal, "ActionNames": ["batch:RegisterJobDefinition"]},
+            {
+                "PolicySourceArn": principal,
+                "ActionNames": ["batch:RegisterJobDefinition"],
+                # Asked as the rendered policy allows it: a non-privileged definition of the base image.
+                "ContextEntries": [
+                    {
+                        "ContextKeyName": "batch:Privileged",
+                        "ContextKeyValues": ["false"],
+                        "ContextKeyType": "boolean",
+                    },
+                    {"ContextKeyName": "batch:Image", "ContextKeyValues": ["x"], "ContextKeyType": "string"},
+                ],
+            },
         )
         i.add_response(
             "simulate_principal_policy",

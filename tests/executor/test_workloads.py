@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from airflow_aws_batch.config import ConfigError, parse_options
 from airflow_aws_batch.core.state import SUBMISSION_TAG
 from airflow_aws_batch.submit import MAX_CONTAINER_OVERRIDES_CHARS, build_submit_job_request
 from airflow_aws_batch.workloads import (
+    MAX_NAME_CHARS,
     PENDING_KEY,
     FileStore,
     StoreError,
@@ -113,22 +115,49 @@ def test_bad_objects_are_refused_with_the_reason(data: bytes, says: str) -> None
 @pytest.mark.parametrize(
     ("prefix", "name", "key"),
     [
-        pytest.param("p", "dep/airflow-dag-task/abc", "p/dep/airflow-dag-task/abc.json", id="plain"),
-        pytest.param("", "a b/c", "a_b/c.json", id="no-prefix-unsafe-space"),
-        pytest.param("p", "../../etc/passwd", "p/_/_/etc/passwd.json", id="no-escape"),
-        pytest.param("p", "db-1:x@y/j", "p/db-1_x_y/j.json", id="tag-characters"),
+        pytest.param("p", "dep/airflow-dag-task/abc", "p/dep/airflow-dag-task/abc-R.json", id="plain"),
+        pytest.param("", "a b/c", "a_b/c-R.json", id="no-prefix-unsafe-space"),
+        pytest.param("p", "../../etc/passwd", "p/_/_/etc/passwd-R.json", id="no-escape"),
+        pytest.param("p", "db-1:x@y/j", "p/db-1_x_y/j-R.json", id="tag-characters"),
     ],
 )
 def test_object_keys_stay_under_the_prefix(prefix: str, name: str, key: str) -> None:
-    assert object_key(prefix, name) == key
+    assert object_key(prefix, name, random_part="R") == key
+
+
+def test_object_keys_end_in_128_random_bits_whatever_the_readable_part(tmp_path: Path) -> None:
+    # The longest deployment id the executor takes (128) and a long job name (128), named as the submit
+    # thread names them (deployment/job name/submission): the readable part is cut (with a hash of the
+    # whole), the random end never is. Written to a real store: 1,000 objects, none overwritten.
+    store = open_store(f"file://{tmp_path}/store")
+    deployment = "d" * 128
+    urls = []
+    for n in range(1000):
+        request: dict[str, Any] = {PENDING_KEY: [json.dumps({"n": n})]}
+        name = f"{deployment}/airflow-{'j' * 120}-{n % 7}/{'s' * 16}{n:016x}"
+        urls.append(place_workloads(request, store, name))
+    assert len(set(urls)) == 1000
+    assert len([p for p in (tmp_path / "store").rglob("*.json")]) == 1000
+    keys = [str(url).removeprefix(f"file://{tmp_path}/store/") for url in urls]
+    for key in keys:
+        name = key.removesuffix(".json")
+        assert len(name) <= MAX_NAME_CHARS
+        random_hex = name.rsplit("-", 1)[1]
+        assert re.fullmatch(r"[0-9a-f]{32}", random_hex), key
+    # Two readable parts that differ only past the cut still differ in what is kept.
+    a = object_key("", "x" * 400 + "a", random_part="R")
+    b = object_key("", "x" * 400 + "b", random_part="R")
+    assert a != b and a.endswith("-R.json") and len(a) <= MAX_NAME_CHARS + len(".json")
 
 
 def test_file_store_writes_one_private_object_per_name(tmp_path: Path) -> None:
     store = open_store(f"file://{tmp_path}/store")
     assert isinstance(store, FileStore)
     url = store.put("dep/job/sub-1", ['{"a": 1}'])
-    assert url == f"file://{tmp_path}/store/dep/job/sub-1.json"
+    assert re.fullmatch(rf"file://{tmp_path}/store/dep/job/sub-1-[0-9a-f]{{32}}\.json", url)
     path = Path(url.removeprefix("file://"))
+    for directory in (tmp_path / "store", tmp_path / "store/dep", tmp_path / "store/dep/job"):
+        assert directory.stat().st_mode & 0o777 == 0o700, directory
     assert decode_object(path.read_bytes()) == [{"a": 1}]
     assert path.stat().st_mode & 0o777 == 0o600
     assert read_object(url) == path.read_bytes()
@@ -144,9 +173,40 @@ def test_file_store_that_cannot_write_says_where(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
     store = open_store(f"file://{blocker}")
-    with pytest.raises(StoreError, match=f"could not write {blocker}/x.json"):
+    with pytest.raises(StoreError, match=f"could not write under {blocker}: not a directory"):
         store.put("x", ["{}"])
     with pytest.raises(StoreError, match="could not write"):
+        store.probe()
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o757], ids=["world", "group", "others"])
+def test_file_store_refuses_a_directory_others_may_write(tmp_path: Path, mode: int) -> None:
+    root = tmp_path / "shared"
+    root.mkdir()
+    root.chmod(mode)
+    store = open_store(f"file://{root}")
+    with pytest.raises(StoreError, match=f"group or others may write in it \\(mode {mode:o}\\); chmod 700"):
+        store.put("dep/job/sub", ["{}"])
+    assert list(root.iterdir()) == []
+    # Below the root too: a directory somebody loosened is refused before anything is written in it.
+    root.chmod(0o700)
+    (root / "dep").mkdir(mode=0o700)
+    (root / "dep").chmod(mode)
+    with pytest.raises(StoreError, match="group or others may write"):
+        store.put("dep/job/sub", ["{}"])
+    assert list((root / "dep").iterdir()) == []
+
+
+def test_file_store_refuses_a_directory_of_another_user(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("making a directory of another user needs root")
+    root = tmp_path / "theirs"
+    root.mkdir(mode=0o700)
+    os.chown(root, 65534, 65534)
+    store = open_store(f"file://{root}")
+    with pytest.raises(StoreError, match="it belongs to uid 65534, not to this user"):
+        store.put("dep/job/sub", ["{}"])
+    with pytest.raises(StoreError, match="belongs to uid 65534"):
         store.probe()
 
 
@@ -313,3 +373,35 @@ def test_launcher_usage() -> None:
     )
     assert result.returncode == 2
     assert "usage: python -m airflow_aws_batch.launch" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "inside"),
+    [
+        pytest.param("file:///data/store/dep/job-r.json", True, id="file-inside"),
+        pytest.param("file:///data/store/../etc/passwd", False, id="file-dotdot"),
+        pytest.param("file:///data/store/a/../../x.json", False, id="file-dotdot-deeper"),
+        pytest.param("file:///data/store", False, id="file-the-store-itself"),
+        pytest.param("file:///data/store-other/x.json", False, id="file-sibling-prefix"),
+        pytest.param("s3://bucket/p/dep/x.json", False, id="other-scheme"),
+    ],
+)
+def test_adoption_reads_only_objects_inside_a_file_store(url: str, inside: bool) -> None:
+    from airflow_aws_batch.adoption import in_store
+
+    assert in_store("file:///data/store", url) is inside
+
+
+@pytest.mark.parametrize(
+    ("url", "inside"),
+    [
+        pytest.param("s3://bucket/p/dep/x.json", True, id="s3-inside"),
+        pytest.param("s3://bucket/p/../q/x.json", False, id="s3-dotdot"),
+        pytest.param("s3://bucket/px/x.json", False, id="s3-sibling-prefix"),
+        pytest.param("s3://other/p/x.json", False, id="s3-other-bucket"),
+    ],
+)
+def test_adoption_reads_only_objects_inside_an_s3_store(url: str, inside: bool) -> None:
+    from airflow_aws_batch.adoption import in_store
+
+    assert in_store("s3://bucket/p", url) is inside

@@ -41,6 +41,24 @@ def test_secret_values_are_masked() -> None:
     assert "https://api/execution/" in shown
 
 
+def test_only_known_harmless_values_are_shown() -> None:
+    # Names that do not look secret carry credentials all the same: every value outside the
+    # allowlist is masked.
+    shown = task_environment_lines(
+        {
+            URL: "https://api/execution/",
+            "SENTRY_DSN": "https://abc123@o1.ingest.sentry.io/42",
+            "REDIS_URL": "redis://:hunter2@cache:6379/0",
+            "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/xyz",
+            "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER": "s3://logs/airflow",
+        }
+    )[0].detail
+    for secret in ("abc123", "hunter2", "hooks.slack.com"):
+        assert secret not in shown, shown
+    assert "SENTRY_DSN=****" in shown and "REDIS_URL=****" in shown and "SLACK_WEBHOOK_URL=****" in shown
+    assert "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER=s3://logs/airflow" in shown
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

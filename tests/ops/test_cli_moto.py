@@ -104,6 +104,10 @@ def test_check_passes_after_provision(provisioned: dict[str, Any], run_airflow: 
     # iam:PassRole stays unverified (a warning, never a failure).
     assert items["register definitions"] == ["OK"], result.stdout
     assert items["pass role"] == ["WARN"], result.stdout
+    # No workload store: tokens travel in the command, and the line says the one-line fix.
+    assert items["workload store"] == ["WARN"], result.stdout
+    store_line = next(line for line in result.stdout.splitlines() if "workload store" in line)
+    assert "AIRFLOW__AWS_BATCH_EXECUTOR__WORKLOAD_STORE=s3://BUCKET/PREFIX" in store_line
     assert result.stdout.rstrip().endswith("All checks passed.")
 
 

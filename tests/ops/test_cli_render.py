@@ -97,3 +97,47 @@ def test_render_refuses_a_bad_url_by_name(
     assert result.returncode != 0
     assert "execution_api_url" in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "bucket_created", "public_ip", "warns"),
+    [
+        pytest.param(
+            ["--workload-store", "s3://airflow-workloads/prod"],
+            True,
+            "DISABLED",
+            True,
+            id="store-creates-bucket",
+        ),
+        pytest.param(
+            ["--workload-store", "s3://airflow-workloads/prod", "--existing-workload-bucket", "--public-ip"],
+            False,
+            "ENABLED",
+            True,
+            id="existing-bucket-public-ip",
+        ),
+        pytest.param(
+            ["--execution-api-url", "https://api.internal/execution/"], None, "DISABLED", False, id="tls"
+        ),
+    ],
+)
+def test_render_defaults_are_the_safe_ones(
+    *,
+    run_airflow: RunAirflow,
+    airflow_env: Callable[..., dict[str, str]],
+    tmp_path: Path,
+    args: list[str],
+    bucket_created: bool | None,
+    public_ip: str,
+    warns: bool,
+) -> None:
+    env = airflow_env(tmp_path, "http://127.0.0.1:1")
+    env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = "http://api.internal:8080/execution/"
+    result = run_airflow(["render", "--format", "json", *args], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    resources = json.loads(result.stdout)["Resources"]
+    if bucket_created is not None:
+        assert ("WorkloadBucket" in resources) is bucket_created
+    container = resources["JobDefinition"]["Properties"]["ContainerProperties"]
+    assert container["NetworkConfiguration"] == {"AssignPublicIp": public_ip}
+    assert ("plain http" in result.stderr) is warns, result.stderr

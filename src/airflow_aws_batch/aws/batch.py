@@ -385,7 +385,15 @@ class BatchApi:
             except (AttributeError, KeyError, TypeError, ValueError) as exc:
                 # One entry we cannot read must not hide the others (the poller would stall on it):
                 # skipped, its job is later reported unknown to DescribeJobs.
-                log.warning("DescribeJobs returned an entry that cannot be read (%r): %.500r", exc, raw)
+                # Neither the entry nor the error's text: both can hold the job's command, and so a
+                # token. A missing member's name (KeyError) says what is wrong without that risk.
+                job_id = raw.get("jobId") if isinstance(raw, dict) else None
+                what = f"{type(exc).__name__} {exc}" if isinstance(exc, KeyError) else type(exc).__name__
+                log.warning(
+                    "DescribeJobs returned an entry that cannot be read (job %.64s: %s); skipped",
+                    job_id if isinstance(job_id, str) else "without an id",
+                    what,
+                )
         return details
 
     def list_jobs_page(

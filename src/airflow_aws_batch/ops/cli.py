@@ -33,7 +33,9 @@ from airflow_aws_batch.ops.cloudformation import (
     build_template,
     dump_template,
 )
+from airflow_aws_batch.ops.template_hardening import url_warnings
 from airflow_aws_batch.options import SECTION, env_var
+from airflow_aws_batch.workloads import NO_STORE_WARNING
 
 DEFAULT_STACK = "airflow-aws-batch"
 
@@ -45,7 +47,24 @@ _NOT_FOR_TASKS = {
     "AIRFLOW__API_AUTH__JWT_SECRET": "only the scheduler and the API server sign or check tokens",
     "AIRFLOW__CORE__FERNET_KEY": "connections and variables reach tasks already decrypted",
 }
-_SECRET_WORDS = ("SECRET", "PASSWORD", "TOKEN", "KEY", "CONN")
+# Variables whose values `check` prints: what the template and the executor set, and settings that
+# hold no credential. Every other value is masked, whatever its name: SENTRY_DSN, REDIS_URL or
+# SLACK_WEBHOOK_URL carry credentials without saying so.
+_SHOWN_VALUES = frozenset(
+    {
+        EXECUTION_API_ENV,
+        "AIRFLOW__LOGGING__REMOTE_LOGGING",
+        "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL",
+        "AIRFLOW__CORE__LOAD_EXAMPLES",
+        "AIRFLOW__CORE__DAGS_FOLDER",
+        "S3_URI",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "TZ",
+        "PYTHONUNBUFFERED",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -100,9 +119,9 @@ def _default_execution_api_url() -> str | None:
 
 
 def _masked(name: str, value: str) -> str:
-    if any(word in name.upper() for word in _SECRET_WORDS) and name != EXECUTION_API_ENV:
-        return "****"
-    return value
+    from airflow_aws_batch.submit import EXECUTOR_CONTAINER_ENV
+
+    return value if name in _SHOWN_VALUES or name == EXECUTOR_CONTAINER_ENV else "****"
 
 
 def task_environment_lines(environment: dict[str, str]) -> list[CheckLine]:
@@ -297,6 +316,8 @@ def run_check(args: argparse.Namespace) -> list[CheckLine]:
     lines.append(_endpoint_line(client, hook, config.conn_id))
     if config.workload_store:
         lines.append(workload_store_line(config.workload_store, lambda: _hook("s3", config.conn_id, region)))
+    else:
+        lines.append(CheckLine("WARN", "workload store", NO_STORE_WARNING))
     items = [
         _with_suggestions(item, client, config, f"{region} at {_endpoint_url(client)}")
         for item in run_checks(client, config)
@@ -474,6 +495,7 @@ def template_options(args: argparse.Namespace) -> TemplateOptions:
             "--execution-api-url is required: the API server's address as the jobs reach it, e.g. "
             "http://airflow-api.internal:8080/execution/ ([core] execution_api_server_url is not set)"
         )
+    store = _s3_workload_store(args)
     return TemplateOptions(
         job_queue=args.job_queue or _conf("job_queue") or TemplateOptions.job_queue,
         job_definition=args.job_definition or _conf("job_definition") or TemplateOptions.job_definition,
@@ -490,11 +512,14 @@ def template_options(args: argparse.Namespace) -> TemplateOptions:
         log_group=args.log_group,
         remote_log_folder=args.remote_log_folder or "",
         dags_s3_uri=args.dags_s3_uri or "",
-        assign_public_ip=not args.no_public_ip,
+        assign_public_ip=bool(getattr(args, "public_ip", False)),
         extra_environment=env,
-        workload_store=_s3_workload_store(args),
-        create_workload_bucket=bool(getattr(args, "create_workload_bucket", False)),
+        workload_store=store,
+        # The store's bucket is made by the stack unless the operator has one already.
+        create_workload_bucket=bool(store) and not getattr(args, "existing_workload_bucket", False),
         scheduler_role=getattr(args, "scheduler_role", None) or "",
+        deployment_id=getattr(args, "deployment_id", None) or _conf("deployment_id") or "",
+        allowed_images=tuple(getattr(args, "allowed_image", None) or ()),
     )
 
 
@@ -518,11 +543,8 @@ def render_command(args: argparse.Namespace) -> None:
             "pass the task image you pushed (see docker/Dockerfile)",
             file=sys.stderr,
         )
-    if any(h in options.execution_api_url for h in ("://localhost", "://127.")):
-        print(
-            f"warning: {options.execution_api_url} is a loopback address; jobs on AWS cannot reach it",
-            file=sys.stderr,
-        )
+    for warning in url_warnings(options.execution_api_url):
+        print(f"warning: {warning}", file=sys.stderr)
     sys.stdout.write(dump_template(build_template(options), args.format))
 
 
@@ -667,7 +689,17 @@ def get_cli_commands() -> list[Any]:
             help="Airflow remote logging target for tasks: s3://BUCKET/PREFIX or cloudwatch://LOG_GROUP_ARN",
         ),
         Arg(("--dags-s3-uri",), help="s3://BUCKET/PREFIX the image's entrypoint syncs DAGs from"),
-        Arg(("--no-public-ip",), action="store_true", help="Fargate: no public IP (needs NAT or endpoints)"),
+        Arg(
+            ("--public-ip",),
+            action="store_true",
+            help="Fargate: give each task a public IP (default: none; tasks then reach the API server and "
+            "registry through NAT or VPC endpoints)",
+        ),
+        Arg(
+            ("--no-public-ip",),
+            action="store_true",
+            help="Fargate: no public IP (the default; kept for scripts)",
+        ),
         Arg(("--env",), action="append", metavar="KEY=VALUE", help="Extra task environment (repeatable)"),
         Arg(
             ("--workload-store",),
@@ -678,8 +710,26 @@ def get_cli_commands() -> list[Any]:
         Arg(
             ("--create-workload-bucket",),
             action="store_true",
-            help="With --workload-store: create the bucket (private, encrypted, objects expire after 1 day); "
-            "without it the bucket must exist and the template says how to add the expiry rule",
+            help="With --workload-store: create the bucket (the default; kept for scripts)",
+        ),
+        Arg(
+            ("--existing-workload-bucket",),
+            action="store_true",
+            help="With --workload-store: the bucket exists already, do not create it (the template then "
+            "says how to add the expiry rule). By default the stack creates it: private, encrypted, "
+            "objects expire after 1 day",
+        ),
+        Arg(
+            ("--deployment-id",),
+            help="The executor's deployment_id: the scheduler may terminate only jobs tagged with it "
+            f"(default: [{SECTION}] deployment_id; unset: any job tagged with a deployment)",
+        ),
+        Arg(
+            ("--allowed-image",),
+            action="append",
+            metavar="IMAGE",
+            help="An image per-task job definitions (jobDefinitionOverrides) may use besides --image "
+            "(repeatable). Given: the scheduler may register definitions with these images only",
         ),
         Arg(
             ("--scheduler-role",),

@@ -5,12 +5,16 @@
 
 The template creates a compute environment (EC2, Spot, Fargate or Fargate Spot), a job queue,
 a container job definition, a log group, a job role, an execution role, a Batch service role,
-for EC2/Spot an instance role with its instance profile, and a managed policy to attach to the
-scheduler's role. With a workload store (``s3://bucket/prefix``): the job role may read and delete
-objects under the prefix, a managed policy lets the scheduler write, read and delete there (attached to
-``scheduler_role`` when named), and, when asked, the bucket itself (private, encrypted, objects under
-the prefix expire after a day). It does not create a VPC, the database, the API server or an ECR
-repository: subnets and security groups are parameters, and the image is a parameter.
+for EC2/Spot an instance role with its instance profile and an IMDSv2-only launch template, and a
+managed policy to attach to the scheduler's role. With a workload store (``s3://bucket/prefix``):
+the job role may read and delete objects under the prefix, a managed policy lets the scheduler
+write, read and delete there (attached to ``scheduler_role`` when named), and, unless told it
+exists, the bucket itself (private, encrypted, objects under the prefix expire after a day). It
+does not create a VPC, the database, the API server or an ECR repository: subnets and security
+groups are parameters, and the image is a parameter.
+
+The IAM statements are :mod:`.template_iam`'s, the launch template, the YAML writer and the store's
+exposure check :mod:`.template_hardening`'s; docs/security.md says what each role may do.
 """
 
 from __future__ import annotations
@@ -21,38 +25,69 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import yaml
+from airflow_aws_batch.ops.template_hardening import (
+    dump_yaml,
+    launch_template,
+    launch_template_ref,
+    store_exposure_problem,
+)
+from airflow_aws_batch.ops.template_iam import (
+    execution_role_statements,
+    job_role_statements,
+    s3_objects_arn,
+    scheduler_statements,
+    trust,
+)
+from airflow_aws_batch.ops.template_names import (
+    COMPUTE_ENVIRONMENT,
+    DEFAULT_SHARE,
+    EXECUTION_ROLE,
+    INSTANCE_PROFILE,
+    INSTANCE_ROLE,
+    JOB_DEFINITION,
+    JOB_QUEUE,
+    JOB_ROLE,
+    LAUNCH_TEMPLATE,
+    LOG_GROUP,
+    MAX_SHARE_DECAY_SECONDS,
+    SCHEDULER_POLICY,
+    SCHEDULER_WORKLOAD_POLICY,
+    SCHEDULING_POLICY,
+    SERVICE_ROLE,
+    WORKLOAD_BUCKET,
+    WORKLOAD_EXPIRY_DAYS,
+)
+
+__all__ = [
+    "COMPUTE_ENVIRONMENT",
+    "COMPUTE_TYPES",
+    "DEFAULT_SHARE",
+    "EXECUTION_API_ENV",
+    "EXECUTION_ROLE",
+    "INSTANCE_PROFILE",
+    "INSTANCE_ROLE",
+    "JOB_DEFINITION",
+    "JOB_QUEUE",
+    "JOB_ROLE",
+    "LAUNCH_TEMPLATE",
+    "LOG_GROUP",
+    "SCHEDULER_POLICY",
+    "SCHEDULER_WORKLOAD_POLICY",
+    "SCHEDULING_POLICY",
+    "SERVICE_ROLE",
+    "WORKLOAD_BUCKET",
+    "TemplateError",
+    "TemplateOptions",
+    "build_template",
+    "dump_template",
+    "task_environment",
+]
 
 ComputeType = Literal["ec2", "spot", "fargate", "fargate-spot"]
 COMPUTE_TYPES: tuple[ComputeType, ...] = ("ec2", "spot", "fargate", "fargate-spot")
 
 EXECUTION_API_ENV = "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"
 
-# Logical ids, shared with provision.py (outputs) and the tests.
-COMPUTE_ENVIRONMENT = "ComputeEnvironment"
-JOB_QUEUE = "JobQueue"
-SCHEDULING_POLICY = "SchedulingPolicy"
-#: The share identifier tasks get when a template field is empty (e.g. ``{team}`` without a team).
-DEFAULT_SHARE = "default"
-MAX_SHARE_DECAY_SECONDS = 604800
-JOB_DEFINITION = "JobDefinition"
-LOG_GROUP = "TaskLogGroup"
-JOB_ROLE = "JobRole"
-EXECUTION_ROLE = "ExecutionRole"
-SERVICE_ROLE = "BatchServiceRole"
-INSTANCE_ROLE = "InstanceRole"
-#: A managed policy for the scheduler's own role (the template does not know that role).
-SCHEDULER_POLICY = "SchedulerPolicy"
-INSTANCE_PROFILE = "InstanceProfile"
-WORKLOAD_BUCKET = "WorkloadBucket"
-SCHEDULER_WORKLOAD_POLICY = "SchedulerWorkloadPolicy"
-#: Days after which the lifecycle rule expires workload objects nobody consumed (a token outlives
-#: its use by [scheduler] task_queued_timeout at most, 10 minutes by default).
-WORKLOAD_EXPIRY_DAYS = 1
-
-_ECR_IMAGE = re.compile(
-    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<repo>[^:@]+)"
-)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 
 
@@ -85,7 +120,9 @@ class TemplateOptions:
     remote_log_folder: str = ""
     # S3 prefix the entrypoint syncs DAGs from (the image's S3_URI). Empty: DAGs are in the image.
     dags_s3_uri: str = ""
-    assign_public_ip: bool = True
+    # Fargate tasks get a public IP only when asked: without one they reach the API server and the
+    # registry through the VPC (NAT or endpoints), and nothing on the internet reaches them.
+    assign_public_ip: bool = False
     extra_environment: Mapping[str, str] = field(default_factory=dict)
     # ``s3://bucket/prefix`` of [aws_batch_executor] workload_store. Empty: workloads travel in the
     # job's command and no store is granted.
@@ -94,6 +131,12 @@ class TemplateOptions:
     create_workload_bucket: bool = False
     # Name of the scheduler's IAM role, to attach the store's write policy to. Empty: attach it yourself.
     scheduler_role: str = ""
+    # The deployment_id of the executor ([aws_batch_executor] deployment_id): the scheduler may then
+    # terminate only jobs tagged with it. Empty: any job tagged with some deployment.
+    deployment_id: str = ""
+    # Images derived job definitions may name besides the Image parameter (jobDefinitionOverrides'
+    # image). Empty: any image (RegisterJobDefinition is then held only to non-privileged definitions).
+    allowed_images: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for option in ("job_queue", "job_definition", "compute_environment"):
@@ -154,6 +197,9 @@ class TemplateOptions:
             )
         if self.scheduler_role and not self.workload_store:
             raise TemplateError("scheduler_role needs workload_store=s3://BUCKET/PREFIX")
+        exposure = store_exposure_problem(self)
+        if exposure:
+            raise TemplateError(exposure)
 
     @property
     def workload_location(self) -> tuple[str, str] | None:
@@ -188,135 +234,6 @@ def task_environment(options: TemplateOptions) -> dict[str, str]:
     return env
 
 
-def _trust(service: str) -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": [service]}, "Action": ["sts:AssumeRole"]}],
-    }
-
-
-def _s3_split(uri: str) -> tuple[str, str]:
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    return bucket, prefix.rstrip("/")
-
-
-def _s3_objects_arn(bucket: str, prefix: str) -> dict[str, str]:
-    return {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{bucket}/{prefix + '/' if prefix else ''}*"}
-
-
-def _job_role_statements(options: TemplateOptions) -> list[dict[str, Any]]:
-    statements: list[dict[str, Any]] = []
-    if options.dags_s3_uri:
-        bucket, prefix = _s3_split(options.dags_s3_uri)
-        statements.append(
-            {
-                "Sid": "ListDagBucket",
-                "Effect": "Allow",
-                "Action": ["s3:ListBucket"],
-                "Resource": [{"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{bucket}"}],
-                **({"Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*", prefix]}}} if prefix else {}),
-            }
-        )
-        statements.append(
-            {
-                "Sid": "ReadDags",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject"],
-                "Resource": [
-                    {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{bucket}/{prefix + '/' if prefix else ''}*"}
-                ],
-            }
-        )
-    if options.remote_log_folder.startswith("s3://"):
-        bucket, prefix = _s3_split(options.remote_log_folder)
-        statements.append(
-            {
-                "Sid": "WriteTaskLogsS3",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject"],
-                "Resource": [
-                    {"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{bucket}/{prefix + '/' if prefix else ''}*"}
-                ],
-            }
-        )
-        statements.append(
-            {
-                "Sid": "ListTaskLogsS3",
-                "Effect": "Allow",
-                "Action": ["s3:ListBucket"],
-                "Resource": [{"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{bucket}"}],
-            }
-        )
-    elif options.remote_log_folder.startswith("cloudwatch://"):
-        group_arn = options.remote_log_folder.removeprefix("cloudwatch://")
-        statements.append(
-            {
-                "Sid": "WriteTaskLogsCloudWatch",
-                "Effect": "Allow",
-                "Action": [
-                    "logs:CreateLogStream",
-                    "logs:PutLogEvents",
-                    "logs:GetLogEvents",
-                    "logs:DescribeLogStreams",
-                ],
-                "Resource": [group_arn, f"{group_arn}:*"],
-            }
-        )
-    store = options.workload_location
-    if store is not None:
-        # Read its own workload, and delete it once read: nothing else of the store.
-        statements.append(
-            {
-                "Sid": "ReadOwnWorkload",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:DeleteObject"],
-                "Resource": [_s3_objects_arn(*store)],
-            }
-        )
-    if not statements:
-        # IAM rejects an empty policy document; this grants nothing beyond reading the caller's id.
-        statements.append(
-            {"Sid": "Nothing", "Effect": "Allow", "Action": ["sts:GetCallerIdentity"], "Resource": "*"}
-        )
-    return statements
-
-
-def _execution_role_statements(options: TemplateOptions) -> list[dict[str, Any]]:
-    statements: list[dict[str, Any]] = [
-        {
-            "Sid": "WriteContainerLogs",
-            "Effect": "Allow",
-            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-            "Resource": [{"Fn::GetAtt": [LOG_GROUP, "Arn"]}],
-        }
-    ]
-    ecr = _ECR_IMAGE.match(options.image)
-    if ecr:
-        statements.append(
-            {"Sid": "EcrLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"}
-        )
-        statements.append(
-            {
-                "Sid": "PullImage",
-                "Effect": "Allow",
-                "Action": [
-                    "ecr:BatchCheckLayerAvailability",
-                    "ecr:GetDownloadUrlForLayer",
-                    "ecr:BatchGetImage",
-                ],
-                "Resource": [
-                    {
-                        "Fn::Sub": (
-                            f"arn:${{AWS::Partition}}:ecr:{ecr['region']}:{ecr['account']}"
-                            f":repository/{ecr['repo']}"
-                        )
-                    }
-                ],
-            }
-        )
-    return statements
-
-
 def _compute_resources(options: TemplateOptions) -> dict[str, Any]:
     common: dict[str, Any] = {
         "MaxvCpus": options.max_vcpus,
@@ -336,6 +253,7 @@ def _compute_resources(options: TemplateOptions) -> dict[str, Any]:
         "AllocationStrategy": (
             "SPOT_PRICE_CAPACITY_OPTIMIZED" if options.compute == "spot" else "BEST_FIT_PROGRESSIVE"
         ),
+        "LaunchTemplate": launch_template_ref(),
         **common,
     }
 
@@ -368,54 +286,6 @@ def _container_properties(options: TemplateOptions) -> dict[str, Any]:
         }
         props["FargatePlatformConfiguration"] = {"PlatformVersion": "LATEST"}
     return props
-
-
-def _scheduler_statements(options: TemplateOptions) -> list[dict[str, Any]]:
-    """What the scheduler's credentials need: the executor's calls, and for per-task job definitions
-    (``jobDefinitionOverrides``) registering definitions named ``<job_definition>-<hash>`` that may
-    carry this stack's job and execution roles."""
-    arn = "arn:${AWS::Partition}:batch:${AWS::Region}:${AWS::AccountId}"
-    logs_arn = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}"
-    definitions = {"Fn::Sub": f"{arn}:job-definition/{options.job_definition}*"}
-    return [
-        {
-            "Sid": "SubmitJobs",
-            "Effect": "Allow",
-            "Action": ["batch:SubmitJob", "batch:TagResource"],
-            "Resource": [{"Ref": JOB_QUEUE}, definitions, {"Fn::Sub": f"{arn}:job/*"}],
-        },
-        {
-            "Sid": "WatchJobs",
-            "Effect": "Allow",
-            "Action": [
-                "batch:DescribeJobs",
-                "batch:ListJobs",
-                "batch:TerminateJob",
-                "batch:DescribeJobQueues",
-                "batch:DescribeJobDefinitions",
-                "batch:DescribeComputeEnvironments",
-            ],
-            "Resource": "*",
-        },
-        {
-            "Sid": "PerTaskJobDefinitions",
-            "Effect": "Allow",
-            "Action": ["batch:RegisterJobDefinition"],
-            "Resource": definitions,
-        },
-        {
-            "Sid": "PassTaskRoles",
-            "Effect": "Allow",
-            "Action": ["iam:PassRole"],
-            "Resource": [{"Fn::GetAtt": [JOB_ROLE, "Arn"]}, {"Fn::GetAtt": [EXECUTION_ROLE, "Arn"]}],
-        },
-        {
-            "Sid": "ReadTaskLogs",
-            "Effect": "Allow",
-            "Action": ["logs:GetLogEvents"],
-            "Resource": {"Fn::Sub": f"{logs_arn}:log-group:{options.log_group}:*"},
-        },
-    ]
 
 
 def _hints(options: TemplateOptions) -> dict[str, Any]:
@@ -501,7 +371,7 @@ def _workload_resources(options: TemplateOptions) -> dict[str, Any]:
                     "Sid": "WriteWorkloads",
                     "Effect": "Allow",
                     "Action": ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
-                    "Resource": [_s3_objects_arn(bucket, prefix)],
+                    "Resource": [s3_objects_arn(bucket, prefix)],
                 }
             ],
         },
@@ -557,7 +427,7 @@ def build_template(options: TemplateOptions) -> dict[str, Any]:
         SERVICE_ROLE: {
             "Type": "AWS::IAM::Role",
             "Properties": {
-                "AssumeRolePolicyDocument": _trust("batch.amazonaws.com"),
+                "AssumeRolePolicyDocument": trust("batch.amazonaws.com"),
                 "ManagedPolicyArns": [
                     {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSBatchServiceRole"}
                 ],
@@ -566,13 +436,13 @@ def build_template(options: TemplateOptions) -> dict[str, Any]:
         EXECUTION_ROLE: {
             "Type": "AWS::IAM::Role",
             "Properties": {
-                "AssumeRolePolicyDocument": _trust("ecs-tasks.amazonaws.com"),
+                "AssumeRolePolicyDocument": trust("ecs-tasks.amazonaws.com"),
                 "Policies": [
                     {
                         "PolicyName": "pull-image-write-logs",
                         "PolicyDocument": {
                             "Version": "2012-10-17",
-                            "Statement": _execution_role_statements(options),
+                            "Statement": execution_role_statements(options),
                         },
                     }
                 ],
@@ -581,13 +451,13 @@ def build_template(options: TemplateOptions) -> dict[str, Any]:
         JOB_ROLE: {
             "Type": "AWS::IAM::Role",
             "Properties": {
-                "AssumeRolePolicyDocument": _trust("ecs-tasks.amazonaws.com"),
+                "AssumeRolePolicyDocument": trust("ecs-tasks.amazonaws.com"),
                 "Policies": [
                     {
                         "PolicyName": "airflow-task",
                         "PolicyDocument": {
                             "Version": "2012-10-17",
-                            "Statement": _job_role_statements(options),
+                            "Statement": job_role_statements(options),
                         },
                     }
                 ],
@@ -648,7 +518,7 @@ def build_template(options: TemplateOptions) -> dict[str, Any]:
         resources[INSTANCE_ROLE] = {
             "Type": "AWS::IAM::Role",
             "Properties": {
-                "AssumeRolePolicyDocument": _trust("ec2.amazonaws.com"),
+                "AssumeRolePolicyDocument": trust("ec2.amazonaws.com"),
                 "ManagedPolicyArns": [
                     {
                         "Fn::Sub": (
@@ -659,6 +529,7 @@ def build_template(options: TemplateOptions) -> dict[str, Any]:
                 ],
             },
         }
+        resources[LAUNCH_TEMPLATE] = launch_template(options)
         resources[INSTANCE_PROFILE] = {
             "Type": "AWS::IAM::InstanceProfile",
             "Properties": {"Roles": [{"Ref": INSTANCE_ROLE}]},
@@ -667,7 +538,7 @@ def build_template(options: TemplateOptions) -> dict[str, Any]:
         "Type": "AWS::IAM::ManagedPolicy",
         "Properties": {
             "Description": "Attach to the Airflow scheduler's role: what AwsBatchExecutor calls",
-            "PolicyDocument": {"Version": "2012-10-17", "Statement": _scheduler_statements(options)},
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": scheduler_statements(options)},
         },
     }
     return {
@@ -714,5 +585,4 @@ def dump_template(template: Mapping[str, Any], fmt: Literal["yaml", "json"] = "y
     """Serialise a template. YAML uses only plain mappings (no ``!Ref`` tags) so any YAML parser reads it."""
     if fmt == "json":
         return json.dumps(template, indent=2) + "\n"
-    text: str = yaml.safe_dump(dict(template), sort_keys=False, default_flow_style=False, width=110)
-    return text
+    return dump_yaml(template)
