@@ -348,6 +348,9 @@ def template_options(args: argparse.Namespace) -> TemplateOptions:
         workload_store=_s3_workload_store(args),
         create_workload_bucket=bool(getattr(args, "create_workload_bucket", False)),
         scheduler_role=getattr(args, "scheduler_role", None) or "",
+        scale_down_delay=getattr(args, "scale_down_delay", 0) or 0,
+        cancel_misconfigured_after=getattr(args, "cancel_misconfigured_after", None)
+        or TemplateOptions.cancel_misconfigured_after,
     )
 
 
@@ -474,6 +477,22 @@ def get_cli_commands() -> list[Any]:
         Arg(
             ("--scheduler-role",),
             help="With --workload-store: name of the scheduler's IAM role to attach the store's policy to",
+        ),
+        Arg(
+            ("--scale-down-delay",),
+            type=int,
+            default=0,
+            metavar="MINUTES",
+            help="EC2/Spot: minutes Batch keeps an instance after its last job ends, 20-10080 "
+            "(minScaleDownDelayMinutes; for bursty DAGs; default: unset)",
+        ),
+        Arg(
+            ("--cancel-misconfigured-after",),
+            type=int,
+            default=TemplateOptions.cancel_misconfigured_after,
+            metavar="SECONDS",
+            help="The queue cancels jobs stuck in RUNNABLE for a MISCONFIGURATION reason after this "
+            f"long, 600-86400 (keep it above [{SECTION}] misconfiguration_grace_seconds)",
         ),
         job_queue,
         job_definition,

@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 import yaml
 
+from airflow_aws_batch.ops import backstops
+
 ComputeType = Literal["ec2", "spot", "fargate", "fargate-spot"]
 COMPUTE_TYPES: tuple[ComputeType, ...] = ("ec2", "spot", "fargate", "fargate-spot")
 
@@ -94,6 +96,10 @@ class TemplateOptions:
     create_workload_bucket: bool = False
     # Name of the scheduler's IAM role, to attach the store's write policy to. Empty: attach it yourself.
     scheduler_role: str = ""
+    # Minutes Batch keeps an idle instance after its last job (EC2/Spot; 0: unset). See backstops.py.
+    scale_down_delay: int = 0
+    # Seconds after which the queue cancels jobs stuck in RUNNABLE for a misconfiguration.
+    cancel_misconfigured_after: int = backstops.DEFAULT_CANCEL_AFTER_SECONDS
 
     def __post_init__(self) -> None:
         for option in ("job_queue", "job_definition", "compute_environment"):
@@ -154,6 +160,11 @@ class TemplateOptions:
             )
         if self.scheduler_role and not self.workload_store:
             raise TemplateError("scheduler_role needs workload_store=s3://BUCKET/PREFIX")
+        problem = backstops.scale_down_delay_problem(
+            self.scale_down_delay, fargate=self.is_fargate
+        ) or backstops.cancel_after_problem(self.cancel_misconfigured_after)
+        if problem:
+            raise TemplateError(problem)
 
     @property
     def workload_location(self) -> tuple[str, str] | None:
@@ -336,6 +347,7 @@ def _compute_resources(options: TemplateOptions) -> dict[str, Any]:
         "AllocationStrategy": (
             "SPOT_PRICE_CAPACITY_OPTIMIZED" if options.compute == "spot" else "BEST_FIT_PROGRESSIVE"
         ),
+        **backstops.scaling_policy(options.scale_down_delay),
         **common,
     }
 
@@ -610,6 +622,7 @@ def build_template(options: TemplateOptions) -> dict[str, Any]:
                 "Priority": 1,
                 "State": "ENABLED",
                 "ComputeEnvironmentOrder": [{"Order": 1, "ComputeEnvironment": {"Ref": COMPUTE_ENVIRONMENT}}],
+                "JobStateTimeLimitActions": backstops.time_limit_actions(options.cancel_misconfigured_after),
             },
         },
         JOB_DEFINITION: {
