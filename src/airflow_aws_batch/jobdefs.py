@@ -357,9 +357,7 @@ class JobDefinitions:
                 if deployment:
                     tags[DEPLOYMENT_TAG] = deployment
                 try:
-                    arn = self._calls.register({**copy.deepcopy(derived.request), "tags": tags})
-                    with self._lock:
-                        self._used[name] = tags[LAST_USED_TAG]
+                    arn = self._register_tagged(derived, tags)
                 except Exception as exc:
                     reason = self._refusal(exc)
                     if reason is None:
@@ -378,6 +376,21 @@ class JobDefinitions:
                 self._arns[name] = arn
                 self._refused.pop(name, None)
             return arn
+
+    def _register_tagged(self, derived: Derived, tags: dict[str, str]) -> str:
+        """Register ``derived`` with ``tags``; credentials that may register but not tag (no
+        ``batch:TagResource``) register it untagged: the task runs, and prune will not see it."""
+        try:
+            arn = self._calls.register({**copy.deepcopy(derived.request), "tags": tags})
+        except Exception as exc:
+            reason = self._refusal(exc) or ""
+            if "AccessDenied" not in reason or "TagResource" not in reason:
+                raise
+            log.warning("Registering %s without tags (%s): prune will not see it", derived.name, reason)
+            return self._calls.register(copy.deepcopy(derived.request))
+        with self._lock:
+            self._used[derived.name] = tags[LAST_USED_TAG]
+        return arn
 
 
 class PagedCalls:

@@ -171,3 +171,18 @@ def test_a_failed_tag_never_fails_the_task() -> None:
     registry.tag = refuse  # type: ignore[method-assign]
     later = JobDefinitions(registry, lambda exc: None, today=lambda: "2026-03-05")
     assert later.resolve(_request())["jobDefinition"].endswith(":1")
+
+
+def test_credentials_that_may_not_tag_still_register() -> None:
+    registry = Registry()
+    plain_register = registry.register
+
+    def register(request: dict[str, Any]) -> str:
+        if "tags" in request:
+            raise RuntimeError("AccessDeniedException: not authorized to perform: batch:TagResource")
+        return plain_register(request)
+
+    registry.register = register  # type: ignore[method-assign]
+    cache = JobDefinitions(registry, str, today=lambda: "2026-03-01")
+    assert cache.resolve(_request())["jobDefinition"].endswith(":1")
+    assert registry.registered[0].get("tags") is None
