@@ -201,6 +201,6 @@ def test_a_job_that_failed_after_its_task_started_says_why_in_the_task_log_and_i
     lines = [json.loads(line) for line in task_log.read_text().splitlines()]
     assert lines[0]["event"] == "task started"  # the task's own log is kept, the cause comes last
     last = lines[-1]["event"]
-    assert last.startswith(f"AWS Batch job {job_id} failed after the task started: {label} ("), last
+    assert last.startswith(f"AWS Batch job {job_id} failed after it started: {label} ("), last
     assert batch_says in last
     assert [m for m in recording.incrs if ".job_failures." in m] == [metric]

@@ -96,7 +96,7 @@ def test_classify(status_reason: str, container_reason: str, exit_code: int | No
 def test_failure_line_names_cause_reason_and_job() -> None:
     line = failure_line("job-1", Cause.SPOT_RECLAIM, "Host EC2 (instance i-0abc) terminated.", "", None)
     assert line == (
-        "AWS Batch job job-1 failed after the task started: Spot reclaim "
+        "AWS Batch job job-1 failed after it started: Spot reclaim "
         "(statusReason: Host EC2 (instance i-0abc) terminated.)"
     )
     oom = failure_line(

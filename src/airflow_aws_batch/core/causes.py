@@ -85,14 +85,14 @@ def classify(status_reason: str, container_reason: str = "", exit_code: int | No
 def failure_line(
     job_id: str, cause: Cause, status_reason: str, container_reason: str, exit_code: int | None
 ) -> str:
-    """The last line of the task's log for a job that FAILED after its task started."""
+    """The last line of the task's log for a job that FAILED after it started."""
     said = [f"statusReason: {status_reason}"] if status_reason else []
     if container_reason:
         said.append(f"container reason: {container_reason}")
     if exit_code is not None:
         said.append(f"exit code: {exit_code}")
     details = "; ".join(said) or "Batch gave no reason"
-    return f"AWS Batch job {job_id} failed after the task started: {cause.label} ({details})"
+    return f"AWS Batch job {job_id} failed after it started: {cause.label} ({details})"
 
 
 def is_misconfiguration(status_reason: str) -> bool:
