@@ -168,6 +168,8 @@ class ExecutorConfig(BaseModel):
     conn_id: str = "aws_default"
     submit_job_kwargs: dict[str, Any] = {}
     max_submit_job_attempts: int = 3
+    #: Seconds a MISCONFIGURATION:* RUNNABLE reason may persist before the task fails (0: never).
+    misconfiguration_grace_seconds: int = 300
     check_health_on_startup: bool = True
     queue_map: dict[str, str] = {}
     submit_rate: float = 50.0

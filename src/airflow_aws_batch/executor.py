@@ -54,6 +54,7 @@ from airflow_aws_batch.config import (
     load_config,
 )
 from airflow_aws_batch.core.arrays import group_key, group_submits, parent_of
+from airflow_aws_batch.core.causes import Cause, StuckJobs
 from airflow_aws_batch.core.state import (
     BackoffPolicy,
     CheckStarted,
@@ -72,9 +73,10 @@ from airflow_aws_batch.core.state import (
 )
 from airflow_aws_batch.eks import PENDING_KEY as EKS_PENDING_KEY
 from airflow_aws_batch.eks import DefinitionInfo, DefinitionKinds
+from airflow_aws_batch.failures import METRIC as FAILURE_METRIC
+from airflow_aws_batch.failures import record_failure, stuck_reason
 from airflow_aws_batch.fairshare import QueueKind, QueueKinds, template_fields
 from airflow_aws_batch.jobdefs import JobDefinitions, PagedCalls
-from airflow_aws_batch.logs import write_failure_log
 from airflow_aws_batch.runtime import Accepted, JobsMissing, JobsSeen, Runtime, StartChecked, SubmitDone
 from airflow_aws_batch.started import airflow_saw_task_start, task_instances_now
 from airflow_aws_batch.submit import (
@@ -196,6 +198,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         self._held: list[tuple[Submit, float]] = []
         #: Job definitions derived for tasks' jobDefinitionOverrides (submit threads only; see jobdefs).
         self._job_definitions = JobDefinitions(PagedCalls(lambda: self.api, self._status_budget), _refusal)
+        #: Jobs in RUNNABLE with a MISCONFIGURATION reason, timed against misconfiguration_grace_seconds.
+        self._stuck = StuckJobs(0)
 
     def log_task_event(self, *, event: str, extra: str, ti_key: Any) -> None:
         from airflow.models.taskinstancekey import TaskInstanceKey
@@ -306,6 +310,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         self._core = Core(
             max_attempts=config.max_submit_job_attempts, clock=time.monotonic, backoff=self.backoff
         )
+        self._stuck = StuckJobs(config.misconfiguration_grace_seconds)
         self._api = self._make_api(submit=True)
         # Build both clients now, on this thread: loading botocore's service model holds the GIL for
         # hundreds of milliseconds, which would otherwise land in the middle of a heartbeat.
@@ -653,7 +658,9 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                     failures += 1
                 self._report(reports)
             elif isinstance(result, JobsSeen):
+                now = time.monotonic()
                 for view in result.views:
+                    self._stuck.seen(view.job_id, view.status, view.status_reason, now)
                     self._report(core.job_seen(view))
             elif isinstance(result, JobsMissing):
                 for job_id in result.job_ids:
@@ -666,7 +673,15 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 if accepted is not None:
                     accepted -= 1
         self._count_submits(submitted, failures)
+        self._fail_stuck_jobs()
         return more
+
+    def _fail_stuck_jobs(self) -> None:
+        """Tasks whose job waited in RUNNABLE with a MISCONFIGURATION reason past the grace fail now."""
+        if not len(self._stuck):
+            return
+        for stuck in self._stuck.due(time.monotonic()):
+            self._report(self.core.give_up(stuck.job_id, stuck_reason(stuck)))
 
     def _compact(self, deadline: float) -> None:
         """Pack the requests the core still keeps as given, until ``deadline`` (``perf_counter``)."""
@@ -752,9 +767,14 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 self.success(key, report.job_id)
             elif isinstance(report, Fail):
                 self.fail(key, report.reason)
-                if report.job_id and report.log_path and self._runtime is not None:
+                if report.job_id and self._runtime is not None:
                     chore = functools.partial(
-                        write_failure_log, self.api, report.job_id, report.log_path, report.reason
+                        record_failure,
+                        self.api,
+                        report.job_id,
+                        report.log_path,
+                        report.reason,
+                        _count_failure,
                     )
                     self._runtime.run_later(chore)
             elif isinstance(report, TaskEvent):
@@ -1004,6 +1024,10 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         from airflow_aws_batch.ops.cli import get_cli_commands
 
         return get_cli_commands()
+
+
+def _count_failure(cause: Cause) -> None:
+    _stats().incr(f"{METRIC_PREFIX}.{FAILURE_METRIC}.{cause.value}")
 
 
 def _state_name(state: Any) -> str:

@@ -12,7 +12,13 @@ over it, dicts key by key, lists and scalars replace). The executor then derives
    order and empty members do not change the name), at most 128 characters;
 4. found among the ACTIVE revisions of that name with the same properties, or registered when there
    is none; the answer is kept for the life of the scheduler, so a restarted scheduler finds the
-   definition again instead of registering a duplicate.
+   definition again instead of registering a duplicate. The name's hash and the comparison both
+   read definitions through :func:`airflow_aws_batch.jobdef_normal.normalise` (defaults AWS fills
+   in, list orders), so equal content is never registered twice;
+5. registered with the tags ``deployment`` (the registering deployment) and ``last_used`` (a UTC
+   day), and ``last_used`` is brought up to date, at most once a day, by every scheduler that uses
+   it: ``airflow aws-batch prune`` (:mod:`airflow_aws_batch.prune`) deregisters the revisions nobody
+   used for a while.
 
 Overrides that would reach the job's host (``privileged``, host volumes and their mount points,
 ``linuxParameters.devices``, ``user`` root) are refused unless ``allowed_job_definition_overrides``
@@ -30,6 +36,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import re
 import threading
 import time
@@ -38,6 +45,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from airflow_aws_batch import shapes
+from airflow_aws_batch.core.ownership import DEPLOYMENT_TAG
+from airflow_aws_batch.jobdef_normal import normalise
 
 #: The ``executor_config`` / ``submit_job_kwargs`` member holding container properties of the job
 #: definition. Not a SubmitJob member (checked against botocore's model by the tests).
@@ -62,9 +71,13 @@ IDENTITY_PROPERTIES = (
     "privileged",
     "readonlyRootFilesystem",
 )
+#: Tag of a derived definition: the UTC day (``YYYY-MM-DD``) a scheduler last used it. It also
+#: carries the registering deployment's :data:`DEPLOYMENT_TAG` (the jobs' tag).
+LAST_USED_TAG = "last_used"
 #: How long a registration Batch refused is remembered (tasks asking for it fail without a call).
 REFUSAL_MEMORY_S = 60.0
 
+log = logging.getLogger(__name__)
 _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_-]")
 
 #: The option that lets ``jobDefinitionOverrides`` reach the host, and what each of its values allows.
@@ -170,7 +183,7 @@ def canonical(value: Any) -> str:
 
 
 def content_hash(definition: Mapping[str, Any]) -> str:
-    return hashlib.sha256(canonical(prune(definition)).encode()).hexdigest()
+    return hashlib.sha256(canonical(normalise(definition)).encode()).hexdigest()
 
 
 def derived_name(base_name: str, digest: str) -> str:
@@ -258,8 +271,8 @@ def matches(found: Mapping[str, Any], derived: Derived) -> bool:
     """
     if found.get("status") != "ACTIVE" or found.get("jobDefinitionName") != derived.name:
         return False
-    wanted = {k: v for k, v in derived.request.items() if k != "jobDefinitionName"}
-    if not _covers(prune(dict(found)), wanted):
+    wanted = {k: v for k, v in derived.request.items() if k not in ("jobDefinitionName", "tags")}
+    if not _covers(normalise(found), normalise(wanted)):
         return False
     container = prune(found.get("containerProperties") or {})
     ours = derived.request.get("containerProperties", {})
@@ -275,6 +288,10 @@ class DefinitionCalls(Protocol):
 
     def register(self, request: dict[str, Any]) -> str:
         """RegisterJobDefinition; the new revision's ARN."""
+        ...
+
+    def tag(self, arn: str, tags: dict[str, str]) -> None:
+        """TagResource of a job definition."""
         ...
 
 
@@ -294,8 +311,12 @@ class JobDefinitions:
         calls: DefinitionCalls,
         refusal: RefusalCheck,
         clock: Callable[[], float] = time.monotonic,
+        today: Callable[[], str] = lambda: time.strftime("%Y-%m-%d", time.gmtime()),
     ) -> None:
         self._calls = calls
+        self._today = today
+        #: derived name -> the day its ``last_used`` tag was last set by this scheduler
+        self._used: dict[str, str] = {}
         self._refusal = refusal
         self._clock = clock
         self._lock = threading.Lock()
@@ -333,8 +354,23 @@ class JobDefinitions:
             return request
         base = self.base(str(request["jobDefinition"]))
         derived = derive(base, overrides, allowed)
-        request["jobDefinition"] = self.ensure(derived)
+        deployment = (request.get("tags") or {}).get(DEPLOYMENT_TAG)
+        arn = request["jobDefinition"] = self.ensure(derived, deployment)
+        self._note_use(derived.name, arn)
         return request
+
+    def _note_use(self, name: str, arn: str) -> None:
+        """Bring the definition's ``last_used`` tag up to date, once a day: what prune reads."""
+        today = self._today()
+        with self._lock:
+            if self._used.get(name) == today:
+                return
+            self._used[name] = today
+        try:
+            self._calls.tag(arn, {LAST_USED_TAG: today})
+        except Exception as exc:
+            # Never fails a task: the tag is tried again tomorrow, long before prune could act on it.
+            log.warning("Could not tag job definition %s as used today: %s", arn, exc)
 
     def base(self, ref: str) -> dict[str, Any]:
         """The DescribeJobDefinitions entry of ``ref``: the latest ACTIVE revision of a name, else the
@@ -362,8 +398,9 @@ class JobDefinitions:
                 self._bases[ref] = found
             return found
 
-    def ensure(self, derived: Derived) -> str:
-        """The ARN of an ACTIVE definition of ``derived``, found or else registered (once)."""
+    def ensure(self, derived: Derived, deployment: str | None = None) -> str:
+        """The ARN of an ACTIVE definition of ``derived``, found or else registered (once), tagged with
+        ``deployment`` and today's :data:`LAST_USED_TAG` when registered."""
         name = derived.name
         with self._lock:
             arn = self._arns.get(name)
@@ -382,8 +419,11 @@ class JobDefinitions:
             if ours:
                 arn = str(max(ours, key=lambda e: int(e.get("revision", 0)))["jobDefinitionArn"])
             else:
+                tags = {LAST_USED_TAG: self._today()}
+                if deployment:
+                    tags[DEPLOYMENT_TAG] = deployment
                 try:
-                    arn = self._calls.register(copy.deepcopy(derived.request))
+                    arn = self._register_tagged(derived, tags)
                 except Exception as exc:
                     reason = self._refusal(exc)
                     if reason is None:
@@ -402,6 +442,21 @@ class JobDefinitions:
                 self._arns[name] = arn
                 self._refused.pop(name, None)
             return arn
+
+    def _register_tagged(self, derived: Derived, tags: dict[str, str]) -> str:
+        """Register ``derived`` with ``tags``; credentials that may register but not tag (no
+        ``batch:TagResource``) register it untagged: the task runs, and prune will not see it."""
+        try:
+            arn = self._calls.register({**copy.deepcopy(derived.request), "tags": tags})
+        except Exception as exc:
+            reason = self._refusal(exc) or ""
+            if "AccessDenied" not in reason or "TagResource" not in reason:
+                raise
+            log.warning("Registering %s without tags (%s): prune will not see it", derived.name, reason)
+            return self._calls.register(copy.deepcopy(derived.request))
+        with self._lock:
+            self._used[derived.name] = tags[LAST_USED_TAG]
+        return arn
 
 
 class PagedCalls:
@@ -427,3 +482,7 @@ class PagedCalls:
         self._acquire()
         arn: str = self._api().register_job_definition(request)
         return arn
+
+    def tag(self, arn: str, tags: dict[str, str]) -> None:
+        self._acquire()
+        self._api().tag_resource(arn, tags)

@@ -91,14 +91,16 @@ def eks_logs_message(job: JobDetail) -> str:
     )
 
 
-def write_failure_log(api: BatchApi, job_id: str, log_path: str, reason: str) -> Path | None:
+def write_failure_log(
+    api: BatchApi, job_id: str, log_path: str, reason: str, details: list[JobDetail] | None = None
+) -> Path | None:
     """Copy the output of a FAILED job into the task's log file, when the task never wrote one.
 
     ``log_path`` is the workload's log file relative to ``[logging] base_log_folder``. Airflow's
     log reader shows that file for finished tasks without remote logs, so the UI says why the task
     never started. Written only when the file does not exist (the task's own logging never
     began). Runs on a background thread; never raises. Not supported: remote logging (the file
-    stays on the scheduler's disk).
+    stays on the scheduler's disk). ``details``: the job's DescribeJobs answer, when already read.
     """
     try:
         from airflow.configuration import conf
@@ -106,7 +108,8 @@ def write_failure_log(api: BatchApi, job_id: str, log_path: str, reason: str) ->
         path = Path(conf.get("logging", "base_log_folder")) / log_path
         if path.exists():
             return None
-        details = api.describe_jobs([job_id])
+        if details is None:
+            details = api.describe_jobs([job_id])
         lines: list[str] = []
         header = [f"AWS Batch job {job_id} FAILED and the task wrote no log: {reason}"]
         if details:

@@ -116,6 +116,21 @@ OPTIONS: tuple[OptionSpec, ...] = (
         expected="an integer >= 1",
     ),
     OptionSpec(
+        "misconfiguration_grace_seconds",
+        "integer",
+        "300",
+        "How long a job may wait in RUNNABLE with a MISCONFIGURATION:* statusReason (e.g. "
+        "JOB_RESOURCE_REQUIREMENT: no compute environment of the queue has an instance big enough) "
+        "before the executor terminates it and fails its task with Batch's reason, instead of waiting "
+        "for [scheduler] task_queued_timeout. Batch sets such reasons minutes late and may clear them "
+        "after a scale-up, so the clock starts when the executor first sees the reason and stops when "
+        "the reason goes. CAPACITY:* reasons never fail a task: they go to the task's event log. "
+        "0 turns this off.",
+        "300",
+        valid=lambda seconds: seconds >= 0,
+        expected="an integer >= 0 (0 turns it off)",
+    ),
+    OptionSpec(
         "check_health_on_startup",
         "boolean",
         "True",

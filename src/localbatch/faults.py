@@ -74,6 +74,9 @@ class FaultConfig(BaseModel):
     lost_response_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     lost_response_mode: Literal["server_error", "drop"] = "server_error"
     hold_runnable: HoldRunnable = Field(default_factory=HoldRunnable)
+    # Batch sets a RUNNABLE job's statusReason (CAPACITY:*, MISCONFIGURATION:*) minutes after the job
+    # became RUNNABLE: a hold's reason and JOB_RESOURCE_REQUIREMENT appear this long after, not at once.
+    runnable_reason_delay_seconds: float = Field(default=0.0, ge=0.0)
     rules: list[Rule] = Field(default_factory=list)
     # Applies to attempts that start while it is set; null: jobs run their command.
     simulate: Simulate | None = None

@@ -88,6 +88,9 @@ class Runner:
         self.simulation = Simulation(backend, logs, faults, finish=self._finish)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        #: RUNNABLE reasons not said yet (see FaultConfig.runnable_reason_delay_seconds):
+        #: job id -> (when, on the loop's clock, and the reason).
+        self._late_reasons: dict[str, tuple[float, str]] = {}
 
     def wake(self) -> None:
         self._wake.set()
@@ -188,7 +191,8 @@ class Runner:
                     backend.fail_dependents(job)
                 elif ready is scheduling.Readiness.READY:
                     job.held_reason = self.faults.hold_reason(job.job_name)
-                    backend.set_status(job, JobStatus.RUNNABLE, job.held_reason)
+                    backend.set_status(job, JobStatus.RUNNABLE, self._reason_now(job, job.held_reason))
+        self._say_late_reasons()
         spawned = 0
         for placement in scheduling.placements(
             queues,
@@ -204,7 +208,8 @@ class Runner:
         ):
             job = placement.job
             if placement.too_large:
-                if job.status_reason != JOB_RESOURCE_MISCONFIGURATION:
+                said = job.status_reason == JOB_RESOURCE_MISCONFIGURATION or job.job_id in self._late_reasons
+                if not said and self._reason_now(job, JOB_RESOURCE_MISCONFIGURATION) is not None:
                     job.status_reason = JOB_RESOURCE_MISCONFIGURATION
                     backend.touch(job)
                 continue
@@ -214,6 +219,30 @@ class Runner:
             if spawned and spawned % SPAWN_BATCH == 0:
                 # Let requests in between batches of process spawns.
                 await asyncio.sleep(0)
+
+    def _reason_now(self, job: Job, reason: str | None) -> str | None:
+        """``reason`` when it is to be said at once; None when it comes later (or there is none)."""
+        delay = self.faults.config.runnable_reason_delay_seconds
+        if reason is None or delay <= 0:
+            return reason
+        self._late_reasons[job.job_id] = (asyncio.get_running_loop().time() + delay, reason)
+        return None
+
+    def _say_late_reasons(self) -> None:
+        """Set the reasons whose delay has passed, on jobs still RUNNABLE and still held for them."""
+        if not self._late_reasons:
+            return
+        now = asyncio.get_running_loop().time()
+        for job_id, (when, reason) in list(self._late_reasons.items()):
+            job = self.backend.jobs.get(job_id)
+            if job is None or job.status is not JobStatus.RUNNABLE:
+                del self._late_reasons[job_id]
+            elif now >= when:
+                del self._late_reasons[job_id]
+                # A hold released meanwhile (faults changed) no longer has a reason to give.
+                if reason in (job.held_reason, JOB_RESOURCE_MISCONFIGURATION):
+                    job.status_reason = reason
+                    self.backend.touch(job)
 
     # -- an attempt --------------------------------------------------------------------------------
     def _start(self, job: Job, jq: dict[str, Any], ce: dict[str, Any]) -> None:

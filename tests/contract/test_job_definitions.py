@@ -3,6 +3,7 @@ find before register, a second scheduler finding the first one's definition, ref
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -270,8 +271,8 @@ def test_overrides_that_reach_the_host_fail_unless_allowed(
     before = derived_definitions(service)
     rec, work = run_with(None, "refused")
     for kind, (_, path) in asks.items():
-        assert rec.states(work[kind].key) == ["failed"], rec.task_events(work[kind].key)
-        events = "\n".join(rec.task_events(work[kind].key))
+        assert rec.states(work[kind].ti.key) == ["failed"], rec.task_events(work[kind].ti.key)
+        events = "\n".join(rec.task_events(work[kind].ti.key))
         assert f"{OVERRIDES_KEY}.{path}" in events
         assert f"allowed_job_definition_overrides includes {kind}" in events
     # Refused before any call: nothing was registered.
@@ -279,8 +280,40 @@ def test_overrides_that_reach_the_host_fail_unless_allowed(
 
     rec, work = run_with("host_volumes,devices,root_user", "allowed")
     for kind in ("host_volumes", "devices", "root_user"):
-        assert rec.states(work[kind].key)[-1] == "success", rec.task_events(work[kind].key)
-    assert rec.states(work["privileged"].key) == ["failed"]
+        assert rec.states(work[kind].ti.key)[-1] == "success", rec.task_events(work[kind].ti.key)
+    assert rec.states(work["privileged"].ti.key) == ["failed"]
     registered = [d for d in derived_definitions(service) if d not in before]
     assert len(registered) == 3
     assert not any(d["containerProperties"].get("privileged") for d in registered)
+
+
+def test_equal_content_is_found_again_whatever_its_order_and_carries_the_use_tags(service: Service) -> None:
+    """Two schedulers (two caches) asking for the same content in another order: one registration,
+    tagged with the deployment and the day; the second scheduler's use moves ``last_used`` on."""
+    from airflow_aws_batch.aws.batch import BatchApi
+    from airflow_aws_batch.jobdefs import JobDefinitions, PagedCalls
+
+    api = BatchApi(lambda: service.batch)
+    marker = uuid.uuid4().hex
+    env = [{"name": "A", "value": marker}, {"name": "B", "value": "2"}]
+
+    def request(environment: list[dict[str, str]]) -> dict[str, Any]:
+        return {
+            "jobName": "j",
+            "jobQueue": service.job_queue,
+            "jobDefinition": service.job_definition,
+            "tags": {"deployment": "db-hygiene"},
+            OVERRIDES_KEY: {"environment": environment},
+        }
+
+    def refusal(exc: Exception) -> str | None:
+        return None
+
+    first = JobDefinitions(PagedCalls(lambda: api, lambda: None), refusal, today=lambda: "2026-01-01")
+    arn = first.resolve(request(env))["jobDefinition"]
+    assert first.registered == 1
+    second = JobDefinitions(PagedCalls(lambda: api, lambda: None), refusal, today=lambda: "2026-01-02")
+    assert second.resolve(request(list(reversed(env))))["jobDefinition"] == arn
+    assert second.registered == 0  # equal content, another order: found, not registered again
+    (entry,) = service.batch.describe_job_definitions(jobDefinitions=[arn])["jobDefinitions"]
+    assert entry["tags"] == {"deployment": "db-hygiene", "last_used": "2026-01-02"}

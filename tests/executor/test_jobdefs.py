@@ -253,6 +253,7 @@ class FakeBatch:
     def __init__(self, refuse: str | None = None) -> None:
         self.defs: list[dict[str, Any]] = [dict(BASE)]
         self.registered: list[dict[str, Any]] = []
+        self.tagged: list[tuple[str, dict[str, str]]] = []
         self.described = 0
         self.refuse = refuse
         self.gate = threading.Event()
@@ -282,6 +283,10 @@ class FakeBatch:
             self.defs.append(entry)
             self.registered.append(request)
             return arn
+
+    def tag(self, arn: str, tags: dict[str, str]) -> None:
+        with self.lock:
+            self.tagged.append((arn, dict(tags)))
 
 
 def refusal(exc: Exception) -> str | None:

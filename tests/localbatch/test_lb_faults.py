@@ -246,3 +246,37 @@ def test_lost_response_creates_the_job_then_loses_the_answer(
     assert [wait_status(batch, job_id)["status"] for job_id in created] == ["SUCCEEDED"] * len(lost)
     after = server.admin("GET", "stats").json()["operations"]["SubmitJob"]["lost_responses"]
     assert after - before == sum(lost)
+
+
+@pytest.mark.parametrize(
+    ("faults", "overrides", "prefix"),
+    [
+        pytest.param(
+            {"rules": [{"job_name_contains": "late", "fault": "hold_runnable"}]},
+            {},
+            "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - ",
+            id="hold-capacity",
+        ),
+        pytest.param(
+            {},
+            {"resourceRequirements": [{"type": "VCPU", "value": "64"}]},
+            "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - ",
+            id="too-large-for-every-compute-environment",
+        ),
+    ],
+)
+def test_runnable_reasons_come_late_as_in_batch(
+    *, server: Server, batch: Any, env: Env, faults: dict[str, Any], overrides: dict[str, Any], prefix: str
+) -> None:
+    server.admin("PUT", "faults", {**faults, "runnable_reason_delay_seconds": 1.5})
+    job_id = run(batch, env, ["true"], name="late", containerOverrides=overrides)
+    first = wait_for(lambda: describe(batch, job_id), lambda j: j["status"] == "RUNNABLE", what="RUNNABLE")
+    became_runnable = time.monotonic()
+    assert not first.get("statusReason"), first  # Batch says nothing at first
+    job = wait_for(
+        lambda: describe(batch, job_id), lambda j: bool(j.get("statusReason")), what="the late reason"
+    )
+    assert time.monotonic() - became_runnable >= 1.0
+    assert job["status"] == "RUNNABLE"
+    assert job["statusReason"].startswith(prefix)
+    batch.cancel_job(jobId=job_id, reason="cleanup")

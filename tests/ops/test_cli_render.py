@@ -40,10 +40,29 @@ REQUIRED_TYPES = {
             id="json-fargate-cli-wins-url-from-core-config",
         ),
         pytest.param(
-            ["--compute", "ec2", "--fair-share", "--min-vcpus", "4", "--format", "json"],
+            [
+                "--compute",
+                "ec2",
+                "--fair-share",
+                "--min-vcpus",
+                "4",
+                "--scale-down-delay",
+                "45",
+                "--cancel-misconfigured-after",
+                "1200",
+                "--format",
+                "json",
+            ],
             {"job_queue": "fair-q"},
             json.loads,
-            {"queue": "fair-q", "definition": "airflow-task", "ce_type": "EC2", "min_vcpus": "4"},
+            {
+                "queue": "fair-q",
+                "definition": "airflow-task",
+                "ce_type": "EC2",
+                "min_vcpus": "4",
+                "scale_down_delay": "45",
+                "cancel_after": "1200",
+            },
             id="json-ec2-fair-share-warm",
         ),
     ],
@@ -86,6 +105,12 @@ def test_render_prints_a_parsable_template(
         assert queue["SchedulingPolicyArn"] == {"Ref": "SchedulingPolicy"}
     else:
         assert "SchedulingPolicyArn" not in queue
+    if "scale_down_delay" in expect:
+        assert compute["ScalingPolicy"] == {"MinScaleDownDelayMinutes": int(expect["scale_down_delay"])}
+    else:
+        assert "ScalingPolicy" not in compute
+    limits = queue["JobStateTimeLimitActions"]
+    assert {a["MaxTimeSeconds"] for a in limits} == {int(expect.get("cancel_after", "900"))}
 
 
 def test_render_refuses_a_bad_url_by_name(

@@ -361,3 +361,54 @@ def test_no_workload_store_grants_no_s3() -> None:
 def test_bad_workload_store_options_are_refused_by_name(options: dict[str, Any], says: str) -> None:
     with pytest.raises(TemplateError, match=says):
         TemplateOptions(**options)
+
+
+@pytest.mark.parametrize("compute", ["ec2", "spot"])
+def test_scale_down_delay_keeps_idle_instances_on_ec2_and_spot(compute: str) -> None:
+    resources = build_template(TemplateOptions(compute=compute, scale_down_delay=30))["Resources"]  # type: ignore[arg-type]
+    compute_resources = resources["ComputeEnvironment"]["Properties"]["ComputeResources"]
+    assert compute_resources["ScalingPolicy"] == {"MinScaleDownDelayMinutes": 30}
+    unset = build_template(TemplateOptions(compute=compute))["Resources"]  # type: ignore[arg-type]
+    assert "ScalingPolicy" not in unset["ComputeEnvironment"]["Properties"]["ComputeResources"]
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        pytest.param({"compute": "fargate", "scale_down_delay": 30}, "Fargate", id="fargate"),
+        pytest.param({"compute": "ec2", "scale_down_delay": 10}, "20 to 10080", id="below-batch-minimum"),
+        pytest.param({"compute": "ec2", "scale_down_delay": 10081}, "20 to 10080", id="above-maximum"),
+        pytest.param({"cancel_misconfigured_after": 599}, "600 to 86400", id="cancel-too-soon"),
+    ],
+)
+def test_backstop_options_outside_batchs_bounds_are_refused(options: dict[str, Any], says: str) -> None:
+    with pytest.raises(TemplateError, match=says):
+        TemplateOptions(**options)
+
+
+def test_queue_cancels_jobs_stuck_for_a_misconfiguration_after_the_executors_grace() -> None:
+    from airflow_aws_batch.options import OPTIONS
+
+    queue = build_template(TemplateOptions())["Resources"]["JobQueue"]["Properties"]
+    actions = queue["JobStateTimeLimitActions"]
+    assert {a["Reason"] for a in actions} == {
+        "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
+        "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
+    }
+    grace = int(next(o for o in OPTIONS if o.name == "misconfiguration_grace_seconds").default)
+    for action in actions:
+        assert action["State"] == "RUNNABLE"
+        assert action["Action"] == "CANCEL"  # the only action for ECS and Fargate environments
+        assert action["MaxTimeSeconds"] > grace
+
+
+@pytest.mark.parametrize("compute", COMPUTE_TYPES)
+def test_backstops_pass_cloudformations_schema(compute: str) -> None:
+    lint = pytest.importorskip("cfnlint.api")
+    delay = 0 if compute.startswith("fargate") else 60
+    body = dump_template(
+        build_template(TemplateOptions(compute=compute, scale_down_delay=delay)),  # type: ignore[arg-type]
+        "json",
+    )
+    problems = [m for m in lint.lint_all(body) if m.rule.id.startswith("E")]
+    assert problems == []

@@ -566,6 +566,9 @@ class BatchApi:
             )
         return str(arn)
 
+    def tag_resource(self, arn: str, tags: dict[str, str]) -> None:
+        self._call("batch", "tag_resource", resourceArn=arn, tags=tags)
+
     # ------------------------------------------------------------ logs
     def get_log_lines(self, group: str, stream: str, limit: int = 10_000) -> list[str]:
         """Messages of one CloudWatch Logs stream, oldest first, at most ``limit`` lines."""

@@ -749,6 +749,15 @@ class Core:
         self._outbox.append(Untrack(job_id))
         return self._fail(entry, f"Batch job {job_id} is unknown to DescribeJobs")
 
+    def give_up(self, job_id: str, reason: str) -> list[Report]:
+        """The tracked job ``job_id`` can never start (e.g. stuck for a misconfiguration): terminate
+        it and fail its task with ``reason``, without resubmitting (a new job would be stuck too)."""
+        entry = self._by_job.get(job_id)
+        if entry is None or entry.phase is not Phase.SUBMITTED:
+            return []
+        self._outbox.append(Terminate(job_id, f"Task failed: {reason}"[:1024]))
+        return self._fail(entry, reason)
+
     def revoke(self, key: Hashable, reason: str = "Task revoked by Airflow") -> None:
         """Stop tracking the workload and terminate its job. Reports nothing (Airflow decides the state)."""
         entry = self._entries.get(key)

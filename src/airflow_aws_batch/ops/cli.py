@@ -6,6 +6,8 @@
   exit status 1 when any item fails.
 - ``render``: prints the CloudFormation template of :mod:`airflow_aws_batch.ops.cloudformation`.
 - ``provision``: creates or updates that stack and waits for it.
+- ``prune``: deregisters derived job definitions not used for ``--days`` days (dry run unless
+  ``--apply``; see :mod:`airflow_aws_batch.prune`).
 
 Options default to the ``[aws_batch_executor]`` section. AWS clients come from the amazon
 provider's ``AwsBaseHook``, so the connection's ``endpoint_url`` (moto, localbatch) applies.
@@ -520,6 +522,9 @@ def template_options(args: argparse.Namespace) -> TemplateOptions:
         scheduler_role=getattr(args, "scheduler_role", None) or "",
         deployment_id=getattr(args, "deployment_id", None) or _conf("deployment_id") or "",
         allowed_images=tuple(getattr(args, "allowed_image", None) or ()),
+        scale_down_delay=getattr(args, "scale_down_delay", 0) or 0,
+        cancel_misconfigured_after=getattr(args, "cancel_misconfigured_after", None)
+        or TemplateOptions.cancel_misconfigured_after,
     )
 
 
@@ -584,6 +589,40 @@ def provision_command(args: argparse.Namespace) -> None:
         f"Set [{SECTION}] job_queue = {options.job_queue} and job_definition = {options.job_definition}, "
         "then run `airflow aws-batch check`."
     )
+
+
+# ------------------------------------------------------------------------------------ prune
+
+
+def prune_command(args: argparse.Namespace, out: TextIO | None = None) -> None:
+    from airflow.configuration import conf
+
+    from airflow_aws_batch.config import derive_deployment_id
+    from airflow_aws_batch.prune import apply, plan_prune
+
+    out = out or sys.stdout
+    _quiet_botocore()
+    if args.days < 1:
+        raise SystemExit("airflow aws-batch prune: --days must be at least 1")
+    config, lines = _load_config(args)
+    if config is None:
+        for line in lines:
+            print(line.render(), file=out)
+        raise SystemExit(1)
+    # The id the executor tags its jobs and definitions with (see AwsBatchExecutor.start).
+    deployment = config.deployment_id or derive_deployment_id(
+        conf.get("database", "sql_alchemy_conn", fallback="") or ""
+    )
+    client = _hook("batch", config.conn_id, config.region_name).get_client_type(
+        region_name=config.region_name
+    )
+    queues = [config.job_queue, *config.queue_map.values()]
+    plan = plan_prune(client, deployment, queues, args.days)
+    applied = apply(client, plan) if args.apply else None
+    for text in plan.lines(applied):
+        print(text, file=out)
+    if applied and any(error is not None for error in applied.values()):
+        raise SystemExit(1)
 
 
 # ------------------------------------------------------------------------------------ commands
@@ -735,6 +774,22 @@ def get_cli_commands() -> list[Any]:
             ("--scheduler-role",),
             help="With --workload-store: name of the scheduler's IAM role to attach the store's policy to",
         ),
+        Arg(
+            ("--scale-down-delay",),
+            type=int,
+            default=0,
+            metavar="MINUTES",
+            help="EC2/Spot: minutes Batch keeps an instance after its last job ends, 20-10080 "
+            "(minScaleDownDelayMinutes; for bursty DAGs; default: unset)",
+        ),
+        Arg(
+            ("--cancel-misconfigured-after",),
+            type=int,
+            default=TemplateOptions.cancel_misconfigured_after,
+            metavar="SECONDS",
+            help="The queue cancels jobs stuck in RUNNABLE for a MISCONFIGURATION reason after this "
+            f"long, 600-86400 (keep it above [{SECTION}] misconfiguration_grace_seconds)",
+        ),
         job_queue,
         job_definition,
     )
@@ -771,6 +826,25 @@ def get_cli_commands() -> list[Any]:
                             default="yaml",
                             help="Output format (default: %(default)s)",
                         ),
+                    ),
+                ),
+                ActionCommand(
+                    name="prune",
+                    help="Deregister derived job definitions (jobDefinitionOverrides) of this deployment "
+                    "not used for --days days; a dry run unless --apply",
+                    func=prune_command,
+                    args=(
+                        Arg(
+                            ("--days",),
+                            type=int,
+                            default=30,
+                            help="Keep revisions used within this many days (default 30)",
+                        ),
+                        Arg(("--apply",), action="store_true", help="Deregister (default: only say what)"),
+                        conn_id,
+                        region,
+                        job_queue,
+                        job_definition,
                     ),
                 ),
                 ActionCommand(

@@ -83,6 +83,8 @@ __all__ = [
     "task_environment",
 ]
 
+from airflow_aws_batch.ops import backstops
+
 ComputeType = Literal["ec2", "spot", "fargate", "fargate-spot"]
 COMPUTE_TYPES: tuple[ComputeType, ...] = ("ec2", "spot", "fargate", "fargate-spot")
 
@@ -137,6 +139,10 @@ class TemplateOptions:
     # Images derived job definitions may name besides the Image parameter (jobDefinitionOverrides'
     # image). Empty: any image (RegisterJobDefinition is then held only to non-privileged definitions).
     allowed_images: tuple[str, ...] = ()
+    # Minutes Batch keeps an idle instance after its last job (EC2/Spot; 0: unset). See backstops.py.
+    scale_down_delay: int = 0
+    # Seconds after which the queue cancels jobs stuck in RUNNABLE for a misconfiguration.
+    cancel_misconfigured_after: int = backstops.DEFAULT_CANCEL_AFTER_SECONDS
 
     def __post_init__(self) -> None:
         for option in ("job_queue", "job_definition", "compute_environment"):
@@ -200,6 +206,11 @@ class TemplateOptions:
         exposure = store_exposure_problem(self)
         if exposure:
             raise TemplateError(exposure)
+        problem = backstops.scale_down_delay_problem(
+            self.scale_down_delay, fargate=self.is_fargate
+        ) or backstops.cancel_after_problem(self.cancel_misconfigured_after)
+        if problem:
+            raise TemplateError(problem)
 
     @property
     def workload_location(self) -> tuple[str, str] | None:
@@ -254,6 +265,7 @@ def _compute_resources(options: TemplateOptions) -> dict[str, Any]:
             "SPOT_PRICE_CAPACITY_OPTIMIZED" if options.compute == "spot" else "BEST_FIT_PROGRESSIVE"
         ),
         "LaunchTemplate": launch_template_ref(),
+        **backstops.scaling_policy(options.scale_down_delay),
         **common,
     }
 
@@ -480,6 +492,7 @@ def build_template(options: TemplateOptions) -> dict[str, Any]:
                 "Priority": 1,
                 "State": "ENABLED",
                 "ComputeEnvironmentOrder": [{"Order": 1, "ComputeEnvironment": {"Ref": COMPUTE_ENVIRONMENT}}],
+                "JobStateTimeLimitActions": backstops.time_limit_actions(options.cancel_misconfigured_after),
             },
         },
         JOB_DEFINITION: {
