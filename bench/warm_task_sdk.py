@@ -13,10 +13,11 @@ from airflow.sdk.api import client
 # A private helper of the Task SDK: if a later Airflow drops it, jobs simply build their own context.
 _cached = getattr(client.Client, "_get_ssl_context_cached", None)
 if _cached is not None:
-    # The CA file the client passes: [api] ssl_ca_file from Airflow 3.3, certifi's bundle before.
-    _ca_file = getattr(client, "API_SSL_CA_FILE_PATH", None)
-    if _ca_file is None:
+    # The CA file the client passes: [api] ssl_ca_file (None when unset) from Airflow 3.3, certifi's
+    # bundle before.
+    if hasattr(client, "API_SSL_CA_FILE_PATH"):
+        _cached(client.API_SSL_CA_FILE_PATH, client.API_SSL_CERT_PATH)
+    else:
         import certifi
 
-        _ca_file = certifi.where()
-    _cached(_ca_file, client.API_SSL_CERT_PATH)
+        _cached(certifi.where(), client.API_SSL_CERT_PATH)
