@@ -43,7 +43,7 @@ def start(localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch) -> Iter
 
     def start(faults: dict[str, Any], **options: str) -> FastExecutor:
         localbatch.set_faults(faults)
-        configure(monkeypatch, localbatch.url, job_queue=QUEUE, job_definition=DEFINITION, **options)
+        configure(monkeypatch, localbatch, job_queue=QUEUE, job_definition=DEFINITION, **options)
         executor = FastExecutor(parallelism=8)
         executor.start()
         executors.append(executor)

@@ -252,7 +252,7 @@ def test_overrides_that_reach_the_host_fail_unless_allowed(
         options = {"allowed_job_definition_overrides": allowed} if allowed else {}
         configure(
             monkeypatch,
-            service.url,
+            service.localbatch or service.url,
             job_queue=service.job_queue,
             job_definition=service.job_definition,
             **options,

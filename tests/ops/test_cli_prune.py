@@ -21,7 +21,8 @@ DAY = 86400
 
 @dataclass
 class Service:
-    url: str
+    #: moto's URL, or the localbatch (whose keys the CLI must sign with).
+    endpoint: str | LocalBatchServer
     batch: Any
     job_queue: str
     job_definition: str
@@ -31,7 +32,7 @@ class Service:
 def localbatch_service(localbatch: LocalBatchServer) -> Service:
     localbatch.setup(compute_environment="prune-ce", job_queue="prune-q", job_definition="prune-def")
     localbatch.set_faults({"hold_runnable": {"rate": 1.0}})  # jobs only need to exist
-    return Service(localbatch.url, localbatch.batch, "prune-q", "prune-def")
+    return Service(localbatch, localbatch.batch, "prune-q", "prune-def")
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,7 @@ def test_prune_says_what_it_would_remove_then_removes_only_that(
 
     env = airflow_env(
         tmp_path,
-        service.url,
+        service.endpoint,
         job_queue=service.job_queue,
         job_definition=base,
         job_name="airflow",
