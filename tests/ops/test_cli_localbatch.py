@@ -125,7 +125,7 @@ def test_a_missing_queue_or_definition_names_where_it_looked_and_what_is_there(
     *,
     run_airflow: RunAirflow,
     airflow_env: Callable[..., dict[str, str]],
-    localbatch_resources: str,
+    localbatch_resources: LocalBatchServer,
     tmp_path: Path,
 ) -> None:
     env = airflow_env(
@@ -135,12 +135,12 @@ def test_a_missing_queue_or_definition_names_where_it_looked_and_what_is_there(
     assert result.returncode == 1, result.stdout + result.stderr[-3000:]
     queue = next(line for line in lines if line.startswith("FAIL") and "job queue" in line)
     assert "'airflow-job' does not exist" in queue
-    assert f"looked in us-east-1 at {localbatch_resources}" in queue, queue
+    assert f"looked in us-east-1 at {localbatch_resources.url}" in queue, queue
     assert "did you mean 'airflow-jobs'?" in queue, queue
     definition = next(line for line in lines if line.startswith("FAIL") and "job definition" in line)
     assert "did you mean 'airflow-task'?" in definition, definition
     assert any(
-        line.startswith("OK") and "endpoint" in line and localbatch_resources in line for line in lines
+        line.startswith("OK") and "endpoint" in line and localbatch_resources.url in line for line in lines
     ), result.stdout
 
 
@@ -148,14 +148,14 @@ def test_no_region_names_the_option_and_the_connection_extra(
     *,
     run_airflow: RunAirflow,
     airflow_env: Callable[..., dict[str, str]],
-    localbatch_resources: str,
+    localbatch_resources: LocalBatchServer,
     tmp_path: Path,
 ) -> None:
     env = airflow_env(
         tmp_path, localbatch_resources, job_queue="airflow-jobs", job_definition="airflow-task", job_name="a"
     )
     env["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps(
-        {"conn_type": "aws", "extra": {"endpoint_url": localbatch_resources}}
+        {"conn_type": "aws", "extra": {"endpoint_url": localbatch_resources.url}}
     )
     result, lines = _check(run_airflow, env)
     assert result.returncode == 1, result.stdout + result.stderr[-3000:]
@@ -171,7 +171,7 @@ def test_json_report_alone_on_stdout_with_the_url_source(
     *,
     run_airflow: RunAirflow,
     airflow_env: Callable[..., dict[str, str]],
-    localbatch_resources: str,
+    localbatch_resources: LocalBatchServer,
     tmp_path: Path,
 ) -> None:
     """Credentials from the connection's login make the Amazon provider log an info line per hook;
@@ -183,9 +183,9 @@ def test_json_report_alone_on_stdout_with_the_url_source(
     env["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps(
         {
             "conn_type": "aws",
-            "login": "testing",
-            "password": "testing",
-            "extra": {"endpoint_url": localbatch_resources, "region_name": "us-east-1"},
+            "login": localbatch_resources.credentials["aws_access_key_id"],
+            "password": localbatch_resources.credentials["aws_secret_access_key"],
+            "extra": {"endpoint_url": localbatch_resources.url, "region_name": "us-east-1"},
         }
     )
     text = run_airflow(["check"], env)
@@ -208,7 +208,7 @@ def test_json_report_of_a_failure_exits_1(
     *,
     run_airflow: RunAirflow,
     airflow_env: Callable[..., dict[str, str]],
-    localbatch_resources: str,
+    localbatch_resources: LocalBatchServer,
     tmp_path: Path,
 ) -> None:
     env = airflow_env(
