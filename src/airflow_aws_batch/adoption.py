@@ -26,6 +26,7 @@ from airflow_aws_batch.core.ownership import (
     is_job_of,
     is_team_job,
     not_another_teams_job,
+    of_this_queueing,
     orphan_reason,
     try_of,
 )
@@ -60,6 +61,8 @@ class AdoptionPlan:
     terminate: list[Terminate] = field(default_factory=list)
     #: Task instances to hand back to Airflow (it resets them, and they run as their next try).
     not_adopted: list[Any] = field(default_factory=list)
+    #: key -> what DescribeJobs said of the adopted job (whether it started; its request).
+    details: dict[Any, JobDetail] = field(default_factory=dict)
 
 
 def try_id(ti: Any) -> TryId:
@@ -90,6 +93,23 @@ def active_jobs(api: BatchApi, queues: Iterable[str], before_call: BeforeCall) -
     return {j: d for j, d in describe_all(api, ids, before_call).items() if d.status in ACTIVE_STATUSES}
 
 
+def queued_at_ms(ti: Any) -> int | None:
+    """The task instance's ``queued_dttm`` (when Airflow queued it this time) in epoch milliseconds."""
+    queued = getattr(ti, "queued_dttm", None)
+    if queued is None or not hasattr(queued, "timestamp"):
+        return None
+    return int(queued.timestamp() * 1000)
+
+
+def _of_this_queueing(detail: JobDetail, queued_ms: int | None) -> bool:
+    return of_this_queueing(
+        created_at_ms=detail.created_at,
+        queued_at_ms=queued_ms,
+        terminated=detail.is_terminated,
+        cancelled=detail.is_cancelled,
+    )
+
+
 def plan_adoption(
     api: BatchApi,
     tis: Sequence[Any],
@@ -99,8 +119,14 @@ def plan_adoption(
     before_call: BeforeCall,
     team: str | None = None,
 ) -> AdoptionPlan:
-    """Adopt each task instance's job of *this* try: by its saved id when the job's tags name this
-    try, else by its tags among the active jobs of ``queues``; hand back the rest.
+    """Adopt each task instance's job of *this* submission: by its saved id when the job's tags name
+    this try and the job is of the task instance's current queueing (see
+    :func:`~airflow_aws_batch.core.ownership.of_this_queueing`), else by its tags among the active
+    jobs of ``queues`` (of this queueing too); hand back the rest.
+
+    A saved job of this queueing that FAILED before it started is adopted only when no active job of
+    the try is found by its tags: the scheduler may have died after resubmitting it and before the
+    new id was saved. Adopted so, the executor resubmits it like any other.
 
     ``team``: the executor's team (None for a global executor); a job of another team is never
     adopted nor terminated, and one found by tags must carry exactly this team.
@@ -110,18 +136,37 @@ def plan_adoption(
     """
     plan = AdoptionPlan()
     wanted = {ti.key: try_id(ti) for ti in tis}
+    queued = {ti.key: queued_at_ms(ti) for ti in tis}
     by_id = {ti.key: str(ti.external_executor_id) for ti in tis if ti.external_executor_id}
     details = describe_all(api, by_id.values(), before_call)
     to_find: list[Any] = []
+    #: key -> the saved job, FAILED before it started: adopted if nothing newer is found.
+    unstarted: dict[Any, JobDetail] = {}
     for ti in tis:
         job_id = by_id.get(ti.key)
         detail = details.get(job_id) if job_id else None
         if detail is not None and is_job_of(
             detail.tags, wanted[ti.key], deployment, deployment_required=False, team=team
         ):
-            plan.adopt[ti.key] = detail.job_id
-            continue
-        if (
+            if _of_this_queueing(detail, queued[ti.key]):
+                if detail.status == "FAILED" and not detail.started_at:
+                    unstarted[ti.key] = detail
+                    to_find.append(ti)
+                    continue
+                plan.adopt[ti.key] = detail.job_id
+                plan.details[ti.key] = detail
+                continue
+            log.info(
+                "Batch job %s of %s is not of its current queueing (created %s, queued %s, "
+                "terminated %s, cancelled %s): looking for that one by its tags",
+                detail.job_id,
+                ti.key,
+                detail.created_at,
+                queued[ti.key],
+                detail.is_terminated,
+                detail.is_cancelled,
+            )
+        elif (
             detail is not None
             and detail.status in ACTIVE_STATUSES
             and detail.tags.get(DEPLOYMENT_TAG) in (None, deployment)
@@ -145,14 +190,21 @@ def plan_adoption(
                     d
                     for d in active.values()
                     if is_job_of(d.tags, wanted[ti.key], deployment, deployment_required=True, team=team)
+                    and _of_this_queueing(d, queued[ti.key])
                 ),
                 key=lambda d: d.created_at or 0,
             )
             if not matches:
-                plan.not_adopted.append(ti)
+                failed = unstarted.get(ti.key)
+                if failed is None:
+                    plan.not_adopted.append(ti)
+                else:
+                    plan.adopt[ti.key] = failed.job_id
+                    plan.details[ti.key] = failed
                 continue
             newest = matches[-1]
             plan.adopt[ti.key] = newest.job_id
+            plan.details[ti.key] = newest
             plan.found.add(ti.key)
             for duplicate in matches[:-1]:
                 plan.terminate.append(Terminate(duplicate.job_id, "Duplicate Batch job of one task try"))

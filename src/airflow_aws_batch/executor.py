@@ -759,8 +759,10 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
     def try_adopt_task_instances(self, tis: Sequence[Any]) -> Sequence[Any]:
         """Adopt each task instance's Batch job of its current try; hand back the others.
 
-        An ``external_executor_id`` may name an earlier try's job (Airflow keeps it when it queues a
-        task again), so a job is adopted only when its tags name this try. A task instance whose id is
+        An ``external_executor_id`` may name an earlier try's job, or the job of an earlier queueing of
+        this try (Airflow keeps it when it queues a task again: retry, deferral resume, reschedule
+        poke), so a job is adopted by it only when its tags name this try, it was created after the
+        task instance's ``queued_dttm`` and it was not terminated or cancelled. A task instance whose id is
         missing or stale gets its job looked up by our tags among the active jobs, since a scheduler
         may have died between SubmitJob and Airflow saving the id. What is handed back, Airflow
         resets and runs as its next try; stale and duplicate jobs are terminated.

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from airflow.models.taskinstancekey import TaskInstanceKey
 from airflow.utils.state import TaskInstanceState
 
 from airflow_aws_batch.adoption import sweep
+from airflow_aws_batch.core import ownership
 from airflow_aws_batch.core.ownership import TiNow
 from airflow_aws_batch.core.state import BackoffPolicy
 from airflow_aws_batch.workloads import launch_command, open_store
@@ -472,6 +474,8 @@ class FakeTi:
     external_executor_id: str | None
     run_id: str = "manual__1"
     map_index: int = -1
+    #: When Airflow queued the task instance this time (None: unknown, nothing is judged by it).
+    queued_dttm: datetime | None = None
 
     @property
     def key(self) -> TaskInstanceKey:
@@ -605,6 +609,45 @@ def test_adoption_takes_only_this_trys_job_and_finds_the_one_whose_id_was_not_sa
     assert tis[1].key not in executor.event_buffer
     assert "Stale Batch job of try 1" in wait_job(batch, stale, "FAILED")["statusReason"]
     assert job_of(batch, other_deployment)["status"] == "RUNNABLE"  # never another deployment's
+
+
+def test_adoption_takes_by_the_saved_id_only_a_job_of_the_current_queueing(
+    executor: FastExecutor, localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A deferred task that resumed (or a sensor's next poke) keeps its try number and the id of its
+    # earlier queueing's job, which SUCCEEDED; the scheduler died before the new job's id was saved.
+    # No clock allowance, so that "earlier" needs no wait: both clocks here are this host's.
+    monkeypatch.setattr(ownership, "QUEUEING_CLOCK_ALLOWANCE_MS", 0)
+    batch = localbatch.batch
+    deployment = str(executor.config.deployment_id)
+    localbatch.set_faults({"simulate": {"seconds": 0}})
+    resumed_before = submit_tagged(batch, "queueing_resumed", 1, deployment)
+    lost_before = submit_tagged(batch, "queueing_lost", 1, deployment)
+    wait_job(batch, resumed_before, "SUCCEEDED")
+    wait_job(batch, lost_before, "SUCCEEDED")
+    time.sleep(0.01)  # createdAt has millisecond resolution
+    queued = datetime.now(UTC)
+    time.sleep(0.01)
+    localbatch.set_faults(held("queueing"))
+    resumed_now = submit_tagged(batch, "queueing_resumed", 1, deployment)
+    revoked_now = submit_tagged(batch, "queueing_revoked", 1, deployment)
+    batch.terminate_job(jobId=revoked_now, reason="Task revoked by Airflow")
+    wait_job(batch, revoked_now, "FAILED")
+    resumed = FakeTi("dag", "queueing_resumed", 1, resumed_before, queued_dttm=queued)
+    tis = [
+        resumed,
+        FakeTi("dag", "queueing_lost", 1, lost_before, queued_dttm=queued),
+        FakeTi("dag", "queueing_revoked", 1, revoked_now, queued_dttm=queued),
+    ]
+    try:
+        handed_back = executor.try_adopt_task_instances(tis)
+
+        # The earlier queueing's SUCCEEDED job and a terminated one are never this submission's.
+        assert sorted(ti.task_id for ti in handed_back) == ["queueing_lost", "queueing_revoked"]
+        assert executor.core.job_id(resumed.key) == resumed_now
+        assert executor.event_buffer[resumed.key][1] == resumed_now  # found by tags: Airflow is told
+    finally:
+        batch.terminate_job(jobId=resumed_now, reason="test cleanup")
 
 
 def test_end_hands_over_and_terminates_only_the_jobs_whose_ids_were_not_saved(
