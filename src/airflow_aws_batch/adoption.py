@@ -10,6 +10,7 @@ and the sweep read ``job_queue`` and the values of ``queue_map``).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, MutableSet, Sequence
@@ -31,6 +32,7 @@ from airflow_aws_batch.core.ownership import (
     try_of,
 )
 from airflow_aws_batch.core.state import ACTIVE_STATUSES, Terminate
+from airflow_aws_batch.submit import token_expires_at
 from airflow_aws_batch.workloads import StoreError, WorkloadStore, decode_object
 
 log = logging.getLogger(__name__)
@@ -209,6 +211,87 @@ def plan_adoption(
             for duplicate in matches[:-1]:
                 plan.terminate.append(Terminate(duplicate.job_id, "Duplicate Batch job of one task try"))
     return plan
+
+
+#: SubmitJob members a resubmit copies from the job's DescribeJobs entry as they are.
+_RESUBMIT_MEMBERS = (
+    "jobName",
+    "jobQueue",
+    "jobDefinition",
+    "parameters",
+    "tags",
+    "propagateTags",
+    "shareIdentifier",
+    "schedulingPriority",
+    "retryStrategy",
+    "timeout",
+)
+#: Environment variables Batch sets itself and refuses in an override.
+_BATCH_ENV_PREFIX = "AWS_BATCH_"
+
+
+def resubmit_request(detail: JobDetail) -> dict[str, Any] | None:
+    """The SubmitJob request that sends ``detail``'s job again, rebuilt from its DescribeJobs entry;
+    None when it cannot be (an array child: its command names the array's object, whose workload for
+    it the launcher finds by an array index that a single job does not have).
+
+    The task's command (its workload, or with the workload store the object the job never read) and
+    its environment come from the job's container (EKS: the pod's containers).
+    """
+    raw = detail.raw
+    if not raw or ":" in detail.job_id or detail.array_size is not None:
+        return None
+    if "index" in (raw.get("arrayProperties") or {}):
+        return None
+    request: dict[str, Any] = {
+        name: raw[name] for name in _RESUBMIT_MEMBERS if raw.get(name) not in (None, {}, [], "")
+    }
+    if not {"jobName", "jobQueue", "jobDefinition"} <= request.keys():
+        return None
+    if "tags" in request:  # "aws:" tags are Batch's own, refused in a request
+        request["tags"] = {k: v for k, v in request["tags"].items() if not str(k).startswith("aws:")}
+    retry = request.get("retryStrategy")
+    if isinstance(retry, dict) and not retry.get("evaluateOnExit"):
+        request["retryStrategy"] = {k: v for k, v in retry.items() if k != "evaluateOnExit"}
+    container = raw.get("container")
+    pod = (raw.get("eksProperties") or {}).get("podProperties")
+    if isinstance(pod, dict):
+        containers = []
+        for found in pod.get("containers") or []:
+            kept = {k: found[k] for k in ("name", "command", "args", "resources") if found.get(k)}
+            env = [
+                e for e in found.get("env") or [] if not str(e.get("name", "")).startswith(_BATCH_ENV_PREFIX)
+            ]
+            if env:
+                kept["env"] = env
+            containers.append(kept)
+        if containers:
+            request["eksPropertiesOverride"] = {"podProperties": {"containers": containers}}
+    elif isinstance(container, dict):
+        overrides = {k: container[k] for k in ("command", "resourceRequirements") if container.get(k)}
+        env = [
+            e
+            for e in container.get("environment") or []
+            if not str(e.get("name", "")).startswith(_BATCH_ENV_PREFIX)
+        ]
+        if env:
+            overrides["environment"] = env
+        if overrides:
+            request["containerOverrides"] = overrides
+    return request
+
+
+def workload_expires_at(detail: JobDetail) -> float | None:
+    """When the token of the workload in the job's command expires (epoch seconds); None when the
+    command holds no workload (it names a stored object) or its token says no expiry."""
+    for part in detail.command:
+        if part.startswith("{") and '"token"' in part:
+            try:
+                token = json.loads(part).get("token")
+            except ValueError:
+                return None
+            return token_expires_at(token) if isinstance(token, str) else None
+    return None
 
 
 def sweep(

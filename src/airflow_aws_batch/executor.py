@@ -31,7 +31,15 @@ from typing import Any
 
 from airflow.executors.base_executor import BaseExecutor
 
-from airflow_aws_batch.adoption import LookupFailed, OutOfBudget, deadline_limiter, plan_adoption, sweep
+from airflow_aws_batch.adoption import (
+    LookupFailed,
+    OutOfBudget,
+    deadline_limiter,
+    plan_adoption,
+    resubmit_request,
+    sweep,
+    workload_expires_at,
+)
 from airflow_aws_batch.aws.batch import BatchApi, BatchApiError, ErrorKind
 from airflow_aws_batch.aws.clients import botocore_config, hook_client_factory
 from airflow_aws_batch.config import (
@@ -799,7 +807,20 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             job_id = plan.adopt.get(ti.key)
             if job_id is None:
                 continue
-            self.core.adopt(ti.key, job_id)
+            detail = plan.details.get(ti.key)
+            ti_id = getattr(ti, "id", None)
+            if detail is None:
+                self.core.adopt(ti.key, job_id)
+            else:
+                self.core.adopt(
+                    ti.key,
+                    job_id,
+                    request=resubmit_request(detail),
+                    started=bool(detail.started_at) or detail.status == "RUNNING",
+                    ti_id=ti_id,
+                    try_number=int(ti.try_number),
+                    expires_at=_monotonic_deadline(workload_expires_at(detail)),
+                )
             self.running.add(ti.key)
             if ti.key in plan.found:
                 # Found by its tags: Airflow has not saved this id (or holds a stale one).

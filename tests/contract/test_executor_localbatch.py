@@ -650,6 +650,34 @@ def test_adoption_takes_by_the_saved_id_only_a_job_of_the_current_queueing(
         batch.terminate_job(jobId=resumed_now, reason="test cleanup")
 
 
+def test_an_adopted_job_that_failed_before_it_started_is_resubmitted_not_failed(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The previous scheduler's job failed to pull its image; the scheduler died before the resubmit.
+    pull_fails = {"job_name_contains": "adopt_unstarted", "fault": "fail_before_start", "times": 1}
+    faults = {"simulate": {"seconds": 0}, "rules": [pull_fails]}
+    with started(QuickRetry, localbatch, monkeypatch, faults, 8) as executor:
+        batch = localbatch.batch
+        queued = datetime.now(UTC)
+        failed = submit_tagged(batch, "adopt_unstarted", 1, str(executor.config.deployment_id))
+        before = wait_job(batch, failed, "FAILED")
+        assert "startedAt" not in before
+        ti = FakeTi("dag", "adopt_unstarted", 1, failed, queued_dttm=queued)
+
+        assert executor.try_adopt_task_instances([ti]) == []
+
+        rec = Recorder(executor)
+        rec.until(lambda: "success" in rec.states(ti.key), what="the resubmitted job to succeed")
+        assert "failed" not in rec.states(ti.key), rec.task_events(ti.key)
+        assert any("aws_batch_job_failed_before_start" in e for e in rec.task_events(ti.key))
+        again = job_of(batch, rec.info(ti.key, "running"))
+        assert again["jobId"] != failed
+        for member in ("jobName", "jobDefinition", "jobQueue"):
+            assert again[member] == before[member]
+        assert {k: v for k, v in again["tags"].items() if k != "submission"} == before["tags"]
+        assert again["container"]["command"] == before["container"]["command"]
+
+
 def test_end_hands_over_and_terminates_only_the_jobs_whose_ids_were_not_saved(
     localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,8 +19,10 @@ Rules this module owns:
   reaching Airflow. Such a workload moves to *checking* and the core emits :class:`CheckStarted`;
   the runtime asks Airflow's metadata DB and answers with :meth:`Core.start_checked`. Only a
   definite "Airflow never saw this try start" resubmits; "seen", "cannot tell", callbacks (no task
-  instance) and adopted jobs (no request to resubmit) fail the task, and Airflow's own retries
-  decide what happens next. A task Airflow saw start is never resubmitted.
+  instance) and adopted jobs without a request (array children) fail the task, and Airflow's own
+  retries decide what happens next. A task Airflow saw start is never resubmitted.
+* An adopted job (a previous scheduler's) resubmits like any other, its request rebuilt from what
+  Batch says of the job; it counts as one attempt.
 * A SubmitJob that failed ambiguously (5xx, timeout, connection reset, an answer without a job id)
   may have created the job, so the next attempt first looks the job up (by name, creation time,
   tags and the ambiguous calls' own ``submission`` tags) and only submits when nothing is found.
@@ -210,6 +212,7 @@ class Phase(enum.Enum):
 class _Entry:
     # Slots and a compressed request: a scheduler may hold thousands of these.
     __slots__ = (
+        "adopted",
         "ambiguous",
         "attempts",
         "due",
@@ -246,6 +249,8 @@ class _Entry:
         self.status_reason = ""
         self.started = False
         self.revoked = False
+        #: The current job is a previous scheduler's (its id was saved, or is said on adoption).
+        self.adopted = False
         self.lookup_after_ms: int | None = None
         self.last_reason = ""
         self.log_path: str | None = None
@@ -534,14 +539,39 @@ class Core:
             self._forget(old)
         self._store(entry)
 
-    def adopt(self, key: Hashable, job_id: str) -> None:
-        """A live job of a previous scheduler: watch it, never resubmit it."""
+    def adopt(
+        self,
+        key: Hashable,
+        job_id: str,
+        *,
+        request: dict[str, Any] | None = None,
+        started: bool = True,
+        ti_id: uuid.UUID | str | bytes | None = None,
+        try_number: int = 0,
+        expires_at: float | None = None,
+    ) -> None:
+        """A job of a previous scheduler: watch it.
+
+        With ``request`` (rebuilt from the job itself) it resubmits like any other: a job that FAILED
+        before it started, or that started in Batch but whose try Airflow never saw start (``ti_id``
+        and ``try_number`` name the try), is sent again within ``max_attempts``, the adopted job
+        counting as one attempt. ``started``: the job was seen started already (``startedAt`` set).
+        Without ``request`` (one cannot be rebuilt: an array child) its failure fails the task.
+        """
         if key in self._entries:
             return
-        entry = _Entry(key, None, None)
+        entry = _Entry(key, request, request.get("jobQueue") if request else None)
+        if request is not None:
+            self._unpacked.append(entry)
         entry.phase = Phase.SUBMITTED
         entry.job_id = job_id
-        entry.started = True
+        entry.started = started
+        entry.adopted = True
+        entry.attempts = 1
+        entry.expires_at = expires_at
+        if ti_id is not None:
+            entry.ti_id = ti_id if isinstance(ti_id, bytes) else _uuid(ti_id).bytes
+            entry.try_number = try_number
         self._store(entry)
         self._by_job[job_id] = entry
         self._outbox.append(Track(job_id, None))
@@ -587,6 +617,7 @@ class Core:
                 entry.attempts += 1
             self._set_phase(entry, Phase.SUBMITTED)
             entry.job_id = job_id
+            entry.adopted = False
             entry.lookup_after_ms = None
             entry.ambiguous = ()
             entry.status = "SUBMITTED"
@@ -661,8 +692,9 @@ class Core:
             # Said again, once: Airflow drops an executor event whose task instance row is locked
             # when it processes it (skip_locked), and the task's own start through the API server
             # locks that row at about the moment SubmitJob returns. The id would then never be saved.
-            # (Adopted jobs, attempts 0, had their id saved by the scheduler that submitted them.)
-            return [RunningState(key, view.job_id)] if first and entry.attempts > 0 else []
+            # (Adopted jobs had their id saved by the scheduler that submitted them, or are told
+            # when adopted.)
+            return [RunningState(key, view.job_id)] if first and not entry.adopted else []
         if view.status == "SUCCEEDED":
             self._forget(entry)
             return [Success(key, view.job_id)]
@@ -687,6 +719,13 @@ class Core:
             entry.last_reason = reason
             self._outbox.append(CheckStarted(key, str(uuid.UUID(bytes=entry.ti_id)), entry.try_number))
             return []
+        if entry.request is None:
+            return self._fail(
+                entry,
+                f"{reason} before it started; this adopted job's request could not be rebuilt to "
+                "resubmit it, so Airflow's retries decide what happens next",
+                job_id=view.job_id,
+            )
         return self._retry_after_failure(entry, reason, view.job_id, "aws_batch_job_failed_before_start")
 
     def start_checked(self, key: Hashable, seen: bool | None) -> list[Report]:
@@ -849,6 +888,10 @@ class Core:
             TaskEvent(entry.key, "aws_batch_task_failed", reason),
             Fail(entry.key, reason, job_id=job_id, log_path=entry.log_path if job_id else None),
         ]
+
+
+def _uuid(value: uuid.UUID | str) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
 def _lookup_floor(current: int | None, sent_at_ms: int | None) -> int:
