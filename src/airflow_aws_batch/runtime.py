@@ -363,9 +363,12 @@ class Runtime:
         try:
             stored = self._place_workloads(request)
         except StoreError as exc:
-            # Counts as an attempt, like a refused SubmitJob: a missing bucket or permission fails the
-            # task after max_submit_job_attempts with this reason in its event log.
-            return SubmitDone(cmd.key, SubmitOutcome.FAILED, reason=f"workload store: {exc}")
+            # One that may pass (5xx, throttling, no connection, expired credentials) backs off
+            # without counting; any other counts as an attempt, like a refused SubmitJob: a missing
+            # bucket or permission fails the task after max_submit_job_attempts with this reason in
+            # its event log.
+            outcome = SubmitOutcome.STALLED if exc.retryable else SubmitOutcome.FAILED
+            return SubmitDone(cmd.key, outcome, reason=f"workload store: {exc}")
         sent_at_ms = int(time.time() * 1000)
         try:
             job_id = self.submit_api.submit_job(request)
@@ -426,9 +429,9 @@ class Runtime:
             request[PENDING_KEY] = list(cmd.workloads)
             url = place_workloads(request, self._store, name)
         except StoreError as exc:
-            # Retryable (throttled, 5xx): the array waits and may form again. Otherwise an attempt of
-            # every child, whose next attempts go out alone.
-            outcome = SubmitOutcome.WAIT if exc.retryable else SubmitOutcome.FAILED
+            # Retryable (throttled, 5xx): the children back off together and may form an array again.
+            # Otherwise an attempt of every child, whose next attempts go out alone.
+            outcome = SubmitOutcome.STALLED if exc.retryable else SubmitOutcome.FAILED
             return every(outcome, f"workload store: {exc}")
         request["arrayProperties"] = {"size": len(keys)}
         sent_at_ms = int(time.time() * 1000)

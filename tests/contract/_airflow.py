@@ -49,16 +49,22 @@ def task_workload(
     )
 
 
-def configure(monkeypatch: pytest.MonkeyPatch, endpoint_url: str, **options: str) -> None:
-    """Point the executor's options and its ``aws_default`` connection at ``endpoint_url``."""
+def configure(
+    monkeypatch: pytest.MonkeyPatch, endpoint_url: str, *, s3_endpoint: str | None = None, **options: str
+) -> None:
+    """Point the executor's options and its ``aws_default`` connection at ``endpoint_url`` (S3 calls
+    at ``s3_endpoint`` when given)."""
     for name in list(os.environ):
         if name.startswith("AIRFLOW__AWS_BATCH_EXECUTOR__"):
             monkeypatch.delenv(name)
+    extra: dict[str, Any] = {"endpoint_url": endpoint_url, "region_name": "us-east-1"}
+    if s3_endpoint is not None:
+        extra["service_config"] = {"s3": {"endpoint_url": s3_endpoint}}
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv(
         "AIRFLOW_CONN_AWS_DEFAULT",
-        json.dumps({"conn_type": "aws", "extra": {"endpoint_url": endpoint_url, "region_name": "us-east-1"}}),
+        json.dumps({"conn_type": "aws", "extra": extra}),
     )
     defaults = {"job_name": "airflow", "region_name": "us-east-1"}
     for option, value in {**defaults, **options}.items():

@@ -767,3 +767,21 @@ def test_adopted_job_without_a_request_fails_before_start_as_before() -> None:
     assert isinstance(reports[-1], Fail)
     clock.now += 1000
     assert submits(core) == []
+
+
+def test_a_stalled_submit_backs_off_without_counting_and_stops_at_the_tokens_expiry() -> None:
+    core, clock = make(max_attempts=1)
+    core.add("k", request(), expires_at=clock.now + 20)
+    delays = []
+    for _ in range(3):
+        (sent,) = submits(core)
+        reports = core.submit_result(sent.key, SubmitOutcome.STALLED, reason="workload store: 503")
+        assert [type(r) for r in reports] == [TaskEvent]
+        assert core.attempts("k") == 0
+        delays.append(core.next_due() - clock.now)  # type: ignore[operator]
+        clock.now += delays[-1]
+    assert delays == [2.0, 4.0, 8.0]  # like the backoff after failed attempts
+    (sent,) = submits(core)
+    reports = core.submit_result(sent.key, SubmitOutcome.STALLED, reason="workload store: 503")
+    assert isinstance(reports[-1], Fail)
+    assert "workload store: 503" in reports[-1].reason and "token" in reports[-1].reason

@@ -14,6 +14,8 @@ Rules this module owns:
   it started, and one that FAILED before Airflow saw its task start each use one. After
   ``max_attempts`` the task fails with the last reason.
 * Throttling and expired credentials are not attempts: the workload just waits and tries again.
+  Nor is a retryable failure before SubmitJob was sent (the workload store's): the workload backs
+  off as after a failed attempt, until its token would expire before a job could start.
 * A job that FAILED after it started in Batch (RUNNING seen, or ``startedAt`` set) may or may not
   have started its task: a container whose entrypoint dies reaches RUNNING without the task ever
   reaching Airflow. Such a workload moves to *checking* and the core emits :class:`CheckStarted`;
@@ -70,6 +72,10 @@ class SubmitOutcome(enum.Enum):
     FAILED = "failed"
     #: May have created a job (5xx, timeout, connection reset): an attempt, and look before resubmitting.
     AMBIGUOUS = "ambiguous"
+    #: Failed before any SubmitJob was sent, in a way that may pass (the workload store answered 5xx
+    #: or throttled, or could not be reached, or its credentials expired): not an attempt, but
+    #: backed off like one, growing while it lasts, so an outage costs neither attempts nor calls.
+    STALLED = "stalled"
 
 
 @dataclass(frozen=True)
@@ -229,6 +235,7 @@ class _Entry:
         "request",
         "revoked",
         "seq",
+        "stalls",
         "started",
         "status",
         "status_reason",
@@ -249,6 +256,8 @@ class _Entry:
         self.status_reason = ""
         self.started = False
         self.revoked = False
+        #: STALLED outcomes in a row (each waits longer); reset when a SubmitJob is answered.
+        self.stalls = 0
         #: The current job is a previous scheduler's (its id was saved, or is said on adoption).
         self.adopted = False
         self.lookup_after_ms: int | None = None
@@ -618,6 +627,7 @@ class Core:
             self._set_phase(entry, Phase.SUBMITTED)
             entry.job_id = job_id
             entry.adopted = False
+            entry.stalls = 0
             entry.lookup_after_ms = None
             entry.ambiguous = ()
             entry.status = "SUBMITTED"
@@ -635,6 +645,22 @@ class Core:
         if outcome is SubmitOutcome.WAIT:
             self._schedule(entry, now + self.backoff.wait_s)
             return []
+        if outcome is SubmitOutcome.STALLED:
+            entry.stalls += 1
+            delay = self.backoff.delay(entry.stalls)
+            expired = self._expires_before(entry, now + delay)
+            if expired:
+                return self._fail(entry, f"{reason or outcome.value}; {expired}")
+            self._schedule(entry, now + delay)
+            return [
+                TaskEvent(
+                    key,
+                    "aws_batch_submit_stalled",
+                    f"{reason or outcome.value}; trying again in {delay:.0f}s (not counted as a "
+                    f"SubmitJob attempt: {entry.attempts} of {self.max_attempts} used)",
+                )
+            ]
+        entry.stalls = 0
         # FAILED or AMBIGUOUS: both count.
         if not (entry.lookup_after_ms is not None and entry.attempts >= self.max_attempts):
             entry.attempts += 1
