@@ -155,6 +155,15 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
     #: Airflow's scheduler queues the tasks of one burst over several loops (at most
     #: ``[scheduler] max_tis_per_query`` a loop, shared with every other DAG).
     array_hold_s = 2.0
+    #: Seconds between two sweeps for orphaned jobs beside those at start and after adoption: a
+    #: termination lost for good (the scheduler that asked for it died) or a job whose try moved on
+    #: while nobody watched it is ended within this. A sweep lists the active jobs of the queues and
+    #: describes them (about 25 ListJobs pages and 200 DescribeJobs for 20,000 jobs), through the
+    #: same ``status_calls_per_second`` as the poller: at the default budget of 5, under a tenth of
+    #: it at that size.
+    sweep_interval_s = 300.0
+    #: ``(tries) -> what Airflow's DB says of each task instance``: the sweep's view of Airflow.
+    ti_lookup = staticmethod(task_instances_now)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -178,6 +187,10 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         #: Array grouping keys of requests taken in since the last dispatch (and of held submits).
         self._group_keys: dict[Any, bytes] = {}
         self._sweep_timers: list[threading.Timer] = []
+        #: Sweeps scheduled and not yet begun (the periodic one is skipped while one waits), and when
+        #: the next periodic one is due (monotonic).
+        self._sweeps_waiting = 0
+        self._next_sweep_at = float("inf")
         #: Jobs a sweep found active for a finished try; terminated if the next sweep finds them too.
         #: Touched only by the terminator thread, which runs the sweeps one after another.
         self._sweep_suspects: set[str] = set()
@@ -323,6 +336,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         runtime.start()
         # Jobs left by earlier schedulers whose try has moved on: nobody else would end them.
         self._schedule_sweep(0.0)
+        self._next_sweep_at = time.monotonic() + self.sweep_interval_s
         log.info(
             "AwsBatchExecutor%s started: queue %s, definition %s, region %s, %s submits/s, %s status calls/s",
             _team_label(self),
@@ -609,6 +623,10 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 until = time.perf_counter() + COMPACT_BUDGET_S
                 self._compact(min(until, deadline) if busy else until)
             self._emit_metrics_now()
+            if time.monotonic() >= self._next_sweep_at:
+                self._next_sweep_at = time.monotonic() + self.sweep_interval_s
+                if not self._sweeps_waiting:
+                    self._schedule_sweep(0.0)
         except Exception:
             log.exception("AwsBatchExecutor.sync failed; it will try again on the next heartbeat")
 
@@ -847,7 +865,10 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             return
         config = self.config
 
+        self._sweeps_waiting += 1
+
         def chore() -> None:
+            self._sweeps_waiting -= 1
             before_call = deadline_limiter(
                 lambda timeout: runtime.status_limiter.acquire(timeout=timeout),
                 time.monotonic() + SWEEP_BUDGET_S,
@@ -858,7 +879,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                     queues=self._job_queues(),
                     deployment=str(config.deployment_id),
                     tracked=core.tracks_job,
-                    lookup=task_instances_now,
+                    lookup=self.ti_lookup,
                     before_call=before_call,
                     suspects=self._sweep_suspects,
                     team=config.team,
@@ -870,7 +891,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 return
             for cmd in commands:
                 log.warning("Terminating Batch job %s: %s", cmd.job_id, cmd.reason)
-                runtime.terminate_now(cmd)
+                runtime.terminate(cmd)
 
         if delay_s <= 0:
             runtime.run_later(chore)

@@ -3,8 +3,10 @@
 The intake thread builds the SubmitJob requests of a burst of queued workloads (about 30 us each,
 pure CPU), so that the heartbeat which takes the burst in only hands it over (see :class:`Accepted`).
 
-The terminator thread also runs rare chores: copying a failed job's output into the task log, and
-asking Airflow's metadata DB whether it saw a task start (:class:`CheckStarted`).
+The terminator thread sees each termination through: a TerminateJob that fails is tried again with
+backoff for as long as Batch fails, and a job is described again after Batch accepted it, until it
+is seen ended or gone. It also runs rare chores: copying a failed job's output into the task log,
+asking Airflow's metadata DB whether it saw a task start (:class:`CheckStarted`), the orphan sweep.
 
 The scheduler thread never calls AWS: it puts commands on queues and reads results from one
 queue (:attr:`Runtime.results`). Every network call happens on a thread started here.
@@ -18,6 +20,8 @@ cycle costs about 5 calls instead of 50.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import queue
 import threading
@@ -57,6 +61,20 @@ log = logging.getLogger(__name__)
 MISSING_GRACE_S = 60.0
 # Above this many RUNNING jobs, ListJobs pages are cheaper than describing each of them.
 LIST_RUNNING_THRESHOLD = 200
+# After Batch accepts a TerminateJob, the job is described this long after to see it ended (a running
+# container gets its stop signal and a grace period first); one still active is terminated again.
+TERMINATE_CHECK_S = 30.0
+
+
+@dataclass(slots=True)
+class _Ending:
+    """A termination under way on the terminator thread: retried until its job is seen ended or gone."""
+
+    cmd: Terminate | TerminateLookup
+    #: Calls that failed in a row (Batch unreachable, throttled, 5xx): the next waits longer.
+    failures: int = 0
+    #: Batch accepted the TerminateJob: the next visit checks that the job ended.
+    accepted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +145,9 @@ class Accepted:
     group: bytes | None = None
 
 
+#: Read from the terminator's queue when it timed out: time to run the terminations that are due.
+_due: Callable[[], object] = lambda: None  # noqa: E731
+
 #: Builds the :class:`Accepted` of ``(key, seq, workload)``; runs on the intake thread.
 Build = Callable[[Any, int, Any], Accepted]
 
@@ -135,6 +156,10 @@ Result = SubmitDone | JobsSeen | JobsMissing | StartChecked | Accepted
 
 class Runtime:
     """Owns the threads. ``start()`` once; ``stop()`` joins them."""
+
+    #: Delay before a termination is tried again after a failed call: doubling from the first, at
+    #: most the second, for as long as Batch fails (an outage does not end it; ``stop()`` does).
+    terminate_retry_s = (0.5, 60.0)
 
     def __init__(
         self,
@@ -189,6 +214,9 @@ class Runtime:
         #: Where workloads go just before SubmitJob (``workload_store``); None: in the command.
         self._store = store
         self._clock = clock
+        #: Terminations under way, by when each is next tried (terminator thread only).
+        self._endings: list[tuple[float, int, _Ending]] = []
+        self._ending_seq = itertools.count()
         # Poller state, touched only by the poller thread.
         self._tracked: dict[str, tuple[str | None, float]] = {}
         self._last_seen: dict[str, tuple[str, str]] = {}
@@ -531,62 +559,119 @@ class Runtime:
             job_queue, job_name, created_after_ms, tags, any_of=(SUBMISSION_TAG, frozenset(submissions))
         )
 
-    def terminate_lookup(self, cmd: TerminateLookup) -> None:
-        """Terminate what the unresolved ambiguous SubmitJobs of ``cmd`` created (terminator thread)."""
+    def terminate_lookup(self, cmd: TerminateLookup) -> bool:
+        """Look up what the unresolved ambiguous SubmitJobs of ``cmd`` created and end it (terminator
+        thread); False when Batch could not be read, so the caller looks again later."""
         if self._array_refs_of(cmd.submissions):
-            for _ in range(3):
-                if not self._status_call():
-                    return
-                try:
-                    child = self._find_array_child(cmd.submissions, cmd.created_after_ms)
-                except BatchApiError as exc:
-                    log.info("Looking up the array of an ambiguous SubmitJob failed (%s); trying again", exc)
-                    time.sleep(0.5)
-                    continue
-                if child is not None:
-                    # Only this child: its siblings run other tasks.
-                    self.terminate_now(Terminate(child, cmd.reason))
-                break
-        for _ in range(3):
             if not self._status_call():
-                return
+                return False
             try:
-                found = self._find_submitted(
-                    cmd.job_queue, cmd.job_name, cmd.created_after_ms, cmd.submissions
-                )
+                child = self._find_array_child(cmd.submissions, cmd.created_after_ms)
             except BatchApiError as exc:
-                log.info("Looking up the job of an ambiguous SubmitJob failed (%s); trying again", exc)
-                time.sleep(0.5)
-                continue
-            for job in found:
-                if job.status in ACTIVE_STATUSES:
-                    self.terminate_now(Terminate(job.job_id, cmd.reason))
-            return
-        log.warning(
-            "Could not look up the job that an ambiguous SubmitJob (%s) may have created; the start "
-            "sweep of the next scheduler ends it if it exists",
-            cmd.job_name,
-        )
+                log.info("Looking up the array of an ambiguous SubmitJob failed (%s); trying again", exc)
+                return False
+            if child is not None:
+                # Only this child: its siblings run other tasks.
+                self._add_ending(_Ending(Terminate(child, cmd.reason)))
+        if not self._status_call():
+            return False
+        try:
+            found = self._find_submitted(cmd.job_queue, cmd.job_name, cmd.created_after_ms, cmd.submissions)
+        except BatchApiError as exc:
+            log.info("Looking up the job of an ambiguous SubmitJob failed (%s); trying again", exc)
+            return False
+        for job in found:
+            if job.status in ACTIVE_STATUSES:
+                self._add_ending(_Ending(Terminate(job.job_id, cmd.reason)))
+        return True
 
     # ------------------------------------------------------------ terminator
     def _terminate_loop(self) -> None:
         while True:
-            cmd = self._terminate_q.get()
+            timeout = max(0.0, self._endings[0][0] - self._clock()) if self._endings else None
+            try:
+                cmd = self._terminate_q.get(timeout=timeout)
+            except queue.Empty:
+                cmd = _due
             if cmd is None:
                 return
-            if isinstance(cmd, Terminate):
-                self.terminate_now(cmd)
-                continue
-            if isinstance(cmd, TerminateLookup):
+            if isinstance(cmd, Terminate | TerminateLookup):
+                self._add_ending(_Ending(cmd))
+            elif cmd is not _due:
                 try:
-                    self.terminate_lookup(cmd)
+                    cmd()
                 except Exception:
-                    log.exception("Unexpected error terminating the job of %s", cmd.job_name)
-                continue
+                    log.exception("Background chore failed")
+            self._run_due_endings()
+
+    def _add_ending(self, ending: _Ending, at: float | None = None) -> None:
+        when = self._clock() if at is None else at
+        heapq.heappush(self._endings, (when, next(self._ending_seq), ending))
+
+    @property
+    def endings(self) -> int:
+        """Terminations not yet seen through (their job not yet seen ended or gone)."""
+        return len(self._endings)
+
+    def _run_due_endings(self) -> None:
+        while self._endings and self._endings[0][0] <= self._clock() and not self._stop.is_set():
+            _, _, ending = heapq.heappop(self._endings)
             try:
-                cmd()
+                again = self._advance(ending)
             except Exception:
-                log.exception("Background chore failed")
+                log.exception("Unexpected error ending %s", ending.cmd)
+                again = None
+            if again is not None:
+                self._add_ending(ending, self._clock() + again)
+
+    def _advance(self, ending: _Ending) -> float | None:
+        """One step of ``ending``; seconds until its next step, or None when it is over."""
+        cmd = ending.cmd
+        if isinstance(cmd, TerminateLookup):
+            if self.terminate_lookup(cmd):
+                return None
+            return self._retry_delay(ending)
+        if ending.accepted:
+            if not self._status_call():
+                return self._retry_delay(ending)
+            try:
+                details = self.api.describe_jobs([cmd.job_id])
+            except BatchApiError as exc:
+                log.info("DescribeJobs %s after its TerminateJob failed (%s); trying again", cmd.job_id, exc)
+                return self._retry_delay(ending)
+            if not details or details[0].status not in ACTIVE_STATUSES:
+                return None
+            log.info(
+                "Batch job %s is still %s after its TerminateJob; terminating it again",
+                cmd.job_id,
+                details[0].status,
+            )
+        outcome = self._terminate_once(cmd)
+        if outcome is None:
+            return None  # refused: nothing a retry changes
+        if not outcome:
+            return self._retry_delay(ending)
+        ending.accepted = True
+        ending.failures = 0
+        return TERMINATE_CHECK_S
+
+    def _retry_delay(self, ending: _Ending) -> float:
+        ending.failures += 1
+        first, most = self.terminate_retry_s
+        return float(min(most, first * 2 ** (ending.failures - 1)))
+
+    def _terminate_once(self, cmd: Terminate) -> bool | None:
+        """One TerminateJob: True accepted, False failed in a way that may pass, None refused."""
+        self.submit_limiter.acquire()
+        try:
+            self.api.terminate_job(cmd.job_id, cmd.reason)
+            return True
+        except BatchApiError as exc:
+            if exc.kind is ErrorKind.CLIENT:
+                log.warning("TerminateJob %s refused: %s", cmd.job_id, exc)
+                return None
+            log.info("TerminateJob %s failed (%s); trying again", cmd.job_id, exc)
+            return False
 
     def terminate_now(self, cmd: Terminate, tries: int = 5) -> bool:
         """TerminateJob with a few retries on throttling/server errors; True when Batch accepted it."""

@@ -678,6 +678,59 @@ def test_an_adopted_job_that_failed_before_it_started_is_resubmitted_not_failed(
         assert again["container"]["command"] == before["container"]["command"]
 
 
+def test_a_terminate_is_retried_across_an_outage_until_the_job_ends(localbatch: LocalBatchServer) -> None:
+    from botocore.config import Config
+
+    from airflow_aws_batch.aws.batch import BatchApi
+    from airflow_aws_batch.core.state import Terminate
+    from airflow_aws_batch.runtime import Runtime
+    from devstack import aws_client
+
+    localbatch.set_faults(held("outage_end"))
+    batch = localbatch.batch
+    job = submit_tagged(batch, "outage_end", 1, "outage")
+    # One call per try (no botocore retries), so that localbatch's counter counts our tries.
+    config = Config(retries={"total_max_attempts": 1})
+    api = BatchApi(lambda: aws_client("batch", localbatch.url, config=config))
+    runtime = Runtime(api, submit_rate=100, status_calls_per_second=100)
+    runtime.terminate_retry_s = (0.05, 0.2)
+    runtime.start()
+    try:
+        localbatch.set_faults({**held("outage_end"), "error_rate": 1.0})  # Batch answers 500 to everything
+        before = count(localbatch.stats(), "TerminateJob", "server_errors")
+        runtime.terminate(Terminate(job, "Task revoked by Airflow"))
+        deadline = time.monotonic() + 60
+        while count(localbatch.stats(), "TerminateJob", "server_errors") - before < 10:
+            assert time.monotonic() < deadline, "the terminate stopped being tried during the outage"
+            time.sleep(0.05)
+        localbatch.set_faults(held("outage_end"))
+        assert "revoked" in wait_job(batch, job, "FAILED")["statusReason"]
+    finally:
+        runtime.stop()
+        localbatch.set_faults({})
+
+
+def test_the_orphan_sweep_also_runs_on_a_timer(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Sweeping(FastExecutor):
+        sweep_interval_s = 0.5
+        # No task instance of the orphan's try exists in Airflow's DB.
+        ti_lookup = staticmethod(lambda tries: {})
+
+    with started(Sweeping, localbatch, monkeypatch, held("timer_orphan"), 8) as executor:
+        swept = threading.Event()
+        executor.runtime.run_later(swept.set)  # queued after the start sweep: runs once it is done
+        assert swept.wait(60)
+        batch = localbatch.batch
+        orphan = submit_tagged(batch, "timer_orphan", 1, str(executor.config.deployment_id))
+        rec = Recorder(executor)
+        rec.until(
+            lambda: job_of(batch, orphan)["status"] == "FAILED", timeout=60, what="the orphan to be swept"
+        )
+        assert "Orphaned Batch job" in job_of(batch, orphan)["statusReason"]
+
+
 def test_end_hands_over_and_terminates_only_the_jobs_whose_ids_were_not_saved(
     localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
