@@ -4,9 +4,10 @@ The class is thin: :mod:`airflow_aws_batch.core` decides, :mod:`airflow_aws_batc
 do the AWS calls, and ``heartbeat()``/``sync()`` on the scheduler thread only move messages between
 them and Airflow. No network call ever happens on the scheduler thread.
 
-Shutdown hands over instead of waiting: ``end()`` (SIGTERM) stops submitting, waits a few seconds
-for SubmitJobs on the wire, terminates the jobs whose ids Airflow never saved and that have not
-started, and returns; running jobs keep running and the next scheduler adopts them.
+Shutdown hands over instead of waiting: ``end()`` (SIGTERM) stops submitting (what waits to be
+sent never is), waits a few seconds for SubmitJobs on the wire, cancels the jobs whose ids Airflow
+never saved and that have not started, and returns within a bound whatever Batch answers; running
+jobs keep running and the next scheduler adopts them.
 
 Multi-team (``[core] multi_team``): each team's executor reads its own ``[aws_batch_executor]``
 options through its team-aware ``self.conf``, is checked on its own at start, tags its jobs
@@ -35,6 +36,7 @@ from airflow_aws_batch.adoption import (
     LookupFailed,
     OutOfBudget,
     deadline_limiter,
+    describe_all,
     plan_adoption,
     resubmit_request,
     sweep,
@@ -48,7 +50,7 @@ from airflow_aws_batch.config import (
     derive_deployment_id,
     load_config,
 )
-from airflow_aws_batch.core.arrays import group_key, group_submits, parent_of
+from airflow_aws_batch.core.arrays import SubmitArray, group_key, group_submits, parent_of
 from airflow_aws_batch.core.state import (
     BackoffPolicy,
     CheckStarted,
@@ -116,6 +118,10 @@ COMPACT_STEP = 4
 END_POLL_S = 1.0
 #: How long ``end()`` waits for SubmitJobs already on the wire: a call's answer, not a job's run.
 END_SUBMIT_WAIT_S = 5.0
+#: How long ``end()`` gives the DescribeJobs and CancelJob calls for the jobs whose ids were not saved.
+END_CANCEL_S = 10.0
+#: The statuses CancelJob ends a job in (it leaves STARTING and RUNNING alone).
+CANCELLABLE_STATUSES = frozenset({"SUBMITTED", "PENDING", "RUNNABLE"})
 #: Bound on the Batch reads of one ``try_adopt_task_instances`` (it runs on the scheduler thread).
 ADOPT_BUDGET_S = 30.0
 #: The sweep after an adoption waits for Airflow to commit the resets of what was handed back.
@@ -935,40 +941,44 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
     def end(self, heartbeat_interval: float = END_POLL_S) -> None:
         """Hand over to the next scheduler instead of waiting for every job to finish.
 
-        Stops submitting at once, waits at most ``END_SUBMIT_WAIT_S`` for SubmitJobs on the wire, then
-        terminates the jobs whose ids Airflow never saved (their RunningState is still in the event
-        buffer: the scheduler loop has stopped) unless they started; a started one is found by its
+        Stops submitting at once (what waits to be sent is dropped, never sent), waits at most
+        ``END_SUBMIT_WAIT_S`` for SubmitJobs on the wire, then cancels the jobs whose ids Airflow never
+        saved (their RunningState is still in the event buffer: the scheduler loop has stopped) and
+        that have not started, as DescribeJobs says right then; CancelJob leaves a job that reached
+        STARTING or RUNNING alone, so no task that started is killed. A started one is found by its
         tags and adopted by the next scheduler, as is every job whose id was saved.
+
+        Bounded whatever Batch answers: ``END_SUBMIT_WAIT_S`` + ``END_CANCEL_S`` + the 2 s the
+        threads get to stop, 17 s (the reads and cancels run on a thread the scheduler does not wait
+        for past ``END_CANCEL_S``).
         """
         core = self._core
         if core is None:
             return
+        runtime = self._runtime
         try:
             core.stop_submitting()
             # Not taken in yet: left for the next scheduler, which finds their tasks still queued.
             self._intake.clear()
             self._release_held()
+            if runtime is not None:
+                for cmd in runtime.stop_submitting():
+                    for key in cmd.keys if isinstance(cmd, SubmitArray) else (cmd.key,):
+                        runtime.report(SubmitDone(key, SubmitOutcome.WAIT, reason="executor stopping"))
             deadline = time.monotonic() + END_SUBMIT_WAIT_S
             self._apply_results()
             while core.in_flight() and time.monotonic() < deadline:
                 time.sleep(0.05)
                 self._apply_results()
             self._dispatch(max_submits=0)
-            runtime = self._runtime
             unsaved = [
                 (key, str(info))
                 for key, (state, info) in list(self.event_buffer.items())
                 if info and _state_name(state) == "running" and core.job_id(key) == info
             ]
-            reason = "Airflow scheduler stopped before it saved this job's id; the task is handed back"
             to_end = [job_id for key, job_id in unsaved if not core.job_started(key)]
-            for cmd in _whole_arrays([Terminate(job_id, reason) for job_id in to_end], core.job_ids()):
-                if runtime is not None:
-                    runtime.terminate_now(cmd, tries=2)
-            if unsaved:
-                log.info(
-                    "Terminated the not yet started jobs of %d task(s) whose ids were not saved", len(unsaved)
-                )
+            if to_end and runtime is not None:
+                self._cancel_unstarted(runtime, to_end, core.job_ids(), time.monotonic() + END_CANCEL_S)
             left = core.in_flight()
             if left:
                 log.warning(
@@ -978,6 +988,58 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 )
         finally:
             self._stop_runtime(timeout=2.0)
+
+    def _cancel_unstarted(
+        self, runtime: Runtime, job_ids: list[str], watched: list[str], deadline: float
+    ) -> None:
+        """CancelJob for those of ``job_ids`` that DescribeJobs says have not started, on a thread
+        waited for until ``deadline`` (monotonic) at most."""
+        reason = "Airflow scheduler stopped before it saved this job's id; the task is handed back"
+        api = self.api
+
+        def work() -> None:
+            before_call = deadline_limiter(
+                lambda timeout: runtime.status_limiter.acquire(timeout=timeout), deadline
+            )
+            try:
+                details = describe_all(api, job_ids, before_call)
+            except (BatchApiError, OutOfBudget) as exc:
+                log.warning(
+                    "Could not read the %d unsaved job(s) at shutdown (%s); the next scheduler's sweep "
+                    "ends those whose tasks it hands back",
+                    len(job_ids),
+                    exc,
+                )
+                return
+            unstarted = [
+                Terminate(job_id, reason)
+                for job_id in job_ids
+                if (detail := details.get(job_id)) is not None and detail.status in CANCELLABLE_STATUSES
+            ]
+            cancelled = 0
+            for cmd in _whole_arrays(unstarted, watched):
+                if time.monotonic() >= deadline:
+                    break
+                try:
+                    api.cancel_job(cmd.job_id, cmd.reason)
+                    cancelled += 1
+                except BatchApiError as exc:
+                    log.info("CancelJob %s failed at shutdown: %s", cmd.job_id, exc)
+            log.info(
+                "Cancelled %d not yet started job(s) of the %d task(s) whose ids were not saved",
+                cancelled,
+                len(job_ids),
+            )
+
+        worker = threading.Thread(target=work, name="aws-batch-end", daemon=True)
+        worker.start()
+        worker.join(max(0.0, deadline - time.monotonic()))
+        if worker.is_alive():
+            log.warning(
+                "AWS Batch did not answer within %.0f s at shutdown: the jobs of unsaved ids that were "
+                "not cancelled are ended by the next scheduler's sweep",
+                END_CANCEL_S,
+            )
 
     def terminate(self) -> None:
         """TerminateJob for every tracked job, then stop the threads."""

@@ -194,6 +194,8 @@ class Runtime:
             queue.SimpleQueue()
         )
         self._stop = threading.Event()
+        #: Set by :meth:`stop_submitting`: no SubmitJob (nor lookup before one) goes out any more.
+        self._submits_stopped = threading.Event()
         #: Cleared while the scheduler heartbeats (:meth:`hold`): the intake thread waits between two
         #: builds, submit threads before their next SubmitJob and the poller before its next call,
         #: instead of taking the GIL from the heartbeat (CPython hands it over every 5 ms).
@@ -254,6 +256,22 @@ class Runtime:
 
     def submit(self, cmd: Submit | SubmitArray) -> None:
         self._submit_q.put(cmd)
+
+    def stop_submitting(self) -> list[Submit | SubmitArray]:
+        """Send no further SubmitJob: a submit thread waiting for the limiter gives its command back
+        (a WAIT result), and the commands no thread has taken yet are returned, never sent. Calls
+        already on the wire finish and report as usual."""
+        self._submits_stopped.set()
+        drained: list[Submit | SubmitArray] = []
+        while True:
+            try:
+                cmd = self._submit_q.get_nowait()
+            except queue.Empty:
+                return drained
+            if cmd is None:  # stop() ran first: leave the threads their sentinel
+                self._submit_q.put(None)
+                return drained
+            drained.append(cmd)
 
     def terminate(self, cmd: Terminate | TerminateLookup) -> None:
         self._terminate_q.put(cmd)
@@ -322,6 +340,10 @@ class Runtime:
             self._open.wait()
             if cmd is None or self._stop.is_set():
                 return
+            if self._submits_stopped.is_set():
+                for key in cmd.keys if isinstance(cmd, SubmitArray) else (cmd.key,):
+                    self.report(SubmitDone(key, SubmitOutcome.WAIT, reason="executor stopping"))
+                continue
             if isinstance(cmd, SubmitArray):
                 try:
                     results = self._submit_array(cmd)
@@ -383,8 +405,9 @@ class Runtime:
             except ValueError as exc:
                 return SubmitDone(cmd.key, SubmitOutcome.FAILED, reason=str(exc))
         self.submit_limiter.acquire()
-        if self._stop.is_set():
-            # Stopped while waiting for the limiter: a job created now would outlive terminate().
+        if self._stop.is_set() or self._submits_stopped.is_set():
+            # Stopped while waiting for the limiter: a job created now would outlive terminate(), or
+            # be one that end() can no longer hand over.
             return SubmitDone(cmd.key, SubmitOutcome.WAIT, reason="executor stopping")
         # Written as late as possible, and afresh for every attempt: an earlier attempt's object may
         # have been read and deleted by its job already.
@@ -441,7 +464,7 @@ class Runtime:
         if self._store is None:
             return every(SubmitOutcome.FAILED, "array jobs need a workload store (workload_store)")
         self.submit_limiter.acquire()
-        if self._stop.is_set():
+        if self._stop.is_set() or self._submits_stopped.is_set():
             return every(SubmitOutcome.WAIT, "executor stopping")
         tags = request.get("tags") or {}
         name = "/".join(

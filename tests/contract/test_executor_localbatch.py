@@ -751,6 +751,7 @@ def test_end_hands_over_and_terminates_only_the_jobs_whose_ids_were_not_saved(
         executor.heartbeat()
         time.sleep(0.05)
     unsaved_job = executor.event_buffer[unsaved.key][1]
+    before = localbatch.stats()
 
     ender = threading.Thread(target=executor.end, daemon=True)
     ender.start()
@@ -759,10 +760,57 @@ def test_end_hands_over_and_terminates_only_the_jobs_whose_ids_were_not_saved(
 
     batch = localbatch.batch
     assert "stopped before it saved" in wait_job(batch, unsaved_job, "FAILED")["statusReason"]
+    # Cancelled, not terminated: a job that started meanwhile would have been left alone.
+    after = localbatch.stats()
+    assert count(after, "CancelJob", "requests") - count(before, "CancelJob", "requests") == 1
+    assert count(after, "TerminateJob", "requests") == count(before, "TerminateJob", "requests")
     for w in saved:
         assert job_of(batch, rec.info(w.key, "running"))["status"] == "RUNNABLE"  # left for adoption
         batch.terminate_job(jobId=rec.info(w.key, "running"), reason="test cleanup")
     localbatch.set_faults({})
+
+
+def test_end_sends_nothing_that_waited_to_be_sent(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One SubmitJob every 5 s: the submit threads hold a queue of commands when SIGTERM comes.
+    with started(FastExecutor, localbatch, monkeypatch, held("drained"), 64, submit_rate="0.2") as executor:
+        rec = Recorder(executor)
+        work = [task_workload(f"drained_{i}") for i in range(20)]
+        for w in work:
+            executor.queue_workload(w, session=None)  # type: ignore[arg-type]
+        executor.heartbeat()
+        executor.heartbeat()
+        rec.until(lambda: bool(localbatch.submit_requests()), what="the first SubmitJob")
+        executor.end()
+        sent = len([r for r in localbatch.submit_requests() if "drained_" in r])
+        time.sleep(6)  # a thread that would still send after end() has had its turn
+        assert len([r for r in localbatch.submit_requests() if "drained_" in r]) == sent
+        assert sent <= 2, sent  # end() waited for the calls on the wire only
+        batch = localbatch.batch
+        for summary in batch.list_jobs(jobQueue=QUEUE, jobStatus="RUNNABLE")["jobSummaryList"]:
+            batch.terminate_job(jobId=summary["jobId"], reason="test cleanup")
+
+
+def test_end_returns_in_bounded_time_when_batch_does_not_answer(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with started(FastExecutor, localbatch, monkeypatch, held("mute"), 8) as executor:
+        unsaved = task_workload("mute_unsaved")
+        executor.queue_workload(unsaved, session=None)  # type: ignore[arg-type]
+        deadline = time.monotonic() + 60
+        while unsaved.key not in executor.event_buffer:  # RunningState, never read by "the scheduler"
+            assert time.monotonic() < deadline, "the job was never submitted"
+            executor.heartbeat()
+            time.sleep(0.05)
+        job = executor.event_buffer[unsaved.key][1]
+        localbatch.set_faults({**held("mute"), "latency_ms": 600_000})  # every answer takes 10 minutes
+        ender = threading.Thread(target=executor.end, daemon=True)
+        ender.start()
+        ender.join(60)
+        assert not ender.is_alive(), "end() waited on Batch without bound"
+        localbatch.set_faults(held("mute"))
+        localbatch.batch.terminate_job(jobId=job, reason="test cleanup")
 
 
 def test_a_task_airflow_fails_for_missing_heartbeats_has_its_job_terminated(

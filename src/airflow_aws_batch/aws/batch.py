@@ -477,6 +477,11 @@ class BatchApi:
     def terminate_job(self, job_id: str, reason: str) -> None:
         self._call("batch", "terminate_job", jobId=job_id, reason=reason[:1024])
 
+    def cancel_job(self, job_id: str, reason: str) -> None:
+        """CancelJob: ends a job (or an array's children) still in SUBMITTED, PENDING or RUNNABLE;
+        Batch leaves one that reached STARTING or RUNNING alone."""
+        self._call("batch", "cancel_job", jobId=job_id, reason=reason[:1024])
+
     # ------------------------------------------------------------ resources
     def describe_job_queue(self, name: str) -> JobQueueInfo | None:
         response = self._call("batch", "describe_job_queues", jobQueues=[name])
