@@ -286,7 +286,7 @@ def test_a_new_scheduler_adopts_children_by_their_ids(
             second.terminate()
 
 
-def test_end_terminates_an_array_whose_ids_were_never_saved_in_one_call(
+def test_end_cancels_an_array_whose_ids_were_never_saved_in_one_call(
     localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, store_dir: Path
 ) -> None:
     batch = localbatch.batch
@@ -315,10 +315,14 @@ def test_end_terminates_an_array_whose_ids_were_never_saved_in_one_call(
         after = localbatch.stats()
     finally:
         localbatch.set_faults({})
-    terminated = int(after["operations"].get("TerminateJob", {}).get("requests", 0)) - int(
-        before["operations"].get("TerminateJob", {}).get("requests", 0)
-    )
-    assert terminated == 1, "one TerminateJob for the whole array"
+
+    def calls(operation: str) -> int:
+        return int(after["operations"].get(operation, {}).get("requests", 0)) - int(
+            before["operations"].get(operation, {}).get("requests", 0)
+        )
+
+    assert calls("CancelJob") == 1, "one CancelJob for the whole array"
+    assert calls("TerminateJob") == 0
     deadline = time.monotonic() + 30
     children = batch.describe_jobs(jobs=ids)["jobs"]
     while {c["status"] for c in children} != {"FAILED"} and time.monotonic() < deadline:
