@@ -73,7 +73,7 @@ from airflow_aws_batch.fairshare import QueueKind, QueueKinds, template_fields
 from airflow_aws_batch.jobdefs import JobDefinitions, PagedCalls
 from airflow_aws_batch.logs import write_failure_log
 from airflow_aws_batch.runtime import Accepted, JobsMissing, JobsSeen, Runtime, StartChecked, SubmitDone
-from airflow_aws_batch.started import airflow_saw_task_start, task_instances_now
+from airflow_aws_batch.started import airflow_saw_task_start, task_instances_now, tis_moved_on
 from airflow_aws_batch.submit import (
     ExecConfigError,
     RequestTemplates,
@@ -170,6 +170,9 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
     sweep_interval_s = 300.0
     #: ``(tries) -> what Airflow's DB says of each task instance``: the sweep's view of Airflow.
     ti_lookup = staticmethod(task_instances_now)
+    #: ``[(ti_id, try_number)] -> ids of those Airflow moved on``: asked by the poller for the jobs that
+    #: SUCCEEDED, one query a polling cycle that saw any.
+    moved_on_checker = staticmethod(tis_moved_on)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -337,6 +340,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             start_checker=airflow_saw_task_start,
             prepare=self._prepare_request,
             store=store,
+            moved_on_checker=self.moved_on_checker,
         )
         self._runtime = runtime
         runtime.start()
@@ -764,7 +768,17 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             if isinstance(report, RunningState):
                 self.running_state(key, report.job_id)
             elif isinstance(report, Success):
-                self.success(key, report.job_id)
+                if report.moved_on:
+                    # The slot is freed; no event, which Airflow would read as the task killed.
+                    self.running.discard(key)
+                    self.log_task_event(
+                        event="aws_batch_success_not_reported",
+                        extra=f"Batch job {report.job_id} SUCCEEDED after Airflow moved this try on to its "
+                        "next run (reschedule or deferral); the executor reports no state for it",
+                        ti_key=key,
+                    )
+                else:
+                    self.success(key, report.job_id)
             elif isinstance(report, Fail):
                 self.fail(key, report.reason)
                 if report.job_id and report.log_path and self._runtime is not None:

@@ -20,6 +20,7 @@ cycle costs about 5 calls instead of 50.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import logging
@@ -107,6 +108,9 @@ class StartChecked:
 
 #: ``(ti_id, try_number) -> seen``; True, False, or None when it cannot tell. May do I/O; may raise.
 StartChecker = Callable[[str, int], "bool | None"]
+#: ``[(ti_id, try_number)] -> the ti_ids whose try Airflow has moved on to its next run``. May do I/O;
+#: may raise.
+MovedOnChecker = Callable[[list[tuple[str, int]]], "set[str]"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +178,7 @@ class Runtime:
         prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         store: WorkloadStore | None = None,
         clock: Callable[[], float] = time.monotonic,
+        moved_on_checker: MovedOnChecker | None = None,
     ) -> None:
         # SubmitJob goes through ``submit_api`` (no botocore retries: it is not idempotent);
         # everything else through ``api``.
@@ -221,6 +226,9 @@ class Runtime:
         self._ending_seq = itertools.count()
         # Poller state, touched only by the poller thread.
         self._tracked: dict[str, tuple[str | None, float]] = {}
+        #: The task instance try of each tracked job that has one: (ti id bytes, try number).
+        self._tis: dict[str, tuple[bytes, int]] = {}
+        self._moved_on_checker = moved_on_checker
         self._last_seen: dict[str, tuple[str, str]] = {}
 
     # ------------------------------------------------------------ lifecycle
@@ -724,9 +732,12 @@ class Runtime:
                 return
             if isinstance(cmd, Track):
                 self._tracked[cmd.job_id] = (cmd.job_queue, now)
+                if cmd.ti_id is not None and self._moved_on_checker is not None:
+                    self._tis[cmd.job_id] = (cmd.ti_id, cmd.try_number)
             else:
                 self._tracked.pop(cmd.job_id, None)
                 self._last_seen.pop(cmd.job_id, None)
+                self._tis.pop(cmd.job_id, None)
 
     def _poll_loop(self) -> None:
         while not self._stop.is_set():
@@ -799,6 +810,35 @@ class Runtime:
                     break
         return listed
 
+    def _mark_moved_on(self, views: list[JobView]) -> list[JobView]:
+        """``views`` with ``moved_on`` set on the SUCCEEDED jobs whose try Airflow has already moved on
+        (asked here, on the poller thread, right before the success is reported; a task records its
+        own end before its container exits, so what the DB says now is settled). Not knowing
+        changes nothing: the success is reported."""
+        checker = self._moved_on_checker
+        if checker is None:
+            return views
+        tries = {
+            v.job_id: (str(uuid.UUID(bytes=ti[0])), ti[1])
+            for v in views
+            if v.status == "SUCCEEDED" and (ti := self._tis.get(v.job_id)) is not None
+        }
+        if not tries:
+            return views
+        try:
+            moved_on = checker(list(tries.values()))
+        except Exception:
+            log.warning("Could not read the task instances of %d succeeded job(s)", len(tries), exc_info=True)
+            return views
+        if not moved_on:
+            return views
+        return [
+            dataclasses.replace(v, moved_on=True)
+            if v.job_id in tries and tries[v.job_id][0] in moved_on
+            else v
+            for v in views
+        ]
+
     def _publish(self, asked: list[str], views: list[JobView]) -> None:
         now = self._clock()
         changed: list[JobView] = []
@@ -817,8 +857,9 @@ class Runtime:
             if j not in returned and now - self._tracked.get(j, (None, now))[1] > MISSING_GRACE_S
         ]
         if changed:
-            self.report(JobsSeen(changed))
+            self.report(JobsSeen(self._mark_moved_on(changed)))
         if missing:
             for job_id in missing:
                 self._tracked.pop(job_id, None)
+                self._tis.pop(job_id, None)
             self.report(JobsMissing(missing))

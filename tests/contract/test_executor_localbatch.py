@@ -813,6 +813,31 @@ def test_end_returns_in_bounded_time_when_batch_does_not_answer(
         localbatch.batch.terminate_job(jobId=job, reason="test cleanup")
 
 
+def test_a_success_after_airflow_moved_the_try_on_frees_the_slot_without_an_event(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[list[tuple[str, int]]] = []
+
+    class Rescheduled(FastExecutor):
+        # Airflow's DB says: this try is back in SCHEDULED, waiting for its next poke.
+        @staticmethod
+        def moved_on_checker(tries: list[tuple[str, int]]) -> set[str]:
+            asked.append(tries)
+            return {ti_id for ti_id, _ in tries}
+
+    with started(Rescheduled, localbatch, monkeypatch, {"simulate": {"seconds": 0}}, 8) as executor:
+        rec = Recorder(executor)
+        w = task_workload("poked")
+        executor.queue_workload(w, session=None)  # type: ignore[arg-type]
+        rec.until(
+            lambda: any("aws_batch_success_not_reported" in e for e in rec.task_events(w.key)),
+            what="the success to be held back",
+        )
+        assert "success" not in rec.states(w.key)
+        assert w.key not in executor.running  # the slot is free
+        assert asked == [[(str(w.ti.id), 1)]]
+
+
 def test_a_task_airflow_fails_for_missing_heartbeats_has_its_job_terminated(
     executor: FastExecutor, localbatch: LocalBatchServer
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import uuid
 import zlib
 from typing import Any
 
@@ -735,8 +736,9 @@ def test_a_submit_error_with_an_expired_token_is_not_retried() -> None:
 def test_adopted_job_that_failed_before_start_is_resubmitted_from_its_rebuilt_request() -> None:
     core, clock = make(max_attempts=2)
     rebuilt = request()
-    core.adopt("k", "old", request=rebuilt, started=False, ti_id="00000000-0000-0000-0000-000000000001")
-    assert core.commands() == [Track("old", None)]
+    ti_id = "00000000-0000-0000-0000-000000000001"
+    core.adopt("k", "old", request=rebuilt, started=False, ti_id=ti_id)
+    assert core.commands() == [Track("old", None, uuid.UUID(ti_id).bytes)]
     reports = core.job_seen(JobView("old", "FAILED", status_reason="CannotPullContainerError"))
     assert [r.event for r in reports if isinstance(r, TaskEvent)] == ["aws_batch_job_failed_before_start"]
     assert not any(isinstance(r, Fail) for r in reports)
@@ -785,3 +787,16 @@ def test_a_stalled_submit_backs_off_without_counting_and_stops_at_the_tokens_exp
     reports = core.submit_result(sent.key, SubmitOutcome.STALLED, reason="workload store: 503")
     assert isinstance(reports[-1], Fail)
     assert "workload store: 503" in reports[-1].reason and "token" in reports[-1].reason
+
+
+def test_a_success_after_airflow_moved_the_try_on_is_marked_so() -> None:
+    core, _ = make()
+    ti_id = "00000000-0000-0000-0000-000000000003"
+    core.add("k", request(), ti_id=ti_id, try_number=2)
+    assert len(submits(core)) == 1
+    core.submit_result("k", SubmitOutcome.OK, job_id="j1")
+    # The poller learns which try the job runs, to ask Airflow about it when it succeeds.
+    assert Track("j1", "q", uuid.UUID(ti_id).bytes, 2) in core.commands()
+    reports = core.job_seen(JobView("j1", "SUCCEEDED", moved_on=True))
+    assert reports == [Success("k", "j1", moved_on=True)]
+    assert "k" not in core

@@ -101,6 +101,9 @@ class JobView:
     started: bool = False
     exit_code: int | None = None
     container_reason: str = ""
+    #: SUCCEEDED, and Airflow has already moved the job's try on to its next run (a reschedule-mode
+    #: sensor's next poke, a deferral): see :class:`Success`.
+    moved_on: bool = False
 
     def reason(self) -> str:
         parts = [f"Batch job {self.job_id} {self.status}"]
@@ -161,6 +164,10 @@ class CheckStarted:
 class Track:
     job_id: str
     job_queue: str | None
+    #: The task instance try the job runs (its id as 16 bytes), when known: the poller asks Airflow
+    #: about it when the job SUCCEEDS (see :class:`Success`).
+    ti_id: bytes | None = None
+    try_number: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,8 +189,13 @@ class RunningState:
 
 @dataclass(frozen=True, slots=True)
 class Success:
+    """The job SUCCEEDED. ``moved_on``: Airflow has already moved its try on (rescheduled for its next
+    poke, deferred): the slot is freed but no event is sent, since Airflow 3.3 reads an executor's
+    SUCCESS for a try back in SCHEDULED as the task killed externally and fails the try."""
+
     key: Hashable
     job_id: str
+    moved_on: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -583,7 +595,7 @@ class Core:
             entry.try_number = try_number
         self._store(entry)
         self._by_job[job_id] = entry
-        self._outbox.append(Track(job_id, None))
+        self._outbox.append(Track(job_id, None, entry.ti_id, entry.try_number))
 
     def submit_result(
         self,
@@ -633,7 +645,7 @@ class Core:
             entry.status = "SUBMITTED"
             entry.status_reason = ""
             self._by_job[job_id] = entry
-            self._outbox.append(Track(job_id, entry.job_queue))
+            self._outbox.append(Track(job_id, entry.job_queue, entry.ti_id, entry.try_number))
             reports: list[Report] = [RunningState(key, job_id)]
             if found:
                 reports.append(
@@ -723,7 +735,7 @@ class Core:
             return [RunningState(key, view.job_id)] if first and not entry.adopted else []
         if view.status == "SUCCEEDED":
             self._forget(entry)
-            return [Success(key, view.job_id)]
+            return [Success(key, view.job_id, moved_on=view.moved_on)]
         if view.status != "FAILED":
             # Not a Batch job status: keep watching, but say so instead of waiting in silence.
             if changed:
