@@ -229,6 +229,7 @@ class Runtime:
         #: The task instance try of each tracked job that has one: (ti id bytes, try number).
         self._tis: dict[str, tuple[bytes, int]] = {}
         self._moved_on_checker = moved_on_checker
+        self._moved_on_failed = False
         self._last_seen: dict[str, tuple[str, str]] = {}
 
     # ------------------------------------------------------------ lifecycle
@@ -828,7 +829,15 @@ class Runtime:
         try:
             moved_on = checker(list(tries.values()))
         except Exception:
-            log.warning("Could not read the task instances of %d succeeded job(s)", len(tries), exc_info=True)
+            # Said once at warning level: a DB that cannot be read now usually cannot a cycle later.
+            level = logging.DEBUG if self._moved_on_failed else logging.WARNING
+            self._moved_on_failed = True
+            log.log(
+                level,
+                "Could not read the task instances of %d succeeded job(s); their successes are reported",
+                len(tries),
+                exc_info=True,
+            )
             return views
         if not moved_on:
             return views
