@@ -133,19 +133,40 @@ def plan_adoption(
     ``team``: the executor's team (None for a global executor); a job of another team is never
     adopted nor terminated, and one found by tags must carry exactly this team.
 
-    Raises :class:`BatchApiError` or :class:`OutOfBudget` when Batch cannot be read: the caller then
-    hands every task instance back rather than guess.
+    When the budget runs out (or Batch fails) part way, the jobs already confirmed by their saved id
+    are adopted and only the rest is handed back. Raises :class:`BatchApiError` or
+    :class:`OutOfBudget` when nothing could be confirmed: the caller then hands every task instance
+    back rather than guess.
     """
     plan = AdoptionPlan()
     wanted = {ti.key: try_id(ti) for ti in tis}
     queued = {ti.key: queued_at_ms(ti) for ti in tis}
     by_id = {ti.key: str(ti.external_executor_id) for ti in tis if ti.external_executor_id}
-    details = describe_all(api, by_id.values(), before_call)
+    ids = list(dict.fromkeys(by_id.values()))
+    details: dict[str, JobDetail] = {}
+    described: set[str] = set()
+    short = False
+    try:
+        for i in range(0, len(ids), DESCRIBE_MAX_IDS):
+            chunk = ids[i : i + DESCRIBE_MAX_IDS]
+            if not before_call():
+                raise OutOfBudget("DescribeJobs")
+            details.update((d.job_id, d) for d in api.describe_jobs(chunk))
+            described.update(chunk)
+    except (OutOfBudget, BatchApiError) as exc:
+        if not described:
+            raise
+        # What was read is adopted: handing it back would have Airflow reset tasks whose job runs.
+        log.warning("Adoption read %d of %d saved job ids (%s)", len(described), len(ids), exc)
+        short = True
     to_find: list[Any] = []
     #: key -> the saved job, FAILED before it started: adopted if nothing newer is found.
     unstarted: dict[Any, JobDetail] = {}
     for ti in tis:
         job_id = by_id.get(ti.key)
+        if job_id is not None and job_id not in described:
+            plan.not_adopted.append(ti)
+            continue
         detail = details.get(job_id) if job_id else None
         if detail is not None and is_job_of(
             detail.tags, wanted[ti.key], deployment, deployment_required=False, team=team
@@ -185,7 +206,22 @@ def plan_adoption(
                 )
         to_find.append(ti)
     if to_find:
-        active = active_jobs(api, queues, before_call)
+        try:
+            if short:
+                raise OutOfBudget("DescribeJobs")
+            active = active_jobs(api, queues, before_call)
+        except (OutOfBudget, BatchApiError) as exc:
+            if not plan.adopt:
+                raise
+            log.warning(
+                "Adoption could not look up %d task instance(s) by their tags (%s); they are handed back, "
+                "the %d confirmed by their saved id are adopted",
+                len(to_find),
+                exc,
+                len(plan.adopt),
+            )
+            plan.not_adopted.extend(to_find)
+            return plan
         for ti in to_find:
             matches = sorted(
                 (

@@ -17,7 +17,7 @@ from airflow.executors import workloads
 from airflow.models.taskinstancekey import TaskInstanceKey
 from airflow.utils.state import TaskInstanceState
 
-from airflow_aws_batch.adoption import sweep
+from airflow_aws_batch.adoption import plan_adoption, sweep
 from airflow_aws_batch.core import ownership
 from airflow_aws_batch.core.ownership import TiNow
 from airflow_aws_batch.core.state import BackoffPolicy
@@ -648,6 +648,33 @@ def test_adoption_takes_by_the_saved_id_only_a_job_of_the_current_queueing(
         assert executor.event_buffer[resumed.key][1] == resumed_now  # found by tags: Airflow is told
     finally:
         batch.terminate_job(jobId=resumed_now, reason="test cleanup")
+
+
+def test_adoption_out_of_budget_still_adopts_the_jobs_confirmed_by_their_saved_id(
+    executor: FastExecutor, localbatch: LocalBatchServer
+) -> None:
+    localbatch.set_faults(held("budget"))
+    batch = localbatch.batch
+    deployment = str(executor.config.deployment_id)
+    saved = submit_tagged(batch, "budget_saved", 1, deployment)
+    unsaved = submit_tagged(batch, "budget_unsaved", 1, deployment)
+    confirmed = FakeTi("dag", "budget_saved", 1, saved)
+    needs_listing = FakeTi("dag", "budget_unsaved", 1, None)
+    calls = iter([True])  # one DescribeJobs, then the budget is spent: no listing by tags
+
+    try:
+        plan = plan_adoption(
+            executor.api,
+            [confirmed, needs_listing],
+            queues=[QUEUE],
+            deployment=deployment,
+            before_call=lambda: next(calls, False),
+        )
+        assert plan.adopt == {confirmed.key: saved}
+        assert plan.not_adopted == [needs_listing]
+    finally:
+        for job_id in (saved, unsaved):
+            batch.terminate_job(jobId=job_id, reason="test cleanup")
 
 
 def test_an_adopted_job_that_failed_before_it_started_is_resubmitted_not_failed(
