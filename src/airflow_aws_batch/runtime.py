@@ -65,6 +65,9 @@ LIST_RUNNING_THRESHOLD = 200
 # After Batch accepts a TerminateJob, the job is described this long after to see it ended (a running
 # container gets its stop signal and a grace period first); one still active is terminated again.
 TERMINATE_CHECK_S = 30.0
+# Checks due within this long are made together with those due now: terminations accepted a moment
+# apart share their DescribeJobs.
+TERMINATE_CHECK_WINDOW_S = 5.0
 
 
 @dataclass(slots=True)
@@ -646,8 +649,45 @@ class Runtime:
         return len(self._endings)
 
     def _run_due_endings(self) -> None:
-        while self._endings and self._endings[0][0] <= self._clock() and not self._stop.is_set():
-            _, _, ending = heapq.heappop(self._endings)
+        due: list[_Ending] = []
+        now = self._clock()
+        while self._endings and self._endings[0][0] <= now:
+            due.append(heapq.heappop(self._endings)[2])
+        if any(e.accepted for e in due):
+            # A check goes out now: those due within the window come along.
+            later: list[tuple[float, int, _Ending]] = []
+            while self._endings and self._endings[0][0] <= now + TERMINATE_CHECK_WINDOW_S:
+                item = heapq.heappop(self._endings)
+                if item[2].accepted:
+                    due.append(item[2])
+                else:
+                    later.append(item)
+            for item in later:
+                heapq.heappush(self._endings, item)
+        # Terminations Batch accepted are checked together, up to 100 jobs a DescribeJobs: a revoke
+        # of thousands must not cost a status call each.
+        checks = [e for e in due if e.accepted and isinstance(e.cmd, Terminate)]
+        still: dict[int, _Ending] = {}
+        for i in range(0, len(checks), DESCRIBE_MAX_IDS):
+            if self._stop.is_set():
+                return
+            chunk = checks[i : i + DESCRIBE_MAX_IDS]
+            active = self._still_active([e.cmd.job_id for e in chunk if isinstance(e.cmd, Terminate)])
+            for ending in chunk:
+                if active is None:
+                    self._add_ending(ending, self._clock() + self._retry_delay(ending))
+                elif isinstance(ending.cmd, Terminate) and ending.cmd.job_id in active:
+                    log.info(
+                        "Batch job %s is still %s after its TerminateJob; terminating it again",
+                        ending.cmd.job_id,
+                        active[ending.cmd.job_id],
+                    )
+                    still[id(ending)] = ending
+        for ending in due:
+            if self._stop.is_set():
+                return
+            if ending.accepted and id(ending) not in still:
+                continue  # seen ended or gone, or rescheduled above
             try:
                 again = self._advance(ending)
             except Exception:
@@ -656,28 +696,26 @@ class Runtime:
             if again is not None:
                 self._add_ending(ending, self._clock() + again)
 
+    def _still_active(self, job_ids: list[str]) -> dict[str, str] | None:
+        """Of ``job_ids``, the jobs still active and their status (one DescribeJobs); None when Batch
+        cannot be read."""
+        if not self._status_call():
+            return None
+        try:
+            details = self.api.describe_jobs(job_ids)
+        except BatchApiError as exc:
+            log.info("DescribeJobs of %d terminated job(s) failed (%s); trying again", len(job_ids), exc)
+            return None
+        return {d.job_id: d.status for d in details if d.status in ACTIVE_STATUSES}
+
     def _advance(self, ending: _Ending) -> float | None:
-        """One step of ``ending``; seconds until its next step, or None when it is over."""
+        """One step of ``ending`` (a TerminateJob, or a lookup); seconds until its next step, or None
+        when it is over."""
         cmd = ending.cmd
         if isinstance(cmd, TerminateLookup):
             if self.terminate_lookup(cmd):
                 return None
             return self._retry_delay(ending)
-        if ending.accepted:
-            if not self._status_call():
-                return self._retry_delay(ending)
-            try:
-                details = self.api.describe_jobs([cmd.job_id])
-            except BatchApiError as exc:
-                log.info("DescribeJobs %s after its TerminateJob failed (%s); trying again", cmd.job_id, exc)
-                return self._retry_delay(ending)
-            if not details or details[0].status not in ACTIVE_STATUSES:
-                return None
-            log.info(
-                "Batch job %s is still %s after its TerminateJob; terminating it again",
-                cmd.job_id,
-                details[0].status,
-            )
         outcome = self._terminate_once(cmd)
         if outcome is None:
             return None  # refused: nothing a retry changes

@@ -737,6 +737,55 @@ def test_a_terminate_is_retried_across_an_outage_until_the_job_ends(localbatch: 
         localbatch.set_faults({})
 
 
+def test_terminated_jobs_are_checked_together_not_one_call_each(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.config import Config
+
+    from airflow_aws_batch import runtime as runtime_module
+    from airflow_aws_batch.aws.batch import BatchApi
+    from airflow_aws_batch.core.state import Terminate
+    from airflow_aws_batch.runtime import Runtime
+    from devstack import aws_client
+
+    # Checks 2 s after each TerminateJob, those due in the 5 s after the first taken along.
+    monkeypatch.setattr(runtime_module, "TERMINATE_CHECK_S", 2.0)
+    localbatch.set_faults(held("many_ended"))
+    batch = localbatch.batch
+    jobs = [submit_tagged(batch, f"many_ended_{i}", 1, "many") for i in range(150)]
+    config = Config(retries={"total_max_attempts": 1})
+    api = BatchApi(lambda: aws_client("batch", localbatch.url, config=config))
+    runtime = Runtime(api, submit_rate=1000, status_calls_per_second=1000)
+    before = count(localbatch.stats(), "DescribeJobs", "requests")
+    runtime.start()
+    try:
+        for job in jobs:
+            runtime.terminate(Terminate(job, "Task revoked by Airflow"))
+        deadline = time.monotonic() + 60
+
+        def endings_left() -> int:
+            """Read on the terminator thread, between two of its steps."""
+            left: list[int] = []
+            done = threading.Event()
+
+            def read() -> None:
+                left.append(runtime.endings)
+                done.set()
+
+            runtime.run_later(read)
+            assert done.wait(60)
+            return left[0]
+
+        while (left := endings_left()) > 0:  # until every job is seen ended
+            assert time.monotonic() < deadline, f"{left} terminations never seen through"
+            time.sleep(0.2)
+        described = count(localbatch.stats(), "DescribeJobs", "requests") - before
+        assert 2 <= described <= 10, described  # about 100 jobs a call, not one each
+    finally:
+        runtime.stop()
+        localbatch.set_faults({})
+
+
 def test_the_orphan_sweep_also_runs_on_a_timer(
     localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
