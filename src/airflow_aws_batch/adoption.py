@@ -10,6 +10,7 @@ and the sweep read ``job_queue`` and the values of ``queue_map``).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -27,10 +28,12 @@ from airflow_aws_batch.core.ownership import (
     is_job_of,
     is_team_job,
     not_another_teams_job,
+    of_this_queueing,
     orphan_reason,
     try_of,
 )
 from airflow_aws_batch.core.state import ACTIVE_STATUSES, Terminate
+from airflow_aws_batch.submit import token_expires_at
 from airflow_aws_batch.workloads import (
     StoreError,
     WorkloadStore,
@@ -67,6 +70,8 @@ class AdoptionPlan:
     terminate: list[Terminate] = field(default_factory=list)
     #: Task instances to hand back to Airflow (it resets them, and they run as their next try).
     not_adopted: list[Any] = field(default_factory=list)
+    #: key -> what DescribeJobs said of the adopted job (whether it started; its request).
+    details: dict[Any, JobDetail] = field(default_factory=dict)
 
 
 def try_id(ti: Any) -> TryId:
@@ -97,6 +102,23 @@ def active_jobs(api: BatchApi, queues: Iterable[str], before_call: BeforeCall) -
     return {j: d for j, d in describe_all(api, ids, before_call).items() if d.status in ACTIVE_STATUSES}
 
 
+def queued_at_ms(ti: Any) -> int | None:
+    """The task instance's ``queued_dttm`` (when Airflow queued it this time) in epoch milliseconds."""
+    queued = getattr(ti, "queued_dttm", None)
+    if queued is None or not hasattr(queued, "timestamp"):
+        return None
+    return int(queued.timestamp() * 1000)
+
+
+def _of_this_queueing(detail: JobDetail, queued_ms: int | None) -> bool:
+    return of_this_queueing(
+        created_at_ms=detail.created_at,
+        queued_at_ms=queued_ms,
+        terminated=detail.is_terminated,
+        cancelled=detail.is_cancelled,
+    )
+
+
 def plan_adoption(
     api: BatchApi,
     tis: Sequence[Any],
@@ -106,29 +128,75 @@ def plan_adoption(
     before_call: BeforeCall,
     team: str | None = None,
 ) -> AdoptionPlan:
-    """Adopt each task instance's job of *this* try: by its saved id when the job's tags name this
-    try, else by its tags among the active jobs of ``queues``; hand back the rest.
+    """Adopt each task instance's job of *this* submission: by its saved id when the job's tags name
+    this try and the job is of the task instance's current queueing (see
+    :func:`~airflow_aws_batch.core.ownership.of_this_queueing`), else by its tags among the active
+    jobs of ``queues`` (of this queueing too); hand back the rest.
+
+    A saved job of this queueing that FAILED before it started is adopted only when no active job of
+    the try is found by its tags: the scheduler may have died after resubmitting it and before the
+    new id was saved. Adopted so, the executor resubmits it like any other.
 
     ``team``: the executor's team (None for a global executor); a job of another team is never
     adopted nor terminated, and one found by tags must carry exactly this team.
 
-    Raises :class:`BatchApiError` or :class:`OutOfBudget` when Batch cannot be read: the caller then
-    hands every task instance back rather than guess.
+    When the budget runs out (or Batch fails) part way, the jobs already confirmed by their saved id
+    are adopted and only the rest is handed back. Raises :class:`BatchApiError` or
+    :class:`OutOfBudget` when nothing could be confirmed: the caller then hands every task instance
+    back rather than guess.
     """
     plan = AdoptionPlan()
     wanted = {ti.key: try_id(ti) for ti in tis}
+    queued = {ti.key: queued_at_ms(ti) for ti in tis}
     by_id = {ti.key: str(ti.external_executor_id) for ti in tis if ti.external_executor_id}
-    details = describe_all(api, by_id.values(), before_call)
+    ids = list(dict.fromkeys(by_id.values()))
+    details: dict[str, JobDetail] = {}
+    described: set[str] = set()
+    short = False
+    try:
+        for i in range(0, len(ids), DESCRIBE_MAX_IDS):
+            chunk = ids[i : i + DESCRIBE_MAX_IDS]
+            if not before_call():
+                raise OutOfBudget("DescribeJobs")
+            details.update((d.job_id, d) for d in api.describe_jobs(chunk))
+            described.update(chunk)
+    except (OutOfBudget, BatchApiError) as exc:
+        if not described:
+            raise
+        # What was read is adopted: handing it back would have Airflow reset tasks whose job runs.
+        log.warning("Adoption read %d of %d saved job ids (%s)", len(described), len(ids), exc)
+        short = True
     to_find: list[Any] = []
+    #: key -> the saved job, FAILED before it started: adopted if nothing newer is found.
+    unstarted: dict[Any, JobDetail] = {}
     for ti in tis:
         job_id = by_id.get(ti.key)
+        if job_id is not None and job_id not in described:
+            plan.not_adopted.append(ti)
+            continue
         detail = details.get(job_id) if job_id else None
         if detail is not None and is_job_of(
             detail.tags, wanted[ti.key], deployment, deployment_required=False, team=team
         ):
-            plan.adopt[ti.key] = detail.job_id
-            continue
-        if (
+            if _of_this_queueing(detail, queued[ti.key]):
+                if detail.status == "FAILED" and not detail.started_at:
+                    unstarted[ti.key] = detail
+                    to_find.append(ti)
+                    continue
+                plan.adopt[ti.key] = detail.job_id
+                plan.details[ti.key] = detail
+                continue
+            log.info(
+                "Batch job %s of %s is not of its current queueing (created %s, queued %s, "
+                "terminated %s, cancelled %s): looking for that one by its tags",
+                detail.job_id,
+                ti.key,
+                detail.created_at,
+                queued[ti.key],
+                detail.is_terminated,
+                detail.is_cancelled,
+            )
+        elif (
             detail is not None
             and detail.status in ACTIVE_STATUSES
             and detail.tags.get(DEPLOYMENT_TAG) in (None, deployment)
@@ -145,25 +213,128 @@ def plan_adoption(
                 )
         to_find.append(ti)
     if to_find:
-        active = active_jobs(api, queues, before_call)
+        try:
+            if short:
+                raise OutOfBudget("DescribeJobs")
+            active = active_jobs(api, queues, before_call)
+        except (OutOfBudget, BatchApiError) as exc:
+            if not plan.adopt:
+                raise
+            log.warning(
+                "Adoption could not look up %d task instance(s) by their tags (%s); they are handed back, "
+                "the %d confirmed by their saved id are adopted",
+                len(to_find),
+                exc,
+                len(plan.adopt),
+            )
+            plan.not_adopted.extend(to_find)
+            return plan
         for ti in to_find:
             matches = sorted(
                 (
                     d
                     for d in active.values()
                     if is_job_of(d.tags, wanted[ti.key], deployment, deployment_required=True, team=team)
+                    and _of_this_queueing(d, queued[ti.key])
                 ),
                 key=lambda d: d.created_at or 0,
             )
             if not matches:
-                plan.not_adopted.append(ti)
+                failed = unstarted.get(ti.key)
+                if failed is None:
+                    plan.not_adopted.append(ti)
+                else:
+                    plan.adopt[ti.key] = failed.job_id
+                    plan.details[ti.key] = failed
                 continue
             newest = matches[-1]
             plan.adopt[ti.key] = newest.job_id
+            plan.details[ti.key] = newest
             plan.found.add(ti.key)
             for duplicate in matches[:-1]:
                 plan.terminate.append(Terminate(duplicate.job_id, "Duplicate Batch job of one task try"))
     return plan
+
+
+#: SubmitJob members a resubmit copies from the job's DescribeJobs entry as they are.
+_RESUBMIT_MEMBERS = (
+    "jobName",
+    "jobQueue",
+    "jobDefinition",
+    "parameters",
+    "tags",
+    "propagateTags",
+    "shareIdentifier",
+    "schedulingPriority",
+    "retryStrategy",
+    "timeout",
+)
+#: Environment variables Batch sets itself and refuses in an override.
+_BATCH_ENV_PREFIX = "AWS_BATCH_"
+
+
+def resubmit_request(detail: JobDetail) -> dict[str, Any] | None:
+    """The SubmitJob request that sends ``detail``'s job again, rebuilt from its DescribeJobs entry;
+    None when it cannot be (an array child: its command names the array's object, whose workload for
+    it the launcher finds by an array index that a single job does not have).
+
+    The task's command (its workload, or with the workload store the object the job never read) and
+    its environment come from the job's container (EKS: the pod's containers).
+    """
+    raw = detail.raw
+    if not raw or ":" in detail.job_id or detail.array_size is not None:
+        return None
+    if "index" in (raw.get("arrayProperties") or {}):
+        return None
+    request: dict[str, Any] = {
+        name: raw[name] for name in _RESUBMIT_MEMBERS if raw.get(name) not in (None, {}, [], "")
+    }
+    if not {"jobName", "jobQueue", "jobDefinition"} <= request.keys():
+        return None
+    if "tags" in request:  # "aws:" tags are Batch's own, refused in a request
+        request["tags"] = {k: v for k, v in request["tags"].items() if not str(k).startswith("aws:")}
+    retry = request.get("retryStrategy")
+    if isinstance(retry, dict) and not retry.get("evaluateOnExit"):
+        request["retryStrategy"] = {k: v for k, v in retry.items() if k != "evaluateOnExit"}
+    container = raw.get("container")
+    pod = (raw.get("eksProperties") or {}).get("podProperties")
+    if isinstance(pod, dict):
+        containers = []
+        for found in pod.get("containers") or []:
+            kept = {k: found[k] for k in ("name", "command", "args", "resources") if found.get(k)}
+            env = [
+                e for e in found.get("env") or [] if not str(e.get("name", "")).startswith(_BATCH_ENV_PREFIX)
+            ]
+            if env:
+                kept["env"] = env
+            containers.append(kept)
+        if containers:
+            request["eksPropertiesOverride"] = {"podProperties": {"containers": containers}}
+    elif isinstance(container, dict):
+        overrides = {k: container[k] for k in ("command", "resourceRequirements") if container.get(k)}
+        env = [
+            e
+            for e in container.get("environment") or []
+            if not str(e.get("name", "")).startswith(_BATCH_ENV_PREFIX)
+        ]
+        if env:
+            overrides["environment"] = env
+        if overrides:
+            request["containerOverrides"] = overrides
+    return request
+
+
+def workload_expires_at(detail: JobDetail) -> float | None:
+    """When the token of the workload in the job's command expires (epoch seconds); None when the
+    command holds no workload (it names a stored object) or its token says no expiry."""
+    for part in detail.command:
+        if part.startswith("{") and '"token"' in part:
+            try:
+                token = json.loads(part).get("token")
+            except ValueError:
+                return None
+            return token_expires_at(token) if isinstance(token, str) else None
+    return None
 
 
 def sweep(

@@ -7,9 +7,10 @@ The class is thin: :mod:`airflow_aws_batch.core` decides, :mod:`airflow_aws_batc
 do the AWS calls, and ``heartbeat()``/``sync()`` on the scheduler thread only move messages between
 them and Airflow. No network call ever happens on the scheduler thread.
 
-Shutdown hands over instead of waiting: ``end()`` (SIGTERM) stops submitting, waits a few seconds
-for SubmitJobs on the wire, terminates the jobs whose ids Airflow never saved and that have not
-started, and returns; running jobs keep running and the next scheduler adopts them.
+Shutdown hands over instead of waiting: ``end()`` (SIGTERM) stops submitting (what waits to be
+sent never is), waits a few seconds for SubmitJobs on the wire, cancels the jobs whose ids Airflow
+never saved and that have not started, and returns within a bound whatever Batch answers; running
+jobs keep running and the next scheduler adopts them.
 
 Multi-team (``[core] multi_team``): each team's executor reads its own ``[aws_batch_executor]``
 options through its team-aware ``self.conf``, is checked on its own at start, tags its jobs
@@ -34,7 +35,16 @@ from typing import Any
 
 from airflow.executors.base_executor import BaseExecutor
 
-from airflow_aws_batch.adoption import LookupFailed, OutOfBudget, deadline_limiter, plan_adoption, sweep
+from airflow_aws_batch.adoption import (
+    LookupFailed,
+    OutOfBudget,
+    deadline_limiter,
+    describe_all,
+    plan_adoption,
+    resubmit_request,
+    sweep,
+    workload_expires_at,
+)
 from airflow_aws_batch.aws.batch import BatchApi, BatchApiError, ErrorKind
 from airflow_aws_batch.aws.clients import botocore_config, hook_client_factory
 from airflow_aws_batch.compat import (
@@ -53,7 +63,7 @@ from airflow_aws_batch.config import (
     derive_deployment_id,
     load_config,
 )
-from airflow_aws_batch.core.arrays import group_key, group_submits, parent_of
+from airflow_aws_batch.core.arrays import SubmitArray, group_key, group_submits, parent_of
 from airflow_aws_batch.core.causes import Cause, StuckJobs
 from airflow_aws_batch.core.state import (
     BackoffPolicy,
@@ -78,7 +88,7 @@ from airflow_aws_batch.failures import record_failure, stuck_reason
 from airflow_aws_batch.fairshare import QueueKind, QueueKinds, template_fields
 from airflow_aws_batch.jobdefs import JobDefinitions, PagedCalls
 from airflow_aws_batch.runtime import Accepted, JobsMissing, JobsSeen, Runtime, StartChecked, SubmitDone
-from airflow_aws_batch.started import airflow_saw_task_start, task_instances_now
+from airflow_aws_batch.started import airflow_saw_task_start, task_instances_now, tis_moved_on
 from airflow_aws_batch.submit import (
     ExecConfigError,
     RequestTemplates,
@@ -123,6 +133,10 @@ COMPACT_STEP = 4
 END_POLL_S = 1.0
 #: How long ``end()`` waits for SubmitJobs already on the wire: a call's answer, not a job's run.
 END_SUBMIT_WAIT_S = 5.0
+#: How long ``end()`` gives the DescribeJobs and CancelJob calls for the jobs whose ids were not saved.
+END_CANCEL_S = 10.0
+#: The statuses CancelJob ends a job in (it leaves STARTING and RUNNING alone).
+CANCELLABLE_STATUSES = frozenset({"SUBMITTED", "PENDING", "RUNNABLE"})
 #: Bound on the Batch reads of one ``try_adopt_task_instances`` (it runs on the scheduler thread).
 ADOPT_BUDGET_S = 30.0
 #: The sweep after an adoption waits for Airflow to commit the resets of what was handed back.
@@ -156,6 +170,18 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
     #: Airflow's scheduler queues the tasks of one burst over several loops (at most
     #: ``[scheduler] max_tis_per_query`` a loop, shared with every other DAG).
     array_hold_s = 2.0
+    #: Seconds between two sweeps for orphaned jobs beside those at start and after adoption: a
+    #: termination lost for good (the scheduler that asked for it died) or a job whose try moved on
+    #: while nobody watched it is ended within this. A sweep lists the active jobs of the queues and
+    #: describes them (about 25 ListJobs pages and 200 DescribeJobs for 20,000 jobs), through the
+    #: same ``status_calls_per_second`` as the poller: at the default budget of 5, under a tenth of
+    #: it at that size.
+    sweep_interval_s = 300.0
+    #: ``(tries) -> what Airflow's DB says of each task instance``: the sweep's view of Airflow.
+    ti_lookup = staticmethod(task_instances_now)
+    #: ``[(ti_id, try_number)] -> ids of those Airflow moved on``: asked by the poller for the jobs that
+    #: SUCCEEDED, one query a polling cycle that saw any.
+    moved_on_checker = staticmethod(tis_moved_on)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -179,6 +205,10 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         #: Array grouping keys of requests taken in since the last dispatch (and of held submits).
         self._group_keys: dict[Any, bytes] = {}
         self._sweep_timers: list[threading.Timer] = []
+        #: Sweeps scheduled and not yet begun (the periodic one is skipped while one waits), and when
+        #: the next periodic one is due (monotonic).
+        self._sweeps_waiting = 0
+        self._next_sweep_at = float("inf")
         #: Jobs a sweep found active for a finished try; terminated if the next sweep finds them too.
         #: Touched only by the terminator thread, which runs the sweeps one after another.
         self._sweep_suspects: set[str] = set()
@@ -337,11 +367,13 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             start_checker=airflow_saw_task_start,
             prepare=self._prepare_request,
             store=store,
+            moved_on_checker=self.moved_on_checker,
         )
         self._runtime = runtime
         runtime.start()
         # Jobs left by earlier schedulers whose try has moved on: nobody else would end them.
         self._schedule_sweep(0.0)
+        self._next_sweep_at = time.monotonic() + self.sweep_interval_s
         log.info(
             "AwsBatchExecutor%s started: queue %s, definition %s, region %s, %s submits/s, %s status calls/s",
             _team_label(self),
@@ -623,6 +655,10 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 until = time.perf_counter() + COMPACT_BUDGET_S
                 self._compact(min(until, deadline) if busy else until)
             self._emit_metrics_now()
+            if time.monotonic() >= self._next_sweep_at:
+                self._next_sweep_at = time.monotonic() + self.sweep_interval_s
+                if not self._sweeps_waiting:
+                    self._schedule_sweep(0.0)
         except Exception:
             log.exception("AwsBatchExecutor.sync failed; it will try again on the next heartbeat")
 
@@ -764,7 +800,17 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             if isinstance(report, RunningState):
                 self.running_state(key, report.job_id)
             elif isinstance(report, Success):
-                self.success(key, report.job_id)
+                if report.moved_on:
+                    # The slot is freed; no event, which Airflow would read as the task killed.
+                    self.running.discard(key)
+                    self.log_task_event(
+                        event="aws_batch_success_not_reported",
+                        extra=f"Batch job {report.job_id} SUCCEEDED after Airflow moved this try on to its "
+                        "next run (reschedule or deferral); the executor reports no state for it",
+                        ti_key=key,
+                    )
+                else:
+                    self.success(key, report.job_id)
             elif isinstance(report, Fail):
                 self.fail(key, report.reason)
                 if report.job_id and self._runtime is not None:
@@ -796,8 +842,10 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
     def try_adopt_task_instances(self, tis: Sequence[Any]) -> Sequence[Any]:
         """Adopt each task instance's Batch job of its current try; hand back the others.
 
-        An ``external_executor_id`` may name an earlier try's job (Airflow keeps it when it queues a
-        task again), so a job is adopted only when its tags name this try. A task instance whose id is
+        An ``external_executor_id`` may name an earlier try's job, or the job of an earlier queueing of
+        this try (Airflow keeps it when it queues a task again: retry, deferral resume, reschedule
+        poke), so a job is adopted by it only when its tags name this try, it was created after the
+        task instance's ``queued_dttm`` and it was not terminated or cancelled. A task instance whose id is
         missing or stale gets its job looked up by our tags among the active jobs, since a scheduler
         may have died between SubmitJob and Airflow saving the id. What is handed back, Airflow
         resets and runs as its next try; stale and duplicate jobs are terminated.
@@ -834,7 +882,20 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             job_id = plan.adopt.get(ti.key)
             if job_id is None:
                 continue
-            self.core.adopt(ti.key, job_id)
+            detail = plan.details.get(ti.key)
+            ti_id = getattr(ti, "id", None)
+            if detail is None:
+                self.core.adopt(ti.key, job_id)
+            else:
+                self.core.adopt(
+                    ti.key,
+                    job_id,
+                    request=resubmit_request(detail),
+                    started=bool(detail.started_at) or detail.status == "RUNNING",
+                    ti_id=ti_id,
+                    try_number=int(ti.try_number),
+                    expires_at=_monotonic_deadline(workload_expires_at(detail)),
+                )
             self.running.add(ti.key)
             if ti.key in plan.found:
                 # Found by its tags: Airflow has not saved this id (or holds a stale one).
@@ -861,7 +922,10 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             return
         config = self.config
 
+        self._sweeps_waiting += 1
+
         def chore() -> None:
+            self._sweeps_waiting -= 1
             before_call = deadline_limiter(
                 lambda timeout: runtime.status_limiter.acquire(timeout=timeout),
                 time.monotonic() + SWEEP_BUDGET_S,
@@ -872,7 +936,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                     queues=self._job_queues(),
                     deployment=str(config.deployment_id),
                     tracked=core.tracks_job,
-                    lookup=task_instances_now,
+                    lookup=self.ti_lookup,
                     before_call=before_call,
                     suspects=self._sweep_suspects,
                     team=config.team,
@@ -884,7 +948,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 return
             for cmd in commands:
                 log.warning("Terminating Batch job %s: %s", cmd.job_id, cmd.reason)
-                runtime.terminate_now(cmd)
+                runtime.terminate(cmd)
 
         if delay_s <= 0:
             runtime.run_later(chore)
@@ -928,40 +992,44 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
     def end(self, heartbeat_interval: float = END_POLL_S) -> None:
         """Hand over to the next scheduler instead of waiting for every job to finish.
 
-        Stops submitting at once, waits at most ``END_SUBMIT_WAIT_S`` for SubmitJobs on the wire, then
-        terminates the jobs whose ids Airflow never saved (their RunningState is still in the event
-        buffer: the scheduler loop has stopped) unless they started; a started one is found by its
+        Stops submitting at once (what waits to be sent is dropped, never sent), waits at most
+        ``END_SUBMIT_WAIT_S`` for SubmitJobs on the wire, then cancels the jobs whose ids Airflow never
+        saved (their RunningState is still in the event buffer: the scheduler loop has stopped) and
+        that have not started, as DescribeJobs says right then; CancelJob leaves a job that reached
+        STARTING or RUNNING alone, so no task that started is killed. A started one is found by its
         tags and adopted by the next scheduler, as is every job whose id was saved.
+
+        Bounded whatever Batch answers: ``END_SUBMIT_WAIT_S`` + ``END_CANCEL_S`` + the 2 s the
+        threads get to stop, 17 s (the reads and cancels run on a thread the scheduler does not wait
+        for past ``END_CANCEL_S``).
         """
         core = self._core
         if core is None:
             return
+        runtime = self._runtime
         try:
             core.stop_submitting()
             # Not taken in yet: left for the next scheduler, which finds their tasks still queued.
             self._intake.clear()
             self._release_held()
+            if runtime is not None:
+                for cmd in runtime.stop_submitting():
+                    for key in cmd.keys if isinstance(cmd, SubmitArray) else (cmd.key,):
+                        runtime.report(SubmitDone(key, SubmitOutcome.WAIT, reason="executor stopping"))
             deadline = time.monotonic() + END_SUBMIT_WAIT_S
             self._apply_results()
             while core.in_flight() and time.monotonic() < deadline:
                 time.sleep(0.05)
                 self._apply_results()
             self._dispatch(max_submits=0)
-            runtime = self._runtime
             unsaved = [
                 (key, str(info))
                 for key, (state, info) in list(self.event_buffer.items())
                 if info and _state_name(state) == "running" and core.job_id(key) == info
             ]
-            reason = "Airflow scheduler stopped before it saved this job's id; the task is handed back"
             to_end = [job_id for key, job_id in unsaved if not core.job_started(key)]
-            for cmd in _whole_arrays([Terminate(job_id, reason) for job_id in to_end], core.job_ids()):
-                if runtime is not None:
-                    runtime.terminate_now(cmd, tries=2)
-            if unsaved:
-                log.info(
-                    "Terminated the not yet started jobs of %d task(s) whose ids were not saved", len(unsaved)
-                )
+            if to_end and runtime is not None:
+                self._cancel_unstarted(runtime, to_end, core.job_ids(), time.monotonic() + END_CANCEL_S)
             left = core.in_flight()
             if left:
                 log.warning(
@@ -971,6 +1039,58 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 )
         finally:
             self._stop_runtime(timeout=2.0)
+
+    def _cancel_unstarted(
+        self, runtime: Runtime, job_ids: list[str], watched: list[str], deadline: float
+    ) -> None:
+        """CancelJob for those of ``job_ids`` that DescribeJobs says have not started, on a thread
+        waited for until ``deadline`` (monotonic) at most."""
+        reason = "Airflow scheduler stopped before it saved this job's id; the task is handed back"
+        api = self.api
+
+        def work() -> None:
+            before_call = deadline_limiter(
+                lambda timeout: runtime.status_limiter.acquire(timeout=timeout), deadline
+            )
+            try:
+                details = describe_all(api, job_ids, before_call)
+            except (BatchApiError, OutOfBudget) as exc:
+                log.warning(
+                    "Could not read the %d unsaved job(s) at shutdown (%s); the next scheduler's sweep "
+                    "ends those whose tasks it hands back",
+                    len(job_ids),
+                    exc,
+                )
+                return
+            unstarted = [
+                Terminate(job_id, reason)
+                for job_id in job_ids
+                if (detail := details.get(job_id)) is not None and detail.status in CANCELLABLE_STATUSES
+            ]
+            cancelled = 0
+            for cmd in _whole_arrays(unstarted, watched):
+                if time.monotonic() >= deadline:
+                    break
+                try:
+                    api.cancel_job(cmd.job_id, cmd.reason)
+                    cancelled += 1
+                except BatchApiError as exc:
+                    log.info("CancelJob %s failed at shutdown: %s", cmd.job_id, exc)
+            log.info(
+                "Cancelled %d not yet started job(s) of the %d task(s) whose ids were not saved",
+                cancelled,
+                len(job_ids),
+            )
+
+        worker = threading.Thread(target=work, name="aws-batch-end", daemon=True)
+        worker.start()
+        worker.join(max(0.0, deadline - time.monotonic()))
+        if worker.is_alive():
+            log.warning(
+                "AWS Batch did not answer within %.0f s at shutdown: the jobs of unsaved ids that were "
+                "not cancelled are ended by the next scheduler's sweep",
+                END_CANCEL_S,
+            )
 
     def terminate(self) -> None:
         """TerminateJob for every tracked job, then stop the threads."""

@@ -3,8 +3,10 @@
 The intake thread builds the SubmitJob requests of a burst of queued workloads (about 30 us each,
 pure CPU), so that the heartbeat which takes the burst in only hands it over (see :class:`Accepted`).
 
-The terminator thread also runs rare chores: copying a failed job's output into the task log, and
-asking Airflow's metadata DB whether it saw a task start (:class:`CheckStarted`).
+The terminator thread sees each termination through: a TerminateJob that fails is tried again with
+backoff for as long as Batch fails, and a job is described again after Batch accepted it, until it
+is seen ended or gone. It also runs rare chores: copying a failed job's output into the task log,
+asking Airflow's metadata DB whether it saw a task start (:class:`CheckStarted`), the orphan sweep.
 
 The scheduler thread never calls AWS: it puts commands on queues and reads results from one
 queue (:attr:`Runtime.results`). Every network call happens on a thread started here.
@@ -18,6 +20,9 @@ cycle costs about 5 calls instead of 50.
 
 from __future__ import annotations
 
+import dataclasses
+import heapq
+import itertools
 import logging
 import queue
 import threading
@@ -57,6 +62,23 @@ log = logging.getLogger(__name__)
 MISSING_GRACE_S = 60.0
 # Above this many RUNNING jobs, ListJobs pages are cheaper than describing each of them.
 LIST_RUNNING_THRESHOLD = 200
+# After Batch accepts a TerminateJob, the job is described this long after to see it ended (a running
+# container gets its stop signal and a grace period first); one still active is terminated again.
+TERMINATE_CHECK_S = 30.0
+# Checks due within this long are made together with those due now: terminations accepted a moment
+# apart share their DescribeJobs.
+TERMINATE_CHECK_WINDOW_S = 5.0
+
+
+@dataclass(slots=True)
+class _Ending:
+    """A termination under way on the terminator thread: retried until its job is seen ended or gone."""
+
+    cmd: Terminate | TerminateLookup
+    #: Calls that failed in a row (Batch unreachable, throttled, 5xx): the next waits longer.
+    failures: int = 0
+    #: Batch accepted the TerminateJob: the next visit checks that the job ended.
+    accepted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +111,9 @@ class StartChecked:
 
 #: ``(ti_id, try_number) -> seen``; True, False, or None when it cannot tell. May do I/O; may raise.
 StartChecker = Callable[[str, int], "bool | None"]
+#: ``[(ti_id, try_number)] -> the ti_ids whose try Airflow has moved on to its next run``. May do I/O;
+#: may raise.
+MovedOnChecker = Callable[[list[tuple[str, int]]], "set[str]"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +152,9 @@ class Accepted:
     group: bytes | None = None
 
 
+#: Read from the terminator's queue when it timed out: time to run the terminations that are due.
+_due: Callable[[], object] = lambda: None  # noqa: E731
+
 #: Builds the :class:`Accepted` of ``(key, seq, workload)``; runs on the intake thread.
 Build = Callable[[Any, int, Any], Accepted]
 
@@ -135,6 +163,10 @@ Result = SubmitDone | JobsSeen | JobsMissing | StartChecked | Accepted
 
 class Runtime:
     """Owns the threads. ``start()`` once; ``stop()`` joins them."""
+
+    #: Delay before a termination is tried again after a failed call: doubling from the first, at
+    #: most the second, for as long as Batch fails (an outage does not end it; ``stop()`` does).
+    terminate_retry_s = (0.5, 60.0)
 
     def __init__(
         self,
@@ -149,6 +181,7 @@ class Runtime:
         prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         store: WorkloadStore | None = None,
         clock: Callable[[], float] = time.monotonic,
+        moved_on_checker: MovedOnChecker | None = None,
     ) -> None:
         # SubmitJob goes through ``submit_api`` (no botocore retries: it is not idempotent);
         # everything else through ``api``.
@@ -169,6 +202,8 @@ class Runtime:
             queue.SimpleQueue()
         )
         self._stop = threading.Event()
+        #: Set by :meth:`stop_submitting`: no SubmitJob (nor lookup before one) goes out any more.
+        self._submits_stopped = threading.Event()
         #: Cleared while the scheduler heartbeats (:meth:`hold`): the intake thread waits between two
         #: builds, submit threads before their next SubmitJob and the poller before its next call,
         #: instead of taking the GIL from the heartbeat (CPython hands it over every 5 ms).
@@ -189,8 +224,15 @@ class Runtime:
         #: Where workloads go just before SubmitJob (``workload_store``); None: in the command.
         self._store = store
         self._clock = clock
+        #: Terminations under way, by when each is next tried (terminator thread only).
+        self._endings: list[tuple[float, int, _Ending]] = []
+        self._ending_seq = itertools.count()
         # Poller state, touched only by the poller thread.
         self._tracked: dict[str, tuple[str | None, float]] = {}
+        #: The task instance try of each tracked job that has one: (ti id bytes, try number).
+        self._tis: dict[str, tuple[bytes, int]] = {}
+        self._moved_on_checker = moved_on_checker
+        self._moved_on_failed = False
         self._last_seen: dict[str, tuple[str, str]] = {}
 
     # ------------------------------------------------------------ lifecycle
@@ -226,6 +268,22 @@ class Runtime:
 
     def submit(self, cmd: Submit | SubmitArray) -> None:
         self._submit_q.put(cmd)
+
+    def stop_submitting(self) -> list[Submit | SubmitArray]:
+        """Send no further SubmitJob: a submit thread waiting for the limiter gives its command back
+        (a WAIT result), and the commands no thread has taken yet are returned, never sent. Calls
+        already on the wire finish and report as usual."""
+        self._submits_stopped.set()
+        drained: list[Submit | SubmitArray] = []
+        while True:
+            try:
+                cmd = self._submit_q.get_nowait()
+            except queue.Empty:
+                return drained
+            if cmd is None:  # stop() ran first: leave the threads their sentinel
+                self._submit_q.put(None)
+                return drained
+            drained.append(cmd)
 
     def terminate(self, cmd: Terminate | TerminateLookup) -> None:
         self._terminate_q.put(cmd)
@@ -294,6 +352,10 @@ class Runtime:
             self._open.wait()
             if cmd is None or self._stop.is_set():
                 return
+            if self._submits_stopped.is_set():
+                for key in cmd.keys if isinstance(cmd, SubmitArray) else (cmd.key,):
+                    self.report(SubmitDone(key, SubmitOutcome.WAIT, reason="executor stopping"))
+                continue
             if isinstance(cmd, SubmitArray):
                 try:
                     results = self._submit_array(cmd)
@@ -355,17 +417,21 @@ class Runtime:
             except ValueError as exc:
                 return SubmitDone(cmd.key, SubmitOutcome.FAILED, reason=str(exc))
         self.submit_limiter.acquire()
-        if self._stop.is_set():
-            # Stopped while waiting for the limiter: a job created now would outlive terminate().
+        if self._stop.is_set() or self._submits_stopped.is_set():
+            # Stopped while waiting for the limiter: a job created now would outlive terminate(), or
+            # be one that end() can no longer hand over.
             return SubmitDone(cmd.key, SubmitOutcome.WAIT, reason="executor stopping")
         # Written as late as possible, and afresh for every attempt: an earlier attempt's object may
         # have been read and deleted by its job already.
         try:
             stored = self._place_workloads(request)
         except StoreError as exc:
-            # Counts as an attempt, like a refused SubmitJob: a missing bucket or permission fails the
-            # task after max_submit_job_attempts with this reason in its event log.
-            return SubmitDone(cmd.key, SubmitOutcome.FAILED, reason=f"workload store: {exc}")
+            # One that may pass (5xx, throttling, no connection, expired credentials) backs off
+            # without counting; any other counts as an attempt, like a refused SubmitJob: a missing
+            # bucket or permission fails the task after max_submit_job_attempts with this reason in
+            # its event log.
+            outcome = SubmitOutcome.STALLED if exc.retryable else SubmitOutcome.FAILED
+            return SubmitDone(cmd.key, outcome, reason=f"workload store: {exc}")
         sent_at_ms = int(time.time() * 1000)
         try:
             job_id = self.submit_api.submit_job(request)
@@ -410,7 +476,7 @@ class Runtime:
         if self._store is None:
             return every(SubmitOutcome.FAILED, "array jobs need a workload store (workload_store)")
         self.submit_limiter.acquire()
-        if self._stop.is_set():
+        if self._stop.is_set() or self._submits_stopped.is_set():
             return every(SubmitOutcome.WAIT, "executor stopping")
         tags = request.get("tags") or {}
         name = "/".join(
@@ -426,9 +492,9 @@ class Runtime:
             request[PENDING_KEY] = list(cmd.workloads)
             url = place_workloads(request, self._store, name)
         except StoreError as exc:
-            # Retryable (throttled, 5xx): the array waits and may form again. Otherwise an attempt of
-            # every child, whose next attempts go out alone.
-            outcome = SubmitOutcome.WAIT if exc.retryable else SubmitOutcome.FAILED
+            # Retryable (throttled, 5xx): the children back off together and may form an array again.
+            # Otherwise an attempt of every child, whose next attempts go out alone.
+            outcome = SubmitOutcome.STALLED if exc.retryable else SubmitOutcome.FAILED
             return every(outcome, f"workload store: {exc}")
         request["arrayProperties"] = {"size": len(keys)}
         sent_at_ms = int(time.time() * 1000)
@@ -528,62 +594,154 @@ class Runtime:
             job_queue, job_name, created_after_ms, tags, any_of=(SUBMISSION_TAG, frozenset(submissions))
         )
 
-    def terminate_lookup(self, cmd: TerminateLookup) -> None:
-        """Terminate what the unresolved ambiguous SubmitJobs of ``cmd`` created (terminator thread)."""
+    def terminate_lookup(self, cmd: TerminateLookup) -> bool:
+        """Look up what the unresolved ambiguous SubmitJobs of ``cmd`` created and end it (terminator
+        thread); False when Batch could not be read, so the caller looks again later."""
         if self._array_refs_of(cmd.submissions):
-            for _ in range(3):
-                if not self._status_call():
-                    return
-                try:
-                    child = self._find_array_child(cmd.submissions, cmd.created_after_ms)
-                except BatchApiError as exc:
-                    log.info("Looking up the array of an ambiguous SubmitJob failed (%s); trying again", exc)
-                    time.sleep(0.5)
-                    continue
-                if child is not None:
-                    # Only this child: its siblings run other tasks.
-                    self.terminate_now(Terminate(child, cmd.reason))
-                break
-        for _ in range(3):
             if not self._status_call():
-                return
+                return False
             try:
-                found = self._find_submitted(
-                    cmd.job_queue, cmd.job_name, cmd.created_after_ms, cmd.submissions
-                )
+                child = self._find_array_child(cmd.submissions, cmd.created_after_ms)
             except BatchApiError as exc:
-                log.info("Looking up the job of an ambiguous SubmitJob failed (%s); trying again", exc)
-                time.sleep(0.5)
-                continue
-            for job in found:
-                if job.status in ACTIVE_STATUSES:
-                    self.terminate_now(Terminate(job.job_id, cmd.reason))
-            return
-        log.warning(
-            "Could not look up the job that an ambiguous SubmitJob (%s) may have created; the start "
-            "sweep of the next scheduler ends it if it exists",
-            cmd.job_name,
-        )
+                log.info("Looking up the array of an ambiguous SubmitJob failed (%s); trying again", exc)
+                return False
+            if child is not None:
+                # Only this child: its siblings run other tasks.
+                self._add_ending(_Ending(Terminate(child, cmd.reason)))
+        if not self._status_call():
+            return False
+        try:
+            found = self._find_submitted(cmd.job_queue, cmd.job_name, cmd.created_after_ms, cmd.submissions)
+        except BatchApiError as exc:
+            log.info("Looking up the job of an ambiguous SubmitJob failed (%s); trying again", exc)
+            return False
+        for job in found:
+            if job.status in ACTIVE_STATUSES:
+                self._add_ending(_Ending(Terminate(job.job_id, cmd.reason)))
+        return True
 
     # ------------------------------------------------------------ terminator
     def _terminate_loop(self) -> None:
         while True:
-            cmd = self._terminate_q.get()
+            timeout = max(0.0, self._endings[0][0] - self._clock()) if self._endings else None
+            try:
+                cmd = self._terminate_q.get(timeout=timeout)
+            except queue.Empty:
+                cmd = _due
             if cmd is None:
                 return
-            if isinstance(cmd, Terminate):
-                self.terminate_now(cmd)
-                continue
-            if isinstance(cmd, TerminateLookup):
+            if isinstance(cmd, Terminate | TerminateLookup):
+                self._add_ending(_Ending(cmd))
+            elif cmd is not _due:
                 try:
-                    self.terminate_lookup(cmd)
+                    cmd()
                 except Exception:
-                    log.exception("Unexpected error terminating the job of %s", cmd.job_name)
-                continue
+                    log.exception("Background chore failed")
+            self._run_due_endings()
+
+    def _add_ending(self, ending: _Ending, at: float | None = None) -> None:
+        when = self._clock() if at is None else at
+        heapq.heappush(self._endings, (when, next(self._ending_seq), ending))
+
+    @property
+    def endings(self) -> int:
+        """Terminations not yet seen through (their job not yet seen ended or gone)."""
+        return len(self._endings)
+
+    def _run_due_endings(self) -> None:
+        due: list[_Ending] = []
+        now = self._clock()
+        while self._endings and self._endings[0][0] <= now:
+            due.append(heapq.heappop(self._endings)[2])
+        if any(e.accepted for e in due):
+            # A check goes out now: those due within the window come along.
+            later: list[tuple[float, int, _Ending]] = []
+            while self._endings and self._endings[0][0] <= now + TERMINATE_CHECK_WINDOW_S:
+                item = heapq.heappop(self._endings)
+                if item[2].accepted:
+                    due.append(item[2])
+                else:
+                    later.append(item)
+            for item in later:
+                heapq.heappush(self._endings, item)
+        # Terminations Batch accepted are checked together, up to 100 jobs a DescribeJobs: a revoke
+        # of thousands must not cost a status call each.
+        checks = [e for e in due if e.accepted and isinstance(e.cmd, Terminate)]
+        still: dict[int, _Ending] = {}
+        for i in range(0, len(checks), DESCRIBE_MAX_IDS):
+            if self._stop.is_set():
+                return
+            chunk = checks[i : i + DESCRIBE_MAX_IDS]
+            active = self._still_active([e.cmd.job_id for e in chunk if isinstance(e.cmd, Terminate)])
+            for ending in chunk:
+                if active is None:
+                    self._add_ending(ending, self._clock() + self._retry_delay(ending))
+                elif isinstance(ending.cmd, Terminate) and ending.cmd.job_id in active:
+                    log.info(
+                        "Batch job %s is still %s after its TerminateJob; terminating it again",
+                        ending.cmd.job_id,
+                        active[ending.cmd.job_id],
+                    )
+                    still[id(ending)] = ending
+        for ending in due:
+            if self._stop.is_set():
+                return
+            if ending.accepted and id(ending) not in still:
+                continue  # seen ended or gone, or rescheduled above
             try:
-                cmd()
+                again = self._advance(ending)
             except Exception:
-                log.exception("Background chore failed")
+                log.exception("Unexpected error ending %s", ending.cmd)
+                again = None
+            if again is not None:
+                self._add_ending(ending, self._clock() + again)
+
+    def _still_active(self, job_ids: list[str]) -> dict[str, str] | None:
+        """Of ``job_ids``, the jobs still active and their status (one DescribeJobs); None when Batch
+        cannot be read."""
+        if not self._status_call():
+            return None
+        try:
+            details = self.api.describe_jobs(job_ids)
+        except BatchApiError as exc:
+            log.info("DescribeJobs of %d terminated job(s) failed (%s); trying again", len(job_ids), exc)
+            return None
+        return {d.job_id: d.status for d in details if d.status in ACTIVE_STATUSES}
+
+    def _advance(self, ending: _Ending) -> float | None:
+        """One step of ``ending`` (a TerminateJob, or a lookup); seconds until its next step, or None
+        when it is over."""
+        cmd = ending.cmd
+        if isinstance(cmd, TerminateLookup):
+            if self.terminate_lookup(cmd):
+                return None
+            return self._retry_delay(ending)
+        outcome = self._terminate_once(cmd)
+        if outcome is None:
+            return None  # refused: nothing a retry changes
+        if not outcome:
+            return self._retry_delay(ending)
+        ending.accepted = True
+        ending.failures = 0
+        return TERMINATE_CHECK_S
+
+    def _retry_delay(self, ending: _Ending) -> float:
+        ending.failures += 1
+        first, most = self.terminate_retry_s
+        return float(min(most, first * 2 ** (ending.failures - 1)))
+
+    def _terminate_once(self, cmd: Terminate) -> bool | None:
+        """One TerminateJob: True accepted, False failed in a way that may pass, None refused."""
+        self.submit_limiter.acquire()
+        try:
+            self.api.terminate_job(cmd.job_id, cmd.reason)
+            return True
+        except BatchApiError as exc:
+            if exc.kind is ErrorKind.CLIENT:
+                log.warning("TerminateJob %s refused: %s", cmd.job_id, exc)
+                return None
+            log.info("TerminateJob %s failed (%s); trying again", cmd.job_id, exc)
+            return False
 
     def terminate_now(self, cmd: Terminate, tries: int = 5) -> bool:
         """TerminateJob with a few retries on throttling/server errors; True when Batch accepted it."""
@@ -613,9 +771,12 @@ class Runtime:
                 return
             if isinstance(cmd, Track):
                 self._tracked[cmd.job_id] = (cmd.job_queue, now)
+                if cmd.ti_id is not None and self._moved_on_checker is not None:
+                    self._tis[cmd.job_id] = (cmd.ti_id, cmd.try_number)
             else:
                 self._tracked.pop(cmd.job_id, None)
                 self._last_seen.pop(cmd.job_id, None)
+                self._tis.pop(cmd.job_id, None)
 
     def _poll_loop(self) -> None:
         while not self._stop.is_set():
@@ -688,6 +849,43 @@ class Runtime:
                     break
         return listed
 
+    def _mark_moved_on(self, views: list[JobView]) -> list[JobView]:
+        """``views`` with ``moved_on`` set on the SUCCEEDED jobs whose try Airflow has already moved on
+        (asked here, on the poller thread, right before the success is reported; a task records its
+        own end before its container exits, so what the DB says now is settled). Not knowing
+        changes nothing: the success is reported."""
+        checker = self._moved_on_checker
+        if checker is None:
+            return views
+        tries = {
+            v.job_id: (str(uuid.UUID(bytes=ti[0])), ti[1])
+            for v in views
+            if v.status == "SUCCEEDED" and (ti := self._tis.get(v.job_id)) is not None
+        }
+        if not tries:
+            return views
+        try:
+            moved_on = checker(list(tries.values()))
+        except Exception:
+            # Said once at warning level: a DB that cannot be read now usually cannot a cycle later.
+            level = logging.DEBUG if self._moved_on_failed else logging.WARNING
+            self._moved_on_failed = True
+            log.log(
+                level,
+                "Could not read the task instances of %d succeeded job(s); their successes are reported",
+                len(tries),
+                exc_info=True,
+            )
+            return views
+        if not moved_on:
+            return views
+        return [
+            dataclasses.replace(v, moved_on=True)
+            if v.job_id in tries and tries[v.job_id][0] in moved_on
+            else v
+            for v in views
+        ]
+
     def _publish(self, asked: list[str], views: list[JobView]) -> None:
         now = self._clock()
         changed: list[JobView] = []
@@ -706,8 +904,9 @@ class Runtime:
             if j not in returned and now - self._tracked.get(j, (None, now))[1] > MISSING_GRACE_S
         ]
         if changed:
-            self.report(JobsSeen(changed))
+            self.report(JobsSeen(self._mark_moved_on(changed)))
         if missing:
             for job_id in missing:
                 self._tracked.pop(job_id, None)
+                self._tis.pop(job_id, None)
             self.report(JobsMissing(missing))

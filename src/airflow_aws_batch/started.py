@@ -75,3 +75,30 @@ def task_instances_now(tries: Sequence[TryId]) -> dict[tuple[str, str, str, int]
                     external_executor_id=str(external_id) if external_id else None,
                 )
     return out
+
+
+#: Task instance states that follow the end of a job of the same try without the try being over: the
+#: task asked for its next run (a reschedule-mode sensor's poke, a deferral) and may already be
+#: waiting for it in SCHEDULED, where Airflow 3.3 reads an executor's SUCCESS as "killed externally".
+MOVED_ON_STATES = frozenset({"up_for_reschedule", "deferred", "scheduled"})
+
+
+def tis_moved_on(tries: Sequence[tuple[str, int]]) -> set[str]:
+    """Of the task instance tries ``(ti_id, try_number)``, the ids of those whose task instance is,
+    on the same try, in one of :data:`MOVED_ON_STATES`."""
+    from airflow.models.taskinstance import TaskInstance as TI
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    wanted = dict(tries)
+    out: set[str] = set()
+    ids = list(wanted)
+    with create_session() as session:
+        for i in range(0, len(ids), 500):
+            chunk = [task_instance_id(ti_id) for ti_id in ids[i : i + 500]]
+            query = select(TI.id, TI.try_number, TI.state).where(TI.id.in_(chunk))
+            for ti_id, try_number, state in session.execute(query):
+                name = None if state is None else str(getattr(state, "value", state))
+                if wanted.get(str(ti_id)) == int(try_number) and name in MOVED_ON_STATES:
+                    out.add(str(ti_id))
+    return out

@@ -97,8 +97,21 @@ _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 # as file names).
 _UNSAFE = re.compile(r"[^A-Za-z0-9!_.*'()/-]")
 # Error codes after which writing again soon may work: an attempt that waits, not one that counts.
+# Expired credentials too: the store drops its client after an error, and the next one loads fresh
+# credentials (an instance or pod role's are renewed before they expire).
 _RETRYABLE_CODES = frozenset(
-    {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "503", "500", "Throttling"}
+    {
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalError",
+        "RequestTimeout",
+        "503",
+        "500",
+        "Throttling",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "RequestExpired",
+    }
 )
 # What to check for the errors one fixes in the deployment, not by waiting.
 _HINTS = {

@@ -55,22 +55,30 @@ def task_workload(
     )
 
 
-def configure(monkeypatch: pytest.MonkeyPatch, endpoint: str | LocalBatch, **options: str) -> None:
+def configure(
+    monkeypatch: pytest.MonkeyPatch,
+    endpoint: str | LocalBatch,
+    *,
+    s3_endpoint: str | None = None,
+    **options: str,
+) -> None:
     """Point the executor's options and its ``aws_default`` connection at ``endpoint``: moto's URL
-    (any keys do), or a localbatch (its URL and the keys it verifies signatures with)."""
+    (any keys do), or a localbatch (its URL and the keys it verifies signatures with); S3 calls at
+    ``s3_endpoint`` when given."""
     for name in list(os.environ):
         if name.startswith("AIRFLOW__AWS_BATCH_EXECUTOR__"):
             monkeypatch.delenv(name)
+    connection: dict[str, Any]
     if isinstance(endpoint, str):
-        keys, connection = (
-            TESTING_CREDENTIALS,
-            json.dumps({"conn_type": "aws", "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}}),
-        )
+        keys = TESTING_CREDENTIALS
+        connection = {"conn_type": "aws", "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
     else:
-        keys, connection = endpoint.credentials, endpoint.airflow_connection()
+        keys, connection = endpoint.credentials, json.loads(endpoint.airflow_connection())
+    if s3_endpoint is not None:
+        connection["extra"]["service_config"] = {"s3": {"endpoint_url": s3_endpoint}}
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", keys["aws_access_key_id"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", keys["aws_secret_access_key"])
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", connection)
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
     defaults = {"job_name": "airflow", "region_name": "us-east-1"}
     for option, value in {**defaults, **options}.items():
         monkeypatch.setenv(f"AIRFLOW__AWS_BATCH_EXECUTOR__{option.upper()}", value)

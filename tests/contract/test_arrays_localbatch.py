@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import pytest
 from airflow.executors import workloads
 from airflow.models.taskinstancekey import TaskInstanceKey
 
+from airflow_aws_batch.core.state import BackoffPolicy
 from devstack import LocalBatchServer
 
 from ._airflow import FastExecutor, Recorder, configure, task_workload
@@ -290,7 +292,7 @@ def test_a_new_scheduler_adopts_children_by_their_ids(
             second.terminate()
 
 
-def test_end_terminates_an_array_whose_ids_were_never_saved_in_one_call(
+def test_end_cancels_an_array_whose_ids_were_never_saved_in_one_call(
     localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, store_dir: Path
 ) -> None:
     batch = localbatch.batch
@@ -319,13 +321,76 @@ def test_end_terminates_an_array_whose_ids_were_never_saved_in_one_call(
         after = localbatch.stats()
     finally:
         localbatch.set_faults({})
-    terminated = int(after["operations"].get("TerminateJob", {}).get("requests", 0)) - int(
-        before["operations"].get("TerminateJob", {}).get("requests", 0)
-    )
-    assert terminated == 1, "one TerminateJob for the whole array"
+
+    def calls(operation: str) -> int:
+        return int(after["operations"].get(operation, {}).get("requests", 0)) - int(
+            before["operations"].get(operation, {}).get("requests", 0)
+        )
+
+    assert calls("CancelJob") == 1, "one CancelJob for the whole array"
+    assert calls("TerminateJob") == 0
     deadline = time.monotonic() + 30
     children = batch.describe_jobs(jobs=ids)["jobs"]
     while {c["status"] for c in children} != {"FAILED"} and time.monotonic() < deadline:
         time.sleep(0.2)
         children = batch.describe_jobs(jobs=ids)["jobs"]
     assert {c["status"] for c in children} == {"FAILED"}, [(c["jobId"], c["status"]) for c in children]
+
+
+def test_revoking_a_child_after_a_lost_array_answer_ends_only_that_child(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, store_dir: Path
+) -> None:
+    class SlowRetry(FastExecutor):
+        # The lookup after the lost answer does not come while the test acts.
+        backoff = BackoffPolicy(base_s=60.0, max_s=60.0, wait_s=0.1)
+
+    batch = localbatch.batch
+    lost = {"job_name_contains": "airflow-dag-lostrev", "fault": "lost_response", "times": 1}
+    faults = held("airflow-dag-lostrev")
+    localbatch.set_faults({**faults, "rules": [*faults["rules"], lost]})
+    configure(
+        monkeypatch,
+        localbatch.url,
+        job_queue=QUEUE,
+        job_definition=DEFINITION,
+        workload_store=f"file://{store_dir}",
+    )
+    executor = SlowRetry(parallelism=256)
+    executor.start()
+    try:
+        rec = Recorder(executor)
+        work = mapped("lostrev")
+        queue_all(executor, work)
+        rec.until(
+            lambda: all(
+                any("aws_batch_submit_ambiguous" in e for e in events_of(executor, w.key)) for w in work
+            ),
+            timeout=60,
+            what="the lost answer",
+        )
+        (array,) = batch.list_jobs(
+            jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": ["airflow-dag-lostrev"]}]
+        )["jobSummaryList"]
+        children = [f"{array['jobId']}:{i}" for i in range(SIZE)]
+
+        @dataclass
+        class TI:
+            key: TaskInstanceKey
+
+        # Child 0 leaves (revoked) before the lookup has resolved: its job must end, no sibling's.
+        executor.revoke_task(ti=TI(work[0].key))
+        runtime = executor.runtime
+        assert runtime is not None
+        done = threading.Event()
+        runtime.run_later(done.set)  # runs once the terminator has acted on the revoke
+        assert done.wait(60)
+        rec.until(
+            lambda: batch.describe_jobs(jobs=[children[0]])["jobs"][0]["status"] == "FAILED",
+            timeout=30,
+            what="the revoked child to end",
+        )
+        siblings = batch.describe_jobs(jobs=children[1:])["jobs"]
+        assert {j["status"] for j in siblings} == {"RUNNABLE"}
+    finally:
+        executor.terminate()
+        localbatch.set_faults({})

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ from airflow.executors import workloads
 from airflow.models.taskinstancekey import TaskInstanceKey
 from airflow.utils.state import TaskInstanceState
 
-from airflow_aws_batch.adoption import sweep
+from airflow_aws_batch.adoption import plan_adoption, sweep
+from airflow_aws_batch.core import ownership
 from airflow_aws_batch.core.ownership import TiNow
 from airflow_aws_batch.core.state import BackoffPolicy
 from airflow_aws_batch.workloads import launch_command, open_store
@@ -474,6 +476,8 @@ class FakeTi:
     external_executor_id: str | None
     run_id: str = "manual__1"
     map_index: int = -1
+    #: When Airflow queued the task instance this time (None: unknown, nothing is judged by it).
+    queued_dttm: datetime | None = None
 
     @property
     def key(self) -> TaskInstanceKey:
@@ -648,6 +652,202 @@ def test_adoption_takes_only_this_trys_job_and_finds_the_one_whose_id_was_not_sa
     assert job_of(batch, other_deployment)["status"] == "RUNNABLE"  # never another deployment's
 
 
+def test_adoption_takes_by_the_saved_id_only_a_job_of_the_current_queueing(
+    executor: FastExecutor, localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A deferred task that resumed (or a sensor's next poke) keeps its try number and the id of its
+    # earlier queueing's job, which SUCCEEDED; the scheduler died before the new job's id was saved.
+    # No clock allowance, so that "earlier" needs no wait: both clocks here are this host's.
+    monkeypatch.setattr(ownership, "QUEUEING_CLOCK_ALLOWANCE_MS", 0)
+    batch = localbatch.batch
+    deployment = str(executor.config.deployment_id)
+    localbatch.set_faults({"simulate": {"seconds": 0}})
+    resumed_before = submit_tagged(batch, "queueing_resumed", 1, deployment)
+    lost_before = submit_tagged(batch, "queueing_lost", 1, deployment)
+    wait_job(batch, resumed_before, "SUCCEEDED")
+    wait_job(batch, lost_before, "SUCCEEDED")
+    time.sleep(0.01)  # createdAt has millisecond resolution
+    queued = datetime.now(UTC)
+    time.sleep(0.01)
+    localbatch.set_faults(held("queueing"))
+    resumed_now = submit_tagged(batch, "queueing_resumed", 1, deployment)
+    revoked_now = submit_tagged(batch, "queueing_revoked", 1, deployment)
+    batch.terminate_job(jobId=revoked_now, reason="Task revoked by Airflow")
+    wait_job(batch, revoked_now, "FAILED")
+    resumed = FakeTi("dag", "queueing_resumed", 1, resumed_before, queued_dttm=queued)
+    tis = [
+        resumed,
+        FakeTi("dag", "queueing_lost", 1, lost_before, queued_dttm=queued),
+        FakeTi("dag", "queueing_revoked", 1, revoked_now, queued_dttm=queued),
+    ]
+    try:
+        handed_back = executor.try_adopt_task_instances(tis)
+
+        # The earlier queueing's SUCCEEDED job and a terminated one are never this submission's.
+        assert sorted(ti.task_id for ti in handed_back) == ["queueing_lost", "queueing_revoked"]
+        assert executor.core.job_id(resumed.key) == resumed_now
+        assert executor.event_buffer[resumed.key][1] == resumed_now  # found by tags: Airflow is told
+    finally:
+        batch.terminate_job(jobId=resumed_now, reason="test cleanup")
+
+
+def test_adoption_out_of_budget_still_adopts_the_jobs_confirmed_by_their_saved_id(
+    executor: FastExecutor, localbatch: LocalBatchServer
+) -> None:
+    localbatch.set_faults(held("budget"))
+    batch = localbatch.batch
+    deployment = str(executor.config.deployment_id)
+    saved = submit_tagged(batch, "budget_saved", 1, deployment)
+    unsaved = submit_tagged(batch, "budget_unsaved", 1, deployment)
+    confirmed = FakeTi("dag", "budget_saved", 1, saved)
+    needs_listing = FakeTi("dag", "budget_unsaved", 1, None)
+    calls = iter([True])  # one DescribeJobs, then the budget is spent: no listing by tags
+
+    try:
+        plan = plan_adoption(
+            executor.api,
+            [confirmed, needs_listing],
+            queues=[QUEUE],
+            deployment=deployment,
+            before_call=lambda: next(calls, False),
+        )
+        assert plan.adopt == {confirmed.key: saved}
+        assert plan.not_adopted == [needs_listing]
+    finally:
+        for job_id in (saved, unsaved):
+            batch.terminate_job(jobId=job_id, reason="test cleanup")
+
+
+def test_an_adopted_job_that_failed_before_it_started_is_resubmitted_not_failed(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The previous scheduler's job failed to pull its image; the scheduler died before the resubmit.
+    pull_fails = {"job_name_contains": "adopt_unstarted", "fault": "fail_before_start", "times": 1}
+    faults = {"simulate": {"seconds": 0}, "rules": [pull_fails]}
+    with started(QuickRetry, localbatch, monkeypatch, faults, 8) as executor:
+        batch = localbatch.batch
+        queued = datetime.now(UTC)
+        failed = submit_tagged(batch, "adopt_unstarted", 1, str(executor.config.deployment_id))
+        before = wait_job(batch, failed, "FAILED")
+        assert "startedAt" not in before
+        ti = FakeTi("dag", "adopt_unstarted", 1, failed, queued_dttm=queued)
+
+        assert executor.try_adopt_task_instances([ti]) == []
+
+        rec = Recorder(executor)
+        rec.until(lambda: "success" in rec.states(ti.key), what="the resubmitted job to succeed")
+        assert "failed" not in rec.states(ti.key), rec.task_events(ti.key)
+        assert any("aws_batch_job_failed_before_start" in e for e in rec.task_events(ti.key))
+        again = job_of(batch, rec.info(ti.key, "running"))
+        assert again["jobId"] != failed
+        for member in ("jobName", "jobDefinition", "jobQueue"):
+            assert again[member] == before[member]
+        assert {k: v for k, v in again["tags"].items() if k != "submission"} == before["tags"]
+        assert again["container"]["command"] == before["container"]["command"]
+
+
+def test_a_terminate_is_retried_across_an_outage_until_the_job_ends(localbatch: LocalBatchServer) -> None:
+    from botocore.config import Config
+
+    from airflow_aws_batch.aws.batch import BatchApi
+    from airflow_aws_batch.core.state import Terminate
+    from airflow_aws_batch.runtime import Runtime
+    from devstack import aws_client
+
+    localbatch.set_faults(held("outage_end"))
+    batch = localbatch.batch
+    job = submit_tagged(batch, "outage_end", 1, "outage")
+    # One call per try (no botocore retries), so that localbatch's counter counts our tries.
+    config = Config(retries={"total_max_attempts": 1})
+    api = BatchApi(lambda: aws_client("batch", localbatch.url, config=config))
+    runtime = Runtime(api, submit_rate=100, status_calls_per_second=100)
+    runtime.terminate_retry_s = (0.05, 0.2)
+    runtime.start()
+    try:
+        localbatch.set_faults({**held("outage_end"), "error_rate": 1.0})  # Batch answers 500 to everything
+        before = count(localbatch.stats(), "TerminateJob", "server_errors")
+        runtime.terminate(Terminate(job, "Task revoked by Airflow"))
+        deadline = time.monotonic() + 60
+        while count(localbatch.stats(), "TerminateJob", "server_errors") - before < 10:
+            assert time.monotonic() < deadline, "the terminate stopped being tried during the outage"
+            time.sleep(0.05)
+        localbatch.set_faults(held("outage_end"))
+        assert "revoked" in wait_job(batch, job, "FAILED")["statusReason"]
+    finally:
+        runtime.stop()
+        localbatch.set_faults({})
+
+
+def test_terminated_jobs_are_checked_together_not_one_call_each(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.config import Config
+
+    from airflow_aws_batch import runtime as runtime_module
+    from airflow_aws_batch.aws.batch import BatchApi
+    from airflow_aws_batch.core.state import Terminate
+    from airflow_aws_batch.runtime import Runtime
+    from devstack import aws_client
+
+    # Checks 2 s after each TerminateJob, those due in the 5 s after the first taken along.
+    monkeypatch.setattr(runtime_module, "TERMINATE_CHECK_S", 2.0)
+    localbatch.set_faults(held("many_ended"))
+    batch = localbatch.batch
+    jobs = [submit_tagged(batch, f"many_ended_{i}", 1, "many") for i in range(150)]
+    config = Config(retries={"total_max_attempts": 1})
+    api = BatchApi(lambda: aws_client("batch", localbatch.url, config=config))
+    runtime = Runtime(api, submit_rate=1000, status_calls_per_second=1000)
+    before = count(localbatch.stats(), "DescribeJobs", "requests")
+    runtime.start()
+    try:
+        for job in jobs:
+            runtime.terminate(Terminate(job, "Task revoked by Airflow"))
+        deadline = time.monotonic() + 60
+
+        def endings_left() -> int:
+            """Read on the terminator thread, between two of its steps."""
+            left: list[int] = []
+            done = threading.Event()
+
+            def read() -> None:
+                left.append(runtime.endings)
+                done.set()
+
+            runtime.run_later(read)
+            assert done.wait(60)
+            return left[0]
+
+        while (left := endings_left()) > 0:  # until every job is seen ended
+            assert time.monotonic() < deadline, f"{left} terminations never seen through"
+            time.sleep(0.2)
+        described = count(localbatch.stats(), "DescribeJobs", "requests") - before
+        assert 2 <= described <= 10, described  # about 100 jobs a call, not one each
+    finally:
+        runtime.stop()
+        localbatch.set_faults({})
+
+
+def test_the_orphan_sweep_also_runs_on_a_timer(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Sweeping(FastExecutor):
+        sweep_interval_s = 0.5
+        # No task instance of the orphan's try exists in Airflow's DB.
+        ti_lookup = staticmethod(lambda tries: {})
+
+    with started(Sweeping, localbatch, monkeypatch, held("timer_orphan"), 8) as executor:
+        swept = threading.Event()
+        executor.runtime.run_later(swept.set)  # queued after the start sweep: runs once it is done
+        assert swept.wait(60)
+        batch = localbatch.batch
+        orphan = submit_tagged(batch, "timer_orphan", 1, str(executor.config.deployment_id))
+        rec = Recorder(executor)
+        rec.until(
+            lambda: job_of(batch, orphan)["status"] == "FAILED", timeout=60, what="the orphan to be swept"
+        )
+        assert "Orphaned Batch job" in job_of(batch, orphan)["statusReason"]
+
+
 def test_end_hands_over_and_terminates_only_the_jobs_whose_ids_were_not_saved(
     localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -668,6 +868,7 @@ def test_end_hands_over_and_terminates_only_the_jobs_whose_ids_were_not_saved(
         executor.heartbeat()
         time.sleep(0.05)
     unsaved_job = executor.event_buffer[unsaved.ti.key][1]
+    before = localbatch.stats()
 
     ender = threading.Thread(target=executor.end, daemon=True)
     ender.start()
@@ -676,10 +877,82 @@ def test_end_hands_over_and_terminates_only_the_jobs_whose_ids_were_not_saved(
 
     batch = localbatch.batch
     assert "stopped before it saved" in wait_job(batch, unsaved_job, "FAILED")["statusReason"]
+    # Cancelled, not terminated: a job that started meanwhile would have been left alone.
+    after = localbatch.stats()
+    assert count(after, "CancelJob", "requests") - count(before, "CancelJob", "requests") == 1
+    assert count(after, "TerminateJob", "requests") == count(before, "TerminateJob", "requests")
     for w in saved:
         assert job_of(batch, rec.info(w.ti.key, "running"))["status"] == "RUNNABLE"  # left for adoption
         batch.terminate_job(jobId=rec.info(w.ti.key, "running"), reason="test cleanup")
     localbatch.set_faults({})
+
+
+def test_end_sends_nothing_that_waited_to_be_sent(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One SubmitJob every 5 s: the submit threads hold a queue of commands when SIGTERM comes.
+    with started(FastExecutor, localbatch, monkeypatch, held("drained"), 64, submit_rate="0.2") as executor:
+        rec = Recorder(executor)
+        work = [task_workload(f"drained_{i}") for i in range(20)]
+        for w in work:
+            executor.queue_workload(w, session=None)  # type: ignore[arg-type]
+        executor.heartbeat()
+        executor.heartbeat()
+        rec.until(lambda: bool(localbatch.submit_requests()), what="the first SubmitJob")
+        executor.end()
+        sent = len([r for r in localbatch.submit_requests() if "drained_" in r])
+        time.sleep(6)  # a thread that would still send after end() has had its turn
+        assert len([r for r in localbatch.submit_requests() if "drained_" in r]) == sent
+        assert sent <= 2, sent  # end() waited for the calls on the wire only
+        batch = localbatch.batch
+        for summary in batch.list_jobs(jobQueue=QUEUE, jobStatus="RUNNABLE")["jobSummaryList"]:
+            batch.terminate_job(jobId=summary["jobId"], reason="test cleanup")
+
+
+def test_end_returns_in_bounded_time_when_batch_does_not_answer(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with started(FastExecutor, localbatch, monkeypatch, held("mute"), 8) as executor:
+        unsaved = task_workload("mute_unsaved")
+        executor.queue_workload(unsaved, session=None)  # type: ignore[arg-type]
+        deadline = time.monotonic() + 60
+        while unsaved.key not in executor.event_buffer:  # RunningState, never read by "the scheduler"
+            assert time.monotonic() < deadline, "the job was never submitted"
+            executor.heartbeat()
+            time.sleep(0.05)
+        job = executor.event_buffer[unsaved.key][1]
+        localbatch.set_faults({**held("mute"), "latency_ms": 600_000})  # every answer takes 10 minutes
+        ender = threading.Thread(target=executor.end, daemon=True)
+        ender.start()
+        ender.join(60)
+        assert not ender.is_alive(), "end() waited on Batch without bound"
+        localbatch.set_faults(held("mute"))
+        localbatch.batch.terminate_job(jobId=job, reason="test cleanup")
+
+
+def test_a_success_after_airflow_moved_the_try_on_frees_the_slot_without_an_event(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[list[tuple[str, int]]] = []
+
+    class Rescheduled(FastExecutor):
+        # Airflow's DB says: this try is back in SCHEDULED, waiting for its next poke.
+        @staticmethod
+        def moved_on_checker(tries: list[tuple[str, int]]) -> set[str]:
+            asked.append(tries)
+            return {ti_id for ti_id, _ in tries}
+
+    with started(Rescheduled, localbatch, monkeypatch, {"simulate": {"seconds": 0}}, 8) as executor:
+        rec = Recorder(executor)
+        w = task_workload("poked")
+        executor.queue_workload(w, session=None)  # type: ignore[arg-type]
+        rec.until(
+            lambda: any("aws_batch_success_not_reported" in e for e in rec.task_events(w.key)),
+            what="the success to be held back",
+        )
+        assert "success" not in rec.states(w.key)
+        assert w.key not in executor.running  # the slot is free
+        assert asked == [[(str(w.ti.id), 1)]]
 
 
 def test_a_task_airflow_fails_for_missing_heartbeats_has_its_job_terminated(

@@ -36,6 +36,7 @@ def started(
     monkeypatch: pytest.MonkeyPatch,
     faults: dict[str, Any],
     store: str,
+    s3_endpoint: str | None = None,
     **options: str,
 ) -> Iterator[FastExecutor]:
     localbatch.set_faults(faults)
@@ -45,6 +46,7 @@ def started(
         job_queue=QUEUE,
         job_definition=DEFINITION,
         workload_store=store,
+        s3_endpoint=s3_endpoint,
         **options,
     )
     executor = FastExecutor(parallelism=16)
@@ -168,3 +170,47 @@ def test_the_startup_check_refuses_a_store_it_cannot_write(
         caught.value
     )
     assert executor.runtime is None
+
+
+def test_a_store_outage_backs_off_without_spending_attempts(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.server import ThreadedMotoServer
+
+    from devstack import aws_client
+    from devstack.procs import free_port
+
+    # S3 cannot be reached at first (connection refused: retryable), then comes back.
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    faults = {"hold_runnable": HOLD, "rules": [{"job_name_contains": "outage", "fault": "hold_runnable"}]}
+    with started(
+        localbatch,
+        monkeypatch,
+        faults,
+        "s3://outage-bucket/w",
+        s3_endpoint=endpoint,
+        check_health_on_startup="False",
+        max_submit_job_attempts="2",
+    ) as executor:
+        rec = Recorder(executor)
+        workload = task_workload("outage")
+        executor.queue_workload(workload, session=None)  # type: ignore[arg-type]
+
+        def stalls() -> int:
+            return sum("aws_batch_submit_stalled" in event for event in rec.task_events(workload.key))
+
+        # More failed writes than max_submit_job_attempts allows attempts.
+        rec.until(lambda: stalls() >= 3, timeout=60, what="the store's failures")
+        assert rec.states(workload.key) == []
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        try:
+            aws_client("s3", endpoint).create_bucket(Bucket="outage-bucket")
+            rec.until(lambda: bool(rec.states(workload.key)), timeout=60, what="the job once S3 is back")
+            assert rec.states(workload.key) == ["running"], rec.task_events(workload.key)
+            (job,) = _jobs(localbatch, "outage")
+            assert job["container"]["command"][3].startswith("s3://outage-bucket/w/")
+            localbatch.batch.terminate_job(jobId=job["jobId"], reason="test cleanup")
+        finally:
+            server.stop()

@@ -81,10 +81,12 @@ def test_mapped_task_becomes_one_array_with_the_shared_tags() -> None:
         "task_id": "load",
         "run_id": "manual__1",
         "try_number": "1",
-        "submission": "sub0",
+        "submission": "sub0-array",
     }
-    assert array.submission == "sub0"
+    # Its own: the lookup for child 0's SubmitJob, by child 0's value, never finds the array.
+    assert array.submission == "sub0-array"
     assert array.submissions == tuple(f"sub{i}" for i in range(12))
+    assert array.submission not in array.submissions
     assert array.workloads[3] == '{"task": "load", "map": 3}'
     assert WORKLOADS_KEY not in array.request
     sent = copy.deepcopy(array.request)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import uuid
 import zlib
 from typing import Any
 
@@ -730,3 +731,72 @@ def test_a_submit_error_with_an_expired_token_is_not_retried() -> None:
     submits(core)
     reports = core.submit_result("k", SubmitOutcome.FAILED, reason="ClientException: queue disabled")
     assert isinstance(reports[-1], Fail) and "token" in reports[-1].reason
+
+
+def test_adopted_job_that_failed_before_start_is_resubmitted_from_its_rebuilt_request() -> None:
+    core, clock = make(max_attempts=2)
+    rebuilt = request()
+    ti_id = "00000000-0000-0000-0000-000000000001"
+    core.adopt("k", "old", request=rebuilt, started=False, ti_id=ti_id)
+    assert core.commands() == [Track("old", None, uuid.UUID(ti_id).bytes)]
+    reports = core.job_seen(JobView("old", "FAILED", status_reason="CannotPullContainerError"))
+    assert [r.event for r in reports if isinstance(r, TaskEvent)] == ["aws_batch_job_failed_before_start"]
+    assert not any(isinstance(r, Fail) for r in reports)
+    clock.now += 1000
+    (sent,) = submits(core)
+    assert bare(sent.request) == rebuilt
+    # The adopted job was one attempt: the resubmit is the last of two.
+    core.submit_result("k", SubmitOutcome.OK, job_id="new")
+    reports = core.job_seen(JobView("new", "FAILED", status_reason="CannotPullContainerError"))
+    assert isinstance(reports[-1], Fail)
+    assert "no submit attempts left (2 of 2)" in reports[-1].reason
+
+
+def test_adopted_job_that_started_and_failed_is_checked_when_it_can_be_resubmitted() -> None:
+    core, _ = make()
+    ti_id = "00000000-0000-0000-0000-000000000002"
+    core.adopt("k", "old", request=request(), started=True, ti_id=ti_id, try_number=3)
+    core.commands()
+    assert core.job_seen(JobView("old", "FAILED", status_reason=HOST_LOST)) == []
+    assert CheckStarted("k", ti_id, 3) in core.commands()
+
+
+def test_adopted_job_without_a_request_fails_before_start_as_before() -> None:
+    core, clock = make()
+    core.adopt("k", "old", started=False)
+    core.commands()
+    reports = core.job_seen(JobView("old", "FAILED", status_reason="CannotPullContainerError"))
+    assert isinstance(reports[-1], Fail)
+    clock.now += 1000
+    assert submits(core) == []
+
+
+def test_a_stalled_submit_backs_off_without_counting_and_stops_at_the_tokens_expiry() -> None:
+    core, clock = make(max_attempts=1)
+    core.add("k", request(), expires_at=clock.now + 20)
+    delays = []
+    for _ in range(3):
+        (sent,) = submits(core)
+        reports = core.submit_result(sent.key, SubmitOutcome.STALLED, reason="workload store: 503")
+        assert [type(r) for r in reports] == [TaskEvent]
+        assert core.attempts("k") == 0
+        delays.append(core.next_due() - clock.now)  # type: ignore[operator]
+        clock.now += delays[-1]
+    assert delays == [2.0, 4.0, 8.0]  # like the backoff after failed attempts
+    (sent,) = submits(core)
+    reports = core.submit_result(sent.key, SubmitOutcome.STALLED, reason="workload store: 503")
+    assert isinstance(reports[-1], Fail)
+    assert "workload store: 503" in reports[-1].reason and "token" in reports[-1].reason
+
+
+def test_a_success_after_airflow_moved_the_try_on_is_marked_so() -> None:
+    core, _ = make()
+    ti_id = "00000000-0000-0000-0000-000000000003"
+    core.add("k", request(), ti_id=ti_id, try_number=2)
+    assert len(submits(core)) == 1
+    core.submit_result("k", SubmitOutcome.OK, job_id="j1")
+    # The poller learns which try the job runs, to ask Airflow about it when it succeeds.
+    assert Track("j1", "q", uuid.UUID(ti_id).bytes, 2) in core.commands()
+    reports = core.job_seen(JobView("j1", "SUCCEEDED", moved_on=True))
+    assert reports == [Success("k", "j1", moved_on=True)]
+    assert "k" not in core

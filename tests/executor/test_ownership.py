@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_aws_batch.core.ownership import TiNow, TryId, array_child_tries, is_job_of, orphan_reason, try_of
+from airflow_aws_batch.core.ownership import (
+    QUEUEING_CLOCK_ALLOWANCE_MS,
+    TiNow,
+    TryId,
+    array_child_tries,
+    is_job_of,
+    of_this_queueing,
+    orphan_reason,
+    try_of,
+)
 
 TRY2 = TryId("etl", "load", "manual__1", 3, 2)
 
@@ -138,3 +147,25 @@ def test_array_child_tries_come_from_the_workloads_in_child_index_order() -> Non
         None,
         None,
     ]
+
+
+@pytest.mark.parametrize(
+    ("created", "queued", "terminated", "cancelled", "expected"),
+    [
+        pytest.param(10_000, 9_000, False, False, True, id="created-after-queueing"),
+        pytest.param(8_000, 9_000, False, False, True, id="within-the-clock-allowance"),
+        pytest.param(5_000, 9_000, False, False, False, id="an-earlier-queueing"),
+        pytest.param(10_000, 9_000, True, False, False, id="terminated"),
+        pytest.param(10_000, 9_000, False, True, False, id="cancelled"),
+        pytest.param(None, 9_000, False, False, True, id="creation-unknown"),
+        pytest.param(5_000, None, False, False, True, id="queueing-unknown"),
+    ],
+)
+def test_of_this_queueing(
+    created: int | None, queued: int | None, terminated: bool, cancelled: bool, expected: bool
+) -> None:
+    assert QUEUEING_CLOCK_ALLOWANCE_MS < 4_000  # the cases above sit on either side of it
+    got = of_this_queueing(
+        created_at_ms=created, queued_at_ms=queued, terminated=terminated, cancelled=cancelled
+    )
+    assert got is expected

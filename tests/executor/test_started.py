@@ -21,7 +21,7 @@ import pytest
 from airflow_aws_batch.compat import task_instance_id
 from airflow_aws_batch.core.state import CheckStarted
 from airflow_aws_batch.runtime import Runtime, StartChecked, StartChecker
-from airflow_aws_batch.started import airflow_saw_task_start
+from airflow_aws_batch.started import airflow_saw_task_start, tis_moved_on
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 DAG_ID = "started_check"
@@ -191,3 +191,21 @@ def test_task_events_survive_the_schedulers_save(ti_id: str, count: int) -> None
         saved = session.scalars(select(Log.event).where(Log.task_id == key.task_id).order_by(Log.id)).all()
         assert session.scalar(select(func.count()).select_from(Log).where(Log.event.is_(None))) == 0
     assert list(saved) == [f"aws_batch_test_{n}" for n in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("row", "asked_try", "moved_on"),
+    [
+        pytest.param({"state": "scheduled", "try_number": 1}, 1, True, id="scheduled-for-the-next-poke"),
+        pytest.param({"state": "up_for_reschedule", "try_number": 1}, 1, True, id="up-for-reschedule"),
+        pytest.param({"state": "deferred", "try_number": 1}, 1, True, id="deferred"),
+        pytest.param({"state": "running", "try_number": 1}, 1, False, id="running-never-ended-itself"),
+        pytest.param({"state": "queued", "try_number": 1}, 1, False, id="queued"),
+        pytest.param({"state": "success", "try_number": 1}, 1, False, id="success"),
+        pytest.param({"state": "scheduled", "try_number": 2}, 1, False, id="another-try"),
+    ],
+)
+def test_tis_moved_on(ti_id: str, row: dict[str, Any], asked_try: int, moved_on: bool) -> None:
+    set_ti(ti_id, **{"next_method": None, **row})
+    expected = {ti_id} if moved_on else set()
+    assert tis_moved_on([(ti_id, asked_try), (str(uuid.uuid4()), 1)]) == expected

@@ -173,7 +173,9 @@ def test_the_scheduler_terminates_only_jobs_of_a_deployment(
     statements = _scheduler(build_template(TemplateOptions(deployment_id=deployment_id)))
     terminate = [s for s in statements.values() if "batch:TerminateJob" in s["Action"]]
     assert len(terminate) == 1
-    assert terminate[0]["Action"] == ["batch:TerminateJob"]
+    assert terminate[0]["Action"] == ["batch:TerminateJob", "batch:CancelJob"]
+    # Nothing else grants either action without the condition.
+    assert not [s for s in statements.values() if "batch:CancelJob" in s["Action"] and s not in terminate]
     assert terminate[0]["Condition"] == condition
     assert terminate[0]["Resource"] != "*"
 

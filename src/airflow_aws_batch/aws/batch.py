@@ -128,6 +128,11 @@ class JobDetail:
     array_size: int | None = None
     #: The command of the job's (EKS: the pod's first) container; an array's names its workload object.
     command: tuple[str, ...] = ()
+    #: ``isTerminated`` / ``isCancelled``: a TerminateJob or CancelJob was called for the job.
+    is_terminated: bool = False
+    is_cancelled: bool = False
+    #: The DescribeJobs entry as answered (not copied): what a resubmit of an adopted job is built from.
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> JobDetail:
@@ -159,6 +164,9 @@ class JobDetail:
             tags={str(k): str(v) for k, v in (raw.get("tags") or {}).items()},
             array_size=_array_size(raw),
             command=tuple(str(part) for part in container.get("command") or ()),
+            is_terminated=bool(raw.get("isTerminated")),
+            is_cancelled=bool(raw.get("isCancelled")),
+            raw=raw,
         )
 
     @classmethod
@@ -199,6 +207,9 @@ class JobDetail:
             pod_namespace=namespace,
             array_size=_array_size(raw),
             command=tuple(str(part) for part in (pod.get("containers") or [{}])[0].get("command") or ()),
+            is_terminated=bool(raw.get("isTerminated")),
+            is_cancelled=bool(raw.get("isCancelled")),
+            raw=raw,
         )
 
     def view(self) -> JobView:
@@ -473,6 +484,11 @@ class BatchApi:
 
     def terminate_job(self, job_id: str, reason: str) -> None:
         self._call("batch", "terminate_job", jobId=job_id, reason=reason[:1024])
+
+    def cancel_job(self, job_id: str, reason: str) -> None:
+        """CancelJob: ends a job (or an array's children) still in SUBMITTED, PENDING or RUNNABLE;
+        Batch leaves one that reached STARTING or RUNNING alone."""
+        self._call("batch", "cancel_job", jobId=job_id, reason=reason[:1024])
 
     # ------------------------------------------------------------ resources
     def describe_job_queue(self, name: str) -> JobQueueInfo | None:

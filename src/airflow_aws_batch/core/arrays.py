@@ -16,7 +16,9 @@ Rules kept here:
   parent's tags, so this keeps cost attribution by DAG and task, job names ``<prefix>-<dag>-<task>``
   and adoption, which tells a stale id from the current try's job by ``try_number``.
 * The array's tags are the shared request's tags plus every per-task tag whose value all children
-  share (with ``submission``: the first child's, so one lookup finds the array after a lost answer).
+  share, and a ``submission`` of its own (see :func:`array_submission`): one lookup finds the array
+  after a lost answer, and the lookup for one child's own SubmitJob (alone, after the array's) never
+  takes the array for that child's job, which would end every sibling with it.
   Per-task tags that differ (``map_index``) are not on the job: Batch gives every
   child its parent's tags.
 * The array's name is the longest common prefix of the children's names, cut back to a whole
@@ -133,6 +135,7 @@ def _array(children: list[Submit], workloads_key: str) -> SubmitArray:
     for name in PER_TASK_TAGS - {SUBMISSION_TAG}:
         if name in tags and any(t.get(name) != tags[name] for t in all_tags[1:]):
             del tags[name]
+    tags[SUBMISSION_TAG] = array_submission(str(all_tags[0].get(SUBMISSION_TAG, "")))
     request["tags"] = tags
     return SubmitArray(
         keys=tuple(c.key for c in children),
@@ -140,6 +143,17 @@ def _array(children: list[Submit], workloads_key: str) -> SubmitArray:
         workloads=tuple(str(c.request[workloads_key][0]) for c in children),
         submissions=tuple(str(t.get(SUBMISSION_TAG, "")) for t in all_tags),
     )
+
+
+#: Appended to the first child's ``submission`` to name the array's SubmitJob. Submission ids are hex
+#: digits, so no single SubmitJob ever carries a value that ends this way.
+ARRAY_SUBMISSION_SUFFIX = "-array"
+
+
+def array_submission(first_child: str) -> str:
+    """The array SubmitJob's ``submission`` tag: unique per array (the first child's is unique per
+    call), and never any child's own."""
+    return first_child + ARRAY_SUBMISSION_SUFFIX
 
 
 def array_job_name(names: list[str]) -> str:

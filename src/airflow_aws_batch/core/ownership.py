@@ -126,6 +126,34 @@ def is_job_of(
     return job_try == wanted
 
 
+#: How much earlier than the task instance's ``queued_dttm`` a job of that queueing may say it was
+#: created: ``queued_dttm`` is the scheduler host's clock and ``createdAt`` Batch's, and NTP keeps
+#: the two well within a second of each other. Kept small because the job of the queueing before
+#: (a reschedule sensor's earlier poke, the run before a deferral) was created at least a container
+#: start, the task's own run and a scheduler loop before this queueing: seconds, not milliseconds.
+QUEUEING_CLOCK_ALLOWANCE_MS = 2_000
+
+
+def of_this_queueing(
+    *, created_at_ms: int | None, queued_at_ms: int | None, terminated: bool, cancelled: bool
+) -> bool:
+    """Can a job of the right try be the submission of the task instance's current queueing?
+
+    Airflow queues one try again and again (a deferred task that resumes, a reschedule-mode sensor's
+    next poke) and keeps its ``external_executor_id`` until the new job's id is saved, so the saved
+    id may name the job of an earlier queueing of this very try. Such a job was created before the
+    task instance was queued this time (``queued_at_ms``, its ``queued_dttm``), give or take
+    :data:`QUEUEING_CLOCK_ALLOWANCE_MS`. A job that was terminated or cancelled was ended by a
+    revoke, a shutdown or a sweep (ours or an operator's): it runs no submission any more.
+    A time that is not known decides nothing.
+    """
+    if terminated or cancelled:
+        return False
+    if created_at_ms is None or queued_at_ms is None:
+        return True
+    return created_at_ms >= queued_at_ms - QUEUEING_CLOCK_ALLOWANCE_MS
+
+
 #: The try tags every child of an array job shares with its siblings: an array is one try of one
 #: task's mapped instances in one DAG run (see ``core.arrays``); only ``map_index`` differs.
 ARRAY_TRY_TAGS = ("dag_id", "task_id", "run_id", "try_number")

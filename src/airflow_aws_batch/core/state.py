@@ -14,13 +14,17 @@ Rules this module owns:
   it started, and one that FAILED before Airflow saw its task start each use one. After
   ``max_attempts`` the task fails with the last reason.
 * Throttling and expired credentials are not attempts: the workload just waits and tries again.
+  Nor is a retryable failure before SubmitJob was sent (the workload store's): the workload backs
+  off as after a failed attempt, until its token would expire before a job could start.
 * A job that FAILED after it started in Batch (RUNNING seen, or ``startedAt`` set) may or may not
   have started its task: a container whose entrypoint dies reaches RUNNING without the task ever
   reaching Airflow. Such a workload moves to *checking* and the core emits :class:`CheckStarted`;
   the runtime asks Airflow's metadata DB and answers with :meth:`Core.start_checked`. Only a
   definite "Airflow never saw this try start" resubmits; "seen", "cannot tell", callbacks (no task
-  instance) and adopted jobs (no request to resubmit) fail the task, and Airflow's own retries
-  decide what happens next. A task Airflow saw start is never resubmitted.
+  instance) and adopted jobs without a request (array children) fail the task, and Airflow's own
+  retries decide what happens next. A task Airflow saw start is never resubmitted.
+* An adopted job (a previous scheduler's) resubmits like any other, its request rebuilt from what
+  Batch says of the job; it counts as one attempt.
 * A SubmitJob that failed ambiguously (5xx, timeout, connection reset, an answer without a job id)
   may have created the job, so the next attempt first looks the job up (by name, creation time,
   tags and the ambiguous calls' own ``submission`` tags) and only submits when nothing is found.
@@ -68,6 +72,10 @@ class SubmitOutcome(enum.Enum):
     FAILED = "failed"
     #: May have created a job (5xx, timeout, connection reset): an attempt, and look before resubmitting.
     AMBIGUOUS = "ambiguous"
+    #: Failed before any SubmitJob was sent, in a way that may pass (the workload store answered 5xx
+    #: or throttled, or could not be reached, or its credentials expired): not an attempt, but
+    #: backed off like one, growing while it lasts, so an outage costs neither attempts nor calls.
+    STALLED = "stalled"
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,9 @@ class JobView:
     started: bool = False
     exit_code: int | None = None
     container_reason: str = ""
+    #: SUCCEEDED, and Airflow has already moved the job's try on to its next run (a reschedule-mode
+    #: sensor's next poke, a deferral): see :class:`Success`.
+    moved_on: bool = False
 
     def reason(self) -> str:
         parts = [f"Batch job {self.job_id} {self.status}"]
@@ -153,6 +164,10 @@ class CheckStarted:
 class Track:
     job_id: str
     job_queue: str | None
+    #: The task instance try the job runs (its id as 16 bytes), when known: the poller asks Airflow
+    #: about it when the job SUCCEEDS (see :class:`Success`).
+    ti_id: bytes | None = None
+    try_number: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +189,13 @@ class RunningState:
 
 @dataclass(frozen=True, slots=True)
 class Success:
+    """The job SUCCEEDED. ``moved_on``: Airflow has already moved its try on (rescheduled for its next
+    poke, deferred): the slot is freed but no event is sent, since Airflow 3.3 reads an executor's
+    SUCCESS for a try back in SCHEDULED as the task killed externally and fails the try."""
+
     key: Hashable
     job_id: str
+    moved_on: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +230,7 @@ class Phase(enum.Enum):
 class _Entry:
     # Slots and a compressed request: a scheduler may hold thousands of these.
     __slots__ = (
+        "adopted",
         "ambiguous",
         "attempts",
         "due",
@@ -226,6 +247,7 @@ class _Entry:
         "request",
         "revoked",
         "seq",
+        "stalls",
         "started",
         "status",
         "status_reason",
@@ -246,6 +268,10 @@ class _Entry:
         self.status_reason = ""
         self.started = False
         self.revoked = False
+        #: STALLED outcomes in a row (each waits longer); reset when a SubmitJob is answered.
+        self.stalls = 0
+        #: The current job is a previous scheduler's (its id was saved, or is said on adoption).
+        self.adopted = False
         self.lookup_after_ms: int | None = None
         self.last_reason = ""
         self.log_path: str | None = None
@@ -534,17 +560,42 @@ class Core:
             self._forget(old)
         self._store(entry)
 
-    def adopt(self, key: Hashable, job_id: str) -> None:
-        """A live job of a previous scheduler: watch it, never resubmit it."""
+    def adopt(
+        self,
+        key: Hashable,
+        job_id: str,
+        *,
+        request: dict[str, Any] | None = None,
+        started: bool = True,
+        ti_id: uuid.UUID | str | bytes | None = None,
+        try_number: int = 0,
+        expires_at: float | None = None,
+    ) -> None:
+        """A job of a previous scheduler: watch it.
+
+        With ``request`` (rebuilt from the job itself) it resubmits like any other: a job that FAILED
+        before it started, or that started in Batch but whose try Airflow never saw start (``ti_id``
+        and ``try_number`` name the try), is sent again within ``max_attempts``, the adopted job
+        counting as one attempt. ``started``: the job was seen started already (``startedAt`` set).
+        Without ``request`` (one cannot be rebuilt: an array child) its failure fails the task.
+        """
         if key in self._entries:
             return
-        entry = _Entry(key, None, None)
+        entry = _Entry(key, request, request.get("jobQueue") if request else None)
+        if request is not None:
+            self._unpacked.append(entry)
         entry.phase = Phase.SUBMITTED
         entry.job_id = job_id
-        entry.started = True
+        entry.started = started
+        entry.adopted = True
+        entry.attempts = 1
+        entry.expires_at = expires_at
+        if ti_id is not None:
+            entry.ti_id = ti_id if isinstance(ti_id, bytes) else _uuid(ti_id).bytes
+            entry.try_number = try_number
         self._store(entry)
         self._by_job[job_id] = entry
-        self._outbox.append(Track(job_id, None))
+        self._outbox.append(Track(job_id, None, entry.ti_id, entry.try_number))
 
     def submit_result(
         self,
@@ -587,12 +638,14 @@ class Core:
                 entry.attempts += 1
             self._set_phase(entry, Phase.SUBMITTED)
             entry.job_id = job_id
+            entry.adopted = False
+            entry.stalls = 0
             entry.lookup_after_ms = None
             entry.ambiguous = ()
             entry.status = "SUBMITTED"
             entry.status_reason = ""
             self._by_job[job_id] = entry
-            self._outbox.append(Track(job_id, entry.job_queue))
+            self._outbox.append(Track(job_id, entry.job_queue, entry.ti_id, entry.try_number))
             reports: list[Report] = [RunningState(key, job_id)]
             if found:
                 reports.append(
@@ -604,6 +657,22 @@ class Core:
         if outcome is SubmitOutcome.WAIT:
             self._schedule(entry, now + self.backoff.wait_s)
             return []
+        if outcome is SubmitOutcome.STALLED:
+            entry.stalls += 1
+            delay = self.backoff.delay(entry.stalls)
+            expired = self._expires_before(entry, now + delay)
+            if expired:
+                return self._fail(entry, f"{reason or outcome.value}; {expired}")
+            self._schedule(entry, now + delay)
+            return [
+                TaskEvent(
+                    key,
+                    "aws_batch_submit_stalled",
+                    f"{reason or outcome.value}; trying again in {delay:.0f}s (not counted as a "
+                    f"SubmitJob attempt: {entry.attempts} of {self.max_attempts} used)",
+                )
+            ]
+        entry.stalls = 0
         # FAILED or AMBIGUOUS: both count.
         if not (entry.lookup_after_ms is not None and entry.attempts >= self.max_attempts):
             entry.attempts += 1
@@ -661,11 +730,12 @@ class Core:
             # Said again, once: Airflow drops an executor event whose task instance row is locked
             # when it processes it (skip_locked), and the task's own start through the API server
             # locks that row at about the moment SubmitJob returns. The id would then never be saved.
-            # (Adopted jobs, attempts 0, had their id saved by the scheduler that submitted them.)
-            return [RunningState(key, view.job_id)] if first and entry.attempts > 0 else []
+            # (Adopted jobs had their id saved by the scheduler that submitted them, or are told
+            # when adopted.)
+            return [RunningState(key, view.job_id)] if first and not entry.adopted else []
         if view.status == "SUCCEEDED":
             self._forget(entry)
-            return [Success(key, view.job_id)]
+            return [Success(key, view.job_id, moved_on=view.moved_on)]
         if view.status != "FAILED":
             # Not a Batch job status: keep watching, but say so instead of waiting in silence.
             if changed:
@@ -687,6 +757,13 @@ class Core:
             entry.last_reason = reason
             self._outbox.append(CheckStarted(key, str(uuid.UUID(bytes=entry.ti_id)), entry.try_number))
             return []
+        if entry.request is None:
+            return self._fail(
+                entry,
+                f"{reason} before it started; this adopted job's request could not be rebuilt to "
+                "resubmit it, so Airflow's retries decide what happens next",
+                job_id=view.job_id,
+            )
         return self._retry_after_failure(entry, reason, view.job_id, "aws_batch_job_failed_before_start")
 
     def start_checked(self, key: Hashable, seen: bool | None) -> list[Report]:
@@ -858,6 +935,10 @@ class Core:
             TaskEvent(entry.key, "aws_batch_task_failed", reason),
             Fail(entry.key, reason, job_id=job_id, log_path=entry.log_path if job_id else None),
         ]
+
+
+def _uuid(value: uuid.UUID | str) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
 def _lookup_floor(current: int | None, sent_at_ms: int | None) -> int:

@@ -185,7 +185,8 @@ def scheduler_statements(options: TemplateOptions) -> list[dict[str, Any]]:
     terminate: dict[str, Any] = {
         "Sid": "TerminateOwnJobs",
         "Effect": "Allow",
-        "Action": ["batch:TerminateJob"],
+        # CancelJob: end() cancels the jobs that never started instead of terminating them.
+        "Action": ["batch:TerminateJob", "batch:CancelJob"],
         "Resource": {"Fn::Sub": f"{arn}:job/*"},
         # Only jobs of an Airflow deployment (of this one, when its id is known here), not every job
         # of the account and region.
