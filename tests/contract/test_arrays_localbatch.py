@@ -363,7 +363,7 @@ def test_revoking_a_child_after_a_lost_array_answer_ends_only_that_child(
         queue_all(executor, work)
         rec.until(
             lambda: all(
-                any("aws_batch_submit_ambiguous" in e for e in events_of(executor, w.key)) for w in work
+                any("aws_batch_submit_ambiguous" in e for e in events_of(executor, w.ti.key)) for w in work
             ),
             timeout=60,
             what="the lost answer",

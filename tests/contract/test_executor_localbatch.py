@@ -916,11 +916,11 @@ def test_end_returns_in_bounded_time_when_batch_does_not_answer(
         unsaved = task_workload("mute_unsaved")
         executor.queue_workload(unsaved, session=None)  # type: ignore[arg-type]
         deadline = time.monotonic() + 60
-        while unsaved.key not in executor.event_buffer:  # RunningState, never read by "the scheduler"
+        while unsaved.ti.key not in executor.event_buffer:  # RunningState, never read by "the scheduler"
             assert time.monotonic() < deadline, "the job was never submitted"
             executor.heartbeat()
             time.sleep(0.05)
-        job = executor.event_buffer[unsaved.key][1]
+        job = executor.event_buffer[unsaved.ti.key][1]
         localbatch.set_faults({**held("mute"), "latency_ms": 600_000})  # every answer takes 10 minutes
         ender = threading.Thread(target=executor.end, daemon=True)
         ender.start()
@@ -947,11 +947,11 @@ def test_a_success_after_airflow_moved_the_try_on_frees_the_slot_without_an_even
         w = task_workload("poked")
         executor.queue_workload(w, session=None)  # type: ignore[arg-type]
         rec.until(
-            lambda: any("aws_batch_success_not_reported" in e for e in rec.task_events(w.key)),
+            lambda: any("aws_batch_success_not_reported" in e for e in rec.task_events(w.ti.key)),
             what="the success to be held back",
         )
-        assert "success" not in rec.states(w.key)
-        assert w.key not in executor.running  # the slot is free
+        assert "success" not in rec.states(w.ti.key)
+        assert w.ti.key not in executor.running  # the slot is free
         assert asked == [[(str(w.ti.id), 1)]]
 
 

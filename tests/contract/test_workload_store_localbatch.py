@@ -198,17 +198,17 @@ def test_a_store_outage_backs_off_without_spending_attempts(
         executor.queue_workload(workload, session=None)  # type: ignore[arg-type]
 
         def stalls() -> int:
-            return sum("aws_batch_submit_stalled" in event for event in rec.task_events(workload.key))
+            return sum("aws_batch_submit_stalled" in event for event in rec.task_events(workload.ti.key))
 
         # More failed writes than max_submit_job_attempts allows attempts.
         rec.until(lambda: stalls() >= 3, timeout=60, what="the store's failures")
-        assert rec.states(workload.key) == []
+        assert rec.states(workload.ti.key) == []
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         try:
             aws_client("s3", endpoint).create_bucket(Bucket="outage-bucket")
-            rec.until(lambda: bool(rec.states(workload.key)), timeout=60, what="the job once S3 is back")
-            assert rec.states(workload.key) == ["running"], rec.task_events(workload.key)
+            rec.until(lambda: bool(rec.states(workload.ti.key)), timeout=60, what="the job once S3 is back")
+            assert rec.states(workload.ti.key) == ["running"], rec.task_events(workload.ti.key)
             (job,) = _jobs(localbatch, "outage")
             assert job["container"]["command"][3].startswith("s3://outage-bucket/w/")
             localbatch.batch.terminate_job(jobId=job["jobId"], reason="test cleanup")
