@@ -752,14 +752,13 @@ def test_a_terminate_is_retried_across_an_outage_until_the_job_ends(localbatch: 
     from airflow_aws_batch.aws.batch import BatchApi
     from airflow_aws_batch.core.state import Terminate
     from airflow_aws_batch.runtime import Runtime
-    from devstack import aws_client
 
     localbatch.set_faults(held("outage_end"))
     batch = localbatch.batch
     job = submit_tagged(batch, "outage_end", 1, "outage")
     # One call per try (no botocore retries), so that localbatch's counter counts our tries.
     config = Config(retries={"total_max_attempts": 1})
-    api = BatchApi(lambda: aws_client("batch", localbatch.url, config=config))
+    api = BatchApi(lambda: localbatch.client("batch", config=config))
     runtime = Runtime(api, submit_rate=100, status_calls_per_second=100)
     runtime.terminate_retry_s = (0.05, 0.2)
     runtime.start()
@@ -787,7 +786,6 @@ def test_terminated_jobs_are_checked_together_not_one_call_each(
     from airflow_aws_batch.aws.batch import BatchApi
     from airflow_aws_batch.core.state import Terminate
     from airflow_aws_batch.runtime import Runtime
-    from devstack import aws_client
 
     # Checks 2 s after each TerminateJob, those due in the 5 s after the first taken along.
     monkeypatch.setattr(runtime_module, "TERMINATE_CHECK_S", 2.0)
@@ -795,7 +793,7 @@ def test_terminated_jobs_are_checked_together_not_one_call_each(
     batch = localbatch.batch
     jobs = [submit_tagged(batch, f"many_ended_{i}", 1, "many") for i in range(150)]
     config = Config(retries={"total_max_attempts": 1})
-    api = BatchApi(lambda: aws_client("batch", localbatch.url, config=config))
+    api = BatchApi(lambda: localbatch.client("batch", config=config))
     runtime = Runtime(api, submit_rate=1000, status_calls_per_second=1000)
     before = count(localbatch.stats(), "DescribeJobs", "requests")
     runtime.start()
