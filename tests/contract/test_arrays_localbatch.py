@@ -350,7 +350,7 @@ def test_revoking_a_child_after_a_lost_array_answer_ends_only_that_child(
     localbatch.set_faults({**faults, "rules": [*faults["rules"], lost]})
     configure(
         monkeypatch,
-        localbatch.url,
+        localbatch,
         job_queue=QUEUE,
         job_definition=DEFINITION,
         workload_store=f"file://{store_dir}",
