@@ -378,7 +378,7 @@ def test_revoking_a_child_after_a_lost_array_answer_ends_only_that_child(
             key: TaskInstanceKey
 
         # Child 0 leaves (revoked) before the lookup has resolved: its job must end, no sibling's.
-        executor.revoke_task(ti=TI(work[0].key))
+        executor.revoke_task(ti=TI(work[0].ti.key))
         runtime = executor.runtime
         assert runtime is not None
         done = threading.Event()
