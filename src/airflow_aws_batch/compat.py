@@ -24,6 +24,7 @@ process that loads provider configuration. The Airflow imports below happen insi
 
 from __future__ import annotations
 
+import functools
 import re
 from importlib import metadata
 from typing import Any
@@ -126,6 +127,28 @@ def task_instance_id(ti_id: str) -> Any:
     if TaskInstance.id.type.python_type is uuid.UUID:
         return uuid.UUID(ti_id)
     return str(uuid.UUID(ti_id))
+
+
+def token_hidden(workload: Any) -> Any:
+    """``workload`` whose repr leaves out its token. Airflow 3.2 declares the field ``repr=False``;
+    3.1 does not, and its ``execute_workload`` logs the whole workload, so without this the token
+    would land in the job's log (CloudWatch), which many more people can read than the token's task.
+    """
+    field = type(workload).model_fields.get("token")
+    if field is None or not field.repr:
+        return workload
+    model: Any = type(workload)
+    return _quiet(model).model_construct(**dict(workload))
+
+
+@functools.cache
+def _quiet(model: Any) -> Any:
+    class Quiet(model):  # type: ignore[misc]
+        def __repr_args__(self) -> Any:
+            return [(name, value) for name, value in super().__repr_args__() if name != "token"]
+
+    Quiet.__name__, Quiet.__qualname__ = model.__name__, model.__qualname__
+    return Quiet
 
 
 def stats() -> Any:

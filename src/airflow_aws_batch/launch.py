@@ -19,6 +19,7 @@ import os
 import sys
 from typing import Any
 
+from airflow_aws_batch.compat import token_hidden
 from airflow_aws_batch.workloads import StoreError, decode_object, delete_object, read_object
 
 ARRAY_INDEX_ENV = "AWS_BATCH_JOB_ARRAY_INDEX"
@@ -87,7 +88,7 @@ def run(workload_json: str) -> None:
         raise LaunchError(
             f"the stored workload is not one this Task SDK accepts: {'; '.join(problems)}"
         ) from None
-    execute_workload(workload)
+    execute_workload(token_hidden(workload))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,3 +93,12 @@ def test_stats_is_airflows_facade() -> None:
     stats = compat.stats()
     for method in ("incr", "gauge", "timing"):
         assert callable(getattr(stats, method))
+
+
+def test_the_workload_the_launcher_runs_never_shows_its_token() -> None:
+    """Airflow's execute_workload logs the workload into the job's log; 3.1's repr shows the token."""
+    task = _task().model_copy(update={"token": "eyJhbGciOiJIUzI1NiJ9.secret-part.signature"})
+    shown = compat.token_hidden(task)
+    assert "secret-part" not in repr(shown) and "secret-part" not in str(shown)
+    assert isinstance(shown, workloads.ExecuteTask) and type(shown).__name__ == "ExecuteTask"
+    assert shown.token == task.token and shown.ti == task.ti
