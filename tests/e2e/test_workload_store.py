@@ -80,6 +80,12 @@ def test_no_token_reaches_submit_requests_describe_jobs_or_logs(e2e: E2E) -> Non
     texts = {f"SubmitJob request {i}": body for i, body in enumerate(requests)}
     texts.update({f"DescribeJobs {job['jobName']} {job['jobId']}": json.dumps(job) for job in jobs})
     texts.update({f"log of {job['jobName']} {job['jobId']}": _log_text(batch, job) for job in session_jobs})
+    # The scheduler's and every other process's log, and the tasks' own logs.
+    stack = e2e.stack
+    process_logs = sorted(Path(stack.logs_dir).glob("*.log"))
+    assert any(path.name.startswith("scheduler") for path in process_logs), process_logs
+    for path in [*process_logs, *sorted(Path(stack.task_logs_dir).rglob("*.log"))]:
+        texts[f"file {path.name}"] = path.read_text(errors="replace")
     assert len(requests) >= len(session_jobs)
 
     pieces = set().union(*(_pieces(token) for token in tokens))
