@@ -746,19 +746,14 @@ class Runtime:
     def terminate_now(self, cmd: Terminate, tries: int = 5) -> bool:
         """TerminateJob with a few retries on throttling/server errors; True when Batch accepted it."""
         for attempt in range(tries):
-            self.submit_limiter.acquire()
             try:
-                self.api.terminate_job(cmd.job_id, cmd.reason)
-                return True
-            except BatchApiError as exc:
-                if exc.kind is ErrorKind.CLIENT:
-                    log.warning("TerminateJob %s refused: %s", cmd.job_id, exc)
-                    return False
-                log.info("TerminateJob %s failed (%s), retrying", cmd.job_id, exc)
-                time.sleep(min(5.0, 0.2 * 2**attempt))
+                outcome = self._terminate_once(cmd)
             except Exception:
                 log.exception("Unexpected error terminating %s", cmd.job_id)
                 return False
+            if outcome is not False:
+                return bool(outcome)
+            time.sleep(min(5.0, 0.2 * 2**attempt))
         return False
 
     # ------------------------------------------------------------ poller
