@@ -88,7 +88,7 @@ from airflow_aws_batch.failures import record_failure, stuck_reason
 from airflow_aws_batch.fairshare import QueueKind, QueueKinds, template_fields
 from airflow_aws_batch.jobdefs import JobDefinitions, PagedCalls
 from airflow_aws_batch.runtime import Accepted, JobsMissing, JobsSeen, Runtime, StartChecked, SubmitDone
-from airflow_aws_batch.started import airflow_saw_task_start, task_instances_now, tis_moved_on
+from airflow_aws_batch.started import airflow_saw_task_start, task_instances_now, ti_running, tis_moved_on
 from airflow_aws_batch.submit import (
     ExecConfigError,
     RequestTemplates,
@@ -182,6 +182,11 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
     #: ``[(ti_id, try_number)] -> ids of those Airflow moved on``: asked by the poller for the jobs that
     #: SUCCEEDED, one query a polling cycle that saw any.
     moved_on_checker = staticmethod(tis_moved_on)
+    #: ``(ti_id, try_number) -> did Airflow see the try start``: asked when a job fails after starting.
+    start_checker = staticmethod(airflow_saw_task_start)
+    #: ``(ti_id, try_number) -> is the try RUNNING``: asked when a job failed after Airflow saw its try
+    #: start, before another job of the try is looked for (a duplicate that won the start).
+    running_checker = staticmethod(ti_running)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -364,7 +369,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             status_calls_per_second=config.status_calls_per_second,
             submit_threads=SUBMIT_THREADS,
             poll_interval_s=self.poll_interval_s,
-            start_checker=airflow_saw_task_start,
+            start_checker=self.start_checker,
+            running_checker=self.running_checker,
             prepare=self._prepare_request,
             store=store,
             moved_on_checker=self.moved_on_checker,
@@ -702,7 +708,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 for job_id in result.job_ids:
                     self._report(core.job_missing(job_id))
             elif isinstance(result, StartChecked):
-                self._report(core.start_checked(result.key, result.seen))
+                self._report(core.start_checked(result.key, result.seen, result.winner))
             elif isinstance(result, Accepted):
                 self._building -= 1
                 self._take_accepted(result)

@@ -107,6 +107,8 @@ class StartChecked:
 
     key: Any
     seen: bool | None
+    #: Another active job of the same try, when Airflow has the try RUNNING: it started the task.
+    winner: str | None = None
 
 
 #: ``(ti_id, try_number) -> seen``; True, False, or None when it cannot tell. May do I/O; may raise.
@@ -114,6 +116,8 @@ StartChecker = Callable[[str, int], "bool | None"]
 #: ``[(ti_id, try_number)] -> the ti_ids whose try Airflow has moved on to its next run``. May do I/O;
 #: may raise.
 MovedOnChecker = Callable[[list[tuple[str, int]]], "set[str]"]
+#: ``(ti_id, try_number) -> is that try RUNNING in Airflow's DB now``. May do I/O; may raise.
+RunningChecker = Callable[[str, int], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +165,16 @@ Build = Callable[[Any, int, Any], Accepted]
 Result = SubmitDone | JobsSeen | JobsMissing | StartChecked | Accepted
 
 
+def kept_of_duplicates(found: list[JobDetail]) -> JobDetail:
+    """Of several jobs of one try, the one to keep: the earliest started (it may be running the task:
+    the execution API lets only the first start through), else the newest (listings come oldest
+    first: ties go last)."""
+    started = [job for job in found if job.started_at]
+    if started:
+        return min(started, key=lambda job: job.started_at or 0)
+    return max(reversed(found), key=lambda job: job.created_at or 0)
+
+
 class Runtime:
     """Owns the threads. ``start()`` once; ``stop()`` joins them."""
 
@@ -182,6 +196,7 @@ class Runtime:
         store: WorkloadStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         moved_on_checker: MovedOnChecker | None = None,
+        running_checker: RunningChecker | None = None,
     ) -> None:
         # SubmitJob goes through ``submit_api`` (no botocore retries: it is not idempotent);
         # everything else through ``api``.
@@ -212,6 +227,7 @@ class Runtime:
         self._wake_poller = threading.Event()
         self._threads: list[threading.Thread] = []
         self._start_checker = start_checker
+        self._running_checker = running_checker
         #: Finishes a request before it is sent, on the submit thread (it may do status calls, e.g.
         #: read its job queue's kind): BatchApiError means try again later, ValueError fails the attempt.
         self._prepare = prepare
@@ -305,7 +321,12 @@ class Runtime:
 
     def check_started(self, cmd: CheckStarted) -> None:
         """Answer ``cmd`` with a :class:`StartChecked` result, asked on the terminator thread."""
-        self._terminate_q.put(lambda: self.report(StartChecked(cmd.key, self._ask_started(cmd))))
+
+        def answer() -> None:
+            seen = self._ask_started(cmd)
+            self.report(StartChecked(cmd.key, seen, self._find_winner(cmd) if seen else None))
+
+        self._terminate_q.put(answer)
 
     def _ask_started(self, cmd: CheckStarted) -> bool | None:
         if self._start_checker is None:
@@ -318,6 +339,41 @@ class Runtime:
                 "Could not check whether Airflow saw task instance %s start", cmd.ti_id, exc_info=True
             )
             return None
+
+    def _find_winner(self, cmd: CheckStarted) -> str | None:
+        """The active job of ``cmd``'s try that started its task, when the tracked one failed after
+        its start while Airflow has the try RUNNING; None when there is none or it cannot be told.
+
+        Two jobs of one try exist when a lookup after an ambiguous SubmitJob missed the first (or
+        adoption found both): both start, the execution API lets one start the task and refuses the
+        other (HTTP 409), which exits failed. Of several candidates the earliest started is the one
+        that most likely won. A task that crashed (out of memory, killed) also leaves its try
+        RUNNING: with no other active job of the try, it fails as before.
+        """
+        if self._running_checker is None or not cmd.job_queue or not cmd.job_name:
+            return None
+        try:
+            if not self._running_checker(cmd.ti_id, cmd.try_number):
+                return None
+        except Exception:
+            log.warning("Could not read whether task instance %s is running", cmd.ti_id, exc_info=True)
+            return None
+        if not self._status_call():
+            return None
+        tags = {k: v for k, v in cmd.tags if k != SUBMISSION_TAG}
+        try:
+            found = self.api.find_jobs(cmd.job_queue, cmd.job_name, 0, tags)
+        except BatchApiError as exc:
+            log.info("Looking for another job of the try of %s failed (%s)", cmd.failed_job_id, exc)
+            return None
+        started = [
+            job
+            for job in found
+            if job.job_id != cmd.failed_job_id and job.status == "RUNNING" and job.started_at
+        ]
+        if not started:
+            return None
+        return min(started, key=lambda job: job.started_at or 0).job_id
 
     def track(self, cmd: Track | Untrack) -> None:
         self._poll_inbox.put(cmd)
@@ -394,13 +450,13 @@ class Runtime:
                 # Nothing was submitted: not an attempt, look again shortly.
                 return SubmitDone(cmd.key, SubmitOutcome.WAIT, reason=str(exc))
             if found:
-                # Two ambiguous calls may both have created a job: keep the newest (listings come
-                # oldest first: ties go last), and end the other, so that the try is one job.
-                newest = max(reversed(found), key=lambda job: job.created_at or 0)
+                # Two ambiguous calls may both have created a job: keep one and end the other, so
+                # that the try is one job.
+                kept = kept_of_duplicates(found)
                 for job in found:
-                    if job is not newest and job.status in ACTIVE_STATUSES:
+                    if job is not kept and job.status in ACTIVE_STATUSES:
                         self.terminate(Terminate(job.job_id, "Duplicate of an ambiguous SubmitJob"))
-                return SubmitDone(cmd.key, SubmitOutcome.OK, job_id=newest.job_id, found=True)
+                return SubmitDone(cmd.key, SubmitOutcome.OK, job_id=kept.job_id, found=True)
             if cmd.lookup_only:
                 return SubmitDone(
                     cmd.key,

@@ -46,6 +46,21 @@ def airflow_saw_task_start(ti_id: str, try_number: int) -> bool | None:
     return not (state == TaskInstanceState.QUEUED and next_method is None)
 
 
+def ti_running(ti_id: str, try_number: int) -> bool:
+    """Is task instance ``ti_id`` RUNNING on try ``try_number`` now? Database errors propagate."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import select
+
+    query = select(TaskInstance.state, TaskInstance.try_number).where(
+        TaskInstance.id == task_instance_id(ti_id)
+    )
+    with create_session() as session:
+        row = session.execute(query).one_or_none()
+    return row is not None and row[1] == try_number and row[0] == TaskInstanceState.RUNNING
+
+
 def task_instances_now(tries: Sequence[TryId]) -> dict[tuple[str, str, str, int], TiNow]:
     """What the metadata DB says now of the task instances ``tries`` name, whatever their try.
 

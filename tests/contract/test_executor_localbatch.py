@@ -953,6 +953,54 @@ def test_a_success_after_airflow_moved_the_try_on_frees_the_slot_without_an_even
         assert asked == [[(str(w.ti.id), 1)]]
 
 
+class _TryRunning(FastExecutor):
+    # Airflow's DB says: this try started and is RUNNING (whichever job started it).
+    start_checker = staticmethod(lambda ti_id, try_number: True)
+    running_checker = staticmethod(lambda ti_id, try_number: True)
+
+
+@pytest.mark.parametrize(
+    "duplicate", [pytest.param(True, id="duplicate-won"), pytest.param(False, id="alone")]
+)
+def test_a_job_that_lost_its_tasks_start_to_a_duplicate_hands_the_try_to_it(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, duplicate: bool
+) -> None:
+    # Two jobs of one try both start; the execution API lets one start the task and refuses the other
+    # (HTTP 409), which exits 1. Failing the try then would have Airflow retry it beside the task
+    # still running in the other job. Without a duplicate, such a failure is a crash and fails the try.
+    name = f"dupstart_{int(duplicate)}"
+    with started(_TryRunning, localbatch, monkeypatch, {"simulate": {"seconds": None}}, 8) as executor:
+        rec = Recorder(executor)
+        w = task_workload(name)
+        executor.queue_workload(w, session=None)  # type: ignore[arg-type]
+        rec.until(lambda: "running" in rec.states(w.ti.key), what="the job id")
+        batch = localbatch.batch
+        loser = rec.info(w.ti.key, "running")
+        job = wait_job(batch, loser, "RUNNING")
+        winner = None
+        if duplicate:
+            winner = batch.submit_job(
+                jobName=job["jobName"],
+                jobQueue=QUEUE,
+                jobDefinition=DEFINITION,
+                containerOverrides={"command": ["true"]},
+                tags=job["tags"],
+            )["jobId"]
+            wait_job(batch, winner, "RUNNING")
+        localbatch.finish_simulated([loser], exit_code=1)
+        if not duplicate:
+            rec.until(lambda: "failed" in rec.states(w.ti.key), what="the failure")
+            return
+        rec.until(
+            lambda: any("aws_batch_duplicate_start" in e for e in rec.task_events(w.ti.key)),
+            what="the duplicate start to be seen",
+        )
+        assert [info for k, s, info in rec.events if k == w.ti.key and s == "running"][-1] == winner
+        localbatch.finish_simulated([winner], exit_code=0)
+        rec.until(lambda: "success" in rec.states(w.ti.key), what="the winner's success")
+        assert "failed" not in rec.states(w.ti.key)
+
+
 def test_a_task_airflow_fails_for_missing_heartbeats_has_its_job_terminated(
     executor: FastExecutor, localbatch: LocalBatchServer
 ) -> None:

@@ -201,7 +201,13 @@ def test_failed_after_start_asks_whether_airflow_saw_the_task_start(
     core, clock = make(max_attempts=3)
     core.add("k", request(), ti_id=TI_ID, try_number=2)
     assert failed_after_start(core, "j1", view_before_failure) == []
-    assert core.commands() == [Untrack("j1"), CheckStarted("k", TI_ID, 2)]
+    untrack, check = core.commands()
+    assert untrack == Untrack("j1")
+    assert isinstance(check, CheckStarted)
+    assert (check.key, check.ti_id, check.try_number, check.failed_job_id) == ("k", TI_ID, 2, "j1")
+    # Where a job of the same try that won the task's start would be found.
+    assert (check.job_queue, check.job_name) == ("q", "airflow-dag-task")
+    assert {"dag_id": "dag", "task_id": "task"}.items() <= dict(check.tags).items()
     assert "k" in core and core.counts().checking == 1
     clock.now += 1000
     assert submits(core) == []  # nothing is resubmitted before the answer
@@ -247,12 +253,56 @@ def test_start_checked(seen: bool | None, max_attempts: int, expected: str) -> N
     assert submits(core) == []
 
 
+def test_a_job_that_lost_its_start_to_a_duplicate_hands_the_try_to_the_winner() -> None:
+    # Two jobs of one try; the other started the task first, so the execution API refused this one's
+    # start (HTTP 409) and it exited failed while Airflow has the try RUNNING: the task runs there.
+    core, clock = make(max_attempts=3)
+    core.add("k", request(), ti_id=TI_ID, try_number=1)
+    failed_after_start(core, "j1")
+    core.commands()
+    running, event = core.start_checked("k", True, winner="w1")
+    assert running == RunningState("k", "w1")
+    assert isinstance(event, TaskEvent) and event.event == "aws_batch_duplicate_start"
+    assert "w1" in event.extra and HOST_LOST in event.extra
+    (track,) = core.commands()
+    assert isinstance(track, Track) and track.job_id == "w1" and track.try_number == 1
+    assert core.job_id("k") == "w1" and core.job_started("k")
+    clock.now += 1000
+    assert submits(core) == []  # the try started: never resubmitted
+    assert core.job_seen(JobView("w1", "SUCCEEDED")) == [Success("k", "w1")]
+    assert "k" not in core
+
+
+@pytest.mark.parametrize(
+    ("seen", "tracked_elsewhere"),
+    [
+        pytest.param(None, False, id="cannot-tell-fails"),
+        pytest.param(True, True, id="winner-already-tracked-fails"),
+    ],
+)
+def test_a_winner_is_taken_only_when_airflow_saw_the_start_and_nobody_tracks_it(
+    seen: bool | None, tracked_elsewhere: bool
+) -> None:
+    core, _ = make(max_attempts=3)
+    if tracked_elsewhere:
+        core.adopt("other", "w1", started=True)
+    core.add("k", request(), ti_id=TI_ID, try_number=1)
+    failed_after_start(core, "j1")
+    core.commands()
+    event, fail = core.start_checked("k", seen, winner="w1")
+    assert isinstance(event, TaskEvent) and isinstance(fail, Fail)
+    assert fail.job_id == "j1"
+    assert "k" not in core
+
+
 def test_not_seen_resubmits_until_attempts_run_out_then_fails_with_the_last_reason() -> None:
     core, clock = make(max_attempts=3)
     core.add("k", request(), ti_id=TI_ID, try_number=1)
     for attempt in (1, 2, 3):
         failed_after_start(core, f"j{attempt}")
-        assert CheckStarted("k", TI_ID, 1) in core.commands()
+        assert [(c.key, c.ti_id, c.try_number) for c in core.commands() if isinstance(c, CheckStarted)] == [
+            ("k", TI_ID, 1)
+        ]
         reports = core.start_checked("k", False)
         clock.now += 1000
     fail = reports[-1]
@@ -758,7 +808,9 @@ def test_adopted_job_that_started_and_failed_is_checked_when_it_can_be_resubmitt
     core.adopt("k", "old", request=request(), started=True, ti_id=ti_id, try_number=3)
     core.commands()
     assert core.job_seen(JobView("old", "FAILED", status_reason=HOST_LOST)) == []
-    assert CheckStarted("k", ti_id, 3) in core.commands()
+    assert [(c.key, c.ti_id, c.try_number) for c in core.commands() if isinstance(c, CheckStarted)] == [
+        ("k", ti_id, 3)
+    ]
 
 
 def test_adopted_job_without_a_request_fails_before_start_as_before() -> None:

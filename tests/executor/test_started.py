@@ -21,7 +21,7 @@ import pytest
 from airflow_aws_batch.compat import task_instance_id
 from airflow_aws_batch.core.state import CheckStarted
 from airflow_aws_batch.runtime import Runtime, StartChecked, StartChecker
-from airflow_aws_batch.started import airflow_saw_task_start, tis_moved_on
+from airflow_aws_batch.started import airflow_saw_task_start, ti_running, tis_moved_on
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 DAG_ID = "started_check"
@@ -159,6 +159,22 @@ def _broken_checker(ti_id: str, try_number: int) -> bool | None:
 )
 def test_a_check_that_cannot_answer_is_unknown(checker: StartChecker | None) -> None:
     assert ask(checker, CheckStarted("k", str(uuid.uuid4()), 1)).seen is None
+
+
+@pytest.mark.parametrize(
+    ("row", "asked_try", "expected"),
+    [
+        pytest.param({"state": "running", "try_number": 2}, 2, True, id="running-same-try"),
+        pytest.param({"state": "running", "try_number": 2}, 1, False, id="running-another-try"),
+        pytest.param({"state": "failed", "try_number": 2}, 2, False, id="failed"),
+        pytest.param({"state": "up_for_retry", "try_number": 2}, 2, False, id="up-for-retry"),
+        pytest.param({"state": "queued", "try_number": 2}, 2, False, id="queued"),
+    ],
+)
+def test_ti_running(ti_id: str, row: dict[str, Any], asked_try: int, expected: bool) -> None:
+    set_ti(ti_id, **{"next_method": None, **row})
+    assert ti_running(ti_id, asked_try) is expected
+    assert ti_running(str(uuid.uuid4()), asked_try) is False
 
 
 @pytest.mark.parametrize("count", [pytest.param(1, id="one-event"), pytest.param(3, id="three-events")])

@@ -158,6 +158,13 @@ class CheckStarted:
     key: Hashable
     ti_id: str
     try_number: int
+    #: Where another job of the same try would be (the failed job's queue, name and task tags): a
+    #: try that Airflow sees RUNNING after its tracked job failed may have been started by a duplicate
+    #: job (two jobs of one try: the second start is refused by Airflow's execution API, HTTP 409).
+    job_queue: str = ""
+    job_name: str = ""
+    tags: tuple[tuple[str, str], ...] = ()
+    failed_job_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -755,7 +762,18 @@ class Core:
             self._set_phase(entry, Phase.CHECKING)
             entry.failed_job_id = view.job_id
             entry.last_reason = reason
-            self._outbox.append(CheckStarted(key, str(uuid.UUID(bytes=entry.ti_id)), entry.try_number))
+            request = self._packer.copy_of(entry.request)
+            self._outbox.append(
+                CheckStarted(
+                    key,
+                    str(uuid.UUID(bytes=entry.ti_id)),
+                    entry.try_number,
+                    job_queue=str(request.get("jobQueue", "")),
+                    job_name=str(request.get("jobName", "")),
+                    tags=tuple(sorted((str(k), str(v)) for k, v in (request.get("tags") or {}).items())),
+                    failed_job_id=view.job_id,
+                )
+            )
             return []
         if entry.request is None:
             return self._fail(
@@ -766,13 +784,34 @@ class Core:
             )
         return self._retry_after_failure(entry, reason, view.job_id, "aws_batch_job_failed_before_start")
 
-    def start_checked(self, key: Hashable, seen: bool | None) -> list[Report]:
-        """Answer to :class:`CheckStarted`: did Airflow see the task start (None: cannot tell)?"""
+    def start_checked(self, key: Hashable, seen: bool | None, winner: str | None = None) -> list[Report]:
+        """Answer to :class:`CheckStarted`: did Airflow see the task start (None: cannot tell)?
+
+        ``winner``: Airflow has the try RUNNING and another active job of the same try exists: the
+        failed job lost the task's start to it (the execution API refuses a second start), so the
+        task is running there. That job is watched instead, and nothing is failed.
+        """
         entry = self._entries.get(key)
         if entry is None or entry.phase is not Phase.CHECKING:
             return []  # revoked (or the scheduler is shutting down) while the check ran
         job_id, reason = entry.failed_job_id, entry.last_reason
         entry.failed_job_id = None
+        if seen and winner is not None and winner not in self._by_job:
+            entry.job_id = winner
+            entry.started = True
+            entry.request = None  # the try has started: never resubmitted from now on
+            self._by_job[winner] = entry
+            self._set_phase(entry, Phase.RUNNING)
+            self._outbox.append(Track(winner, None, entry.ti_id, entry.try_number))
+            return [
+                RunningState(key, winner),
+                TaskEvent(
+                    key,
+                    "aws_batch_duplicate_start",
+                    f"{reason}: Batch job {winner}, another job of this try, started the task first; "
+                    "watching that one instead",
+                ),
+            ]
         if seen is not False:
             why = (
                 "Airflow saw the task start, or no longer has it queued"
