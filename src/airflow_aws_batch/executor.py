@@ -864,6 +864,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 before_call=deadline_limiter(
                     lambda timeout: limiter.acquire(timeout=timeout), time.monotonic() + ADOPT_BUDGET_S
                 ),
+                store=self._store,
             )
         except (BatchApiError, OutOfBudget) as exc:
             log.warning(

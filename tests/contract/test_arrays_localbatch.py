@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +255,8 @@ class FakeTi:
     external_executor_id: str | None
     dag_id: str = "dag"
     run_id: str = "manual__1"
+    #: When Airflow queued the task instance this time (None: unknown, nothing is judged by it).
+    queued_dttm: datetime | None = None
 
     @property
     def key(self) -> TaskInstanceKey:
@@ -288,6 +291,52 @@ def test_a_new_scheduler_adopts_children_by_their_ids(
             rec2.until(
                 lambda: "failed" in rec2.states(current.key), timeout=30, what="the adopted child's end"
             )
+        finally:
+            second.terminate()
+
+
+def test_a_new_scheduler_adopts_children_whose_ids_were_never_saved_by_the_arrays_object(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, store_dir: Path
+) -> None:
+    # The scheduler died between the array's SubmitJob and Airflow saving its children's ids: the
+    # next one holds no id for them, and ListJobs lists only the array, whose tags name no map index.
+    batch = localbatch.batch
+    queued = datetime.now(UTC) - timedelta(seconds=5)
+    with started(localbatch, monkeypatch, store_dir, held("airflow-dag-unsaved")) as first:
+        rec = Recorder(first)
+        work = mapped("unsaved")
+        queue_all(first, work)
+        rec.until(lambda: all(rec.states(w.ti.key) for w in work), timeout=60, what="a job for every task")
+        ids = job_ids(rec, work)
+        # The next scheduler: same deployment and store, its own executor.
+        configure(
+            monkeypatch,
+            localbatch,
+            job_queue=QUEUE,
+            job_definition=DEFINITION,
+            workload_store=f"file://{store_dir}",
+        )
+        second = FastExecutor(parallelism=64)
+        second.start()
+        try:
+            waiting = [FakeTi("unsaved", i, 1, None, queued_dttm=queued) for i in (0, 4, 7)]
+            # Reset and queued again as try 2 since: child 9 runs try 1, a try nobody waits for.
+            moved_on = FakeTi("unsaved", 9, 2, None, queued_dttm=queued)
+            # Queued again after the array was created (an earlier queueing's array): not this one's.
+            requeued = FakeTi("unsaved", 2, 1, None, queued_dttm=datetime.now(UTC) + timedelta(seconds=30))
+            handed_back = second.try_adopt_task_instances([*waiting, moved_on, requeued])
+            assert sorted(ti.map_index for ti in handed_back) == [2, 9]
+            for ti in waiting:
+                # Adopted by its own child id, which Airflow is told (it never saved one).
+                assert second.core.job_id(ti.key) == ids[ti.map_index]
+                assert second.event_buffer[ti.key][1] == ids[ti.map_index]
+            # The adopted child's end reaches its task through the new scheduler.
+            batch.terminate_job(jobId=ids[4], reason="ended by test")
+            rec2 = Recorder(second)
+            rec2.until(lambda: "failed" in rec2.states(waiting[1].key), timeout=30, what="child 4's end")
+            assert {j["status"] for j in batch.describe_jobs(jobs=[ids[0], ids[7], ids[9]])["jobs"]} == {
+                "RUNNABLE"
+            }
         finally:
             second.terminate()
 
