@@ -687,6 +687,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                     reason=result.reason,
                     sent_at_ms=result.sent_at_ms,
                     found=result.found,
+                    wait_s=result.wait_s,
                 )
                 if result.outcome is SubmitOutcome.OK and not result.found:
                     submitted += 1

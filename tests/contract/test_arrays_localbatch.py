@@ -17,6 +17,7 @@ from airflow.executors import workloads
 from airflow.models.taskinstancekey import TaskInstanceKey
 
 from airflow_aws_batch.core.state import BackoffPolicy
+from airflow_aws_batch.runtime import Runtime
 from devstack import LocalBatchServer
 
 from ._airflow import FastExecutor, Recorder, configure, task_workload
@@ -215,6 +216,43 @@ def test_a_lost_answer_to_an_array_submit_is_found_not_sent_again(
         assert any("aws_batch_job_found" in e for e in events_of(executor, w.ti.key)), events_of(
             executor, w.ti.key
         )
+
+
+def test_children_are_not_sent_alone_while_the_lost_arrays_lookup_may_still_find_it(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, store_dir: Path
+) -> None:
+    # ListJobs lists a job a moment after Batch created it (localbatch lists it at once, so the lag is
+    # put between the executor and it): the first lookup after the lost answer finds no array.
+    lag_ms = 1_500
+    monkeypatch.setattr(Runtime, "array_lookup_settle_s", 3.0)
+    faults = {
+        "simulate": {"seconds": 0.2},
+        "rules": [{"job_name_contains": "airflow-dag-lagged", "fault": "lost_response", "times": 1}],
+    }
+    with started(localbatch, monkeypatch, store_dir, faults) as executor:
+        runtime = executor.runtime
+        assert runtime is not None
+        listed = runtime.api.find_jobs
+        looked: list[int] = []
+
+        def lagging(*args: Any, **kwargs: Any) -> list[Any]:
+            now_ms = int(time.time() * 1000)
+            jobs = [j for j in listed(*args, **kwargs) if (j.created_at or 0) <= now_ms - lag_ms]
+            looked.append(len(jobs))
+            return jobs
+
+        monkeypatch.setattr(runtime.api, "find_jobs", lagging)
+        before = localbatch.stats()
+        rec = Recorder(executor)
+        work = mapped("lagged")
+        queue_all(executor, work)
+        rec.until(lambda: all("success" in rec.states(w.ti.key) for w in work), timeout=60, what="every task")
+        after = localbatch.stats()
+    assert looked[0] == 0, "the first lookup must have come before the array was listed"
+    assert submits(after) - submits(before) == 1, "no child may be sent alone while the array may exist"
+    ids = job_ids(rec, work)
+    parent = ids[0].split(":")[0]
+    assert ids == [f"{parent}:{i}" for i in range(SIZE)]
 
 
 def test_revoke_terminates_only_that_child(
