@@ -319,8 +319,10 @@ def test_a_new_scheduler_adopts_children_by_their_ids(
             current = FakeTi("adopt", 2, 1, ids[2])
             # Airflow queued try 2 and still holds try 1's child id: that child is not this try's job.
             stale = FakeTi("adopt", 5, 2, ids[5])
-            handed_back = second.try_adopt_task_instances([current, stale])
-            assert handed_back == [stale]
+            # No id saved, and this scheduler has no workload store to read which child runs it.
+            unsaved = FakeTi("adopt", 7, 1, None)
+            handed_back = second.try_adopt_task_instances([current, stale, unsaved])
+            assert handed_back == [stale, unsaved]
             assert second.core.job_id(current.key) == ids[2]
             assert current.key in second.running
             # The adopted child's end reaches its task through the new scheduler.
