@@ -483,3 +483,72 @@ def test_revoking_a_child_after_a_lost_array_answer_ends_only_that_child(
     finally:
         executor.terminate()
         localbatch.set_faults({})
+
+
+def test_a_child_revoked_before_its_lost_array_is_listed_is_still_ended(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, store_dir: Path
+) -> None:
+    class SlowRetry(FastExecutor):
+        # The lookup after the lost answer does not come while the test acts: the revoke's does.
+        backoff = BackoffPolicy(base_s=60.0, max_s=60.0, wait_s=0.1)
+
+    lag_ms = 2_000
+    monkeypatch.setattr(Runtime, "array_lookup_settle_s", 4.0)
+    batch = localbatch.batch
+    lost = {"job_name_contains": "airflow-dag-lagrev", "fault": "lost_response", "times": 1}
+    faults = held("airflow-dag-lagrev")
+    localbatch.set_faults({**faults, "rules": [*faults["rules"], lost]})
+    configure(
+        monkeypatch,
+        localbatch,
+        job_queue=QUEUE,
+        job_definition=DEFINITION,
+        workload_store=f"file://{store_dir}",
+    )
+    executor = SlowRetry(parallelism=256)
+    executor.start()
+    try:
+        runtime = executor.runtime
+        assert runtime is not None
+        listed = runtime.api.find_jobs
+        looked: list[int] = []
+
+        def lagging(*args: Any, **kwargs: Any) -> list[Any]:
+            now_ms = int(time.time() * 1000)
+            jobs = [j for j in listed(*args, **kwargs) if (j.created_at or 0) <= now_ms - lag_ms]
+            looked.append(len(jobs))
+            return jobs
+
+        monkeypatch.setattr(runtime.api, "find_jobs", lagging)
+        rec = Recorder(executor)
+        work = mapped("lagrev")
+        queue_all(executor, work)
+        rec.until(
+            lambda: all(
+                any("aws_batch_submit_ambiguous" in e for e in events_of(executor, w.ti.key)) for w in work
+            ),
+            timeout=60,
+            what="the lost answer",
+        )
+
+        @dataclass
+        class TI:
+            key: TaskInstanceKey
+
+        # Child 0 leaves while ListJobs does not list the array yet: "not found" is no answer.
+        executor.revoke_task(ti=TI(work[0].ti.key))
+        (array,) = batch.list_jobs(
+            jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": ["airflow-dag-lagrev"]}]
+        )["jobSummaryList"]
+        children = [f"{array['jobId']}:{i}" for i in range(SIZE)]
+        rec.until(
+            lambda: batch.describe_jobs(jobs=[children[0]])["jobs"][0]["status"] == "FAILED",
+            timeout=30,
+            what="the revoked child to end",
+        )
+        assert looked[0] == 0, "the first lookup must have come before the array was listed"
+        siblings = batch.describe_jobs(jobs=children[1:])["jobs"]
+        assert {j["status"] for j in siblings} == {"RUNNABLE"}
+    finally:
+        executor.terminate()
+        localbatch.set_faults({})
