@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_aws_batch.aws.batch import DESCRIBE_MAX_IDS, BatchApi, BatchApiError, JobDetail
+from airflow_aws_batch.core.arrays import child_job_id
 from airflow_aws_batch.core.ownership import (
+    ARRAY_TRY_TAGS,
     DEPLOYMENT_TAG,
     TiNow,
     TryId,
@@ -31,6 +33,7 @@ from airflow_aws_batch.core.ownership import (
     of_this_queueing,
     orphan_reason,
     try_of,
+    waiting_array_children,
 )
 from airflow_aws_batch.core.state import ACTIVE_STATUSES, Terminate
 from airflow_aws_batch.submit import token_expires_at
@@ -127,6 +130,7 @@ def plan_adoption(
     deployment: str,
     before_call: BeforeCall,
     team: str | None = None,
+    store: WorkloadStore | None = None,
 ) -> AdoptionPlan:
     """Adopt each task instance's job of *this* submission: by its saved id when the job's tags name
     this try and the job is of the task instance's current queueing (see
@@ -139,6 +143,12 @@ def plan_adoption(
 
     ``team``: the executor's team (None for a global executor); a job of another team is never
     adopted nor terminated, and one found by tags must carry exactly this team.
+
+    Array children carry their parent's tags, which name no map index: among the active jobs, an
+    array of this deployment and team is looked into through its workload object in ``store`` (see
+    :func:`find_array_children`), and each child that runs a try being looked up, in its current
+    queueing, is a match like a single job found by its tags (adopted by its child id). Children
+    of no try handed here are left to the sweep, which asks Airflow's DB about each.
 
     When the budget runs out (or Batch fails) part way, the jobs already confirmed by their saved id
     are adopted and only the rest is handed back. Raises :class:`BatchApiError` or
@@ -217,6 +227,15 @@ def plan_adoption(
             if short:
                 raise OutOfBudget("DescribeJobs")
             active = active_jobs(api, queues, before_call)
+            children = find_array_children(
+                api,
+                store,
+                active.values(),
+                {wanted[ti.key]: queued[ti.key] for ti in to_find},
+                deployment=deployment,
+                team=team,
+                before_call=before_call,
+            )
         except (OutOfBudget, BatchApiError) as exc:
             if not plan.adopt:
                 raise
@@ -231,12 +250,16 @@ def plan_adoption(
             return plan
         for ti in to_find:
             matches = sorted(
-                (
-                    d
-                    for d in active.values()
-                    if is_job_of(d.tags, wanted[ti.key], deployment, deployment_required=True, team=team)
-                    and _of_this_queueing(d, queued[ti.key])
-                ),
+                [
+                    *(
+                        d
+                        for d in active.values()
+                        if is_job_of(d.tags, wanted[ti.key], deployment, deployment_required=True, team=team)
+                        and _of_this_queueing(d, queued[ti.key])
+                    ),
+                    # A child of an array has no tags of its own: its array's object named its try.
+                    *children.get(wanted[ti.key], ()),
+                ],
                 key=lambda d: d.created_at or 0,
             )
             if not matches:
@@ -254,6 +277,61 @@ def plan_adoption(
             for duplicate in matches[:-1]:
                 plan.terminate.append(Terminate(duplicate.job_id, "Duplicate Batch job of one task try"))
     return plan
+
+
+def find_array_children(
+    api: BatchApi,
+    store: WorkloadStore | None,
+    active: Iterable[JobDetail],
+    waiting: dict[TryId, int | None],
+    *,
+    deployment: str,
+    team: str | None,
+    before_call: BeforeCall,
+) -> dict[TryId, list[JobDetail]]:
+    """The children of the active arrays of this deployment and ``team`` that run a try of
+    ``waiting`` (try -> its task instance's ``queued_dttm`` in epoch milliseconds) in its current
+    queueing, described (so their own end is known): ``{try: [child, ...]}``.
+
+    Only arrays whose shared try tags (all but ``map_index``) are those of a waiting try are looked
+    into: one object read each, then one DescribeJobs per 100 children found. Without ``store`` no
+    object can be read (an array's command names an object, nothing per child): its children are
+    not found, and their task instances are handed back.
+    """
+    shared = {tuple(t.tags()[name] for name in ARRAY_TRY_TAGS) for t in waiting}
+    arrays = [
+        d
+        for d in active
+        if d.array_size
+        and d.tags.get(DEPLOYMENT_TAG) == deployment
+        and is_team_job(d.tags, team)
+        and tuple(d.tags.get(name) for name in ARRAY_TRY_TAGS) in shared
+    ]
+    if not arrays:
+        return {}
+    if store is None:
+        log.warning(
+            "Array job(s) %s may run task instances being adopted, but no workload store is configured "
+            "to read which child runs which: those task instances are handed back",
+            ", ".join(d.job_id for d in arrays),
+        )
+        return {}
+    picked: dict[str, TryId] = {}
+    for parent in arrays:
+        for index, child_try in waiting_array_children(
+            _array_tries(store, parent), waiting, created_at_ms=parent.created_at
+        ).items():
+            picked[child_job_id(parent.job_id, index)] = child_try
+    found: dict[TryId, list[JobDetail]] = {}
+    for child_id, detail in describe_all(api, picked, before_call).items():
+        if detail.is_terminated or detail.is_cancelled:
+            continue  # ended by a revoke, a shutdown or a sweep: it runs no submission any more
+        if detail.status == "FAILED" and not detail.started_at:
+            # Its task never started, and a child cannot be resubmitted alone by what Batch says of
+            # it: handed back, Airflow runs the try again without having run it once.
+            continue
+        found.setdefault(picked[child_id], []).append(detail)
+    return found
 
 
 #: SubmitJob members a resubmit copies from the job's DescribeJobs entry as they are.
@@ -431,7 +509,7 @@ def _array_tries(store: WorkloadStore, parent: JobDetail) -> list[TryId | None]:
     url = parent.command[-1] if parent.command else ""
     if not in_store(store.url, url):
         log.info(
-            "Array job %s names no object of the workload store (%s): its children are not swept",
+            "Array job %s names no object of the workload store (%s): its children cannot be told apart",
             parent.job_id,
             url,
         )
@@ -440,7 +518,7 @@ def _array_tries(store: WorkloadStore, parent: JobDetail) -> list[TryId | None]:
         workloads = decode_object(store.read(url))
     except (StoreError, ValueError) as exc:
         log.info(
-            "Cannot read the workload object of array job %s, its children are not swept: %s",
+            "Cannot read the workload object of array job %s, its children cannot be told apart: %s",
             parent.job_id,
             exc,
         )

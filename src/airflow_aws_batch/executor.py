@@ -693,6 +693,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                     reason=result.reason,
                     sent_at_ms=result.sent_at_ms,
                     found=result.found,
+                    wait_s=result.wait_s,
                 )
                 if result.outcome is SubmitOutcome.OK and not result.found:
                     submitted += 1
@@ -870,6 +871,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 before_call=deadline_limiter(
                     lambda timeout: limiter.acquire(timeout=timeout), time.monotonic() + ADOPT_BUDGET_S
                 ),
+                store=self._store,
             )
         except (BatchApiError, OutOfBudget) as exc:
             log.warning(

@@ -89,6 +89,8 @@ class SubmitDone:
     reason: str = ""
     sent_at_ms: int | None = None
     found: bool = False
+    #: WAIT only: how long to wait before the next try (None: the core's usual short wait).
+    wait_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +133,17 @@ class ArrayRef:
     index: int
     #: The array's tags (without ``submission``), which every child carries.
     tags: tuple[tuple[str, str], ...]
+    #: When the array's SubmitJob was sent (epoch milliseconds, this host's clock).
+    sent_at_ms: int = 0
+
+
+class ArrayLookupOpen(Exception):
+    """The lookup for an array whose answer was lost found nothing yet, too soon to take that for
+    "no array": its children wait (no SubmitJob alone) until ``until_ms`` (epoch milliseconds)."""
+
+    def __init__(self, submission: str, until_ms: int) -> None:
+        super().__init__(f"the lookup for the array of submission {submission} stays open until {until_ms}")
+        self.until_ms = until_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +194,11 @@ class Runtime:
     #: Delay before a termination is tried again after a failed call: doubling from the first, at
     #: most the second, for as long as Batch fails (an outage does not end it; ``stop()`` does).
     terminate_retry_s = (0.5, 60.0)
+    #: How long after an array's SubmitJob was sent a lookup that finds no array is final. Until
+    #: then the call may still create it (Batch may take it in up to the client's 30 s read timeout
+    #: after it was sent) or ListJobs may not list it yet; a child resubmitted alone meanwhile would
+    #: run its try beside the array's child. Found, the lookup is final at once.
+    array_lookup_settle_s = 45.0
 
     def __init__(
         self,
@@ -233,9 +251,11 @@ class Runtime:
         self._prepare = prepare
         #: Children of array SubmitJobs whose answer was lost, by the ``submission`` tag their own
         #: Submit carried (the core knows only that one); and what the lookup of each such array found
-        #: (its parent id, or None for nothing), so that its N children cost one lookup.
+        #: (its parent id, or None for nothing, once final), so that its N children cost one lookup;
+        #: and, for a lookup that found nothing too early to be final, when to look again.
         self._array_refs: dict[str, ArrayRef] = {}
         self._array_found: dict[str, str | None] = {}
+        self._array_open: dict[str, int] = {}
         self._array_lock = threading.Lock()
         #: Where workloads go just before SubmitJob (``workload_store``); None: in the command.
         self._store = store
@@ -435,6 +455,10 @@ class Runtime:
                 child = self._find_array_child(cmd.lookup_submissions, cmd.lookup_after_ms)
             except BatchApiError as exc:
                 return SubmitDone(cmd.key, SubmitOutcome.WAIT, reason=str(exc))
+            except ArrayLookupOpen as exc:
+                # Not alone while the array may exist: every child gets its child id if it does.
+                wait_s = max(0.0, exc.until_ms / 1000 - time.time())
+                return SubmitDone(cmd.key, SubmitOutcome.WAIT, reason=str(exc), wait_s=wait_s)
             if child is not None:
                 return SubmitDone(cmd.key, SubmitOutcome.OK, job_id=child, found=True)
             try:
@@ -572,7 +596,12 @@ class Runtime:
             with self._array_lock:
                 for index, submission in enumerate(cmd.submissions):
                     self._array_refs[submission] = ArrayRef(
-                        str(request["jobQueue"]), str(request["jobName"]), cmd.submission, index, shared
+                        str(request["jobQueue"]),
+                        str(request["jobName"]),
+                        cmd.submission,
+                        index,
+                        shared,
+                        sent_at_ms,
                     )
             reason = f"{exc.code}: {exc.message} (array of {len(keys)})"
             return every(SubmitOutcome.AMBIGUOUS, reason, sent_at_ms)
@@ -586,16 +615,24 @@ class Runtime:
             return [self._array_refs[s] for s in submissions if s in self._array_refs]
 
     def _find_array_child(self, submissions: tuple[str, ...], created_after_ms: int) -> str | None:
-        """The child job that an array SubmitJob with a lost answer created for this workload, or None.
+        """The child job that an array SubmitJob with a lost answer created for this workload, or None
+        when the lookup for that array is final and found none.
 
-        Raises :class:`BatchApiError` when Batch cannot be read (nothing is resolved then).
+        Raises :class:`BatchApiError` when Batch cannot be read, and :class:`ArrayLookupOpen` when
+        nothing was found but too soon after the call to be final (see
+        :attr:`array_lookup_settle_s`): nothing is resolved then.
         """
         for ref in self._array_refs_of(submissions):
+            now_ms = int(time.time() * 1000)
             with self._array_lock:
                 known = ref.submission in self._array_found
                 parent = self._array_found.get(ref.submission)
+                open_until = self._array_open.get(ref.submission)
+            if not known and open_until is not None and now_ms < open_until:
+                raise ArrayLookupOpen(ref.submission, open_until)
             if not known:
                 self.status_limiter.acquire()
+                looked_at_ms = int(time.time() * 1000)
                 found = self.api.find_jobs(
                     ref.job_queue,
                     ref.job_name,
@@ -604,8 +641,17 @@ class Runtime:
                     any_of=(SUBMISSION_TAG, frozenset({ref.submission})),
                 )
                 parent = found[0].job_id if found else None
+                final_at = ref.sent_at_ms + int(self.array_lookup_settle_s * 1000)
                 with self._array_lock:
-                    parent = self._array_found.setdefault(ref.submission, parent)
+                    if parent is None and looked_at_ms < final_at:
+                        # Not final: no child goes out alone before the lookup at ``final_at``.
+                        if ref.submission not in self._array_found:
+                            self._array_open[ref.submission] = final_at
+                            raise ArrayLookupOpen(ref.submission, final_at)
+                    else:
+                        self._array_open.pop(ref.submission, None)
+                        self._array_found.setdefault(ref.submission, parent)
+                    parent = self._array_found[ref.submission]
             if parent is not None:
                 return child_job_id(parent, ref.index)
         return None
@@ -660,6 +706,9 @@ class Runtime:
                 child = self._find_array_child(cmd.submissions, cmd.created_after_ms)
             except BatchApiError as exc:
                 log.info("Looking up the array of an ambiguous SubmitJob failed (%s); trying again", exc)
+                return False
+            except ArrayLookupOpen as exc:
+                log.info("Looking up the array of an ambiguous SubmitJob again later: %s", exc)
                 return False
             if child is not None:
                 # Only this child: its siblings run other tasks.

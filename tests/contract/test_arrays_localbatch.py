@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from airflow.executors import workloads
 from airflow.models.taskinstancekey import TaskInstanceKey
 
 from airflow_aws_batch.core.state import BackoffPolicy
+from airflow_aws_batch.runtime import Runtime
 from devstack import LocalBatchServer
 
 from ._airflow import FastExecutor, Recorder, configure, task_workload
@@ -216,6 +218,43 @@ def test_a_lost_answer_to_an_array_submit_is_found_not_sent_again(
         )
 
 
+def test_children_are_not_sent_alone_while_the_lost_arrays_lookup_may_still_find_it(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, store_dir: Path
+) -> None:
+    # ListJobs lists a job a moment after Batch created it (localbatch lists it at once, so the lag is
+    # put between the executor and it): the first lookup after the lost answer finds no array.
+    lag_ms = 1_500
+    monkeypatch.setattr(Runtime, "array_lookup_settle_s", 3.0)
+    faults = {
+        "simulate": {"seconds": 0.2},
+        "rules": [{"job_name_contains": "airflow-dag-lagged", "fault": "lost_response", "times": 1}],
+    }
+    with started(localbatch, monkeypatch, store_dir, faults) as executor:
+        runtime = executor.runtime
+        assert runtime is not None
+        listed = runtime.api.find_jobs
+        looked: list[int] = []
+
+        def lagging(*args: Any, **kwargs: Any) -> list[Any]:
+            now_ms = int(time.time() * 1000)
+            jobs = [j for j in listed(*args, **kwargs) if (j.created_at or 0) <= now_ms - lag_ms]
+            looked.append(len(jobs))
+            return jobs
+
+        monkeypatch.setattr(runtime.api, "find_jobs", lagging)
+        before = localbatch.stats()
+        rec = Recorder(executor)
+        work = mapped("lagged")
+        queue_all(executor, work)
+        rec.until(lambda: all("success" in rec.states(w.ti.key) for w in work), timeout=60, what="every task")
+        after = localbatch.stats()
+    assert looked[0] == 0, "the first lookup must have come before the array was listed"
+    assert submits(after) - submits(before) == 1, "no child may be sent alone while the array may exist"
+    ids = job_ids(rec, work)
+    parent = ids[0].split(":")[0]
+    assert ids == [f"{parent}:{i}" for i in range(SIZE)]
+
+
 def test_revoke_terminates_only_that_child(
     localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, store_dir: Path
 ) -> None:
@@ -254,6 +293,8 @@ class FakeTi:
     external_executor_id: str | None
     dag_id: str = "dag"
     run_id: str = "manual__1"
+    #: When Airflow queued the task instance this time (None: unknown, nothing is judged by it).
+    queued_dttm: datetime | None = None
 
     @property
     def key(self) -> TaskInstanceKey:
@@ -278,8 +319,10 @@ def test_a_new_scheduler_adopts_children_by_their_ids(
             current = FakeTi("adopt", 2, 1, ids[2])
             # Airflow queued try 2 and still holds try 1's child id: that child is not this try's job.
             stale = FakeTi("adopt", 5, 2, ids[5])
-            handed_back = second.try_adopt_task_instances([current, stale])
-            assert handed_back == [stale]
+            # No id saved, and this scheduler has no workload store to read which child runs it.
+            unsaved = FakeTi("adopt", 7, 1, None)
+            handed_back = second.try_adopt_task_instances([current, stale, unsaved])
+            assert handed_back == [stale, unsaved]
             assert second.core.job_id(current.key) == ids[2]
             assert current.key in second.running
             # The adopted child's end reaches its task through the new scheduler.
@@ -288,6 +331,52 @@ def test_a_new_scheduler_adopts_children_by_their_ids(
             rec2.until(
                 lambda: "failed" in rec2.states(current.key), timeout=30, what="the adopted child's end"
             )
+        finally:
+            second.terminate()
+
+
+def test_a_new_scheduler_adopts_children_whose_ids_were_never_saved_by_the_arrays_object(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, store_dir: Path
+) -> None:
+    # The scheduler died between the array's SubmitJob and Airflow saving its children's ids: the
+    # next one holds no id for them, and ListJobs lists only the array, whose tags name no map index.
+    batch = localbatch.batch
+    queued = datetime.now(UTC) - timedelta(seconds=5)
+    with started(localbatch, monkeypatch, store_dir, held("airflow-dag-unsaved")) as first:
+        rec = Recorder(first)
+        work = mapped("unsaved")
+        queue_all(first, work)
+        rec.until(lambda: all(rec.states(w.ti.key) for w in work), timeout=60, what="a job for every task")
+        ids = job_ids(rec, work)
+        # The next scheduler: same deployment and store, its own executor.
+        configure(
+            monkeypatch,
+            localbatch,
+            job_queue=QUEUE,
+            job_definition=DEFINITION,
+            workload_store=f"file://{store_dir}",
+        )
+        second = FastExecutor(parallelism=64)
+        second.start()
+        try:
+            waiting = [FakeTi("unsaved", i, 1, None, queued_dttm=queued) for i in (0, 4, 7)]
+            # Reset and queued again as try 2 since: child 9 runs try 1, a try nobody waits for.
+            moved_on = FakeTi("unsaved", 9, 2, None, queued_dttm=queued)
+            # Queued again after the array was created (an earlier queueing's array): not this one's.
+            requeued = FakeTi("unsaved", 2, 1, None, queued_dttm=datetime.now(UTC) + timedelta(seconds=30))
+            handed_back = second.try_adopt_task_instances([*waiting, moved_on, requeued])
+            assert sorted(ti.map_index for ti in handed_back) == [2, 9]
+            for ti in waiting:
+                # Adopted by its own child id, which Airflow is told (it never saved one).
+                assert second.core.job_id(ti.key) == ids[ti.map_index]
+                assert second.event_buffer[ti.key][1] == ids[ti.map_index]
+            # The adopted child's end reaches its task through the new scheduler.
+            batch.terminate_job(jobId=ids[4], reason="ended by test")
+            rec2 = Recorder(second)
+            rec2.until(lambda: "failed" in rec2.states(waiting[1].key), timeout=30, what="child 4's end")
+            assert {j["status"] for j in batch.describe_jobs(jobs=[ids[0], ids[7], ids[9]])["jobs"]} == {
+                "RUNNABLE"
+            }
         finally:
             second.terminate()
 
@@ -389,6 +478,75 @@ def test_revoking_a_child_after_a_lost_array_answer_ends_only_that_child(
             timeout=30,
             what="the revoked child to end",
         )
+        siblings = batch.describe_jobs(jobs=children[1:])["jobs"]
+        assert {j["status"] for j in siblings} == {"RUNNABLE"}
+    finally:
+        executor.terminate()
+        localbatch.set_faults({})
+
+
+def test_a_child_revoked_before_its_lost_array_is_listed_is_still_ended(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, store_dir: Path
+) -> None:
+    class SlowRetry(FastExecutor):
+        # The lookup after the lost answer does not come while the test acts: the revoke's does.
+        backoff = BackoffPolicy(base_s=60.0, max_s=60.0, wait_s=0.1)
+
+    lag_ms = 2_000
+    monkeypatch.setattr(Runtime, "array_lookup_settle_s", 4.0)
+    batch = localbatch.batch
+    lost = {"job_name_contains": "airflow-dag-lagrev", "fault": "lost_response", "times": 1}
+    faults = held("airflow-dag-lagrev")
+    localbatch.set_faults({**faults, "rules": [*faults["rules"], lost]})
+    configure(
+        monkeypatch,
+        localbatch,
+        job_queue=QUEUE,
+        job_definition=DEFINITION,
+        workload_store=f"file://{store_dir}",
+    )
+    executor = SlowRetry(parallelism=256)
+    executor.start()
+    try:
+        runtime = executor.runtime
+        assert runtime is not None
+        listed = runtime.api.find_jobs
+        looked: list[int] = []
+
+        def lagging(*args: Any, **kwargs: Any) -> list[Any]:
+            now_ms = int(time.time() * 1000)
+            jobs = [j for j in listed(*args, **kwargs) if (j.created_at or 0) <= now_ms - lag_ms]
+            looked.append(len(jobs))
+            return jobs
+
+        monkeypatch.setattr(runtime.api, "find_jobs", lagging)
+        rec = Recorder(executor)
+        work = mapped("lagrev")
+        queue_all(executor, work)
+        rec.until(
+            lambda: all(
+                any("aws_batch_submit_ambiguous" in e for e in events_of(executor, w.ti.key)) for w in work
+            ),
+            timeout=60,
+            what="the lost answer",
+        )
+
+        @dataclass
+        class TI:
+            key: TaskInstanceKey
+
+        # Child 0 leaves while ListJobs does not list the array yet: "not found" is no answer.
+        executor.revoke_task(ti=TI(work[0].ti.key))
+        (array,) = batch.list_jobs(
+            jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": ["airflow-dag-lagrev"]}]
+        )["jobSummaryList"]
+        children = [f"{array['jobId']}:{i}" for i in range(SIZE)]
+        rec.until(
+            lambda: batch.describe_jobs(jobs=[children[0]])["jobs"][0]["status"] == "FAILED",
+            timeout=30,
+            what="the revoked child to end",
+        )
+        assert looked[0] == 0, "the first lookup must have come before the array was listed"
         siblings = batch.describe_jobs(jobs=children[1:])["jobs"]
         assert {j["status"] for j in siblings} == {"RUNNABLE"}
     finally:

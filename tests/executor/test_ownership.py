@@ -13,6 +13,7 @@ from airflow_aws_batch.core.ownership import (
     of_this_queueing,
     orphan_reason,
     try_of,
+    waiting_array_children,
 )
 
 TRY2 = TryId("etl", "load", "manual__1", 3, 2)
@@ -169,3 +170,19 @@ def test_of_this_queueing(
         created_at_ms=created, queued_at_ms=queued, terminated=terminated, cancelled=cancelled
     )
     assert got is expected
+
+
+def test_waiting_array_children_are_those_of_a_waiting_try_in_its_current_queueing() -> None:
+    def child(map_index: int, try_number: int = 1) -> TryId:
+        return TryId("dag", "task", "run", map_index, try_number)
+
+    tries = [child(0), child(1), None, child(3), child(4)]
+    waiting = {
+        child(0): 1_000,  # queued before the array was created: this queueing's
+        child(1, 2): 1_000,  # Airflow is at try 2: child 1 runs a try nobody waits for
+        child(3): 9_000,  # queued again after the array was created: an earlier queueing's array
+        child(4): None,  # queued when, unknown: nothing is judged by it
+    }
+    assert waiting_array_children(tries, waiting, created_at_ms=5_000) == {0: child(0), 4: child(4)}
+    # Within the clock allowance, the array still counts as this queueing's.
+    assert 3 in waiting_array_children(tries, waiting, created_at_ms=9_000 - QUEUEING_CLOCK_ALLOWANCE_MS)

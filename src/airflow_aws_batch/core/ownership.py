@@ -238,3 +238,29 @@ def orphan_reason(
             confirm=True,
         )
     return None
+
+
+def waiting_array_children(
+    child_tries: Sequence[TryId | None],
+    waiting: Mapping[TryId, int | None],
+    *,
+    created_at_ms: int | None,
+) -> dict[int, TryId]:
+    """Which children of one array job run a try Airflow waits for: ``{child index: try}``.
+
+    ``child_tries``: the try each child runs (:func:`array_child_tries`); ``waiting``: the tries
+    being adopted, each with its task instance's ``queued_dttm`` in epoch milliseconds (None: not
+    known). A child is one of them only if the array was created in that try's current queueing
+    (:func:`of_this_queueing`): an array of an earlier queueing of the same try (a deferred task
+    that resumed, a sensor's earlier poke) runs nothing Airflow waits for. The array is active, so
+    it was neither terminated nor cancelled as a whole; each child's own end is the caller's to read.
+    """
+    found: dict[int, TryId] = {}
+    for index, child in enumerate(child_tries):
+        if child is None or child not in waiting:
+            continue
+        if of_this_queueing(
+            created_at_ms=created_at_ms, queued_at_ms=waiting[child], terminated=False, cancelled=False
+        ):
+            found[index] = child
+    return found

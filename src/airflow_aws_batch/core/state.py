@@ -613,8 +613,10 @@ class Core:
         reason: str = "",
         sent_at_ms: int | None = None,
         found: bool = False,
+        wait_s: float | None = None,
     ) -> list[Report]:
-        """Outcome of a Submit command. ``found``: the lookup after an ambiguous attempt found the job."""
+        """Outcome of a Submit command. ``found``: the lookup after an ambiguous attempt found the job.
+        ``wait_s``: with WAIT, how long to wait (None: ``backoff.wait_s``)."""
         entry = self._entries.get(key)
         if entry is None or entry.phase is not Phase.SUBMITTING:
             if outcome is SubmitOutcome.OK and job_id:
@@ -662,7 +664,7 @@ class Core:
                 )
             return reports
         if outcome is SubmitOutcome.WAIT:
-            self._schedule(entry, now + self.backoff.wait_s)
+            self._schedule(entry, now + (self.backoff.wait_s if wait_s is None else wait_s))
             return []
         if outcome is SubmitOutcome.STALLED:
             entry.stalls += 1
