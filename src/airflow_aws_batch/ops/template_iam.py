@@ -20,9 +20,10 @@ from airflow_aws_batch.ops.template_names import (
     JOB_ROLE,
     LOG_GROUP,
 )
+from airflow_aws_batch.ops.template_options import s3_split
 
 if TYPE_CHECKING:
-    from airflow_aws_batch.ops.cloudformation import TemplateOptions
+    from airflow_aws_batch.ops.template_options import TemplateOptions
 
 ECR_IMAGE = re.compile(
     r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<repo>[^:@]+)"
@@ -47,11 +48,6 @@ def list_bucket_statement(sid: str, bucket: str, prefix: str) -> dict[str, Any]:
         "Resource": [{"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{bucket}"}],
         "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*", prefix] if prefix else ["*"]}},
     }
-
-
-def s3_split(uri: str) -> tuple[str, str]:
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    return bucket, prefix.rstrip("/")
 
 
 def s3_objects_arn(bucket: str, prefix: str) -> dict[str, str]:
@@ -230,3 +226,78 @@ def scheduler_statements(options: TemplateOptions) -> list[dict[str, Any]]:
             "Resource": {"Fn::Sub": f"{logs_arn}:log-group:{options.log_group}:*"},
         },
     ]
+
+
+def service_role() -> dict[str, Any]:
+    return {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "AssumeRolePolicyDocument": trust("batch.amazonaws.com"),
+            "ManagedPolicyArns": [
+                {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSBatchServiceRole"}
+            ],
+        },
+    }
+
+
+def execution_role(options: TemplateOptions) -> dict[str, Any]:
+    return {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "AssumeRolePolicyDocument": trust("ecs-tasks.amazonaws.com"),
+            "Policies": [
+                {
+                    "PolicyName": "pull-image-write-logs",
+                    "PolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": execution_role_statements(options),
+                    },
+                }
+            ],
+        },
+    }
+
+
+def job_role(options: TemplateOptions) -> dict[str, Any]:
+    return {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "AssumeRolePolicyDocument": trust("ecs-tasks.amazonaws.com"),
+            "Policies": [
+                {
+                    "PolicyName": "airflow-task",
+                    "PolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": job_role_statements(options),
+                    },
+                }
+            ],
+        },
+    }
+
+
+def instance_role() -> dict[str, Any]:
+    return {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "AssumeRolePolicyDocument": trust("ec2.amazonaws.com"),
+            "ManagedPolicyArns": [
+                {
+                    "Fn::Sub": (
+                        "arn:${AWS::Partition}:iam::aws:policy/service-role/"
+                        "AmazonEC2ContainerServiceforEC2Role"
+                    )
+                }
+            ],
+        },
+    }
+
+
+def scheduler_policy(options: TemplateOptions) -> dict[str, Any]:
+    return {
+        "Type": "AWS::IAM::ManagedPolicy",
+        "Properties": {
+            "Description": "Attach to the Airflow scheduler's role: what AwsBatchExecutor calls",
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": scheduler_statements(options)},
+        },
+    }
