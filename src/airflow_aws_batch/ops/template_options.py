@@ -111,7 +111,7 @@ class TemplateOptions:
             )
 
         if self.workload_store:
-            from airflow_aws_batch.workloads import parse_store_url
+            from airflow_aws_batch.workload_rules import parse_store_url
 
             try:
                 location = parse_store_url(self.workload_store)
@@ -145,7 +145,7 @@ class TemplateOptions:
         """``(bucket, prefix)`` of the workload store, or None."""
         if not self.workload_store:
             return None
-        from airflow_aws_batch.workloads import parse_store_url
+        from airflow_aws_batch.workload_rules import parse_store_url
 
         location = parse_store_url(self.workload_store)
         return location.bucket, location.key
