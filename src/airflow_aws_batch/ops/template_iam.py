@@ -228,69 +228,39 @@ def scheduler_statements(options: TemplateOptions) -> list[dict[str, Any]]:
     ]
 
 
-def service_role() -> dict[str, Any]:
+def _role(service: str, **properties: Any) -> dict[str, Any]:
+    """An IAM role ``service`` may assume, with ``properties`` (its policies)."""
     return {
         "Type": "AWS::IAM::Role",
-        "Properties": {
-            "AssumeRolePolicyDocument": trust("batch.amazonaws.com"),
-            "ManagedPolicyArns": [
-                {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSBatchServiceRole"}
-            ],
-        },
+        "Properties": {"AssumeRolePolicyDocument": trust(service), **properties},
     }
+
+
+def _aws_managed(name: str) -> list[dict[str, str]]:
+    return [{"Fn::Sub": f"arn:${{AWS::Partition}}:iam::aws:policy/service-role/{name}"}]
+
+
+def _inline(name: str, statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"PolicyName": name, "PolicyDocument": {"Version": "2012-10-17", "Statement": statements}}]
+
+
+def service_role() -> dict[str, Any]:
+    return _role("batch.amazonaws.com", ManagedPolicyArns=_aws_managed("AWSBatchServiceRole"))
 
 
 def execution_role(options: TemplateOptions) -> dict[str, Any]:
-    return {
-        "Type": "AWS::IAM::Role",
-        "Properties": {
-            "AssumeRolePolicyDocument": trust("ecs-tasks.amazonaws.com"),
-            "Policies": [
-                {
-                    "PolicyName": "pull-image-write-logs",
-                    "PolicyDocument": {
-                        "Version": "2012-10-17",
-                        "Statement": execution_role_statements(options),
-                    },
-                }
-            ],
-        },
-    }
+    return _role(
+        "ecs-tasks.amazonaws.com",
+        Policies=_inline("pull-image-write-logs", execution_role_statements(options)),
+    )
 
 
 def job_role(options: TemplateOptions) -> dict[str, Any]:
-    return {
-        "Type": "AWS::IAM::Role",
-        "Properties": {
-            "AssumeRolePolicyDocument": trust("ecs-tasks.amazonaws.com"),
-            "Policies": [
-                {
-                    "PolicyName": "airflow-task",
-                    "PolicyDocument": {
-                        "Version": "2012-10-17",
-                        "Statement": job_role_statements(options),
-                    },
-                }
-            ],
-        },
-    }
+    return _role("ecs-tasks.amazonaws.com", Policies=_inline("airflow-task", job_role_statements(options)))
 
 
 def instance_role() -> dict[str, Any]:
-    return {
-        "Type": "AWS::IAM::Role",
-        "Properties": {
-            "AssumeRolePolicyDocument": trust("ec2.amazonaws.com"),
-            "ManagedPolicyArns": [
-                {
-                    "Fn::Sub": (
-                        "arn:${AWS::Partition}:iam::aws:policy/service-role/"
-                        "AmazonEC2ContainerServiceforEC2Role"
-                    )
-                }
-            ],
-        },
-    }
+    return _role("ec2.amazonaws.com", ManagedPolicyArns=_aws_managed("AmazonEC2ContainerServiceforEC2Role"))
 
 
 def scheduler_policy(options: TemplateOptions) -> dict[str, Any]:
