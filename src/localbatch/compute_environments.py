@@ -10,7 +10,7 @@ from typing import Any
 from localbatch.arns import batch_arn, name_from
 from localbatch.errors import ClientException
 from localbatch.models import ACCOUNT_ID
-from localbatch.records import RESOURCE_NAME_RE, Records
+from localbatch.records import Records, check_resource_name
 
 # AWS's rule for EksConfiguration.kubernetesNamespace (besides: not "default", not "kube-...", < 64).
 K8S_NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -19,10 +19,7 @@ K8S_NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 class ComputeEnvironments(Records):
     def create_compute_environment(self, p: dict[str, Any], region: str) -> dict[str, Any]:
         name = p["computeEnvironmentName"]
-        if not RESOURCE_NAME_RE.match(name):
-            raise ClientException(
-                "computeEnvironmentName must be up to 128 letters, numbers, hyphens and underscores"
-            )
+        check_resource_name("computeEnvironmentName", name)
         if name in self.compute_environments:
             raise ClientException("Object already exists")
         if p["type"] == "MANAGED" and "computeResources" not in p:

@@ -9,7 +9,7 @@ from typing import Any
 from localbatch.arns import batch_arn
 from localbatch.containers import eks_resources
 from localbatch.errors import ClientException
-from localbatch.records import RESOURCE_NAME_RE, Records
+from localbatch.records import Records, check_resource_name
 from localbatch.scheduling_policies import MAX_SCHEDULING_PRIORITY
 
 # Batch's rule for containerProperties.image: up to 255 letters, numbers, hyphens, underscores, colons,
@@ -21,10 +21,7 @@ MAX_DESCRIBE_JOB_DEFINITIONS = 100
 class JobDefinitions(Records):
     def register_job_definition(self, p: dict[str, Any], region: str) -> dict[str, Any]:
         name = p["jobDefinitionName"]
-        if not RESOURCE_NAME_RE.match(name):
-            raise ClientException(
-                "jobDefinitionName must be up to 128 letters, numbers, hyphens and underscores"
-            )
+        check_resource_name("jobDefinitionName", name)
         if p["type"] != "container":
             raise ClientException("localbatch supports only job definitions of type container")
         eks = p.get("eksProperties")

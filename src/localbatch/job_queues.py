@@ -7,7 +7,7 @@ from typing import Any
 from localbatch.arns import batch_arn, name_from
 from localbatch.errors import ClientException
 from localbatch.models import JobStatus
-from localbatch.records import RESOURCE_NAME_RE, Records
+from localbatch.records import Records, check_resource_name
 
 
 class JobQueues(Records):
@@ -20,8 +20,7 @@ class JobQueues(Records):
 
     def create_job_queue(self, p: dict[str, Any], region: str) -> dict[str, Any]:
         name = p["jobQueueName"]
-        if not RESOURCE_NAME_RE.match(name):
-            raise ClientException("jobQueueName must be up to 128 letters, numbers, hyphens and underscores")
+        check_resource_name("jobQueueName", name)
         if name in self.job_queues:
             raise ClientException("Object already exists")
         order = p.get("computeEnvironmentOrder")

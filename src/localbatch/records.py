@@ -19,6 +19,12 @@ from localbatch.store import Store
 RESOURCE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 
 
+def check_resource_name(field: str, name: str) -> None:
+    """Batch's rule for the name of a compute environment, job queue, job definition or policy."""
+    if not RESOURCE_NAME_RE.match(name):
+        raise ClientException(f"{field} must be up to 128 letters, numbers, hyphens and underscores")
+
+
 class Records:
     def __init__(
         self,
@@ -136,17 +142,21 @@ class Records:
         return name_from(queue_arn, "job-queue")
 
     # -- lookups -----------------------------------------------------------------------------------
+    @staticmethod
+    def _named(table: dict[str, dict[str, Any]], ref: str, kind: str, missing: str) -> dict[str, Any]:
+        """The resource of ``table`` that ``ref`` (a name or an ARN of ``kind``) names; else ``missing``."""
+        found = table.get(name_from(ref, kind))
+        if found is None:
+            raise ClientException(missing)
+        return found
+
     def _ce(self, ref: str) -> dict[str, Any]:
-        ce = self.compute_environments.get(name_from(ref, "compute-environment"))
-        if ce is None:
-            raise ClientException(f"computeEnvironment {ref} does not exist")
-        return ce
+        return self._named(
+            self.compute_environments, ref, "compute-environment", f"computeEnvironment {ref} does not exist"
+        )
 
     def _jq(self, ref: str) -> dict[str, Any]:
-        jq = self.job_queues.get(name_from(ref, "job-queue"))
-        if jq is None:
-            raise ClientException(f"JobQueue {ref} not found")
-        return jq
+        return self._named(self.job_queues, ref, "job-queue", f"JobQueue {ref} not found")
 
     def _jd(self, ref: str) -> dict[str, Any]:
         if ref.startswith("arn:"):
@@ -165,10 +175,9 @@ class Records:
         return jd
 
     def _sp(self, ref: str) -> dict[str, Any]:
-        sp = self.scheduling_policies.get(name_from(ref, "scheduling-policy"))
-        if sp is None:
-            raise ClientException(f"SchedulingPolicy {ref} not found")
-        return sp
+        return self._named(
+            self.scheduling_policies, ref, "scheduling-policy", f"SchedulingPolicy {ref} not found"
+        )
 
     def share_distribution(self, jq: dict[str, Any]) -> list[dict[str, Any]] | None:
         """A fair-share queue's shareDistribution (empty when its policy lists none); None: FIFO."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from localbatch.arns import batch_arn, name_from
 from localbatch.errors import ClientException
-from localbatch.records import RESOURCE_NAME_RE, Records
+from localbatch.records import Records, check_resource_name
 
 # A share identifier: up to 255 characters; in a policy's shareDistribution, optionally followed by `*`
 # (a prefix). AWS documents "alphanumeric" characters but localbatch does not check the characters.
@@ -67,8 +67,7 @@ class SchedulingPolicies(Records):
 
     def create_scheduling_policy(self, p: dict[str, Any], region: str) -> dict[str, Any]:
         name = p["name"]
-        if not RESOURCE_NAME_RE.match(name):
-            raise ClientException("name must be up to 128 letters, numbers, hyphens and underscores")
+        check_resource_name("name", name)
         if name in self.scheduling_policies:
             raise ClientException("Object already exists")
         arn = batch_arn(region, "scheduling-policy", name)
