@@ -1,4 +1,4 @@
-"""The printed table: each figure for ours and theirs, the ratio, and our target (issue 4)."""
+"""The printed table: each figure for ours and theirs, the ratio, and our target."""
 
 from __future__ import annotations
 

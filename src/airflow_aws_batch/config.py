@@ -364,7 +364,7 @@ def _parse_options(raw: Mapping[str, str | None]) -> ExecutorConfig:
 
     store = read.get("workload_store")
     if store is not None:
-        from airflow_aws_batch.workloads import parse_store_url
+        from airflow_aws_batch.workload_rules import parse_store_url
 
         try:
             values["workload_store"] = parse_store_url(store).url

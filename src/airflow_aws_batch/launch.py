@@ -20,7 +20,8 @@ import sys
 from typing import Any
 
 from airflow_aws_batch.compat import token_hidden
-from airflow_aws_batch.workloads import StoreError, decode_object, delete_object, read_object
+from airflow_aws_batch.workload_rules import decode_object
+from airflow_aws_batch.workloads import StoreError, delete_object, read_object
 
 ARRAY_INDEX_ENV = "AWS_BATCH_JOB_ARRAY_INDEX"
 EXIT_UNUSABLE = 2

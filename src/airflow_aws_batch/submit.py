@@ -12,7 +12,7 @@ Per task, in order:
    team's executor, ``airflow_team`` (winning over user tags of the same key; the core adds
    ``submission`` per call), ``propagateTags: true``, ``retryStrategy.attempts: 1`` and the environment
    variable ``AIRFLOW_IS_EXECUTOR_CONTAINER=true``; with ``workload_store`` set, the command is the
-   launcher's with a placeholder URL and the workload waits under ``workloads.PENDING_KEY`` for the
+   launcher's with a placeholder URL and the workload waits under ``workload_rules.PENDING_KEY`` for the
    submit thread (see :mod:`airflow_aws_batch.workloads`);
 5. the task's ``jobDefinitionOverrides`` (merged over ``submit_job_kwargs``' as in step 3) left in
    the request for the submit thread, which replaces ``jobDefinition`` by a definition derived from
@@ -53,8 +53,8 @@ from airflow_aws_batch.fairshare import (
     render_share_identifier,
 )
 from airflow_aws_batch.jobdefs import OVERRIDES_KEY, host_access, host_access_expected, overrides_problems
-from airflow_aws_batch.workloads import PENDING_KEY as WORKLOADS_KEY
-from airflow_aws_batch.workloads import PLACEHOLDER_URL, launch_command
+from airflow_aws_batch.workload_rules import PENDING_KEY as WORKLOADS_KEY
+from airflow_aws_batch.workload_rules import PLACEHOLDER_URL, launch_command
 
 MAX_JOB_NAME = 128
 MAX_CONTAINER_OVERRIDES_CHARS = 8192

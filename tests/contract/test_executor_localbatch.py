@@ -21,7 +21,8 @@ from airflow_aws_batch.adoption import plan_adoption, sweep
 from airflow_aws_batch.core import ownership
 from airflow_aws_batch.core.ownership import TiNow
 from airflow_aws_batch.core.state import BackoffPolicy
-from airflow_aws_batch.workloads import launch_command, open_store
+from airflow_aws_batch.workload_rules import launch_command
+from airflow_aws_batch.workloads import open_store
 from devstack import LocalBatchServer
 
 from ._airflow import FastExecutor, Recorder, configure, task_workload

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from airflow_aws_batch.workloads import LAUNCH_MODULE, decode_object, read_object
+from airflow_aws_batch.workload_rules import LAUNCH_MODULE, decode_object
+from airflow_aws_batch.workloads import read_object
 from devstack import LocalBatchServer
 
 from ._airflow import FastExecutor, Recorder, configure, task_workload

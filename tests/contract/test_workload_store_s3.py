@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from airflow_aws_batch.workloads import StoreError, decode_object, encode_object, open_store
+from airflow_aws_batch.workload_rules import decode_object, encode_object
+from airflow_aws_batch.workloads import StoreError, open_store
 
 from .conftest import Moto
 

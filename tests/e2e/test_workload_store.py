@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from airflow_aws_batch.workloads import LAUNCH_MODULE, decode_object
+from airflow_aws_batch.workload_rules import LAUNCH_MODULE, decode_object
 
 from .conftest import E2E, WORKLOAD_DIR
 

@@ -23,7 +23,7 @@ from airflow_aws_batch.core.ownership import TryId, is_job_of
 from airflow_aws_batch.core.state import Core, Submit, Terminate
 from airflow_aws_batch.executor import _whole_arrays
 from airflow_aws_batch.submit import build_submit_job_request, stored_workload_command
-from airflow_aws_batch.workloads import PENDING_KEY as WORKLOADS_KEY
+from airflow_aws_batch.workload_rules import PENDING_KEY as WORKLOADS_KEY
 
 SUBMIT_JOB = botocore.session.get_session().get_service_model("batch").operation_model("SubmitJob")
 CONFIG = parse_options(

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from airflow_aws_batch.ops.cli import CheckLine, execution_api_line, task_environment_lines
+from airflow_aws_batch.ops.check import CheckLine, execution_api_line, task_environment_lines
 
 URL = "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"
 

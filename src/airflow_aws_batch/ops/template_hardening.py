@@ -2,8 +2,6 @@
 
 - EC2 and Spot instances start from a launch template that requires IMDSv2 with a hop limit of 1, so a
   container (one network hop past the instance) cannot fetch the instance role's credentials.
-- A bucket a task may list or write (DAGs, task logs) must not hold the workload store's prefix:
-  listing it would show the objects' random names, and the job role may read any object there.
 - YAML is written without anchors and aliases (PyYAML writes them for a value used twice, and
   CloudFormation refuses them).
 """
@@ -15,11 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from airflow_aws_batch.ops.template_iam import s3_split
 from airflow_aws_batch.ops.template_names import LAUNCH_TEMPLATE
 
 if TYPE_CHECKING:
-    from airflow_aws_batch.ops.cloudformation import TemplateOptions
+    from airflow_aws_batch.ops.template_options import TemplateOptions
 
 
 class _NoAliasDumper(yaml.SafeDumper):
@@ -61,34 +58,6 @@ def launch_template_ref() -> dict[str, Any]:
         "LaunchTemplateId": {"Ref": LAUNCH_TEMPLATE},
         "Version": {"Fn::GetAtt": [LAUNCH_TEMPLATE, "LatestVersionNumber"]},
     }
-
-
-def _overlaps(prefix: str, other: str) -> bool:
-    """Whether one of two key prefixes holds the other ("" holds every key)."""
-    a, b = prefix.strip("/"), other.strip("/")
-    return not a or not b or a == b or a.startswith(b + "/") or b.startswith(a + "/")
-
-
-def store_exposure_problem(options: TemplateOptions) -> str | None:
-    """Why the job role's other S3 grants would reach the workload store's objects, or None."""
-    store = options.workload_location
-    if store is None:
-        return None
-    bucket, prefix = store
-    for option, uri in (
-        ("remote_log_folder", options.remote_log_folder),
-        ("dags_s3_uri", options.dags_s3_uri),
-    ):
-        if not uri.startswith("s3://"):
-            continue
-        other_bucket, other_prefix = s3_split(uri)
-        if other_bucket == bucket and _overlaps(prefix, other_prefix):
-            return (
-                f"{option}={uri!r} overlaps workload_store={options.workload_store!r}: every task could "
-                "list and read the other tasks' workloads (their tokens). Use separate prefixes, "
-                "neither inside the other"
-            )
-    return None
 
 
 def url_warnings(url: str) -> list[str]:

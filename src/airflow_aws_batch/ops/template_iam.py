@@ -20,9 +20,10 @@ from airflow_aws_batch.ops.template_names import (
     JOB_ROLE,
     LOG_GROUP,
 )
+from airflow_aws_batch.ops.template_options import s3_split
 
 if TYPE_CHECKING:
-    from airflow_aws_batch.ops.cloudformation import TemplateOptions
+    from airflow_aws_batch.ops.template_options import TemplateOptions
 
 ECR_IMAGE = re.compile(
     r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<repo>[^:@]+)"
@@ -47,11 +48,6 @@ def list_bucket_statement(sid: str, bucket: str, prefix: str) -> dict[str, Any]:
         "Resource": [{"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{bucket}"}],
         "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*", prefix] if prefix else ["*"]}},
     }
-
-
-def s3_split(uri: str) -> tuple[str, str]:
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    return bucket, prefix.rstrip("/")
 
 
 def s3_objects_arn(bucket: str, prefix: str) -> dict[str, str]:
@@ -230,3 +226,48 @@ def scheduler_statements(options: TemplateOptions) -> list[dict[str, Any]]:
             "Resource": {"Fn::Sub": f"{logs_arn}:log-group:{options.log_group}:*"},
         },
     ]
+
+
+def _role(service: str, **properties: Any) -> dict[str, Any]:
+    """An IAM role ``service`` may assume, with ``properties`` (its policies)."""
+    return {
+        "Type": "AWS::IAM::Role",
+        "Properties": {"AssumeRolePolicyDocument": trust(service), **properties},
+    }
+
+
+def _aws_managed(name: str) -> list[dict[str, str]]:
+    return [{"Fn::Sub": f"arn:${{AWS::Partition}}:iam::aws:policy/service-role/{name}"}]
+
+
+def _inline(name: str, statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"PolicyName": name, "PolicyDocument": {"Version": "2012-10-17", "Statement": statements}}]
+
+
+def service_role() -> dict[str, Any]:
+    return _role("batch.amazonaws.com", ManagedPolicyArns=_aws_managed("AWSBatchServiceRole"))
+
+
+def execution_role(options: TemplateOptions) -> dict[str, Any]:
+    return _role(
+        "ecs-tasks.amazonaws.com",
+        Policies=_inline("pull-image-write-logs", execution_role_statements(options)),
+    )
+
+
+def job_role(options: TemplateOptions) -> dict[str, Any]:
+    return _role("ecs-tasks.amazonaws.com", Policies=_inline("airflow-task", job_role_statements(options)))
+
+
+def instance_role() -> dict[str, Any]:
+    return _role("ec2.amazonaws.com", ManagedPolicyArns=_aws_managed("AmazonEC2ContainerServiceforEC2Role"))
+
+
+def scheduler_policy(options: TemplateOptions) -> dict[str, Any]:
+    return {
+        "Type": "AWS::IAM::ManagedPolicy",
+        "Properties": {
+            "Description": "Attach to the Airflow scheduler's role: what AwsBatchExecutor calls",
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": scheduler_statements(options)},
+        },
+    }
