@@ -179,10 +179,10 @@ Result = SubmitDone | JobsSeen | JobsMissing | StartChecked | Accepted
 
 
 def kept_of_duplicates(found: list[JobDetail]) -> JobDetail:
-    """Of several jobs of one try, the one to keep: the earliest started (it may be running the task:
-    the execution API lets only the first start through), else the newest (listings come oldest
-    first: ties go last)."""
-    started = [job for job in found if job.started_at]
+    """Of several jobs of one try, the one to keep: the earliest started that is still active (it may
+    be running the task: the execution API lets only the first start through), else the newest
+    (listings come oldest first: ties go last)."""
+    started = [job for job in found if job.started_at and job.status in ACTIVE_STATUSES]
     if started:
         return min(started, key=lambda job: job.started_at or 0)
     return max(reversed(found), key=lambda job: job.created_at or 0)

@@ -162,3 +162,5 @@ def test_of_duplicate_jobs_of_one_try_the_one_that_started_is_kept() -> None:
     assert kept_of_duplicates([job("a", 1, started=9), job("b", 2, started=7)]).job_id == "b"
     assert kept_of_duplicates([job("old", 1), job("new", 2)]).job_id == "new"
     assert kept_of_duplicates([job("x", 3), job("y", 3)]).job_id == "y"  # ties: the later listed
+    ended = JobDetail("ended", "n", "q", "FAILED", created_at=1, started_at=5)
+    assert kept_of_duplicates([ended, job("new", 2)]).job_id == "new"  # no longer runs anything
