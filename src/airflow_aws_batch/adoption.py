@@ -2,7 +2,10 @@
 
 Adoption runs on the scheduler thread, inside Airflow's ``adopt_or_reset_orphaned_tasks``, because
 Airflow needs the answer (adopted or handed back) before it returns; it is bounded by a deadline
-and by ``status_calls_per_second``. The sweep runs on the runtime's terminator thread.
+and by ``status_calls_per_second``. What the deadline leaves unread is adopted *unconfirmed*
+(``provisional``): a task instance whose saved job was not read, or whose job must be looked up by
+its tags when the listing did not fit. Those are verified later, off the scheduler thread (see
+:func:`check_saved` and :func:`resolve_lost`). The sweep runs on the runtime's terminator thread.
 
 Not supported: jobs on a job queue that only a task's ``executor_config`` names (adoption by tags
 and the sweep read ``job_queue`` and the values of ``queue_map``).
@@ -10,6 +13,7 @@ and the sweep read ``job_queue`` and the values of ``queue_map``).
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import os
@@ -75,6 +79,69 @@ class AdoptionPlan:
     not_adopted: list[Any] = field(default_factory=list)
     #: key -> what DescribeJobs said of the adopted job (whether it started; its request).
     details: dict[Any, JobDetail] = field(default_factory=dict)
+    #: (``provisional``) key -> the saved job id, not read within the deadline: adopted unconfirmed.
+    unconfirmed: dict[Any, str] = field(default_factory=dict)
+    #: (``provisional``) key -> the saved job (None: DescribeJobs does not know it) that is not of the
+    #: current queueing, or FAILED before it started, whose try must be looked up by its tags when
+    #: the listing did not fit the deadline: adopted and looked up later (:func:`resolve_lost`).
+    lookup: dict[Any, JobDetail | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Awaited:
+    """A task instance adopted before its job was confirmed: what verifying it takes."""
+
+    key: Any
+    wanted: TryId
+    queued_ms: int | None
+    ti_id: str | None
+    #: Airflow had the task instance QUEUED (not RUNNING) when it was adopted: no task of this
+    #: queueing can have started, so an earlier queueing's request may be sent again.
+    queued: bool
+    #: The job Airflow saved for it, as read (None: not read, or unknown to DescribeJobs).
+    saved: JobDetail | None = None
+
+
+class Saved(enum.Enum):
+    """What the job by a saved id is to the task instance (see :func:`check_saved`)."""
+
+    #: This try's job of the current queueing: adopt it.
+    CONFIRMED = "confirmed"
+    #: This try's job of the current queueing that FAILED before it started: adopt it only when no
+    #: newer job of the try is found by its tags (the scheduler may have resubmitted it and died).
+    UNSTARTED = "unstarted"
+    #: Not this submission (another try, an earlier queueing, terminated, another deployment).
+    STALE = "stale"
+
+
+def check_saved(
+    detail: JobDetail, wanted: TryId, queued_ms: int | None, deployment: str, team: str | None
+) -> Saved:
+    if not is_job_of(detail.tags, wanted, deployment, deployment_required=False, team=team):
+        return Saved.STALE
+    if not _of_this_queueing(detail, queued_ms):
+        return Saved.STALE
+    if detail.status == "FAILED" and not detail.started_at:
+        return Saved.UNSTARTED
+    return Saved.CONFIRMED
+
+
+def stale_job_terminate(
+    detail: JobDetail, wanted: TryId, deployment: str, team: str | None
+) -> Terminate | None:
+    """TerminateJob for a saved job that is still active but runs an earlier try of the task instance."""
+    if (
+        detail.status in ACTIVE_STATUSES
+        and detail.tags.get(DEPLOYMENT_TAG) in (None, deployment)
+        and not_another_teams_job(detail.tags, team)
+    ):
+        job_try = try_of(detail.tags)
+        if job_try is not None and job_try.ti == wanted.ti and job_try.try_number != wanted.try_number:
+            return Terminate(
+                detail.job_id,
+                f"Stale Batch job of try {job_try.try_number}: task instance is at try {wanted.try_number}",
+            )
+    return None
 
 
 def try_id(ti: Any) -> TryId:
@@ -131,6 +198,7 @@ def plan_adoption(
     before_call: BeforeCall,
     team: str | None = None,
     store: WorkloadStore | None = None,
+    provisional: bool = False,
 ) -> AdoptionPlan:
     """Adopt each task instance's job of *this* submission: by its saved id when the job's tags name
     this try and the job is of the task instance's current queueing (see
@@ -154,6 +222,11 @@ def plan_adoption(
     are adopted and only the rest is handed back. Raises :class:`BatchApiError` or
     :class:`OutOfBudget` when nothing could be confirmed: the caller then hands every task instance
     back rather than guess.
+
+    ``provisional``: nothing with a saved id is handed back nor raised for. A saved id not read goes
+    to :attr:`AdoptionPlan.unconfirmed`, and one whose try needs the listing by tags that did not fit
+    to :attr:`AdoptionPlan.lookup`; only task instances without a saved id and not found are handed
+    back.
     """
     plan = AdoptionPlan()
     wanted = {ti.key: try_id(ti) for ti in tis}
@@ -171,7 +244,7 @@ def plan_adoption(
             details.update((d.job_id, d) for d in api.describe_jobs(chunk))
             described.update(chunk)
     except (OutOfBudget, BatchApiError) as exc:
-        if not described:
+        if not described and not provisional:
             raise
         # What was read is adopted: handing it back would have Airflow reset tasks whose job runs.
         log.warning("Adoption read %d of %d saved job ids (%s)", len(described), len(ids), exc)
@@ -182,7 +255,10 @@ def plan_adoption(
     for ti in tis:
         job_id = by_id.get(ti.key)
         if job_id is not None and job_id not in described:
-            plan.not_adopted.append(ti)
+            if provisional:
+                plan.unconfirmed[ti.key] = job_id
+            else:
+                plan.not_adopted.append(ti)
             continue
         detail = details.get(job_id) if job_id else None
         if detail is not None and is_job_of(
@@ -206,21 +282,8 @@ def plan_adoption(
                 detail.is_terminated,
                 detail.is_cancelled,
             )
-        elif (
-            detail is not None
-            and detail.status in ACTIVE_STATUSES
-            and detail.tags.get(DEPLOYMENT_TAG) in (None, deployment)
-            and not_another_teams_job(detail.tags, team)
-        ):
-            job_try = try_of(detail.tags)
-            if job_try is not None and job_try.ti == wanted[ti.key].ti:
-                plan.terminate.append(
-                    Terminate(
-                        detail.job_id,
-                        f"Stale Batch job of try {job_try.try_number}: task instance is at try "
-                        f"{wanted[ti.key].try_number}",
-                    )
-                )
+        elif detail is not None and (stale := stale_job_terminate(detail, wanted[ti.key], deployment, team)):
+            plan.terminate.append(stale)
         to_find.append(ti)
     if to_find:
         try:
@@ -237,16 +300,21 @@ def plan_adoption(
                 before_call=before_call,
             )
         except (OutOfBudget, BatchApiError) as exc:
-            if not plan.adopt:
+            if not plan.adopt and not provisional:
                 raise
             log.warning(
-                "Adoption could not look up %d task instance(s) by their tags (%s); they are handed back, "
-                "the %d confirmed by their saved id are adopted",
+                "Adoption could not look up %d task instance(s) by their tags (%s); %s, the %d confirmed "
+                "by their saved id are adopted",
                 len(to_find),
                 exc,
+                "those with a saved id are looked up later" if provisional else "they are handed back",
                 len(plan.adopt),
             )
-            plan.not_adopted.extend(to_find)
+            for ti in to_find:
+                if provisional and ti.key in by_id:
+                    plan.lookup[ti.key] = details.get(by_id[ti.key])
+                else:
+                    plan.not_adopted.append(ti)
             return plan
         for ti in to_find:
             matches = sorted(
@@ -332,6 +400,125 @@ def find_array_children(
             continue
         found.setdefault(picked[child_id], []).append(detail)
     return found
+
+
+def provisional_plan(tis: Sequence[Any]) -> AdoptionPlan:
+    """Nothing read: every task instance with a saved id adopted unconfirmed, the others handed back."""
+    plan = AdoptionPlan()
+    for ti in tis:
+        if ti.external_executor_id:
+            plan.unconfirmed[ti.key] = str(ti.external_executor_id)
+        else:
+            plan.not_adopted.append(ti)
+    return plan
+
+
+#: A resubmit needs the workload's token to outlive a job's start by this much.
+RESUBMIT_TOKEN_MARGIN_S = 60.0
+
+
+@dataclass
+class Resolution:
+    """What the lookup by tags decided for task instances adopted before their job was known."""
+
+    #: key -> the newest active job of this try and queueing, found by its tags: adopt it and tell
+    #: Airflow its id.
+    found: dict[Any, JobDetail] = field(default_factory=dict)
+    #: key -> the saved job, of this queueing but FAILED before it started: adopt it (it resubmits).
+    unstarted: dict[Any, JobDetail] = field(default_factory=dict)
+    #: key -> (request, token expiry in epoch seconds): the saved job is this try's from an earlier
+    #: queueing (a deferral's resume, a sensor's next poke) and nothing newer exists: send its request
+    #: again, since no job runs the current queueing.
+    resubmit: dict[Any, tuple[dict[str, Any], float]] = field(default_factory=dict)
+    #: key -> why no job can run it: the task instance fails with this reason.
+    fail: dict[Any, str] = field(default_factory=dict)
+    #: Duplicates among the jobs found.
+    terminate: list[Terminate] = field(default_factory=list)
+
+
+def resolve_lost(
+    active: dict[str, JobDetail],
+    lost: Sequence[Awaited],
+    *,
+    deployment: str,
+    team: str | None,
+    now_s: float,
+) -> Resolution:
+    """Decide, from the active jobs of the queues (:func:`active_jobs`), what becomes of each task
+    instance adopted unconfirmed whose saved job turned out not to be its current submission.
+
+    In order: the newest active job of this try, deployment and team created for the current queueing
+    (found by its tags); else the saved job if it is of the current queueing but FAILED before it
+    started (the executor resubmits it); else, for a task instance Airflow had QUEUED, the saved
+    job's request sent again when that job is this try's from an earlier queueing and its workload
+    (in its command) holds a token valid for ``RESUBMIT_TOKEN_MARGIN_S`` more; else it fails, with a
+    reason that says what was found. A finished job of an earlier queueing is never reported.
+    """
+    out = Resolution()
+    for item in lost:
+        matches = sorted(
+            (
+                d
+                for d in active.values()
+                if is_job_of(d.tags, item.wanted, deployment, deployment_required=True, team=team)
+                and _of_this_queueing(d, item.queued_ms)
+            ),
+            key=lambda d: d.created_at or 0,
+        )
+        if matches:
+            out.found[item.key] = matches[-1]
+            out.terminate.extend(
+                Terminate(d.job_id, "Duplicate Batch job of one task try") for d in matches[:-1]
+            )
+            continue
+        saved = item.saved
+        if saved is None:
+            out.fail[item.key] = (
+                "After a scheduler restart, the Batch job Airflow saved for this try is unknown to AWS "
+                "Batch and no active job of this try was found by its tags; Airflow's retries decide "
+                "what happens next"
+            )
+            continue
+        verdict = check_saved(saved, item.wanted, item.queued_ms, deployment, team)
+        if verdict is Saved.UNSTARTED:
+            out.unstarted[item.key] = saved
+            continue
+        what = _saved_is(saved, item)
+        same_try = is_job_of(saved.tags, item.wanted, deployment, deployment_required=False, team=team)
+        request = resubmit_request(saved) if same_try else None
+        expires = workload_expires_at(saved) if request is not None else None
+        if not item.queued:
+            why = "the task instance is running in Airflow, so a job of it may have run its task"
+        elif not same_try:
+            why = "that job is not of this try, so it holds no request for it"
+        elif request is None:
+            why = "that job's request cannot be sent again (an array child)"
+        elif expires is None:
+            why = "its workload is not in its command (workload store), so it cannot be sent again"
+        elif expires < now_s + RESUBMIT_TOKEN_MARGIN_S:
+            why = "its workload's token has expired, so it cannot be sent again"
+        else:
+            out.resubmit[item.key] = (request, expires)
+            continue
+        out.fail[item.key] = (
+            f"After a scheduler restart, Batch job {saved.job_id} (the one Airflow saved) {what}, no "
+            f"active job of this try was found by its tags, and {why}; Airflow's retries decide what "
+            "happens next"
+        )
+    return out
+
+
+def _saved_is(saved: JobDetail, item: Awaited) -> str:
+    """What the saved job is, said for a task instance's failure reason."""
+    if saved.is_terminated or saved.is_cancelled:
+        return f"was {'terminated' if saved.is_terminated else 'cancelled'} ({saved.status})"
+    job_try = try_of(saved.tags)
+    if job_try is not None and job_try != item.wanted:
+        return f"runs try {job_try.try_number} ({saved.status})"
+    return (
+        f"is of an earlier queueing of this try ({saved.status}, created at {saved.created_at} ms, the "
+        f"task instance queued at {item.queued_ms} ms)"
+    )
 
 
 #: SubmitJob members a resubmit copies from the job's DescribeJobs entry as they are.

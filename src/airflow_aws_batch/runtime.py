@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_aws_batch.aws.batch import DESCRIBE_MAX_IDS, BatchApi, BatchApiError, ErrorKind, JobDetail
 from airflow_aws_batch.aws.ratelimit import TokenBucket
@@ -54,6 +54,9 @@ from airflow_aws_batch.workloads import (
     WorkloadStore,
     place_workloads,
 )
+
+if TYPE_CHECKING:
+    from airflow_aws_batch.adoption import Awaited, Resolution
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +104,25 @@ class JobsSeen:
 @dataclass(frozen=True, slots=True)
 class JobsMissing:
     job_ids: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class AdoptedSeen:
+    """The first description of jobs adopted unconfirmed (:attr:`Track.unconfirmed`), for the executor
+    to verify before any view of them reaches the core; ``missing``: ids DescribeJobs did not know."""
+
+    seen: list[tuple[JobDetail, JobView]]
+    missing: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class LostResolved:
+    """What the lookup by tags decided for task instances adopted whose saved job was not their
+    submission (an ``adoption.Resolution``; None when the lookup failed, with ``error``)."""
+
+    lost: list[Awaited]
+    resolution: Resolution | None
+    error: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +197,7 @@ _due: Callable[[], object] = lambda: None  # noqa: E731
 #: Builds the :class:`Accepted` of ``(key, seq, workload)``; runs on the intake thread.
 Build = Callable[[Any, int, Any], Accepted]
 
-Result = SubmitDone | JobsSeen | JobsMissing | StartChecked | Accepted
+Result = SubmitDone | JobsSeen | JobsMissing | AdoptedSeen | LostResolved | StartChecked | Accepted
 
 
 def kept_of_duplicates(found: list[JobDetail]) -> JobDetail:
@@ -270,6 +292,9 @@ class Runtime:
         self._moved_on_checker = moved_on_checker
         self._moved_on_failed = False
         self._last_seen: dict[str, tuple[str, str]] = {}
+        #: Tracked jobs adopted unconfirmed whose first description is not reported yet (empty but
+        #: for a while after a large adoption).
+        self._unconfirmed: set[str] = set()
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -873,10 +898,13 @@ class Runtime:
                 self._tracked[cmd.job_id] = (cmd.job_queue, now)
                 if cmd.ti_id is not None and self._moved_on_checker is not None:
                     self._tis[cmd.job_id] = (cmd.ti_id, cmd.try_number)
+                if cmd.unconfirmed:
+                    self._unconfirmed.add(cmd.job_id)
             else:
                 self._tracked.pop(cmd.job_id, None)
                 self._last_seen.pop(cmd.job_id, None)
                 self._tis.pop(cmd.job_id, None)
+                self._unconfirmed.discard(cmd.job_id)
 
     def _poll_loop(self) -> None:
         while not self._stop.is_set():
@@ -928,6 +956,8 @@ class Runtime:
                 if tracked is not None and tracked[0] is None and detail.job_queue:
                     # Adopted jobs arrive without a queue; learning it lets ListJobs cover them.
                     self._tracked[detail.job_id] = (detail.job_queue, tracked[1])
+            if self._unconfirmed:
+                details = self._hand_over_unconfirmed(chunk, details)
             self._publish(chunk, [d.view() for d in details])
 
     def _list_running(self, queues: set[str | None]) -> set[str] | None:
@@ -985,6 +1015,30 @@ class Runtime:
             else v
             for v in views
         ]
+
+    def _hand_over_unconfirmed(self, asked: list[str], details: list[JobDetail]) -> list[JobDetail]:
+        """Report the jobs of ``asked`` adopted unconfirmed as :class:`AdoptedSeen` (no grace for one
+        DescribeJobs does not know: it is an old id, not a job just submitted); the other details."""
+        rest: list[JobDetail] = []
+        seen: list[JobDetail] = []
+        for detail in details:
+            if detail.job_id in self._unconfirmed:
+                self._unconfirmed.discard(detail.job_id)
+                # Reported through AdoptedSeen: the next cycle reports it only when it changes.
+                self._last_seen[detail.job_id] = (detail.status, detail.status_reason)
+                seen.append(detail)
+            else:
+                rest.append(detail)
+        returned = {d.job_id for d in details}
+        missing = [j for j in asked if j in self._unconfirmed and j not in returned]
+        for job_id in missing:
+            self._unconfirmed.discard(job_id)
+            self._tracked.pop(job_id, None)
+            self._tis.pop(job_id, None)
+        if seen or missing:
+            views = self._mark_moved_on([d.view() for d in seen])
+            self.report(AdoptedSeen(list(zip(seen, views, strict=True)), missing))
+        return rest
 
     def _publish(self, asked: list[str], views: list[JobView]) -> None:
         now = self._clock()

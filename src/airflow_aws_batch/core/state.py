@@ -175,6 +175,9 @@ class Track:
     #: about it when the job SUCCEEDS (see :class:`Success`).
     ti_id: bytes | None = None
     try_number: int = 0
+    #: Adopted by an id whose job was not read yet: the poller hands its first description to the
+    #: executor to verify (see ``Core.adopt``) instead of reporting it.
+    unconfirmed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -577,6 +580,7 @@ class Core:
         ti_id: uuid.UUID | str | bytes | None = None,
         try_number: int = 0,
         expires_at: float | None = None,
+        unconfirmed: bool = False,
     ) -> None:
         """A job of a previous scheduler: watch it.
 
@@ -585,6 +589,10 @@ class Core:
         and ``try_number`` name the try), is sent again within ``max_attempts``, the adopted job
         counting as one attempt. ``started``: the job was seen started already (``startedAt`` set).
         Without ``request`` (one cannot be rebuilt: an array child) its failure fails the task.
+
+        ``unconfirmed``: the job was not read yet, so whether it is this try's is not known. Its
+        :class:`Track` says so, and the owner verifies the job's first description before any of its
+        views reach :meth:`job_seen`: then :meth:`confirm_adopted`, or :meth:`release`.
         """
         if key in self._entries:
             return
@@ -602,7 +610,33 @@ class Core:
             entry.try_number = try_number
         self._store(entry)
         self._by_job[job_id] = entry
-        self._outbox.append(Track(job_id, None, entry.ti_id, entry.try_number))
+        self._outbox.append(Track(job_id, None, entry.ti_id, entry.try_number, unconfirmed))
+
+    def confirm_adopted(
+        self,
+        key: Hashable,
+        job_id: str,
+        *,
+        request: dict[str, Any] | None,
+        expires_at: float | None,
+    ) -> bool:
+        """The job adopted unconfirmed is this try's: what its description says to resubmit it, as
+        :meth:`adopt` takes. False when the key no longer watches ``job_id`` (revoked meanwhile)."""
+        entry = self._entries.get(key)
+        if entry is None or entry.job_id != job_id:
+            return False
+        entry.request = request
+        entry.expires_at = expires_at
+        if request is not None:
+            self._unpacked.append(entry)
+        return True
+
+    def release(self, key: Hashable) -> None:
+        """Stop watching the workload's job without terminating it or reporting anything (a job
+        adopted unconfirmed that turned out not to be this try's: the owner decides what follows)."""
+        entry = self._entries.get(key)
+        if entry is not None and entry.phase is not Phase.SUBMITTING:
+            self._forget(entry, "Adopted job was not this try's")
 
     def submit_result(
         self,
