@@ -434,6 +434,120 @@ def scale(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class AdoptableTi:
+    """What ``try_adopt_task_instances`` reads of a TaskInstance row, for either executor (the Amazon
+    provider's builds a workload from it). Compared by identity, as ORM rows are."""
+
+    def __init__(self, workload: Any, job_id: str, queued_dttm: Any) -> None:
+        from types import SimpleNamespace
+
+        ti = workload.ti
+        self.key = ti.key
+        self.id = ti.id
+        self.dag_id, self.task_id, self.run_id = ti.dag_id, ti.task_id, ti.run_id
+        self.map_index, self.try_number = ti.map_index, ti.try_number
+        self.dag_version_id = ti.dag_version_id
+        self.queue, self.pool_slots, self.priority_weight = ti.queue, ti.pool_slots, ti.priority_weight
+        self.hostname = None
+        self.context_carrier = None
+        self.executor_config: dict[str, Any] = {}
+        self.external_executor_id = job_id
+        self.queued_dttm = queued_dttm
+        self.state = "running"
+        self.dag_model = SimpleNamespace(bundle_name="dags-folder", relative_fileloc="bench_dag.py")
+        self.dag_run = SimpleNamespace(bundle_version=None)
+
+
+def restart(params: dict[str, Any]) -> dict[str, Any]:
+    """N jobs running, then the scheduler restarts: a new executor adopts the N task instances with
+    their saved job ids, as Airflow's ``adopt_or_reset_orphaned_tasks`` does. How many it adopts and
+    hands back, how long the call holds the scheduler thread (capped: ``cap_s``), the status calls it
+    makes; for ours, also until every job adopted unconfirmed is verified, and the heartbeats meanwhile."""
+    import datetime
+
+    n = params["tasks"]
+    factory = Workloads()
+    localbatch = localbatch_of(params)
+    queued = datetime.datetime.now(datetime.timezone.utc)
+    workloads = [factory.make(i) for i in range(n)]
+    first = make_executor(params["executor"], parallelism=n)
+    tracker = Tracker(light=True, keep_job_ids=True)
+    filler = Driver(first, tracker, interval_s=0.05)
+    _queue(first, iter(workloads))
+    filler.loop_until(functools.partial(_at_least, tracker.submitted, n), params["setup_timeout_s"])
+    filled = len(tracker.job_id)
+    # The scheduler dies: its executor's threads stop, its jobs keep running.
+    if params["executor"] == "ours":
+        first._stop_runtime(timeout=5.0)
+    del filler
+    tis = [AdoptableTi(w, tracker.job_id[w.ti.key], queued) for w in workloads if w.ti.key in tracker.job_id]
+    del workloads
+    gc.collect()
+    localbatch.set_faults(params["measure_faults"])
+    second = make_executor(params["executor"], parallelism=n)
+    driver = Driver(second)
+    before = localbatch.stats()
+    answer: list[Any] = []
+    began = time.perf_counter()
+
+    def adopt() -> None:
+        try:
+            answer.append(second.try_adopt_task_instances(tis))
+        except Exception as exc:  # reported, not raised: the other figures still count
+            answer.append(exc)
+
+    # On a thread only so that a call that runs for very long is cut off at the cap; the driver waits
+    # for it doing nothing else, as the scheduler thread would.
+    worker = threading.Thread(target=adopt, daemon=True)
+    worker.start()
+    worker.join(params["cap_s"])
+    held_s = time.perf_counter() - began
+    after_call = localbatch.stats()
+    capped = not answer
+    handed_back: int | None = None
+    error = None
+    if answer:
+        if isinstance(answer[0], Exception):
+            error = f"{type(answer[0]).__name__}: {answer[0]}"
+        else:
+            handed_back = len(answer[0])
+    # Ours verifies what it adopted unconfirmed on its poller; the heartbeats meanwhile are on the thread too.
+    unverified = getattr(second, "_unconfirmed", None)
+    lost = getattr(second, "_lost", None)
+    verified_s = None
+    if not capped and unverified is not None and lost is not None:
+        verify_began = time.monotonic()
+        if driver.loop_until(lambda: not unverified and not lost, params["verify_timeout_s"]):
+            verified_s = time.monotonic() - verify_began
+    after_verify = localbatch.stats()
+    failed = sum(1 for state, _ in driver.tracker.terminal.values() if state == "failed")
+    heartbeats_ms = [s * 1000 for s in driver.heartbeats_s]
+    result = {
+        "tasks": n,
+        "filled": filled,
+        "adopted": None if handed_back is None else len(tis) - handed_back,
+        "handed_back": handed_back,
+        "capped": capped,
+        "cap_s": params["cap_s"],
+        "error": error,
+        "thread_held_s": held_s,
+        "stats_before": before,
+        "stats_after_call": after_call,
+        "stats_after_verify": after_verify,
+        "verified_s": verified_s,
+        "failed_after_adoption": failed,
+        "heartbeat_max_ms": max(heartbeats_ms) if heartbeats_ms else None,
+        "heartbeat_p99_ms": percentile(heartbeats_ms, 99),
+    }
+    if error is None:
+        result.pop("error")
+    if capped:
+        # The call is still running on its thread: nothing can be drained or ended under it.
+        return result
+    _drain(second, driver, localbatch, params["job_queue"], timeout_s=120)
+    return result
+
+
 def _drain(
     executor: Any, driver: Driver, localbatch: LocalBatch, job_queue: str, timeout_s: float = 60
 ) -> bool:
@@ -460,6 +574,7 @@ SCENARIOS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "burst-array": burst,
     "steady": steady,
     "scale": scale,
+    "restart": restart,
 }
 
 

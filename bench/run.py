@@ -93,7 +93,7 @@ def job_summaries(service: LocalBatch, queue: str) -> list[dict[str, Any]]:
     return jobs
 
 
-IN_PROCESS = ("memory", "burst", "burst-array", "steady", "scale")
+IN_PROCESS = ("memory", "burst", "burst-array", "steady", "scale", "restart")
 QUEUES = {name: f"bench-{name}" for name in IN_PROCESS}
 
 
@@ -169,6 +169,18 @@ def driver_params(executor: str, sizes: scenarios.Sizes, service: LocalBatch) ->
                 "window_s": sizes.steady_window_s,
                 "finish_per_s": sizes.steady_finish_per_s,
                 "grace_s": 30,
+            },
+            "restart": {
+                "job_queue": QUEUES["restart"],
+                "faults": scenarios.restart_faults(),
+                "measure_faults": scenarios.steady_measure_faults(),
+                "executor_options": options("restart"),
+                "tasks": sizes.restart_tasks,
+                "setup_timeout_s": 30 + sizes.restart_tasks * 0.05,
+                "cap_s": sizes.restart_cap_s,
+                "verify_timeout_s": 60 + sizes.restart_tasks * 0.01,
+                # The adoption's cap and what follows it (verification, drain) for the driver's budget.
+                "timeout_s": sizes.restart_cap_s + 60 + sizes.restart_tasks * 0.01 + 180,
             },
         },
     }
@@ -250,6 +262,30 @@ def scale_figures(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def restart_figures(result: dict[str, Any]) -> dict[str, Any]:
+    def calls(after: str) -> int:
+        before = result["stats_before"]
+        return sum(delta(result[after], before, op)["requests"] for op in ("DescribeJobs", "ListJobs"))
+
+    return {
+        "tasks": result["tasks"],
+        "filled": result["filled"],
+        "adopted": result["adopted"],
+        "handed_back": result["handed_back"],
+        "capped": result["capped"],
+        "cap_s": result["cap_s"],
+        # The try_adopt_task_instances call's wall time (the cap when it was cut off).
+        "thread_held_s": result["thread_held_s"],
+        "status_calls": calls("stats_after_call"),
+        # Ours: until every job adopted unconfirmed was verified (the start's orphan sweep shares the budget).
+        "status_calls_to_verify": calls("stats_after_verify") if result["verified_s"] is not None else None,
+        "verified_s": result["verified_s"],
+        "failed_after_adoption": result["failed_after_adoption"],
+        "heartbeat_max_ms": result["heartbeat_max_ms"],
+        "elapsed_s": result["elapsed_s"],
+    }
+
+
 def memory_figures(result: dict[str, Any]) -> dict[str, Any]:
     keys = ("tasks", "tracked", "bytes_per_job", "bytes_per_1000_jobs", "rss_bytes_per_job", "elapsed_s")
     return {key: result[key] for key in keys}
@@ -258,10 +294,15 @@ def memory_figures(result: dict[str, Any]) -> dict[str, Any]:
 def run_executor(
     executor: str, sizes: scenarios.Sizes, selected: list[str], work_dir: Path
 ) -> dict[str, Any]:
-    """Memory, burst, burst-array, steady and scale for one executor, in one driver process against its
-    own localbatch."""
+    """Memory, burst, burst-array, steady, scale and restart for one executor, in one driver process
+    against its own localbatch."""
     biggest = max(
-        sizes.memory_tasks, sizes.burst_tasks, sizes.burst_array_tasks, sizes.steady_tasks, sizes.scale_tasks
+        sizes.memory_tasks,
+        sizes.burst_tasks,
+        sizes.burst_array_tasks,
+        sizes.steady_tasks,
+        sizes.scale_tasks,
+        sizes.restart_tasks,
     )
     with localbatch(work_dir, {}, max_vcpus=biggest) as service:
         _create_queues(service)
@@ -288,6 +329,8 @@ def run_executor(
             figures[name] = steady_figures(result)
         elif name == "scale":
             figures[name] = scale_figures(result)
+        elif name == "restart":
+            figures[name] = restart_figures(result)
         else:
             figures[name] = memory_figures(result)
     return figures
@@ -336,14 +379,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench-results.json", type=Path)
     parser.add_argument(
         "--only",
-        default="burst,burst-array,steady,memory,scale,dag",
+        default="burst,burst-array,steady,memory,scale,restart,dag",
         help="comma-separated scenarios to run (the JSON keeps every key, null where not run)",
     )
     parser.add_argument("--work-dir", type=Path, default=None, help="keep logs here (default: a temp dir)")
     parser.add_argument(
         "--executors",
         default="ours,theirs",
-        help="executors of memory/burst/burst-array/steady/scale (comma-separated)",
+        help="executors of memory/burst/burst-array/steady/scale/restart (comma-separated)",
     )
     parser.add_argument(
         "--dag-executors",

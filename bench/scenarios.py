@@ -22,6 +22,10 @@ class Sizes:
     memory_tasks: int
     #: Steady at scale: this many long-running jobs tracked (memory, heartbeat, status calls, detection).
     scale_tasks: int
+    #: Jobs running when the scheduler restarts: its new executor adopts them all.
+    restart_tasks: int
+    #: How long the theirs' try_adopt_task_instances may run before it is reported capped.
+    restart_cap_s: int
     dag_tasks: int
     dag_parallelism: int
 
@@ -35,6 +39,8 @@ FULL = Sizes(
     steady_finish_per_s=10,
     memory_tasks=5000,
     scale_tasks=20000,
+    restart_tasks=20000,
+    restart_cap_s=300,
     dag_tasks=300,
     dag_parallelism=16,
 )
@@ -47,6 +53,8 @@ QUICK = Sizes(
     steady_finish_per_s=5,
     memory_tasks=500,
     scale_tasks=2000,
+    restart_tasks=2000,
+    restart_cap_s=120,
     dag_tasks=30,
     dag_parallelism=16,
 )
@@ -86,6 +94,11 @@ def scale_faults() -> dict[str, Any]:
     return steady_setup_faults()
 
 
+def restart_faults() -> dict[str, Any]:
+    # Filled like scale; the adoption is measured against the steady window's service (50 ms a call).
+    return steady_setup_faults()
+
+
 # Options of our executor per scenario. Everything not listed keeps its default (submit_rate 50,
 # status_calls_per_second 5). The steady and memory scenarios only raise submit_rate to fill localbatch
 # quickly; their figures are taken after submission is over. The Amazon provider's executor has no such
@@ -98,5 +111,6 @@ OURS_OPTIONS: dict[str, dict[str, Any]] = {
     "steady": {"submit_rate": 1000},
     "memory": {"submit_rate": 1000},
     "scale": {"submit_rate": 1000},
+    "restart": {"submit_rate": 1000},
     "dag": {},
 }
