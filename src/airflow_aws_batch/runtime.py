@@ -957,7 +957,9 @@ class Runtime:
                     # Adopted jobs arrive without a queue; learning it lets ListJobs cover them.
                     self._tracked[detail.job_id] = (detail.job_queue, tracked[1])
             if self._unconfirmed:
-                details = self._hand_over_unconfirmed(chunk, details)
+                details, handed_over = self._hand_over_unconfirmed(chunk, details)
+                # Neither reported here nor missing: the executor has them now.
+                chunk = [j for j in chunk if j not in handed_over]
             self._publish(chunk, [d.view() for d in details])
 
     def _list_running(self, queues: set[str | None]) -> set[str] | None:
@@ -1016,9 +1018,12 @@ class Runtime:
             for v in views
         ]
 
-    def _hand_over_unconfirmed(self, asked: list[str], details: list[JobDetail]) -> list[JobDetail]:
+    def _hand_over_unconfirmed(
+        self, asked: list[str], details: list[JobDetail]
+    ) -> tuple[list[JobDetail], set[str]]:
         """Report the jobs of ``asked`` adopted unconfirmed as :class:`AdoptedSeen` (no grace for one
-        DescribeJobs does not know: it is an old id, not a job just submitted); the other details."""
+        DescribeJobs does not know: it is an old id, not a job just submitted); the other details,
+        and the ids so reported."""
         rest: list[JobDetail] = []
         seen: list[JobDetail] = []
         for detail in details:
@@ -1038,7 +1043,7 @@ class Runtime:
         if seen or missing:
             views = self._mark_moved_on([d.view() for d in seen])
             self.report(AdoptedSeen(list(zip(seen, views, strict=True)), missing))
-        return rest
+        return rest, {d.job_id for d in seen}.union(missing)
 
     def _publish(self, asked: list[str], views: list[JobView]) -> None:
         now = self._clock()

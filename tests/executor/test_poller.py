@@ -9,7 +9,7 @@ import pytest
 
 from airflow_aws_batch.aws.batch import JobDetail, JobSummary
 from airflow_aws_batch.core.state import Track, Untrack
-from airflow_aws_batch.runtime import JobsMissing, JobsSeen, Runtime, kept_of_duplicates
+from airflow_aws_batch.runtime import AdoptedSeen, JobsMissing, JobsSeen, Runtime, kept_of_duplicates
 
 
 class InMemoryBatch:
@@ -102,6 +102,31 @@ def test_missing_job_reported_only_after_grace() -> None:
     now[0] += 61
     runtime.poll_once()
     assert drain(runtime) == ([], ["ghost"])
+
+
+def test_jobs_adopted_unconfirmed_are_handed_over_not_reported_nor_missing() -> None:
+    # A large adoption: the first description of a job can come minutes after it was tracked.
+    now = [0.0]
+    fake = InMemoryBatch({"saved": "RUNNING", "other": "RUNNABLE"})
+    runtime = Runtime(fake, submit_rate=50, status_calls_per_second=1000, clock=lambda: now[0])  # type: ignore[arg-type]
+    for job_id in ("saved", "gone"):
+        runtime.track(Track(job_id, None, unconfirmed=True))
+    runtime.track(Track("other", None))
+    runtime._drain_inbox()  # taken in now; described minutes later, in a long first cycle
+    now[0] += 300
+    runtime.poll_once()
+    results = []
+    while not runtime.results.empty():
+        results.append(runtime.results.get())
+    handed = [r for r in results if isinstance(r, AdoptedSeen)]
+    assert [(d.job_id, v.status) for r in handed for d, v in r.seen] == [("saved", "RUNNING")]
+    assert [j for r in handed for j in r.missing] == ["gone"]  # at once: an old id, no grace
+    assert [v.job_id for r in results if isinstance(r, JobsSeen) for v in r.views] == ["other"]
+    assert not [r for r in results if isinstance(r, JobsMissing)]
+    # Seen once: the next cycle reports it like any other job, only when it changes.
+    fake.jobs["saved"] = "SUCCEEDED"
+    runtime.poll_once()
+    assert drain(runtime) == ([JobDetail("saved", "saved", "q", "SUCCEEDED").view()], [])
 
 
 def test_adopted_jobs_learn_their_queue_and_move_to_list_jobs() -> None:
