@@ -443,6 +443,7 @@ def resolve_lost(
     deployment: str,
     team: str | None,
     now_s: float,
+    children: dict[TryId, list[JobDetail]] | None = None,
 ) -> Resolution:
     """Decide, from the active jobs of the queues (:func:`active_jobs`), what becomes of each task
     instance adopted unconfirmed whose saved job turned out not to be its current submission.
@@ -453,16 +454,20 @@ def resolve_lost(
     job's request sent again when that job is this try's from an earlier queueing and its workload
     (in its command) holds a token valid for ``RESUBMIT_TOKEN_MARGIN_S`` more; else it fails, with a
     reason that says what was found. A finished job of an earlier queueing is never reported.
+    ``children``: array children found for the tries (:func:`find_array_children`), matches too.
     """
     out = Resolution()
     for item in lost:
         matches = sorted(
-            (
-                d
-                for d in active.values()
-                if is_job_of(d.tags, item.wanted, deployment, deployment_required=True, team=team)
-                and _of_this_queueing(d, item.queued_ms)
-            ),
+            [
+                *(
+                    d
+                    for d in active.values()
+                    if is_job_of(d.tags, item.wanted, deployment, deployment_required=True, team=team)
+                    and _of_this_queueing(d, item.queued_ms)
+                ),
+                *(children or {}).get(item.wanted, ()),
+            ],
             key=lambda d: d.created_at or 0,
         )
         if matches:

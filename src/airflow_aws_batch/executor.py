@@ -46,6 +46,7 @@ from airflow_aws_batch.adoption import (
     check_saved,
     deadline_limiter,
     describe_all,
+    find_array_children,
     plan_adoption,
     provisional_plan,
     queued_at_ms,
@@ -162,7 +163,7 @@ CANCELLABLE_STATUSES = frozenset({"SUBMITTED", "PENDING", "RUNNABLE"})
 #: (see ``_plan_within_bound``). Beyond the wait, the thread only does bookkeeping, 30-80 us per task
 #: instance (under 2 s for 20,000 on a busy 2-vCPU host): the call holds the scheduler thread under
 #: 5 s, well under Airflow's scheduler_health_check_threshold (30 s by default).
-ADOPT_BUDGET_S = 2.0
+ADOPT_BUDGET_S = 2.5
 ADOPT_BOUND_S = 3.0
 #: A lookup by tags of task instances adopted unconfirmed that could not be done (Batch failed) is
 #: tried again after this long.
@@ -412,8 +413,10 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         )
         self._runtime = runtime
         runtime.start()
-        # Jobs left by earlier schedulers whose try has moved on: nobody else would end them.
-        self._schedule_sweep(0.0)
+        # Jobs left by earlier schedulers whose try has moved on: nobody else would end them. Not at
+        # once: Airflow adopts right after a restart, and the sweep's reads would take the status
+        # budget that adoption's bounded reads need.
+        self._schedule_sweep(SWEEP_AFTER_ADOPTION_S)
         self._next_sweep_at = time.monotonic() + self.sweep_interval_s
         log.info(
             "AwsBatchExecutor%s started: queue %s, definition %s, region %s, %s submits/s, %s status calls/s",
@@ -1088,6 +1091,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         config = self.config
         api = self.api
         queues = self._job_queues()
+        store = self._store
         lost = list(self._lost.values())
 
         def chore() -> None:
@@ -1095,13 +1099,23 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 lambda timeout: runtime.status_limiter.acquire(timeout=timeout),
                 time.monotonic() + SWEEP_BUDGET_S,
             )
+            deployment = str(config.deployment_id)
             try:
                 active = active_jobs(api, queues, before_call)
+                children = find_array_children(
+                    api,
+                    store,
+                    active.values(),
+                    {awaited.wanted: awaited.queued_ms for awaited in lost},
+                    deployment=deployment,
+                    team=config.team,
+                    before_call=before_call,
+                )
             except (BatchApiError, OutOfBudget) as exc:
                 runtime.report(LostResolved(lost, None, str(exc)))
                 return
             resolution = resolve_lost(
-                active, lost, deployment=str(config.deployment_id), team=config.team, now_s=time.time()
+                active, lost, deployment=deployment, team=config.team, now_s=time.time(), children=children
             )
             runtime.report(LostResolved(lost, resolution, ""))
 
