@@ -1242,6 +1242,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         # tracked comes from the scheduler: a task without heartbeats (a hung or lost container).
         # Nothing else would stop its job, which would keep running next to the retry.
         if failed and self._core is not None and key in self._core:
+            self._unconfirmed.pop(self.core.job_id(key) or "", None)
             try:
                 self.core.revoke(key, f"Airflow failed the task ({info or 'no heartbeat'})"[:1024])
                 self._dispatch(max_submits=0)
@@ -1257,6 +1258,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             self._intake.pop(key, None)  # not built yet: no job is ever submitted for it
             self._lost.pop(key, None)  # adopted, waiting for its lookup: nothing is decided for it
             if self._core is not None:
+                self._unconfirmed.pop(self.core.job_id(key) or "", None)
                 self.core.revoke(
                     key, f"Revoked by Airflow (task {key.dag_id}.{key.task_id} try {key.try_number})"
                 )
