@@ -64,9 +64,11 @@ run twice and run concurrently, orphan jobs (counted 60 s after the run ended; q
 it fits in six minutes), scheduler crashes, executor errors (tracebacks naming ``airflow_aws_batch``
 in every ``logs/scheduler*.log``, which every restart appends to), the SIGTERM exit time, jobs per
 outcome, faulted answers and Batch API calls per task (localbatch's stats from the trigger to the end
-of the run, summed over its restart), array jobs and their children; executions of a try that a
-scheduler reset (``Reset the following N orphaned TaskInstances`` in a scheduler log names the task
-instance id the execution recorded: the code ran, Airflow archived the try and runs the task again),
+of the run, summed over its restart), array jobs and their children; executions whose work a
+scheduler's reset threw away (``Reset the following N orphaned TaskInstances`` in a scheduler log
+names the task instance id the execution recorded: the code ran, Airflow archived the try and runs the
+task again, having never taken what it did; the phases of a try reset while it waited for its next
+phase are shown apart),
 and tries of the deferring task or the sensor that Airflow failed on the executor's event (its "state
 mismatch" audit-log entries: a SUCCESS read as the task killed externally, or a FAILED that no
 infrastructure fault of that try's jobs explains). Each array counts as its
@@ -77,7 +79,7 @@ concurrently" count a phase run twice, and an unrecorded job that ran the only e
 is accounted for. Targets: 0 for each count, SIGTERM exit <= 30 s, every step performed, at least
 one array job formed (a run in which grouping silently stopped misses) and no child whose workload
 disagrees with its array's tags; ``python -m chaos`` exits 1 when a seed misses one. A run not
-finished ``run_deadline_s`` after its trigger (1200 s; quick: 300 s) ends there and its unfinished task
+finished ``run_deadline_s`` after its trigger (1200 s; quick: 420 s) ends there and its unfinished task
 instances count as lost.
 
 Output: the table on stdout, ``chaos-results.json`` (figures, misses and evidence per seed: which

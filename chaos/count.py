@@ -562,12 +562,20 @@ def executor_errors(logs: Mapping[str, str]) -> list[dict[str, Any]]:
 #: is taken before Airflow archives the try and gives the task instance a new id, so ``ti_id`` is the
 #: id the reset try's executions recorded.
 _RESET_HEADER = re.compile(r"Reset the following \d+ orphaned TaskInstances:")
-_TI_ID = re.compile(r"<TaskInstance: [^>]*\bti_id=(?P<ti_id>[0-9a-fA-F-]{32,36})>")
+_TI_ID = re.compile(r"<TaskInstance: [^>]*\[(?P<state>[^\]]*)\] ti_id=(?P<ti_id>[0-9a-fA-F-]{32,36})>")
 
 
-def reset_tis(logs: Mapping[str, str]) -> dict[str, str]:
-    """Task instance id -> the log naming it, for every try a scheduler reset."""
-    found: dict[str, str] = {}
+@dataclass(frozen=True)
+class Reset:
+    """A try a scheduler reset: the log that says so and the task instance's state at the reset."""
+
+    log: str
+    state: str
+
+
+def reset_tis(logs: Mapping[str, str]) -> dict[str, Reset]:
+    """Task instance id -> its reset, for every try a scheduler reset."""
+    found: dict[str, Reset] = {}
     for name, text in sorted(logs.items()):
         lines = [_ANSI.sub("", line) for line in text.splitlines()]
         for i, line in enumerate(lines):
@@ -580,23 +588,54 @@ def reset_tis(logs: Mapping[str, str]) -> dict[str, str]:
                 block.append(following)
             for text_line in block:
                 for match in _TI_ID.finditer(text_line):
-                    found.setdefault(match["ti_id"].lower(), name)
+                    found.setdefault(match["ti_id"].lower(), Reset(name, match["state"]))
     return found
 
 
-def reset_executions(runs: Iterable[Execution], logs: Mapping[str, str]) -> list[dict[str, Any]]:
-    """Executions of a try that a scheduler then reset: the task's code ran for that try, and Airflow
-    archived the try as abandoned and runs the task again as its next try, so that run never counts.
-
-    Every execution of the reset try counts, the phases a deferring task or a sensor had finished
-    before the reset too: the next try starts the task over, so their code runs again.
-    """
+def _resets(
+    runs: Iterable[Execution], logs: Mapping[str, str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(uncounted, between phases): the executions of the tries a scheduler reset, split by whether
+    Airflow took what they did before the reset (see :func:`reset_executions`)."""
     reset = reset_tis(logs)
-    return [
-        {"try": unit_label(run.unit), "reset_in": reset[run.ti_id.lower()], **run.as_dict()}
-        for run in runs
-        if run.ti_id.lower() in reset
-    ]
+    of_reset: dict[str, list[Execution]] = defaultdict(list)
+    for run in runs:
+        if run.ti_id.lower() in reset:
+            of_reset[run.ti_id.lower()].append(run)
+    uncounted: list[dict[str, Any]] = []
+    between: list[dict[str, Any]] = []
+    for ti_id, group in sorted(of_reset.items()):
+        found = reset[ti_id]
+        group.sort(key=lambda run: run.start)
+        for i, run in enumerate(group):
+            item = {"try": unit_label(run.unit), "reset_in": found.log, "state_at_reset": found.state}
+            item.update(run.as_dict())
+            handed_back = run.ended and run.outcome in HANDED_BACK
+            # A hand-back Airflow took: a later phase of the try ran, or the try waited, queued or
+            # scheduled, for its next phase when it was reset (it could not have left RUNNING else).
+            taken = handed_back and (i + 1 < len(group) or found.state != "running")
+            (between if taken else uncounted).append(item)
+    return uncounted, between
+
+
+def reset_executions(runs: Iterable[Execution], logs: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Executions whose work a scheduler's reset threw away: the code ran for a try, then Airflow reset
+    that try (``Reset the following N orphaned TaskInstances``; it archives the try as abandoned and
+    runs the task again as its next try) without having taken what the execution did: it ran to its
+    end or was cut short (Airflow never counted its success), or it handed its try back (deferral,
+    reschedule) while Airflow still had the try running.
+
+    An execution that handed its try back before the reset, Airflow having taken it (the try then
+    waited for its next phase, or a later phase ran), is not counted: Airflow reset a try that was
+    waiting, queued or scheduled, for a job not yet running, and starts the deferral or sensor over
+    in the next try as it does for any executor (:func:`reset_between_phases`, shown apart).
+    """
+    return _resets(runs, logs)[0]
+
+
+def reset_between_phases(runs: Iterable[Execution], logs: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Executions of a reset try whose hand-back Airflow had taken (see :func:`reset_executions`)."""
+    return _resets(runs, logs)[1]
 
 
 STATE_MISMATCH = "state mismatch"
@@ -723,6 +762,7 @@ def figures(raw: Mapping[str, Any], tasks: int) -> tuple[dict[str, Any], dict[st
         "scheduler_crashes": scheduler_crashes(raw.get("exits", [])),
         "executor_errors": executor_errors(raw.get("scheduler_logs", {})),
         "reset_executions": reset_executions(runs, raw.get("scheduler_logs", {})),
+        "reset_between_phases": reset_between_phases(runs, raw.get("scheduler_logs", {})),
         "failed_by_executor": failed,
         "failed_by_executor_explained": explained,
         "success_not_reported": [e for e in events if e.get("event") == SUCCESS_NOT_REPORTED],

@@ -50,6 +50,7 @@ def render(seeds: Mapping[str, Mapping[str, Any]]) -> str:
         lambda f: _mark(len(f.get("not_performed", [])), not f.get("not_performed")),
     )
     row("failed, retries exhausted", "-", lambda f: str(f.get("failed_retries_exhausted", "-")))
+    row("  reset between phases", "-", lambda f: str(f.get("reset_between_phases", "-")))
     row("  failed by executor, explained", "-", lambda f: str(f.get("failed_by_executor_explained", "-")))
     row("successes not reported (moved on)", "-", lambda f: str(f.get("success_not_reported", "-")))
     row("unrecorded jobs, accounted for", "-", lambda f: str(f.get("unrecorded_accounted", "-")))

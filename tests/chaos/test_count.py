@@ -669,16 +669,45 @@ RESET_LOG = (
 )
 
 
-def test_reset_executions_are_the_executions_of_a_try_a_scheduler_reset() -> None:
-    records = [{**r, "ti_id": RESET_ID} for r in DEFERRED] + [
-        {**r, "ti_id": "0196f3a2-0000-7000-8000-000000000009"} for r in run_of(9, 20, 1.0, 2.0)
-    ]
-    found = count.reset_executions(count.executions(records), {"scheduler.log": RESET_LOG})
-    assert [(item["try"], item["reset_in"]) for item in found] == [
-        ("chaos/manual__1/defer[0] try 1 execute", "scheduler.log"),
-        ("chaos/manual__1/defer[0] try 1 resume 1", "scheduler.log"),
-    ]
-    assert count.reset_executions(count.executions(records), {"scheduler.log": "nothing reset"}) == []
+def reset_log(state: str) -> str:
+    return (
+        "[2026-12-07T00:10:01.000+0000] {scheduler_job_runner.py:3376} INFO - Reset the following 2 "
+        "orphaned TaskInstances:\n"
+        f"\t<TaskInstance: chaos.defer manual__1 map_index=0 [{state}] ti_id={RESET_ID}>\n"
+        "\t<TaskInstance: chaos.work manual__1 map_index=5 [queued] "
+        "ti_id=0196f3a2-0000-7000-8000-000000000005>\n"
+        "[2026-12-07T00:10:01.100+0000] {scheduler_job_runner.py:3400} INFO - ti_id=0196f3a2-0000-7000-8000-"
+        "000000000009 mentioned outside a reset\n"
+    )
+
+
+EXECUTE = phase_run("defer", 0, pid=10, start=1.0, end=1.3, phase="execute", outcome="defer")
+RESUME_CUT_SHORT = phase_run("defer", 0, pid=11, start=5.0, end=None, phase="resume 1")
+RESUME_DONE = phase_run("defer", 0, pid=11, start=5.0, end=6.0, phase="resume 1")
+
+
+@pytest.mark.parametrize(
+    ("records", "state", "uncounted", "between"),
+    [
+        pytest.param(EXECUTE, "queued", [], ["execute"], id="reset-while-queued-for-its-resume"),
+        pytest.param(EXECUTE, "scheduled", [], ["execute"], id="reset-while-scheduled-for-its-resume"),
+        pytest.param(EXECUTE, "running", ["execute"], [], id="reset-while-its-deferral-was-not-taken"),
+        pytest.param(EXECUTE + RESUME_CUT_SHORT, "running", ["resume 1"], ["execute"], id="resume-cut-short"),
+        pytest.param(EXECUTE + RESUME_DONE, "running", ["resume 1"], ["execute"], id="resume-ran-to-its-end"),
+        pytest.param(run_of(0, 10, 1.0, 2.0), "running", [""], [], id="a-task-that-runs-once"),
+    ],
+)
+def test_reset_executions_are_those_whose_work_a_reset_threw_away(
+    records: list[dict[str, Any]], state: str, uncounted: list[str], between: list[str]
+) -> None:
+    unrelated = [{**r, "ti_id": "0196f3a2-0000-7000-8000-000000000009"} for r in run_of(9, 20, 1.0, 2.0)]
+    runs = count.executions([{**r, "ti_id": RESET_ID} for r in records] + unrelated)
+    logs = {"scheduler-2.log": reset_log(state)}
+    found = count.reset_executions(runs, logs)
+    assert [item.get("phase", "") for item in found] == uncounted
+    assert [item.get("phase", "") for item in count.reset_between_phases(runs, logs)] == between
+    assert all(item["reset_in"] == "scheduler-2.log" and item["state_at_reset"] == state for item in found)
+    assert count.reset_executions(runs, {"scheduler.log": "nothing reset"}) == []
 
 
 def mismatch(task: str, reported: str, was: str, index: int = 0) -> dict[str, Any]:
@@ -740,12 +769,17 @@ def test_figures_count_resets_and_executor_failures_against_zero_targets() -> No
         "task_instances": [{**ti(0, "success", try_number=2), "task_id": "poke"}],
         "records": [{**r, "ti_id": RESET_ID} for r in POKED],
         "task_events": [mismatch("poke", "success", "scheduled")],
-        "scheduler_logs": {"scheduler.log": RESET_LOG},
+        "scheduler_logs": {"scheduler.log": reset_log("running")},
         "sigterm_exit_s": 1.0,
         "arrays": [],
     }
     figures, _ = count.figures(raw, 1)
-    assert (figures["reset_executions"], figures["failed_by_executor"]) == (2, 1)
+    # poke 0 handed back and poke 1 ran after it: only poke 1's work was thrown away.
+    assert (figures["reset_executions"], figures["reset_between_phases"], figures["failed_by_executor"]) == (
+        1,
+        1,
+        1,
+    )
     missed = count.misses(figures)
-    assert "reset_executions = 2 (target 0)" in missed
+    assert "reset_executions = 1 (target 0)" in missed
     assert "failed_by_executor = 1 (target 0)" in missed
