@@ -71,9 +71,10 @@ task again, having never taken what it did; the phases of a try reset while it w
 phase are shown apart),
 and tries of the deferring task or the sensor that Airflow failed on the executor's event (its "state
 mismatch" audit-log entries: a SUCCESS read as the task killed externally, or a FAILED that no
-infrastructure fault of that try's jobs explains). Each array counts as its
-children, each a job of the try its workload names (read from the array's object in the store), so
-orphans, outcomes and run-twice evidence cover children as they do single jobs. A try of the
+injected fault explains: none of that try's jobs failed for one, and not every SubmitJob met one).
+Each array counts as its children, each a job of the try its workload names (read from the array's
+object in the store), so orphans, outcomes and run-twice evidence cover children as they do single
+jobs. A try of the
 deferring task or the sensor runs its code once per phase, one job each: "run twice" and "run
 concurrently" count a phase run twice, and an unrecorded job that ran the only execution of its phase
 is accounted for. Targets: 0 for each count, SIGTERM exit <= 30 s, every step performed, at least

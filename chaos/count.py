@@ -649,6 +649,8 @@ _MISMATCH = re.compile(
 )
 #: Job outcomes that are an infrastructure failure of the job itself (injected by the fault matrix):
 #: an executor's FAILED for such a job reports what happened, not a mistake.
+#: What localbatch says in the answers it faults on purpose (``Internal server error (injected fault)``).
+INJECTED = "injected fault"
 FAULT_OUTCOMES = frozenset(
     f"FAILED: {name}" for name in ("image pull", "container start", "host lost", "localbatch restart")
 )
@@ -665,9 +667,11 @@ def failed_by_executor(
     "killed externally").
 
     Counted: a SUCCESS so read (the job did its part, the task had handed its try back, and Airflow
-    failed the try), and a FAILED for a try none of whose jobs failed for an infrastructure fault.
-    Explained: a FAILED for a try that one of its jobs really failed (image pull, host lost,
-    localbatch restart): the executor reported what happened.
+    failed the try), and a FAILED that no fault explains. Explained: a FAILED for a try that one of
+    its jobs really failed (image pull, host lost, localbatch restart), or whose every SubmitJob
+    failed: the executor gave up submitting (``SubmitJob failed N times``) and localbatch's own
+    answers to that try's submits say they were injected faults (the executor's task events quote
+    them). The executor reported what happened.
     """
     wanted = set(task_ids)
     faulted: set[TryKey] = set()
@@ -675,17 +679,27 @@ def failed_by_executor(
         key = job_try_key(job)
         if key is not None and job_outcome(job) in FAULT_OUTCOMES:
             faulted.add(key)
+    events = list(task_events)
+    # Tries whose SubmitJob answers localbatch faulted on purpose, as the executor's events quote them.
+    submit_faulted = {
+        try_key(event)
+        for event in events
+        if str(event.get("event", "")).startswith("aws_batch_submit") and INJECTED in str(event.get("extra"))
+    }
     counted: list[dict[str, Any]] = []
     explained: list[dict[str, Any]] = []
-    for event in task_events:
+    for event in events:
         if event.get("event") != STATE_MISMATCH or event.get("task_id") not in wanted:
             continue
         key = try_key(event)
         match = _MISMATCH.search(str(event.get("extra") or ""))
         reported, was = (match["reported"], match["was"]) if match else (None, None)
         item = {"try": label(key), "reported": reported, "state_was": was, "at": event.get("dttm")}
+        gave_up = "Extra info: SubmitJob failed" in str(event.get("extra") or "")
         if reported != "success" and key in faulted:
             explained.append({**item, "why": "a job of this try failed for an infrastructure fault"})
+        elif reported != "success" and gave_up and key in submit_faulted:
+            explained.append({**item, "why": "every SubmitJob of this try met an injected fault"})
         else:
             counted.append(item)
     return counted, explained

@@ -725,6 +725,20 @@ def mismatch(task: str, reported: str, was: str, index: int = 0) -> dict[str, An
     }
 
 
+def gave_up(task: str) -> dict[str, Any]:
+    """The "state mismatch" of a try the executor failed after its last SubmitJob attempt."""
+    found = mismatch(task, "failed", "queued")
+    return {**found, "extra": found["extra"] + " Extra info: SubmitJob failed 3 times; last error: x"}
+
+
+def submit_event(task: str, error: str) -> dict[str, Any]:
+    return {
+        **mismatch(task, "failed", "queued"),
+        "event": "aws_batch_submit_ambiguous",
+        "extra": f"SubmitJob attempt 1 of 3 may have failed ({error}); looking for the job",
+    }
+
+
 def poke_job(job_id: str, index: int, status: str = "SUCCEEDED", **extra: Any) -> dict[str, Any]:
     found = job(job_id, status, index, **extra)
     return {**found, "tags": {**found["tags"], "task_id": "poke"}}
@@ -750,6 +764,23 @@ def poke_job(job_id: str, index: int, status: str = "SUCCEEDED", **extra: Any) -
             id="success-never-explained-by-a-fault",
         ),
         pytest.param([mismatch("work", "success", "scheduled")], [], 0, 0, id="other-tasks-not-counted"),
+        pytest.param(
+            [
+                gave_up("poke"),
+                submit_event("poke", "ServerException: Internal server error (injected fault)"),
+            ],
+            [],
+            0,
+            1,
+            id="every-submit-met-an-injected-fault",
+        ),
+        pytest.param(
+            [gave_up("poke"), submit_event("poke", "ServerException: Internal server error")],
+            [],
+            1,
+            0,
+            id="submits-failed-without-an-injected-fault",
+        ),
         pytest.param(
             [{**mismatch("poke", "success", "queued"), "event": "running"}], [], 0, 0, id="other-events"
         ),
