@@ -9,12 +9,12 @@ that defers twice on a ``DateTimeTrigger`` (so the stack's triggerer is in play)
 reschedule-mode sensor mapped over S lanes that pokes 3-5 times with ``poke_interval`` 1 s, shorter than
 the executor's detection delay under faults, so that a poke's SUCCESS often reaches Airflow after the
 task instance was rescheduled for its next poke (30 each; quick: 8). Their first deferral / first
-reschedule waits ``lane / D * stagger_s`` (360 s; quick: 90 s), so that the steps below, spread over
-the run, meet deferrals and pokes in flight. Each execution of a task's code appends JSON lines
-(``start``, a ``beat`` every 0.5 s, ``end``: ti id, dag/task/run ids, map index, try number, pid,
-times; for the deferring task and the sensor the ``phase`` of the try it ran, ``execute``, ``resume
-<n>`` or ``poke <n>``, and on ``end`` its ``outcome``, done, defer or reschedule) to
-``$CHAOS_RECORD_DIR/executions.jsonl`` with single ``O_APPEND`` writes.
+reschedule waits until ``lane / D * stagger_s`` after the DAG run started (360 s; quick: 90 s), so
+that the steps below, spread over the run, meet deferrals and pokes in flight. Each execution of a
+task's code appends JSON lines (``start``, a ``beat`` every 0.5 s, ``end``: ti id, dag/task/run ids,
+map index, try number, pid, times; for the deferring task and the sensor the ``phase`` of the try it
+ran, ``execute``, ``resume <n>`` or ``poke <n>``, and on ``end`` its ``outcome``, done, defer or
+reschedule) to ``$CHAOS_RECORD_DIR/executions.jsonl`` with single ``O_APPEND`` writes.
 
 The matrix, every part in every seed's run:
 

@@ -4,9 +4,11 @@ Each execution of their code is recorded like the mapped task's (:func:`chaos.ta
 with a ``phase`` that names which of a try's legitimate executions it is, so that the counts can tell a
 resume or a next poke from the same piece of code run twice.
 
-Both start at a time spread over the run by their map index (``lane``): every lane first waits
-``lane / lanes * stagger_s`` seconds (by deferral, or by rescheduling its first poke), so that the
-fault steps, spread over the run, meet deferrals and pokes in flight rather than finding them done.
+Both start at a time spread over the run by their map index (``lane``): every lane first waits until
+``lane / lanes * stagger_s`` seconds after the DAG run started (by deferral, or by rescheduling its
+first poke), so that the fault steps, spread over the run, meet deferrals and pokes in flight rather
+than finding them done. Counted from the run's start, not from the task's: a lane that got its first
+slot late would otherwise wait its whole stagger again and outlast the run.
 """
 
 from __future__ import annotations
@@ -37,8 +39,17 @@ def _utcnow() -> datetime:
 
 
 def stagger(lane: int, lanes: int, stagger_s: float) -> float:
-    """Seconds lane ``lane`` of ``lanes`` waits before its work starts."""
+    """Seconds after the DAG run's start at which lane ``lane`` of ``lanes`` starts its work."""
     return lane / max(lanes, 1) * stagger_s
+
+
+def wait_left(context: Any, lane: int, lanes: int, stagger_s: float) -> float:
+    """Seconds from now until the lane's start (0 when it has passed or the run's start is unknown)."""
+    started = getattr(context.get("dag_run"), "start_date", None)
+    if started is None:
+        return 0.0
+    at = started + timedelta(seconds=stagger(lane, lanes, stagger_s))
+    return max(0.0, float((at - _utcnow()).total_seconds()))
 
 
 class DeferAndResume(BaseOperator):  # type: ignore[misc]  # Airflow is not type-checked here
@@ -50,7 +61,7 @@ class DeferAndResume(BaseOperator):  # type: ignore[misc]  # Airflow is not type
 
     def execute(self, context: Any) -> None:
         record_execution(context, PHASE_S, phase="execute", outcome=DEFER)
-        self._defer(1, stagger(self.lane, self.lanes, self.stagger_s) + TRIGGER_S)
+        self._defer(1, wait_left(context, self.lane, self.lanes, self.stagger_s) + TRIGGER_S)
 
     def resume(self, context: Any, event: Any = None, resumed: int = 1) -> None:
         if resumed < self.rounds:
@@ -77,7 +88,7 @@ class PokeUntil(BaseSensorOperator):  # type: ignore[misc]  # Airflow is not typ
     def poke(self, context: Any) -> bool:
         done_after = self.pokes + self.lane % 3
         n = int(context.get("task_reschedule_count") or 0)
-        wait = stagger(self.lane, self.lanes, self.stagger_s) if n == 0 else 0.0
+        wait = wait_left(context, self.lane, self.lanes, self.stagger_s) if n == 0 else 0.0
         done = n >= done_after and not wait
         outcome = DONE if done else RESCHEDULE
         record_execution(context, LAST_PHASE_S if done else PHASE_S, phase=f"poke {n}", outcome=outcome)

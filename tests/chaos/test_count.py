@@ -814,3 +814,16 @@ def test_figures_count_resets_and_executor_failures_against_zero_targets() -> No
     missed = count.misses(figures)
     assert "reset_executions = 1 (target 0)" in missed
     assert "failed_by_executor = 1 (target 0)" in missed
+
+
+def test_a_lane_starts_at_its_share_of_the_stagger_after_the_run_started() -> None:
+    """Counted from the DAG run's start: a lane whose first slot came late does not wait it all again."""
+    from datetime import datetime, timedelta, timezone
+    from types import SimpleNamespace
+
+    from chaos.operators import wait_left
+
+    run = SimpleNamespace(start_date=datetime.now(timezone.utc) - timedelta(seconds=100))
+    assert 49 < wait_left({"dag_run": run}, 1, 2, 300.0) <= 50
+    assert wait_left({"dag_run": run}, 1, 4, 300.0) == 0.0  # due 75 s after the start: passed
+    assert wait_left({}, 1, 2, 300.0) == 0.0
