@@ -4,9 +4,17 @@ For each fault seed, a fresh ``devstack.Stack``: localbatch (with faults) and Ai
 machine's PostgreSQL with ``[core] executor = airflow_aws_batch.AwsBatchExecutor``. One DAG (``chaos``,
 written by :mod:`chaos.dag`) maps one task over N indexes (500; quick: 100; ``--tasks N``); each sleeps
 1-4 s, fixed by the seed and its map index (:func:`chaos.tasks.sleep_seconds`), with ``retries=3`` and
-``retry_delay=2 s``. Each execution of the task's code appends JSON lines (``start``, a ``beat`` every
-0.5 s, ``end``: ti id, dag/task/run ids, map index, try number, pid, times) to
-``$CHAOS_RECORD_DIR/executions.jsonl`` with single ``O_APPEND`` writes.
+``retry_delay=2 s``. Beside it, in the same DAG run (:mod:`chaos.operators`), a task mapped over D lanes
+that defers twice on a ``DateTimeTrigger`` (so the stack's triggerer is in play) and resumes, and a
+reschedule-mode sensor mapped over S lanes that pokes 3-5 times with ``poke_interval`` 1 s, shorter than
+the executor's detection delay under faults, so that a poke's SUCCESS often reaches Airflow after the
+task instance was rescheduled for its next poke (30 each; quick: 8). Their first deferral / first
+reschedule waits until ``lane / D * stagger_s`` after the DAG run started (360 s; quick: 90 s), so
+that the steps below, spread over the run, meet deferrals and pokes in flight. Each execution of a
+task's code appends JSON lines (``start``, a ``beat`` every 0.5 s, ``end``: ti id, dag/task/run ids,
+map index, try number, pid, times; for the deferring task and the sensor the ``phase`` of the try it
+ran, ``execute``, ``resume <n>`` or ``poke <n>``, and on ``end`` its ``outcome``, done, defer or
+reschedule) to ``$CHAOS_RECORD_DIR/executions.jsonl`` with single ``O_APPEND`` writes.
 
 The matrix, every part in every seed's run:
 
@@ -33,7 +41,8 @@ The matrix, every part in every seed's run:
   25 % start a second scheduler (HA) and, once both have heartbeated for 10 s, SIGKILL the older one
   (the newer carries on alone); at 45 % SIGKILL and restart; at 60 % SIGTERM, time the exit (SIGKILL
   after 90 s), restart; at 75 % SIGKILL and restart. A step the run ends before is reported as not
-  performed, which misses a target.
+  performed, which misses a target. Shares ("15 %") are of all the run's task instances, the
+  deferring task's and the sensor's included.
 
 Timing options, chosen so that a 100-task run ends in minutes on a 2-core machine yet lasts long
 enough for every step (:mod:`chaos.settings`, on top of devstack's 2 s heartbeats):
@@ -55,13 +64,23 @@ run twice and run concurrently, orphan jobs (counted 60 s after the run ended; q
 it fits in six minutes), scheduler crashes, executor errors (tracebacks naming ``airflow_aws_batch``
 in every ``logs/scheduler*.log``, which every restart appends to), the SIGTERM exit time, jobs per
 outcome, faulted answers and Batch API calls per task (localbatch's stats from the trigger to the end
-of the run, summed over its restart), array jobs and their children. Each array counts as its
-children, each a job of the try its workload names (read from the array's object in the store), so
-orphans, outcomes and run-twice evidence cover children as they do single jobs. Targets: 0 for each
-count, SIGTERM exit <= 30 s, every step performed, at least one array job formed (a run in which
-grouping silently stopped misses) and no child whose workload disagrees with its array's tags;
-``python -m chaos`` exits 1 when a seed misses one. A run not finished
-``run_deadline_s`` after its trigger (1200 s; quick: 240 s) ends there and its unfinished task
+of the run, summed over its restart), array jobs and their children; executions whose work a
+scheduler's reset threw away (``Reset the following N orphaned TaskInstances`` in a scheduler log
+names the task instance id the execution recorded: the code ran, Airflow archived the try and runs the
+task again, having never taken what it did; the phases of a try reset while it waited for its next
+phase are shown apart),
+and tries of the deferring task or the sensor that Airflow failed on the executor's event (its "state
+mismatch" audit-log entries: a SUCCESS read as the task killed externally, or a FAILED that no
+injected fault explains: none of that try's jobs failed for one, and not every SubmitJob met one).
+Each array counts as its children, each a job of the try its workload names (read from the array's
+object in the store), so orphans, outcomes and run-twice evidence cover children as they do single
+jobs. A try of the
+deferring task or the sensor runs its code once per phase, one job each: "run twice" and "run
+concurrently" count a phase run twice, and an unrecorded job that ran the only execution of its phase
+is accounted for. Targets: 0 for each count, SIGTERM exit <= 30 s, every step performed, at least
+one array job formed (a run in which grouping silently stopped misses) and no child whose workload
+disagrees with its array's tags; ``python -m chaos`` exits 1 when a seed misses one. A run not
+finished ``run_deadline_s`` after its trigger (1200 s; quick: 420 s) ends there and its unfinished task
 instances count as lost.
 
 Output: the table on stdout, ``chaos-results.json`` (figures, misses and evidence per seed: which

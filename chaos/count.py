@@ -61,6 +61,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chaos.dag import MULTI_PHASE_TASK_IDS
+
+#: ``outcome`` of an execution that handed its try back to Airflow to be continued (chaos.tasks).
+HANDED_BACK = frozenset({"defer", "reschedule"})
 FINAL_TI_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 ACTIVE_JOB_STATUSES = frozenset({"SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING"})
 #: statusReason prefix -> class of a FAILED job that was not terminated (localbatch's and AWS's texts).
@@ -110,6 +114,22 @@ class Execution:
     last_seen: float
     ended: bool
     job_id: str | None = None
+    #: Which of a try's legitimate executions this is (``execute``, ``resume <n>``, ``poke <n>``);
+    #: empty for a task whose try runs its code once.
+    phase: str = ""
+    #: What its ``end`` record says the code did: ``done``, ``defer``, ``reschedule`` (None: no end,
+    #: or a record from before outcomes were written, read as ``done``).
+    outcome: str | None = None
+
+    @property
+    def unit(self) -> tuple[TryKey, str]:
+        """What must run once: the try, and the phase of it."""
+        return (self.key, self.phase)
+
+    @property
+    def done(self) -> bool:
+        """It ran the try's code to its end (not to a deferral or a reschedule)."""
+        return self.ended and self.outcome not in HANDED_BACK
 
     def overlaps(self, other: Execution) -> bool:
         return self.start < other.last_seen and other.start < self.last_seen
@@ -122,6 +142,7 @@ class Execution:
             "last_seen": self.last_seen,
             "ended": self.ended,
             "job_id": self.job_id,
+            **({"phase": self.phase, "outcome": self.outcome} if self.phase else {}),
         }
 
 
@@ -138,46 +159,56 @@ def executions(records: Iterable[Mapping[str, Any]]) -> list[Execution]:
                 "job_id": record.get("job_id"),
                 "last_seen": float(record["start"]),
                 "ended": False,
+                "phase": str(record.get("phase") or ""),
+                "outcome": None,
             },
         )
         seen = float(record.get("end") or record.get("t") or record["start"])
         entry["last_seen"] = max(entry["last_seen"], seen)
         if record.get("event") == "end":
             entry["ended"] = True
+            entry["outcome"] = record.get("outcome")
     return sorted(
         (
-            Execution(key, e["ti_id"], pid, start, e["last_seen"], e["ended"], e["job_id"])
+            Execution(
+                key, e["ti_id"], pid, start, e["last_seen"], e["ended"], e["job_id"], e["phase"], e["outcome"]
+            )
             for (key, pid, start), e in merged.items()
         ),
         key=lambda e: (e.key, e.start),
     )
 
 
-def _by_try(runs: Iterable[Execution]) -> dict[TryKey, list[Execution]]:
-    grouped: dict[TryKey, list[Execution]] = defaultdict(list)
+def _by_unit(runs: Iterable[Execution]) -> dict[tuple[TryKey, str], list[Execution]]:
+    grouped: dict[tuple[TryKey, str], list[Execution]] = defaultdict(list)
     for run in runs:
-        grouped[run.key].append(run)
+        grouped[run.unit].append(run)
     return grouped
 
 
+def unit_label(unit: tuple[TryKey, str]) -> str:
+    key, phase = unit
+    return f"{label(key)} {phase}" if phase else label(key)
+
+
 def run_twice(runs: Iterable[Execution]) -> list[dict[str, Any]]:
-    """Tries whose code ran more than once."""
+    """Tries (phases of a try, for a deferring task or a sensor) whose code ran more than once."""
     return [
-        {"try": label(key), "executions": [r.as_dict() for r in group]}
-        for key, group in sorted(_by_try(runs).items())
+        {"try": unit_label(unit), "executions": [r.as_dict() for r in group]}
+        for unit, group in sorted(_by_unit(runs).items())
         if len(group) > 1
     ]
 
 
 def ran_concurrently(runs: Iterable[Execution]) -> list[dict[str, Any]]:
-    """Tries whose code ran in two processes at the same time."""
+    """Tries (or phases of a try) whose code ran in two processes at the same time."""
     found = []
-    for key, group in sorted(_by_try(runs).items()):
+    for unit, group in sorted(_by_unit(runs).items()):
         pairs = [(a, b) for i, a in enumerate(group) for b in group[i + 1 :] if a.overlaps(b)]
         if pairs:
             found.append(
                 {
-                    "try": label(key),
+                    "try": unit_label(unit),
                     "pids": sorted({r.pid for pair in pairs for r in pair}),
                     "overlap_s": max(min(a.last_seen, b.last_seen) - max(a.start, b.start) for a, b in pairs),
                 }
@@ -190,7 +221,7 @@ def ran_concurrently(runs: Iterable[Execution]) -> list[dict[str, Any]]:
 
 def lost(tis: Sequence[Mapping[str, Any]], runs: Iterable[Execution]) -> list[dict[str, Any]]:
     """Task instances (current tries) lost by the system; see the module docstring."""
-    finished = {run.key for run in runs if run.ended}
+    finished = {run.key for run in runs if run.done}
     found = []
     for ti in tis:
         key, state = try_key(ti), ti.get("state")
@@ -391,7 +422,7 @@ def _classify_jobs(
             "status": status,
             "reason": job.get("statusReason"),
             "try": label(key) if key else None,
-            "ran_code_in_pids": sorted(ran_in.get(job_id, [])),
+            "ran_code_in_pids": sorted(run.pid for run in ran_in.get(job_id, [])),
         }
         if status in ACTIVE_JOB_STATUSES:
             found.append(("orphan", {**evidence, "why": f"still {status} after the run ended"}))
@@ -418,14 +449,15 @@ def _classify_jobs(
 
 def _job_context(
     tries: Iterable[Mapping[str, Any]], runs: Iterable[Execution]
-) -> tuple[dict[str, list[int]], Counter[TryKey], dict[TryKey, set[str]]]:
-    """(job id -> pids that ran the code in it, executions per try, try -> job ids saved on it)."""
-    ran_in: dict[str, list[int]] = defaultdict(list)
-    executions_of: Counter[TryKey] = Counter()
+) -> tuple[dict[str, list[Execution]], Counter[tuple[TryKey, str]], dict[TryKey, set[str]]]:
+    """(job id -> the executions that ran the code in it, executions per try and phase, try -> job ids
+    saved on it)."""
+    ran_in: dict[str, list[Execution]] = defaultdict(list)
+    executions_of: Counter[tuple[TryKey, str]] = Counter()
     for run in runs:
-        executions_of[run.key] += 1
+        executions_of[run.unit] += 1
         if run.job_id:
-            ran_in[run.job_id].append(run.pid)
+            ran_in[run.job_id].append(run)
     pointers: dict[TryKey, set[str]] = defaultdict(set)
     for row in tries:
         if row.get("external_executor_id"):
@@ -434,14 +466,21 @@ def _job_context(
 
 
 def accounted_for(
-    job: Mapping[str, Any], key: TryKey, ran_in: Mapping[str, list[int]], executions_of: Mapping[TryKey, int]
+    job: Mapping[str, Any],
+    key: TryKey,
+    ran_in: Mapping[str, list[Execution]],
+    executions_of: Mapping[tuple[TryKey, str], int],
 ) -> str | None:
-    """Why an unrecorded job that ended on its own is accounted for (not an orphan), or None."""
-    pids = ran_in.get(str(job.get("jobId")), [])
-    if not pids and job.get("status") == "FAILED":
+    """Why an unrecorded job that ended on its own is accounted for (not an orphan), or None.
+
+    A deferring task's or a sensor's try runs one job per phase (execute, each resume, each poke), so
+    "the only execution" is of the phase the job ran, not of the whole try.
+    """
+    ran = ran_in.get(str(job.get("jobId")), [])
+    if not ran and job.get("status") == "FAILED":
         return "failed without running the task's code"
-    if len(pids) == 1 and executions_of.get(key, 0) == 1:
-        return "ran the only execution of its try"
+    if len(ran) == 1 and ran[0].key == key and executions_of.get(ran[0].unit, 0) == 1:
+        return "ran the only execution of its try" + (f" ({ran[0].phase})" if ran[0].phase else "")
     return None
 
 
@@ -515,6 +554,157 @@ def executor_errors(logs: Mapping[str, str]) -> list[dict[str, Any]]:
     ]
 
 
+# --- tries Airflow reset or failed on the executor's word ----------------------------------------
+
+#: Logged by Airflow's scheduler when it resets the task instances the executor did not adopt
+#: (``adopt_or_reset_orphaned_tasks``): ``Reset the following 2 orphaned TaskInstances:`` then one
+#: ``<TaskInstance: dag.task run [map_index=i ][state] ti_id=...>`` a line, each tab-indented. The repr
+#: is taken before Airflow archives the try and gives the task instance a new id, so ``ti_id`` is the
+#: id the reset try's executions recorded.
+_RESET_HEADER = re.compile(r"Reset the following \d+ orphaned TaskInstances:")
+_TI_ID = re.compile(r"<TaskInstance: [^>]*\[(?P<state>[^\]]*)\] ti_id=(?P<ti_id>[0-9a-fA-F-]{32,36})>")
+
+
+@dataclass(frozen=True)
+class Reset:
+    """A try a scheduler reset: the log that says so and the task instance's state at the reset."""
+
+    log: str
+    state: str
+
+
+def reset_tis(logs: Mapping[str, str]) -> dict[str, Reset]:
+    """Task instance id -> its reset, for every try a scheduler reset."""
+    found: dict[str, Reset] = {}
+    for name, text in sorted(logs.items()):
+        lines = [_ANSI.sub("", line) for line in text.splitlines()]
+        for i, line in enumerate(lines):
+            if not _RESET_HEADER.search(line):
+                continue
+            block = [line]
+            for following in lines[i + 1 :]:
+                if not following[:1].isspace() or "<TaskInstance:" not in following:
+                    break
+                block.append(following)
+            for text_line in block:
+                for match in _TI_ID.finditer(text_line):
+                    found.setdefault(match["ti_id"].lower(), Reset(name, match["state"]))
+    return found
+
+
+def _resets(
+    runs: Iterable[Execution], logs: Mapping[str, str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(uncounted, between phases): the executions of the tries a scheduler reset, split by whether
+    Airflow took what they did before the reset (see :func:`reset_executions`)."""
+    reset = reset_tis(logs)
+    of_reset: dict[str, list[Execution]] = defaultdict(list)
+    for run in runs:
+        if run.ti_id.lower() in reset:
+            of_reset[run.ti_id.lower()].append(run)
+    uncounted: list[dict[str, Any]] = []
+    between: list[dict[str, Any]] = []
+    for ti_id, group in sorted(of_reset.items()):
+        found = reset[ti_id]
+        group.sort(key=lambda run: run.start)
+        for i, run in enumerate(group):
+            item = {"try": unit_label(run.unit), "reset_in": found.log, "state_at_reset": found.state}
+            item.update(run.as_dict())
+            handed_back = run.ended and run.outcome in HANDED_BACK
+            # A hand-back Airflow took: a later phase of the try ran, or the try waited, queued or
+            # scheduled, for its next phase when it was reset (it could not have left RUNNING else).
+            taken = handed_back and (i + 1 < len(group) or found.state != "running")
+            (between if taken else uncounted).append(item)
+    return uncounted, between
+
+
+def reset_executions(runs: Iterable[Execution], logs: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Executions whose work a scheduler's reset threw away: the code ran for a try, then Airflow reset
+    that try (``Reset the following N orphaned TaskInstances``; it archives the try as abandoned and
+    runs the task again as its next try) without having taken what the execution did: it ran to its
+    end or was cut short (Airflow never counted its success), or it handed its try back (deferral,
+    reschedule) while Airflow still had the try running.
+
+    An execution that handed its try back before the reset, Airflow having taken it (the try then
+    waited for its next phase, or a later phase ran), is not counted: Airflow reset a try that was
+    waiting, queued or scheduled, for a job not yet running, and starts the deferral or sensor over
+    in the next try as it does for any executor (:func:`reset_between_phases`, shown apart).
+    """
+    return _resets(runs, logs)[0]
+
+
+def reset_between_phases(runs: Iterable[Execution], logs: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Executions of a reset try whose hand-back Airflow had taken (see :func:`reset_executions`)."""
+    return _resets(runs, logs)[1]
+
+
+STATE_MISMATCH = "state mismatch"
+#: The executor's task event for a SUCCEEDED job whose try Airflow had moved on (no state reported).
+SUCCESS_NOT_REPORTED = "aws_batch_success_not_reported"
+#: ``extra`` of Airflow's "state mismatch" log entry: ``Executor <name> reported that the task instance
+#: <TaskInstance: ...> finished with state success, but the task instance's state attribute is
+#: scheduled. ...``
+_MISMATCH = re.compile(
+    r"finished with state (?P<reported>\w+), but the task instance's state attribute is (?P<was>\w+)"
+)
+#: Job outcomes that are an infrastructure failure of the job itself (injected by the fault matrix):
+#: an executor's FAILED for such a job reports what happened, not a mistake.
+#: What localbatch says in the answers it faults on purpose (``Internal server error (injected fault)``).
+INJECTED = "injected fault"
+FAULT_OUTCOMES = frozenset(
+    f"FAILED: {name}" for name in ("image pull", "container start", "host lost", "localbatch restart")
+)
+
+
+def failed_by_executor(
+    task_events: Iterable[Mapping[str, Any]],
+    jobs: Iterable[Mapping[str, Any]],
+    task_ids: Iterable[str],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(counted, explained): tries of ``task_ids`` (the deferring and rescheduling tasks) that Airflow
+    failed on the executor's event, read from its "state mismatch" log entries (Airflow fails the try
+    of a task instance still scheduled, queued or running when the executor reports it finished:
+    "killed externally").
+
+    Counted: a SUCCESS so read (the job did its part, the task had handed its try back, and Airflow
+    failed the try), and a FAILED that no fault explains. Explained: a FAILED for a try that one of
+    its jobs really failed (image pull, host lost, localbatch restart), or whose every SubmitJob
+    failed: the executor gave up submitting (``SubmitJob failed N times``) and localbatch's own
+    answers to that try's submits say they were injected faults (the executor's task events quote
+    them). The executor reported what happened.
+    """
+    wanted = set(task_ids)
+    faulted: set[TryKey] = set()
+    for job in jobs:
+        key = job_try_key(job)
+        if key is not None and job_outcome(job) in FAULT_OUTCOMES:
+            faulted.add(key)
+    events = list(task_events)
+    # Tries whose SubmitJob answers localbatch faulted on purpose, as the executor's events quote them.
+    submit_faulted = {
+        try_key(event)
+        for event in events
+        if str(event.get("event", "")).startswith("aws_batch_submit") and INJECTED in str(event.get("extra"))
+    }
+    counted: list[dict[str, Any]] = []
+    explained: list[dict[str, Any]] = []
+    for event in events:
+        if event.get("event") != STATE_MISMATCH or event.get("task_id") not in wanted:
+            continue
+        key = try_key(event)
+        match = _MISMATCH.search(str(event.get("extra") or ""))
+        reported, was = (match["reported"], match["was"]) if match else (None, None)
+        item = {"try": label(key), "reported": reported, "state_was": was, "at": event.get("dttm")}
+        gave_up = "Extra info: SubmitJob failed" in str(event.get("extra") or "")
+        if reported != "success" and key in faulted:
+            explained.append({**item, "why": "a job of this try failed for an infrastructure fault"})
+        elif reported != "success" and gave_up and key in submit_faulted:
+            explained.append({**item, "why": "every SubmitJob of this try met an injected fault"})
+        else:
+            counted.append(item)
+    return counted, explained
+
+
 # --- API calls ------------------------------------------------------------------------------------
 
 
@@ -547,6 +737,8 @@ ZERO_TARGETS = (
     "orphan_jobs",
     "scheduler_crashes",
     "executor_errors",
+    "reset_executions",
+    "failed_by_executor",
 )
 SIGTERM_EXIT_LIMIT_S = 30.0
 
@@ -574,6 +766,8 @@ def figures(raw: Mapping[str, Any], tasks: int) -> tuple[dict[str, Any], dict[st
     jobs, mismatches = expand_arrays(listed, raw.get("array_children", []), raw.get("arrays", []))
     logged = logged_pointers(raw.get("scheduler_logs", {}), tis)
     tries = [*tis, *raw.get("history", [])]
+    failed, explained = failed_by_executor(raw.get("task_events", []), jobs, MULTI_PHASE_TASK_IDS)
+    events = list(raw.get("task_events", []))
     found = {
         "lost": lost(tis, runs),
         "run_twice": run_twice(runs),
@@ -581,6 +775,11 @@ def figures(raw: Mapping[str, Any], tasks: int) -> tuple[dict[str, Any], dict[st
         "orphan_jobs": orphan_jobs(jobs, tries, runs, logged),
         "scheduler_crashes": scheduler_crashes(raw.get("exits", [])),
         "executor_errors": executor_errors(raw.get("scheduler_logs", {})),
+        "reset_executions": reset_executions(runs, raw.get("scheduler_logs", {})),
+        "reset_between_phases": reset_between_phases(runs, raw.get("scheduler_logs", {})),
+        "failed_by_executor": failed,
+        "failed_by_executor_explained": explained,
+        "success_not_reported": [e for e in events if e.get("event") == SUCCESS_NOT_REPORTED],
         "failed_retries_exhausted": failed_retries_exhausted(tis),
         "unrecorded_accounted": unrecorded_accounted(jobs, tries, runs, logged),
         "arrays": array_parents(listed),

@@ -98,7 +98,7 @@ class Harness:
     # --- the run --------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        n = self.profile.tasks
+        n = self.profile.task_instances
         steps = [
             Step("sigkill scheduler at a SubmitJob burst", self._burst_seen, lambda: self._kill_restart(1)),
             Step("restart localbatch", lambda: self._at(0.15), self._restart_localbatch),
@@ -159,7 +159,7 @@ class Harness:
 
     def _at(self, fraction: float) -> bool:
         return (
-            self._final >= fraction * self.profile.tasks
+            self._final >= fraction * self.profile.task_instances
             and time.monotonic() - self._last_step_end >= STEP_GAP_S
             and self._scheduler_up(self.current)
         )
@@ -387,6 +387,18 @@ class Harness:
                     {"d": DAG_ID},
                 )
             ]
+            # Airflow's audit log of the run's task instances: "state mismatch" (an executor's event
+            # Airflow read as the task killed externally) and the executor's own task events.
+            events = [
+                dict(row._mapping)
+                for row in conn.execute(
+                    sa.text(
+                        "SELECT CAST(dttm AS TEXT) AS dttm, dag_id, task_id, run_id, map_index, try_number, "
+                        "event, extra FROM log WHERE dag_id = :d AND (event = :mismatch OR event LIKE :ours)"
+                    ),
+                    {"d": DAG_ID, "mismatch": count.STATE_MISMATCH, "ours": "aws_batch%"},
+                )
+            ]
         self.engine.dispose()
         # The harness meets the injected faults too: botocore's standard retries ride over them.
         reader = LocalBatch(
@@ -408,6 +420,7 @@ class Harness:
         return {
             "task_instances": tis,
             "history": history,
+            "task_events": events,
             "jobs": jobs,
             "array_children": children,
             "arrays": arrays,

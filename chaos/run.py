@@ -43,6 +43,10 @@ def run_seed(profile: settings.Profile, seed: int, work_dir: Path, db_url: str) 
         parallelism=settings.PARALLELISM,
         retries=settings.RETRIES,
         retry_delay_s=settings.RETRY_DELAY_S,
+        deferrals=profile.deferrals,
+        sensors=profile.sensors,
+        stagger_s=profile.stagger_s,
+        pokes=profile.pokes,
     )
     began = time.monotonic()
     stack = Stack(
@@ -68,7 +72,17 @@ def run_seed(profile: settings.Profile, seed: int, work_dir: Path, db_url: str) 
         log(f"seed {seed}: stack up in {time.monotonic() - began:.0f} s (work dir {work_dir})")
         raw = Harness(stack, profile, seed, log, record_dir).run()
     # Everything collected, for post-mortems; chaos-results.json keeps the figures and evidence.
-    keep = ("task_instances", "history", "jobs", "array_children", "arrays", "events", "exits", "stats_parts")
+    keep = (
+        "task_instances",
+        "history",
+        "task_events",
+        "jobs",
+        "array_children",
+        "arrays",
+        "events",
+        "exits",
+        "stats_parts",
+    )
     (work_dir / "raw.json").write_text(json.dumps({k: raw[k] for k in keep}, indent=1, default=str))
     raw["logs_dir"] = str(stack.logs_dir)
     raw["work_dir"] = str(work_dir)
@@ -104,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="100 tasks, one seed, a shorter orphan wait")
     parser.add_argument("--seeds", help="comma-separated fault seeds (default: 1,2,3; quick: 1)")
     parser.add_argument("--tasks", type=int, help="mapped tasks in the DAG (default: 500; quick: 100)")
+    parser.add_argument("--deferrals", type=int, help="deferring task instances (default: 30; quick: 8)")
+    parser.add_argument(
+        "--sensors", type=int, help="reschedule-mode sensor instances (default: 30; quick: 8)"
+    )
     parser.add_argument("--orphan-wait", type=float, help="seconds after the run before counting live jobs")
     parser.add_argument("--out", type=Path, default=Path("chaos-results.json"))
     parser.add_argument("--work-dir", type=Path, help="logs and records go here (default: a new temp dir)")
@@ -114,10 +132,17 @@ def main(argv: list[str] | None = None) -> int:
         profile = _replace(profile, seeds=tuple(int(s) for s in args.seeds.split(",") if s.strip()))
     if args.tasks:
         profile = _replace(profile, tasks=args.tasks)
+    if args.deferrals is not None:
+        profile = _replace(profile, deferrals=args.deferrals)
+    if args.sensors is not None:
+        profile = _replace(profile, sensors=args.sensors)
     if args.orphan_wait is not None:
         profile = _replace(profile, orphan_wait_s=args.orphan_wait)
     root = args.work_dir or Path(tempfile.mkdtemp(prefix="chaos-"))
-    log(f"{profile.name}: {profile.tasks} tasks, seeds {list(profile.seeds)}; logs kept in {root}")
+    log(
+        f"{profile.name}: {profile.tasks} tasks, {profile.deferrals} deferring, {profile.sensors} sensors,"
+        f" seeds {list(profile.seeds)}; logs kept in {root}"
+    )
     started = time.monotonic()
     results: dict[str, Any] = {"env": environment(profile), "seeds": {}}
     table: dict[str, dict[str, Any]] = {}
@@ -132,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             table[key] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
             misses[key] = [f"the seed did not complete: {type(error).__name__}"]
             continue
-        figures, evidence = count.figures(raw, profile.tasks)
+        figures, evidence = count.figures(raw, profile.task_instances)
         table[key] = figures
         misses[key] = count.misses(figures)
         results["seeds"][key] = {

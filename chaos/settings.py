@@ -47,10 +47,41 @@ class Profile:
     orphan_wait_s: float
     #: Seconds from the trigger after which task instances not final count as lost.
     run_deadline_s: float
+    #: Lanes of the deferring task and of the reschedule-mode sensor beside the mapped task.
+    deferrals: int = 0
+    sensors: int = 0
+    #: Their starts are spread over this many seconds from the trigger, so that every fault step (the
+    #: steps follow the mapped task's progress) meets deferrals and pokes in flight.
+    stagger_s: float = 0.0
+    #: A sensor succeeds on its ``pokes``-th to ``pokes + 2``-th poke after its start.
+    pokes: int = 3
+
+    @property
+    def task_instances(self) -> int:
+        """Task instances of the run: the mapped task's, the deferring task's and the sensor's."""
+        return self.tasks + self.deferrals + self.sensors
 
 
-FULL = Profile("full", tasks=500, seeds=(1, 2, 3), orphan_wait_s=60.0, run_deadline_s=1200.0)
-QUICK = Profile("quick", tasks=100, seeds=(1,), orphan_wait_s=30.0, run_deadline_s=240.0)
+FULL = Profile(
+    "full",
+    tasks=500,
+    seeds=(1, 2, 3),
+    orphan_wait_s=60.0,
+    run_deadline_s=1200.0,
+    deferrals=30,
+    sensors=30,
+    stagger_s=360.0,
+)
+QUICK = Profile(
+    "quick",
+    tasks=100,
+    seeds=(1,),
+    orphan_wait_s=30.0,
+    run_deadline_s=420.0,
+    deferrals=8,
+    sensors=8,
+    stagger_s=90.0,
+)
 
 
 def airflow_env(work_dir: Path) -> dict[str, str]:

@@ -14,6 +14,8 @@ LABELS = {
     "orphan_jobs": "orphan jobs",
     "scheduler_crashes": "scheduler crashes",
     "executor_errors": "executor errors (tracebacks)",
+    "reset_executions": "executions of a reset try",
+    "failed_by_executor": "defer/reschedule tries failed by executor",
 }
 
 
@@ -48,6 +50,9 @@ def render(seeds: Mapping[str, Mapping[str, Any]]) -> str:
         lambda f: _mark(len(f.get("not_performed", [])), not f.get("not_performed")),
     )
     row("failed, retries exhausted", "-", lambda f: str(f.get("failed_retries_exhausted", "-")))
+    row("  reset between phases", "-", lambda f: str(f.get("reset_between_phases", "-")))
+    row("  failed by executor, explained", "-", lambda f: str(f.get("failed_by_executor_explained", "-")))
+    row("successes not reported (moved on)", "-", lambda f: str(f.get("success_not_reported", "-")))
     row("unrecorded jobs, accounted for", "-", lambda f: str(f.get("unrecorded_accounted", "-")))
     row("run state / seconds", "-", lambda f: f"{f.get('run_state')} / {f.get('run_s')}")
     row("task instances / executions", "-", lambda f: f"{f.get('task_instances')} / {f.get('executions')}")

@@ -21,6 +21,8 @@ RECORD_FILE = "executions.jsonl"
 #: overlap with it can go unseen.
 BEAT_S = 0.5
 MIN_SLEEP_S, MAX_SLEEP_S = 1.0, 4.0
+#: ``outcome`` of an ``end`` record: the try's code is over / it deferred / it asked to be rescheduled.
+DONE, DEFER, RESCHEDULE = "done", "defer", "reschedule"
 
 
 def sleep_seconds(seed: int, map_index: int) -> float:
@@ -48,9 +50,21 @@ def append_record(directory: Path, record: Mapping[str, Any]) -> None:
 
 def run_task(index: int, context: Mapping[str, Any]) -> None:
     """The body of the mapped task: ``start``, a ``beat`` every BEAT_S while sleeping, ``end``."""
-    ti = context["ti"]
     conf = getattr(context.get("dag_run"), "conf", None) or {}
-    seed = int(conf.get("seed", 0))
+    record_execution(context, sleep_seconds(int(conf.get("seed", 0)), index))
+
+
+def record_execution(
+    context: Mapping[str, Any], seconds: float, *, phase: str = "", outcome: str = DONE
+) -> None:
+    """Record one execution of a task's code: ``start``, a ``beat`` every BEAT_S for ``seconds``, ``end``.
+
+    ``phase`` tells apart the executions one try legitimately has: a deferring task's ``execute`` and
+    each ``resume``, a reschedule-mode sensor's ``poke <n>`` (empty for a task that runs once a try).
+    ``outcome`` (on ``end``): :data:`DONE` when the task's code is over for this try, else what it
+    hands back to Airflow (:data:`DEFER`, :data:`RESCHEDULE`).
+    """
+    ti = context["ti"]
     directory = Path(os.environ[RECORD_DIR_ENV])
     start = time.time()
     base = {
@@ -65,10 +79,12 @@ def run_task(index: int, context: Mapping[str, Any]) -> None:
         "job_id": os.environ.get("AWS_BATCH_JOB_ID"),
         "start": start,
     }
+    if phase:
+        base["phase"] = phase
     append_record(directory, {**base, "event": "start", "t": start})
-    deadline = start + sleep_seconds(seed, index)
+    deadline = start + seconds
     while (left := deadline - time.time()) > 0:
         time.sleep(min(BEAT_S, left))
         append_record(directory, {**base, "event": "beat", "t": time.time()})
     end = time.time()
-    append_record(directory, {**base, "event": "end", "t": end, "end": end})
+    append_record(directory, {**base, "event": "end", "t": end, "end": end, "outcome": outcome})

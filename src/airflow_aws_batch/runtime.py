@@ -28,7 +28,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,7 @@ from airflow_aws_batch.core.ownership import DEPLOYMENT_TAG
 from airflow_aws_batch.core.state import (
     ACTIVE_STATUSES,
     SUBMISSION_TAG,
+    TI_QUEUED,
     CheckStarted,
     JobView,
     Submit,
@@ -139,7 +140,9 @@ class StartChecked:
 StartChecker = Callable[[str, int], "bool | None"]
 #: ``[(ti_id, try_number)] -> the ti_ids whose try Airflow has moved on to its next run``. May do I/O;
 #: may raise.
-MovedOnChecker = Callable[[list[tuple[str, int]]], "set[str]"]
+#: ``(ti_id, try_number)`` of succeeded jobs -> the state of those whose task instance is, on the same
+#: try, moved on or queued again (``started.tis_moved_on``).
+MovedOnChecker = Callable[[list[tuple[str, int]]], "Mapping[str, str]"]
 #: ``(ti_id, try_number) -> is that try RUNNING in Airflow's DB now``. May do I/O; may raise.
 RunningChecker = Callable[[str, int], bool]
 
@@ -982,10 +985,10 @@ class Runtime:
         return listed
 
     def _mark_moved_on(self, views: list[JobView]) -> list[JobView]:
-        """``views`` with ``moved_on`` set on the SUCCEEDED jobs whose try Airflow has already moved on
-        (asked here, on the poller thread, right before the success is reported; a task records its
-        own end before its container exits, so what the DB says now is settled). Not knowing
-        changes nothing: the success is reported."""
+        """``views`` with ``moved_on`` set on the SUCCEEDED jobs whose try Airflow has already moved on,
+        and ``queued_again`` on those whose try it has queued again (asked here, on the poller thread,
+        right before the success is reported; a task records its own end before its container exits,
+        so what the DB says now is settled). Not knowing changes nothing: the success is reported."""
         checker = self._moved_on_checker
         if checker is None:
             return views
@@ -1011,12 +1014,14 @@ class Runtime:
             return views
         if not moved_on:
             return views
-        return [
-            dataclasses.replace(v, moved_on=True)
-            if v.job_id in tries and tries[v.job_id][0] in moved_on
-            else v
-            for v in views
-        ]
+
+        def marked(view: JobView) -> JobView:
+            state = moved_on.get(tries[view.job_id][0]) if view.job_id in tries else None
+            if state is None:
+                return view
+            return dataclasses.replace(view, moved_on=state != TI_QUEUED, queued_again=state == TI_QUEUED)
+
+        return [marked(view) for view in views]
 
     def _hand_over_unconfirmed(
         self, asked: list[str], details: list[JobDetail]

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from airflow_aws_batch.compat import task_instance_id
 from airflow_aws_batch.core.ownership import TiNow, TryId
+from airflow_aws_batch.core.state import TI_QUEUED
 
 
 def airflow_saw_task_start(ti_id: str, try_number: int) -> bool | None:
@@ -98,15 +99,16 @@ def task_instances_now(tries: Sequence[TryId]) -> dict[tuple[str, str, str, int]
 MOVED_ON_STATES = frozenset({"up_for_reschedule", "deferred", "scheduled"})
 
 
-def tis_moved_on(tries: Sequence[tuple[str, int]]) -> set[str]:
-    """Of the task instance tries ``(ti_id, try_number)``, the ids of those whose task instance is,
-    on the same try, in one of :data:`MOVED_ON_STATES`."""
+def tis_moved_on(tries: Sequence[tuple[str, int]]) -> dict[str, str]:
+    """Of the task instance tries ``(ti_id, try_number)``, those whose task instance is, on the same
+    try, in one of :data:`MOVED_ON_STATES` or queued again: id -> state. The core holds back an
+    adopted job's success for a try queued again (see ``Core.job_seen``)."""
     from airflow.models.taskinstance import TaskInstance as TI
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
     wanted = dict(tries)
-    out: set[str] = set()
+    out: dict[str, str] = {}
     ids = list(wanted)
     with create_session() as session:
         for i in range(0, len(ids), 500):
@@ -114,6 +116,8 @@ def tis_moved_on(tries: Sequence[tuple[str, int]]) -> set[str]:
             query = select(TI.id, TI.try_number, TI.state).where(TI.id.in_(chunk))
             for ti_id, try_number, state in session.execute(query):
                 name = None if state is None else str(getattr(state, "value", state))
-                if wanted.get(str(ti_id)) == int(try_number) and name in MOVED_ON_STATES:
-                    out.add(str(ti_id))
+                if wanted.get(str(ti_id)) == int(try_number) and (
+                    name in MOVED_ON_STATES or name == TI_QUEUED
+                ):
+                    out[str(ti_id)] = name
     return out

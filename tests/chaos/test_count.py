@@ -581,3 +581,249 @@ def test_the_harness_reads_each_childs_try_from_the_arrays_workload_object(tmp_p
     assert "secret" not in str(found)
     path.unlink()
     assert "unreadable workload object" in read_array(array)["error"]
+
+
+# --- deferring tasks and sensors: phases, resets, tries failed on the executor's word -----------------
+
+
+def phase_run(
+    task: str,
+    index: int,
+    *,
+    pid: int,
+    start: float,
+    end: float | None,
+    phase: str,
+    outcome: str = "done",
+    **kw: Any,
+) -> list[dict[str, Any]]:
+    """Records of one execution of one phase of a deferring task's or a sensor's try."""
+    records = [{**r, "task_id": task, "phase": phase} for r in run_of(index, pid, start, end, **kw)]
+    if end is not None:
+        records[-1]["outcome"] = outcome
+    return records
+
+
+DEFERRED = phase_run("defer", 0, pid=10, start=1.0, end=1.3, phase="execute", outcome="defer") + phase_run(
+    "defer", 0, pid=11, start=5.0, end=6.0, phase="resume 1"
+)
+POKED = phase_run("poke", 0, pid=10, start=1.0, end=1.3, phase="poke 0", outcome="reschedule") + phase_run(
+    "poke", 0, pid=11, start=3.0, end=4.0, phase="poke 1"
+)
+
+
+@pytest.mark.parametrize(
+    ("records", "twice", "concurrent"),
+    [
+        pytest.param(DEFERRED, 0, 0, id="execute-then-resume-is-one-try"),
+        pytest.param(POKED, 0, 0, id="two-pokes-are-one-try"),
+        pytest.param(
+            POKED + phase_run("poke", 0, pid=12, start=3.2, end=4.1, phase="poke 1"),
+            1,
+            1,
+            id="the-same-poke-in-two-processes",
+        ),
+        pytest.param(
+            DEFERRED + phase_run("defer", 0, pid=12, start=8.0, end=9.0, phase="resume 1"),
+            1,
+            0,
+            id="the-same-resume-twice",
+        ),
+    ],
+)
+def test_a_try_runs_each_phase_once(records: list[dict[str, Any]], twice: int, concurrent: int) -> None:
+    runs = count.executions(records)
+    assert (len(count.run_twice(runs)), len(count.ran_concurrently(runs))) == (twice, concurrent)
+
+
+def test_success_needs_an_execution_that_ran_to_its_end_not_to_a_deferral() -> None:
+    instance = {**ti(0, "success"), "task_id": "defer"}
+    only_deferred = phase_run("defer", 0, pid=10, start=1.0, end=1.3, phase="execute", outcome="defer")
+    assert [f["why"] for f in count.lost([instance], count.executions(only_deferred))] == [
+        "success, but no execution of this try recorded its end"
+    ]
+    assert count.lost([instance], count.executions(DEFERRED)) == []
+
+
+def test_a_job_that_ran_the_only_execution_of_a_poke_is_accounted_for() -> None:
+    """A sensor's try runs a job per poke: each unrecorded one ran the only execution of its poke."""
+    records = [{**r, "job_id": job_id} for r, job_id in zip(POKED, ["a", "a", "b", "b"], strict=True)]
+    jobs = [
+        {**job(j, "SUCCEEDED", 0, created=n), "tags": {**job(j, "SUCCEEDED", 0)["tags"], "task_id": "poke"}}
+        for n, j in enumerate("ab")
+    ]
+    tries = [{**ti(0, "success"), "task_id": "poke"}]
+    runs = count.executions(records)
+    assert count.orphan_jobs(jobs, tries, runs) == []
+    assert len(count.unrecorded_accounted(jobs, tries, runs)) == 2
+
+
+RESET_ID = "0196f3a2-7d1c-7c3e-9a57-2f1d0e4c5b6a"
+RESET_LOG = (
+    "[2026-12-07T00:10:01.000+0000] {scheduler_job_runner.py:3376} INFO - Reset the following 2 orphaned "
+    "TaskInstances:\n"
+    f"\t<TaskInstance: chaos.defer manual__1 map_index=0 [queued] ti_id={RESET_ID}>\n"
+    "\t<TaskInstance: chaos.work manual__1 map_index=5 [queued] ti_id=0196f3a2-0000-7000-8000-000000000005>\n"
+    "[2026-12-07T00:10:01.100+0000] {scheduler_job_runner.py:3400} INFO - ti_id=0196f3a2-0000-7000-8000-"
+    "000000000009 mentioned outside a reset\n"
+)
+
+
+def reset_log(state: str) -> str:
+    return (
+        "[2026-12-07T00:10:01.000+0000] {scheduler_job_runner.py:3376} INFO - Reset the following 2 "
+        "orphaned TaskInstances:\n"
+        f"\t<TaskInstance: chaos.defer manual__1 map_index=0 [{state}] ti_id={RESET_ID}>\n"
+        "\t<TaskInstance: chaos.work manual__1 map_index=5 [queued] "
+        "ti_id=0196f3a2-0000-7000-8000-000000000005>\n"
+        "[2026-12-07T00:10:01.100+0000] {scheduler_job_runner.py:3400} INFO - ti_id=0196f3a2-0000-7000-8000-"
+        "000000000009 mentioned outside a reset\n"
+    )
+
+
+EXECUTE = phase_run("defer", 0, pid=10, start=1.0, end=1.3, phase="execute", outcome="defer")
+RESUME_CUT_SHORT = phase_run("defer", 0, pid=11, start=5.0, end=None, phase="resume 1")
+RESUME_DONE = phase_run("defer", 0, pid=11, start=5.0, end=6.0, phase="resume 1")
+
+
+@pytest.mark.parametrize(
+    ("records", "state", "uncounted", "between"),
+    [
+        pytest.param(EXECUTE, "queued", [], ["execute"], id="reset-while-queued-for-its-resume"),
+        pytest.param(EXECUTE, "scheduled", [], ["execute"], id="reset-while-scheduled-for-its-resume"),
+        pytest.param(EXECUTE, "running", ["execute"], [], id="reset-while-its-deferral-was-not-taken"),
+        pytest.param(EXECUTE + RESUME_CUT_SHORT, "running", ["resume 1"], ["execute"], id="resume-cut-short"),
+        pytest.param(EXECUTE + RESUME_DONE, "running", ["resume 1"], ["execute"], id="resume-ran-to-its-end"),
+        pytest.param(run_of(0, 10, 1.0, 2.0), "running", [""], [], id="a-task-that-runs-once"),
+    ],
+)
+def test_reset_executions_are_those_whose_work_a_reset_threw_away(
+    records: list[dict[str, Any]], state: str, uncounted: list[str], between: list[str]
+) -> None:
+    unrelated = [{**r, "ti_id": "0196f3a2-0000-7000-8000-000000000009"} for r in run_of(9, 20, 1.0, 2.0)]
+    runs = count.executions([{**r, "ti_id": RESET_ID} for r in records] + unrelated)
+    logs = {"scheduler-2.log": reset_log(state)}
+    found = count.reset_executions(runs, logs)
+    assert [item.get("phase", "") for item in found] == uncounted
+    assert [item.get("phase", "") for item in count.reset_between_phases(runs, logs)] == between
+    assert all(item["reset_in"] == "scheduler-2.log" and item["state_at_reset"] == state for item in found)
+    assert count.reset_executions(runs, {"scheduler.log": "nothing reset"}) == []
+
+
+def mismatch(task: str, reported: str, was: str, index: int = 0) -> dict[str, Any]:
+    return {
+        "event": count.STATE_MISMATCH,
+        "dag_id": "chaos",
+        "task_id": task,
+        "run_id": RUN,
+        "map_index": index,
+        "try_number": 1,
+        "dttm": "2026-12-07 00:10:00",
+        "extra": f"Executor AwsBatchExecutor(parallelism=8) reported that the task instance <TaskInstance: "
+        f"chaos.{task} {RUN} map_index={index} [{was}] ti_id=x> finished with state {reported}, but the "
+        f"task instance's state attribute is {was}. Learn more: https://airflow.apache.org/...",
+    }
+
+
+def gave_up(task: str) -> dict[str, Any]:
+    """The "state mismatch" of a try the executor failed after its last SubmitJob attempt."""
+    found = mismatch(task, "failed", "queued")
+    return {**found, "extra": found["extra"] + " Extra info: SubmitJob failed 3 times; last error: x"}
+
+
+def submit_event(task: str, error: str) -> dict[str, Any]:
+    return {
+        **mismatch(task, "failed", "queued"),
+        "event": "aws_batch_submit_ambiguous",
+        "extra": f"SubmitJob attempt 1 of 3 may have failed ({error}); looking for the job",
+    }
+
+
+def poke_job(job_id: str, index: int, status: str = "SUCCEEDED", **extra: Any) -> dict[str, Any]:
+    found = job(job_id, status, index, **extra)
+    return {**found, "tags": {**found["tags"], "task_id": "poke"}}
+
+
+@pytest.mark.parametrize(
+    ("events", "jobs", "counted", "explained"),
+    [
+        pytest.param([mismatch("poke", "success", "scheduled")], [], 1, 0, id="success-read-as-killed"),
+        pytest.param([mismatch("defer", "failed", "queued")], [poke_job("a", 0)], 1, 0, id="failed-no-fault"),
+        pytest.param(
+            [mismatch("poke", "failed", "running")],
+            [poke_job("a", 0, "FAILED", **HOST)],
+            0,
+            1,
+            id="host-lost",
+        ),
+        pytest.param(
+            [mismatch("poke", "success", "scheduled")],
+            [poke_job("a", 0, "FAILED", **HOST)],
+            1,
+            0,
+            id="success-never-explained-by-a-fault",
+        ),
+        pytest.param([mismatch("work", "success", "scheduled")], [], 0, 0, id="other-tasks-not-counted"),
+        pytest.param(
+            [
+                gave_up("poke"),
+                submit_event("poke", "ServerException: Internal server error (injected fault)"),
+            ],
+            [],
+            0,
+            1,
+            id="every-submit-met-an-injected-fault",
+        ),
+        pytest.param(
+            [gave_up("poke"), submit_event("poke", "ServerException: Internal server error")],
+            [],
+            1,
+            0,
+            id="submits-failed-without-an-injected-fault",
+        ),
+        pytest.param(
+            [{**mismatch("poke", "success", "queued"), "event": "running"}], [], 0, 0, id="other-events"
+        ),
+    ],
+)
+def test_failed_by_executor(
+    events: list[dict[str, Any]], jobs: list[dict[str, Any]], counted: int, explained: int
+) -> None:
+    found, excused = count.failed_by_executor(events, jobs, {"defer", "poke"})
+    assert (len(found), len(excused)) == (counted, explained)
+    if found:
+        assert found[0]["try"].startswith("chaos/manual__1/")
+
+
+def test_figures_count_resets_and_executor_failures_against_zero_targets() -> None:
+    raw = {
+        "task_instances": [{**ti(0, "success", try_number=2), "task_id": "poke"}],
+        "records": [{**r, "ti_id": RESET_ID} for r in POKED],
+        "task_events": [mismatch("poke", "success", "scheduled")],
+        "scheduler_logs": {"scheduler.log": reset_log("running")},
+        "sigterm_exit_s": 1.0,
+        "arrays": [],
+    }
+    figures, _ = count.figures(raw, 1)
+    # poke 0 handed back and poke 1 ran after it: only poke 1's work was thrown away.
+    assert (figures["reset_executions"], figures["reset_between_phases"], figures["failed_by_executor"]) == (
+        1,
+        1,
+        1,
+    )
+    missed = count.misses(figures)
+    assert "reset_executions = 1 (target 0)" in missed
+    assert "failed_by_executor = 1 (target 0)" in missed
+
+
+def test_a_lane_starts_at_its_share_of_the_stagger_after_the_run_started() -> None:
+    """Counted from the DAG run's start: a lane whose first slot came late does not wait it all again."""
+    from datetime import datetime, timedelta, timezone
+    from types import SimpleNamespace
+
+    from chaos.operators import wait_left
+
+    run = SimpleNamespace(start_date=datetime.now(timezone.utc) - timedelta(seconds=100))
+    assert 49 < wait_left({"dag_run": run}, 1, 2, 300.0) <= 50
+    assert wait_left({"dag_run": run}, 1, 4, 300.0) == 0.0  # due 75 s after the start: passed
+    assert wait_left({}, 1, 2, 300.0) == 0.0

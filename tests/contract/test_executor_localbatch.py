@@ -937,9 +937,9 @@ def test_a_success_after_airflow_moved_the_try_on_frees_the_slot_without_an_even
     class Rescheduled(FastExecutor):
         # Airflow's DB says: this try is back in SCHEDULED, waiting for its next poke.
         @staticmethod
-        def moved_on_checker(tries: list[tuple[str, int]]) -> set[str]:
+        def moved_on_checker(tries: list[tuple[str, int]]) -> dict[str, str]:
             asked.append(tries)
-            return {ti_id for ti_id, _ in tries}
+            return {ti_id: "scheduled" for ti_id, _ in tries}
 
     with started(Rescheduled, localbatch, monkeypatch, {"simulate": {"seconds": 0}}, 8) as executor:
         rec = Recorder(executor)

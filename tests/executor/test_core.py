@@ -485,6 +485,31 @@ def test_adopt(status: str, report_type: type | None) -> None:
     assert submits(core) == []
 
 
+@pytest.mark.parametrize(
+    ("adopted", "moved_on"),
+    [
+        pytest.param(True, True, id="adopted-held-back"),
+        pytest.param(False, False, id="own-submission-reported"),
+    ],
+)
+def test_an_adopted_jobs_success_for_a_try_queued_again_is_held_back(adopted: bool, moved_on: bool) -> None:
+    """A scheduler died after queueing a sensor's next poke, before submitting it; the next one adopts
+    the id Airflow saved, the previous poke's job, which SUCCEEDED. Reported, Airflow 3.3 reads that
+    SUCCESS for a QUEUED try as the task killed externally and fails the try (seen in make chaos
+    with one-second pokes, which beat adoption's creation-time allowance)."""
+    core, _ = make()
+    ti_id = "00000000-0000-0000-0000-000000000007"
+    if adopted:
+        core.adopt("k", "j1", ti_id=ti_id, try_number=1)
+    else:
+        core.add("k", request(), ti_id=ti_id, try_number=1)
+        assert len(submits(core)) == 1
+        core.submit_result("k", SubmitOutcome.OK, job_id="j1")
+    reports = core.job_seen(JobView("j1", "SUCCEEDED", queued_again=True))
+    assert reports == [Success("k", "j1", moved_on=moved_on)]
+    assert "k" not in core
+
+
 def test_missing_job_fails_the_task() -> None:
     core, _ = make()
     core.adopt("k", "gone")

@@ -216,12 +216,12 @@ def test_task_events_survive_the_schedulers_save(ti_id: str, count: int) -> None
         pytest.param({"state": "up_for_reschedule", "try_number": 1}, 1, True, id="up-for-reschedule"),
         pytest.param({"state": "deferred", "try_number": 1}, 1, True, id="deferred"),
         pytest.param({"state": "running", "try_number": 1}, 1, False, id="running-never-ended-itself"),
-        pytest.param({"state": "queued", "try_number": 1}, 1, False, id="queued"),
+        pytest.param({"state": "queued", "try_number": 1}, 1, True, id="queued-again-said-so"),
         pytest.param({"state": "success", "try_number": 1}, 1, False, id="success"),
         pytest.param({"state": "scheduled", "try_number": 2}, 1, False, id="another-try"),
     ],
 )
 def test_tis_moved_on(ti_id: str, row: dict[str, Any], asked_try: int, moved_on: bool) -> None:
     set_ti(ti_id, **{"next_method": None, **row})
-    expected = {ti_id} if moved_on else set()
+    expected = {ti_id: row["state"]} if moved_on else {}
     assert tis_moved_on([(ti_id, asked_try), (str(uuid.uuid4()), 1)]) == expected

@@ -91,6 +91,10 @@ class BackoffPolicy:
         return float(min(self.max_s, self.base_s * (2 ** max(0, attempts - 1))))
 
 
+#: Airflow's state of a task instance queued for a run (as ``started.tis_moved_on`` says it).
+TI_QUEUED = "queued"
+
+
 @dataclass(frozen=True, slots=True)
 class JobView:
     """What the core needs from one DescribeJobs entry."""
@@ -104,6 +108,9 @@ class JobView:
     #: SUCCEEDED, and Airflow has already moved the job's try on to its next run (a reschedule-mode
     #: sensor's next poke, a deferral): see :class:`Success`.
     moved_on: bool = False
+    #: SUCCEEDED, and Airflow has the job's try QUEUED again: for an adopted job, read as moved on
+    #: (see :meth:`Core.job_seen`).
+    queued_again: bool = False
 
     def reason(self) -> str:
         parts = [f"Batch job {self.job_id} {self.status}"]
@@ -778,7 +785,15 @@ class Core:
             return [RunningState(key, view.job_id)] if first and not entry.adopted else []
         if view.status == "SUCCEEDED":
             self._forget(entry)
-            return [Success(key, view.job_id, moved_on=view.moved_on)]
+            # An adopted job that SUCCEEDED while its try is QUEUED is the job of an earlier queueing
+            # of that try (a sensor's previous poke, the run before a deferral: adoption tells them
+            # apart by creation time, within a clock allowance that a one-second poke interval beats)
+            # or one whose task never started; Airflow 3.3 would read its SUCCESS as the task killed
+            # externally and fail the try. Held back, the try stays queued: if no job runs it, Airflow
+            # revokes and queues it again after task_queued_timeout. Our own submissions need no such
+            # care: a key queued again replaces the old job, whose end is then never reported.
+            moved_on = view.moved_on or (view.queued_again and entry.adopted)
+            return [Success(key, view.job_id, moved_on=moved_on)]
         if view.status != "FAILED":
             # Not a Batch job status: keep watching, but say so instead of waiting in silence.
             if changed:
