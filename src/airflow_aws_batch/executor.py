@@ -95,6 +95,7 @@ from airflow_aws_batch.core.state import (
 )
 from airflow_aws_batch.eks import PENDING_KEY as EKS_PENDING_KEY
 from airflow_aws_batch.eks import DefinitionInfo, DefinitionKinds
+from airflow_aws_batch.exit_signals import ExitSignalGuard
 from airflow_aws_batch.failures import METRIC as FAILURE_METRIC
 from airflow_aws_batch.failures import record_failure, stuck_reason
 from airflow_aws_batch.fairshare import QueueKind, QueueKinds, template_fields
@@ -243,6 +244,8 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         #: the next periodic one is due (monotonic).
         self._sweeps_waiting = 0
         self._next_sweep_at = float("inf")
+        #: Delivers again a SIGTERM/SIGINT whose SystemExit Python swallowed (see ``exit_signals``).
+        self._exit_guard = ExitSignalGuard()
         #: Jobs a sweep found active for a finished try; terminated if the next sweep finds them too.
         #: Touched only by the terminator thread, which runs the sweeps one after another.
         self._sweep_suspects: set[str] = set()
@@ -418,6 +421,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
         # budget that adoption's bounded reads need.
         self._schedule_sweep(SWEEP_AFTER_ADOPTION_S)
         self._next_sweep_at = time.monotonic() + self.sweep_interval_s
+        self._exit_guard.install()
         log.info(
             "AwsBatchExecutor%s started: queue %s, definition %s, region %s, %s submits/s, %s status calls/s",
             _team_label(self),
@@ -504,6 +508,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                 log.warning("Could not read the pool of %s", workload.ti.key, exc_info=True)
 
     def heartbeat(self) -> None:
+        self._exit_guard.redeliver()
         runtime = self._runtime
         if runtime is None:
             super().heartbeat()
@@ -1394,6 +1399,7 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                     runtime.terminate_now(Terminate(result.job_id, reason), tries=2)
 
     def _stop_runtime(self, timeout: float = 10.0) -> None:
+        self._exit_guard.uninstall()
         for timer in self._sweep_timers:
             timer.cancel()
         self._sweep_timers = []

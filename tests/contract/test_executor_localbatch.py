@@ -1105,3 +1105,40 @@ def test_the_sweep_terminates_only_jobs_no_live_try_points_at(
     assert finished in one_sweep()  # still active a sweep later: hung
     for job_id in (moved_on, queued_elsewhere, foreign, finished, watched):
         batch.terminate_job(jobId=job_id, reason="test cleanup")
+
+
+def test_a_sigterm_python_swallowed_stops_the_scheduler_at_its_next_heartbeat(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Airflow's scheduler installs its handler (which raises SystemExit) before it starts executors.
+    import signal
+    import sys
+    import weakref
+
+    received: list[int] = []
+
+    def exit_gracefully(signum: int, frame: Any) -> None:
+        received.append(signum)
+        sys.exit(0)
+
+    previous = signal.signal(signal.SIGTERM, exit_gracefully)
+    unraisable: list[Any] = []
+    try:
+        with started(FastExecutor, localbatch, monkeypatch, {}, 8) as executor:
+            executor.heartbeat()  # nothing received: a plain heartbeat
+            hook = sys.unraisablehook
+            sys.unraisablehook = unraisable.append
+            try:
+                anchor = type("Session", (), {})()
+                weakref.finalize(anchor, signal.raise_signal, signal.SIGTERM)
+                del anchor  # the handler runs inside the finalizer: its SystemExit is swallowed
+            finally:
+                sys.unraisablehook = hook
+            assert received == [signal.SIGTERM]
+            with pytest.raises(SystemExit):
+                executor.heartbeat()
+            assert received == [signal.SIGTERM, signal.SIGTERM]
+            executor.end()
+        assert signal.getsignal(signal.SIGTERM) is exit_gracefully  # the scheduler's own, put back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
