@@ -432,6 +432,10 @@ class Resolution:
     resubmit: dict[Any, tuple[dict[str, Any], float]] = field(default_factory=dict)
     #: key -> why no job can run it: the task instance fails with this reason.
     fail: dict[Any, str] = field(default_factory=dict)
+    #: key -> a new workload for a task instance Airflow still has QUEUED on this try with no job of
+    #: its current queueing (nothing ran it): built from Airflow's DB as the scheduler builds one when
+    #: it queues a task, and submitted like any other (taken out of ``fail``).
+    rebuilt: dict[Any, Any] = field(default_factory=dict)
     #: Duplicates among the jobs found.
     terminate: list[Terminate] = field(default_factory=list)
 

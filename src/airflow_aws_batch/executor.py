@@ -41,6 +41,7 @@ from airflow_aws_batch.adoption import (
     Awaited,
     LookupFailed,
     OutOfBudget,
+    Resolution,
     Saved,
     active_jobs,
     check_saved,
@@ -110,7 +111,13 @@ from airflow_aws_batch.runtime import (
     StartChecked,
     SubmitDone,
 )
-from airflow_aws_batch.started import airflow_saw_task_start, task_instances_now, ti_running, tis_moved_on
+from airflow_aws_batch.started import (
+    airflow_saw_task_start,
+    rebuild_workload,
+    task_instances_now,
+    ti_running,
+    tis_moved_on,
+)
 from airflow_aws_batch.submit import (
     ExecConfigError,
     RequestTemplates,
@@ -217,6 +224,9 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
     #: ``(ti_id, try_number) -> is the try RUNNING``: asked when a job failed after Airflow saw its try
     #: start, before another job of the try is looked for (a duplicate that won the start).
     running_checker = staticmethod(ti_running)
+    #: ``(ti_id, try_number, executor) -> a new workload, or None``: for a task instance adopted after
+    #: a restart that Airflow still has QUEUED while no job of its current queueing exists.
+    workload_rebuilder = staticmethod(rebuild_workload)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -1122,9 +1132,31 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
             resolution = resolve_lost(
                 active, lost, deployment=deployment, team=config.team, now_s=time.time(), children=children
             )
+            self._rebuild_queued(lost, resolution)
             runtime.report(LostResolved(lost, resolution, ""))
 
         runtime.run_later(chore)
+
+    def _rebuild_queued(self, lost: Sequence[Awaited], resolution: Resolution) -> None:
+        """On the terminator thread: a new workload, instead of a failure, for each task instance left
+        to fail that Airflow still has QUEUED on its try (no job of this queueing exists and none ran
+        it: the scheduler died between queueing it and submitting its job, and the saved job was an
+        earlier queueing's whose request cannot be sent again)."""
+        for awaited in lost:
+            if awaited.key not in resolution.fail or not awaited.queued or not awaited.ti_id:
+                continue
+            try:
+                workload = self.workload_rebuilder(awaited.ti_id, awaited.wanted.try_number, self)
+            except Exception:
+                log.warning(
+                    "Could not build a new workload for %s from Airflow's DB; it fails instead",
+                    awaited.key,
+                    exc_info=True,
+                )
+                continue
+            if workload is not None:
+                resolution.rebuilt[awaited.key] = workload
+                del resolution.fail[awaited.key]
 
     def _take_lost_resolved(self, result: LostResolved) -> None:
         self._lost_lookup_waiting = False
@@ -1180,6 +1212,14 @@ class AwsBatchExecutor(BaseExecutor):  # type: ignore[misc]
                     "again",
                     ti_key=key,
                 )
+            elif key in resolution.rebuilt:
+                self.log_task_event(
+                    event="aws_batch_adopted_requeued",
+                    extra="No job of this queueing was found after a scheduler restart and the task "
+                    "instance is still queued (nothing ran it): it is submitted with a new workload",
+                    ti_key=key,
+                )
+                self._process_workloads([resolution.rebuilt[key]])
             else:
                 reason = resolution.fail.get(key, "After a scheduler restart, no Batch job was found")
                 self._report([TaskEvent(key, "aws_batch_task_failed", reason), Fail(key, reason)])

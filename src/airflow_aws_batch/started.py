@@ -16,6 +16,7 @@ always can); there the answer is "cannot tell", and the task fails as it would w
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from airflow_aws_batch.compat import task_instance_id
 from airflow_aws_batch.core.ownership import TiNow, TryId
@@ -60,6 +61,32 @@ def ti_running(ti_id: str, try_number: int) -> bool:
     with create_session() as session:
         row = session.execute(query).one_or_none()
     return row is not None and row[1] == try_number and row[0] == TaskInstanceState.RUNNING
+
+
+def rebuild_workload(ti_id: str, try_number: int, executor: Any) -> Any | None:
+    """A new ExecuteTask workload for task instance ``ti_id``, built as the scheduler builds one when
+    it queues the task (a fresh token from ``executor.jwt_generator``), when Airflow still has it
+    QUEUED on try ``try_number``; None otherwise (it moved on, started, or is gone).
+
+    Database errors propagate.
+    """
+    from airflow.executors import workloads
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+
+    extra: dict[str, Any] = {}
+    try:  # Airflow 3.3 passes the scheduler's Sentry integration to the task; 3.1 and 3.2 have none.
+        from airflow.jobs.scheduler_job_runner import _get_sentry_integration
+
+        extra["sentry_integration"] = _get_sentry_integration(executor)
+    except ImportError:
+        pass
+    with create_session() as session:
+        ti = session.get(TaskInstance, task_instance_id(ti_id))
+        if ti is None or ti.try_number != try_number or ti.state != TaskInstanceState.QUEUED:
+            return None
+        return workloads.ExecuteTask.make(ti, generator=executor.jwt_generator, **extra)
 
 
 def task_instances_now(tries: Sequence[TryId]) -> dict[tuple[str, str, str, int], TiNow]:

@@ -19,7 +19,7 @@ from airflow_aws_batch import executor as executor_module
 from airflow_aws_batch.core import ownership
 from devstack import LocalBatchServer
 
-from ._airflow import FastExecutor, Recorder, configure
+from ._airflow import FastExecutor, Recorder, configure, task_workload
 
 pytestmark = pytest.mark.contract
 
@@ -237,3 +237,50 @@ def test_the_scheduler_thread_is_held_within_the_bound_when_batch_is_slow(
     finally:
         localbatch.set_faults({})
         end_all(batch)
+
+
+def test_a_queued_task_instance_whose_job_was_never_submitted_gets_a_new_workload(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The scheduler queued a sensor's next poke and died before its SubmitJob: Airflow still has the
+    # try QUEUED and saved the previous poke's job (SUCCEEDED, its workload read from the store and
+    # gone). Nothing ran this queueing, so the task instance is submitted with a workload built from
+    # Airflow's DB (here: the rebuilder's answer), not failed (a burnt try, a failed task with
+    # retries=0) and never reported with the earlier poke's success.
+    asked: list[tuple[str, int]] = []
+    rebuilt = task_workload(f"{HELD}_requeued")
+
+    class Rebuilding(FastExecutor):
+        @staticmethod
+        def workload_rebuilder(ti_id: str, try_number: int, executor: Any) -> Any:
+            asked.append((ti_id, try_number))
+            return rebuilt
+
+    monkeypatch.setattr(executor_module, "ADOPT_BUDGET_S", 0.0)
+    monkeypatch.setattr(ownership, "QUEUEING_CLOCK_ALLOWANCE_MS", 0)
+    localbatch.set_faults({"simulate": {"seconds": 0}})
+    configure(monkeypatch, localbatch, job_queue=QUEUE, job_definition=DEFINITION)
+    executor = Rebuilding(parallelism=64)
+    executor.start()
+    batch = localbatch.batch
+    try:
+        deployment = str(executor.config.deployment_id)
+        poked = submit_tagged(batch, f"{HELD}_requeued", deployment)  # the workload was in the store
+        wait_job(batch, poked, "SUCCEEDED")
+        time.sleep(0.01)
+        ti = FakeTi(
+            f"{HELD}_requeued", poked, queued_dttm=datetime.now(UTC), state="queued", id=rebuilt.ti.id
+        )
+        localbatch.set_faults(held())
+        assert executor.try_adopt_task_instances([ti]) == []
+        rec = Recorder(executor)
+        rec.until(lambda: "running" in rec.states(ti.key), timeout=60, what="the new workload's job")
+        assert asked == [(str(ti.id), 1)]
+        job = job_of(batch, rec.info(ti.key, "running"))
+        assert job["jobId"] != poked and job["tags"]["task_id"] == f"{HELD}_requeued"
+        assert any("aws_batch_adopted_requeued" in e for e in rec.task_events(ti.key))
+        assert "failed" not in rec.states(ti.key) and "success" not in rec.states(ti.key)
+    finally:
+        executor.terminate()
+        end_all(batch)
+        localbatch.set_faults({})

@@ -21,7 +21,7 @@ import pytest
 from airflow_aws_batch.compat import task_instance_id
 from airflow_aws_batch.core.state import CheckStarted
 from airflow_aws_batch.runtime import Runtime, StartChecked, StartChecker
-from airflow_aws_batch.started import airflow_saw_task_start, ti_running, tis_moved_on
+from airflow_aws_batch.started import airflow_saw_task_start, rebuild_workload, ti_running, tis_moved_on
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 DAG_ID = "started_check"
@@ -175,6 +175,40 @@ def test_ti_running(ti_id: str, row: dict[str, Any], asked_try: int, expected: b
     set_ti(ti_id, **{"next_method": None, **row})
     assert ti_running(ti_id, asked_try) is expected
     assert ti_running(str(uuid.uuid4()), asked_try) is False
+
+
+@pytest.mark.parametrize(
+    ("row", "asked_try", "built"),
+    [
+        pytest.param({"state": "queued", "try_number": 1}, 1, True, id="queued-same-try"),
+        pytest.param(
+            {"state": "queued", "try_number": 1, "next_method": "execute_complete"},
+            1,
+            True,
+            id="queued-to-resume",
+        ),
+        pytest.param({"state": "queued", "try_number": 2}, 1, False, id="another-try"),
+        pytest.param({"state": "running", "try_number": 1}, 1, False, id="running"),
+        pytest.param({"state": "scheduled", "try_number": 1}, 1, False, id="scheduled"),
+    ],
+)
+def test_rebuild_workload(
+    ti_id: str, row: dict[str, Any], asked_try: int, built: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_aws_batch import AwsBatchExecutor
+
+    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "0123456789abcdef" * 4)
+    set_ti(ti_id, **{"next_method": None, **row})
+    workload = rebuild_workload(ti_id, asked_try, AwsBatchExecutor())
+    if not built:
+        assert workload is None
+        return
+    # What the scheduler would have queued: this task instance's try, its DAG file, a fresh token.
+    assert str(workload.ti.id) == ti_id and workload.ti.try_number == asked_try
+    assert (workload.ti.dag_id, workload.ti.task_id) == (DAG_ID, "work")
+    assert str(workload.dag_rel_path) == "started_check.py"
+    assert workload.token and workload.token.count(".") == 2
+    assert rebuild_workload(str(uuid.uuid4()), asked_try, AwsBatchExecutor()) is None
 
 
 @pytest.mark.parametrize("count", [pytest.param(1, id="one-event"), pytest.param(3, id="three-events")])
