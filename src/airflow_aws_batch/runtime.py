@@ -213,6 +213,26 @@ def kept_of_duplicates(found: list[JobDetail]) -> JobDetail:
     return max(reversed(found), key=lambda job: job.created_at or 0)
 
 
+class _Watched:
+    """The poller's record of one tracked job: one object instead of a tuple in each of several
+    dicts keyed by the job id (a scheduler may track 20,000 jobs; each dict would hold its own
+    entry and, for the status, a second copy of the id parsed from DescribeJobs)."""
+
+    __slots__ = ("job_queue", "since", "status", "status_reason", "ti_id", "try_number")
+
+    def __init__(self, job_queue: str | None, since: float) -> None:
+        #: None for an adopted job until a description says its queue.
+        self.job_queue = job_queue
+        #: When the job was tracked (the runtime's clock): DescribeJobs may not know a new job yet.
+        self.since = since
+        #: The status and reason last reported (None until the first): only changes are reported.
+        self.status: str | None = None
+        self.status_reason = ""
+        #: The task instance try the job runs (its id as 16 bytes), when the poller checks it.
+        self.ti_id: bytes | None = None
+        self.try_number = 0
+
+
 class Runtime:
     """Owns the threads. ``start()`` once; ``stop()`` joins them."""
 
@@ -289,12 +309,11 @@ class Runtime:
         self._endings: list[tuple[float, int, _Ending]] = []
         self._ending_seq = itertools.count()
         # Poller state, touched only by the poller thread.
-        self._tracked: dict[str, tuple[str | None, float]] = {}
-        #: The task instance try of each tracked job that has one: (ti id bytes, try number).
-        self._tis: dict[str, tuple[bytes, int]] = {}
+        self._tracked: dict[str, _Watched] = {}
+        #: Job queue names as first seen, so that each adopted job's record shares one string.
+        self._queue_names: dict[str, str] = {}
         self._moved_on_checker = moved_on_checker
         self._moved_on_failed = False
-        self._last_seen: dict[str, tuple[str, str]] = {}
         #: Tracked jobs adopted unconfirmed whose first description is not reported yet (empty but
         #: for a while after a large adoption).
         self._unconfirmed: set[str] = set()
@@ -898,15 +917,18 @@ class Runtime:
             except queue.Empty:
                 return
             if isinstance(cmd, Track):
-                self._tracked[cmd.job_id] = (cmd.job_queue, now)
+                watched = self._tracked.get(cmd.job_id)
+                if watched is None:
+                    watched = self._tracked[cmd.job_id] = _Watched(cmd.job_queue, now)
+                else:
+                    # Tracked again: what was last reported of it still stands.
+                    watched.job_queue, watched.since = cmd.job_queue, now
                 if cmd.ti_id is not None and self._moved_on_checker is not None:
-                    self._tis[cmd.job_id] = (cmd.ti_id, cmd.try_number)
+                    watched.ti_id, watched.try_number = cmd.ti_id, cmd.try_number
                 if cmd.unconfirmed:
                     self._unconfirmed.add(cmd.job_id)
             else:
                 self._tracked.pop(cmd.job_id, None)
-                self._last_seen.pop(cmd.job_id, None)
-                self._tis.pop(cmd.job_id, None)
                 self._unconfirmed.discard(cmd.job_id)
 
     def _poll_loop(self) -> None:
@@ -935,10 +957,12 @@ class Runtime:
         self._drain_inbox()
         if not self._tracked:
             return
-        running = [j for j, seen in self._last_seen.items() if seen[0] == "RUNNING" and j in self._tracked]
-        to_describe = [j for j in self._tracked if self._last_seen.get(j, ("",))[0] != "RUNNING"]
+        running: list[str] = []
+        to_describe: list[str] = []
+        for job_id, watched in self._tracked.items():
+            (running if watched.status == "RUNNING" else to_describe).append(job_id)
         if len(running) > LIST_RUNNING_THRESHOLD:
-            listed = self._list_running({self._tracked[j][0] for j in running})
+            listed = self._list_running({self._tracked[j].job_queue for j in running})
             if listed is None:
                 to_describe.extend(running)
             else:
@@ -955,10 +979,10 @@ class Runtime:
                 log.info("DescribeJobs failed: %s", exc)
                 continue
             for detail in details:
-                tracked = self._tracked.get(detail.job_id)
-                if tracked is not None and tracked[0] is None and detail.job_queue:
+                adopted = self._tracked.get(detail.job_id)
+                if adopted is not None and adopted.job_queue is None and detail.job_queue:
                     # Adopted jobs arrive without a queue; learning it lets ListJobs cover them.
-                    self._tracked[detail.job_id] = (detail.job_queue, tracked[1])
+                    adopted.job_queue = self._queue_names.setdefault(detail.job_queue, detail.job_queue)
             if self._unconfirmed:
                 details, handed_over = self._hand_over_unconfirmed(chunk, details)
                 # Neither reported here nor missing: the executor has them now.
@@ -993,9 +1017,11 @@ class Runtime:
         if checker is None:
             return views
         tries = {
-            v.job_id: (str(uuid.UUID(bytes=ti[0])), ti[1])
+            v.job_id: (str(uuid.UUID(bytes=ti_id)), watched.try_number)
             for v in views
-            if v.status == "SUCCEEDED" and (ti := self._tis.get(v.job_id)) is not None
+            if v.status == "SUCCEEDED"
+            and (watched := self._tracked.get(v.job_id)) is not None
+            and (ti_id := watched.ti_id) is not None
         }
         if not tries:
             return views
@@ -1035,7 +1061,8 @@ class Runtime:
             if detail.job_id in self._unconfirmed:
                 self._unconfirmed.discard(detail.job_id)
                 # Reported through AdoptedSeen: the next cycle reports it only when it changes.
-                self._last_seen[detail.job_id] = (detail.status, detail.status_reason)
+                if (watched := self._tracked.get(detail.job_id)) is not None:
+                    watched.status, watched.status_reason = detail.status, detail.status_reason
                 seen.append(detail)
             else:
                 rest.append(detail)
@@ -1044,7 +1071,6 @@ class Runtime:
         for job_id in missing:
             self._unconfirmed.discard(job_id)
             self._tracked.pop(job_id, None)
-            self._tis.pop(job_id, None)
         if seen or missing:
             views = self._mark_moved_on([d.view() for d in seen])
             self.report(AdoptedSeen(list(zip(seen, views, strict=True)), missing))
@@ -1056,21 +1082,22 @@ class Runtime:
         returned = set()
         for view in views:
             returned.add(view.job_id)
-            if view.job_id not in self._tracked:
+            watched = self._tracked.get(view.job_id)
+            if watched is None:
                 continue
-            fingerprint = (view.status, view.status_reason)
-            if self._last_seen.get(view.job_id) != fingerprint:
-                self._last_seen[view.job_id] = fingerprint
+            if (watched.status, watched.status_reason) != (view.status, view.status_reason):
+                watched.status, watched.status_reason = view.status, view.status_reason
                 changed.append(view)
         missing = [
             j
             for j in asked
-            if j not in returned and now - self._tracked.get(j, (None, now))[1] > MISSING_GRACE_S
+            if j not in returned
+            and (watched := self._tracked.get(j)) is not None
+            and now - watched.since > MISSING_GRACE_S
         ]
         if changed:
             self.report(JobsSeen(self._mark_moved_on(changed)))
         if missing:
             for job_id in missing:
                 self._tracked.pop(job_id, None)
-                self._tis.pop(job_id, None)
             self.report(JobsMissing(missing))

@@ -92,6 +92,20 @@ def test_unchanged_jobs_are_not_reported_again_and_untracked_ones_not_polled() -
     assert fake.calls["DescribeJobs"] == 1
 
 
+def test_a_job_tracked_again_keeps_its_last_status_and_one_untracked_starts_afresh() -> None:
+    runtime, _ = poller({"a": "RUNNING", "b": "RUNNING"})
+    runtime.poll_once()
+    assert len(drain(runtime)[0]) == 2
+    # Tracked again while tracked (e.g. adopted again): its unchanged status is not news.
+    runtime.track(Track("a", "q"))
+    runtime.track(Untrack("b"))
+    runtime.track(Track("b", "q"))
+    runtime.poll_once()
+    seen, missing = drain(runtime)
+    # Untracked in between: nothing of it is remembered, so its status is reported again.
+    assert ([v.job_id for v in seen], missing) == (["b"], [])
+
+
 def test_missing_job_reported_only_after_grace() -> None:
     now = [0.0]
     fake = InMemoryBatch({})

@@ -29,6 +29,9 @@ DESCRIBE_MAX_IDS = 100
 #: The statuses of a job that has not ended, in the order a job passes through them.
 ACTIVE_LIST_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
 LIST_MAX_RESULTS = 1000
+#: Every job status, each one string: a status kept for each of thousands of tracked jobs is this
+#: shared object rather than a copy parsed from each DescribeJobs answer.
+_STATUSES = {s: s for s in (*ACTIVE_LIST_STATUSES, "SUCCEEDED", "FAILED")}
 DEFAULT_LOG_GROUP = "/aws/batch/job"
 
 THROTTLING_CODES = frozenset(
@@ -103,6 +106,11 @@ def classify(exc: Exception, operation: str) -> BatchApiError:
     return BatchApiError(ErrorKind.AMBIGUOUS, type(exc).__name__, str(exc), operation)
 
 
+def _status(raw: dict[str, Any]) -> str:
+    status = str(raw.get("status", ""))
+    return _STATUSES.get(status, status)
+
+
 @dataclass(frozen=True, slots=True)
 class JobDetail:
     job_id: str
@@ -152,7 +160,7 @@ class JobDetail:
             job_id=str(raw["jobId"]),
             job_name=str(raw.get("jobName", "")),
             job_queue=str(raw.get("jobQueue", "")),
-            status=str(raw.get("status", "")),
+            status=_status(raw),
             status_reason=str(raw.get("statusReason") or ""),
             created_at=raw.get("createdAt"),
             started_at=raw.get("startedAt"),
@@ -194,7 +202,7 @@ class JobDetail:
             job_id=str(raw["jobId"]),
             job_name=str(raw.get("jobName", "")),
             job_queue=str(raw.get("jobQueue", "")),
-            status=str(raw.get("status", "")),
+            status=_status(raw),
             status_reason=str(raw.get("statusReason") or ""),
             created_at=raw.get("createdAt"),
             started_at=raw.get("startedAt"),

@@ -51,7 +51,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 QUEUED_STATUSES = frozenset({"SUBMITTED", "PENDING", "RUNNABLE", "STARTING"})
 ACTIVE_STATUSES = QUEUED_STATUSES | {"RUNNING"}
@@ -244,27 +244,59 @@ class Phase(enum.Enum):
     CHECKING = "checking"
 
 
+_T = TypeVar("_T")
+
+
+class _Rare(Generic[_T]):
+    """An attribute of :class:`_Entry` that most entries leave at its default all their life (a
+    failure being checked, ambiguous SubmitJob calls, stalls, a revoke): kept in the entry's side
+    dict, created when a value other than the default is set and dropped when all are back to it,
+    so that the thousands of entries of a busy scheduler do not each carry a slot for it."""
+
+    __slots__ = ("_default", "_name")
+
+    def __init__(self, default: _T) -> None:
+        self._default = default
+        self._name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, entry: _Entry | None, owner: type | None = None) -> _T:
+        if entry is None or entry.rare is None:
+            return self._default
+        value: _T = entry.rare.get(self._name, self._default)
+        return value
+
+    def __set__(self, entry: _Entry, value: _T) -> None:
+        rare = entry.rare
+        if value == self._default:
+            if rare is not None:
+                rare.pop(self._name, None)
+                if not rare:
+                    entry.rare = None
+        elif rare is None:
+            entry.rare = {self._name: value}
+        else:
+            rare[self._name] = value
+
+
 class _Entry:
     # Slots and a compressed request: a scheduler may hold thousands of these.
     __slots__ = (
         "adopted",
-        "ambiguous",
         "attempts",
         "due",
         "expires_at",
-        "failed_job_id",
         "job_id",
         "job_queue",
         "key",
-        "last_reason",
         "log_path",
-        "lookup_after_ms",
         "next_at",
         "phase",
+        "rare",
         "request",
-        "revoked",
         "seq",
-        "stalls",
         "started",
         "status",
         "status_reason",
@@ -272,6 +304,19 @@ class _Entry:
         "ti_id",
         "try_number",
     )
+
+    #: Set on a revoke while the SubmitJob is in flight: its result terminates the job.
+    revoked: _Rare[bool] = _Rare(False)
+    #: STALLED outcomes in a row (each waits longer); reset when a SubmitJob is answered.
+    stalls: _Rare[int] = _Rare(0)
+    #: Set after an ambiguous SubmitJob: look for its job created at or after this (epoch ms).
+    lookup_after_ms: _Rare[int | None] = _Rare(None)
+    #: The last SubmitJob error, or the reason of the failure being checked.
+    last_reason: _Rare[str] = _Rare("")
+    #: The job whose failure is being checked (no longer tracked, so not in ``job_id``).
+    failed_job_id: _Rare[str | None] = _Rare(None)
+    #: The ``submission`` tags of unresolved ambiguous SubmitJob calls.
+    ambiguous: _Rare[tuple[str, ...]] = _Rare(())
 
     def __init__(self, key: Hashable, request: bytes | dict[str, Any] | None, job_queue: str | None) -> None:
         self.key = key
@@ -284,22 +329,16 @@ class _Entry:
         self.status = ""
         self.status_reason = ""
         self.started = False
-        self.revoked = False
-        #: STALLED outcomes in a row (each waits longer); reset when a SubmitJob is answered.
-        self.stalls = 0
         #: The current job is a previous scheduler's (its id was saved, or is said on adoption).
         self.adopted = False
-        self.lookup_after_ms: int | None = None
-        self.last_reason = ""
+        #: The values of the ``_Rare`` attributes set to other than their default; None: none is.
+        self.rare: dict[str, Any] | None = None
         self.log_path: str | None = None
         #: The task instance's id as 16 bytes (a UUID), None when Airflow's view cannot be checked.
         self.ti_id: bytes | None = None
         self.try_number = 0
-        #: The job whose failure is being checked (no longer tracked, so not in ``job_id``).
-        self.failed_job_id: str | None = None
-        #: The ``submission`` tag of the SubmitJob in flight, and those of unresolved ambiguous calls.
+        #: The ``submission`` tag of the SubmitJob in flight.
         self.submission = ""
-        self.ambiguous: tuple[str, ...] = ()
         #: When the workload's token expires (the core's clock); None when unknown.
         self.expires_at: float | None = None
         #: Position in ``Core._entries`` (insertion order), which is the order due submits go out in.
