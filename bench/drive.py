@@ -350,6 +350,15 @@ def _at_least(items: set[Any], count: int) -> bool:
     return len(items) >= count
 
 
+def _compacted(executor: Any) -> bool:
+    """Ours keeps a request as given until a heartbeat has time to pack it: under load that lags the
+    fixed settle time, and a sample taken meanwhile counts requests the executor is about to shrink
+    (one full scale run measured 2,784 bytes per job against 1,285-1,398 in the others). Theirs has
+    no such step."""
+    core = getattr(executor, "core", None)
+    return core is None or core.unpacked == 0
+
+
 def memory(params: dict[str, Any]) -> dict[str, Any]:
     """Executor memory per tracked job: the slope between a fifth and all of N jobs tracked."""
     n = params["tasks"]
@@ -368,6 +377,7 @@ def memory(params: dict[str, Any]) -> dict[str, Any]:
         start = count
         driver.loop_until(functools.partial(_at_least, submitted, count), params["setup_timeout_s"])
         driver.loop_until(lambda: False, params["settle_s"])
+        driver.loop_until(functools.partial(_compacted, executor), params["setup_timeout_s"])
         gc.collect()
         # Polls in flight (a parsed DescribeJobs answer is hundreds of KB) come and go: sample a while
         # and keep the least, which is what the executor holds for its jobs.
@@ -410,6 +420,7 @@ def scale(params: dict[str, Any]) -> dict[str, Any]:
         start = count
         driver.loop_until(functools.partial(_at_least, tracker.submitted, count), params["setup_timeout_s"])
         driver.loop_until(lambda: False, params["settle_s"])
+        driver.loop_until(functools.partial(_compacted, executor), params["setup_timeout_s"])
         gc.collect()
         samples = []
         sampling_until = time.monotonic() + MEMORY_SAMPLING_S
