@@ -20,6 +20,7 @@ from airflow_aws_batch.core import ownership
 from devstack import LocalBatchServer
 
 from ._airflow import FastExecutor, Recorder, configure, task_workload
+from ._jobs import end_all, job_of, wait_job
 
 pytestmark = pytest.mark.contract
 
@@ -106,28 +107,6 @@ def submit_tagged(
     return job_id
 
 
-def job_of(batch: Any, job_id: str) -> dict[str, Any]:
-    (job,) = batch.describe_jobs(jobs=[job_id])["jobs"]
-    return dict(job)
-
-
-def wait_job(batch: Any, job_id: str, status: str, timeout: float = 30.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    job = job_of(batch, job_id)
-    while job["status"] != status and time.monotonic() < deadline:
-        time.sleep(0.1)
-        job = job_of(batch, job_id)
-    assert job["status"] == status, job
-    return job
-
-
-def end_all(batch: Any) -> None:
-    for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING"):
-        for page in batch.get_paginator("list_jobs").paginate(jobQueue=QUEUE, jobStatus=status):
-            for job in page["jobSummaryList"]:
-                batch.terminate_job(jobId=job["jobId"], reason="test cleanup")
-
-
 def test_many_saved_ids_with_a_small_budget_are_all_adopted_and_verified_later(
     executor: FastExecutor, localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -151,7 +130,7 @@ def test_many_saved_ids_with_a_small_budget_are_all_adopted_and_verified_later(
         assert all(executor.core.job_id(ti.key) == ti.external_executor_id for ti in tis)
         assert not [e for e in rec.events if e[1] != "running"], rec.events[:5]
     finally:
-        end_all(batch)
+        end_all(batch, QUEUE)
 
 
 def test_adopted_unconfirmed_jobs_that_are_stale_are_found_resubmitted_or_failed_with_a_reason(
@@ -209,7 +188,7 @@ def test_adopted_unconfirmed_jobs_that_are_stale_are_found_resubmitted_or_failed
         # The earlier queueing's SUCCEEDED jobs never reached Airflow as this queueing's end.
         assert "success" not in rec.states(found.key) + rec.states(resubmitted.key)
     finally:
-        end_all(batch)
+        end_all(batch, QUEUE)
 
 
 def test_the_scheduler_thread_is_held_within_the_bound_when_batch_is_slow(
@@ -236,7 +215,7 @@ def test_the_scheduler_thread_is_held_within_the_bound_when_batch_is_slow(
         assert all(executor.core.job_id(ti.key) == ti.external_executor_id for ti in tis)
     finally:
         localbatch.set_faults({})
-        end_all(batch)
+        end_all(batch, QUEUE)
 
 
 def test_a_queued_task_instance_whose_job_was_never_submitted_gets_a_new_workload(
@@ -282,5 +261,5 @@ def test_a_queued_task_instance_whose_job_was_never_submitted_gets_a_new_workloa
         assert "failed" not in rec.states(ti.key) and "success" not in rec.states(ti.key)
     finally:
         executor.terminate()
-        end_all(batch)
+        end_all(batch, QUEUE)
         localbatch.set_faults({})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ def started(
     monkeypatch: pytest.MonkeyPatch,
     store_dir: Path,
     faults: dict[str, Any],
+    cls: type[FastExecutor] = FastExecutor,
     **options: str,
 ) -> Iterator[FastExecutor]:
     localbatch.set_faults(faults)
@@ -61,13 +61,63 @@ def started(
         workload_store=f"file://{store_dir}",
         **options,
     )
-    executor = FastExecutor(parallelism=256)
+    executor = cls(parallelism=256)
     executor.start()
     try:
         yield executor
     finally:
         executor.terminate()
         localbatch.set_faults({})
+
+
+class SlowRetry(FastExecutor):
+    # The lookup after a lost answer does not come while the test acts (a revoke's lookup does).
+    backoff = BackoffPolicy(base_s=60.0, max_s=60.0, wait_s=0.1)
+
+
+def lost_array_faults(name: str) -> dict[str, Any]:
+    """Jobs named for ``name`` stay RUNNABLE, and the first SubmitJob's answer is lost."""
+    lost = {"job_name_contains": f"airflow-dag-{name}", "fault": "lost_response", "times": 1}
+    faults = held(f"airflow-dag-{name}")
+    return {**faults, "rules": [*faults["rules"], lost]}
+
+
+def until_ambiguous(rec: Recorder, executor: FastExecutor, work: list[workloads.ExecuteTask]) -> None:
+    rec.until(
+        lambda: all(
+            any("aws_batch_submit_ambiguous" in e for e in events_of(executor, w.ti.key)) for w in work
+        ),
+        timeout=60,
+        what="the lost answer",
+    )
+
+
+def children_of(batch: Any, name: str) -> list[str]:
+    (array,) = batch.list_jobs(
+        jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": [f"airflow-dag-{name}"]}]
+    )["jobSummaryList"]
+    return [f"{array['jobId']}:{i}" for i in range(SIZE)]
+
+
+def revoke_and_see_only_child_0_end(
+    rec: Recorder, executor: FastExecutor, batch: Any, work: list[workloads.ExecuteTask], name: str
+) -> None:
+    """Child 0 leaves (revoked) before the lookup of its lost array has resolved: its job must end,
+    and no sibling's."""
+
+    @dataclass
+    class TI:
+        key: TaskInstanceKey
+
+    executor.revoke_task(ti=TI(work[0].ti.key))
+    children = children_of(batch, name)
+    rec.until(
+        lambda: batch.describe_jobs(jobs=[children[0]])["jobs"][0]["status"] == "FAILED",
+        timeout=30,
+        what="the revoked child to end",
+    )
+    siblings = batch.describe_jobs(jobs=children[1:])["jobs"]
+    assert {j["status"] for j in siblings} == {"RUNNABLE"}
 
 
 def mapped(task_id: str, size: int = SIZE) -> list[workloads.ExecuteTask]:
@@ -429,85 +479,22 @@ def test_end_cancels_an_array_whose_ids_were_never_saved_in_one_call(
 def test_revoking_a_child_after_a_lost_array_answer_ends_only_that_child(
     localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, store_dir: Path
 ) -> None:
-    class SlowRetry(FastExecutor):
-        # The lookup after the lost answer does not come while the test acts.
-        backoff = BackoffPolicy(base_s=60.0, max_s=60.0, wait_s=0.1)
-
-    batch = localbatch.batch
-    lost = {"job_name_contains": "airflow-dag-lostrev", "fault": "lost_response", "times": 1}
-    faults = held("airflow-dag-lostrev")
-    localbatch.set_faults({**faults, "rules": [*faults["rules"], lost]})
-    configure(
-        monkeypatch,
-        localbatch,
-        job_queue=QUEUE,
-        job_definition=DEFINITION,
-        workload_store=f"file://{store_dir}",
-    )
-    executor = SlowRetry(parallelism=256)
-    executor.start()
-    try:
+    faults = lost_array_faults("lostrev")
+    with started(localbatch, monkeypatch, store_dir, faults, cls=SlowRetry) as executor:
         rec = Recorder(executor)
         work = mapped("lostrev")
         queue_all(executor, work)
-        rec.until(
-            lambda: all(
-                any("aws_batch_submit_ambiguous" in e for e in events_of(executor, w.ti.key)) for w in work
-            ),
-            timeout=60,
-            what="the lost answer",
-        )
-        (array,) = batch.list_jobs(
-            jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": ["airflow-dag-lostrev"]}]
-        )["jobSummaryList"]
-        children = [f"{array['jobId']}:{i}" for i in range(SIZE)]
-
-        @dataclass
-        class TI:
-            key: TaskInstanceKey
-
-        # Child 0 leaves (revoked) before the lookup has resolved: its job must end, no sibling's.
-        executor.revoke_task(ti=TI(work[0].ti.key))
-        runtime = executor.runtime
-        assert runtime is not None
-        done = threading.Event()
-        runtime.run_later(done.set)  # runs once the terminator has acted on the revoke
-        assert done.wait(60)
-        rec.until(
-            lambda: batch.describe_jobs(jobs=[children[0]])["jobs"][0]["status"] == "FAILED",
-            timeout=30,
-            what="the revoked child to end",
-        )
-        siblings = batch.describe_jobs(jobs=children[1:])["jobs"]
-        assert {j["status"] for j in siblings} == {"RUNNABLE"}
-    finally:
-        executor.terminate()
-        localbatch.set_faults({})
+        until_ambiguous(rec, executor, work)
+        revoke_and_see_only_child_0_end(rec, executor, localbatch.batch, work, "lostrev")
 
 
 def test_a_child_revoked_before_its_lost_array_is_listed_is_still_ended(
     localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, store_dir: Path
 ) -> None:
-    class SlowRetry(FastExecutor):
-        # The lookup after the lost answer does not come while the test acts: the revoke's does.
-        backoff = BackoffPolicy(base_s=60.0, max_s=60.0, wait_s=0.1)
-
     lag_ms = 2_000
     monkeypatch.setattr(Runtime, "array_lookup_settle_s", 4.0)
-    batch = localbatch.batch
-    lost = {"job_name_contains": "airflow-dag-lagrev", "fault": "lost_response", "times": 1}
-    faults = held("airflow-dag-lagrev")
-    localbatch.set_faults({**faults, "rules": [*faults["rules"], lost]})
-    configure(
-        monkeypatch,
-        localbatch,
-        job_queue=QUEUE,
-        job_definition=DEFINITION,
-        workload_store=f"file://{store_dir}",
-    )
-    executor = SlowRetry(parallelism=256)
-    executor.start()
-    try:
+    faults = lost_array_faults("lagrev")
+    with started(localbatch, monkeypatch, store_dir, faults, cls=SlowRetry) as executor:
         runtime = executor.runtime
         assert runtime is not None
         listed = runtime.api.find_jobs
@@ -523,32 +510,7 @@ def test_a_child_revoked_before_its_lost_array_is_listed_is_still_ended(
         rec = Recorder(executor)
         work = mapped("lagrev")
         queue_all(executor, work)
-        rec.until(
-            lambda: all(
-                any("aws_batch_submit_ambiguous" in e for e in events_of(executor, w.ti.key)) for w in work
-            ),
-            timeout=60,
-            what="the lost answer",
-        )
-
-        @dataclass
-        class TI:
-            key: TaskInstanceKey
-
+        until_ambiguous(rec, executor, work)
         # Child 0 leaves while ListJobs does not list the array yet: "not found" is no answer.
-        executor.revoke_task(ti=TI(work[0].ti.key))
-        (array,) = batch.list_jobs(
-            jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": ["airflow-dag-lagrev"]}]
-        )["jobSummaryList"]
-        children = [f"{array['jobId']}:{i}" for i in range(SIZE)]
-        rec.until(
-            lambda: batch.describe_jobs(jobs=[children[0]])["jobs"][0]["status"] == "FAILED",
-            timeout=30,
-            what="the revoked child to end",
-        )
+        revoke_and_see_only_child_0_end(rec, executor, localbatch.batch, work, "lagrev")
         assert looked[0] == 0, "the first lookup must have come before the array was listed"
-        siblings = batch.describe_jobs(jobs=children[1:])["jobs"]
-        assert {j["status"] for j in siblings} == {"RUNNABLE"}
-    finally:
-        executor.terminate()
-        localbatch.set_faults({})

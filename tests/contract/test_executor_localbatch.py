@@ -26,6 +26,7 @@ from airflow_aws_batch.workloads import open_store
 from devstack import LocalBatchServer
 
 from ._airflow import FastExecutor, Recorder, configure, task_workload
+from ._jobs import job_of, wait_job
 
 pytestmark = pytest.mark.contract
 
@@ -611,21 +612,6 @@ def submit_tagged(batch: Any, task_id: str, try_number: int, deployment: str, da
         tags=tags,
     )["jobId"]
     return job_id
-
-
-def job_of(batch: Any, job_id: str) -> dict[str, Any]:
-    (job,) = batch.describe_jobs(jobs=[job_id])["jobs"]
-    return dict(job)
-
-
-def wait_job(batch: Any, job_id: str, status: str, timeout: float = 30.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    job = job_of(batch, job_id)
-    while job["status"] != status and time.monotonic() < deadline:
-        time.sleep(0.1)
-        job = job_of(batch, job_id)
-    assert job["status"] == status, job
-    return job
 
 
 def test_adoption_takes_only_this_trys_job_and_finds_the_one_whose_id_was_not_saved(
