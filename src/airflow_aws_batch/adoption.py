@@ -24,6 +24,7 @@ from typing import Any
 
 from airflow_aws_batch.aws.batch import DESCRIBE_MAX_IDS, BatchApi, BatchApiError, JobDetail
 from airflow_aws_batch.core.arrays import child_job_id
+from airflow_aws_batch.core.messages import ACTIVE_STATUSES, Terminate
 from airflow_aws_batch.core.ownership import (
     ARRAY_TRY_TAGS,
     DEPLOYMENT_TAG,
@@ -39,7 +40,6 @@ from airflow_aws_batch.core.ownership import (
     try_of,
     waiting_array_children,
 )
-from airflow_aws_batch.core.state import ACTIVE_STATUSES, Terminate
 from airflow_aws_batch.submit import token_expires_at
 from airflow_aws_batch.workloads import (
     StoreError,

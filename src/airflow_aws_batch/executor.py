@@ -78,10 +78,9 @@ from airflow_aws_batch.config import (
 )
 from airflow_aws_batch.core.arrays import SubmitArray, group_key, group_submits, parent_of
 from airflow_aws_batch.core.causes import Cause, StuckJobs
-from airflow_aws_batch.core.state import (
+from airflow_aws_batch.core.messages import (
     BackoffPolicy,
     CheckStarted,
-    Core,
     Fail,
     Report,
     RunningState,
@@ -94,6 +93,7 @@ from airflow_aws_batch.core.state import (
     Track,
     Untrack,
 )
+from airflow_aws_batch.core.state import Core
 from airflow_aws_batch.eks import PENDING_KEY as EKS_PENDING_KEY
 from airflow_aws_batch.eks import DefinitionInfo, DefinitionKinds
 from airflow_aws_batch.exit_signals import ExitSignalGuard

@@ -28,8 +28,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_aws_batch.core.messages import ACTIVE_STATUSES
 from airflow_aws_batch.core.ownership import DEPLOYMENT_TAG
-from airflow_aws_batch.core.state import ACTIVE_STATUSES
 from airflow_aws_batch.jobdefs import HASH_CHARS, LAST_USED_TAG
 
 DERIVED_NAME = re.compile(rf"-[0-9a-f]{{{HASH_CHARS}}}$")

@@ -35,8 +35,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_aws_batch.aws.batch import DESCRIBE_MAX_IDS, BatchApi, BatchApiError, ErrorKind, JobDetail
 from airflow_aws_batch.aws.ratelimit import TokenBucket
 from airflow_aws_batch.core.arrays import SubmitArray, child_job_id
-from airflow_aws_batch.core.ownership import DEPLOYMENT_TAG
-from airflow_aws_batch.core.state import (
+from airflow_aws_batch.core.messages import (
     ACTIVE_STATUSES,
     SUBMISSION_TAG,
     TI_QUEUED,
@@ -49,6 +48,7 @@ from airflow_aws_batch.core.state import (
     Track,
     Untrack,
 )
+from airflow_aws_batch.core.ownership import DEPLOYMENT_TAG
 from airflow_aws_batch.workloads import (
     PENDING_KEY,
     StoreError,

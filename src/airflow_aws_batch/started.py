@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow_aws_batch.compat import task_instance_id
+from airflow_aws_batch.core.messages import TI_QUEUED
 from airflow_aws_batch.core.ownership import TiNow, TryId
-from airflow_aws_batch.core.state import TI_QUEUED
 
 
 def airflow_saw_task_start(ti_id: str, try_number: int) -> bool | None:

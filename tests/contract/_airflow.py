@@ -15,7 +15,7 @@ import pytest
 from airflow.executors import workloads
 
 from airflow_aws_batch import compat
-from airflow_aws_batch.core.state import BackoffPolicy
+from airflow_aws_batch.core.messages import BackoffPolicy
 from airflow_aws_batch.executor import AwsBatchExecutor
 from devstack import LocalBatch
 from devstack.clients import TESTING_CREDENTIALS

@@ -15,7 +15,7 @@ import pytest
 from airflow.executors import workloads
 from airflow.models.taskinstancekey import TaskInstanceKey
 
-from airflow_aws_batch.core.state import BackoffPolicy
+from airflow_aws_batch.core.messages import BackoffPolicy
 from airflow_aws_batch.runtime import Runtime
 from devstack import LocalBatchServer
 

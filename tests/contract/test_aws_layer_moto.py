@@ -10,7 +10,7 @@ import pytest
 
 from airflow_aws_batch.aws import BatchApi, BatchApiError, ErrorKind
 from airflow_aws_batch.aws.batch import JobDetail
-from airflow_aws_batch.core.state import Submit, SubmitOutcome
+from airflow_aws_batch.core.messages import Submit, SubmitOutcome
 from airflow_aws_batch.runtime import Runtime
 from devstack import aws_client
 from devstack.procs import free_port

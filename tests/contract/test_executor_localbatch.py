@@ -19,8 +19,8 @@ from airflow.utils.state import TaskInstanceState
 
 from airflow_aws_batch.adoption import plan_adoption, sweep
 from airflow_aws_batch.core import ownership
+from airflow_aws_batch.core.messages import BackoffPolicy
 from airflow_aws_batch.core.ownership import TiNow
-from airflow_aws_batch.core.state import BackoffPolicy
 from airflow_aws_batch.workload_rules import launch_command
 from airflow_aws_batch.workloads import open_store
 from devstack import LocalBatchServer
@@ -737,7 +737,7 @@ def test_a_terminate_is_retried_across_an_outage_until_the_job_ends(localbatch: 
     from botocore.config import Config
 
     from airflow_aws_batch.aws.batch import BatchApi
-    from airflow_aws_batch.core.state import Terminate
+    from airflow_aws_batch.core.messages import Terminate
     from airflow_aws_batch.runtime import Runtime
 
     localbatch.set_faults(held("outage_end"))
@@ -771,7 +771,7 @@ def test_terminated_jobs_are_checked_together_not_one_call_each(
 
     from airflow_aws_batch import runtime as runtime_module
     from airflow_aws_batch.aws.batch import BatchApi
-    from airflow_aws_batch.core.state import Terminate
+    from airflow_aws_batch.core.messages import Terminate
     from airflow_aws_batch.runtime import Runtime
 
     # Checks 2 s after each TerminateJob, those due in the 5 s after the first taken along.

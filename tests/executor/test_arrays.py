@@ -19,8 +19,9 @@ from airflow_aws_batch.core.arrays import (
     group_submits,
     parent_of,
 )
+from airflow_aws_batch.core.messages import Submit, Terminate
 from airflow_aws_batch.core.ownership import TryId, is_job_of
-from airflow_aws_batch.core.state import Core, Submit, Terminate
+from airflow_aws_batch.core.state import Core
 from airflow_aws_batch.executor import _whole_arrays
 from airflow_aws_batch.submit import build_submit_job_request, stored_workload_command
 from airflow_aws_batch.workload_rules import PENDING_KEY as WORKLOADS_KEY

@@ -13,7 +13,7 @@ from airflow_aws_batch.core.causes import (
     is_capacity,
     is_misconfiguration,
 )
-from airflow_aws_batch.core.state import Submit
+from airflow_aws_batch.core.messages import Submit
 
 
 class Clock:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import secrets
 import uuid
-import zlib
 from typing import Any
 
 import pytest
@@ -23,7 +20,7 @@ from airflow_aws_batch.core import (
     TaskEvent,
     Terminate,
 )
-from airflow_aws_batch.core.state import SUBMISSION_TAG, TerminateLookup, Track, Untrack
+from airflow_aws_batch.core.messages import SUBMISSION_TAG, TerminateLookup, Track, Untrack
 
 
 class Clock:
@@ -644,32 +641,6 @@ def test_unknown_status_is_reported_once_and_the_job_still_watched(status: str) 
     assert "j1" in event.extra and "unknown status" in event.extra
     assert core.job_seen(JobView("j1", status)) == []
     assert core.job_seen(JobView("j1", "SUCCEEDED")) == [Success("k", "j1")]
-
-
-def test_requests_are_kept_compressed_against_the_first_and_come_back_whole() -> None:
-    from airflow_aws_batch.core.state import _Packer
-
-    def request(task: str, token: str) -> dict[str, Any]:
-        workload = json.dumps({"token": token, "ti": {"dag_id": "etl", "task_id": task, "try_number": 1}})
-        return {
-            "jobName": f"airflow-etl-{task}",
-            "jobQueue": "q",
-            "jobDefinition": "d",
-            "containerOverrides": {"command": ["python", "-m", "x", "--json-string", workload]},
-            "tags": {"dag_id": "etl", "task_id": task},
-        }
-
-    packer = _Packer()
-    tokens = [secrets.token_urlsafe(400) for _ in range(3)]
-    first, second = request("extract", tokens[0]), request("load", tokens[1])
-    unlike = {"jobName": "other", "jobQueue": "q2", "jobDefinition": "d2", "parameters": {"k": tokens[2]}}
-    # Larger than the compression window: still comes back whole.
-    big = {**second, "parameters": {f"p{i}": secrets.token_hex(16) for i in range(400)}}
-    blobs = [packer.pack(r) for r in (first, second, unlike, big)]
-    assert [packer.unpack(b) for b in blobs] == [first, second, unlike, big]
-    # The second shares everything but its token and task with the first.
-    plain = zlib.compress(json.dumps(second, separators=(",", ":")).encode(), 9)
-    assert len(blobs[1]) < len(plain) - 100
 
 
 # ----------------------------------------------------------------- one submission, one job

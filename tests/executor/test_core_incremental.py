@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 
 from airflow_aws_batch.core import BackoffPolicy, Core, JobView, SubmitOutcome
-from airflow_aws_batch.core.state import SUBMISSION_TAG, Command, Counts, Phase, Submit
+from airflow_aws_batch.core.entries import Phase
+from airflow_aws_batch.core.messages import Command, Submit
+from airflow_aws_batch.core.table import Counts
 
 
 class Clock:
@@ -28,45 +30,33 @@ class Clock:
 
 
 class ScanningCore(Core):
-    """The reference: counts and due submits found by looking at every entry, in ``_entries`` order."""
+    """The reference: counts and due submits found by looking at every entry, in ``table.entries`` order."""
 
     def counts(self) -> Counts:
         return recount(self)
 
     def in_flight(self) -> int:
-        return sum(1 for e in self._entries.values() if e.phase is Phase.SUBMITTING)
+        return sum(1 for e in self.table.entries.values() if e.phase is Phase.SUBMITTING)
 
     def commands(self, limit: int | None = None) -> list[Command]:
-        out, self._outbox = self._outbox, []
-        if not self._submitting:
+        out = self.table.drain()
+        if not self.submitting:
             return out
         now = self.clock()
         submits = 0
-        for entry in self._entries.values():
+        for entry in self.table.entries.values():
             if limit is not None and submits >= limit:
                 break
             if entry.phase is not Phase.PENDING or entry.next_at > now or entry.request is None:
                 continue
-            self._set_phase(entry, Phase.SUBMITTING)
-            entry.submission = self._new_submission()
-            request = self._packer.copy_of(entry.request)
-            request["tags"] = {**request.get("tags", {}), SUBMISSION_TAG: entry.submission}
-            out.append(
-                Submit(
-                    key=entry.key,
-                    request=request,
-                    lookup_after_ms=entry.lookup_after_ms,
-                    lookup_only=entry.lookup_after_ms is not None and entry.attempts >= self.max_attempts,
-                    lookup_submissions=entry.ambiguous,
-                )
-            )
+            out.append(self.start_submit(entry))
             submits += 1
         return out
 
 
 def recount(core: Core) -> Counts:
     counts = Counts()
-    for entry in core._entries.values():
+    for entry in core.table.entries.values():
         name = entry.phase.value
         setattr(counts, name, getattr(counts, name) + 1)
     return counts
@@ -200,7 +190,7 @@ def test_a_heartbeat_does_not_look_at_every_tracked_workload() -> None:
             visited += len(self)
             return super().values()
 
-    core._entries = Counting(core._entries)
+    core.table.entries = Counting(core.table.entries)
     for _ in range(10):
         clock.now += 1
         assert core.commands() == []

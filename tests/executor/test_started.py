@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from airflow_aws_batch.compat import task_instance_id
-from airflow_aws_batch.core.state import CheckStarted
+from airflow_aws_batch.core.messages import CheckStarted
 from airflow_aws_batch.runtime import Runtime, StartChecked, StartChecker
 from airflow_aws_batch.started import airflow_saw_task_start, rebuild_workload, ti_running, tis_moved_on
 

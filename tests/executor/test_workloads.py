@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from airflow_aws_batch.config import parse_options
-from airflow_aws_batch.core.state import SUBMISSION_TAG
+from airflow_aws_batch.core.messages import SUBMISSION_TAG
 from airflow_aws_batch.submit import MAX_CONTAINER_OVERRIDES_CHARS, build_submit_job_request
 from airflow_aws_batch.workload_rules import (
     MAX_NAME_CHARS,

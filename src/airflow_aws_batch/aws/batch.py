@@ -20,7 +20,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError, NoCredentialsError
 
-from airflow_aws_batch.core.state import JobView
+from airflow_aws_batch.core.messages import JobView
 from airflow_aws_batch.eks import CONTAINER, DefinitionInfo, DefinitionKind, definition_info
 
 log = logging.getLogger(__name__)

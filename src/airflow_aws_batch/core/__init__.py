@@ -4,10 +4,9 @@ The executor feeds events in (workloads queued, submit outcomes, job statuses se
 saw a task start, revokes, adoptions) and gets commands (submit, terminate) and reports for Airflow back.
 """
 
-from airflow_aws_batch.core.state import (
+from airflow_aws_batch.core.messages import (
     BackoffPolicy,
     CheckStarted,
-    Core,
     Fail,
     JobView,
     Report,
@@ -18,6 +17,7 @@ from airflow_aws_batch.core.state import (
     TaskEvent,
     Terminate,
 )
+from airflow_aws_batch.core.state import Core
 
 __all__ = [
     "BackoffPolicy",

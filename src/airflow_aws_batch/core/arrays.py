@@ -32,7 +32,7 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_aws_batch.core.state import SUBMISSION_TAG, Submit
+from airflow_aws_batch.core.messages import SUBMISSION_TAG, Submit
 
 #: Batch's limits on ``arrayProperties.size``.
 ARRAY_MIN_CHILDREN = 2
