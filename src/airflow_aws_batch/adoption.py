@@ -1,24 +1,25 @@
-"""Adoption and the orphan sweep: the AWS and metadata-DB reads around :mod:`core.ownership`'s rules.
+"""Adoption planning: the AWS reads around :mod:`core.ownership`'s rules that decide which job each
+adopted task instance watches, and the reads the orphan sweep (:mod:`airflow_aws_batch.sweep`) and
+the resolution of lost submissions (:mod:`airflow_aws_batch.lost`) share with it.
 
 Adoption runs on the scheduler thread, inside Airflow's ``adopt_or_reset_orphaned_tasks``, because
 Airflow needs the answer (adopted or handed back) before it returns; it is bounded by a deadline
 and by ``status_calls_per_second``. What the deadline leaves unread is adopted *unconfirmed*
 (``provisional``): a task instance whose saved job was not read, or whose job must be looked up by
 its tags when the listing did not fit. Those are verified later, off the scheduler thread (see
-:func:`check_saved` and :func:`resolve_lost`). The sweep runs on the runtime's terminator thread.
+:func:`check_saved` and :func:`~airflow_aws_batch.lost.resolve_lost`).
 
 Not supported: jobs on a job queue that only a task's ``executor_config`` names (adoption by tags
-and the sweep read ``job_queue`` and the values of ``queue_map``).
+reads ``job_queue`` and the values of ``queue_map``).
 """
 
 from __future__ import annotations
 
 import enum
-import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, MutableSet, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,19 +29,15 @@ from airflow_aws_batch.core.messages import ACTIVE_STATUSES, Terminate
 from airflow_aws_batch.core.ownership import (
     ARRAY_TRY_TAGS,
     DEPLOYMENT_TAG,
-    TiNow,
     TryId,
-    Verdict,
     array_child_tries,
     is_job_of,
     is_team_job,
     not_another_teams_job,
     of_this_queueing,
-    orphan_reason,
     try_of,
     waiting_array_children,
 )
-from airflow_aws_batch.submit import token_expires_at
 from airflow_aws_batch.workloads import (
     StoreError,
     WorkloadStore,
@@ -53,16 +50,10 @@ log = logging.getLogger(__name__)
 
 #: ``before_call()``: may the next status call go out now? (waits on the rate limiter; False: give up)
 BeforeCall = Callable[[], bool]
-#: ``(tries) -> {task instance: what the DB says}``, keyed by :attr:`TryId.ti`.
-TiLookup = Callable[[Sequence[TryId]], dict[tuple[str, str, str, int], TiNow]]
 
 
 class OutOfBudget(Exception):
     """The deadline or the call budget ran out before every read was done."""
-
-
-class LookupFailed(Exception):
-    """Airflow's metadata DB could not say where the task instances are: nothing is terminated."""
 
 
 @dataclass
@@ -83,23 +74,8 @@ class AdoptionPlan:
     unconfirmed: dict[Any, str] = field(default_factory=dict)
     #: (``provisional``) key -> the saved job (None: DescribeJobs does not know it) that is not of the
     #: current queueing, or FAILED before it started, whose try must be looked up by its tags when
-    #: the listing did not fit the deadline: adopted and looked up later (:func:`resolve_lost`).
+    #: the listing did not fit the deadline: adopted and looked up later (``lost.resolve_lost``).
     lookup: dict[Any, JobDetail | None] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Awaited:
-    """A task instance adopted before its job was confirmed: what verifying it takes."""
-
-    key: Any
-    wanted: TryId
-    queued_ms: int | None
-    ti_id: str | None
-    #: Airflow had the task instance QUEUED (not RUNNING) when it was adopted: no task of this
-    #: queueing can have started, so an earlier queueing's request may be sent again.
-    queued: bool
-    #: The job Airflow saved for it, as read (None: not read, or unknown to DescribeJobs).
-    saved: JobDetail | None = None
 
 
 class Saved(enum.Enum):
@@ -119,7 +95,7 @@ def check_saved(
 ) -> Saved:
     if not is_job_of(detail.tags, wanted, deployment, deployment_required=False, team=team):
         return Saved.STALE
-    if not _of_this_queueing(detail, queued_ms):
+    if not job_of_this_queueing(detail, queued_ms):
         return Saved.STALE
     if detail.status == "FAILED" and not detail.started_at:
         return Saved.UNSTARTED
@@ -180,7 +156,9 @@ def queued_at_ms(ti: Any) -> int | None:
     return int(queued.timestamp() * 1000)
 
 
-def _of_this_queueing(detail: JobDetail, queued_ms: int | None) -> bool:
+def job_of_this_queueing(detail: JobDetail, queued_ms: int | None) -> bool:
+    """Can ``detail``'s job be the submission of the task instance's queueing at ``queued_ms``
+    (see :func:`~airflow_aws_batch.core.ownership.of_this_queueing`)?"""
     return of_this_queueing(
         created_at_ms=detail.created_at,
         queued_at_ms=queued_ms,
@@ -264,7 +242,7 @@ def plan_adoption(
         if detail is not None and is_job_of(
             detail.tags, wanted[ti.key], deployment, deployment_required=False, team=team
         ):
-            if _of_this_queueing(detail, queued[ti.key]):
+            if job_of_this_queueing(detail, queued[ti.key]):
                 if detail.status == "FAILED" and not detail.started_at:
                     unstarted[ti.key] = detail
                     to_find.append(ti)
@@ -323,7 +301,7 @@ def plan_adoption(
                         d
                         for d in active.values()
                         if is_job_of(d.tags, wanted[ti.key], deployment, deployment_required=True, team=team)
-                        and _of_this_queueing(d, queued[ti.key])
+                        and job_of_this_queueing(d, queued[ti.key])
                     ),
                     # A child of an array has no tags of its own: its array's object named its try.
                     *children.get(wanted[ti.key], ()),
@@ -387,7 +365,7 @@ def find_array_children(
     picked: dict[str, TryId] = {}
     for parent in arrays:
         for index, child_try in waiting_array_children(
-            _array_tries(store, parent), waiting, created_at_ms=parent.created_at
+            array_tries(store, parent), waiting, created_at_ms=parent.created_at
         ).items():
             picked[child_job_id(parent.job_id, index)] = child_try
     found: dict[TryId, list[JobDetail]] = {}
@@ -413,293 +391,7 @@ def provisional_plan(tis: Sequence[Any]) -> AdoptionPlan:
     return plan
 
 
-#: A resubmit needs the workload's token to outlive a job's start by this much.
-RESUBMIT_TOKEN_MARGIN_S = 60.0
-
-
-@dataclass
-class Resolution:
-    """What the lookup by tags decided for task instances adopted before their job was known."""
-
-    #: key -> the newest active job of this try and queueing, found by its tags: adopt it and tell
-    #: Airflow its id.
-    found: dict[Any, JobDetail] = field(default_factory=dict)
-    #: key -> the saved job, of this queueing but FAILED before it started: adopt it (it resubmits).
-    unstarted: dict[Any, JobDetail] = field(default_factory=dict)
-    #: key -> (request, token expiry in epoch seconds): the saved job is this try's from an earlier
-    #: queueing (a deferral's resume, a sensor's next poke) and nothing newer exists: send its request
-    #: again, since no job runs the current queueing.
-    resubmit: dict[Any, tuple[dict[str, Any], float]] = field(default_factory=dict)
-    #: key -> why no job can run it: the task instance fails with this reason.
-    fail: dict[Any, str] = field(default_factory=dict)
-    #: key -> a new workload for a task instance Airflow still has QUEUED on this try with no job of
-    #: its current queueing (nothing ran it): built from Airflow's DB as the scheduler builds one when
-    #: it queues a task, and submitted like any other (taken out of ``fail``).
-    rebuilt: dict[Any, Any] = field(default_factory=dict)
-    #: Duplicates among the jobs found.
-    terminate: list[Terminate] = field(default_factory=list)
-
-
-def resolve_lost(
-    active: dict[str, JobDetail],
-    lost: Sequence[Awaited],
-    *,
-    deployment: str,
-    team: str | None,
-    now_s: float,
-    children: dict[TryId, list[JobDetail]] | None = None,
-) -> Resolution:
-    """Decide, from the active jobs of the queues (:func:`active_jobs`), what becomes of each task
-    instance adopted unconfirmed whose saved job turned out not to be its current submission.
-
-    In order: the newest active job of this try, deployment and team created for the current queueing
-    (found by its tags); else the saved job if it is of the current queueing but FAILED before it
-    started (the executor resubmits it); else, for a task instance Airflow had QUEUED, the saved
-    job's request sent again when that job is this try's from an earlier queueing and its workload
-    (in its command) holds a token valid for ``RESUBMIT_TOKEN_MARGIN_S`` more; else it fails, with a
-    reason that says what was found. A finished job of an earlier queueing is never reported.
-    ``children``: array children found for the tries (:func:`find_array_children`), matches too.
-    """
-    out = Resolution()
-    for item in lost:
-        matches = sorted(
-            [
-                *(
-                    d
-                    for d in active.values()
-                    if is_job_of(d.tags, item.wanted, deployment, deployment_required=True, team=team)
-                    and _of_this_queueing(d, item.queued_ms)
-                ),
-                *(children or {}).get(item.wanted, ()),
-            ],
-            key=lambda d: d.created_at or 0,
-        )
-        if matches:
-            out.found[item.key] = matches[-1]
-            out.terminate.extend(
-                Terminate(d.job_id, "Duplicate Batch job of one task try") for d in matches[:-1]
-            )
-            continue
-        saved = item.saved
-        if saved is None:
-            out.fail[item.key] = (
-                "After a scheduler restart, the Batch job Airflow saved for this try is unknown to AWS "
-                "Batch and no active job of this try was found by its tags; Airflow's retries decide "
-                "what happens next"
-            )
-            continue
-        verdict = check_saved(saved, item.wanted, item.queued_ms, deployment, team)
-        if verdict is Saved.UNSTARTED:
-            out.unstarted[item.key] = saved
-            continue
-        what = _saved_is(saved, item)
-        same_try = is_job_of(saved.tags, item.wanted, deployment, deployment_required=False, team=team)
-        request = resubmit_request(saved) if same_try else None
-        expires = workload_expires_at(saved) if request is not None else None
-        if not item.queued:
-            why = "the task instance is running in Airflow, so a job of it may have run its task"
-        elif not same_try:
-            why = "that job is not of this try, so it holds no request for it"
-        elif request is None:
-            why = "that job's request cannot be sent again (an array child)"
-        elif expires is None:
-            why = "its workload is not in its command (workload store), so it cannot be sent again"
-        elif expires < now_s + RESUBMIT_TOKEN_MARGIN_S:
-            why = "its workload's token has expired, so it cannot be sent again"
-        else:
-            out.resubmit[item.key] = (request, expires)
-            continue
-        out.fail[item.key] = (
-            f"After a scheduler restart, Batch job {saved.job_id} (the one Airflow saved) {what}, no "
-            f"active job of this try was found by its tags, and {why}; Airflow's retries decide what "
-            "happens next"
-        )
-    return out
-
-
-def _saved_is(saved: JobDetail, item: Awaited) -> str:
-    """What the saved job is, said for a task instance's failure reason."""
-    if saved.is_terminated or saved.is_cancelled:
-        return f"was {'terminated' if saved.is_terminated else 'cancelled'} ({saved.status})"
-    job_try = try_of(saved.tags)
-    if job_try is not None and job_try != item.wanted:
-        return f"runs try {job_try.try_number} ({saved.status})"
-    return (
-        f"is of an earlier queueing of this try ({saved.status}, created at {saved.created_at} ms, the "
-        f"task instance queued at {item.queued_ms} ms)"
-    )
-
-
-#: SubmitJob members a resubmit copies from the job's DescribeJobs entry as they are.
-_RESUBMIT_MEMBERS = (
-    "jobName",
-    "jobQueue",
-    "jobDefinition",
-    "parameters",
-    "tags",
-    "propagateTags",
-    "shareIdentifier",
-    "schedulingPriority",
-    "retryStrategy",
-    "timeout",
-)
-#: Environment variables Batch sets itself and refuses in an override.
-_BATCH_ENV_PREFIX = "AWS_BATCH_"
-
-
-def resubmit_request(detail: JobDetail) -> dict[str, Any] | None:
-    """The SubmitJob request that sends ``detail``'s job again, rebuilt from its DescribeJobs entry;
-    None when it cannot be (an array child: its command names the array's object, whose workload for
-    it the launcher finds by an array index that a single job does not have).
-
-    The task's command (its workload, or with the workload store the object the job never read) and
-    its environment come from the job's container (EKS: the pod's containers).
-    """
-    raw = detail.raw
-    if not raw or ":" in detail.job_id or detail.array_size is not None:
-        return None
-    if "index" in (raw.get("arrayProperties") or {}):
-        return None
-    request: dict[str, Any] = {
-        name: raw[name] for name in _RESUBMIT_MEMBERS if raw.get(name) not in (None, {}, [], "")
-    }
-    if not {"jobName", "jobQueue", "jobDefinition"} <= request.keys():
-        return None
-    if "tags" in request:  # "aws:" tags are Batch's own, refused in a request
-        request["tags"] = {k: v for k, v in request["tags"].items() if not str(k).startswith("aws:")}
-    retry = request.get("retryStrategy")
-    if isinstance(retry, dict) and not retry.get("evaluateOnExit"):
-        request["retryStrategy"] = {k: v for k, v in retry.items() if k != "evaluateOnExit"}
-    container = raw.get("container")
-    pod = (raw.get("eksProperties") or {}).get("podProperties")
-    if isinstance(pod, dict):
-        containers = []
-        for found in pod.get("containers") or []:
-            kept = {k: found[k] for k in ("name", "command", "args", "resources") if found.get(k)}
-            env = [
-                e for e in found.get("env") or [] if not str(e.get("name", "")).startswith(_BATCH_ENV_PREFIX)
-            ]
-            if env:
-                kept["env"] = env
-            containers.append(kept)
-        if containers:
-            request["eksPropertiesOverride"] = {"podProperties": {"containers": containers}}
-    elif isinstance(container, dict):
-        overrides = {k: container[k] for k in ("command", "resourceRequirements") if container.get(k)}
-        env = [
-            e
-            for e in container.get("environment") or []
-            if not str(e.get("name", "")).startswith(_BATCH_ENV_PREFIX)
-        ]
-        if env:
-            overrides["environment"] = env
-        if overrides:
-            request["containerOverrides"] = overrides
-    return request
-
-
-def workload_expires_at(detail: JobDetail) -> float | None:
-    """When the token of the workload in the job's command expires (epoch seconds); None when the
-    command holds no workload (it names a stored object) or its token says no expiry."""
-    for part in detail.command:
-        if part.startswith("{") and '"token"' in part:
-            try:
-                token = json.loads(part).get("token")
-            except ValueError:
-                return None
-            return token_expires_at(token) if isinstance(token, str) else None
-    return None
-
-
-def sweep(
-    api: BatchApi,
-    *,
-    queues: Iterable[str],
-    deployment: str,
-    tracked: Callable[[str], bool],
-    lookup: TiLookup,
-    before_call: BeforeCall,
-    suspects: MutableSet[str] | None = None,
-    team: str | None = None,
-    store: WorkloadStore | None = None,
-) -> list[Terminate]:
-    """TerminateJob commands for the active jobs of this deployment and ``team`` (None: a global
-    executor, whose jobs carry no team tag) that no live try points at.
-
-    ``tracked(job_id)``: this executor watches the job (it is left alone whatever the DB says: the
-    poller reports how it ends). A job whose try is queued or running in Airflow is always left
-    alone: another scheduler may have just submitted it and not saved its id yet. ``suspects``
-    carries, from one sweep to the next, the jobs whose verdict waits for confirmation (updated in
-    place); without it they are never terminated.
-
-    Array children: ListJobs lists only their parent, whose tags name no map index. With ``store``
-    (the workload store the arrays' objects are in), each active array's object says which try
-    every child runs, and a child is judged like a single job of that try; only the children so
-    judged are described, to learn whether they are still active. An object that cannot be read
-    (expired, or not under ``store``) leaves its children alone.
-    """
-    active = active_jobs(api, queues, before_call)
-    ours = {
-        job_id: detail
-        for job_id, detail in active.items()
-        if detail.tags.get(DEPLOYMENT_TAG) == deployment
-        and is_team_job(detail.tags, team)
-        and try_of(detail.tags) is not None
-    }
-    children: dict[str, tuple[TryId, dict[str, str]]] = {}
-    if store is not None:
-        for parent_id, detail in active.items():
-            if (
-                detail.array_size
-                and detail.tags.get(DEPLOYMENT_TAG) == deployment
-                and is_team_job(detail.tags, team)
-            ):
-                for index, child_try in enumerate(_array_tries(store, detail)):
-                    if child_try is not None:
-                        children[f"{parent_id}:{index}"] = (child_try, {**detail.tags, **child_try.tags()})
-    if not ours and not children:
-        return []
-    tries = [t for t in (try_of(d.tags) for d in ours.values()) if t is not None]
-    tries += [child_try for child_try, _ in children.values()]
-    try:
-        now = lookup(tries)
-    except Exception as exc:
-        raise LookupFailed(f"{type(exc).__name__}: {exc}"[:500]) from exc
-    out: list[Terminate] = []
-    seen_before = set(suspects or ())
-    if suspects is not None:
-        suspects.clear()
-
-    def judge(job_id: str, verdict: Verdict | None) -> None:
-        if verdict is None:
-            return
-        if verdict.confirm and job_id not in seen_before:
-            if suspects is not None:
-                suspects.add(job_id)
-            return
-        out.append(Terminate(job_id, verdict.reason))
-
-    for job_id, detail in ours.items():
-        if tracked(job_id):
-            continue
-        job_try = try_of(detail.tags)
-        assert job_try is not None
-        judge(job_id, orphan_reason(job_id, detail.tags, deployment, now.get(job_try.ti), team=team))
-    verdicts = {
-        child_id: verdict
-        for child_id, (child_try, tags) in children.items()
-        if not tracked(child_id)
-        and (verdict := orphan_reason(child_id, tags, deployment, now.get(child_try.ti), team=team))
-        is not None
-    }
-    if verdicts:
-        for child_id, detail in describe_all(api, verdicts, before_call).items():
-            if detail.status in ACTIVE_STATUSES:
-                judge(child_id, verdicts[child_id])
-    return out
-
-
-def _array_tries(store: WorkloadStore, parent: JobDetail) -> list[TryId | None]:
+def array_tries(store: WorkloadStore, parent: JobDetail) -> list[TryId | None]:
     """The try each child of the array ``parent`` runs, from the object its command names (the last
     element, as the launcher reads it); empty when that object cannot be read."""
     url = parent.command[-1] if parent.command else ""

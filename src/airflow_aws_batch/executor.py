@@ -38,10 +38,7 @@ from airflow.executors.base_executor import BaseExecutor
 
 from airflow_aws_batch.adoption import (
     AdoptionPlan,
-    Awaited,
-    LookupFailed,
     OutOfBudget,
-    Resolution,
     Saved,
     active_jobs,
     check_saved,
@@ -51,12 +48,8 @@ from airflow_aws_batch.adoption import (
     plan_adoption,
     provisional_plan,
     queued_at_ms,
-    resolve_lost,
-    resubmit_request,
     stale_job_terminate,
-    sweep,
     try_id,
-    workload_expires_at,
 )
 from airflow_aws_batch.aws.batch import BatchApi, BatchApiError, ErrorKind
 from airflow_aws_batch.aws.clients import botocore_config, hook_client_factory
@@ -101,6 +94,7 @@ from airflow_aws_batch.failures import METRIC as FAILURE_METRIC
 from airflow_aws_batch.failures import record_failure, stuck_reason
 from airflow_aws_batch.fairshare import QueueKind, QueueKinds, template_fields
 from airflow_aws_batch.jobdefs import JobDefinitions, PagedCalls
+from airflow_aws_batch.lost import Awaited, Resolution, resolve_lost, resubmit_request, workload_expires_at
 from airflow_aws_batch.runtime import (
     Accepted,
     AdoptedSeen,
@@ -128,6 +122,7 @@ from airflow_aws_batch.submit import (
     token_expires_at,
     workload_command,
 )
+from airflow_aws_batch.sweep import LookupFailed, sweep
 from airflow_aws_batch.workloads import NO_STORE_WARNING, StoreError, WorkloadStore, open_store
 from airflow_aws_batch.workloads import PENDING_KEY as WORKLOADS_KEY
 

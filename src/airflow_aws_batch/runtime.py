@@ -57,7 +57,7 @@ from airflow_aws_batch.workloads import (
 )
 
 if TYPE_CHECKING:
-    from airflow_aws_batch.adoption import Awaited, Resolution
+    from airflow_aws_batch.lost import Awaited, Resolution
 
 log = logging.getLogger(__name__)
 

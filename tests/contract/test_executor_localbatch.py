@@ -17,10 +17,11 @@ from airflow.executors import workloads
 from airflow.models.taskinstancekey import TaskInstanceKey
 from airflow.utils.state import TaskInstanceState
 
-from airflow_aws_batch.adoption import plan_adoption, sweep
+from airflow_aws_batch.adoption import plan_adoption
 from airflow_aws_batch.core import ownership
 from airflow_aws_batch.core.messages import BackoffPolicy
 from airflow_aws_batch.core.ownership import TiNow
+from airflow_aws_batch.sweep import sweep
 from airflow_aws_batch.workload_rules import launch_command
 from airflow_aws_batch.workloads import open_store
 from devstack import LocalBatchServer

@@ -65,6 +65,7 @@ _IO_ROOMS = (
     "airflow_aws_batch.ops",
     "airflow_aws_batch.runtime",
     "airflow_aws_batch.started",
+    "airflow_aws_batch.sweep",
     "airflow_aws_batch.workloads",
 )
 _IO_LIBRARIES = (

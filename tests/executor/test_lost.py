@@ -1,5 +1,5 @@
 """What the lookup by tags decides for task instances adopted unconfirmed whose saved job was stale
-(:func:`airflow_aws_batch.adoption.resolve_lost`): rules only, from DescribeJobs entries."""
+(:func:`airflow_aws_batch.lost.resolve_lost`): rules only, from DescribeJobs entries."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import json
 import time
 from typing import Any
 
-from airflow_aws_batch.adoption import Awaited, resolve_lost
 from airflow_aws_batch.aws.batch import JobDetail
 from airflow_aws_batch.core.ownership import TryId
+from airflow_aws_batch.lost import Awaited, resolve_lost
 
 WANTED = TryId("dag", "task", "run", -1, 1)
 QUEUED_MS = 1_000_000_000
