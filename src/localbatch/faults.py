@@ -48,7 +48,8 @@ class EventFaults(BaseModel):
     """Faults of the job state change events on their way from the event bus to an SQS queue, each
     the share of deliveries it strikes: dropped; delivered twice (the same event, two messages);
     delivered `delay_seconds` (a [least, most] range) late; held back until the next delivery to the
-    same queue has gone out (at most `REORDER_HOLD_SECONDS`), so the two arrive swapped."""
+    same queue has gone out (at most `REORDER_HOLD_SECONDS`), so the two arrive swapped (a delivery
+    chosen while another is held goes out before it)."""
 
     model_config = ConfigDict(extra="forbid")
     drop_rate: float = Field(default=0.0, ge=0.0, le=1.0)

@@ -8,8 +8,9 @@ rule has a target, so a localbatch nobody listens to pays one attribute check pe
 
 Each delivery (one event to one queue) meets the event faults (localbatch.faults.EventFaults):
 dropped, sent twice (the same event id, two messages), sent late (a timer of the event loop), or held
-back until the next delivery to that queue has gone out (at most ``REORDER_HOLD_SECONDS``). Late and
-held events live only in memory: a restart loses them, as it would lose what EventBridge had not yet
+back until the next delivery to that queue has gone out (at most ``REORDER_HOLD_SECONDS``), so the two
+arrive swapped (with every delivery chosen, each pair is swapped). Late and held events live only in
+memory: a restart loses them, as it would lose what EventBridge had not yet
 delivered.
 """
 
@@ -58,8 +59,8 @@ class JobEvents:
         #: duplicated, delayed, reordered, undeliverable (the target's queue does not exist).
         self.counts: Counter[str] = Counter()
         self._loop: asyncio.AbstractEventLoop | None = None
-        #: Reordered deliveries waiting for the next one to their queue, and the timer that sends
-        #: them anyway: queue ARN -> (bodies, timer).
+        #: A reordered delivery waiting for the next one to its queue, and the timer that sends it
+        #: anyway: queue ARN -> (bodies, timer).
         self._held: dict[str, tuple[list[str], asyncio.TimerHandle | None]] = {}
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -95,14 +96,11 @@ class JobEvents:
                 self._send(arn, body, fate.reorder)
 
     def _send(self, arn: str, body: str, reorder: bool) -> None:
-        if reorder:
-            bodies, timer = self._held.get(arn, ([], None))
-            bodies.append(body)
-            if timer is None and self._loop is not None:
-                timer = self._loop.call_later(REORDER_HOLD_SECONDS, self._release, arn)
-            self._held[arn] = (bodies, timer)
-            if self._loop is None:
-                self._release(arn)
+        """Into the queue, and then what was held back for it; a reordered delivery is held back
+        instead, unless one already is (then the two go out swapped)."""
+        if reorder and arn not in self._held and self._loop is not None:
+            timer = self._loop.call_later(REORDER_HOLD_SECONDS, self._release, arn)
+            self._held[arn] = ([body], timer)
             return
         self._put(arn, body)
         self._release(arn)
