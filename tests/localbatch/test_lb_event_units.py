@@ -4,6 +4,8 @@ faults' seeded choices and flags, and a queue's visibility and retention on a cl
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -157,3 +159,11 @@ def test_messages_past_retention_are_dropped() -> None:
     assert [m.body for m in queue.take(10, 30, 1060.0)] == ["new"]
     assert queue.refresh(1090.0) == ["new"]  # in flight or not, retention ends it
     assert queue.messages == {}
+
+
+def test_the_documented_fault_config_is_valid() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "localbatch.md").read_text()
+    (example,) = [block for block in re.findall(r"```json\n(.*?)```", page, flags=re.S) if '"seed"' in block]
+    config = FaultConfig.model_validate_json(example)
+    assert config.events.delay_seconds == (1.0, 10.0)
+    assert config.rules[-1].fault == "drop_event"

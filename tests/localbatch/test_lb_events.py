@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -52,6 +55,7 @@ AWS_EXAMPLE_CONTAINER = {
     *("resourceRequirements", "secrets"),
 }
 RUN = ["PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED"]
+DOC = Path(__file__).resolve().parents[2] / "docs" / "localbatch.md"
 Listen = Callable[..., str]
 
 
@@ -343,3 +347,41 @@ def test_rules_queues_and_messages_survive_a_restart(tmp_path: Path) -> None:
         assert second.shape_problems == []
     finally:
         second.stop()
+
+
+def test_the_documented_example_receives_the_events_of_a_job(server: Server, batch: Any) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "localbatch", "setup", "--endpoint-url", server.url],
+        check=True,
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, **server.aws_env()},
+    )
+    section = DOC.read_text().split("## Job state change events", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    keys = server.credentials
+    code = (
+        code.replace("http://127.0.0.1:8000", server.url)
+        .replace('aws_access_key_id="testing"', f'aws_access_key_id="{keys["aws_access_key_id"]}"')
+        .replace(
+            'aws_secret_access_key="testing"', f'aws_secret_access_key="{keys["aws_secret_access_key"]}"'
+        )
+    )
+    # As a user would, run a job between setting the rule up and receiving.
+    set_up, receive = code.split("messages = ", 1)
+    scope: dict[str, Any] = {}
+    exec(compile(set_up, "docs/localbatch.md", "exec"), scope)
+    try:
+        job_id = batch.submit_job(
+            jobName="documented",
+            jobQueue="airflow-jobs",
+            jobDefinition="airflow-task",
+            containerOverrides={"command": ["true"]},
+        )["jobId"]
+        wait_status(batch, job_id)
+        exec(compile("messages = " + receive, "docs/localbatch.md", "exec"), scope)
+        events = [json.loads(m["Body"]) for m in scope["messages"]["Messages"]]
+        assert [(e["detail"]["jobId"], e["detail"]["status"]) for e in events] == [(job_id, s) for s in RUN]
+    finally:
+        scope["events"].remove_targets(Rule="batch-events", Ids=["queue"])
+        scope["events"].delete_rule(Name="batch-events")
