@@ -19,10 +19,10 @@ from localbatch.privacy import make_private, read_credentials, write_admin_token
 SERVE_DESCRIPTION = """\
 Run the Batch, CloudWatch Logs, SQS and EventBridge APIs on one port. Only AWS clients on this
 machine are admitted: each request needs a Host naming this address (127.0.0.1, localhost, [::1] or
---host, with the port), no Origin, a JSON Content-Type and an `Authorization: AWS4-HMAC-SHA256 ...` header (any key
-unless --credentials is given, then a valid signature). Anything else gets a 403; CORS preflights
-are never approved. /_localbatch/* admin routes also take `Authorization: Bearer <token>`, the token
-in DATA_DIR/admin-token (0600, new at every start)."""
+--host, with the port), no Origin, a JSON Content-Type and an `Authorization: AWS4-HMAC-SHA256 ...`
+header (any key unless --credentials is given, then a valid signature). Anything else gets a 403;
+CORS preflights are never approved. /_localbatch/* admin routes also take
+`Authorization: Bearer <token>`, the token in DATA_DIR/admin-token (0600, new at every start)."""
 
 
 def _quota(text: str) -> tuple[str, float]:
