@@ -9,12 +9,13 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from botocore.exceptions import ClientError
-from lb_support import Server, signed_request
+from lb_support import Server, signed_request, start_server
 
 pytestmark = pytest.mark.contract
 SQS_JSON = {"Content-Type": "application/x-amz-json-1.0"}
@@ -284,3 +285,47 @@ def test_admission_refuses_unadmitted_callers_on_the_new_apis(
         ),
     }
     assert {name: answer.status_code for name, answer in refused.items()} == dict.fromkeys(refused, 403)
+
+
+def test_a_stop_does_not_wait_for_long_polls(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data")
+    try:
+        sqs = server.client("sqs")
+        url = new_queue(sqs)
+        answer: dict[str, Any] = {}
+        poller = threading.Thread(
+            target=lambda: answer.update(sqs.receive_message(QueueUrl=url, WaitTimeSeconds=20))
+        )
+        poller.start()
+        time.sleep(1.0)
+        started = time.monotonic()
+    finally:
+        server.stop()
+    assert time.monotonic() - started < 8
+    poller.join(timeout=20)
+    assert "Messages" not in answer
+
+
+@pytest.mark.usefixtures("clean_faults")
+def test_request_faults_answer_in_the_errors_of_sqs_and_eventbridge(server: Server, sqs: Any) -> None:
+    url = new_queue(sqs)
+    no_retry = {"retries": {"mode": "standard", "total_max_attempts": 1}}
+    server.set_faults({"denied": ["ReceiveMessage"], "quotas": {"ListRules": 1, "ListQueues": 1}})
+    assert code_of(lambda: sqs.receive_message(QueueUrl=url)) == "AccessDenied"
+    calls = {
+        "sqs": lambda: server.client("sqs", **no_retry).list_queues(),
+        "events": lambda: server.client("events", **no_retry).list_rules(),
+    }
+    for service, call in calls.items():
+        codes = set()
+        for _ in range(4):
+            try:
+                call()
+                codes.add("ok")
+            except ClientError as error:
+                codes.add(error.response["Error"]["Code"])
+        expected = "RequestThrottled" if service == "sqs" else "ThrottlingException"
+        assert codes == {"ok", expected}, service
+    server.set_faults({"error_rate": 1.0})
+    assert code_of(lambda: server.client("sqs", **no_retry).list_queues()) == "InternalError"
+    assert code_of(lambda: server.client("events", **no_retry).list_rules()) == "InternalException"
