@@ -1,4 +1,5 @@
-"""HTTP layer: FastAPI routes for the Batch and Logs APIs on one port, plus the admin endpoints.
+"""HTTP layer: FastAPI routes for the Batch, Logs, SQS and EventBridge APIs on one port, plus the
+admin endpoints.
 
 Routes only translate HTTP to a parsed request (protocol.py), apply the configured faults, call the
 backend and serialise the answer. Everything else lives below.
@@ -25,18 +26,26 @@ from localbatch.admission import Admission, Policy
 from localbatch.errors import (
     AccessDeniedException,
     ClientException,
-    LogsInvalidParameter,
+    EventsAccessDenied,
+    EventsInternal,
+    EventsThrottling,
     LogsServiceUnavailable,
     LogsThrottling,
     ServerException,
     ServiceError,
+    SqsAccessDenied,
+    SqsInternalError,
+    SqsRequestThrottled,
     TooManyRequestsException,
 )
+from localbatch.events import EventsBackend
 from localbatch.faults import FaultConfig, Faults, Stats
+from localbatch.job_events import JobEvents
 from localbatch.logs import LogsBackend
 from localbatch.models import ACCOUNT_ID
 from localbatch.redact import mask_workloads
 from localbatch.runner import Runner
+from localbatch.sqs import SqsBackend
 from localbatch.store import Store
 
 ADMIN_PREFIX = "/_localbatch"
@@ -51,6 +60,14 @@ STS_IDENTITY = (
     f"<Account>{ACCOUNT_ID}</Account></GetCallerIdentityResult>"
     "<ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></GetCallerIdentityResponse>"
 )
+#: Per service, the errors of the request faults: (denied, throttled, server error).
+FAULT_ERRORS: dict[str, tuple[type[ServiceError], type[ServiceError], type[ServiceError]]] = {
+    "batch": (AccessDeniedException, TooManyRequestsException, ServerException),
+    "logs": (AccessDeniedException, LogsThrottling, LogsServiceUnavailable),
+    "sqs": (SqsAccessDenied, SqsRequestThrottled, SqsInternalError),
+    "events": (EventsAccessDenied, EventsThrottling, EventsInternal),
+}
+THROTTLING = tuple(errors[1] for errors in FAULT_ERRORS.values())
 
 
 @dataclass
@@ -74,6 +91,9 @@ class LocalBatch:
         #: The latest SubmitJob bodies, so tests can check what the caller sent (workloads masked).
         self.submit_requests: collections.deque[str] = collections.deque(maxlen=KEPT_SUBMIT_REQUESTS)
         self.logs = LogsBackend(self.store)
+        self.sqs = SqsBackend(self.store)
+        self.events = EventsBackend(self.store)
+        self.job_events = JobEvents(self.events, self.sqs, self.faults)
         self.runner = Runner(
             self.store,
             self.logs,
@@ -83,13 +103,24 @@ class LocalBatch:
             kill_grace_seconds=settings.kill_grace_seconds,
             preload=settings.preload,
             sched_batch=settings.sched_batch,
+            on_status=self.job_events.job_changed,
         )
         self.batch = self.runner.backend
 
     async def start(self) -> None:
+        # Queues and rules first: the runner's start fails the jobs a stop left running, and their
+        # state change events go out.
+        self.sqs.load()
+        self.events.load()
+        self.job_events.bind(asyncio.get_running_loop())
         await self.runner.start()
 
+    def stopping(self) -> None:
+        """The server stops taking requests: long polls answer now instead of holding it up."""
+        self.sqs.close()
+
     async def stop(self) -> None:
+        self.sqs.close()
         await self.runner.stop()
         self.store.close()
 
@@ -101,32 +132,36 @@ class LocalBatch:
         """Added latency, quotas and random server errors, in the order a caller would meet them."""
         stats = self.stats.get(operation)
         config = self.faults.config
+        denied, throttled, server_error = FAULT_ERRORS[service]
         if config.latency_ms > 0:
             await asyncio.sleep(config.latency_ms / 1000)
         if operation in config.denied:
-            raise AccessDeniedException(
-                f"User is not authorized to perform: batch:{operation} (injected fault 'denied')"
+            raise denied(
+                f"User is not authorized to perform: {service}:{operation} (injected fault 'denied')"
             )
         if not self.faults.allow(operation):
             stats.throttled += 1
-            if service == "logs":
-                raise LogsThrottling("Rate exceeded")
-            raise TooManyRequestsException("Too Many Requests")
+            raise throttled("Rate exceeded" if service != "batch" else "Too Many Requests")
         if self.faults.server_error():
             stats.server_errors += 1
             if service == "logs":
                 raise LogsServiceUnavailable("The service cannot complete the request (injected fault).")
-            raise ServerException("Internal server error (injected fault)")
+            raise server_error("Internal server error (injected fault)")
 
-    def call(
+    async def call(
         self, headers: dict[str, str], method: str, raw_path: str, query: str, body: bytes
     ) -> dict[str, Any]:
-        if "x-amz-target" in headers:
-            parsed = protocol.parse_logs(headers, body)
-            return self.logs.dispatch(parsed.operation, parsed.params, parsed.region)
-        batch_request = protocol.parse_batch(method, raw_path, query, headers, body)
-        assert batch_request is not None
-        return self.batch.dispatch(batch_request.operation, batch_request.params, batch_request.region)
+        service = protocol.service_of(headers)
+        if service == "batch":
+            batch_request = protocol.parse_batch(method, raw_path, query, headers, body)
+            assert batch_request is not None
+            return self.batch.dispatch(batch_request.operation, batch_request.params, batch_request.region)
+        parsed = protocol.parse_json(service, headers, body)
+        if service == "sqs":
+            return await self.sqs.dispatch(parsed.operation, parsed.params, parsed.region, headers["host"])
+        if service == "events":
+            return self.events.dispatch(parsed.operation, parsed.params, parsed.region)
+        return self.logs.dispatch(parsed.operation, parsed.params, parsed.region)
 
 
 class _DroppedResponse(Response):
@@ -215,6 +250,8 @@ def create_app(service: LocalBatch, policy: Policy) -> FastAPI:
                 "running": len(runner.processes.procs) + len(runner.simulation.runs),
                 "simulated": len(runner.simulation.runs),
                 "warm": None if runner.processes.warm is None else runner.processes.warm.stats(),
+                "sqs": service.sqs.counts(),
+                "events": service.job_events.stats(),
             },
         )
 
@@ -222,17 +259,17 @@ def create_app(service: LocalBatch, policy: Policy) -> FastAPI:
     async def aws(request: Request) -> Response:
         headers = {k.lower(): v for k, v in request.headers.items()}
         raw_path = (request.scope.get("raw_path", b"").decode() or request.url.path).split("?")[0]
-        service_name = "logs" if "x-amz-target" in headers else "batch"
+        service_name = protocol.service_of(headers)
         if request.method == "POST" and raw_path == "/" and service_name == "batch":
             body = await request.body()
             if parse_qs(body.decode(errors="replace")).get("Action") == ["GetCallerIdentity"]:
                 service.stats.get("GetCallerIdentity").requests += 1
                 return Response(STS_IDENTITY.format(uuid.uuid4()).encode(), media_type="text/xml")
-        if service_name == "logs":
-            operation = protocol.logs_operation(headers)
+        if service_name != "batch":
+            operation = protocol.json_operation(service_name, headers)
             if operation is None:
-                error = LogsInvalidParameter(f"Unknown operation {headers['x-amz-target']!r}")
-                return _error(error, service_name)
+                unknown = protocol.JSON_SERVICES[service_name][1]
+                return _error(unknown(f"Unknown operation {headers['x-amz-target']!r}"), service_name)
         else:
             operation = protocol.batch_operation(request.method, raw_path)
             if operation is None:
@@ -246,7 +283,7 @@ def create_app(service: LocalBatch, policy: Policy) -> FastAPI:
                 service.submit_requests.append(mask_workloads(body.decode(errors="replace")))
                 if len(body) > MAX_SUBMIT_BYTES:
                     raise ClientException("SubmitJob request payload exceeds the 30 KiB limit")
-            result = service.call(headers, request.method, raw_path, request.url.query, body)
+            result = await service.call(headers, request.method, raw_path, request.url.query, body)
             if operation == "SubmitJob" and service.faults.lost_response(str(result["jobName"])):
                 # The job exists and runs; only the caller never learns its id.
                 stats.server_errors += 1
@@ -258,15 +295,15 @@ def create_app(service: LocalBatch, policy: Policy) -> FastAPI:
                     "Internal server error (injected fault: the job was created, the response lost)"
                 )
         except ServiceError as error:
-            if error.status < 500 and not isinstance(error, (TooManyRequestsException, LogsThrottling)):
+            if error.status < 500 and not isinstance(error, THROTTLING):
                 stats.client_errors += 1
             return _error(error, service_name)
         except Exception as exc:  # a bug must still reach the client in AWS's shape, and our log
             log.exception("%s failed", operation)
             stats.server_errors += 1
-            unavailable = LogsServiceUnavailable if service_name == "logs" else ServerException
+            unavailable = FAULT_ERRORS[service_name][2]
             return _error(unavailable(f"localbatch failed: {exc!r}"), service_name)
-        media = "application/x-amz-json-1.1" if service_name == "logs" else "application/json"
+        media = "application/json" if service_name == "batch" else protocol.json_media_type(service_name)
         return _json(200, result, media=media)
 
     return app

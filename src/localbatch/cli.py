@@ -17,12 +17,12 @@ from localbatch.faults import FaultConfig
 from localbatch.privacy import make_private, read_credentials, write_admin_token
 
 SERVE_DESCRIPTION = """\
-Run the Batch and CloudWatch Logs APIs on one port. Only AWS clients on this machine are admitted:
-each request needs a Host naming this address (127.0.0.1, localhost, [::1] or --host, with the
-port), no Origin, a JSON Content-Type and an `Authorization: AWS4-HMAC-SHA256 ...` header (any key
-unless --credentials is given, then a valid signature). Anything else gets a 403; CORS preflights
-are never approved. /_localbatch/* admin routes also take `Authorization: Bearer <token>`, the token
-in DATA_DIR/admin-token (0600, new at every start)."""
+Run the Batch, CloudWatch Logs, SQS and EventBridge APIs on one port. Only AWS clients on this
+machine are admitted: each request needs a Host naming this address (127.0.0.1, localhost, [::1] or
+--host, with the port), no Origin, a JSON Content-Type and an `Authorization: AWS4-HMAC-SHA256 ...`
+header (any key unless --credentials is given, then a valid signature). Anything else gets a 403;
+CORS preflights are never approved. /_localbatch/* admin routes also take
+`Authorization: Bearer <token>`, the token in DATA_DIR/admin-token (0600, new at every start)."""
 
 
 def _quota(text: str) -> tuple[str, float]:
@@ -33,6 +33,14 @@ def _quota(text: str) -> tuple[str, float]:
         return name, float(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"rate must be a number in {text!r}") from exc
+
+
+def _range(text: str) -> tuple[float, float]:
+    least, sep, most = text.partition(":")
+    try:
+        return (float(least), float(most)) if sep else (float(least), float(least))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected SECONDS or LEAST:MOST, found {text!r}") from exc
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -88,6 +96,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="how an answer is lost: 500 ServerException (default) or a dropped connection",
     )
     serve.add_argument("--hold-runnable-rate", type=float)
+    events = serve.add_argument_group(
+        "job state change event faults", "each a share of the deliveries of an event to an SQS queue"
+    )
+    events.add_argument("--event-drop-rate", type=float, metavar="SHARE", help="lost on the way")
+    events.add_argument(
+        "--event-duplicate-rate", type=float, metavar="SHARE", help="delivered twice (same event id)"
+    )
+    events.add_argument("--event-delay-rate", type=float, metavar="SHARE", help="delivered late")
+    events.add_argument(
+        "--event-delay-seconds",
+        type=_range,
+        metavar="LEAST:MOST",
+        help="how late a delayed event is, drawn in this range (default 1:10)",
+    )
+    events.add_argument(
+        "--event-reorder-rate",
+        type=float,
+        metavar="SHARE",
+        help="held back until the next event to the same queue has gone out (at most 2 s)",
+    )
     serve.add_argument(
         "--pass-env", action="append", default=[], metavar="NAME", help="pass this variable on to jobs"
     )
@@ -150,6 +178,12 @@ def fault_config(args: argparse.Namespace) -> FaultConfig:
         data["simulate"] = {**(data.get("simulate") or {}), "seconds": args.simulate_seconds}
     if args.hold_runnable_rate is not None:
         data["hold_runnable"] = {**data.get("hold_runnable", {}), "rate": args.hold_runnable_rate}
+    events = dict(data.get("events", {}))
+    for flag in ("drop_rate", "duplicate_rate", "delay_rate", "delay_seconds", "reorder_rate"):
+        if getattr(args, f"event_{flag}") is not None:
+            events[flag] = getattr(args, f"event_{flag}")
+    if events:
+        data["events"] = events
     return FaultConfig.model_validate(data)
 
 
@@ -195,6 +229,14 @@ async def _serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
     serve_task = asyncio.create_task(server.serve(sockets=[sock]))
+
+    async def release_long_polls() -> None:
+        # uvicorn waits for every request in flight before it stops: SQS long polls answer at once.
+        while not server.should_exit and not serve_task.done():
+            await asyncio.sleep(0.1)
+        service.stopping()
+
+    watcher = asyncio.create_task(release_long_polls())
     try:
         while not server.started and not serve_task.done():
             await asyncio.sleep(0.01)
@@ -207,6 +249,7 @@ async def _serve(args: argparse.Namespace) -> None:
             print(f"localbatch listening on {url}", flush=True)
         await serve_task
     finally:
+        watcher.cancel()
         await service.stop()
 
 

@@ -2,8 +2,9 @@
 
 Every random choice draws from generators seeded by `seed`, so the same sequence of requests and
 submissions sees the same faults. Request-level choices (5xx), job-level choices (fail before
-start, host lost, held in RUNNABLE) and lost SubmitJob responses use separate generators, so API
-traffic does not shift which jobs get a fault, and turning one fault on does not shift the others.
+start, host lost, held in RUNNABLE), lost SubmitJob responses and each fault of the job state change
+events (drop, duplicate, delay, reorder) use separate generators, so API traffic does not shift which
+jobs get a fault, and turning one fault on does not shift the others.
 """
 
 from __future__ import annotations
@@ -22,11 +23,17 @@ DEFAULT_HOLD_REASON = (
 )
 # A rate-chosen host loss strikes this long after the attempt starts (a rule sets its own delay).
 HOST_LOST_AFTER_SECONDS = (0.5, 3.0)
+# A reordered event waits for the next delivery to its queue at most this long, then goes anyway.
+REORDER_HOLD_SECONDS = 2.0
+
+
+#: The faults of job state change events, each a share of the deliveries (one event to one queue).
+EVENT_FAULTS = ("drop", "duplicate", "delay", "reorder")
 
 
 def _operation_names() -> set[str]:
     known = {"GetCallerIdentity"}
-    for service in ("batch", "logs"):
+    for service in ("batch", "logs", "sqs", "events"):
         known.update(botocore.session.get_session().get_service_model(service).operation_names)
     return known
 
@@ -37,10 +44,41 @@ class HoldRunnable(BaseModel):
     reason: str = DEFAULT_HOLD_REASON
 
 
+class EventFaults(BaseModel):
+    """Faults of the job state change events on their way from the event bus to an SQS queue, each
+    the share of deliveries it strikes: dropped; delivered twice (the same event, two messages);
+    delivered `delay_seconds` (a [least, most] range) late; held back until the next delivery to the
+    same queue has gone out (at most `REORDER_HOLD_SECONDS`), so the two arrive swapped (a delivery
+    chosen while another is held goes out before it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    drop_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    duplicate_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    delay_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    delay_seconds: tuple[float, float] = (1.0, 10.0)
+    reorder_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    @field_validator("delay_seconds")
+    @classmethod
+    def delay_is_a_range(cls, delay: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= delay[0] <= delay[1]:
+            raise ValueError("delay_seconds must be [least, most] with 0 <= least <= most")
+        return delay
+
+
 class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid")
     job_name_contains: str = Field(min_length=1)
-    fault: Literal["fail_before_start", "hold_runnable", "host_lost", "lost_response"]
+    fault: Literal[
+        "fail_before_start",
+        "hold_runnable",
+        "host_lost",
+        "lost_response",
+        "drop_event",
+        "duplicate_event",
+        "delay_event",
+        "reorder_event",
+    ]
     times: int | None = Field(default=None, ge=0)
     after_seconds: float = Field(default=1.0, ge=0.0)
     reason: str | None = None
@@ -82,6 +120,8 @@ class FaultConfig(BaseModel):
     simulate: Simulate | None = None
     # Operations answered 403 AccessDeniedException, as for credentials whose policy lacks them.
     denied: list[str] = Field(default_factory=list)
+    # Job state change events on their way to SQS: dropped, duplicated, delayed, reordered.
+    events: EventFaults = Field(default_factory=EventFaults)
 
     @field_validator("denied")
     @classmethod
@@ -128,6 +168,16 @@ class TokenBucket:
 
 
 @dataclass(frozen=True)
+class EventFate:
+    """What befalls one delivery of an event to a queue (none of it: delivered once, at once)."""
+
+    drop: bool = False
+    copies: int = 1
+    delay: float = 0.0
+    reorder: bool = False
+
+
+@dataclass(frozen=True)
 class StartFault:
     kind: Literal["fail_before_start", "host_lost"]
     after_seconds: float = 0.0
@@ -146,6 +196,7 @@ class Faults:
         self._api_rng = random.Random(f"{config.seed}:api")
         self._job_rng = random.Random(f"{config.seed}:jobs")
         self._lost_rng = random.Random(f"{config.seed}:lost")
+        self._event_rngs = {kind: random.Random(f"{config.seed}:events:{kind}") for kind in EVENT_FAULTS}
         self._rule_uses = [0] * len(config.rules)
 
     def allow(self, operation: str) -> bool:
@@ -161,6 +212,28 @@ class Faults:
             return True
         rate = self.config.lost_response_rate
         return rate > 0 and self._lost_rng.random() < rate
+
+    def event_fate(self, job_name: str) -> EventFate:
+        """Decided for each delivery of a job's state change event to a queue. Every fault that is
+        on draws, whatever the others decide, so turning one on shifts none of the others."""
+        config = self.config.events
+        struck: dict[str, Rule | bool | None] = {}
+        for kind in EVENT_FAULTS:
+            rule = self._rule(job_name, f"{kind}_event")
+            rate: float = getattr(config, f"{kind}_rate")
+            drawn = rate > 0 and self._event_rngs[kind].random() < rate
+            struck[kind] = rule if rule is not None else drawn
+        delay = 0.0
+        if isinstance(struck["delay"], Rule):
+            delay = struck["delay"].after_seconds
+        elif struck["delay"]:
+            delay = self._event_rngs["delay"].uniform(*config.delay_seconds)
+        return EventFate(
+            drop=bool(struck["drop"]),
+            copies=2 if struck["duplicate"] else 1,
+            delay=delay,
+            reorder=bool(struck["reorder"]),
+        )
 
     def _rule(self, job_name: str, fault: str) -> Rule | None:
         for index, rule in enumerate(self.config.rules):

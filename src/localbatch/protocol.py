@@ -1,7 +1,9 @@
 """Request parsing and response/error serialisation, driven by botocore's service models.
 
-Batch speaks rest-json (`POST /v1/<operation>` plus `/v1/tags/{resourceArn}`); CloudWatch Logs speaks
-the JSON protocol (`POST /` with `X-Amz-Target: Logs_20140328.<Operation>`). Incoming parameters are
+Batch speaks rest-json (`POST /v1/<operation>` plus `/v1/tags/{resourceArn}`); CloudWatch Logs, SQS and
+EventBridge speak the JSON protocol (`POST /` with `X-Amz-Target: <prefix>.<Operation>`: `Logs_20140328`,
+`AmazonSQS` (JSON 1.0, with the error codes of SQS's former query protocol in `x-amzn-query-error`) and
+`AWSEvents`). Incoming parameters are
 validated against the operation's input shape, so malformed requests fail the way they would fail
 client-side in botocore. Who may send a request at all is admission.py's concern.
 """
@@ -19,9 +21,22 @@ import botocore.session
 from botocore.model import OperationModel, ServiceModel
 from botocore.validate import ParamValidator
 
-from localbatch.errors import ClientException, LogsInvalidParameter, ServiceError
+from localbatch.errors import (
+    ClientException,
+    EventsValidation,
+    LogsInvalidParameter,
+    ServiceError,
+    SqsError,
+)
 
 LOGS_TARGET_PREFIX = "Logs_20140328."
+#: The services spoken with the JSON protocol: their X-Amz-Target prefix, the error of a malformed
+#: request and the JSON version of their bodies.
+JSON_SERVICES: dict[str, tuple[str, type[ServiceError], str]] = {
+    "logs": (LOGS_TARGET_PREFIX, LogsInvalidParameter, "1.1"),
+    "sqs": ("AmazonSQS.", SqsError, "1.0"),
+    "events": ("AWSEvents.", EventsValidation, "1.1"),
+}
 _REGION_RE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/")
 DEFAULT_REGION = "us-east-1"
 
@@ -54,7 +69,7 @@ def _batch_routes() -> tuple[Route, ...]:
 
 @dataclass(frozen=True)
 class ParsedRequest:
-    service: str  # "batch" | "logs"
+    service: str  # "batch" | "logs" | "sqs" | "events"
     operation: str
     params: dict[str, Any]
     region: str
@@ -93,12 +108,34 @@ def batch_operation(method: str, raw_path: str) -> str | None:
     return None
 
 
-def logs_operation(headers: dict[str, str]) -> str | None:
+def service_of(headers: dict[str, str]) -> str:
+    """The service a request addresses: by its X-Amz-Target prefix; none: Batch (rest-json). An
+    unknown prefix counts as Logs', which answers it InvalidParameterException."""
+    target = headers.get("x-amz-target")
+    if target is None:
+        return "batch"
+    for service, (prefix, _, _) in JSON_SERVICES.items():
+        if target.startswith(prefix):
+            return service
+    return "logs"
+
+
+def json_operation(service: str, headers: dict[str, str]) -> str | None:
+    """The operation a JSON-protocol request of ``service`` names, or None."""
+    prefix = JSON_SERVICES[service][0]
     target = headers.get("x-amz-target", "")
-    name = target[len(LOGS_TARGET_PREFIX) :]
-    if target.startswith(LOGS_TARGET_PREFIX) and name in service_model("logs").operation_names:
+    name = target[len(prefix) :]
+    if target.startswith(prefix) and name in service_model(service).operation_names:
         return name
     return None
+
+
+def logs_operation(headers: dict[str, str]) -> str | None:
+    return json_operation("logs", headers)
+
+
+def json_media_type(service: str) -> str:
+    return f"application/x-amz-json-{JSON_SERVICES[service][2]}"
 
 
 def parse_batch(
@@ -129,24 +166,35 @@ def parse_batch(
     return None
 
 
+def parse_json(service: str, headers: dict[str, str], body: bytes) -> ParsedRequest:
+    """A JSON-protocol request of ``service`` (logs, sqs, events), checked against its input shape."""
+    _, error, _ = JSON_SERVICES[service]
+    operation_name = json_operation(service, headers)
+    if operation_name is None:
+        raise error(f"Unknown operation {headers.get('x-amz-target', '')!r}")
+    params = _load_json(body, error)
+    _validate(service_model(service).operation_model(operation_name), params, error)
+    return ParsedRequest(service, operation_name, params, region_from_headers(headers))
+
+
 def parse_logs(headers: dict[str, str], body: bytes) -> ParsedRequest:
-    target = headers.get("x-amz-target", "")
-    operation_name = target[len(LOGS_TARGET_PREFIX) :]
-    model = service_model("logs")
-    if not target.startswith(LOGS_TARGET_PREFIX) or operation_name not in model.operation_names:
-        raise LogsInvalidParameter(f"Unknown operation {target!r}")
-    params = _load_json(body, LogsInvalidParameter)
-    _validate(model.operation_model(operation_name), params, LogsInvalidParameter)
-    return ParsedRequest("logs", operation_name, params, region_from_headers(headers))
+    return parse_json("logs", headers, body)
 
 
 def error_body(error: ServiceError, service: str) -> tuple[int, dict[str, str], bytes]:
-    """AWS's JSON error shape: botocore reads the code from the header (rest-json) or `__type`."""
+    """AWS's JSON error shape: botocore reads the code from the header (rest-json) or `__type`.
+
+    SQS names the error's shape in `__type` and its query-protocol code in `x-amzn-query-error`
+    (`<code>;Sender|Receiver`), which botocore shows as the error's Code."""
     headers = {"x-amzn-ErrorType": error.code}
-    if service == "logs":
-        headers["content-type"] = "application/x-amz-json-1.1"
-        payload = {"__type": error.code, "message": error.message}
+    payload = {"__type": error.code, "message": error.message}
+    if service in JSON_SERVICES:
+        headers["content-type"] = json_media_type(service)
     else:
         headers["content-type"] = "application/json"
-        payload = {"__type": error.code, "message": error.message}
+    if service == "sqs":
+        query_code = error.query_code if isinstance(error, SqsError) else error.code
+        fault = "Sender" if getattr(error, "sender_fault", error.status < 500) else "Receiver"
+        headers["x-amzn-query-error"] = f"{query_code};{fault}"
+        payload["__type"] = f"com.amazonaws.sqs#{error.code}"
     return error.status, headers, json.dumps(payload).encode()

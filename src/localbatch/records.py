@@ -33,10 +33,12 @@ class Records:
         *,
         on_change: Callable[[], None],
         on_terminate: Callable[[Job], None],
+        on_status: Callable[[Job], None] | None = None,
     ) -> None:
         """`on_change`: a job or queue changed in a way scheduling may act on (the runner wakes up).
         `on_terminate`: TerminateJob reached a job whose attempt is STARTING or RUNNING, now marked
-        with its stop reason; the runner stops the attempt."""
+        with its stop reason; the runner stops the attempt. `on_status`: a job's status has just
+        changed (its state change event)."""
         self.store = store
         self.faults = faults
         self.compute_environments: dict[str, dict[str, Any]] = {}
@@ -56,6 +58,7 @@ class Records:
         self._dirty: set[str] = set()
         self.on_change = on_change
         self.on_terminate = on_terminate
+        self.on_status = on_status
 
     def touch(self, job: Job) -> None:
         self._dirty.add(job.job_id)
@@ -100,6 +103,9 @@ class Records:
         self._index_add(job)
         self.touch(job)
         self.on_change()
+        if self.on_status is not None:
+            # Before the parent follows: a child's event goes out before the one it causes its parent.
+            self.on_status(job)
         if job.array_parent_id is not None:
             self._child_moved(job, old)
 

@@ -12,6 +12,7 @@ import contextlib
 import fnmatch
 import logging
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +64,12 @@ class Runner:
         kill_grace_seconds: float = 30.0,
         preload: list[str] | None = None,
         sched_batch: bool = True,
+        on_status: Callable[[Job], None] | None = None,
     ) -> None:
         # The Batch API's backend, built here so that it calls the runner when jobs change or are
-        # terminated.
+        # terminated. ``on_status``: called as each job's status changes (its state change event).
         self.backend = backend = BatchBackend(
-            store, faults, on_change=self.wake, on_terminate=self.terminate_running
+            store, faults, on_change=self.wake, on_terminate=self.terminate_running, on_status=on_status
         )
         self.logs = logs
         self.faults = faults
@@ -312,20 +314,22 @@ class Runner:
         kind, job.stop_kind, job.stop_reason = job.stop_kind, None, None
         if kind in ("terminate", "timeout", "stopped"):
             # Terminated and timed-out attempts are not retried, as in AWS.
-            backend.set_status(job, JobStatus.FAILED, status_reason)
+            status = JobStatus.FAILED
         elif exit_code == 0:
-            backend.set_status(job, JobStatus.SUCCEEDED, status_reason)
+            status = JobStatus.SUCCEEDED
         elif (
             retryable
             and len(job.attempts) < job.retry_attempts
             and retry_action(job.evaluate_on_exit, status_reason, reason, exit_code) == "RETRY"
         ):
             job.held_reason = None
-            backend.set_status(job, JobStatus.RUNNABLE, status_reason)
+            status = JobStatus.RUNNABLE
         else:
-            backend.set_status(job, JobStatus.FAILED, status_reason)
-        if job.status.is_final:
-            # The job stopped when its last attempt did (set_status stamps a later millisecond).
+            status = JobStatus.FAILED
+        if status.is_final:
+            # The job stopped when its last attempt did (set_status would stamp a later millisecond),
+            # and its state change event, sent from set_status, says so.
             job.stopped_at = attempt.stopped_at
+        backend.set_status(job, status, status_reason)
         if job.status == JobStatus.FAILED:
             backend.fail_dependents(job)

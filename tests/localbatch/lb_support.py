@@ -142,6 +142,20 @@ def logs(server: Server) -> Iterator[Any]:
 
 
 @pytest.fixture
+def sqs(server: Server) -> Iterator[Any]:
+    before = len(server.shape_problems)
+    yield server.client("sqs")
+    assert server.shape_problems[before:] == []
+
+
+@pytest.fixture
+def eventbridge(server: Server) -> Iterator[Any]:
+    before = len(server.shape_problems)
+    yield server.client("events")
+    assert server.shape_problems[before:] == []
+
+
+@pytest.fixture
 def clean_faults(server: Server) -> Iterator[None]:
     yield
     server.set_faults({})
