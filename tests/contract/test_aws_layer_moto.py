@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from airflow_aws_batch.aws import BatchApi, BatchApiError, ErrorKind
-from airflow_aws_batch.aws.batch import JobDetail
+from airflow_aws_batch.aws.shapes import JobDetail
 from airflow_aws_batch.core.state import Submit, SubmitOutcome
 from airflow_aws_batch.runtime import Runtime
 from devstack import aws_client

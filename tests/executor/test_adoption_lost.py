@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from airflow_aws_batch.adoption import Awaited, resolve_lost
-from airflow_aws_batch.aws.batch import JobDetail
+from airflow_aws_batch.aws.shapes import JobDetail
 from airflow_aws_batch.core.ownership import TryId
 
 WANTED = TryId("dag", "task", "run", -1, 1)

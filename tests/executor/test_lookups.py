@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_aws_batch.aws.batch import JobDetail
+from airflow_aws_batch.aws.shapes import JobDetail
 from airflow_aws_batch.runtime.lookups import kept_of_duplicates
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from airflow_aws_batch.aws.batch import JobDetail, JobSummary
+from airflow_aws_batch.aws.shapes import JobDetail, JobSummary
 from airflow_aws_batch.core.state import Track, Untrack
 from airflow_aws_batch.runtime import AdoptedSeen, JobsMissing, JobsSeen, Runtime
 

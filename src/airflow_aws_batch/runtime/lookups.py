@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from airflow_aws_batch.aws.batch import JobDetail
+from airflow_aws_batch.aws.shapes import JobDetail
 from airflow_aws_batch.core.arrays import child_job_id
 from airflow_aws_batch.core.state import ACTIVE_STATUSES, SUBMISSION_TAG
 from airflow_aws_batch.runtime.protocol import Threads

@@ -16,7 +16,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from airflow_aws_batch.aws.batch import DESCRIBE_MAX_IDS, BatchApiError, JobDetail
+from airflow_aws_batch.aws.batch import DESCRIBE_MAX_IDS, BatchApiError
+from airflow_aws_batch.aws.shapes import JobDetail
 from airflow_aws_batch.core.state import TI_QUEUED, JobView, Track, Untrack
 from airflow_aws_batch.runtime.protocol import Threads
 
