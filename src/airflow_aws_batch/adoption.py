@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_aws_batch.aws.batch import DESCRIBE_MAX_IDS, BatchApi, BatchApiError, JobDetail
+from airflow_aws_batch.aws.batch import DESCRIBE_MAX_IDS, BatchApi, BatchApiError
+from airflow_aws_batch.aws.shapes import JobDetail
 from airflow_aws_batch.core.arrays import child_job_id
 from airflow_aws_batch.core.messages import ACTIVE_STATUSES, Terminate
 from airflow_aws_batch.core.ownership import (

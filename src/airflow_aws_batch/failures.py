@@ -19,7 +19,8 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from airflow_aws_batch.aws.batch import BatchApi, JobDetail
+from airflow_aws_batch.aws.batch import BatchApi
+from airflow_aws_batch.aws.shapes import JobDetail
 from airflow_aws_batch.core.causes import Cause, Stuck, classify, failure_line
 from airflow_aws_batch.logs import write_failure_log
 

@@ -38,13 +38,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_aws_batch.aws.batch import (
-    BatchApi,
-    BatchApiError,
-    ComputeEnvironmentInfo,
-    JobDefinitionInfo,
-    JobQueueInfo,
-)
+from airflow_aws_batch.aws.batch import BatchApi, BatchApiError
+from airflow_aws_batch.aws.shapes import ComputeEnvironmentInfo, JobDefinitionInfo, JobQueueInfo
 from airflow_aws_batch.config import ExecutorConfig
 from airflow_aws_batch.eks import DefinitionKind, DefinitionKinds
 from airflow_aws_batch.fairshare import DEFAULT_SHARE_TEMPLATE, QueueKind, QueueKinds

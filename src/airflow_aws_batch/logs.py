@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from airflow_aws_batch.aws.batch import BatchApi, BatchApiError, JobDetail
+from airflow_aws_batch.aws.batch import BatchApi, BatchApiError
+from airflow_aws_batch.aws.shapes import JobDetail
 from airflow_aws_batch.config import ExecutorConfig
 from airflow_aws_batch.submit import job_name_for
 

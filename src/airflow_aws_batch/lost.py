@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_aws_batch.adoption import Saved, check_saved, job_of_this_queueing
-from airflow_aws_batch.aws.batch import JobDetail
+from airflow_aws_batch.aws.shapes import JobDetail
 from airflow_aws_batch.core.messages import Terminate
 from airflow_aws_batch.core.ownership import TryId, is_job_of, try_of
 from airflow_aws_batch.submit import token_expires_at

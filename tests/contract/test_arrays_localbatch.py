@@ -16,7 +16,7 @@ from airflow.executors import workloads
 from airflow.models.taskinstancekey import TaskInstanceKey
 
 from airflow_aws_batch.core.messages import BackoffPolicy
-from airflow_aws_batch.runtime import Runtime
+from airflow_aws_batch.runtime.lookups import Lookups
 from devstack import LocalBatchServer
 
 from ._airflow import FastExecutor, Recorder, configure, task_workload
@@ -274,7 +274,7 @@ def test_children_are_not_sent_alone_while_the_lost_arrays_lookup_may_still_find
     # ListJobs lists a job a moment after Batch created it (localbatch lists it at once, so the lag is
     # put between the executor and it): the first lookup after the lost answer finds no array.
     lag_ms = 1_500
-    monkeypatch.setattr(Runtime, "array_lookup_settle_s", 3.0)
+    monkeypatch.setattr(Lookups, "array_lookup_settle_s", 3.0)
     faults = {
         "simulate": {"seconds": 0.2},
         "rules": [{"job_name_contains": "airflow-dag-lagged", "fault": "lost_response", "times": 1}],
@@ -492,7 +492,7 @@ def test_a_child_revoked_before_its_lost_array_is_listed_is_still_ended(
     localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, store_dir: Path
 ) -> None:
     lag_ms = 2_000
-    monkeypatch.setattr(Runtime, "array_lookup_settle_s", 4.0)
+    monkeypatch.setattr(Lookups, "array_lookup_settle_s", 4.0)
     faults = lost_array_faults("lagrev")
     with started(localbatch, monkeypatch, store_dir, faults, cls=SlowRetry) as executor:
         runtime = executor.runtime

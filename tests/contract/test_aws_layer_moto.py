@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from airflow_aws_batch.aws import BatchApi, BatchApiError, ErrorKind
-from airflow_aws_batch.aws.batch import JobDetail
+from airflow_aws_batch.aws.shapes import JobDetail
 from airflow_aws_batch.core.messages import Submit, SubmitOutcome
 from airflow_aws_batch.runtime import Runtime
 from devstack import aws_client
@@ -102,12 +102,13 @@ def test_lookup_after_ambiguous_submits_takes_only_their_jobs_and_the_newest_of_
         lookup_only=True,
         lookup_submissions=("s2", "s3"),
     )
-    done = runtime._submit_one(cmd)
+    done = runtime.submitter.submit_one(cmd)
     assert (done.outcome, done.job_id, done.found) == (SubmitOutcome.OK, newer, True), (earlier, older)
     only_earlier = Submit(
         "k", cmd.request, lookup_after_ms=before, lookup_only=True, lookup_submissions=("s9",)
     )
-    assert runtime._submit_one(only_earlier).outcome is SubmitOutcome.FAILED  # s1's job is not this one
+    # s1's job is not this one
+    assert runtime.submitter.submit_one(only_earlier).outcome is SubmitOutcome.FAILED
 
 
 def test_list_jobs_page(api: BatchApi, batch_resources: BatchResources) -> None:

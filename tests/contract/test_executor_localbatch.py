@@ -748,7 +748,7 @@ def test_a_terminate_is_retried_across_an_outage_until_the_job_ends(localbatch: 
     config = Config(retries={"total_max_attempts": 1})
     api = BatchApi(lambda: localbatch.client("batch", config=config))
     runtime = Runtime(api, submit_rate=100, status_calls_per_second=100)
-    runtime.terminate_retry_s = (0.05, 0.2)
+    runtime.terminator.terminate_retry_s = (0.05, 0.2)
     runtime.start()
     try:
         localbatch.set_faults({**held("outage_end"), "error_rate": 1.0})  # Batch answers 500 to everything
@@ -770,13 +770,12 @@ def test_terminated_jobs_are_checked_together_not_one_call_each(
 ) -> None:
     from botocore.config import Config
 
-    from airflow_aws_batch import runtime as runtime_module
     from airflow_aws_batch.aws.batch import BatchApi
     from airflow_aws_batch.core.messages import Terminate
-    from airflow_aws_batch.runtime import Runtime
+    from airflow_aws_batch.runtime import Runtime, terminator
 
     # Checks 2 s after each TerminateJob, those due in the 5 s after the first taken along.
-    monkeypatch.setattr(runtime_module, "TERMINATE_CHECK_S", 2.0)
+    monkeypatch.setattr(terminator, "TERMINATE_CHECK_S", 2.0)
     localbatch.set_faults(held("many_ended"))
     batch = localbatch.batch
     jobs = [submit_tagged(batch, f"many_ended_{i}", 1, "many") for i in range(150)]

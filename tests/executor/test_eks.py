@@ -9,7 +9,7 @@ import botocore.validate
 import pytest
 
 from airflow_aws_batch import eks
-from airflow_aws_batch.aws.batch import JobDefinitionInfo, JobDetail
+from airflow_aws_batch.aws.shapes import JobDefinitionInfo, JobDetail
 from airflow_aws_batch.config import ConfigError, ExecutorConfig, parse_options
 from airflow_aws_batch.eks import DefinitionInfo, DefinitionKind, DefinitionKinds
 from airflow_aws_batch.health import definition_item

@@ -8,7 +8,7 @@ import json
 import time
 from typing import Any
 
-from airflow_aws_batch.aws.batch import JobDetail
+from airflow_aws_batch.aws.shapes import JobDetail
 from airflow_aws_batch.core.ownership import TryId
 from airflow_aws_batch.lost import Awaited, resolve_lost
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from airflow_aws_batch.aws.batch import JobDetail, JobSummary
+from airflow_aws_batch.aws.shapes import JobDetail, JobSummary
 from airflow_aws_batch.core.messages import Track, Untrack
-from airflow_aws_batch.runtime import AdoptedSeen, JobsMissing, JobsSeen, Runtime, kept_of_duplicates
+from airflow_aws_batch.runtime import AdoptedSeen, JobsMissing, JobsSeen, Runtime
 
 
 class InMemoryBatch:
@@ -126,7 +126,7 @@ def test_jobs_adopted_unconfirmed_are_handed_over_not_reported_nor_missing() -> 
     for job_id in ("saved", "gone"):
         runtime.track(Track(job_id, None, unconfirmed=True))
     runtime.track(Track("other", None))
-    runtime._drain_inbox()  # taken in now; described minutes later, in a long first cycle
+    runtime.poller.take_in()  # taken in now; described minutes later, in a long first cycle
     now[0] += 300
     runtime.poll_once()
     results = []
@@ -188,18 +188,3 @@ def test_a_malformed_describe_entry_does_not_stall_the_other_jobs(bad_entry: Any
     runtime.poll_once()
     seen, _ = drain(runtime)
     assert [(v.job_id, v.status) for v in seen] == [("good", "SUCCEEDED")]
-
-
-def test_of_duplicate_jobs_of_one_try_the_one_that_started_is_kept() -> None:
-    # It may be running the task (the execution API lets only the first start through): ending it
-    # would kill the task while the kept one's start is refused.
-    def job(job_id: str, created: int, started: int | None = None) -> JobDetail:
-        status = "RUNNING" if started else "RUNNABLE"
-        return JobDetail(job_id, "n", "q", status, created_at=created, started_at=started)
-
-    assert kept_of_duplicates([job("old", 1, started=5), job("new", 2)]).job_id == "old"
-    assert kept_of_duplicates([job("a", 1, started=9), job("b", 2, started=7)]).job_id == "b"
-    assert kept_of_duplicates([job("old", 1), job("new", 2)]).job_id == "new"
-    assert kept_of_duplicates([job("x", 3), job("y", 3)]).job_id == "y"  # ties: the later listed
-    ended = JobDetail("ended", "n", "q", "FAILED", created_at=1, started_at=5)
-    assert kept_of_duplicates([ended, job("new", 2)]).job_id == "new"  # no longer runs anything

@@ -1,15 +1,12 @@
 """The executor's AWS seam: typed calls, error classification, client construction, call-rate limits."""
 
-from airflow_aws_batch.aws.batch import (
-    BatchApi,
-    BatchApiError,
+from airflow_aws_batch.aws.batch import BatchApi, BatchApiError, ErrorKind, classify
+from airflow_aws_batch.aws.shapes import (
     ComputeEnvironmentInfo,
-    ErrorKind,
     JobDefinitionInfo,
     JobDetail,
     JobQueueInfo,
     JobSummary,
-    classify,
 )
 
 __all__ = [
