@@ -489,7 +489,7 @@ def restart(params: dict[str, Any]) -> dict[str, Any]:
     filled = len(tracker.job_id)
     # The scheduler dies: its executor's threads stop, its jobs keep running.
     if params["executor"] == "ours":
-        first._stop_runtime(timeout=5.0)
+        first.shutdown.stop_runtime(timeout=5.0)
     del filler
     tis = [AdoptableTi(w, tracker.job_id[w.ti.key], queued) for w in workloads if w.ti.key in tracker.job_id]
     del workloads
@@ -523,8 +523,9 @@ def restart(params: dict[str, Any]) -> dict[str, Any]:
         else:
             handed_back = len(answer[0])
     # Ours verifies what it adopted unconfirmed on its poller; the heartbeats meanwhile are on the thread too.
-    unverified = getattr(second, "_unconfirmed", None)
-    lost = getattr(second, "_lost", None)
+    desk = getattr(second, "adoption_desk", None)
+    unverified = desk.unconfirmed if desk is not None else None
+    lost = desk.lost if desk is not None else None
     verified_s = None
     if not capped and unverified is not None and lost is not None:
         verify_began = time.monotonic()

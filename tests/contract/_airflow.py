@@ -109,9 +109,7 @@ class Recorder:
 
     def task_events(self, key: Any) -> list[str]:
         return [
-            f"{log.event}: {log.extra}"
-            for log in self.executor._task_event_logs
-            if log.task_id == key.task_id
+            f"{log.event}: {log.extra}" for log in self.executor.task_event_logs if log.task_id == key.task_id
         ]
 
     def until(self, done: Callable[[], bool], timeout: float = 120.0, what: str = "") -> None:

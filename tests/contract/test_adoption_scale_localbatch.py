@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from airflow.models.taskinstancekey import TaskInstanceKey
 
-from airflow_aws_batch import executor as executor_module
+from airflow_aws_batch import adopt_desk
 from airflow_aws_batch.core import ownership
 from devstack import LocalBatchServer
 
@@ -112,7 +112,7 @@ def test_many_saved_ids_with_a_small_budget_are_all_adopted_and_verified_later(
 ) -> None:
     # Time for about one DescribeJobs of the 350 saved ids on the scheduler thread: the rest used to
     # be handed back (Airflow resets them, and their running tasks run again).
-    monkeypatch.setattr(executor_module, "ADOPT_BUDGET_S", 0.1)
+    monkeypatch.setattr(adopt_desk, "ADOPT_BUDGET_S", 0.1)
     batch = localbatch.batch
     deployment = str(executor.config.deployment_id)
     tis = [
@@ -124,9 +124,11 @@ def test_many_saved_ids_with_a_small_budget_are_all_adopted_and_verified_later(
         assert handed_back == []
         assert all(executor.core.job_id(ti.key) == ti.external_executor_id for ti in tis)
         assert {ti.key for ti in tis} <= executor.running
-        assert len(executor._unconfirmed) >= 200  # most were left to the poller
+        assert len(executor.adoption_desk.unconfirmed) >= 200  # most were left to the poller
         rec = Recorder(executor)
-        rec.until(lambda: not executor._unconfirmed, timeout=60, what="the poller to verify every job")
+        rec.until(
+            lambda: not executor.adoption_desk.unconfirmed, timeout=60, what="the poller to verify every job"
+        )
         assert all(executor.core.job_id(ti.key) == ti.external_executor_id for ti in tis)
         assert not [e for e in rec.events if e[1] != "running"], rec.events[:5]
     finally:
@@ -137,7 +139,7 @@ def test_adopted_unconfirmed_jobs_that_are_stale_are_found_resubmitted_or_failed
     executor: FastExecutor, localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Nothing is read on the scheduler thread: every saved id is verified off it.
-    monkeypatch.setattr(executor_module, "ADOPT_BUDGET_S", 0.0)
+    monkeypatch.setattr(adopt_desk, "ADOPT_BUDGET_S", 0.0)
     monkeypatch.setattr(ownership, "QUEUEING_CLOCK_ALLOWANCE_MS", 0)
     batch = localbatch.batch
     deployment = str(executor.config.deployment_id)
@@ -165,7 +167,9 @@ def test_adopted_unconfirmed_jobs_that_are_stale_are_found_resubmitted_or_failed
         rec = Recorder(executor)
         rec.until(
             lambda: (
-                not executor._unconfirmed and not executor._lost and executor.core.job_id(resubmitted.key)
+                not executor.adoption_desk.unconfirmed
+                and not executor.adoption_desk.lost
+                and executor.core.job_id(resubmitted.key)
             ),
             timeout=60,
             what="every adopted task instance to be verified",
@@ -206,12 +210,14 @@ def test_the_scheduler_thread_is_held_within_the_bound_when_batch_is_slow(
         handed_back = executor.try_adopt_task_instances(tis)
         held_s = time.monotonic() - began
 
-        assert held_s < executor_module.ADOPT_BOUND_S + 1.0
+        assert held_s < adopt_desk.ADOPT_BOUND_S + 1.0
         assert handed_back == []
         assert all(executor.core.job_id(ti.key) == ti.external_executor_id for ti in tis)
         localbatch.set_faults(held())
         rec = Recorder(executor)
-        rec.until(lambda: not executor._unconfirmed, timeout=60, what="the poller to verify every job")
+        rec.until(
+            lambda: not executor.adoption_desk.unconfirmed, timeout=60, what="the poller to verify every job"
+        )
         assert all(executor.core.job_id(ti.key) == ti.external_executor_id for ti in tis)
     finally:
         localbatch.set_faults({})
@@ -235,7 +241,7 @@ def test_a_queued_task_instance_whose_job_was_never_submitted_gets_a_new_workloa
             asked.append((ti_id, try_number))
             return rebuilt
 
-    monkeypatch.setattr(executor_module, "ADOPT_BUDGET_S", 0.0)
+    monkeypatch.setattr(adopt_desk, "ADOPT_BUDGET_S", 0.0)
     monkeypatch.setattr(ownership, "QUEUEING_CLOCK_ALLOWANCE_MS", 0)
     localbatch.set_faults({"simulate": {"seconds": 0}})
     configure(monkeypatch, localbatch, job_queue=QUEUE, job_definition=DEFINITION)

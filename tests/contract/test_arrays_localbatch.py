@@ -136,7 +136,7 @@ def submits(stats: dict[str, Any]) -> int:
 def events_of(executor: FastExecutor, key: TaskInstanceKey) -> list[str]:
     return [
         f"{log.event}: {log.extra}"
-        for log in executor._task_event_logs
+        for log in executor.task_event_logs
         if log.task_id == key.task_id and log.map_index == key.map_index
     ]
 

@@ -362,7 +362,7 @@ def test_a_burst_is_built_off_the_scheduler_thread_and_submitted_at_the_rate(
     # A loaded machine: each SubmitJob request takes 2 ms to build. Built in the heartbeat, 200 of
     # them would hold the scheduler's loop for 400 ms; the heartbeat only hands them to the intake.
     localbatch.set_faults(held("slowbuild"))
-    build = executor._build_request
+    build = executor.intake.build_request
     built_on: set[str] = set()
 
     def slow_build(workload: Any) -> dict[str, Any]:
@@ -370,7 +370,7 @@ def test_a_burst_is_built_off_the_scheduler_thread_and_submitted_at_the_rate(
         time.sleep(0.002)
         return build(workload)
 
-    monkeypatch.setattr(executor, "_build_request", slow_build)
+    monkeypatch.setattr(executor.intake, "build_request", slow_build)
     for i in range(200):
         executor.queue_workload(task_workload(f"slowbuild_{i}"), session=None)  # type: ignore[arg-type]
     for _ in range(10):
@@ -393,13 +393,13 @@ def test_a_task_revoked_or_failed_while_its_request_is_built_gets_no_job(
 ) -> None:
     localbatch.set_faults(held("intake"))
     release = threading.Event()
-    build = executor._build_request
+    build = executor.intake.build_request
 
     def held_build(workload: Any) -> dict[str, Any]:
         release.wait(30)
         return build(workload)
 
-    monkeypatch.setattr(executor, "_build_request", held_build)
+    monkeypatch.setattr(executor.intake, "build_request", held_build)
     work = [task_workload(f"intake_{i}") for i in range(40)]
     for w in work:
         executor.queue_workload(w, session=None)  # type: ignore[arg-type]

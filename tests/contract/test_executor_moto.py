@@ -169,7 +169,7 @@ def test_start_refuses_bad_queue(
     queue_state: str | None,
     expected: str,
 ) -> None:
-    from airflow_aws_batch.executor import HealthCheckFailed
+    from airflow_aws_batch.wiring import HealthCheckFailed
 
     queue = "health-missing-queue"
     if queue_state is not None:
@@ -293,7 +293,7 @@ def test_start_warns_while_tokens_travel_in_the_command(
         **options,
     )
     executor = FastExecutor()
-    with caplog.at_level("WARNING", logger="airflow_aws_batch.executor"):
+    with caplog.at_level("WARNING", logger="airflow_aws_batch.wiring"):
         executor.start()
     executor.terminate()
     warned = [r for r in caplog.records if NO_STORE_WARNING in r.getMessage()]

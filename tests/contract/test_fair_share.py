@@ -75,7 +75,7 @@ def test_start_refuses_share_settings_a_fifo_queue_cannot_take(
     options: dict[str, str],
     problem: str,
 ) -> None:
-    from airflow_aws_batch.executor import HealthCheckFailed
+    from airflow_aws_batch.wiring import HealthCheckFailed
 
     fifo, fair = moto_queues
     by_kind = {"fifo": fifo.job_queue, "fair": fair}

@@ -17,8 +17,8 @@ import pytest
 from airflow_aws_batch import compat
 from airflow_aws_batch.config import ConfigError, team_env_var
 from airflow_aws_batch.core.ownership import TiNow
-from airflow_aws_batch.executor import HealthCheckFailed
 from airflow_aws_batch.sweep import sweep
+from airflow_aws_batch.wiring import HealthCheckFailed
 from devstack import LocalBatchServer
 
 from ._airflow import FastExecutor, Recorder, configure, task_workload

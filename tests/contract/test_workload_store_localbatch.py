@@ -153,7 +153,7 @@ def test_a_refused_submit_leaves_no_object(
 def test_the_startup_check_refuses_a_store_it_cannot_write(
     localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from airflow_aws_batch.executor import HealthCheckFailed
+    from airflow_aws_batch.wiring import HealthCheckFailed
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")

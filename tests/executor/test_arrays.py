@@ -19,10 +19,9 @@ from airflow_aws_batch.core.arrays import (
     group_submits,
     parent_of,
 )
-from airflow_aws_batch.core.messages import Submit, Terminate
+from airflow_aws_batch.core.messages import Submit
 from airflow_aws_batch.core.ownership import TryId, is_job_of
 from airflow_aws_batch.core.state import Core
-from airflow_aws_batch.executor import _whole_arrays
 from airflow_aws_batch.submit import build_submit_job_request, stored_workload_command
 from airflow_aws_batch.workload_rules import PENDING_KEY as WORKLOADS_KEY
 
@@ -260,30 +259,6 @@ def test_array_child_adopted_by_id_only_when_its_shared_tags_name_this_try(
 ) -> None:
     assert is_job_of(tags, WANTED, "dep", deployment_required=False) is adopted
     assert not is_job_of({**tags, "deployment": "dep"}, WANTED, "dep", deployment_required=True)
-
-
-@pytest.mark.parametrize(
-    ("commands", "tracked", "expected"),
-    [
-        pytest.param(
-            [Terminate("p:0", "r"), Terminate("p:1", "r"), Terminate("single", "r")],
-            ["p:0", "p:1", "single"],
-            ["single", "p"],
-            id="every-watched-child-ends-the-array",
-        ),
-        pytest.param(
-            [Terminate("p:0", "r")],
-            ["p:0", "p:1"],
-            ["p:0"],
-            id="a-watched-sibling-keeps-the-array",
-        ),
-        pytest.param(
-            [Terminate("p:0", "r"), Terminate("q:5", "r")], None, ["p", "q"], id="everything-forgotten"
-        ),
-    ],
-)
-def test_whole_arrays(commands: list[Terminate], tracked: list[str] | None, expected: list[str]) -> None:
-    assert [cmd.job_id for cmd in _whole_arrays(commands, tracked)] == expected
 
 
 def test_keys_known_ahead_are_used_and_the_others_computed() -> None:

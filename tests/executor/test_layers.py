@@ -55,17 +55,26 @@ def test_the_scheduler_import_path_loads_no_operator_tooling(tmp_path: Path) -> 
 
 
 # What reaches the network, a store, a database or other processes: our own rooms that do (the AWS
-# seam, the workload store, the threads and what they call) and the libraries that do it.
+# seam, the workload store, the threads and what they call, the executor and its rooms) and the
+# libraries that do it.
 _IO_ROOMS = (
+    "airflow_aws_batch.adopt_desk",
     "airflow_aws_batch.adoption",
     "airflow_aws_batch.aws",
+    "airflow_aws_batch.dispatch",
     "airflow_aws_batch.executor",
+    "airflow_aws_batch.intake",
     "airflow_aws_batch.launch",
     "airflow_aws_batch.logs",
+    "airflow_aws_batch.metrics",
     "airflow_aws_batch.ops",
+    "airflow_aws_batch.reports",
+    "airflow_aws_batch.results",
     "airflow_aws_batch.runtime",
+    "airflow_aws_batch.shutdown",
     "airflow_aws_batch.started",
     "airflow_aws_batch.sweep",
+    "airflow_aws_batch.wiring",
     "airflow_aws_batch.workloads",
 )
 _IO_LIBRARIES = (

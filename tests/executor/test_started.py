@@ -234,9 +234,9 @@ def test_task_events_survive_the_schedulers_save(ti_id: str, count: int) -> None
         executor.log_task_event(event=f"aws_batch_test_{n}", extra=f"extra {n}", ti_key=key)
     gc.collect()
     with create_session() as session:
-        SchedulerJobRunner._process_task_event_logs(executor._task_event_logs, session)
+        SchedulerJobRunner._process_task_event_logs(executor.task_event_logs, session)
     executor.sync()  # the next heartbeat lets go of the saved rows
-    assert executor._pinned_event_logs == []
+    assert executor.event_logs.pinned == []
     with create_session() as session:
         saved = session.scalars(select(Log.event).where(Log.task_id == key.task_id).order_by(Log.id)).all()
         assert session.scalar(select(func.count()).select_from(Log).where(Log.event.is_(None))) == 0
