@@ -45,6 +45,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "remote_log_folder": "cloudwatch://arn:aws:logs:us-east-1:123456789012:log-group:airflow-tasks"
     },
     "public-ip": {"assign_public_ip": True},
+    "status-events": {
+        "workload_store": "s3://airflow-workloads/prod",
+        "create_workload_bucket": True,
+        "status_events": True,
+        "deployment_id": "analytics-prod",
+    },
     "images-and-deployment": {
         "compute": "spot",
         "allowed_images": ("public.ecr.aws/docker/library/python:3.12",),

@@ -83,6 +83,7 @@ def template_options(args: argparse.Namespace) -> TemplateOptions:
         scale_down_delay=getattr(args, "scale_down_delay", 0) or 0,
         cancel_misconfigured_after=getattr(args, "cancel_misconfigured_after", None)
         or TemplateOptions.cancel_misconfigured_after,
+        status_events=bool(getattr(args, "status_events", False)),
     )
 
 
@@ -349,6 +350,12 @@ def get_cli_commands() -> list[Any]:
             metavar="SECONDS",
             help="The queue cancels jobs stuck in RUNNABLE for a MISCONFIGURATION reason after this "
             f"long, 600-86400 (keep it above [{SECTION}] misconfiguration_grace_seconds)",
+        ),
+        Arg(
+            ("--status-events",),
+            action="store_true",
+            help="Also an EventBridge rule sending the job queue's job state changes to an encrypted SQS "
+            f"queue the scheduler reads (set {_option('status_events')} to its URL); needs --workload-store",
         ),
         job_queue,
         job_definition,

@@ -16,7 +16,8 @@ groups are parameters, and the image is a parameter.
 The pieces are built per concern: :mod:`.template_options` checks the options, :mod:`.template_compute`
 makes the compute environment and the job definition, :mod:`.template_queues` the queue and its
 policy, :mod:`.template_iam` the roles and what they may do, :mod:`.template_store` the workload
-store's part, :mod:`.template_logs` the log group; :mod:`.template_hardening` holds the launch
+store's part, :mod:`.template_events` the status events' rule and queue, :mod:`.template_logs` the
+log group; :mod:`.template_hardening` holds the launch
 template and the YAML writer. docs/security.md says what each role may do.
 """
 
@@ -33,6 +34,7 @@ from airflow_aws_batch.ops.template_compute import (
     job_definition,
     task_environment,
 )
+from airflow_aws_batch.ops.template_events import status_events_hints, status_events_resources
 from airflow_aws_batch.ops.template_hardening import dump_yaml, launch_template
 from airflow_aws_batch.ops.template_iam import (
     execution_role,
@@ -57,6 +59,7 @@ from airflow_aws_batch.ops.template_names import (
     SCHEDULER_WORKLOAD_POLICY,
     SCHEDULING_POLICY,
     SERVICE_ROLE,
+    STATUS_EVENTS_QUEUE,
     WORKLOAD_BUCKET,
 )
 from airflow_aws_batch.ops.template_options import COMPUTE_TYPES, TemplateError, TemplateOptions
@@ -113,6 +116,7 @@ def _hints(options: TemplateOptions) -> dict[str, Any]:
             ),
         },
         **workload_hints(options),
+        **status_events_hints(options),
     }
 
 
@@ -130,6 +134,7 @@ def build_template(options: TemplateOptions) -> dict[str, Any]:
     if options.fair_share:
         resources[SCHEDULING_POLICY] = scheduling_policy(options)
     resources.update(workload_resources(options))
+    resources.update(status_events_resources(options))
     if not options.is_fargate:
         resources[INSTANCE_ROLE] = instance_role()
         resources[LAUNCH_TEMPLATE] = launch_template(options)
@@ -169,6 +174,11 @@ def build_template(options: TemplateOptions) -> dict[str, Any]:
             **(
                 {"SchedulerWorkloadPolicyArn": {"Value": {"Ref": SCHEDULER_WORKLOAD_POLICY}}}
                 if options.workload_store
+                else {}
+            ),
+            **(
+                {"StatusEventsQueueUrl": {"Value": {"Ref": STATUS_EVENTS_QUEUE}}}
+                if options.status_events
                 else {}
             ),
         },

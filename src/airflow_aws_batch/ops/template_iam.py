@@ -20,6 +20,7 @@ from airflow_aws_batch.ops.template_names import (
     JOB_ROLE,
     LOG_GROUP,
 )
+from airflow_aws_batch.ops.template_events import status_events_statements
 from airflow_aws_batch.ops.template_options import s3_split
 
 if TYPE_CHECKING:
@@ -225,6 +226,7 @@ def scheduler_statements(options: TemplateOptions) -> list[dict[str, Any]]:
             "Action": ["logs:GetLogEvents"],
             "Resource": {"Fn::Sub": f"{logs_arn}:log-group:{options.log_group}:*"},
         },
+        *status_events_statements(options),
     ]
 
 

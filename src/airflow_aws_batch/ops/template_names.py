@@ -29,3 +29,9 @@ WORKLOAD_EXPIRY_DAYS = 1
 LAUNCH_TEMPLATE = "InstanceLaunchTemplate"
 #: The tag naming the deployment of every job the executor submits.
 DEPLOYMENT_TAG = _DEPLOYMENT_TAG
+
+# Status events (``render --status-events``): Batch's job state changes, through EventBridge, into a
+# queue the scheduler long-polls.
+STATUS_EVENTS_QUEUE = "StatusEventsQueue"
+STATUS_EVENTS_QUEUE_POLICY = "StatusEventsQueuePolicy"
+STATUS_EVENTS_RULE = "StatusEventsRule"

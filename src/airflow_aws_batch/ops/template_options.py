@@ -71,6 +71,9 @@ class TemplateOptions:
     scale_down_delay: int = 0
     # Seconds after which the queue cancels jobs stuck in RUNNABLE for a misconfiguration.
     cancel_misconfigured_after: int = backstops.DEFAULT_CANCEL_AFTER_SECONDS
+    # Job state changes through EventBridge into an SQS queue the scheduler long-polls
+    # ([aws_batch_executor] status_events). Needs the workload store: each event holds the job's command.
+    status_events: bool = False
 
     def __post_init__(self) -> None:
         for option in ("job_queue", "job_definition", "compute_environment"):
@@ -131,6 +134,11 @@ class TemplateOptions:
             )
         if self.scheduler_role and not self.workload_store:
             raise TemplateError("scheduler_role needs workload_store=s3://BUCKET/PREFIX")
+        if self.status_events and not self.workload_store:
+            raise TemplateError(
+                "status_events needs workload_store=s3://BUCKET/PREFIX: every event carries the job's "
+                "command, and without a store that command holds the task's token"
+            )
         exposure = store_exposure_problem(self)
         if exposure:
             raise TemplateError(exposure)
