@@ -44,7 +44,9 @@ AWS_EXAMPLE: dict[str, Any] = {
             "resourceRequirements": [{"value": "2", "type": "VCPU"}, {"value": "256", "type": "MEMORY"}],
             "secrets": [],
         },
-        "tags": {"resourceArn": "arn:aws:batch:us-east-1:123456789012:job/4c7599ae-0a82-49aa-ba5a-4727fcce14a8"},
+        "tags": {
+            "resourceArn": "arn:aws:batch:us-east-1:123456789012:job/4c7599ae-0a82-49aa-ba5a-4727fcce14a8"
+        },
         "propagateTags": False,
         "platformCapabilities": [],
     },

@@ -24,14 +24,16 @@ def _template(**options: Any) -> dict[str, Any]:
 
 
 def test_without_the_store_render_refuses_naming_the_token() -> None:
-    with pytest.raises(TemplateError, match="status_events needs workload_store.*token"):
+    with pytest.raises(TemplateError, match=r"status_events needs workload_store.*token"):
         TemplateOptions(status_events=True)
 
 
 def test_not_asked_for_adds_nothing() -> None:
     template = build_template(TemplateOptions(workload_store=STORE))
-    assert not {STATUS_EVENTS_QUEUE, STATUS_EVENTS_RULE, STATUS_EVENTS_QUEUE_POLICY} & set(template["Resources"])
-    sids = [s["Sid"] for s in template["Resources"][SCHEDULER_POLICY]["Properties"]["PolicyDocument"]["Statement"]]
+    made = {STATUS_EVENTS_QUEUE, STATUS_EVENTS_RULE, STATUS_EVENTS_QUEUE_POLICY} & set(template["Resources"])
+    assert not made
+    policy = template["Resources"][SCHEDULER_POLICY]["Properties"]["PolicyDocument"]
+    sids = [s["Sid"] for s in policy["Statement"]]
     assert "ReadStatusEvents" not in sids
 
 

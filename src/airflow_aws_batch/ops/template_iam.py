@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from airflow_aws_batch.ops.template_events import status_events_statements
 from airflow_aws_batch.ops.template_names import (
     DEPLOYMENT_TAG,
     EXECUTION_ROLE,
@@ -20,7 +21,6 @@ from airflow_aws_batch.ops.template_names import (
     JOB_ROLE,
     LOG_GROUP,
 )
-from airflow_aws_batch.ops.template_events import status_events_statements
 from airflow_aws_batch.ops.template_options import s3_split
 
 if TYPE_CHECKING:
