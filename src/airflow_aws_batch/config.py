@@ -54,6 +54,10 @@ UNSUPPORTED_SUBMIT_JOB_KEYS = ("nodeOverrides", "ecsPropertiesOverride")
 #: rests on one try being one job run once.
 ONE_JOB_PER_TRY_KEYS = ("arrayProperties", "dependsOn")
 DEPLOYMENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:/=+@-]{1,128}")
+#: A queue URL (any endpoint: localbatch and VPC endpoints serve other hosts) or a queue name.
+STATUS_EVENTS_PATTERN = re.compile(
+    r"https?://[^/\s]+/[^\s]*[A-Za-z0-9_-]{1,80}(\.fifo)?|[A-Za-z0-9_-]{1,80}(\.fifo)?"
+)
 
 
 def one_job_per_try_problems(request: Mapping[str, Any]) -> list[tuple[str, str, str]]:
@@ -186,6 +190,8 @@ class ExecutorConfig(BaseModel):
     #: ``s3://bucket/prefix`` or ``file:///dir``: where workloads are written (see ``workloads``);
     #: None: in the job's command.
     workload_store: str | None = None
+    #: The SQS queue (URL or name) of Batch's job state change events; None: polling only.
+    status_events: str | None = None
     #: Ways jobDefinitionOverrides may reach the host (``jobdefs.HOST_ACCESS``); empty: none.
     allowed_job_definition_overrides: frozenset[str] = frozenset()
     #: The team whose executor this is (Airflow's multi-team mode), None for a global executor. Not an
@@ -370,6 +376,17 @@ def _parse_options(raw: Mapping[str, str | None]) -> ExecutorConfig:
             values["workload_store"] = parse_store_url(store).url
         except ValueError as err:
             problems.append(ConfigProblem("workload_store", str(err).split(", found ")[0], repr(store)))
+
+    events = read.get("status_events")
+    if events is not None and not STATUS_EVENTS_PATTERN.fullmatch(events):
+        problems.append(
+            ConfigProblem(
+                "status_events",
+                "an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME) or a queue name of up "
+                "to 80 letters, digits, - and _",
+                repr(events),
+            )
+        )
 
     queue_map = read.get("queue_map")
     if queue_map is not None:

@@ -167,6 +167,18 @@ OPTIONS: tuple[OptionSpec, ...] = (
         expected="a number > 0 (calls per second)",
     ),
     OptionSpec(
+        "status_events",
+        "string",
+        None,
+        "An SQS queue (URL or name) that an EventBridge rule fills with Batch's job state changes of "
+        "the job queues used (airflow aws-batch render --status-events makes both). The scheduler "
+        "long-polls it and learns of a job's change at once; polling then only reconciles: each job "
+        "with no news for 60 s, and every job while the queue cannot be read or events are found lost. "
+        "Events carry the job's command: use it with workload_store. The scheduler needs "
+        "sqs:ReceiveMessage, DeleteMessage and GetQueueAttributes on the queue. Unset: polling only.",
+        "https://sqs.us-east-1.amazonaws.com/123456789012/airflow-batch-events",
+    ),
+    OptionSpec(
         "retry_mode",
         "string",
         "adaptive",

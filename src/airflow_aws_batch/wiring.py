@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from airflow_aws_batch.aws.batch import BatchApi, BatchApiError, ErrorKind
 from airflow_aws_batch.aws.clients import botocore_config, hook_client_factory
+from airflow_aws_batch.aws.sqs import EventQueue
 from airflow_aws_batch.compat import MULTI_TEAM, unsupported_version, version_text
 from airflow_aws_batch.config import ConfigError, ExecutorConfig, derive_deployment_id, load_config
 from airflow_aws_batch.core.causes import StuckJobs
@@ -237,6 +238,7 @@ class Wiring:
             prepare=self._prepare_request,
             store=store,
             moved_on_checker=moved_on_checker,
+            status_events=self._open_status_events(config),
         )
         self.runtime = runtime
         runtime.start()
@@ -265,6 +267,23 @@ class Wiring:
             conn_id=config.conn_id, region_name=config.region_name, client_type="s3", config=s3_config
         )
         return open_store(config.workload_store, s3_client_factory=factory)
+
+    def _open_status_events(self, config: ExecutorConfig) -> EventQueue | None:
+        """The status events queue (no I/O: the client is built on the events thread's first receive)."""
+        if not config.status_events:
+            return None
+        if not config.workload_store:
+            log.warning(
+                "status_events without workload_store: every event carries the job's command, and with "
+                "it the task's token, to the queue %s. Set workload_store to keep tokens out of it",
+                config.status_events,
+            )
+        # Read timeout above the 20 s long poll; few retries: a failing queue falls back to polling.
+        sqs_config = botocore_config(retry_mode=config.retry_mode, max_attempts=3, pool_size=2)
+        factory = hook_client_factory(
+            conn_id=config.conn_id, region_name=config.region_name, client_type="sqs", config=sqs_config
+        )
+        return EventQueue(factory, config.status_events, observer=observe_call)
 
     # ------------------------------------------------------------ on the submit threads
     def _prepare_request(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from airflow_aws_batch.aws.events import EventError, StateChange, is_newer, order_of, parse_event
+from airflow_aws_batch.aws.events import UNKNOWN, EventError, StateChange, is_newer, order_of, parse_event
 
 # https://docs.aws.amazon.com/batch/latest/userguide/batch_job_events.html ("Example Job State Change
 # Event"), its fields as documented.
@@ -130,7 +130,7 @@ def test_a_body_that_is_no_event_is_refused_saying_why(body: str, says: str) -> 
     ],
 )
 def test_a_job_never_moves_back(arrivals: list[tuple[str, int]], taken: list[str]) -> None:
-    known: tuple[int, int] | None = None
+    known = UNKNOWN
     statuses: list[str] = []
     for status, attempts in arrivals:
         change = parse_event(_event(status, attempts))

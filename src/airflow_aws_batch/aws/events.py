@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_aws_batch.aws.batch import JobDetail
+from airflow_aws_batch.aws.shapes import JobDetail
 
 SOURCE = "aws.batch"
 DETAIL_TYPE = "Batch Job State Change"
@@ -30,6 +30,7 @@ _PROGRESS = {
     "FAILED": 5,
 }
 ENDED = frozenset({"SUCCEEDED", "FAILED"})
+_STEPS = 8
 
 
 class EventError(ValueError):
@@ -39,8 +40,8 @@ class EventError(ValueError):
 @dataclass(frozen=True, slots=True)
 class StateChange:
     detail: JobDetail
-    #: Compares two changes of one job: the later one is the greater.
-    order: tuple[int, int]
+    #: Compares two changes of one job: the later one is the greater (see :func:`order_of`).
+    order: int
     event_id: str
 
     @property
@@ -48,12 +49,14 @@ class StateChange:
         return self.detail.job_id
 
 
-def order_of(raw_detail: dict[str, Any], status: str) -> tuple[int, int]:
-    attempts = raw_detail.get("attempts") or raw_detail.get("eksAttempts") or ()
+def order_of(raw_detail: dict[str, Any], status: str) -> int:
+    """Ended attempts, then progress within the current one, as one number (kept per tracked job, so
+    an int rather than a tuple)."""
+    attempts = len(raw_detail.get("attempts") or raw_detail.get("eksAttempts") or ())
     if status in ENDED:
         # An ended job's last attempt is in its list already; nothing comes after it.
-        return (len(attempts) + 1, _PROGRESS[status])
-    return (len(attempts), _PROGRESS[status])
+        attempts += 1
+    return attempts * _STEPS + _PROGRESS.get(status, 0)
 
 
 def parse_event(body: str | bytes) -> StateChange | None:
@@ -80,7 +83,11 @@ def parse_event(body: str | bytes) -> StateChange | None:
     )
 
 
-def is_newer(change: StateChange, known: tuple[int, int] | None) -> bool:
-    """Whether ``change`` moves its job forward from ``known`` (the order of the last change taken).
-    A duplicate or an older change is not: a job never moves back."""
-    return known is None or change.order > known
+#: The order of a job nothing is known of yet.
+UNKNOWN = -1
+
+
+def is_newer(change: StateChange, known: int) -> bool:
+    """Whether ``change`` moves its job forward from ``known`` (the order of the last change taken,
+    :data:`UNKNOWN` for none). A duplicate or an older change is not: a job never moves back."""
+    return change.order > known

@@ -1,11 +1,13 @@
-"""The executor's threads: submit workers, one poller, one terminator, one intake.
+"""The executor's threads: submit workers, one poller, one terminator, one intake, and with
+``status_events`` one listener.
 
 The scheduler thread never calls AWS: it puts commands on queues and reads results from one
 queue (:attr:`Runtime.results`). Every network call happens on a thread started here.
 
 One room per kind of thread, each with the messages it reports: ``intake.py`` (:class:`Accepted`),
 ``submitter.py`` (:class:`SubmitDone`), ``terminator.py`` (:class:`StartChecked`, and the chores'
-:class:`LostResolved`), ``poller.py`` (:class:`JobsSeen`, :class:`JobsMissing`, :class:`AdoptedSeen`).
+:class:`LostResolved`), ``poller.py`` (:class:`JobsSeen`, :class:`JobsMissing`, :class:`AdoptedSeen`),
+``listener.py`` (status events, handed to the poller).
 What they share is ``protocol.py`` (the queues, the stop event, the heartbeat gate, ``report``) and
 ``lookups.py`` (finding what an ambiguous SubmitJob created). :class:`Runtime` starts them and is
 what the executor calls.
@@ -21,9 +23,11 @@ from typing import Any
 
 from airflow_aws_batch.aws.batch import BatchApi
 from airflow_aws_batch.aws.ratelimit import TokenBucket
+from airflow_aws_batch.aws.sqs import EventQueue
 from airflow_aws_batch.core.arrays import SubmitArray
 from airflow_aws_batch.core.messages import CheckStarted, Submit, Terminate, TerminateLookup, Track, Untrack
 from airflow_aws_batch.runtime.intake import Accepted, Build, intake_loop
+from airflow_aws_batch.runtime.listener import EventListener, StatusEvents
 from airflow_aws_batch.runtime.lookups import ArrayLookupOpen, ArrayRef, Lookups, kept_of_duplicates
 from airflow_aws_batch.runtime.poller import AdoptedSeen, JobsMissing, JobsSeen, MovedOnChecker, Poller
 from airflow_aws_batch.runtime.protocol import Threads
@@ -81,6 +85,7 @@ class Runtime:
         clock: Callable[[], float] = time.monotonic,
         moved_on_checker: MovedOnChecker | None = None,
         running_checker: RunningChecker | None = None,
+        status_events: EventQueue | None = None,
     ) -> None:
         self.threads = Threads(
             api,
@@ -95,7 +100,14 @@ class Runtime:
         self.terminator = Terminator(
             self.threads, self.lookups, start_checker=start_checker, running_checker=running_checker
         )
-        self.poller = Poller(self.threads, poll_interval_s=poll_interval_s, moved_on_checker=moved_on_checker)
+        #: The status events queue and whether it delivers; None without ``status_events``.
+        self.events = StatusEvents(status_events) if status_events is not None else None
+        self.poller = Poller(
+            self.threads,
+            poll_interval_s=poll_interval_s,
+            moved_on_checker=moved_on_checker,
+            events=self.events,
+        )
 
     @property
     def api(self) -> BatchApi:
@@ -126,6 +138,9 @@ class Runtime:
         threads.spawn(self.poller.loop, "aws-batch-poller")
         threads.spawn(self.terminator.loop, "aws-batch-terminator")
         threads.spawn(partial(intake_loop, threads), "aws-batch-intake")
+        if self.events is not None:
+            # Not joined by stop(): it may sit in a 20 s receive, and has nothing to finish.
+            threads.spawn(EventListener(threads, self.events).loop, "aws-batch-events", joined=False)
 
     def stop(self, timeout: float = 10.0) -> None:
         self.threads.stop(timeout)

@@ -5,6 +5,15 @@ directly (DescribeJobs, <= 100 ids a call). Jobs seen RUNNING are watched throug
 ``ListJobs(jobQueue, jobStatus=RUNNING)`` pages of 1,000 when there are many of them: a job that
 drops out of that list is described once to learn how it ended. With 5,000 running jobs a full
 cycle costs about 5 calls instead of 50.
+
+With status events (``status_events``, listener.py) the poller takes each job's changes from them,
+in any order, duplicated or late: a change older than one taken is dropped, so a job never moves
+back. Polling then only reconciles: a cycle covers the jobs that had no news (an event or a
+description) for :attr:`Poller.quiet_s`, and those adopted unconfirmed. A lost event therefore
+delays its report by at most ``quiet_s`` plus one cycle over the jobs due. When a cycle finds that a
+job ended or started :attr:`Poller.miss_after_s` before without an event saying so, events are being
+lost: every job is polled as without events for :attr:`Poller.missed_hold_s`. While the queue
+cannot be read, the same.
 """
 
 from __future__ import annotations
@@ -12,14 +21,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 import queue
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from airflow_aws_batch.aws.batch import DESCRIBE_MAX_IDS, BatchApiError
+from airflow_aws_batch.aws.events import ENDED, UNKNOWN, StateChange, order_of
 from airflow_aws_batch.aws.shapes import JobDetail
 from airflow_aws_batch.core.messages import TI_QUEUED, JobView, Track, Untrack
 from airflow_aws_batch.runtime.protocol import Threads
+
+if TYPE_CHECKING:
+    from airflow_aws_batch.runtime.listener import StatusEvents
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +43,12 @@ log = logging.getLogger(__name__)
 MISSING_GRACE_S = 60.0
 # Above this many RUNNING jobs, ListJobs pages are cheaper than describing each of them.
 LIST_RUNNING_THRESHOLD = 200
+# Events for a job not tracked yet (a fast job may start or end before the scheduler tracks it) are
+# kept this long, at most this many, for it to be tracked.
+EARLY_KEEP_S = 120.0
+EARLY_MAX = 50_000
+#: The changes whose loss a description can tell (they carry when they happened).
+_MISSABLE = (*ENDED, "RUNNING")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +82,7 @@ class _Watched:
     dicts keyed by the job id (a scheduler may track 20,000 jobs; each dict would hold its own
     entry and, for the status, a second copy of the id parsed from DescribeJobs)."""
 
-    __slots__ = ("job_queue", "since", "status", "status_reason", "ti_id", "try_number")
+    __slots__ = ("heard", "job_queue", "order", "since", "status", "status_reason", "ti_id", "try_number")
 
     def __init__(self, job_queue: str | None, since: float) -> None:
         #: None for an adopted job until a description says its queue.
@@ -74,10 +95,22 @@ class _Watched:
         #: The task instance try the job runs (its id as 16 bytes), when the poller checks it.
         self.ti_id: bytes | None = None
         self.try_number = 0
+        #: With status events: when the job last had news (an event or a description), and the order
+        #: (``aws.events.order_of``) of the latest change taken, so that none moves it back.
+        self.heard = since
+        self.order = UNKNOWN
 
 
 class Poller:
     """The poller's state, touched only by the poller thread (or a caller that never started it)."""
+
+    #: With status events: seconds a job may go without news before a cycle polls it.
+    quiet_s = 60.0
+    #: A change a cycle finds is an event's loss when it happened this long before (sooner, its event
+    #: may still be on its way)...
+    miss_after_s = 15.0
+    #: ... and every job is then polled as without events for this long.
+    missed_hold_s = 300.0
 
     def __init__(
         self,
@@ -85,9 +118,18 @@ class Poller:
         *,
         poll_interval_s: float = 1.0,
         moved_on_checker: MovedOnChecker | None = None,
+        events: StatusEvents | None = None,
     ) -> None:
         self.threads = threads
         self.poll_interval_s = poll_interval_s
+        self.events = events
+        #: Changes for jobs not tracked yet: job id -> (when taken, change), oldest first.
+        self._early: dict[str, tuple[float, StateChange]] = {}
+        #: When a cycle last found a change no event had brought, and how many it found in all.
+        self._missed_at = -float("inf")
+        self.events_missed = 0
+        #: When the last reconciling cycle began (events arrive in bursts; each wakes the poller).
+        self._reconciled_at = -float("inf")
         self._tracked: dict[str, _Watched] = {}
         #: Job queue names as first seen, so that each adopted job's record shares one string.
         self._queue_names: dict[str, str] = {}
@@ -123,6 +165,8 @@ class Poller:
                     watched.ti_id, watched.try_number = cmd.ti_id, cmd.try_number
                 if cmd.unconfirmed:
                     self._unconfirmed.add(cmd.job_id)
+                if self._early and (early := self._early.pop(cmd.job_id, None)) is not None:
+                    self.threads.event_inbox.put([early[1]])
             else:
                 self._tracked.pop(cmd.job_id, None)
                 self._unconfirmed.discard(cmd.job_id)
@@ -144,15 +188,67 @@ class Poller:
                 threads.wake_poller.wait(wait)
             threads.wake_poller.clear()
 
+    def take_events(self) -> None:
+        """Report the changes status events brought for tracked jobs, each only if it moves its job
+        forward (poller thread)."""
+        now = self.threads.clock()
+        views: list[JobView] = []
+        while True:
+            try:
+                changes = self.threads.event_inbox.get_nowait()
+            except queue.Empty:
+                break
+            for change in changes:
+                watched = self._tracked.get(change.job_id)
+                if watched is None:
+                    self._keep_early(change, now)
+                    continue
+                if change.order <= watched.order:
+                    continue
+                watched.order, watched.heard = change.order, now
+                if change.job_id in self._unconfirmed:
+                    continue  # its first description goes to the executor to verify, as without events
+                views.append(change.detail.view())
+        if views:
+            self._publish([], views)
+
+    def _keep_early(self, change: StateChange, now: float) -> None:
+        early = self._early
+        kept = early.get(change.job_id)
+        if kept is not None and kept[1].order >= change.order:
+            return
+        early.pop(change.job_id, None)
+        early[change.job_id] = (now, change)
+        # Dicts keep insertion order: the oldest go first. Events of jobs that are not ours (another
+        # scheduler's, or tracked no more) end here.
+        while early and (len(early) > EARLY_MAX or now - next(iter(early.values()))[0] > EARLY_KEEP_S):
+            del early[next(iter(early))]
+
+    def events_reconcile(self, now: float) -> bool:
+        """Whether this cycle only reconciles: events arrive and none was found lost lately."""
+        events = self.events
+        return events is not None and events.live.is_set() and now - self._missed_at > self.missed_hold_s
+
     def poll_once(self) -> None:
-        """Take in the Track/Untrack commands received so far, then one polling cycle over every
-        tracked job (poller thread only, or a caller that never started the threads)."""
+        """Take in the Track/Untrack commands and the events received so far, then one polling cycle
+        over every tracked job, or with events over those due (poller thread only, or a caller that
+        never started the threads)."""
         self.take_in()
+        if self.events is not None:
+            self.take_events()
         if not self._tracked:
             return
+        now = self.threads.clock()
+        reconciling = self.events_reconcile(now)
+        if reconciling:
+            if now - self._reconciled_at < self.poll_interval_s:
+                return
+            self._reconciled_at = now
         running: list[str] = []
         to_describe: list[str] = []
         for job_id, watched in self._tracked.items():
+            if reconciling and now - watched.heard < self.quiet_s and job_id not in self._unconfirmed:
+                continue
             (running if watched.status == "RUNNING" else to_describe).append(job_id)
         if len(running) > LIST_RUNNING_THRESHOLD:
             listed = self._list_running({self._tracked[j].job_queue for j in running})
@@ -160,6 +256,10 @@ class Poller:
                 to_describe.extend(running)
             else:
                 to_describe.extend(j for j in running if j not in listed)
+                if self.events is not None:
+                    for job_id in running:
+                        if job_id in listed:
+                            self._tracked[job_id].heard = now
         else:
             to_describe.extend(running)
         for i in range(0, len(to_describe), DESCRIBE_MAX_IDS):
@@ -176,11 +276,58 @@ class Poller:
                 if adopted is not None and adopted.job_queue is None and detail.job_queue:
                     # Adopted jobs arrive without a queue; learning it lets ListJobs cover them.
                     adopted.job_queue = self._queue_names.setdefault(detail.job_queue, detail.job_queue)
+            if self.events is not None:
+                details, behind = self._against_events(details)
+                if behind:
+                    # Known further along from an event: not missing, and nothing to report.
+                    chunk = [j for j in chunk if j not in behind]
             if self._unconfirmed:
                 details, handed_over = self._hand_over_unconfirmed(chunk, details)
                 # Neither reported here nor missing: the executor has them now.
                 chunk = [j for j in chunk if j not in handed_over]
             self._publish(chunk, [d.view() for d in details])
+
+    def _against_events(self, details: list[JobDetail]) -> tuple[list[JobDetail], set[str]]:
+        """With status events: ``details`` less those older than a change already taken; each job's
+        order and news time updated, and the changes no event had brought counted as misses; and the
+        ids of those left out."""
+        now = self.threads.clock()
+        wall_ms = time.time() * 1000
+        kept: list[JobDetail] = []
+        behind: set[str] = set()
+        missed = 0
+        for detail in details:
+            watched = self._tracked.get(detail.job_id)
+            if watched is None:
+                kept.append(detail)
+                continue
+            order = order_of(detail.raw, detail.status)
+            if order < watched.order:
+                behind.add(detail.job_id)  # an event moved the job further (DescribeJobs may lag a little)
+                continue
+            if (
+                order > watched.order
+                and detail.status in _MISSABLE
+                and detail.job_id not in self._unconfirmed
+            ):
+                changed_at = detail.stopped_at if detail.status in ENDED else detail.started_at
+                tracked_at_ms = wall_ms - (now - watched.since) * 1000
+                # Lost: it happened while we tracked the job, long enough ago for its event to be here.
+                if changed_at and tracked_at_ms < changed_at < wall_ms - self.miss_after_s * 1000:
+                    missed += 1
+            watched.order, watched.heard = order, now
+            kept.append(detail)
+        if missed:
+            if self.events_reconcile(now):
+                log.warning(
+                    "Status events: polling found %d job change(s) no event brought; polling every "
+                    "tracked job for %.0f s",
+                    missed,
+                    self.missed_hold_s,
+                )
+            self.events_missed += missed
+            self._missed_at = now
+        return kept, behind
 
     def _list_running(self, queues: set[str | None]) -> set[str] | None:
         listed: set[str] = set()

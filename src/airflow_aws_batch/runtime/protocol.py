@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from airflow_aws_batch.aws.batch import BatchApi
+from airflow_aws_batch.aws.events import StateChange
 from airflow_aws_batch.aws.ratelimit import TokenBucket
 from airflow_aws_batch.core.arrays import SubmitArray
 from airflow_aws_batch.core.messages import Submit, Terminate, TerminateLookup, Track, Untrack
@@ -52,6 +53,8 @@ class Threads:
             queue.SimpleQueue()
         )
         self.poll_inbox: queue.SimpleQueue[Track | Untrack] = queue.SimpleQueue()
+        #: Job state changes from status events, for the poller (``status_events``).
+        self.event_inbox: queue.SimpleQueue[list[StateChange]] = queue.SimpleQueue()
         self.intake_q: queue.SimpleQueue[tuple[list[tuple[Any, int, Any]], Build] | None] = (
             queue.SimpleQueue()
         )
@@ -65,10 +68,13 @@ class Threads:
         self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------ lifecycle
-    def spawn(self, target: Callable[[], None], name: str) -> None:
+    def spawn(self, target: Callable[[], None], name: str, *, joined: bool = True) -> None:
+        """Start ``target`` on a thread; :meth:`stop` waits for it unless ``joined`` is False (a thread
+        that may sit in a 20 s long poll and holds nothing to finish)."""
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
-        self._threads.append(thread)
+        if joined:
+            self._threads.append(thread)
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stopping.set()
