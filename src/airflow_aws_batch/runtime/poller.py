@@ -165,7 +165,8 @@ class Poller:
                     watched.ti_id, watched.try_number = cmd.ti_id, cmd.try_number
                 if cmd.unconfirmed:
                     self._unconfirmed.add(cmd.job_id)
-                if self._early and (early := self._early.pop(cmd.job_id, None)) is not None:
+                early = self._early.pop(cmd.job_id, None) if self._early else None
+                if early is not None and now - early[0] <= EARLY_KEEP_S:
                     self.threads.event_inbox.put([early[1]])
             else:
                 self._tracked.pop(cmd.job_id, None)
