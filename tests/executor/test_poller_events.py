@@ -78,7 +78,7 @@ def with_events(jobs: dict[str, str], *, live: bool = True) -> tuple[Runtime, Ti
     )
     assert runtime.events is not None
     if live:
-        runtime.events.live.set()
+        runtime.events.delivering()
     for job_id in jobs:
         runtime.track(Track(job_id, "q"))
     runtime.poller.take_in()  # tracked now
@@ -152,6 +152,7 @@ def test_a_lost_end_found_by_reconciling_turns_full_polling_on_for_a_while() -> 
     fake.jobs.update(a="SUCCEEDED", b="SUCCEEDED")
     now_ms = int(time.time() * 1000)
     fake.changed_ms.update(a=now_ms - 20_000, b=now_ms - 1_000)
+    runtime.events.live_since_ms = now_ms - 60_000  # type: ignore[union-attr]  # delivering for a minute
     clock.now += runtime.poller.quiet_s + 1
     runtime.poll_once()
     assert sorted(statuses(runtime)) == [("a", "SUCCEEDED"), ("b", "SUCCEEDED")]

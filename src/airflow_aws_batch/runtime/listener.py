@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from airflow_aws_batch.aws.batch import BatchApiError
 from airflow_aws_batch.aws.events import EventError, StateChange, parse_event
-from airflow_aws_batch.aws.sqs import EventQueue
+from airflow_aws_batch.aws.sqs import MAX_WAIT_S, EventQueue
 from airflow_aws_batch.runtime.protocol import Threads
 
 log = logging.getLogger(__name__)
@@ -27,9 +28,17 @@ class StatusEvents:
     def __init__(self, queue: EventQueue) -> None:
         self.queue = queue
         self.live = threading.Event()
+        #: When a receive first succeeded (epoch ms; None before): changes before it had no reader.
+        self.live_since_ms: float | None = None
         #: Messages taken, and those that were no job state change we could read (for tests and logs).
         self.received = 0
         self.unreadable = 0
+
+    def delivering(self) -> None:
+        """A receive succeeded."""
+        if self.live_since_ms is None:
+            self.live_since_ms = time.time() * 1000
+        self.live.set()
 
 
 class EventListener:
@@ -48,7 +57,9 @@ class EventListener:
         failed = False
         while not threads.stopping.is_set():
             try:
-                messages = events.queue.receive()
+                # Until a receive has succeeded, ask without waiting: whether the queue can be read
+                # is known at once, not after a 20 s wait on an empty queue.
+                messages = events.queue.receive(MAX_WAIT_S if events.live.is_set() else 0)
             except Exception as exc:
                 self._lost(exc, first=not failed)
                 failed = True
@@ -62,7 +73,7 @@ class EventListener:
                     events.queue.name,
                     " again" if failed else "",
                 )
-                events.live.set()
+                events.delivering()
             failed, delay = False, self.retry_s[0]
             if not messages:
                 continue

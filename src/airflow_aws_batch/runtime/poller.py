@@ -278,7 +278,7 @@ class Poller:
                     # Adopted jobs arrive without a queue; learning it lets ListJobs cover them.
                     adopted.job_queue = self._queue_names.setdefault(detail.job_queue, detail.job_queue)
             if self.events is not None:
-                details, behind = self._against_events(details)
+                details, behind = self._against_events(details, self.events)
                 if behind:
                     # Known further along from an event: not missing, and nothing to report.
                     chunk = [j for j in chunk if j not in behind]
@@ -288,7 +288,9 @@ class Poller:
                 chunk = [j for j in chunk if j not in handed_over]
             self._publish(chunk, [d.view() for d in details])
 
-    def _against_events(self, details: list[JobDetail]) -> tuple[list[JobDetail], set[str]]:
+    def _against_events(
+        self, details: list[JobDetail], events: StatusEvents
+    ) -> tuple[list[JobDetail], set[str]]:
         """With status events: ``details`` less those older than a change already taken; each job's
         order and news time updated, and the changes no event had brought counted as misses; and the
         ids of those left out."""
@@ -312,9 +314,14 @@ class Poller:
                 and detail.job_id not in self._unconfirmed
             ):
                 changed_at = detail.stopped_at if detail.status in ENDED else detail.started_at
-                tracked_at_ms = wall_ms - (now - watched.since) * 1000
-                # Lost: it happened while we tracked the job, long enough ago for its event to be here.
-                if changed_at and tracked_at_ms < changed_at < wall_ms - self.miss_after_s * 1000:
+                # Its event had a reader: it came after events did, and after the job was tracked
+                # less the time an early event is kept for it.
+                heard_from_ms = max(
+                    wall_ms - (now - watched.since + EARLY_KEEP_S) * 1000,
+                    events.live_since_ms or wall_ms,
+                )
+                # Lost: and it happened long enough ago for its event to be here.
+                if changed_at and heard_from_ms < changed_at < wall_ms - self.miss_after_s * 1000:
                     missed += 1
             watched.order, watched.heard = order, now
             kept.append(detail)
