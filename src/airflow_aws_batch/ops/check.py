@@ -272,6 +272,8 @@ def run_check(args: argparse.Namespace) -> list[CheckLine]:
     for item in items:
         status: Status = "OK" if item.ok else ("FAIL" if item.fatal else "WARN")
         lines.append(CheckLine(status, _label(item.name), item.detail))
+    if config.status_events:
+        lines.extend(_status_events(config, hook, region))
     if not all(item.ok for item in items if item.name == "job_definition") or not any(
         item.name == "job_definition" for item in items
     ):
@@ -287,6 +289,19 @@ def run_check(args: argparse.Namespace) -> list[CheckLine]:
     source = _execution_api_source(definition, definition_env, config.submit_job_kwargs)
     lines.append(execution_api_line(environment.get(EXECUTION_API_ENV), source=source))
     return lines
+
+
+def _status_events(config: Any, hook: Any, region: str) -> list[CheckLine]:
+    from airflow_aws_batch.ops.check_events import status_events_lines
+
+    try:
+        queues = hook.get_client_type(region_name=region).describe_job_queues(jobQueues=[config.job_queue])
+        job_queue_arn = str(queues["jobQueues"][0]["jobQueueArn"])
+    except Exception:
+        job_queue_arn = config.job_queue  # the job queue's own line says what is wrong with it
+    sqs = aws_hook("sqs", config.conn_id, region).get_client_type(region_name=region)
+    events = aws_hook("events", config.conn_id, region).get_client_type(region_name=region)
+    return status_events_lines(config.status_events, sqs, events, job_queue_arn)
 
 
 def _region_and_source(hook: Any, config: Any, connection_region: str | None) -> tuple[str | None, str]:
