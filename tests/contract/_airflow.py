@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from airflow.executors import workloads
@@ -87,6 +87,31 @@ def configure(
 class FastExecutor(AwsBatchExecutor):  # type: ignore[misc]
     backoff = BackoffPolicy(base_s=0.2, max_s=1.0, wait_s=0.1)
     poll_interval_s = 0.2
+
+
+_E = TypeVar("_E", bound=AwsBatchExecutor)
+
+
+@contextlib.contextmanager
+def started_executor(
+    cls: type[_E],
+    localbatch: LocalBatch,
+    monkeypatch: pytest.MonkeyPatch,
+    faults: dict[str, Any],
+    parallelism: int,
+    **options: str,
+) -> Iterator[_E]:
+    """An executor of ``cls`` configured with ``options`` against ``localbatch`` with ``faults``; terminated
+    and faults cleared after."""
+    localbatch.set_faults(faults)
+    configure(monkeypatch, localbatch, **options)
+    executor = cls(parallelism=parallelism)
+    executor.start()
+    try:
+        yield executor
+    finally:
+        executor.terminate()
+        localbatch.set_faults({})
 
 
 @dataclass

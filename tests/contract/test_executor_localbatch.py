@@ -26,7 +26,7 @@ from airflow_aws_batch.workload_rules import launch_command
 from airflow_aws_batch.workloads import open_store
 from devstack import LocalBatchServer
 
-from ._airflow import FastExecutor, Recorder, configure, task_workload
+from ._airflow import FastExecutor, Recorder, configure, started_executor, task_workload
 from ._jobs import job_of, wait_job
 
 pytestmark = pytest.mark.contract
@@ -66,15 +66,17 @@ def started(
     **options: str,
 ) -> Iterator[FastExecutor]:
     """An executor of ``cls`` against ``localbatch`` with ``faults``; terminated and faults cleared after."""
-    localbatch.set_faults(faults)
-    configure(monkeypatch, localbatch, job_queue=QUEUE, job_definition=DEFINITION, **options)
-    executor = cls(parallelism=parallelism)
-    executor.start()
-    try:
+    with started_executor(
+        cls,
+        localbatch,
+        monkeypatch,
+        faults,
+        parallelism,
+        job_queue=QUEUE,
+        job_definition=DEFINITION,
+        **options,
+    ) as executor:
         yield executor
-    finally:
-        executor.terminate()
-        localbatch.set_faults({})
 
 
 def held(name_part: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import pytest
 
 from devstack import LocalBatchServer
 
-from ._airflow import FastExecutor, Recorder, configure, task_workload
+from ._airflow import FastExecutor, Recorder, started_executor, task_workload
 
 pytestmark = pytest.mark.contract
 
@@ -55,19 +55,19 @@ def describes(localbatch: LocalBatchServer) -> int:
     return int(localbatch.stats()["operations"].get("DescribeJobs", {}).get("requests", 0))
 
 
-@contextlib.contextmanager
 def started(
     localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, faults: dict[str, Any], queue: str
-) -> Iterator[FastExecutor]:
-    localbatch.set_faults(faults)
-    configure(monkeypatch, localbatch, job_queue=QUEUE, job_definition=DEFINITION, status_events=queue)
-    executor = FastExecutor(parallelism=64)
-    executor.start()
-    try:
-        yield executor
-    finally:
-        executor.terminate()
-        localbatch.set_faults({})
+) -> contextlib.AbstractContextManager[FastExecutor]:
+    return started_executor(
+        FastExecutor,
+        localbatch,
+        monkeypatch,
+        faults,
+        64,
+        job_queue=QUEUE,
+        job_definition=DEFINITION,
+        status_events=queue,
+    )
 
 
 def run(executor: FastExecutor, names: list[str]) -> Recorder:
