@@ -78,6 +78,8 @@ class EventListener:
             if not messages:
                 continue
             events.received += len(messages)
+            # Parsed between heartbeats, as the other threads work (see Threads.gate).
+            threads.gate.wait()
             changes = self._read([m.body for m in messages])
             if changes:
                 threads.event_inbox.put(changes)
