@@ -140,3 +140,31 @@ def test_duplicated_and_reordered_events_report_each_end_once(
         rec = run(executor, names)
         for key in {k for k, _, _ in rec.events}:
             assert rec.states(key).count("success") == 1, rec.states(key)
+
+
+def test_a_message_that_is_no_event_is_dropped_once_said_without_its_body(
+    localbatch: LocalBatchServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = subscribe(localbatch)
+    secret = "token-that-must-not-be-logged"
+    sqs = localbatch.client("sqs")
+    for body in (f"not json {secret}", json.dumps({"detail-type": "Batch Job State Change", "x": secret})):
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    caplog.set_level(logging.DEBUG, logger="airflow_aws_batch")
+    with started(localbatch, monkeypatch, DONE, url) as executor:
+        runtime = executor.runtime
+        assert runtime is not None and runtime.events is not None
+        runtime.poller.quiet_s = 3600.0
+        run(executor, ["after_garbage"])
+        assert runtime.events.unreadable == 1  # the other is an event of another kind: not ours to read
+        assert (
+            sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])[
+                "Attributes"
+            ]["ApproximateNumberOfMessages"]
+            == "0"
+        )
+    warnings = [
+        r for r in caplog.records if r.levelno == logging.WARNING and "message dropped" in r.getMessage()
+    ]
+    assert len(warnings) == 1
+    assert all(secret not in r.getMessage() for r in caplog.records)

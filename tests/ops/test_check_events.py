@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from airflow_aws_batch.ops.check_events import status_events_lines
+from airflow_aws_batch.ops.check_events import status_events_line
 from devstack import LocalBatchServer
 
 pytestmark = pytest.mark.contract
@@ -71,9 +71,8 @@ def wire(
     return url
 
 
-def lines(localbatch: LocalBatchServer, queue: str, job_queue_arn: str) -> list[tuple[str, str]]:
-    found = status_events_lines(queue, localbatch.client("sqs"), localbatch.client("events"), job_queue_arn)
-    return [(line.status, line.detail) for line in found]
+def line(localbatch: LocalBatchServer, queue: str, job_queue_arn: str) -> tuple[str, str]:
+    return status_events_line(queue, localbatch.client("sqs"), localbatch.client("events"), job_queue_arn)
 
 
 def test_check_says_ok_for_a_queue_wired_as_rendered(
@@ -94,8 +93,8 @@ def test_check_says_ok_for_a_queue_wired_as_rendered(
         status_events=url,
     )
     result = run_airflow(["check"], env)
-    (line,) = [line for line in result.stdout.splitlines() if "status events" in line]
-    assert line.startswith("OK") and "sends it the job state changes of" in line, result.stdout
+    (found,) = [text for text in result.stdout.splitlines() if "status events" in text]
+    assert found.startswith("OK") and "sends it the job state changes of" in found, result.stdout
 
 
 @pytest.mark.parametrize(
@@ -112,12 +111,12 @@ def test_each_way_events_would_not_arrive_is_a_warning_naming_it(
 ) -> None:
     queues = [job_queue_arn.replace(JOB_QUEUE, "someone-elses")] if wiring.pop("other_queue", False) else None
     url = wire(localbatch, queues or [job_queue_arn], **wiring)
-    ((status, detail),) = lines(localbatch, url, job_queue_arn)
+    status, detail = line(localbatch, url, job_queue_arn)
     assert status == "WARN" and says in detail and "poll only" in detail, detail
 
 
 def test_a_queue_that_cannot_be_read_fails_naming_it(
     localbatch: LocalBatchServer, job_queue_arn: str
 ) -> None:
-    ((status, detail),) = lines(localbatch, "no-such-queue", job_queue_arn)
+    status, detail = line(localbatch, "no-such-queue", job_queue_arn)
     assert status == "FAIL" and detail.startswith("no-such-queue: cannot be read"), detail

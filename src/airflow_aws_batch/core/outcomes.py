@@ -8,7 +8,6 @@ docstring of :mod:`core.state` lists. Pure: no I/O; the clock is the core's.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import TYPE_CHECKING
 
 from airflow_aws_batch.core.entries import Phase, expires_before
 from airflow_aws_batch.core.messages import (
@@ -19,9 +18,7 @@ from airflow_aws_batch.core.messages import (
     Terminate,
     Track,
 )
-
-if TYPE_CHECKING:
-    from airflow_aws_batch.core.state import Core
+from airflow_aws_batch.core.table import Rules
 
 # Lookups of an ambiguous submit accept jobs created this long before the call was sent, to absorb
 # clock skew between this host and Batch.
@@ -29,7 +26,7 @@ LOOKUP_SLACK_MS = 60_000
 
 
 def submit_result(
-    core: Core,
+    core: Rules,
     key: Hashable,
     outcome: SubmitOutcome,
     *,

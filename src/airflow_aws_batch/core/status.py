@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Hashable
-from typing import TYPE_CHECKING
 
 from airflow_aws_batch.core.entries import Entry, Phase, expires_before
 from airflow_aws_batch.core.messages import (
@@ -26,12 +25,10 @@ from airflow_aws_batch.core.messages import (
     Track,
     Untrack,
 )
-
-if TYPE_CHECKING:
-    from airflow_aws_batch.core.state import Core
+from airflow_aws_batch.core.table import Rules
 
 
-def job_seen(core: Core, view: JobView) -> list[Report]:
+def job_seen(core: Rules, view: JobView) -> list[Report]:
     """:meth:`Core.job_seen`: what Batch says of a watched job now."""
     table = core.table
     entry = table.by_job.get(view.job_id)
@@ -112,7 +109,7 @@ def job_seen(core: Core, view: JobView) -> list[Report]:
     return retry_after_failure(core, entry, reason, view.job_id, "aws_batch_job_failed_before_start")
 
 
-def start_checked(core: Core, key: Hashable, seen: bool | None, winner: str | None = None) -> list[Report]:
+def start_checked(core: Rules, key: Hashable, seen: bool | None, winner: str | None = None) -> list[Report]:
     """:meth:`Core.start_checked`: the answer to ``key``'s :class:`CheckStarted`."""
     table = core.table
     entry = table.entries.get(key)
@@ -157,7 +154,7 @@ def start_checked(core: Core, key: Hashable, seen: bool | None, winner: str | No
 
 
 def retry_after_failure(
-    core: Core, entry: Entry, reason: str, job_id: str | None, event: str
+    core: Rules, entry: Entry, reason: str, job_id: str | None, event: str
 ) -> list[Report]:
     """The job failed and its task never started: resubmit after backoff, or fail when out of attempts."""
     table = core.table
@@ -183,7 +180,7 @@ def retry_after_failure(
     ]
 
 
-def job_missing(core: Core, job_id: str) -> list[Report]:
+def job_missing(core: Rules, job_id: str) -> list[Report]:
     """:meth:`Core.job_missing`: DescribeJobs no longer knows the job."""
     table = core.table
     entry = table.by_job.get(job_id)
@@ -194,7 +191,7 @@ def job_missing(core: Core, job_id: str) -> list[Report]:
     return table.fail(entry, f"Batch job {job_id} is unknown to DescribeJobs")
 
 
-def give_up(core: Core, job_id: str, reason: str) -> list[Report]:
+def give_up(core: Rules, job_id: str, reason: str) -> list[Report]:
     """:meth:`Core.give_up`: the tracked job ``job_id`` can never start."""
     table = core.table
     entry = table.by_job.get(job_id)

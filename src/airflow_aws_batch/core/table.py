@@ -11,11 +11,20 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Protocol
 
 from airflow_aws_batch.core.entries import Entry, Packer, Phase
-from airflow_aws_batch.core.messages import Command, Fail, Report, TaskEvent, TerminateLookup, Untrack
+from airflow_aws_batch.core.messages import (
+    BackoffPolicy,
+    Command,
+    Fail,
+    Report,
+    TaskEvent,
+    TerminateLookup,
+    Untrack,
+)
 
 
 @dataclass
@@ -179,3 +188,13 @@ class EntryTable:
             TaskEvent(entry.key, "aws_batch_task_failed", reason),
             Fail(entry.key, reason, job_id=job_id, log_path=entry.log_path if job_id else None),
         ]
+
+
+class Rules(Protocol):
+    """What the transitions of :mod:`core.outcomes` and :mod:`core.status` take from the core: its
+    table, its attempts and backoff, and its clock (:class:`~core.state.Core` is one)."""
+
+    table: EntryTable
+    max_attempts: int
+    backoff: BackoffPolicy
+    clock: Callable[[], float]

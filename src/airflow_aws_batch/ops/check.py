@@ -292,7 +292,7 @@ def run_check(args: argparse.Namespace) -> list[CheckLine]:
 
 
 def _status_events(config: Any, hook: Any, region: str) -> list[CheckLine]:
-    from airflow_aws_batch.ops.check_events import status_events_lines
+    from airflow_aws_batch.ops.check_events import status_events_line
 
     try:
         queues = hook.get_client_type(region_name=region).describe_job_queues(jobQueues=[config.job_queue])
@@ -301,7 +301,8 @@ def _status_events(config: Any, hook: Any, region: str) -> list[CheckLine]:
         job_queue_arn = config.job_queue  # the job queue's own line says what is wrong with it
     sqs = aws_hook("sqs", config.conn_id, region).get_client_type(region_name=region)
     events = aws_hook("events", config.conn_id, region).get_client_type(region_name=region)
-    return status_events_lines(config.status_events, sqs, events, job_queue_arn)
+    status, detail = status_events_line(config.status_events, sqs, events, job_queue_arn)
+    return [CheckLine(status, "status events", detail)]
 
 
 def _region_and_source(hook: Any, config: Any, connection_region: str | None) -> tuple[str | None, str]:

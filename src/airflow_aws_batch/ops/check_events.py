@@ -6,14 +6,12 @@ policy lets write (``aws:SourceArn``), and reads each rule's pattern, state and 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 from airflow_aws_batch.aws.sqs import queue_url_of
 
-if TYPE_CHECKING:
-    from airflow_aws_batch.ops.check import CheckLine
-
-ITEM = "status events"
+#: ``(status, detail)`` of ``check``'s "status events" line (check.py makes it a CheckLine).
+Line = tuple[Literal["OK", "WARN", "FAIL"], str]
 
 
 def rules_allowed(policy_text: str) -> list[str]:
@@ -58,27 +56,22 @@ def _matches(pattern_text: str, job_queue_arn: str) -> str | None:
     return None
 
 
-def status_events_lines(queue: str, sqs: Any, events: Any, job_queue_arn: str) -> list[CheckLine]:
-    from airflow_aws_batch.ops.check import CheckLine
-
+def status_events_line(queue: str, sqs: Any, events: Any, job_queue_arn: str) -> Line:
     try:
         url = queue_url_of(queue) or sqs.get_queue_url(QueueName=queue)["QueueUrl"]
         attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     except Exception as err:
-        return [CheckLine("FAIL", ITEM, f"{queue}: cannot be read ({err}); the executor would poll only")]
+        return "FAIL", f"{queue}: cannot be read ({err}); the executor would poll only"
     queue_arn = attributes.get("QueueArn", "")
     waiting = attributes.get("ApproximateNumberOfMessages", "?")
     rules = rules_allowed(attributes.get("Policy", ""))
     if not rules:
-        return [
-            CheckLine(
-                "WARN",
-                ITEM,
-                f"{queue}: readable, but its policy lets no EventBridge rule send to it "
-                "(events.amazonaws.com "
-                "with aws:SourceArn): no event will arrive; the executor would poll only",
-            )
-        ]
+        return (
+            "WARN",
+            f"{queue}: readable, but its policy lets no EventBridge rule send to it "
+            "(events.amazonaws.com "
+            "with aws:SourceArn): no event will arrive; the executor would poll only",
+        )
     problems: list[str] = []
     for rule_arn in rules:
         # arn:aws:events:REGION:ACCOUNT:rule/[BUS/]NAME
@@ -97,20 +90,14 @@ def status_events_lines(queue: str, sqs: Any, events: Any, job_queue_arn: str) -
         elif why is None and not any(t.get("Arn") == queue_arn for t in targets):
             why = "it does not target this queue"
         if why is None:
-            return [
-                CheckLine(
-                    "OK",
-                    ITEM,
-                    f"{queue}: readable; rule {name} sends it the job state changes of {job_queue_arn}; "
-                    f"{waiting} message(s) waiting",
-                )
-            ]
+            return (
+                "OK",
+                f"{queue}: readable; rule {name} sends it the job state changes of {job_queue_arn}; "
+                f"{waiting} message(s) waiting",
+            )
         problems.append(f"rule {name}: {why}")
-    return [
-        CheckLine(
-            "WARN",
-            ITEM,
-            f"{queue}: readable, but no rule sends it the job state changes of {job_queue_arn} "
-            f"({'; '.join(problems)}); the executor would poll only",
-        )
-    ]
+    return (
+        "WARN",
+        f"{queue}: readable, but no rule sends it the job state changes of {job_queue_arn} "
+        f"({'; '.join(problems)}); the executor would poll only",
+    )

@@ -53,7 +53,7 @@ def intake_loop(threads: Threads) -> None:
             if threads.stopping.is_set():
                 return
             try:
-                result = build(key, seq, workload)
+                result: Accepted = build(key, seq, workload)
             except Exception as exc:  # the task is failed, not left queued forever
                 log.exception("Unexpected error taking in %s", key)
                 result = Accepted(key, seq, error=f"unexpected error: {exc}", event="aws_batch_submit_failed")

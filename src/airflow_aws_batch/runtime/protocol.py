@@ -21,7 +21,11 @@ from airflow_aws_batch.core.messages import Submit, Terminate, TerminateLookup, 
 
 if TYPE_CHECKING:
     from airflow_aws_batch.runtime import Result
-    from airflow_aws_batch.runtime.intake import Build
+
+
+#: A burst of ``(key, seq, workload)`` and the builder of each one's request (intake.py's ``Build``,
+#: named there: the intake room depends on this one, not the other way round).
+Burst = tuple[list[tuple[Any, int, Any]], Callable[[Any, int, Any], Any]]
 
 
 class Threads:
@@ -55,9 +59,11 @@ class Threads:
         self.poll_inbox: queue.SimpleQueue[Track | Untrack] = queue.SimpleQueue()
         #: Job state changes from status events, for the poller (``status_events``).
         self.event_inbox: queue.SimpleQueue[list[StateChange]] = queue.SimpleQueue()
-        self.intake_q: queue.SimpleQueue[tuple[list[tuple[Any, int, Any]], Build] | None] = (
-            queue.SimpleQueue()
-        )
+        #: Bursts of ``(key, seq, workload)`` and the builder of each one's request (intake.py's
+        #: ``Build``, named there: the intake room depends on this one, not the other way).
+        self.intake_q: queue.SimpleQueue[
+            tuple[list[tuple[Any, int, Any]], Callable[[Any, int, Any], Any]] | None
+        ] = queue.SimpleQueue()
         self.stopping = threading.Event()
         #: Cleared while the scheduler heartbeats (:meth:`hold`): the intake thread waits between two
         #: builds, submit threads before their next SubmitJob and the poller before its next call,
