@@ -164,7 +164,7 @@ def test_a_message_that_is_no_event_is_dropped_once_said_without_its_body(
             == "0"
         )
     warnings = [
-        r for r in caplog.records if r.levelno == logging.WARNING and "message dropped" in r.getMessage()
+        r for r in caplog.records if r.levelno == logging.WARNING and "message was dropped" in r.getMessage()
     ]
     assert len(warnings) == 1
     assert all(secret not in r.getMessage() for r in caplog.records)
