@@ -205,3 +205,26 @@ def test_events_of_jobs_adopted_unconfirmed_wait_for_their_verified_description(
     while not runtime.results.empty():
         results.append(runtime.results.get())
     assert [type(r).__name__ for r in results] == ["AdoptedSeen"]
+
+
+def test_one_listing_reconciles_every_running_job_it_shows_not_only_those_due() -> None:
+    # 3,000 running jobs whose RUNNING events came 300 a second, as a large fill starts them.
+    # Reconciling lists the RUNNING jobs (3 pages) when more than 200 of them are due; if only those
+    # counted as heard, each second's cohort would come due on its own and cost a whole listing (30
+    # pages a minute here; at 20,000 jobs, 400 a minute: the whole status budget).
+    jobs = {f"j{i:04d}": "RUNNING" for i in range(3000)}
+    runtime, fake, clock = with_events(jobs)
+    ids = sorted(jobs)
+    for second in range(10):
+        hand_over(runtime, *(event(j, "RUNNING") for j in ids[second * 300 : (second + 1) * 300]))
+        runtime.poll_once()
+        clock.now += 1
+    drain(runtime)
+    assert sum(fake.calls.values()) == 0
+    for _ in range(170):  # 50 s before the first cohort is due, then two minutes
+        runtime.poll_once()
+        clock.now += 1
+    assert statuses(runtime) == []
+    # The first cohort due lists them all; then once every quiet_s (60 s) for all of them together.
+    assert fake.calls == {"ListJobs": 3 * 2}
+    assert runtime.poller.events_missed == 0

@@ -258,9 +258,13 @@ class Poller:
             else:
                 to_describe.extend(j for j in running if j not in listed)
                 if self.events is not None:
-                    for job_id in running:
-                        if job_id in listed:
-                            self._tracked[job_id].heard = now
+                    # Every job the listing shows still RUNNING has news, not only those due: jobs
+                    # that started over a while (a large fill) would otherwise come due a cohort at a
+                    # time, each costing a whole listing, instead of together once every quiet_s.
+                    for job_id in listed:
+                        watched = self._tracked.get(job_id)
+                        if watched is not None and watched.status == "RUNNING":
+                            watched.heard = now
         else:
             to_describe.extend(running)
         for i in range(0, len(to_describe), DESCRIBE_MAX_IDS):
