@@ -262,9 +262,9 @@ class Poller:
                     # that started over a while (a large fill) would otherwise come due a cohort at a
                     # time, each costing a whole listing, instead of together once every quiet_s.
                     for job_id in listed:
-                        watched = self._tracked.get(job_id)
-                        if watched is not None and watched.status == "RUNNING":
-                            watched.heard = now
+                        shown = self._tracked.get(job_id)
+                        if shown is not None and shown.status == "RUNNING":
+                            shown.heard = now
         else:
             to_describe.extend(running)
         for i in range(0, len(to_describe), DESCRIBE_MAX_IDS):
