@@ -280,7 +280,7 @@ def steady(params: dict[str, Any]) -> dict[str, Any]:
     tracked = driver.loop_until(lambda: len(driver.tracker.job_id) >= n, params["setup_timeout_s"])
     # Let every job reach RUNNING in localbatch and the executor see it before measuring.
     driver.interval_s = LOOP_INTERVAL_S
-    driver.loop_until(lambda: False, params["settle_s"])
+    driver.loop_until(lambda: False, params.get("settle_before_window_s", params["settle_s"]))
     return {"tasks": n, "tracked": tracked, "keys": len(keys), **_measure_steady(executor, driver, params)}
 
 
@@ -460,7 +460,7 @@ def scale(params: dict[str, Any]) -> dict[str, Any]:
     # From here on every event counts: the window needs each task's end and when it was reported.
     tracker.light = False
     driver.interval_s = LOOP_INTERVAL_S
-    driver.loop_until(lambda: False, params["settle_s"])
+    driver.loop_until(lambda: False, params.get("settle_before_window_s", params["settle_s"]))
     return {
         "tasks": n,
         "tracked": len(tracker.job_id) >= n,

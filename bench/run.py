@@ -154,6 +154,10 @@ def driver_params(
             "finish_per_s": sizes.steady_finish_per_s,
             "grace_s": scenarios.EVENTS_GRACE_S if name in scenarios.EVENTS_SCENARIOS else 30,
             "status_events": name in scenarios.EVENTS_SCENARIOS,
+            # The last settle, right before the window.
+            "settle_before_window_s": (
+                scenarios.LOSSY_SETTLE_S if name == "scale-events-lossy" else sizes.steady_settle_s
+            ),
         }
 
     lossy = scenarios.lossy_events_faults
@@ -389,6 +393,7 @@ def run_executor(
             + v.get("setup_timeout_s", 0)
             + v.get("window_s", 0)
             + v.get("grace_s", 0)
+            + v.get("settle_before_window_s", 0)
             + 90
             for v in params["scenarios"].values()
         )

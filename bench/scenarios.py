@@ -108,6 +108,15 @@ STATUS_EVENTS_QUEUE = "<the scenario's SQS queue URL>"
 EVENTS_GRACE_S = 90
 
 
+#: scale-events-lossy: how long the executor runs, once every job is tracked, before the window
+#: begins. It needs the poller's quiet_s (60 s) after a job's last news, plus its miss_after_s (15 s)
+#: and a cycle, to find the fill's lost events by reconciling and notice that events are being lost.
+#: The window then measures a lossy delivery's steady state at either size (at a tenth of the sizes
+#: the fill is over so soon that a settle like the others' put the window inside that first minute,
+#: where a lost end waits for reconciling: p95 25 s in one quick run, against 0.5 s without drops).
+LOSSY_SETTLE_S = 90
+
+
 def lossy_events_faults(faults: dict[str, Any]) -> dict[str, Any]:
     """``faults`` with LOSSY_DROP_RATE of the job state change events dropped."""
     return {**faults, "events": {"drop_rate": LOSSY_DROP_RATE}}

@@ -33,6 +33,9 @@ def test_events_scenarios_are_steady_and_scale_with_their_own_queue() -> None:
         # Long enough for a lost end to be reconciled (quiet_s 60 s) and measured.
         assert params["grace_s"] == scenarios.EVENTS_GRACE_S > 60
     lossy = ours["scale-events-lossy"]
+    # Long enough for the executor to reconcile every job once and notice the loss (quiet_s 60 s).
+    assert lossy["settle_before_window_s"] == scenarios.LOSSY_SETTLE_S > 60 + 15
+    assert ours["scale-events"]["settle_before_window_s"] == ours["scale"]["settle_s"]
     for faults in (lossy["faults"], lossy["measure_faults"]):
         assert faults["events"] == {"drop_rate": 0.10}
     assert "events" not in ours["scale-events"]["measure_faults"]
