@@ -2,7 +2,7 @@
 
 Run as ``python -m bench.drive PARAMS_JSON OUT_JSON``, one process per executor (the orchestrator does it)
 against that executor's own localbatch, so one executor's threads and memory never affect the other's
-figures. Scenarios run in order memory, burst, burst-array, steady; each builds a fresh executor like
+figures. Scenarios run in the order of ``SCENARIOS``; each builds a fresh executor like
 the scheduler (``executor_cls(parallelism=...)``, ``start()``) on its own job queue, queues real
 ``ExecuteTask`` workloads with ``queue_workload``, then loops ``heartbeat()`` / ``get_event_buffer()`` /
 draining the task event log the way ``SchedulerJobRunner._run_scheduler_loop`` does, with no database
@@ -280,7 +280,7 @@ def steady(params: dict[str, Any]) -> dict[str, Any]:
     tracked = driver.loop_until(lambda: len(driver.tracker.job_id) >= n, params["setup_timeout_s"])
     # Let every job reach RUNNING in localbatch and the executor see it before measuring.
     driver.interval_s = LOOP_INTERVAL_S
-    driver.loop_until(lambda: False, params["settle_s"])
+    driver.loop_until(lambda: False, params.get("settle_before_window_s", params["settle_s"]))
     return {"tasks": n, "tracked": tracked, "keys": len(keys), **_measure_steady(executor, driver, params)}
 
 
@@ -310,6 +310,9 @@ def _measure_steady(executor: Any, driver: Driver, params: dict[str, Any]) -> di
             next_at += 1.0
             stop.wait(max(0.0, next_at - time.monotonic()))
 
+    events = params.get("status_events", False)
+    if events:
+        events_before, poller_before = localbatch.health()["events"], _poller_state(executor)
     driver.heartbeats_s.clear()
     thread = threading.Thread(target=finisher, daemon=True)
     thread.start()
@@ -321,6 +324,9 @@ def _measure_steady(executor: Any, driver: Driver, params: dict[str, Any]) -> di
     # Grace period so jobs ended late in the window are detected too, instead of truncating the tail.
     by_job = {job: key for key, job in driver.tracker.job_id.items()}
     driver.loop_until(lambda: all(by_job.get(j) in driver.tracker.terminal for j in ended), params["grace_s"])
+    if events:
+        # After the grace period: the events of the window's ends, and what the poller made of them.
+        events_after, poller_after = localbatch.health()["events"], _poller_state(executor)
     delays = [
         driver.tracker.terminal[by_job[job]][1] - stopped
         for job, stopped in ended.items()
@@ -328,7 +334,16 @@ def _measure_steady(executor: Any, driver: Driver, params: dict[str, Any]) -> di
     ]
     heartbeats_ms = [s * 1000 for s in driver.heartbeats_s]
     _drain(executor, driver, localbatch, params["job_queue"])
+    figures = {}
+    if events:
+        figures = {
+            "events_before": events_before,
+            "events_after": events_after,
+            "poller_before": poller_before,
+            "poller_after": poller_after,
+        }
     return {
+        **figures,
         "window_s": measured_s,
         "stats_before": before,
         "stats_after": after,
@@ -338,6 +353,17 @@ def _measure_steady(executor: Any, driver: Driver, params: dict[str, Any]) -> di
         "detect_p95_s": percentile(delays, 95),
         "detect_max_s": max(delays) if delays else None,
         "heartbeat_p99_ms": percentile(heartbeats_ms, 99),
+    }
+
+
+def _poller_state(executor: Any) -> dict[str, Any]:
+    """Our poller with status events: how many changes its polling found that no event had brought,
+    and whether it only reconciles now (events arrive and none was found lost lately)."""
+    runtime = executor.runtime
+    return {
+        "events_missed": runtime.poller.events_missed,
+        "reconciling": runtime.poller.events_reconcile(runtime.threads.clock()),
+        "events_live": runtime.events is not None and runtime.events.live.is_set(),
     }
 
 
@@ -434,7 +460,7 @@ def scale(params: dict[str, Any]) -> dict[str, Any]:
     # From here on every event counts: the window needs each task's end and when it was reported.
     tracker.light = False
     driver.interval_s = LOOP_INTERVAL_S
-    driver.loop_until(lambda: False, params["settle_s"])
+    driver.loop_until(lambda: False, params.get("settle_before_window_s", params["settle_s"]))
     return {
         "tasks": n,
         "tracked": len(tracker.job_id) >= n,
@@ -585,7 +611,11 @@ SCENARIOS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "burst": burst,
     "burst-array": burst,
     "steady": steady,
+    # steady and scale with the executor's status_events set (their options and faults say so).
+    "steady-events": steady,
     "scale": scale,
+    "scale-events": scale,
+    "scale-events-lossy": scale,
     "restart": restart,
 }
 

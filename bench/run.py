@@ -93,12 +93,24 @@ def job_summaries(service: LocalBatch, queue: str) -> list[dict[str, Any]]:
     return jobs
 
 
-IN_PROCESS = ("memory", "burst", "burst-array", "steady", "scale", "restart")
+IN_PROCESS = (
+    "memory",
+    "burst",
+    "burst-array",
+    "steady",
+    "steady-events",
+    "scale",
+    "scale-events",
+    "scale-events-lossy",
+    "restart",
+)
 QUEUES = {name: f"bench-{name}" for name in IN_PROCESS}
 
 
-def _create_queues(service: LocalBatch) -> None:
-    """One job queue per scenario on the bench compute environment, so no scenario sees another's jobs."""
+def _create_queues(service: LocalBatch) -> dict[str, str]:
+    """One job queue per scenario on the bench compute environment, so no scenario sees another's jobs;
+    for each events scenario, its SQS queue and the EventBridge rule that sends it the job state
+    changes of that job queue only. Returns scenario -> SQS queue URL."""
     client = service.batch
     for queue in QUEUES.values():
         if queue == JOB_QUEUE:
@@ -109,12 +121,46 @@ def _create_queues(service: LocalBatch) -> None:
             priority=1,
             computeEnvironmentOrder=[{"order": 1, "computeEnvironment": COMPUTE_ENVIRONMENT}],
         )
+    return {
+        name: service.subscribe_status_events(f"{QUEUES[name]}-status", QUEUES[name])
+        for name in scenarios.EVENTS_SCENARIOS
+    }
 
 
-def driver_params(executor: str, sizes: scenarios.Sizes, service: LocalBatch) -> dict[str, Any]:
+def driver_params(
+    executor: str, sizes: scenarios.Sizes, service: LocalBatch, events_queues: dict[str, str]
+) -> dict[str, Any]:
     def options(name: str) -> dict[str, Any]:
-        return scenarios.OURS_OPTIONS[name] if executor == "ours" else {}
+        if executor != "ours":
+            return {}
+        return {
+            key: events_queues[name] if value == scenarios.STATUS_EVENTS_QUEUE else value
+            for key, value in scenarios.OURS_OPTIONS[name].items()
+        }
 
+    def window(
+        name: str, tasks: int, faults: dict[str, Any], measure_faults: dict[str, Any]
+    ) -> dict[str, Any]:
+        """steady's and scale's parameters: fill ``tasks`` jobs, then the steady window."""
+        return {
+            "job_queue": QUEUES[name],
+            "faults": faults,
+            "measure_faults": measure_faults,
+            "executor_options": options(name),
+            "tasks": tasks,
+            "setup_timeout_s": 30 + tasks * 0.05,
+            "settle_s": sizes.steady_settle_s,
+            "window_s": sizes.steady_window_s,
+            "finish_per_s": sizes.steady_finish_per_s,
+            "grace_s": scenarios.EVENTS_GRACE_S if name in scenarios.EVENTS_SCENARIOS else 30,
+            "status_events": name in scenarios.EVENTS_SCENARIOS,
+            # The last settle, right before the window.
+            "settle_before_window_s": (
+                scenarios.LOSSY_SETTLE_S if name == "scale-events-lossy" else sizes.steady_settle_s
+            ),
+        }
+
+    lossy = scenarios.lossy_events_faults
     return {
         "executor": executor,
         "endpoint": service.url,
@@ -146,30 +192,30 @@ def driver_params(executor: str, sizes: scenarios.Sizes, service: LocalBatch) ->
                 "mapped": True,
                 "timeout_s": 60 + sizes.burst_array_tasks * 0.3,
             },
-            "steady": {
-                "job_queue": QUEUES["steady"],
-                "faults": scenarios.steady_setup_faults(),
-                "measure_faults": scenarios.steady_measure_faults(),
-                "executor_options": options("steady"),
-                "tasks": sizes.steady_tasks,
-                "setup_timeout_s": 30 + sizes.steady_tasks * 0.05,
-                "settle_s": sizes.steady_settle_s,
-                "window_s": sizes.steady_window_s,
-                "finish_per_s": sizes.steady_finish_per_s,
-                "grace_s": 30,
-            },
-            "scale": {
-                "job_queue": QUEUES["scale"],
-                "faults": scenarios.scale_faults(),
-                "measure_faults": scenarios.steady_measure_faults(),
-                "executor_options": options("scale"),
-                "tasks": sizes.scale_tasks,
-                "setup_timeout_s": 30 + sizes.scale_tasks * 0.05,
-                "settle_s": sizes.steady_settle_s,
-                "window_s": sizes.steady_window_s,
-                "finish_per_s": sizes.steady_finish_per_s,
-                "grace_s": 30,
-            },
+            "steady": window(
+                "steady",
+                sizes.steady_tasks,
+                scenarios.steady_setup_faults(),
+                scenarios.steady_measure_faults(),
+            ),
+            "steady-events": window(
+                "steady-events",
+                sizes.steady_tasks,
+                scenarios.steady_setup_faults(),
+                scenarios.steady_measure_faults(),
+            ),
+            "scale": window(
+                "scale", sizes.scale_tasks, scenarios.scale_faults(), scenarios.steady_measure_faults()
+            ),
+            "scale-events": window(
+                "scale-events", sizes.scale_tasks, scenarios.scale_faults(), scenarios.steady_measure_faults()
+            ),
+            "scale-events-lossy": window(
+                "scale-events-lossy",
+                sizes.scale_tasks,
+                lossy(scenarios.scale_faults()),
+                lossy(scenarios.steady_measure_faults()),
+            ),
             "restart": {
                 "job_queue": QUEUES["restart"],
                 "faults": scenarios.restart_faults(),
@@ -262,6 +308,38 @@ def scale_figures(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: The SQS calls of the events thread (a receive long-polls up to 20 s; deletes go ten at a time).
+SQS_OPERATIONS = ("ReceiveMessage", "DeleteMessage", "DeleteMessageBatch")
+
+
+def events_figures(result: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """``base`` (steady's or scale's figures) plus what status events did in the window."""
+    window = result["window_s"]
+    sqs_calls = sum(
+        delta(result["stats_after"], result["stats_before"], op)["requests"] for op in SQS_OPERATIONS
+    )
+    events_before = result["events_before"]
+    events_after = result["events_after"]
+    counted = ("emitted", "delivered", "dropped", "duplicated", "delayed", "reordered")
+    return {
+        **base,
+        # Ends the grace period after the window did not see reported (the p50/p95 leave them out).
+        "ends_unreported": result["jobs_ended"] - result["jobs_detected"],
+        # The events thread's SQS calls per second of the window (not Batch calls: no status budget).
+        "sqs_calls_per_s": sqs_calls / window,
+        # localbatch's job state change events in the window: matched by the rule, delivered to the
+        # queue, dropped (scale-events-lossy), ...
+        **{f"events_{key}": events_after.get(key, 0) - events_before.get(key, 0) for key in counted},
+        # The executor's own account (its poller): changes polling found that no event had brought,
+        # in the window; and whether polling only reconciled (events arriving, none found lost for
+        # missed_hold_s) when the window began and when it ended, rather than polling every job.
+        "poller_found_missed_events": result["poller_after"]["events_missed"]
+        - result["poller_before"]["events_missed"],
+        "poller_reconciling_at_start": result["poller_before"]["reconciling"],
+        "poller_reconciling_at_end": result["poller_after"]["reconciling"],
+    }
+
+
 def restart_figures(result: dict[str, Any]) -> dict[str, Any]:
     def calls(after: str) -> int:
         before = result["stats_before"]
@@ -294,8 +372,10 @@ def memory_figures(result: dict[str, Any]) -> dict[str, Any]:
 def run_executor(
     executor: str, sizes: scenarios.Sizes, selected: list[str], work_dir: Path
 ) -> dict[str, Any]:
-    """Memory, burst, burst-array, steady, scale and restart for one executor, in one driver process
-    against its own localbatch."""
+    """The in-process scenarios of ``selected`` for one executor, in one driver process against its
+    own localbatch (theirs never runs the events scenarios: it has no status events mode)."""
+    if executor != "ours":
+        selected = [name for name in selected if name not in scenarios.EVENTS_SCENARIOS]
     biggest = max(
         sizes.memory_tasks,
         sizes.burst_tasks,
@@ -305,11 +385,16 @@ def run_executor(
         sizes.restart_tasks,
     )
     with localbatch(work_dir, {}, max_vcpus=biggest) as service:
-        _create_queues(service)
-        params = driver_params(executor, sizes, service)
+        events_queues = _create_queues(service)
+        params = driver_params(executor, sizes, service, events_queues)
         params["scenarios"] = {k: v for k, v in params["scenarios"].items() if k in selected}
         budget = 120 + sum(
-            v.get("timeout_s", 0) + v.get("setup_timeout_s", 0) + v.get("window_s", 0) + 90
+            v.get("timeout_s", 0)
+            + v.get("setup_timeout_s", 0)
+            + v.get("window_s", 0)
+            + v.get("grace_s", 0)
+            + v.get("settle_before_window_s", 0)
+            + 90
             for v in params["scenarios"].values()
         )
         results = run_driver(params, work_dir, timeout_s=budget)
@@ -329,6 +414,10 @@ def run_executor(
             figures[name] = steady_figures(result)
         elif name == "scale":
             figures[name] = scale_figures(result)
+        elif name == "steady-events":
+            figures[name] = events_figures(result, steady_figures(result))
+        elif name in ("scale-events", "scale-events-lossy"):
+            figures[name] = events_figures(result, scale_figures(result))
         elif name == "restart":
             figures[name] = restart_figures(result)
         else:
@@ -367,6 +456,7 @@ def environment(sizes: scenarios.Sizes, size_name: str) -> dict[str, Any]:
             "latency_ms": scenarios.LATENCY_MS,
             "submit_quota_per_s": scenarios.SUBMIT_QUOTA,
             "seed": scenarios.SEED,
+            "lossy_event_drop_rate": scenarios.LOSSY_DROP_RATE,
         },
         "ours_options": scenarios.OURS_OPTIONS,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -379,14 +469,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench-results.json", type=Path)
     parser.add_argument(
         "--only",
-        default="burst,burst-array,steady,memory,scale,restart,dag",
+        default="burst,burst-array,steady,steady-events,memory,scale,scale-events,scale-events-lossy,"
+        "restart,dag",
         help="comma-separated scenarios to run (the JSON keeps every key, null where not run)",
     )
     parser.add_argument("--work-dir", type=Path, default=None, help="keep logs here (default: a temp dir)")
     parser.add_argument(
         "--executors",
         default="ours,theirs",
-        help="executors of memory/burst/burst-array/steady/scale/restart (comma-separated)",
+        help="executors of the in-process scenarios, all but dag (comma-separated; the events "
+        "scenarios run for ours only)",
     )
     parser.add_argument(
         "--dag-executors",
@@ -396,6 +488,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = scenarios.QUICK if args.quick else scenarios.FULL
     selected = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = [name for name in selected if name not in (*IN_PROCESS, "dag")]
+    if unknown:
+        parser.error(
+            f"--only: unknown scenario(s) {', '.join(unknown)}; known: {', '.join((*IN_PROCESS, 'dag'))}"
+        )
     started = time.monotonic()
     results: dict[str, Any] = {
         "ours": {},
@@ -405,9 +502,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         root = args.work_dir or Path(tmp)
-        in_process = [name for name in IN_PROCESS if name in selected]
-        for executor in args.executors.split(",") if in_process else ():
-            log(f"{executor}: {', '.join(n for n in IN_PROCESS if n in selected)} ...")
+        for executor in args.executors.split(","):
+            names = [n for n in IN_PROCESS if n in selected]
+            if executor != "ours":
+                names = [n for n in names if n not in scenarios.EVENTS_SCENARIOS]
+            if not names:
+                continue
+            log(f"{executor}: {', '.join(names)} ...")
             began = time.monotonic()
             figures = run_executor(executor, sizes, selected, root / executor)
             results[executor].update(figures)

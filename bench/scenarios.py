@@ -94,6 +94,34 @@ def scale_faults() -> dict[str, Any]:
     return steady_setup_faults()
 
 
+#: The scenarios that run with status events (ours only: the Amazon provider's executor has none).
+EVENTS_SCENARIOS = ("steady-events", "scale-events", "scale-events-lossy")
+#: scale-events-lossy: the share of job state change events localbatch drops on their way to the
+#: queue, from the executor's start to the end of the window (a lossy delivery is lossy throughout).
+LOSSY_DROP_RATE = 0.10
+#: In OURS_OPTIONS: replaced by the URL of the scenario's own SQS queue, which the harness creates in
+#: localbatch with an EventBridge rule sending it the job state changes of the scenario's job queue.
+STATUS_EVENTS_QUEUE = "<the scenario's SQS queue URL>"
+#: With status events a lost end is only reported when reconciling polls its job: at most the
+#: poller's quiet_s (60 s) after the job's last news, plus a cycle. The window's grace period covers
+#: that, so that a late report is measured rather than left out.
+EVENTS_GRACE_S = 90
+
+
+#: scale-events-lossy: how long the executor runs, once every job is tracked, before the window
+#: begins. It needs the poller's quiet_s (60 s) after a job's last news, plus its miss_after_s (15 s)
+#: and a cycle, to find the fill's lost events by reconciling and notice that events are being lost.
+#: The window then measures a lossy delivery's steady state at either size (at a tenth of the sizes
+#: the fill is over so soon that a settle like the others' put the window inside that first minute,
+#: where a lost end waits for reconciling: p95 25 s in one quick run, against 0.5 s without drops).
+LOSSY_SETTLE_S = 90
+
+
+def lossy_events_faults(faults: dict[str, Any]) -> dict[str, Any]:
+    """``faults`` with LOSSY_DROP_RATE of the job state change events dropped."""
+    return {**faults, "events": {"drop_rate": LOSSY_DROP_RATE}}
+
+
 def restart_faults() -> dict[str, Any]:
     # Filled like scale; the adoption is measured against the steady window's service (50 ms a call).
     return steady_setup_faults()
@@ -103,6 +131,7 @@ def restart_faults() -> dict[str, Any]:
 # status_calls_per_second 5). The steady and memory scenarios only raise submit_rate to fill localbatch
 # quickly; their figures are taken after submission is over. The Amazon provider's executor has no such
 # options and reads the same [aws_batch_executor] section for the rest. The scale scenario fills like memory.
+# The events scenarios are ours only: theirs has no status events mode.
 OURS_OPTIONS: dict[str, dict[str, Any]] = {
     "burst": {},
     # "{tmp}": a fresh directory per run. Simulated jobs never read their workloads; the executor
@@ -113,4 +142,8 @@ OURS_OPTIONS: dict[str, dict[str, Any]] = {
     "scale": {"submit_rate": 1000},
     "restart": {"submit_rate": 1000},
     "dag": {},
+    # steady and scale again, with the executor taking job state changes from status events.
+    "steady-events": {"submit_rate": 1000, "status_events": STATUS_EVENTS_QUEUE},
+    "scale-events": {"submit_rate": 1000, "status_events": STATUS_EVENTS_QUEUE},
+    "scale-events-lossy": {"submit_rate": 1000, "status_events": STATUS_EVENTS_QUEUE},
 }

@@ -25,6 +25,15 @@ The matrix, every part in every seed's run:
   (past ``task_queued_timeout``); 20 ms latency on every call. Rules add one of each job-level fault
   per localbatch start, so that 100 tasks cannot miss one by chance. The restarted localbatch gets
   the config through ``--faults`` so that it is in force from its first request.
+- Status events (:data:`chaos.settings.EVENT_FAULTS`): the stack creates an SQS queue and an
+  EventBridge rule sending it the job queue's "Batch Job State Change" events in localbatch
+  (``devstack.Stack(status_events=True)``; both survive its restart) and sets the executor's
+  ``status_events`` to it, so job state changes come from events and polling only reconciles. On
+  their way to the queue 5 % of the events are dropped, 10 % delivered twice, 10 % delivered 1-10 s
+  late and 10 % swapped with the next delivery, plus one of each per localbatch start (rules). The
+  request faults above strike the SQS calls too (10 % answer 5xx: the executor then polls every job
+  until a receive succeeds again). With two schedulers (the HA step) both read the one queue, each
+  taking and deleting events of the other's jobs, which reconciling makes up for.
 - Array jobs (:mod:`chaos.settings`): the executor writes workloads to a ``file://`` store in the work
   dir (``workloads/``) and sends mapped instances due together at one try as one array job once
   there are ``array_min_size`` 4 of them (half of ``parallelism``: the first burst forms an array,
@@ -64,7 +73,9 @@ run twice and run concurrently, orphan jobs (counted 60 s after the run ended; q
 it fits in six minutes), scheduler crashes, executor errors (tracebacks naming ``airflow_aws_batch``
 in every ``logs/scheduler*.log``, which every restart appends to), the SIGTERM exit time, jobs per
 outcome, faulted answers and Batch API calls per task (localbatch's stats from the trigger to the end
-of the run, summed over its restart), array jobs and their children; executions whose work a
+of the run, summed over its restart; the status events thread's SQS calls apart), the status events
+(delivered, dropped, duplicated, delayed, reordered, from localbatch's health, summed likewise),
+array jobs and their children; executions whose work a
 scheduler's reset threw away (``Reset the following N orphaned TaskInstances`` in a scheduler log
 names the task instance id the execution recorded: the code ran, Airflow archived the try and runs the
 task again, having never taken what it did; the phases of a try reset while it waited for its next
@@ -79,7 +90,9 @@ deferring task or the sensor runs its code once per phase, one job each: "run tw
 concurrently" count a phase run twice, and an unrecorded job that ran the only execution of its phase
 is accounted for. Targets: 0 for each count, SIGTERM exit <= 30 s, every step performed, at least
 one array job formed (a run in which grouping silently stopped misses) and no child whose workload
-disagrees with its array's tags; ``python -m chaos`` exits 1 when a seed misses one. A run not
+disagrees with its array's tags, and status events in play (delivered, each event fault struck,
+the executor's ReceiveMessage calls: at least 1 each); ``python -m chaos`` exits 1 when a seed
+misses one. A run not
 finished ``run_deadline_s`` after its trigger (1200 s; quick: 420 s) ends there and its unfinished task
 instances count as lost.
 

@@ -46,6 +46,12 @@ Definitions (what each figure counts):
   try that had moved on) or that ran a try another execution also ran stays an orphan.
 - **scheduler crashes**: scheduler process exits that the harness did not cause.
 - **executor errors**: tracebacks in the scheduler logs that mention ``airflow_aws_batch``.
+- **status events**: the job state change events localbatch's rule matched (``emitted``), delivered
+  to the executor's queue, and struck by each event fault (dropped, duplicated, delayed,
+  reordered), summed over its lifetimes, and the executor's ReceiveMessage calls (``received``).
+  Targets: delivered, each fault and received at least 1, so that a run in which the executor
+  silently stopped reading events, or a fault never struck, misses instead of passing untested.
+  Its SQS calls are not Batch API calls: ``api_calls`` counts them apart.
 - **arrays / array children**: array jobs the executor submitted during the run and their children.
   The target is at least one array, so that a run where grouping silently stopped (arrays off, or
   never enough tasks due together) misses instead of passing without testing arrays. **Array
@@ -708,8 +714,24 @@ def failed_by_executor(
 # --- API calls ------------------------------------------------------------------------------------
 
 
+#: The SQS operations the executor's status events thread calls (not Batch API calls).
+SQS_OPERATIONS = frozenset(
+    {
+        "ReceiveMessage",
+        "DeleteMessage",
+        "DeleteMessageBatch",
+        "GetQueueAttributes",
+        "GetQueueUrl",
+        "ChangeMessageVisibility",
+        "ChangeMessageVisibilityBatch",
+    }
+)
+
+
 def api_calls(stats_parts: Iterable[Mapping[str, Any]], tasks: int) -> dict[str, Any]:
-    """Requests per operation summed over localbatch's lifetimes (a restart zeroes its stats)."""
+    """Requests per operation summed over localbatch's lifetimes (a restart zeroes its stats): the
+    Batch (and Logs) API's in ``total``, ``per_task`` and ``by_operation``; the status events
+    thread's SQS calls apart, in ``sqs_by_operation``. Faulted answers count both."""
     totals: Counter[str] = Counter()
     faults: Counter[str] = Counter()
     for part in stats_parts:
@@ -717,13 +739,44 @@ def api_calls(stats_parts: Iterable[Mapping[str, Any]], tasks: int) -> dict[str,
             totals[operation] += int(counts.get("requests", 0))
             for name in ("throttled", "server_errors", "lost_responses"):
                 faults[name] += int(counts.get(name, 0))
-    total = sum(totals.values())
+    batch = {op: n for op, n in sorted(totals.items()) if op not in SQS_OPERATIONS}
+    total = sum(batch.values())
     return {
         "total": total,
         "per_task": round(total / tasks, 2) if tasks else None,
-        "by_operation": dict(sorted(totals.items())),
+        "by_operation": batch,
+        "sqs_by_operation": {op: n for op, n in sorted(totals.items()) if op in SQS_OPERATIONS},
         # Answers localbatch faulted (server_errors include the lost SubmitJob answers).
         "faulted": {name: faults[name] for name in ("throttled", "server_errors", "lost_responses")},
+    }
+
+
+#: localbatch's counts of the job state change events (``GET /_localbatch/health``'s ``events``).
+STATUS_EVENT_COUNTS = (
+    "emitted",
+    "delivered",
+    "dropped",
+    "duplicated",
+    "delayed",
+    "reordered",
+    "undeliverable",
+)
+#: Those that must be above 0 in a run: events reached the queue and each injected event fault struck.
+STATUS_EVENTS_MET = ("delivered", "dropped", "duplicated", "delayed", "reordered")
+
+
+def status_events(parts: Iterable[Mapping[str, Any]], sqs_by_operation: Mapping[str, int]) -> dict[str, int]:
+    """The run's status events, summed over localbatch's lifetimes (a restart zeroes its counts; no
+    job exists before the trigger, so none is counted from the stack's set-up), and ``received``:
+    the ReceiveMessage calls that read them (the executor's events thread: none means it never
+    looked at the queue)."""
+    totals: Counter[str] = Counter()
+    for part in parts:
+        for name in STATUS_EVENT_COUNTS:
+            totals[name] += int(part.get(name, 0))
+    return {
+        **{name: totals[name] for name in STATUS_EVENT_COUNTS},
+        "received": sqs_by_operation.get("ReceiveMessage", 0),
     }
 
 
@@ -755,6 +808,13 @@ def misses(figures: Mapping[str, Any]) -> list[str]:
         found.append(f"array_mismatches = {figures['array_mismatches']} (target 0)")
     if figures.get("not_performed"):
         found.append(f"fault steps not performed: {', '.join(figures['not_performed'])}")
+    events = figures.get("status_events") or {}
+    for name in (*STATUS_EVENTS_MET, "received"):
+        if not events.get(name):
+            found.append(
+                f"status_events.{name} = {events.get(name)} (target >= 1: status events or one of "
+                "their faults were not in play)"
+            )
     return found
 
 
@@ -786,6 +846,7 @@ def figures(raw: Mapping[str, Any], tasks: int) -> tuple[dict[str, Any], dict[st
         "array_mismatches": mismatches,
     }
     result: dict[str, Any] = {name: len(items) for name, items in found.items()}
+    calls = api_calls(raw.get("stats_parts", []), tasks)
     result.update(
         {
             "sigterm_exit_s": raw.get("sigterm_exit_s"),
@@ -796,7 +857,8 @@ def figures(raw: Mapping[str, Any], tasks: int) -> tuple[dict[str, Any], dict[st
             "executions": len(runs),
             "jobs": job_outcomes(jobs),
             "array_children": sum(array["size"] for array in found["arrays"]),
-            "api_calls": api_calls(raw.get("stats_parts", []), tasks),
+            "api_calls": calls,
+            "status_events": status_events(raw.get("status_events_parts", []), calls["sqs_by_operation"]),
         }
     )
     return result, found

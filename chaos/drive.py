@@ -73,6 +73,8 @@ class Harness:
     exits: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     stats_parts: list[dict[str, Any]] = field(default_factory=list)
+    #: localbatch's status event counts (``health()["events"]``) per lifetime, like ``stats_parts``.
+    status_events_parts: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     current: str = "scheduler"
     sigterm_exit_s: float | None = None
@@ -151,6 +153,7 @@ class Harness:
             "exits": self.exits,
             "sigterm_exit_s": self.sigterm_exit_s,
             "stats_parts": self.stats_parts,
+            "status_events_parts": self.status_events_parts,
             "notes": self.notes,
             **self._collect(),
         }
@@ -364,6 +367,7 @@ class Harness:
     def _snapshot_stats(self) -> None:
         try:
             self.stats_parts.append(self.stack.batch.stats())
+            self.status_events_parts.append(self.stack.batch.health()["events"])
         except Exception as error:  # a dead localbatch: its counts are gone, say so
             self.notes.append(f"localbatch stats could not be read: {error!r}")
 

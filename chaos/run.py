@@ -65,6 +65,8 @@ def run_seed(profile: settings.Profile, seed: int, work_dir: Path, db_url: str) 
         job_name="chaos",
         max_vcpus=settings.MAX_VCPUS,
         on_step=lambda message: log(f"seed {seed}: {message}"),
+        # The executor takes job state changes from events; the matrix strikes some of them.
+        status_events=True,
     )
     with stack:
         stack.airflow.wait_for_dags([DAG_ID], timeout=300)
@@ -82,6 +84,7 @@ def run_seed(profile: settings.Profile, seed: int, work_dir: Path, db_url: str) 
         "events",
         "exits",
         "stats_parts",
+        "status_events_parts",
     )
     (work_dir / "raw.json").write_text(json.dumps({k: raw[k] for k in keep}, indent=1, default=str))
     raw["logs_dir"] = str(stack.logs_dir)

@@ -36,6 +36,17 @@ WORKLOADS_DIR = "workloads"
 LAUNCH_MODULE = "airflow_aws_batch.launch"
 #: How long the harness waits for a SIGTERMed scheduler before it SIGKILLs it (the target is 30 s).
 SIGTERM_WAIT_S = 90.0
+#: Status events are on (``status_events``: the stack's SQS queue, filled by an EventBridge rule with
+#: the job queue's state changes), and these shares of their deliveries are struck on the way:
+#: dropped (polling must make up for them), delivered twice, late by 1-10 s (less than the poller's
+#: 15 s before it counts a change as an event lost), swapped with the next one.
+EVENT_FAULTS = {
+    "drop_rate": 0.05,
+    "duplicate_rate": 0.10,
+    "delay_rate": 0.10,
+    "delay_seconds": [1.0, 10.0],
+    "reorder_rate": 0.10,
+}
 
 
 @dataclass(frozen=True)
@@ -137,10 +148,20 @@ def fault_config(seed: int, lost_response_mode: Literal["server_error", "drop"])
         "lost_response_mode": lost_response_mode,
         # Held until revoked: the hold outlasts task_queued_timeout by construction.
         "hold_runnable": {"rate": 0.02},
-        # Each job-level fault at least once per localbatch start, so that a 100-task run cannot
-        # miss one by chance (every job name contains the DAG id).
+        "events": dict(EVENT_FAULTS),
+        # Each job-level fault and each event fault at least once per localbatch start, so that a
+        # 100-task run cannot miss one by chance (every job name contains the DAG id).
         "rules": [
             {"job_name_contains": DAG_ID, "fault": fault, "times": 1}
-            for fault in ("fail_before_start", "host_lost", "lost_response", "hold_runnable")
+            for fault in (
+                "fail_before_start",
+                "host_lost",
+                "lost_response",
+                "hold_runnable",
+                "drop_event",
+                "duplicate_event",
+                "delay_event",
+                "reorder_event",
+            )
         ],
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from chaos.count import SIGTERM_EXIT_LIMIT_S, ZERO_TARGETS
+from chaos.count import SIGTERM_EXIT_LIMIT_S, STATUS_EVENTS_MET, ZERO_TARGETS
 
 LABELS = {
     "lost": "lost task instances",
@@ -49,6 +49,13 @@ def render(seeds: Mapping[str, Mapping[str, Any]]) -> str:
         "0",
         lambda f: _mark(len(f.get("not_performed", [])), not f.get("not_performed")),
     )
+
+    def events_met(f: Mapping[str, Any]) -> str:
+        events = f.get("status_events") or {}
+        shown = " / ".join(str(events.get(name)) for name in (*STATUS_EVENTS_MET, "received"))
+        return _mark(shown, all(events.get(name) for name in (*STATUS_EVENTS_MET, "received")))
+
+    row("status events: delivered/dropped/dup/delayed/reordered/receives", "each >= 1", events_met)
     row("failed, retries exhausted", "-", lambda f: str(f.get("failed_retries_exhausted", "-")))
     row("  reset between phases", "-", lambda f: str(f.get("reset_between_phases", "-")))
     row("  failed by executor, explained", "-", lambda f: str(f.get("failed_by_executor_explained", "-")))
@@ -72,6 +79,19 @@ def render(seeds: Mapping[str, Mapping[str, Any]]) -> str:
             f"  {operation}",
             "-",
             lambda f, op=operation: str(f.get("api_calls", {}).get("by_operation", {}).get(op, 0)),
+        )
+    sqs = sorted({op for f in seeds.values() for op in f.get("api_calls", {}).get("sqs_by_operation", {})})
+    if sqs:
+        row(
+            "SQS calls (status events)",
+            "-",
+            lambda f: str(sum(f.get("api_calls", {}).get("sqs_by_operation", {}).values())),
+        )
+    for operation in sqs:
+        row(
+            f"  {operation}",
+            "-",
+            lambda f, op=operation: str(f.get("api_calls", {}).get("sqs_by_operation", {}).get(op, 0)),
         )
     errors = [(n, f["error"]) for n, f in seeds.items() if f.get("error")]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

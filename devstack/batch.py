@@ -175,6 +175,29 @@ class LocalBatch:
                     break
                 token = page.get("nextForwardToken")
 
+    # --- status events (EventBridge + SQS) ------------------------------------------------------
+
+    def subscribe_status_events(self, name: str, job_queue: str | None = None) -> str:
+        """An SQS queue ``name`` and an EventBridge rule of the same name sending it the "Batch Job
+        State Change" events of ``job_queue`` (default: this object's), as ``airflow aws-batch render
+        --status-events`` makes them; the queue's URL, for the executor's ``status_events``.
+
+        Both persist across a restart of localbatch (its data dir).
+        """
+        sqs, events = self.client("sqs"), self.client("events")
+        url: str = sqs.create_queue(QueueName=name)["QueueUrl"]
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+        queue = job_queue or self.job_queue
+        job_queue_arn = self.batch.describe_job_queues(jobQueues=[queue])["jobQueues"][0]["jobQueueArn"]
+        pattern = {
+            "source": ["aws.batch"],
+            "detail-type": ["Batch Job State Change"],
+            "detail": {"jobQueue": [job_queue_arn]},
+        }
+        events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+        events.put_targets(Rule=name, Targets=[{"Id": "scheduler", "Arn": attributes["QueueArn"]}])
+        return url
+
     # --- admin endpoints (not AWS) --------------------------------------------------------------
 
     def admin(self, method: str, path: str, body: Any = None) -> httpx.Response:
@@ -210,6 +233,12 @@ class LocalBatch:
     def stats(self) -> dict[str, Any]:
         """Request counters per operation: ``{"operations": {"SubmitJob": {"requests": ...}, ...}}``."""
         result: dict[str, Any] = self._admin_ok("GET", "stats")
+        return result
+
+    def health(self) -> dict[str, Any]:
+        """``GET /_localbatch/health``: job counts, and the status events' (``events``: emitted,
+        delivered, dropped, duplicated, delayed, reordered, undeliverable; since this start)."""
+        result: dict[str, Any] = self._admin_ok("GET", "health")
         return result
 
     def submit_requests(self) -> list[str]:

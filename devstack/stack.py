@@ -45,6 +45,8 @@ HEALTH_KEYS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "trig
 JOB_QUEUE = "airflow-jobs"
 JOB_DEFINITION = "airflow-task"
 COMPUTE_ENVIRONMENT = "localbatch-ce"
+#: The SQS queue (and EventBridge rule) of ``Stack(status_events=True)``.
+STATUS_EVENTS_QUEUE = "airflow-status-events"
 
 
 class Stack:
@@ -63,6 +65,9 @@ class Stack:
     ``prepare``: called with the stack after ``airflow db migrate`` (and localbatch's setup), before
     any Airflow component starts: for what they need at start, e.g. ``airflow teams create`` or
     more Batch job queues.
+    ``status_events``: also create, in localbatch, an SQS queue and an EventBridge rule sending it
+    the job queue's "Batch Job State Change" events, and set the executor's ``status_events`` to
+    that queue (its URL: ``status_events_url``; both survive ``restart_localbatch()``).
 
     After ``start()``, for fault injection (``chaos/`` uses all of them):
 
@@ -97,6 +102,7 @@ class Stack:
         startup_timeout: float = 300.0,
         on_step: Callable[[str], None] | None = None,
         prepare: Callable[[Stack], None] | None = None,
+        status_events: bool = False,
     ):
         if executor not in EXECUTOR_CLASSES:
             raise ValueError(f"executor must be one of {sorted(EXECUTOR_CLASSES)}, got {executor!r}")
@@ -116,6 +122,9 @@ class Stack:
         self.startup_timeout = startup_timeout
         self._on_step = on_step or (lambda message: None)
         self._prepare = prepare
+        self.status_events = status_events
+        #: The status events queue's URL once localbatch is set up (``status_events=True`` only).
+        self.status_events_url: str | None = None
 
         self.stack_id = uuid.uuid4().hex[:12]
         self.marker = f"DEVSTACK_ID={self.stack_id}"
@@ -374,6 +383,8 @@ class Stack:
                     "AIRFLOW__AWS_BATCH_EXECUTOR__REGION_NAME": REGION,
                 }
             )
+            if self.status_events_url:
+                env["AIRFLOW__AWS_BATCH_EXECUTOR__STATUS_EVENTS"] = self.status_events_url
         env.update(self.extra_env)
         return env
 
@@ -479,6 +490,8 @@ class Stack:
             env=env,
             api_server_url=self.api_url,
         )
+        if self.status_events:
+            self.status_events_url = self.localbatch.subscribe_status_events(STATUS_EVENTS_QUEUE, JOB_QUEUE)
 
 
 def wait_for_port_free(port: int, timeout: float = 30.0) -> None:

@@ -13,7 +13,8 @@ def _results(calls: int, window_s: float) -> dict[str, Any]:
 
 
 def _status_rows(table: str) -> list[str]:
-    return [line for line in table.splitlines() if "status calls/s" in line]
+    # steady's and scale's rows (the events scenarios' have budgets of their own).
+    return [line for line in table.splitlines() if line.startswith(("| steady: status", "| scale: status"))]
 
 
 def test_a_call_at_each_end_of_the_window_fits_the_budget() -> None:
@@ -38,3 +39,33 @@ def test_a_quick_run_shows_the_targets_without_judging_them() -> None:
     assert "MISSED" not in table and " ok" not in table
     assert all(row.rstrip(" |").endswith("<= 5 (budget)") for row in _status_rows(table))
     assert "targets are judged on the full sizes only" in table
+
+
+def _events_results(**scale_events: Any) -> dict[str, Any]:
+    figures = {"describe_calls_per_s": 0.3, "window_s": 60.0, "detect_p95_s": 0.8, "ends_unreported": 0}
+    return {"ours": {"scale-events": {**figures, **scale_events}}, "theirs": {}}
+
+
+def _row(table: str, label: str) -> str:
+    return next(line for line in table.splitlines() if line.startswith(f"| {label} "))
+
+
+def test_events_rows_are_ours_only_with_a_footnote() -> None:
+    table = render(_events_results())
+    row = _row(table, "scale-events: end -> reported p95 s")
+    assert row.split("|")[3].strip() == "-*"
+    assert "theirs has no status events mode" in table
+    assert "<= 1, all reported ok" in row
+
+
+def test_events_status_calls_are_judged_against_half_a_call_a_second() -> None:
+    # 0.5/s over 60 s: 30 calls, plus one at each end of the window's fencepost.
+    assert "ok" in _row(render(_events_results(describe_calls_per_s=31 / 60)), "scale-events: status calls/s")
+    assert "MISSED" in _row(
+        render(_events_results(describe_calls_per_s=32 / 60)), "scale-events: status calls/s"
+    )
+
+
+def test_an_end_never_reported_misses_the_p95_target() -> None:
+    row = _row(render(_events_results(ends_unreported=1)), "scale-events: end -> reported p95 s")
+    assert "MISSED" in row

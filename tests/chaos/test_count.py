@@ -347,16 +347,47 @@ def test_api_calls_sum_over_localbatch_restarts() -> None:
     before = {
         "operations": {"SubmitJob": {"requests": 120, "throttled": 3}, "DescribeJobs": {"requests": 40}}
     }
-    after = {"operations": {"SubmitJob": {"requests": 80, "server_errors": 9, "lost_responses": 2}}}
+    after = {
+        "operations": {
+            "SubmitJob": {"requests": 80, "server_errors": 9, "lost_responses": 2},
+            "ReceiveMessage": {"requests": 30, "server_errors": 1},
+            "DeleteMessageBatch": {"requests": 20},
+        }
+    }
+    # The status events thread's SQS calls are counted apart from the Batch API's (their faults too).
     assert count.api_calls([before, after], tasks=100) == {
         "total": 240,
         "per_task": 2.4,
         "by_operation": {"DescribeJobs": 40, "SubmitJob": 200},
-        "faulted": {"throttled": 3, "server_errors": 9, "lost_responses": 2},
+        "sqs_by_operation": {"DeleteMessageBatch": 20, "ReceiveMessage": 30},
+        "faulted": {"throttled": 3, "server_errors": 10, "lost_responses": 2},
     }
 
 
-MET: dict[str, Any] = {**dict.fromkeys(count.ZERO_TARGETS, 0), "arrays": 2, "array_children": 9}
+def test_status_events_sum_over_localbatch_restarts() -> None:
+    before = {"emitted": 10, "delivered": 9, "dropped": 1, "duplicated": 2, "delayed": 0, "reordered": 1}
+    after = {"emitted": 5, "delivered": 5, "delayed": 2, "undeliverable": 0}
+    assert count.status_events([before, after], {"ReceiveMessage": 7}) == {
+        "emitted": 15,
+        "delivered": 14,
+        "dropped": 1,
+        "duplicated": 2,
+        "delayed": 2,
+        "reordered": 1,
+        "undeliverable": 0,
+        "received": 7,
+    }
+
+
+EVENTS_MET = {"delivered": 9, "dropped": 1, "duplicated": 1, "delayed": 1, "reordered": 1, "received": 3}
+
+
+MET: dict[str, Any] = {
+    **dict.fromkeys(count.ZERO_TARGETS, 0),
+    "arrays": 2,
+    "array_children": 9,
+    "status_events": EVENTS_MET,
+}
 
 
 @pytest.mark.parametrize(
@@ -382,6 +413,16 @@ MET: dict[str, Any] = {**dict.fromkeys(count.ZERO_TARGETS, 0), "arrays": 2, "arr
             {**MET, "sigterm_exit_s": 3.0, "array_mismatches": 1},
             ["array_mismatches = 1 (target 0)"],
             id="array-child-mismatched",
+        ),
+        pytest.param(
+            {**MET, "sigterm_exit_s": 3.0, "status_events": {**EVENTS_MET, "dropped": 0, "received": 0}},
+            [
+                "status_events.dropped = 0 (target >= 1: status events or one of their faults were not "
+                "in play)",
+                "status_events.received = 0 (target >= 1: status events or one of their faults were not "
+                "in play)",
+            ],
+            id="status-events-not-in-play",
         ),
     ],
 )
@@ -559,6 +600,8 @@ def test_figures_count_arrays_and_their_children_as_jobs() -> None:
         ],
         "arrays": [{"jobId": PARENT, "size": 3, "tries": [workload_try(i) for i in range(3)]}],
         "sigterm_exit_s": 1.0,
+        "stats_parts": [{"operations": {"ReceiveMessage": {"requests": 3}}}],
+        "status_events_parts": [EVENTS_MET],
     }
     figures, evidence = count.figures(raw, 3)
     assert (figures["arrays"], figures["array_children"], figures["array_mismatches"]) == (1, 3, 0)

@@ -100,3 +100,32 @@ def test_aws_client_reaches_the_server_in_the_testing_region(tmp_path: Path) -> 
         client = aws_client("sts", server.url, credentials=server.credentials)
         assert client.meta.region_name == "us-east-1"
         assert client.get_caller_identity()["Account"]
+
+
+def test_status_events_of_one_job_queue_reach_the_subscribed_queue_across_a_restart(tmp_path: Path) -> None:
+    import json
+
+    with LocalBatchServer(tmp_path, args=["--kill-grace-seconds", "1"]) as server:
+        server.setup(job_queue="q", job_definition="d", max_vcpus=2)
+        server.batch.create_job_queue(
+            jobQueueName="other",
+            state="ENABLED",
+            priority=1,
+            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "localbatch-ce"}],
+        )
+        url = server.subscribe_status_events("status", "q")
+        server.restart()  # the queue and the rule are kept in the data dir
+        server.set_faults({"simulate": {"seconds": 0}})
+        ours = server.batch.submit_job(jobName="mine", jobQueue="q", jobDefinition="d")["jobId"]
+        server.batch.submit_job(jobName="theirs", jobQueue="other", jobDefinition="d")
+        sqs = server.client("sqs")
+        seen: list[dict[str, object]] = []
+
+        def succeeded() -> tuple[bool, object]:
+            for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+                seen.append(json.loads(message["Body"])["detail"])
+            return any(d["status"] == "SUCCEEDED" for d in seen), seen
+
+        wait_until("the job's SUCCEEDED event", succeeded, timeout=30)
+        assert {d["jobId"] for d in seen} == {ours}
+        assert server.health()["events"]["delivered"] >= len(seen)

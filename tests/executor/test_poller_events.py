@@ -205,3 +205,100 @@ def test_events_of_jobs_adopted_unconfirmed_wait_for_their_verified_description(
     while not runtime.results.empty():
         results.append(runtime.results.get())
     assert [type(r).__name__ for r in results] == ["AdoptedSeen"]
+
+
+def test_one_listing_reconciles_every_running_job_it_shows_not_only_those_due() -> None:
+    # 3,000 running jobs whose RUNNING events came 300 a second, as a large fill starts them.
+    # Reconciling lists the RUNNING jobs (3 pages) when more than 200 of them are due; if only those
+    # counted as heard, each second's cohort would come due on its own and cost a whole listing (30
+    # pages a minute here; at 20,000 jobs, 400 a minute: the whole status budget).
+    jobs = {f"j{i:04d}": "RUNNING" for i in range(3000)}
+    runtime, fake, clock = with_events(jobs)
+    ids = sorted(jobs)
+    for second in range(10):
+        hand_over(runtime, *(event(j, "RUNNING") for j in ids[second * 300 : (second + 1) * 300]))
+        runtime.poll_once()
+        clock.now += 1
+    drain(runtime)
+    assert sum(fake.calls.values()) == 0
+    for _ in range(170):  # 50 s before the first cohort is due, then two minutes
+        runtime.poll_once()
+        clock.now += 1
+    assert statuses(runtime) == []
+    # The first cohort due lists them all; then once every quiet_s (60 s) for all of them together.
+    assert fake.calls == {"ListJobs": 3 * 2}
+    assert runtime.poller.events_missed == 0
+
+
+def held_after_a_lost_end() -> tuple[Runtime, TimedBatch, Clock]:
+    """Two running jobs, and a third whose end polling found 20 s late: every job is polled now."""
+    runtime, fake, clock = with_events({"a": "RUNNING", "b": "RUNNING", "lost": "RUNNING"})
+    hand_over(runtime, event("a", "RUNNING"), event("b", "RUNNING"), event("lost", "RUNNING"))
+    runtime.poll_once()
+    now_ms = int(time.time() * 1000)
+    runtime.events.live_since_ms = now_ms - 60_000  # type: ignore[union-attr]
+    fake.jobs["lost"] = "SUCCEEDED"
+    fake.changed_ms["lost"] = now_ms - 20_000
+    clock.now += runtime.poller.quiet_s + 1
+    runtime.poll_once()
+    assert statuses(runtime)[-1] == ("lost", "SUCCEEDED")
+    assert runtime.poller.events_missed == 1 and not runtime.poller.events_reconcile(clock.now)
+    return runtime, fake, clock
+
+
+def test_while_events_are_lost_polling_every_job_goes_on_past_the_hold() -> None:
+    runtime, fake, clock = held_after_a_lost_end()
+    poller = runtime.poller
+    # Most of the hold later, full polling finds a's end a second after it happened: its event may
+    # still come, so it is no loss yet.
+    clock.now += poller.missed_hold_s - 10
+    fake.jobs["a"] = "SUCCEEDED"
+    fake.changed_ms["a"] = int(time.time() * 1000) - 1_000
+    runtime.poll_once()
+    assert statuses(runtime) == [("a", "SUCCEEDED")]
+    assert poller.events_missed == 1
+    # No event for it by the time one would have come (miss_after_s after the end): events are still
+    # being lost, and every job is polled for missed_hold_s more.
+    poller.miss_after_s = 0.5
+    clock.now += 1
+    runtime.poll_once()
+    assert poller.events_missed == 2
+    clock.now += 20  # past the first hold
+    assert not poller.events_reconcile(clock.now)
+    clock.now += poller.missed_hold_s
+    assert poller.events_reconcile(clock.now)
+
+
+def test_a_change_polling_found_first_is_no_loss_when_its_event_comes() -> None:
+    runtime, fake, clock = held_after_a_lost_end()
+    poller = runtime.poller
+    fake.jobs["b"] = "SUCCEEDED"
+    fake.changed_ms["b"] = int(time.time() * 1000) - 1_000
+    runtime.poll_once()
+    assert statuses(runtime) == [("b", "SUCCEEDED")]
+    runtime.track(Untrack("b"))  # as the core does once it has the end
+    hand_over(runtime, event("b", "SUCCEEDED"))  # late, for a job no longer tracked
+    poller.miss_after_s = 0.5
+    clock.now += 1
+    runtime.poll_once()
+    assert poller.events_missed == 1
+    clock.now += poller.missed_hold_s
+    assert poller.events_reconcile(clock.now)
+
+
+def test_a_change_found_while_the_queue_cannot_be_read_is_no_loss() -> None:
+    runtime, fake, clock = with_events({"a": "RUNNING"})
+    hand_over(runtime, event("a", "RUNNING"))
+    runtime.poll_once()
+    drain(runtime)
+    runtime.events.live_since_ms = int(time.time() * 1000) - 60_000  # type: ignore[union-attr]
+    runtime.events.live.clear()  # type: ignore[union-attr]  # its events wait in the queue
+    fake.jobs["a"] = "SUCCEEDED"
+    fake.changed_ms["a"] = int(time.time() * 1000) - 1_000
+    runtime.poll_once()
+    assert statuses(runtime) == [("a", "SUCCEEDED")]
+    poller = runtime.poller
+    poller.miss_after_s = 0.5
+    clock.now += 1
+    runtime.poll_once()
+    assert poller.events_missed == 0

@@ -12,8 +12,10 @@ back. Polling then only reconciles: a cycle covers the jobs that had no news (an
 description) for :attr:`Poller.quiet_s`, and those adopted unconfirmed. A lost event therefore
 delays its report by at most ``quiet_s`` plus one cycle over the jobs due. When a cycle finds that a
 job ended or started :attr:`Poller.miss_after_s` before without an event saying so, events are being
-lost: every job is polled as without events for :attr:`Poller.missed_hold_s`. While the queue
-cannot be read, the same.
+lost: every job is polled as without events for :attr:`Poller.missed_hold_s`. A change polling
+finds sooner than that is lost too when its event has not come :attr:`Poller.miss_after_s` after
+it happened: so while polling every job finds changes first, events still being lost keep it
+polling. While the queue cannot be read, the same.
 """
 
 from __future__ import annotations
@@ -128,6 +130,9 @@ class Poller:
         #: When a cycle last found a change no event had brought, and how many it found in all.
         self._missed_at = -float("inf")
         self.events_missed = 0
+        #: Changes polling found before their event could have come: job id -> (order, when it
+        #: happened, epoch ms), until the event comes or is late (then it counts as lost).
+        self._unheralded: dict[str, tuple[int, float]] = {}
         #: When the last reconciling cycle began (events arrive in bursts; each wakes the poller).
         self._reconciled_at = -float("inf")
         self._tracked: dict[str, _Watched] = {}
@@ -200,6 +205,10 @@ class Poller:
             except queue.Empty:
                 break
             for change in changes:
+                if self._unheralded:
+                    found = self._unheralded.get(change.job_id)
+                    if found is not None and change.order >= found[0]:
+                        del self._unheralded[change.job_id]
                 watched = self._tracked.get(change.job_id)
                 if watched is None:
                     self._keep_early(change, now)
@@ -237,6 +246,8 @@ class Poller:
         self.take_in()
         if self.events is not None:
             self.take_events()
+            if self._unheralded:
+                self._count_unheralded(self.events)
         if not self._tracked:
             return
         now = self.threads.clock()
@@ -258,9 +269,13 @@ class Poller:
             else:
                 to_describe.extend(j for j in running if j not in listed)
                 if self.events is not None:
-                    for job_id in running:
-                        if job_id in listed:
-                            self._tracked[job_id].heard = now
+                    # Every job the listing shows still RUNNING has news, not only those due: jobs
+                    # that started over a while (a large fill) would otherwise come due a cohort at a
+                    # time, each costing a whole listing, instead of together once every quiet_s.
+                    for job_id in listed:
+                        shown = self._tracked.get(job_id)
+                        if shown is not None and shown.status == "RUNNING":
+                            shown.heard = now
         else:
             to_describe.extend(running)
         for i in range(0, len(to_describe), DESCRIBE_MAX_IDS):
@@ -320,22 +335,40 @@ class Poller:
                     wall_ms - (now - watched.since + EARLY_KEEP_S) * 1000,
                     events.live_since_ms or wall_ms,
                 )
-                # Lost: and it happened long enough ago for its event to be here.
-                if changed_at and heard_from_ms < changed_at < wall_ms - self.miss_after_s * 1000:
-                    missed += 1
+                if changed_at and heard_from_ms < changed_at:
+                    if changed_at < wall_ms - self.miss_after_s * 1000:
+                        # Lost: and it happened long enough ago for its event to be here.
+                        missed += 1
+                    elif events.live.is_set():
+                        # Its event may still be on its way: lost if it is not here in time.
+                        self._unheralded[detail.job_id] = (order, changed_at)
             watched.order, watched.heard = order, now
             kept.append(detail)
         if missed:
-            if self.events_reconcile(now):
-                log.warning(
-                    "Status events: polling found %d job change(s) no event brought; polling every "
-                    "tracked job for %.0f s",
-                    missed,
-                    self.missed_hold_s,
-                )
-            self.events_missed += missed
-            self._missed_at = now
+            self._missed(missed, now)
         return kept, behind
+
+    def _count_unheralded(self, events: StatusEvents) -> None:
+        """Count as lost the changes polling found whose events are late by now (miss_after_s after
+        the change). Not while the queue cannot be read: their events may be waiting in it."""
+        late_ms = time.time() * 1000 - self.miss_after_s * 1000
+        late = [job_id for job_id, (_, at) in self._unheralded.items() if at < late_ms]
+        for job_id in late:
+            del self._unheralded[job_id]
+        if late and events.live.is_set():
+            self._missed(len(late), self.threads.clock())
+
+    def _missed(self, count: int, now: float) -> None:
+        """``count`` changes no event brought: every job is polled for missed_hold_s from ``now``."""
+        if self.events_reconcile(now):
+            log.warning(
+                "Status events: polling found %d job change(s) no event brought; polling every "
+                "tracked job for %.0f s",
+                count,
+                self.missed_hold_s,
+            )
+        self.events_missed += count
+        self._missed_at = now
 
     def _list_running(self, queues: set[str | None]) -> set[str] | None:
         listed: set[str] = set()
