@@ -880,7 +880,7 @@ Exception ignored in: <function _collection_gced at 0x7ff487917060>
 Traceback (most recent call last):
   File "/x/sqlalchemy/event/registry.py", line 104, in _collection_gced
     def _collection_gced(ref: weakref.ref[Any]) -> None:
-    
+\x20\x20\x20\x20
   File "/x/airflow_aws_batch/exit_signals.py", line 54, in handler
     previous(number, frame)
   File "/x/airflow/jobs/scheduler_job_runner.py", line 520, in _exit_gracefully
