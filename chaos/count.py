@@ -45,7 +45,11 @@ Definitions (what each figure counts):
   running). An unrecorded job that SUCCEEDED without running the code (a container started for a
   try that had moved on) or that ran a try another execution also ran stays an orphan.
 - **scheduler crashes**: scheduler process exits that the harness did not cause.
-- **executor errors**: tracebacks in the scheduler logs that mention ``airflow_aws_batch``.
+- **executor errors**: tracebacks in the scheduler logs that mention ``airflow_aws_batch``, but for
+  one kind counted apart as **exit signals delivered again**: the scheduler's exit on SIGTERM
+  (Airflow's handler raising ``SystemExit`` through the executor's guard that wraps it) raised
+  while a weakref callback ran, which Python drops with an ``Exception ignored in:`` traceback, and
+  which the guard then delivers again (its warning follows in the same log before any restart).
 - **status events**: the job state change events localbatch's rule matched (``emitted``), delivered
   to the executor's queue, and struck by each event fault (dropped, duplicated, delayed,
   reordered), summed over its lifetimes, and the executor's ReceiveMessage calls (``received``).
@@ -550,14 +554,52 @@ def _chained(lines: Sequence[str], i: int) -> bool:
     return following.strip() in _CHAIN or following.startswith(_TRACEBACK)
 
 
+#: Printed by Python before the traceback of an exception it drops (raised in a weakref callback).
+_IGNORED = "Exception ignored in:"
+#: The executor's exit signal guard (``exit_signals``), delivering again a signal whose exit Python
+#: dropped; a component's restart in a devstack log.
+_REDELIVERED = "did not stop the scheduler (Python drops an exception raised while a weakref callback runs)"
+_RESTARTED = "=== devstack: starting"
+
+
+def _exit_redelivered(lines: Sequence[str], line_no: int, text: str) -> bool:
+    """Whether the traceback at ``line_no`` is the scheduler's own exit on a signal (Airflow's
+    handler raising SystemExit, through the executor's guard that wraps it) that Python dropped
+    because it ran inside a weakref callback, and that the guard then delivered again (its warning
+    follows before the process restarted): handled by the executor, not an error of it."""
+    last = text.strip().splitlines()[-1] if text.strip() else ""
+    if not last.startswith("SystemExit") or line_no < 2 or _IGNORED not in lines[line_no - 2]:
+        return False
+    for following in lines[line_no:]:
+        if _REDELIVERED in following:
+            return True
+        if following.startswith(_RESTARTED):
+            return False
+    return False
+
+
+def exit_signals_redelivered(logs: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The exits on a signal that Python dropped and the executor delivered again (see
+    :func:`_exit_redelivered`); counted apart from :func:`executor_errors`."""
+    found = []
+    for name, log_text in sorted(logs.items()):
+        lines = [_ANSI.sub("", line) for line in log_text.splitlines()]
+        for line_no, text in tracebacks(log_text):
+            if _exit_redelivered(lines, line_no, text):
+                found.append({"log": name, "line": line_no, "traceback": text})
+    return found
+
+
 def executor_errors(logs: Mapping[str, str]) -> list[dict[str, Any]]:
-    """Tracebacks that mention the executor's package, from each named log's text."""
-    return [
-        {"log": name, "line": line_no, "traceback": text}
-        for name, log_text in sorted(logs.items())
-        for line_no, text in tracebacks(log_text)
-        if EXECUTOR_PACKAGE in text
-    ]
+    """Tracebacks that mention the executor's package, from each named log's text, but for exits
+    Python dropped and the executor delivered again (:func:`exit_signals_redelivered`)."""
+    found = []
+    for name, log_text in sorted(logs.items()):
+        lines = [_ANSI.sub("", line) for line in log_text.splitlines()]
+        for line_no, text in tracebacks(log_text):
+            if EXECUTOR_PACKAGE in text and not _exit_redelivered(lines, line_no, text):
+                found.append({"log": name, "line": line_no, "traceback": text})
+    return found
 
 
 # --- tries Airflow reset or failed on the executor's word ----------------------------------------
@@ -835,6 +877,7 @@ def figures(raw: Mapping[str, Any], tasks: int) -> tuple[dict[str, Any], dict[st
         "orphan_jobs": orphan_jobs(jobs, tries, runs, logged),
         "scheduler_crashes": scheduler_crashes(raw.get("exits", [])),
         "executor_errors": executor_errors(raw.get("scheduler_logs", {})),
+        "exit_signals_redelivered": exit_signals_redelivered(raw.get("scheduler_logs", {})),
         "reset_executions": reset_executions(runs, raw.get("scheduler_logs", {})),
         "reset_between_phases": reset_between_phases(runs, raw.get("scheduler_logs", {})),
         "failed_by_executor": failed,

@@ -59,6 +59,7 @@ def render(seeds: Mapping[str, Mapping[str, Any]]) -> str:
     row("failed, retries exhausted", "-", lambda f: str(f.get("failed_retries_exhausted", "-")))
     row("  reset between phases", "-", lambda f: str(f.get("reset_between_phases", "-")))
     row("  failed by executor, explained", "-", lambda f: str(f.get("failed_by_executor_explained", "-")))
+    row("exit signals delivered again", "-", lambda f: str(f.get("exit_signals_redelivered", "-")))
     row("successes not reported (moved on)", "-", lambda f: str(f.get("success_not_reported", "-")))
     row("unrecorded jobs, accounted for", "-", lambda f: str(f.get("unrecorded_accounted", "-")))
     row("run state / seconds", "-", lambda f: f"{f.get('run_state')} / {f.get('run_s')}")

@@ -870,3 +870,44 @@ def test_a_lane_starts_at_its_share_of_the_stagger_after_the_run_started() -> No
     assert 49 < wait_left({"dag_run": run}, 1, 2, 300.0) <= 50
     assert wait_left({"dag_run": run}, 1, 4, 300.0) == 0.0  # due 75 s after the start: passed
     assert wait_left({}, 1, 2, 300.0) == 0.0
+
+
+# A SIGTERM whose SystemExit Python dropped (raised inside a weakref callback), as a scheduler log
+# shows it, then the executor's guard delivering the signal again.
+DROPPED_EXIT = """\
+2026-12-07T06:46:11.055135Z [info     ] Exiting gracefully upon receiving signal 15
+Exception ignored in: <function _collection_gced at 0x7ff487917060>
+Traceback (most recent call last):
+  File "/x/sqlalchemy/event/registry.py", line 104, in _collection_gced
+    def _collection_gced(ref: weakref.ref[Any]) -> None:
+\x20\x20\x20\x20
+  File "/x/airflow_aws_batch/exit_signals.py", line 54, in handler
+    previous(number, frame)
+  File "/x/airflow/jobs/scheduler_job_runner.py", line 520, in _exit_gracefully
+    sys.exit(os.EX_OK)
+SystemExit: 0
+2026-12-07T06:46:11.314188Z [warning  ] Signal SIGTERM did not stop the scheduler (Python drops an \
+exception raised while a weakref callback runs); delivering it again [airflow_aws_batch.exit_signals]
+2026-12-07T06:46:12.553137Z [info     ] Exited execute loop
+"""
+
+
+def test_an_exit_python_dropped_and_the_executor_delivered_again_is_no_executor_error() -> None:
+    logs = {"scheduler-2.log": DROPPED_EXIT}
+    assert count.executor_errors(logs) == []
+    [found] = count.exit_signals_redelivered(logs)
+    assert found["line"] == 3 and found["traceback"].endswith("SystemExit: 0")
+
+
+def test_a_dropped_exit_not_delivered_again_before_a_restart_is_an_executor_error() -> None:
+    before, _, after = DROPPED_EXIT.partition("2026-12-07T06:46:11.314188Z")
+    restarted = (
+        before
+        + "\n=== devstack: starting python -m airflow scheduler\n"
+        + "2026-12-07T06:46:11.314188Z"
+        + after
+    )
+    assert len(count.executor_errors({"scheduler.log": restarted})) == 1
+    assert count.exit_signals_redelivered({"scheduler.log": restarted}) == []
+    other = DROPPED_EXIT.replace("SystemExit: 0", "ValueError: x")
+    assert len(count.executor_errors({"scheduler.log": other})) == 1
