@@ -36,19 +36,7 @@ def localbatch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBatchS
 def subscribe(localbatch: LocalBatchServer) -> str:
     """A queue and a rule sending it the job state changes of QUEUE, as ``render --status-events``
     makes them; the queue's URL."""
-    sqs, events = localbatch.client("sqs"), localbatch.client("events")
-    name = f"airflow-events-{uuid.uuid4().hex[:8]}"
-    url: str = sqs.create_queue(QueueName=name)["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    job_queue_arn = localbatch.batch.describe_job_queues(jobQueues=[QUEUE])["jobQueues"][0]["jobQueueArn"]
-    pattern = {
-        "source": ["aws.batch"],
-        "detail-type": ["Batch Job State Change"],
-        "detail": {"jobQueue": [job_queue_arn]},
-    }
-    events.put_rule(Name=name, EventPattern=json.dumps(pattern))
-    events.put_targets(Rule=name, Targets=[{"Id": "scheduler", "Arn": queue_arn}])
-    return url
+    return localbatch.subscribe_status_events(f"airflow-events-{uuid.uuid4().hex[:8]}", QUEUE)
 
 
 def describes(localbatch: LocalBatchServer) -> int:
